@@ -1,0 +1,99 @@
+#include "node_runner.hpp"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <cstring>
+#include <iostream>
+
+#include "services/log.hpp"
+#include "transport/nats_transporter.hpp"
+
+namespace steedos::app {
+
+namespace {
+
+void print_usage(const char* program) {
+  std::cout << "Usage: " << program << " [--config FILE]\n"
+            << "  --config FILE  configuration file (default: $MOLECULER_CONFIG, else "
+               "./moleculer.config.json)\n"
+            << "Environment: TRANSPORTER, NAMESPACE, NODEID, PORT, LOGLEVEL override the file.\n";
+}
+
+spdlog::level::level_enum log_level(const std::string& name) {
+  if (name == "trace") return spdlog::level::trace;
+  if (name == "debug") return spdlog::level::debug;
+  if (name == "warn") return spdlog::level::warn;
+  if (name == "error") return spdlog::level::err;
+  if (name == "fatal") return spdlog::level::critical;
+  return spdlog::level::info;
+}
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("node");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %n: %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %n: %v");
+  spdlog::set_level(log_level(level));
+  spdlog::flush_on(spdlog::level::info);
+}
+
+}  // namespace
+
+int run_node(int argc, char** argv,
+             const std::function<void(services::Broker&, const services::Config&)>& add_services) {
+  std::string config_path;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
+      print_usage(argv[0]);
+      return 0;
+    } else {
+      std::cerr << "unknown argument: " << argv[i] << "\n";
+      print_usage(argv[0]);
+      return 1;
+    }
+  }
+
+  services::Config config;
+  try {
+    config = services::load_config(config_path, services::read_environment());
+  } catch (const services::ConfigError& e) {
+    std::cerr << "configuration error: " << e.what() << "\n";
+    return 1;
+  }
+  setup_logging(config.broker.log_level);
+  auto log = services::component_logger("broker");
+
+  asio::io_context loop(1);
+  transport::NatsOptions nats;
+  nats.url = config.broker.transporter;
+  nats.name = config.broker.node_id;
+  services::Broker broker(loop, config.broker,
+                          std::make_unique<transport::NatsTransporter>(loop, nats));
+  add_services(broker, config);
+
+  int exit_code = 0;
+  asio::signal_set signals(loop, SIGINT, SIGTERM);
+  broker.start([&](std::optional<std::string> error) {
+    if (error) {
+      log->critical("cannot start: {}", *error);
+      exit_code = 1;
+      signals.cancel();
+      loop.stop();
+    }
+  });
+  signals.async_wait([&](const std::error_code& ec, int signal) {
+    if (ec) return;
+    log->info("signal {} received; stopping", signal);
+    broker.stop([&] { loop.stop(); });
+  });
+  loop.run();
+  spdlog::shutdown();
+  return exit_code;
+}
+
+}  // namespace steedos::app

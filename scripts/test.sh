@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The one test command: setup, build, unit tests (ctest/doctest), interop tests (node --test).
+# Ends with exactly one line `N passed, N failed` (test cases of all suites that were asked for)
+# and exits non-zero when a case failed or a suite could not run (a suite that did not run
+# counts as one failure). Logs: build/test-logs/*.log.
+#
+# Usage: scripts/test.sh [--unit | --interop]
+#   No nats-server is started here: every interop test starts its own on a free port.
+#   STEEDOS_INTEROP_TIMEOUT (seconds, default 1800) bounds the whole interop run.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$(pwd)
+
+run_unit=1
+run_interop=1
+for arg in "$@"; do
+  case "$arg" in
+    --unit) run_interop=0 ;;
+    --interop) run_unit=0 ;;
+    -h | --help)
+      echo "usage: scripts/test.sh [--unit | --interop]"
+      exit 0
+      ;;
+    *)
+      echo "test: unknown argument: $arg" >&2
+      exit 2
+      ;;
+  esac
+done
+if [ "$run_unit" -eq 0 ] && [ "$run_interop" -eq 0 ]; then
+  run_unit=1
+  run_interop=1
+fi
+
+build_dir=${BUILD_DIR:-build}
+export STEEDOS_BUILD_DIR="$root/$build_dir"
+logs="$STEEDOS_BUILD_DIR/test-logs"
+mkdir -p "$logs"
+
+passed=0
+failed=0
+notes=()
+
+# Strips ANSI colour codes so the summary lines can be matched whatever the runner printed.
+plain() { sed -e 's/\x1b\[[0-9;]*[A-Za-z]//g' "$1"; }
+
+# Sums the doctest summaries ("[doctest] test cases: 3 | 2 passed | 1 failed | 0 skipped"; under
+# `ctest -V` each line carries a "1: " prefix). Prints "PASSED FAILED", or nothing if none was found.
+doctest_counts() {
+  plain "$1" | awk '
+    /\[doctest\] test cases:/ {
+      n = split($0, part, "|")
+      for (i = 2; i <= n; i++) {
+        if (part[i] ~ /passed/) { gsub(/[^0-9]/, "", part[i]); p += part[i] }
+        if (part[i] ~ /failed/) { gsub(/[^0-9]/, "", part[i]); f += part[i] }
+      }
+      found = 1
+    }
+    END { if (found) print p + 0, f + 0 }'
+}
+
+# ctest's own summary ("100% tests passed, 0 tests failed out of 3"), a fallback when a test binary
+# printed no doctest summary. Prints "PASSED FAILED" or nothing.
+ctest_counts() {
+  plain "$1" | awk '
+    /tests passed, [0-9]+ tests? failed out of [0-9]+/ {
+      for (i = 1; i <= NF; i++) { if ($i == "failed") f = $(i - 2); if ($i == "of") t = $(i + 1) }
+      found = 1
+    }
+    END { if (found) print t - f, f }'
+}
+
+# node --test closing lines: TAP "# pass N" / "# fail N", or the spec reporter's "ℹ pass N".
+# Prints "PASSED FAILED" or nothing.
+node_counts() {
+  plain "$1" | awk '
+    /^(# |ℹ )pass [0-9]+$/ { p = $NF; fp = 1 }
+    /^(# |ℹ )fail [0-9]+$/ { f = $NF; ff = 1 }
+    /^(# |ℹ )cancelled [0-9]+$/ { c = $NF }
+    END { if (fp && ff) print p + 0, f + c }'
+}
+
+# add_counts SUITE "PASSED FAILED" EXIT_CODE
+add_counts() {
+  local suite=$1 counts=$2 rc=$3 p f
+  if [ -z "$counts" ]; then
+    echo "test: $suite: no result line found (exit $rc), counted as 1 failure"
+    notes+=("$suite: no results (exit $rc)")
+    failed=$((failed + 1))
+    return
+  fi
+  read -r p f <<<"$counts"
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    echo "test: $suite: exited $rc with no failed case, counted as 1 failure"
+    f=1
+  fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  notes+=("$suite: $p passed, $f failed")
+}
+
+# run_step NAME COMMAND...: runs with output shown and saved to $logs/NAME.log; returns its exit code.
+run_step() {
+  local name=$1
+  shift
+  echo "==> $name: $*"
+  "$@" 2>&1 | tee "$logs/$name.log"
+  return "${PIPESTATUS[0]}"
+}
+
+summary() {
+  echo
+  echo "==> summary (logs in $logs)"
+  local n
+  for n in "${notes[@]}"; do echo "  $n"; done
+  echo "$passed passed, $failed failed"
+  if [ "$failed" -eq 0 ]; then exit 0; else exit 1; fi
+}
+
+# A suite that cannot run because setup or build failed counts as one failure each.
+fail_suites() {
+  local why=$1
+  [ "$run_unit" -eq 1 ] && notes+=("unit: not run ($why)") && failed=$((failed + 1))
+  [ "$run_interop" -eq 1 ] && notes+=("interop: not run ($why)") && failed=$((failed + 1))
+  summary
+}
+
+setup_args=()
+[ "$run_interop" -eq 0 ] && setup_args+=(--no-npm)
+run_step setup bash scripts/setup.sh "${setup_args[@]}" || fail_suites "setup failed"
+run_step build bash scripts/build.sh || fail_suites "build failed"
+
+if [ "$run_unit" -eq 1 ]; then
+  rc=0
+  # -V (instead of --output-on-failure, which would print a failing test's output a second time
+  # and double its counts) so that doctest's summary line is shown and counted for passing runs too.
+  run_step unit ctest --test-dir "$build_dir" --no-tests=error -V || rc=$?
+  counts=$(doctest_counts "$logs/unit.log")
+  [ -n "$counts" ] || counts=$(ctest_counts "$logs/unit.log")
+  add_counts unit "$counts" "$rc"
+fi
+
+if [ "$run_interop" -eq 1 ]; then
+  if [ -z "$(find tests/interop -name node_modules -prune -o -name '*.test.js' -print 2>/dev/null | head -n 1)" ]; then
+    echo "test: interop: no *.test.js files under tests/interop"
+    notes+=("interop: no test files")
+  else
+    rc=0
+    interop_cmd=(node --test --test-concurrency=1 tests/interop/)
+    # Without a terminal (CI) bound the run: on expiry timeout(1) signals its whole process group,
+    # so nats-servers a hung test started go too. Interactively, leave Ctrl-C working instead
+    # (timeout(1) moves the command out of the terminal's foreground process group).
+    if ! [ -t 0 ]; then
+      interop_cmd=(timeout --kill-after=30 "${STEEDOS_INTEROP_TIMEOUT:-1800}" "${interop_cmd[@]}")
+    fi
+    run_step interop "${interop_cmd[@]}" || rc=$?
+    add_counts interop "$(node_counts "$logs/interop.log")" "$rc"
+  fi
+fi
+
+summary

@@ -1,0 +1,98 @@
+#pragma once
+// Node configuration (spec: gateway-contract.md §8): moleculer.config.json with Moleculer broker
+// option names, overridden by environment variables. Parsing is separate from use: the broker
+// and the gateway take plain structs.
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "protocol/json.hpp"
+
+namespace steedos::services {
+
+struct BrokerSettings {
+  std::string moleculer_namespace;  // "namespace"
+  std::string node_id;              // "nodeID"; empty in the file -> "<hostname>-<pid>"
+  std::string transporter = "nats://127.0.0.1:4222";  // "transporter"
+  bool transporter_configured = false;         // false when neither file nor TRANSPORTER set one
+  std::string serializer = "JSON";             // only JSON is supported
+  std::string protocol_version = "4";          // "protocolVersion": "4" (0.14) or "5" (0.15)
+  int request_timeout_ms = 0;                  // "requestTimeout", 0 = none
+  double heartbeat_interval_s = 10;            // "heartbeatInterval"
+  double heartbeat_timeout_s = 30;             // "heartbeatTimeout"
+  double clean_offline_nodes_timeout_s = 600;  // "cleanOfflineNodesTimeout"
+  bool disable_balancer = false;               // "disableBalancer"
+  bool prefer_local = true;                    // "registry.preferLocal"
+  size_t max_queue_size = 50000;               // "transit.maxQueueSize": pending outgoing requests
+  std::string log_level = "info";              // "logLevel": trace|debug|info|warn|error|fatal
+  Json metadata = Json::object();              // "metadata"
+};
+
+struct GatewaySettings {
+  std::string host = "0.0.0.0";
+  int port = 5100;
+  std::string path = "/socket.io/";
+  int ping_interval_ms = 25000;
+  int ping_timeout_ms = 20000;
+  int connect_timeout_ms = 45000;
+  size_t max_http_buffer_size = 1000000;
+  std::optional<std::vector<std::string>> cors_origins;  // nullopt: reflect any Origin
+  size_t max_rooms_per_socket = 1000;
+  bool anonymous_rooms = false;
+  std::vector<std::string> individual_room_parts = {"me", "notification-change"};
+  std::vector<std::string> metadata_types = {"apps", "objects", "object_listviews",
+                                             "object_actions", "object_fields"};
+};
+
+struct AuthSettings {
+  std::string action = "@steedos/service-accounts.getUserSession";
+  int timeout_ms = 5000;
+  int cache_ttl_s = 60;
+};
+
+struct Config {
+  BrokerSettings broker;
+  GatewaySettings gateway;
+  AuthSettings auth;
+  std::string service_name = "socket";  // "serviceName"
+  std::string source;                   // the file it was read from, for the log
+};
+
+/// Invalid configuration: `key` names the offending key ("gateway.port", "TRANSPORTER", ...).
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(std::string key, const std::string& reason)
+      : std::runtime_error(key + ": " + reason), key_(std::move(key)) {}
+  const std::string& key() const noexcept { return key_; }
+
+ private:
+  std::string key_;
+};
+
+using Environment = std::map<std::string, std::string>;
+
+/// The process environment as a map (only the variables this node reads).
+Environment read_environment();
+
+/// Which file to read: `--config FILE` (cli_path), else $MOLECULER_CONFIG, else
+/// ./moleculer.config.json. A missing default file is fine (all defaults): the result is then ""
+/// (no file). A missing named file is a ConfigError (key "--config" or "MOLECULER_CONFIG").
+std::string choose_config_path(const std::string& cli_path, const Environment& env);
+
+/// Parses file text plus environment overrides (TRANSPORTER, NAMESPACE, NODEID, PORT, LOGLEVEL,
+/// PROTOCOL_VERSION; empty values count as unset) into a validated Config. "" means no file (all
+/// defaults). Throws ConfigError naming the key. Unknown keys are ignored; a null value keeps the
+/// default. Invalid JSON is reported with the key "moleculer.config.json".
+Config parse_config(const std::string& file_text, const Environment& env);
+
+/// As above; `source` (the file path) names the file in JSON syntax errors and in Config::source.
+Config parse_config(const std::string& file_text, const Environment& env,
+                    const std::string& source);
+
+/// choose_config_path + read + parse_config. Throws ConfigError.
+Config load_config(const std::string& cli_path, const Environment& env);
+
+}  // namespace steedos::services

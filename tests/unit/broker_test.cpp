@@ -1,0 +1,402 @@
+// The broker over the in-memory bus: several nodes on one io_context, packets asserted on the
+// wire. Real NATS and real JS peers are exercised by tests/interop.
+#include "services/broker.hpp"
+
+#include <doctest/doctest.h>
+
+#include <asio/steady_timer.hpp>
+
+#include "transport/memory_transporter.hpp"
+
+using namespace steedos;
+using namespace steedos::services;
+using transport::MemoryBus;
+using transport::MemoryTransporter;
+
+namespace {
+
+BrokerSettings node_settings(const std::string& id) {
+  BrokerSettings s;
+  s.node_id = id;
+  s.heartbeat_interval_s = 0.2;
+  s.heartbeat_timeout_s = 0.7;
+  return s;
+}
+
+template <typename Predicate>
+bool run_until(asio::io_context& loop, Predicate done, int max_ms = 3000) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_ms);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    loop.restart();
+    loop.run_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+void run_for(asio::io_context& loop, int ms) {
+  loop.restart();
+  loop.run_for(std::chrono::milliseconds(ms));
+}
+
+struct Node {
+  MemoryTransporter* transporter;
+  std::unique_ptr<Broker> broker;
+  Node(MemoryBus& bus, BrokerSettings settings) {
+    auto t = std::make_unique<MemoryTransporter>(bus);
+    transporter = t.get();
+    broker = std::make_unique<Broker>(bus.loop(), std::move(settings), std::move(t));
+  }
+  void start(asio::io_context& loop) {
+    bool started = false;
+    broker->start([&](std::optional<std::string> error) {
+      REQUIRE_FALSE(error.has_value());
+      started = true;
+    });
+    REQUIRE(run_until(loop, [&] { return started; }));
+  }
+};
+
+ServiceSchema math_service(std::vector<std::string>* events = nullptr) {
+  ServiceSchema s;
+  s.name = "math";
+  ActionSchema add;
+  add.raw_name = "add";
+  add.schema = Json{{"params", {{"a", "number"}, {"b", "number"}}}};
+  add.handler = [](ContextPtr ctx, Respond respond) {
+    ctx->meta["seen"] = true;
+    respond(Outcome::success(ctx->params["a"].get<int>() + ctx->params["b"].get<int>()));
+  };
+  s.actions.push_back(add);
+  ActionSchema never;
+  never.raw_name = "never";
+  never.handler = [](ContextPtr, Respond) {};  // never answers
+  s.actions.push_back(never);
+  ActionSchema boom;
+  boom.raw_name = "boom";
+  boom.handler = [](ContextPtr, Respond) { throw std::runtime_error("kaput"); };
+  s.actions.push_back(boom);
+  if (events) {
+    for (const char* pattern : {"user.*", "audit.**"}) {
+      EventSchema e;
+      e.pattern = pattern;
+      e.group = std::string(pattern) == "audit.**" ? "auditors" : "";
+      e.handler = [events, pattern](ContextPtr ctx) {
+        events->push_back(std::string(pattern) + "|" + ctx->name + "|" + ctx->event_type);
+      };
+      s.events.push_back(e);
+    }
+  }
+  return s;
+}
+
+std::vector<Json> packets_on(MemoryBus& bus, const std::string& subject_prefix) {
+  std::vector<Json> packets;
+  for (const auto& [subject, data] : bus.published) {
+    if (subject.rfind(subject_prefix, 0) == 0) packets.push_back(Json::parse(data));
+  }
+  return packets;
+}
+
+}  // namespace
+
+TEST_SUITE("broker") {
+  TEST_CASE("start announces DISCOVER then INFO with $node and the services") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node a(bus, node_settings("a"));
+    a.broker->add_service(math_service());
+    a.start(loop);
+    REQUIRE(bus.published.size() >= 3);
+    auto discovers = packets_on(bus, "MOL.DISCOVER");
+    REQUIRE(discovers.size() == 1);
+    CHECK(discovers[0] == Json{{"ver", "4"}, {"sender", "a"}});
+    auto infos = packets_on(bus, "MOL.INFO");
+    REQUIRE(infos.size() == 1);
+    const Json& info = infos[0];
+    CHECK(info["seq"] == 1);
+    CHECK(info["client"]["type"] == "cpp");
+    CHECK(info["instanceID"] == a.broker->instance_id());
+    REQUIRE(info["services"].size() == 2);
+    CHECK(info["services"][0]["name"] == "$node");
+    CHECK(info["services"][0]["actions"].contains("$node.health"));
+    const Json& math = info["services"][1];
+    CHECK(math["fullName"] == "math");
+    CHECK(math["settings"] == Json::object());
+    CHECK(math["actions"]["math.add"]["rawName"] == "add");
+    CHECK(math["actions"]["math.add"]["params"]["a"] == "number");
+    CHECK(math["events"] == Json::object());
+    CHECK(packets_on(bus, "MOL.HEARTBEAT").size() == 1);  // the first heartbeat comes at once
+  }
+
+  TEST_CASE("two nodes discover each other and call both ways with meta") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node a(bus, node_settings("a")), b(bus, node_settings("b"));
+    b.broker->add_service(math_service());
+    a.start(loop);
+    b.start(loop);
+    REQUIRE(run_until(loop, [&] { return a.broker->registry().find_action("math.add"); }));
+    std::optional<Outcome> result;
+    CallOptions options;
+    options.meta = Json{{"user", "bob"}};
+    a.broker->call("math.add", Json{{"a", 2}, {"b", 3}}, options,
+                   [&](Outcome o) { result = std::move(o); });
+    REQUIRE(run_until(loop, [&] { return result.has_value(); }));
+    CHECK(result->ok);
+    CHECK(result->data == 5);
+    CHECK(result->meta == Json{{"user", "bob"}, {"seen", true}});
+    auto reqs = packets_on(bus, "MOL.REQ.b");
+    REQUIRE(reqs.size() == 1);
+    CHECK(reqs[0]["level"] == 1);
+    CHECK(reqs[0]["requestID"] == reqs[0]["id"]);
+    CHECK(reqs[0]["caller"].is_null());
+    CHECK_FALSE(reqs[0].contains("headers"));  // protocol 4
+  }
+
+  TEST_CASE("unknown actions, thrown handlers and timeouts give typed errors") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node a(bus, node_settings("a")), b(bus, node_settings("b"));
+    b.broker->add_service(math_service());
+    a.start(loop);
+    b.start(loop);
+    REQUIRE(run_until(loop, [&] { return a.broker->registry().find_action("math.add"); }));
+    std::vector<Outcome> results;
+    a.broker->call("math.nothere", Json::object(), {}, [&](Outcome o) { results.push_back(o); });
+    a.broker->call("math.boom", Json::object(), {}, [&](Outcome o) { results.push_back(o); });
+    CallOptions short_timeout;
+    short_timeout.timeout_ms = 100;
+    a.broker->call("math.never", Json::object(), short_timeout,
+                   [&](Outcome o) { results.push_back(o); });
+    REQUIRE(run_until(loop, [&] { return results.size() == 3; }));
+    CHECK(results[0].error.name == "ServiceNotFoundError");
+    CHECK(results[1].error.name == "MoleculerClientError");
+    CHECK(results[1].error.message == "kaput");
+    CHECK(results[1].error.nodeID == "b");
+    CHECK(results[2].error.name == "RequestTimeoutError");
+    CHECK(results[2].error.retryable);
+  }
+
+  TEST_CASE("a REQ for an unknown action is answered with ServiceNotFoundError and the meta") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node b(bus, node_settings("b"));
+    b.start(loop);
+    MemoryTransporter raw(bus);
+    std::vector<std::string> responses;
+    transport::TransporterHandlers handlers;
+    handlers.on_message = [&](const std::string&, std::string_view data) {
+      responses.emplace_back(data);
+    };
+    raw.connect(handlers);
+    raw.subscribe("MOL.RES.js");
+    raw.publish("MOL.REQ.b",
+                R"({"id":"r1","action":"x.y","params":{},"meta":{"k":1},"ver":"4","sender":"js"})");
+    REQUIRE(run_until(loop, [&] { return !responses.empty(); }));
+    Json res = Json::parse(responses[0]);
+    CHECK(res["id"] == "r1");
+    CHECK(res["success"] == false);
+    CHECK(res["meta"] == Json{{"k", 1}});
+    CHECK(res["error"]["name"] == "ServiceNotFoundError");
+    CHECK(res["error"]["retryable"] == true);
+    CHECK(res["error"]["data"] == Json{{"action", "x.y"}, {"nodeID", "b"}});
+    // Garbage on the wire is dropped and counted, never fatal.
+    raw.publish("MOL.REQ.b", "{oops");
+    raw.publish("MOL.REQ.b", R"({"ver":"4","sender":"js"})");
+    run_for(loop, 20);
+    CHECK(b.broker->counters().invalid_packets == 2);
+  }
+
+  TEST_CASE("emit is balanced per group, broadcast reaches every node") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    std::vector<std::string> events_b, events_c;
+    Node a(bus, node_settings("a")), b(bus, node_settings("b")), c(bus, node_settings("c"));
+    b.broker->add_service(math_service(&events_b));
+    c.broker->add_service(math_service(&events_c));
+    a.start(loop);
+    b.start(loop);
+    c.start(loop);
+    REQUIRE(run_until(loop, [&] {
+      return a.broker->registry().find_action("math.add") &&
+             a.broker->registry().find_action("math.add")->endpoints.size() == 2;
+    }));
+    for (int i = 0; i < 4; ++i) a.broker->emit("user.created", Json{{"i", i}});
+    REQUIRE(run_until(loop, [&] { return events_b.size() + events_c.size() == 4; }));
+    CHECK(events_b.size() == 2);  // round robin inside group "math"
+    CHECK(events_c.size() == 2);
+    CHECK(events_b[0] == "user.*|user.created|emit");
+    events_b.clear();
+    events_c.clear();
+    a.broker->emit("audit.a.b", Json::object());
+    REQUIRE(run_until(loop, [&] { return events_b.size() + events_c.size() == 1; }));
+    events_b.clear();
+    events_c.clear();
+    a.broker->broadcast("user.removed", Json::object());
+    REQUIRE(run_until(loop, [&] { return events_b.size() + events_c.size() == 2; }));
+    CHECK(events_b == std::vector<std::string>{"user.*|user.removed|broadcast"});
+    auto broadcast_packets = packets_on(bus, "MOL.EVENT.");
+    CHECK(broadcast_packets.back()["broadcast"] == true);
+    CHECK_FALSE(broadcast_packets.back().contains("groups"));
+    // Nobody subscribes: nothing is sent.
+    auto before = bus.published.size();
+    a.broker->emit("nobody.listens", Json::object());
+    run_for(loop, 20);
+    for (size_t i = before; i < bus.published.size(); ++i) {
+      CHECK(bus.published[i].first.find("EVENT") == std::string::npos);
+    }
+  }
+
+  TEST_CASE("a node that stops heartbeating expires and its pending calls are rejected") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node a(bus, node_settings("a")), b(bus, node_settings("b"));
+    b.broker->add_service(math_service());
+    a.start(loop);
+    b.start(loop);
+    REQUIRE(run_until(loop, [&] { return a.broker->registry().find_action("math.add"); }));
+    std::optional<Outcome> result;
+    a.broker->call("math.never", Json::object(), {}, [&](Outcome o) { result = o; });
+    b.transporter->simulate_disconnect();
+    REQUIRE(run_until(
+        loop, [&] { return result.has_value(); }, 4000));
+    CHECK(result->error.name == "RequestRejectedError");
+    CHECK_FALSE(a.broker->registry().find_node("b")->available);
+    CHECK(a.broker->registry().find_action("math.add") == nullptr);
+    // b comes back: its heartbeat makes a DISCOVER it, and it is available again.
+    b.transporter->simulate_reconnect();
+    REQUIRE(run_until(
+        loop, [&] { return a.broker->registry().find_node("b")->available; }, 4000));
+    REQUIRE(run_until(loop, [&] { return a.broker->registry().find_action("math.add"); }));
+  }
+
+  TEST_CASE("stop sends INFO without services, then DISCONNECT, and no heartbeat after") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node a(bus, node_settings("a")), b(bus, node_settings("b"));
+    a.start(loop);
+    b.start(loop);
+    REQUIRE(run_until(loop, [&] { return a.broker->registry().find_node("b"); }));
+    bool stopped = false;
+    b.broker->stop([&] { stopped = true; });
+    REQUIRE(run_until(loop, [&] { return stopped; }));
+    std::vector<std::string> tail;
+    for (const auto& [subject, data] : bus.published) {
+      if (Json::parse(data)["sender"] == "b") tail.push_back(subject);
+    }
+    REQUIRE(tail.size() >= 2);
+    CHECK(tail[tail.size() - 1] == "MOL.DISCONNECT");
+    CHECK(tail[tail.size() - 2] == "MOL.INFO");
+    CHECK(packets_on(bus, "MOL.INFO").back()["services"] == Json::array());
+    REQUIRE(run_until(loop, [&] { return !a.broker->registry().find_node("b")->available; }));
+    run_for(loop, 400);
+    CHECK(tail.size() == [&] {
+      size_t n = 0;
+      for (const auto& [subject, data] : bus.published) n += Json::parse(data)["sender"] == "b";
+      return n;
+    }());
+  }
+
+  TEST_CASE("a second node with a live nodeID refuses to start") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node a(bus, node_settings("same"));
+    a.start(loop);
+    Node twin(bus, node_settings("same"));
+    std::optional<std::string> error;
+    bool done = false;
+    twin.broker->start([&](std::optional<std::string> e) {
+      error = e;
+      done = true;
+    });
+    REQUIRE(run_until(loop, [&] { return done; }));
+    REQUIRE(error.has_value());
+    CHECK(error->find("'same'") != std::string::npos);
+    CHECK(a.broker->started());
+  }
+
+  TEST_CASE("services added after start raise seq and are announced") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node a(bus, node_settings("a")), b(bus, node_settings("b"));
+    a.start(loop);
+    b.start(loop);
+    b.broker->add_service(math_service());
+    REQUIRE(run_until(loop, [&] { return a.broker->registry().find_action("math.add"); }));
+    CHECK(a.broker->registry().find_node("b")->seq == 2);
+    b.broker->remove_service("math");
+    REQUIRE(run_until(loop, [&] { return !a.broker->registry().find_action("math.add"); }));
+  }
+
+  TEST_CASE("nested calls propagate level, requestID, parentID, caller and meta") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node a(bus, node_settings("a")), b(bus, node_settings("b"));
+    b.broker->add_service(math_service());
+    ServiceSchema front;
+    front.name = "front";
+    Broker* broker_a = a.broker.get();
+    ActionSchema relay;
+    relay.raw_name = "relay";
+    relay.handler = [broker_a](ContextPtr ctx, Respond respond) {
+      CallOptions options;
+      options.parent = ctx;
+      broker_a->call("math.add", Json{{"a", 1}, {"b", 1}}, options,
+                     [respond](Outcome o) { respond(o); });
+    };
+    front.actions.push_back(relay);
+    a.broker->add_service(front);
+    a.start(loop);
+    b.start(loop);
+    REQUIRE(run_until(loop, [&] { return a.broker->registry().find_action("math.add"); }));
+    std::optional<Outcome> result;
+    CallOptions options;
+    options.meta = Json{{"user", "u1"}};
+    a.broker->call("front.relay", Json::object(), options, [&](Outcome o) { result = o; });
+    REQUIRE(run_until(loop, [&] { return result.has_value(); }));
+    CHECK(result->data == 2);
+    CHECK(result->meta["seen"] == true);  // meta changes travel back up the chain
+    auto reqs = packets_on(bus, "MOL.REQ.b");
+    REQUIRE(reqs.size() == 1);
+    CHECK(reqs[0]["level"] == 2);
+    CHECK(reqs[0]["caller"] == "front");
+    CHECK(reqs[0]["meta"]["user"] == "u1");
+    CHECK(reqs[0]["parentID"].is_string());
+    CHECK(reqs[0]["requestID"] == reqs[0]["parentID"]);
+  }
+
+  TEST_CASE("protocol 5 sends headers and ignores protocol 4 peers") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    auto s5 = node_settings("v5");
+    s5.protocol_version = "5";
+    Node a(bus, s5), old(bus, node_settings("old"));
+    old.start(loop);
+    a.start(loop);
+    run_for(loop, 300);
+    CHECK(a.broker->registry().find_node("old") == nullptr);
+    CHECK(a.broker->counters().version_mismatches > 0);
+  }
+
+  TEST_CASE("disableBalancer holds REQB/EVENTB queue subscriptions and routes through them") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    auto sa = node_settings("a"), sb = node_settings("b");
+    sa.disable_balancer = sb.disable_balancer = true;
+    std::vector<std::string> events_b;
+    Node a(bus, sa), b(bus, sb);
+    b.broker->add_service(math_service(&events_b));
+    a.start(loop);
+    b.start(loop);
+    REQUIRE(run_until(loop, [&] { return a.broker->registry().find_action("math.add"); }));
+    std::optional<Outcome> result;
+    a.broker->call("math.add", Json{{"a", 40}, {"b", 2}}, {}, [&](Outcome o) { result = o; });
+    REQUIRE(run_until(loop, [&] { return result.has_value(); }));
+    CHECK(result->data == 42);
+    CHECK(packets_on(bus, "MOL.REQB.math.add").size() == 1);
+    a.broker->emit("user.created", Json::object());
+    REQUIRE(run_until(loop, [&] { return events_b.size() == 1; }));
+    CHECK(packets_on(bus, "MOL.EVENTB.math.user.created").size() == 1);
+  }
+}

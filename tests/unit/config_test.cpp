@@ -1,0 +1,628 @@
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "services/config.hpp"
+#include "services/system_info.hpp"
+
+using steedos::Json;
+using steedos::services::Config;
+using steedos::services::ConfigError;
+using steedos::services::Environment;
+using steedos::services::parse_config;
+
+namespace {
+
+Config parse(const std::string& text, const Environment& env = {}) {
+  return parse_config(text, env);
+}
+
+/// The key of the ConfigError `text` + `env` raise ("" when none is raised).
+std::string error_key(const std::string& text, const Environment& env = {}) {
+  try {
+    parse_config(text, env);
+  } catch (const ConfigError& e) {
+    return e.key();
+  }
+  return "";
+}
+
+std::string error_message(const std::string& text, const Environment& env = {}) {
+  try {
+    parse_config(text, env);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+/// The repository root, from this file's path (tests/unit/config_test.cpp).
+std::string repo_root() {
+#ifdef STEEDOS_SOURCE_DIR
+  return STEEDOS_SOURCE_DIR;
+#else
+  std::string file = __FILE__;
+  const std::string tail = "tests/unit/config_test.cpp";
+  if (file.size() >= tail.size() &&
+      file.compare(file.size() - tail.size(), tail.size(), tail) == 0) {
+    file.erase(file.size() - tail.size());
+  }
+  return file.empty() ? "." : file;
+#endif
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char pattern[] = "/tmp/steedos-config-test-XXXXXX";
+    const char* made = ::mkdtemp(pattern);
+    REQUIRE(made != nullptr);
+    path = made;
+  }
+  ~TempDir() {
+    std::remove((path + "/moleculer.config.json").c_str());
+    std::remove((path + "/other.json").c_str());
+    ::rmdir(path.c_str());
+  }
+  std::string write(const std::string& name, const std::string& text) const {
+    const auto file = path + "/" + name;
+    std::ofstream(file) << text;
+    return file;
+  }
+};
+
+/// Runs `body` with the working directory set to `dir`.
+template <typename F>
+void in_directory(const std::string& dir, F body) {
+  char old[4096];
+  REQUIRE(::getcwd(old, sizeof old) != nullptr);
+  REQUIRE(::chdir(dir.c_str()) == 0);
+  try {
+    body();
+  } catch (...) {
+    CHECK(::chdir(old) == 0);
+    throw;
+  }
+  CHECK(::chdir(old) == 0);
+}
+
+void check_defaults(const Config& c) {
+  const auto& b = c.broker;
+  CHECK(b.moleculer_namespace == "");
+  CHECK(b.transporter == "nats://127.0.0.1:4222");
+  CHECK_FALSE(b.transporter_configured);
+  CHECK(b.serializer == "JSON");
+  CHECK(b.protocol_version == "4");
+  CHECK(b.request_timeout_ms == 0);
+  CHECK(b.heartbeat_interval_s == 10);
+  CHECK(b.heartbeat_timeout_s == 30);
+  CHECK(b.clean_offline_nodes_timeout_s == 600);
+  CHECK_FALSE(b.disable_balancer);
+  CHECK(b.prefer_local);
+  CHECK(b.max_queue_size == 50000);
+  CHECK(b.log_level == "info");
+  CHECK(b.metadata == Json::object());
+  const auto& g = c.gateway;
+  CHECK(g.host == "0.0.0.0");
+  CHECK(g.port == 5100);
+  CHECK(g.path == "/socket.io/");
+  CHECK(g.ping_interval_ms == 25000);
+  CHECK(g.ping_timeout_ms == 20000);
+  CHECK(g.connect_timeout_ms == 45000);
+  CHECK(g.max_http_buffer_size == 1000000);
+  CHECK_FALSE(g.cors_origins.has_value());
+  CHECK(g.max_rooms_per_socket == 1000);
+  CHECK_FALSE(g.anonymous_rooms);
+  CHECK(g.individual_room_parts == std::vector<std::string>{"me", "notification-change"});
+  CHECK(g.metadata_types == std::vector<std::string>{"apps", "objects", "object_listviews",
+                                                     "object_actions", "object_fields"});
+  CHECK(c.auth.action == "@steedos/service-accounts.getUserSession");
+  CHECK(c.auth.timeout_ms == 5000);
+  CHECK(c.auth.cache_ttl_s == 60);
+  CHECK(c.service_name == "socket");
+}
+
+}  // namespace
+
+TEST_SUITE("config") {
+  TEST_CASE("no file and no environment gives the defaults") {
+    const auto c = parse("");
+    check_defaults(c);
+    CHECK(c.source == "");
+  }
+
+  TEST_CASE("an empty object gives the defaults") {
+    check_defaults(parse("{}"));
+  }
+
+  TEST_CASE("the committed moleculer.config.json parses to the defaults") {
+    const auto path = repo_root() + "/moleculer.config.json";
+    const auto text = read_text(path);
+    REQUIRE_FALSE(text.empty());
+    const auto c = parse_config(text, {}, path);
+    check_defaults(c);
+    CHECK(c.source == path);
+    // Every key the parser reads is listed.
+    const auto j = Json::parse(text);
+    for (const char* key :
+         {"namespace", "nodeID", "transporter", "serializer", "protocolVersion", "requestTimeout",
+          "heartbeatInterval", "heartbeatTimeout", "cleanOfflineNodesTimeout", "disableBalancer",
+          "logLevel", "metadata", "registry", "transit", "serviceName", "gateway", "auth"}) {
+      CHECK_MESSAGE(j.contains(key), key);
+    }
+    CHECK(j["registry"].contains("preferLocal"));
+    CHECK(j["transit"].contains("maxQueueSize"));
+    for (const char* key : {"host", "port", "path", "pingInterval", "pingTimeout", "connectTimeout",
+                            "maxHttpBufferSize", "corsOrigins", "maxRoomsPerSocket",
+                            "anonymousRooms", "individualRoomParts", "metadataTypes"}) {
+      CHECK_MESSAGE(j["gateway"].contains(key), key);
+    }
+    for (const char* key : {"action", "timeout", "cacheTtl"}) {
+      CHECK_MESSAGE(j["auth"].contains(key), key);
+    }
+  }
+
+  TEST_CASE("default nodeID is <lower-case hostname>-<pid>") {
+    std::string host = steedos::services::host_name();
+    for (auto& ch : host) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    const auto expected = host + "-" + std::to_string(::getpid());
+    CHECK(parse("").broker.node_id == expected);
+    CHECK(parse(R"({"nodeID": null})").broker.node_id == expected);
+    CHECK(parse(R"({"nodeID": ""})").broker.node_id == expected);
+    CHECK(parse(R"({"nodeID": "gw-1"})").broker.node_id == "gw-1");
+  }
+
+  TEST_CASE("file values override the defaults") {
+    const auto c = parse(R"({
+      "namespace": "prod", "nodeID": "gw-1", "transporter": "nats://nats:4222",
+      "serializer": "JSON", "protocolVersion": "5", "requestTimeout": 7000,
+      "heartbeatInterval": 5, "heartbeatTimeout": 15.5, "cleanOfflineNodesTimeout": 0,
+      "disableBalancer": true, "logLevel": "debug", "metadata": {"region": "eu"},
+      "registry": {"preferLocal": false}, "transit": {"maxQueueSize": 10},
+      "serviceName": "socket2",
+      "gateway": {"host": "127.0.0.1", "port": 8080, "path": "/ws", "pingInterval": 1000,
+                  "pingTimeout": 2000, "connectTimeout": 0, "maxHttpBufferSize": 42,
+                  "corsOrigins": ["https://a.example", "https://b.example"],
+                  "maxRoomsPerSocket": 7, "anonymousRooms": true,
+                  "individualRoomParts": ["me"], "metadataTypes": []},
+      "auth": {"action": "users.session", "timeout": 100, "cacheTtl": 0},
+      "unknownKey": {"ignored": true}
+    })");
+    const auto& b = c.broker;
+    CHECK(b.moleculer_namespace == "prod");
+    CHECK(b.node_id == "gw-1");
+    CHECK(b.transporter == "nats://nats:4222");
+    CHECK(b.transporter_configured);
+    CHECK(b.protocol_version == "5");
+    CHECK(b.request_timeout_ms == 7000);
+    CHECK(b.heartbeat_interval_s == 5);
+    CHECK(b.heartbeat_timeout_s == 15.5);
+    CHECK(b.clean_offline_nodes_timeout_s == 0);
+    CHECK(b.disable_balancer);
+    CHECK(b.log_level == "debug");
+    CHECK(b.metadata == Json{{"region", "eu"}});
+    CHECK_FALSE(b.prefer_local);
+    CHECK(b.max_queue_size == 10);
+    CHECK(c.service_name == "socket2");
+    const auto& g = c.gateway;
+    CHECK(g.host == "127.0.0.1");
+    CHECK(g.port == 8080);
+    CHECK(g.path == "/ws/");  // normalised to end with '/'
+    CHECK(g.ping_interval_ms == 1000);
+    CHECK(g.ping_timeout_ms == 2000);
+    CHECK(g.connect_timeout_ms == 0);
+    CHECK(g.max_http_buffer_size == 42);
+    REQUIRE(g.cors_origins.has_value());
+    CHECK(*g.cors_origins == std::vector<std::string>{"https://a.example", "https://b.example"});
+    CHECK(g.max_rooms_per_socket == 7);
+    CHECK(g.anonymous_rooms);
+    CHECK(g.individual_room_parts == std::vector<std::string>{"me"});
+    CHECK(g.metadata_types.empty());
+    CHECK(c.auth.action == "users.session");
+    CHECK(c.auth.timeout_ms == 100);
+    CHECK(c.auth.cache_ttl_s == 0);
+    CHECK(c.source == "moleculer.config.json");
+  }
+
+  TEST_CASE("partial sections keep the other defaults") {
+    const auto c = parse(R"({"gateway": {"port": 6000}, "auth": {"timeout": 1},
+                             "registry": {}, "transit": null})");
+    CHECK(c.gateway.port == 6000);
+    CHECK(c.gateway.host == "0.0.0.0");
+    CHECK(c.gateway.path == "/socket.io/");
+    CHECK(c.gateway.ping_interval_ms == 25000);
+    CHECK(c.gateway.metadata_types.size() == 5);
+    CHECK(c.auth.timeout_ms == 1);
+    CHECK(c.auth.action == "@steedos/service-accounts.getUserSession");
+    CHECK(c.auth.cache_ttl_s == 60);
+    CHECK(c.broker.prefer_local);
+    CHECK(c.broker.max_queue_size == 50000);
+    CHECK(c.broker.heartbeat_interval_s == 10);
+  }
+
+  TEST_CASE("null values keep the defaults; corsOrigins null means any origin") {
+    const auto c = parse(R"({"namespace": null, "gateway": {"port": null, "corsOrigins": null},
+                             "logLevel": null, "metadata": null})");
+    CHECK(c.gateway.port == 5100);
+    CHECK_FALSE(c.gateway.cors_origins.has_value());
+    CHECK(c.broker.log_level == "info");
+    CHECK(c.broker.metadata == Json::object());
+    CHECK(parse(R"({"gateway": {"corsOrigins": []}})").gateway.cors_origins->empty());
+  }
+
+  TEST_CASE("environment overrides") {
+    const std::string file = R"({"transporter": "nats://file:4222", "namespace": "file",
+                                 "nodeID": "file-node", "logLevel": "warn",
+                                 "protocolVersion": "4", "gateway": {"port": 1234}})";
+    SUBCASE("TRANSPORTER") {
+      const auto c = parse(file, {{"TRANSPORTER", "nats://env:4222"}});
+      CHECK(c.broker.transporter == "nats://env:4222");
+      CHECK(c.broker.transporter_configured);
+      const auto d = parse("", {{"TRANSPORTER", "nats://env:4222"}});
+      CHECK(d.broker.transporter == "nats://env:4222");
+      CHECK(d.broker.transporter_configured);
+      CHECK(parse("", {{"TRANSPORTER", "NATS"}}).broker.transporter == "nats://127.0.0.1:4222");
+      CHECK(parse("", {{"TRANSPORTER", "NATS"}}).broker.transporter_configured);
+    }
+    SUBCASE("NAMESPACE") {
+      CHECK(parse(file, {{"NAMESPACE", "env"}}).broker.moleculer_namespace == "env");
+    }
+    SUBCASE("NODEID") {
+      CHECK(parse(file, {{"NODEID", "env-node"}}).broker.node_id == "env-node");
+    }
+    SUBCASE("PORT") {
+      CHECK(parse(file, {{"PORT", "8081"}}).gateway.port == 8081);
+      CHECK(parse("", {{"PORT", "0"}}).gateway.port == 0);
+      CHECK(parse("", {{"PORT", "65535"}}).gateway.port == 65535);
+    }
+    SUBCASE("LOGLEVEL") {
+      CHECK(parse(file, {{"LOGLEVEL", "trace"}}).broker.log_level == "trace");
+      CHECK(parse(file, {{"LOGLEVEL", "ERROR"}}).broker.log_level == "error");
+    }
+    SUBCASE("PROTOCOL_VERSION") {
+      CHECK(parse(file, {{"PROTOCOL_VERSION", "5"}}).broker.protocol_version == "5");
+    }
+    SUBCASE("empty variables count as unset") {
+      const auto c = parse(file, {{"TRANSPORTER", ""},
+                                  {"NAMESPACE", ""},
+                                  {"NODEID", ""},
+                                  {"PORT", ""},
+                                  {"LOGLEVEL", ""},
+                                  {"PROTOCOL_VERSION", ""}});
+      CHECK(c.broker.transporter == "nats://file:4222");
+      CHECK(c.broker.moleculer_namespace == "file");
+      CHECK(c.broker.node_id == "file-node");
+      CHECK(c.gateway.port == 1234);
+      CHECK(c.broker.log_level == "warn");
+      CHECK(c.broker.protocol_version == "4");
+    }
+    SUBCASE("without overrides the file wins") {
+      const auto c = parse(file, {{"UNRELATED", "x"}});
+      CHECK(c.broker.transporter == "nats://file:4222");
+      CHECK(c.broker.moleculer_namespace == "file");
+      CHECK(c.broker.node_id == "file-node");
+      CHECK(c.gateway.port == 1234);
+      CHECK(c.broker.log_level == "warn");
+    }
+  }
+
+  TEST_CASE("invalid environment values name the variable") {
+    CHECK(error_key("", {{"PORT", "abc"}}) == "PORT");
+    CHECK(error_key("", {{"PORT", "70000"}}) == "PORT");
+    CHECK(error_key("", {{"PORT", "-1"}}) == "PORT");
+    CHECK(error_key("", {{"PORT", "80x"}}) == "PORT");
+    CHECK(error_message("", {{"PORT", "abc"}}).rfind("PORT: ", 0) == 0);
+    CHECK(error_key("", {{"LOGLEVEL", "warning"}}) == "LOGLEVEL");
+    CHECK(error_key("", {{"TRANSPORTER", "redis://localhost:6379"}}) == "TRANSPORTER");
+    CHECK(error_key("", {{"PROTOCOL_VERSION", "3"}}) == "PROTOCOL_VERSION");
+  }
+
+  TEST_CASE("transporter forms") {
+    SUBCASE("absent or null: default URL, not configured") {
+      for (const char* text : {"{}", R"({"transporter": null})", R"({"transporter": ""})"}) {
+        const auto c = parse(text);
+        CHECK(c.broker.transporter == "nats://127.0.0.1:4222");
+        CHECK_FALSE(c.broker.transporter_configured);
+      }
+    }
+    SUBCASE("URL string") {
+      const auto c = parse(R"({"transporter": "nats://nats.local:4223"})");
+      CHECK(c.broker.transporter == "nats://nats.local:4223");
+      CHECK(c.broker.transporter_configured);
+    }
+    SUBCASE("comma-separated URL list") {
+      CHECK(parse(R"({"transporter": "nats://a:4222, nats://b:4222"})").broker.transporter ==
+            "nats://a:4222,nats://b:4222");
+    }
+    SUBCASE("URL with credentials") {
+      CHECK(parse(R"({"transporter": "nats://u:p@a:4222"})").broker.transporter ==
+            "nats://u:p@a:4222");
+    }
+    SUBCASE("bare NATS / nats") {
+      for (const char* text : {R"({"transporter": "NATS"})", R"({"transporter": "nats"})"}) {
+        const auto c = parse(text);
+        CHECK(c.broker.transporter == "nats://127.0.0.1:4222");
+        CHECK(c.broker.transporter_configured);
+      }
+    }
+    SUBCASE("object with options.url") {
+      const auto c =
+          parse(R"({"transporter": {"type": "NATS", "options": {"url": "nats://x:4222"}}})");
+      CHECK(c.broker.transporter == "nats://x:4222");
+      CHECK(c.broker.transporter_configured);
+    }
+    SUBCASE("object with options.servers") {
+      CHECK(parse(R"({"transporter": {"type": "NATS",
+                      "options": {"servers": ["nats://a:1", "b:2"]}}})")
+                .broker.transporter == "nats://a:1,nats://b:2");
+      CHECK(parse(R"({"transporter": {"type": "nats", "options": {"servers": "c:3"}}})")
+                .broker.transporter == "nats://c:3");
+    }
+    SUBCASE("object: url wins over servers") {
+      CHECK(parse(R"({"transporter": {"options": {"url": "nats://u:1",
+                      "servers": ["nats://s:2"]}}})")
+                .broker.transporter == "nats://u:1");
+    }
+    SUBCASE("object without options or type") {
+      for (const char* text : {R"({"transporter": {"type": "NATS"}})", R"({"transporter": {}})"}) {
+        const auto c = parse(text);
+        CHECK(c.broker.transporter == "nats://127.0.0.1:4222");
+        CHECK(c.broker.transporter_configured);
+      }
+    }
+    SUBCASE("object with a URL string as options") {
+      CHECK(parse(R"({"transporter": {"type": "NATS", "options": "nats://o:4222"}})")
+                .broker.transporter == "nats://o:4222");
+    }
+    SUBCASE("object with user/pass and token") {
+      CHECK(parse(R"({"transporter": {"options": {"url": "nats://a:1,nats://b:2",
+                      "user": "u", "pass": "p"}}})")
+                .broker.transporter == "nats://u:p@a:1,nats://u:p@b:2");
+      CHECK(parse(R"({"transporter": {"options": {"url": "nats://a:1", "token": "t"}}})")
+                .broker.transporter == "nats://t@a:1");
+    }
+    SUBCASE("other transporters are refused naming transporter") {
+      for (const char* text :
+           {R"({"transporter": "Redis"})", R"({"transporter": "redis://localhost:6379"})",
+            R"({"transporter": "TCP"})", R"({"transporter": "mqtt://m:1883"})",
+            R"({"transporter": "amqp://r"})", R"({"transporter": "kafka://k:9092"})",
+            R"({"transporter": {"type": "Redis", "options": {}}})",
+            R"({"transporter": {"type": "TCP"}})", R"({"transporter": "something"})"}) {
+        CAPTURE(text);
+        CHECK(error_key(text) == "transporter");
+        CHECK(error_message(text).find("only NATS is supported") != std::string::npos);
+      }
+    }
+    SUBCASE("wrong types") {
+      CHECK(error_key(R"({"transporter": 4222})") == "transporter");
+      CHECK(error_key(R"({"transporter": ["nats://a:1"]})") == "transporter");
+      CHECK(error_key(R"({"transporter": {"type": 1}})") == "transporter.type");
+      CHECK(error_key(R"({"transporter": {"options": 1}})") == "transporter.options");
+      CHECK(error_key(R"({"transporter": {"options": {"url": 1}}})") == "transporter.options.url");
+      CHECK(error_key(R"({"transporter": {"options": {"servers": [1]}}})") ==
+            "transporter.options.servers");
+      CHECK(error_key(R"({"transporter": "nats://a:1,redis://b"})") == "transporter");
+    }
+    SUBCASE("credentials are not echoed in errors") {
+      const auto message = error_message(R"({"transporter": "redis://user:secret@r:6379"})");
+      CHECK(message.find("secret") == std::string::npos);
+    }
+  }
+
+  TEST_CASE("serializer") {
+    CHECK(parse(R"({"serializer": "JSON"})").broker.serializer == "JSON");
+    CHECK(error_key(R"({"serializer": "MsgPack"})") == "serializer");
+    CHECK(error_key(R"({"serializer": 1})") == "serializer");
+  }
+
+  TEST_CASE("protocolVersion accepts \"4\"/\"5\" and the numbers 4/5") {
+    CHECK(parse(R"({"protocolVersion": "5"})").broker.protocol_version == "5");
+    CHECK(parse(R"({"protocolVersion": 5})").broker.protocol_version == "5");
+    CHECK(parse(R"({"protocolVersion": 4})").broker.protocol_version == "4");
+    CHECK(error_key(R"({"protocolVersion": "3"})") == "protocolVersion");
+    CHECK(error_key(R"({"protocolVersion": 6})") == "protocolVersion");
+    CHECK(error_key(R"({"protocolVersion": 4.5})") == "protocolVersion");
+    CHECK(error_key(R"({"protocolVersion": true})") == "protocolVersion");
+  }
+
+  TEST_CASE("logLevel") {
+    for (const char* level : {"trace", "debug", "info", "warn", "error", "fatal"}) {
+      CHECK(parse(std::string(R"({"logLevel": ")") + level + "\"}").broker.log_level == level);
+    }
+    CHECK(error_key(R"({"logLevel": "warning"})") == "logLevel");
+    CHECK(error_key(R"({"logLevel": 3})") == "logLevel");
+  }
+
+  TEST_CASE("gateway.port range; 0 is accepted (ephemeral port)") {
+    CHECK(parse(R"({"gateway": {"port": 0}})").gateway.port == 0);
+    CHECK(parse(R"({"gateway": {"port": 65535}})").gateway.port == 65535);
+    CHECK(error_key(R"({"gateway": {"port": 65536}})") == "gateway.port");
+    CHECK(error_key(R"({"gateway": {"port": -1}})") == "gateway.port");
+    CHECK(error_key(R"({"gateway": {"port": "5100"}})") == "gateway.port");
+    CHECK(error_key(R"({"gateway": {"port": 51.5}})") == "gateway.port");
+    CHECK(error_message(R"({"gateway": {"port": "x"}})") ==
+          "gateway.port: must be an integer between 0 and 65535");
+  }
+
+  TEST_CASE("gateway.path") {
+    CHECK(parse(R"({"gateway": {"path": "/"}})").gateway.path == "/");
+    CHECK(parse(R"({"gateway": {"path": "/io/"}})").gateway.path == "/io/");
+    CHECK(parse(R"({"gateway": {"path": "/a/b"}})").gateway.path == "/a/b/");
+    CHECK(error_key(R"({"gateway": {"path": "socket.io"}})") == "gateway.path");
+    CHECK(error_key(R"({"gateway": {"path": ""}})") == "gateway.path");
+    CHECK(error_key(R"({"gateway": {"path": 1}})") == "gateway.path");
+  }
+
+  TEST_CASE("each validation error names its dotted key") {
+    const std::pair<const char*, const char*> cases[] = {
+        {R"({"namespace": 1})", "namespace"},
+        {R"({"nodeID": 1})", "nodeID"},
+        {R"({"requestTimeout": -1})", "requestTimeout"},
+        {R"({"requestTimeout": "5s"})", "requestTimeout"},
+        {R"({"heartbeatInterval": 0})", "heartbeatInterval"},
+        {R"({"heartbeatInterval": "5"})", "heartbeatInterval"},
+        {R"({"heartbeatTimeout": -3})", "heartbeatTimeout"},
+        {R"({"heartbeatInterval": 10, "heartbeatTimeout": 10})", "heartbeatTimeout"},
+        {R"({"heartbeatInterval": 40})", "heartbeatTimeout"},
+        {R"({"cleanOfflineNodesTimeout": -1})", "cleanOfflineNodesTimeout"},
+        {R"({"disableBalancer": "yes"})", "disableBalancer"},
+        {R"({"metadata": []})", "metadata"},
+        {R"({"registry": true})", "registry"},
+        {R"({"registry": {"preferLocal": 1}})", "registry.preferLocal"},
+        {R"({"transit": {"maxQueueSize": 0}})", "transit.maxQueueSize"},
+        {R"({"transit": {"maxQueueSize": "1"}})", "transit.maxQueueSize"},
+        {R"({"serviceName": ""})", "serviceName"},
+        {R"({"serviceName": 5})", "serviceName"},
+        {R"({"gateway": []})", "gateway"},
+        {R"({"gateway": {"host": ""}})", "gateway.host"},
+        {R"({"gateway": {"pingInterval": 0}})", "gateway.pingInterval"},
+        {R"({"gateway": {"pingTimeout": -5}})", "gateway.pingTimeout"},
+        {R"({"gateway": {"connectTimeout": -1}})", "gateway.connectTimeout"},
+        {R"({"gateway": {"maxHttpBufferSize": 0}})", "gateway.maxHttpBufferSize"},
+        {R"({"gateway": {"corsOrigins": "*"}})", "gateway.corsOrigins"},
+        {R"({"gateway": {"corsOrigins": [1]}})", "gateway.corsOrigins"},
+        {R"({"gateway": {"maxRoomsPerSocket": 0}})", "gateway.maxRoomsPerSocket"},
+        {R"({"gateway": {"anonymousRooms": 0}})", "gateway.anonymousRooms"},
+        {R"({"gateway": {"individualRoomParts": "me"}})", "gateway.individualRoomParts"},
+        {R"({"gateway": {"individualRoomParts": [""]}})", "gateway.individualRoomParts"},
+        {R"({"gateway": {"metadataTypes": [null]}})", "gateway.metadataTypes"},
+        {R"({"auth": 1})", "auth"},
+        {R"({"auth": {"action": ""}})", "auth.action"},
+        {R"({"auth": {"timeout": -1}})", "auth.timeout"},
+        {R"({"auth": {"cacheTtl": "60"}})", "auth.cacheTtl"},
+    };
+    for (const auto& entry : cases) {
+      const char* text = entry.first;
+      const char* key = entry.second;
+      CAPTURE(text);
+      CHECK(error_key(text) == key);
+      CHECK(error_message(text).rfind(std::string(key) + ": ", 0) == 0);
+    }
+  }
+
+  TEST_CASE("integral floats are accepted as integers") {
+    CHECK(parse(R"({"gateway": {"port": 8080.0}})").gateway.port == 8080);
+  }
+
+  TEST_CASE("invalid JSON names the file") {
+    const std::string bad = "{\n  \"gateway\": {\n    \"port\": 5100,\n  }\n}";
+    CHECK(error_key(bad) == "moleculer.config.json");
+    const auto message = error_message(bad);
+    CHECK(message.rfind("moleculer.config.json: invalid JSON at line 4", 0) == 0);
+    try {
+      parse_config(bad, {}, "/etc/steedos/socket.json");
+      FAIL("no error");
+    } catch (const ConfigError& e) {
+      CHECK(e.key() == "/etc/steedos/socket.json");
+    }
+    CHECK(error_key("[1, 2]") == "moleculer.config.json");
+    CHECK(error_key("null") == "moleculer.config.json");
+    CHECK(error_key("// comment\n{}") == "moleculer.config.json");
+  }
+
+  TEST_CASE("choose_config_path and load_config") {
+    using steedos::services::choose_config_path;
+    using steedos::services::load_config;
+    TempDir dir;
+    const auto other = dir.write("other.json", R"({"gateway": {"port": 7000}})");
+
+    SUBCASE("--config wins over MOLECULER_CONFIG") {
+      CHECK(choose_config_path(other, {{"MOLECULER_CONFIG", "/nonexistent.json"}}) == other);
+      const auto c = load_config(other, {});
+      CHECK(c.gateway.port == 7000);
+      CHECK(c.source == other);
+    }
+    SUBCASE("MOLECULER_CONFIG") {
+      CHECK(choose_config_path("", {{"MOLECULER_CONFIG", other}}) == other);
+      CHECK(load_config("", {{"MOLECULER_CONFIG", other}}).gateway.port == 7000);
+    }
+    SUBCASE("a named file that does not exist is an error") {
+      try {
+        choose_config_path(dir.path + "/missing.json", {});
+        FAIL("no error");
+      } catch (const ConfigError& e) {
+        CHECK(e.key() == "--config");
+      }
+      try {
+        load_config("", {{"MOLECULER_CONFIG", dir.path + "/missing.json"}});
+        FAIL("no error");
+      } catch (const ConfigError& e) {
+        CHECK(e.key() == "MOLECULER_CONFIG");
+      }
+    }
+    SUBCASE("a missing default file means the defaults") {
+      in_directory(dir.path, [] {
+        CHECK(choose_config_path("", {}) == "");
+        const auto c = load_config("", {{"PORT", "9000"}});
+        CHECK(c.gateway.port == 9000);
+        CHECK(c.source == "");
+      });
+    }
+    SUBCASE("the default file in the working directory is read") {
+      dir.write("moleculer.config.json", R"({"namespace": "cwd"})");
+      in_directory(dir.path, [] {
+        CHECK(choose_config_path("", {}) == "./moleculer.config.json");
+        const auto c = load_config("", {});
+        CHECK(c.broker.moleculer_namespace == "cwd");
+        CHECK(c.source == "./moleculer.config.json");
+      });
+    }
+    SUBCASE("a broken file names its path") {
+      const auto broken = dir.write("other.json", "{ nope");
+      try {
+        load_config(broken, {});
+        FAIL("no error");
+      } catch (const ConfigError& e) {
+        CHECK(e.key() == broken);
+        CHECK(std::string(e.what()).find("invalid JSON") != std::string::npos);
+      }
+    }
+    SUBCASE("an empty file is invalid") {
+      const auto empty = dir.write("other.json", "");
+      try {
+        load_config(empty, {});
+        FAIL("no error");
+      } catch (const ConfigError& e) {
+        CHECK(e.key() == empty);
+      }
+    }
+    SUBCASE("a directory is not a config file") {
+      try {
+        load_config(dir.path, {});
+        FAIL("no error");
+      } catch (const ConfigError& e) {
+        CHECK(e.key() == dir.path);
+      }
+    }
+  }
+
+  TEST_CASE("read_environment reads the node's variables") {
+    const char* previous = std::getenv("LOGLEVEL");
+    const std::string saved = previous ? previous : "";
+    ::setenv("LOGLEVEL", "debug", 1);
+    ::setenv("STEEDOS_UNRELATED_TEST_VAR", "x", 1);
+    const auto env = steedos::services::read_environment();
+    if (previous) {
+      ::setenv("LOGLEVEL", saved.c_str(), 1);
+    } else {
+      ::unsetenv("LOGLEVEL");
+    }
+    ::unsetenv("STEEDOS_UNRELATED_TEST_VAR");
+    REQUIRE(env.count("LOGLEVEL") == 1);
+    CHECK(env.at("LOGLEVEL") == "debug");
+    CHECK(env.count("STEEDOS_UNRELATED_TEST_VAR") == 0);
+  }
+}

@@ -1,0 +1,355 @@
+#include "transport/nats_transporter.hpp"
+
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+extern char** environ;
+
+using steedos::transport::NatsOptions;
+using steedos::transport::NatsTransporter;
+using steedos::transport::TransporterHandlers;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string nats_server_binary() {
+  const char* env = std::getenv("NATS_SERVER_BIN");
+  return env != nullptr && *env != '\0' ? env : "/usr/sbin/nats-server";
+}
+
+bool have_nats_server() {
+  return ::access(nats_server_binary().c_str(), X_OK) == 0;
+}
+
+/// A loopback port nobody listens on right now.
+unsigned short free_port() {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io,
+                                   asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return acceptor.local_endpoint().port();
+}
+
+bool accepts_tcp(unsigned short port) {
+  asio::io_context io;
+  asio::ip::tcp::socket socket(io);
+  asio::error_code ec;
+  socket.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+  return !ec;
+}
+
+/// A nats-server child process on 127.0.0.1:port, stopped by PID.
+class NatsServer {
+ public:
+  explicit NatsServer(unsigned short port, std::string config_file = {})
+      : port_(port), config_(std::move(config_file)) {
+    start();
+  }
+  ~NatsServer() { kill(); }
+  NatsServer(const NatsServer&) = delete;
+  NatsServer& operator=(const NatsServer&) = delete;
+
+  void start() {
+    const std::string bin = nats_server_binary();
+    const std::string port = std::to_string(port_);
+    std::vector<std::string> args{bin, "-a", "127.0.0.1", "-p", port};
+    if (!config_.empty()) {
+      args.push_back("-c");
+      args.push_back(config_);
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    const int rc = posix_spawn(&pid_, bin.c_str(), &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    REQUIRE_MESSAGE(rc == 0, "posix_spawn nats-server failed: ", rc);
+
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (!accepts_tcp(port_)) {
+      REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, "nats-server did not start");
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+
+  /// SIGKILL: the clients see the TCP connection drop, as on a crash.
+  void kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+
+  std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  unsigned short port_;
+  std::string config_;
+  pid_t pid_ = -1;
+};
+
+/// Runs `loop` on this thread until `pred` holds or `timeout` passes.
+template <typename Pred>
+bool run_until(asio::io_context& loop, Pred pred, std::chrono::milliseconds timeout = 3000ms) {
+  if (loop.stopped()) loop.restart();  // run()/poll() out of work leave it stopped
+  auto guard = asio::make_work_guard(loop);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred() && std::chrono::steady_clock::now() < deadline) loop.run_for(10ms);
+  return pred();
+}
+
+struct Received {
+  std::string subject;
+  std::string data;
+  std::thread::id thread;
+};
+
+/// A transporter that records its callbacks.
+struct Peer {
+  Peer(asio::io_context& loop, const std::string& url, int reconnect_wait_ms = 100)
+      : transporter(std::make_unique<NatsTransporter>(loop, options(url, reconnect_wait_ms))) {}
+
+  static NatsOptions options(const std::string& url, int reconnect_wait_ms) {
+    NatsOptions o;
+    o.url = url;
+    o.name = "transporter-test";
+    o.connect_timeout_ms = 500;
+    o.reconnect_wait_ms = reconnect_wait_ms;
+    return o;
+  }
+
+  void connect() {
+    TransporterHandlers h;
+    h.on_message = [this](const std::string& subject, std::string_view data) {
+      received.push_back({subject, std::string(data), std::this_thread::get_id()});
+    };
+    h.on_disconnected = [this] { ++disconnects; };
+    h.on_reconnected = [this] { ++reconnects; };
+    h.on_closed = [this] { ++closes; };
+    transporter->connect(std::move(h));
+  }
+
+  std::unique_ptr<NatsTransporter> transporter;
+  std::vector<Received> received;
+  int disconnects = 0;
+  int reconnects = 0;
+  int closes = 0;
+};
+
+#define SKIP_WITHOUT_NATS_SERVER()                                                  \
+  if (!have_nats_server()) {                                                        \
+    MESSAGE("skipped: no nats-server at " << nats_server_binary()                   \
+                                          << " (set NATS_SERVER_BIN to override)"); \
+    return;                                                                         \
+  }
+
+}  // namespace
+
+TEST_SUITE("nats_transporter") {
+  TEST_CASE("connect failure throws a readable error") {
+    asio::io_context loop;
+    const std::string url = "nats://127.0.0.1:" + std::to_string(free_port());
+    Peer peer(loop, url);
+    std::string what;
+    try {
+      peer.connect();
+    } catch (const std::runtime_error& e) {
+      what = e.what();
+    }
+    CHECK(what.find("cannot connect to " + url + ": No server available for connection") == 0);
+    CHECK_FALSE(peer.transporter->connected());
+    CHECK_FALSE(peer.transporter->publish("x", "y"));
+    CHECK(peer.transporter->last_error().find("not connected") != std::string::npos);
+  }
+
+  TEST_CASE("publish/subscribe round trip runs the handler on the loop thread") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(free_port());
+    asio::io_context loop;
+    Peer a(loop, server.url()), b(loop, server.url());
+    a.connect();
+    b.connect();
+    CHECK(a.transporter->connected());
+    a.transporter->subscribe("MOL.INFO.>");
+    a.transporter->subscribe("MOL.INFO.>");  // no-op: one delivery per message
+    a.transporter->subscribe("MOL.PING");
+    a.transporter->flush(1000);
+
+    const std::string binary("bin\0ary\xff", 8);
+    CHECK(b.transporter->publish("MOL.INFO.a", binary));
+    CHECK(b.transporter->publish("MOL.INFO.a", ""));
+    b.transporter->flush(1000);
+    REQUIRE(run_until(loop, [&] { return a.received.size() >= 2; }));
+    CHECK(a.received[0].subject == "MOL.INFO.a");
+    CHECK(a.received[0].data == binary);
+    CHECK(a.received[1].data.empty());
+    CHECK(a.received[0].thread == std::this_thread::get_id());
+
+    // After unsubscribe nothing more arrives on that subject.
+    a.transporter->unsubscribe("MOL.INFO.>");
+    a.transporter->flush(1000);
+    b.transporter->publish("MOL.INFO.a", "dropped");
+    b.transporter->publish("MOL.PING", "marker");
+    b.transporter->flush(1000);
+    REQUIRE(run_until(loop, [&] { return a.received.size() >= 3; }));
+    run_until(
+        loop, [] { return false; }, 100ms);
+    REQUIRE(a.received.size() == 3);
+    CHECK(a.received[2].subject == "MOL.PING");
+    CHECK(b.received.empty());
+  }
+
+  TEST_CASE("a queue subscription delivers each message to one member") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(free_port());
+    asio::io_context loop;
+    Peer m1(loop, server.url()), m2(loop, server.url()), plain(loop, server.url()),
+        sender(loop, server.url());
+    for (Peer* p : {&m1, &m2, &plain, &sender}) p->connect();
+    m1.transporter->subscribe("MOL.REQB.greeter.hello", "greeter.hello");
+    m2.transporter->subscribe("MOL.REQB.greeter.hello", "greeter.hello");
+    plain.transporter->subscribe("MOL.REQB.greeter.hello");
+    for (Peer* p : {&m1, &m2, &plain}) p->transporter->flush(1000);
+
+    constexpr size_t kCount = 20;
+    for (size_t i = 0; i < kCount; ++i) {
+      REQUIRE(sender.transporter->publish("MOL.REQB.greeter.hello", std::to_string(i)));
+    }
+    sender.transporter->flush(1000);
+    REQUIRE(run_until(loop, [&] {
+      return plain.received.size() == kCount && m1.received.size() + m2.received.size() == kCount;
+    }));
+    run_until(
+        loop, [] { return false; }, 100ms);
+    CHECK(m1.received.size() + m2.received.size() == kCount);
+    CHECK(plain.received.size() == kCount);
+    for (size_t i = 0; i < kCount; ++i) CHECK(plain.received[i].data == std::to_string(i));
+  }
+
+  TEST_CASE("publish above max_payload returns false with the reason") {
+    SKIP_WITHOUT_NATS_SERVER();
+    char config_path[] = "/tmp/nats-transporter-test-XXXXXX.conf";
+    const int fd = ::mkstemps(config_path, 5);
+    REQUIRE(fd >= 0);
+    ::close(fd);
+    std::ofstream(config_path) << "max_payload: 1024\n";
+    NatsServer server(free_port(), config_path);
+    ::unlink(config_path);  // nats-server has read it
+
+    asio::io_context loop;
+    Peer a(loop, server.url());
+    a.connect();
+    a.transporter->subscribe("big");
+    a.transporter->flush(1000);
+    CHECK_FALSE(a.transporter->publish("big", std::string(2000, 'x')));
+    CHECK(a.transporter->last_error().find("Maximum Payload") != std::string::npos);
+    CHECK(a.transporter->connected());  // a refused publish does not hurt the connection
+    CHECK(a.transporter->publish("big", std::string(1000, 'y')));
+    a.transporter->flush(1000);
+    REQUIRE(run_until(loop, [&] { return a.received.size() == 1; }));
+    CHECK(a.received[0].data.size() == 1000);
+  }
+
+  TEST_CASE("reconnect: subscriptions survive a server restart") {
+    SKIP_WITHOUT_NATS_SERVER();
+    const unsigned short port = free_port();
+    auto server = std::make_unique<NatsServer>(port);
+    asio::io_context loop;
+    Peer a(loop, server->url(), 100);
+    a.connect();
+    a.transporter->subscribe("MOL.EVENT.a");
+    a.transporter->flush(1000);
+
+    server->kill();
+    REQUIRE(run_until(loop, [&] { return a.disconnects == 1; }));
+    CHECK_FALSE(a.transporter->connected());
+    CHECK(a.transporter->publish("MOL.EVENT.a", "buffered"));  // kept in the reconnect buffer
+
+    server = std::make_unique<NatsServer>(port);
+    REQUIRE(run_until(
+        loop, [&] { return a.reconnects == 1; }, 5000ms));
+    CHECK(a.transporter->connected());
+    CHECK(a.transporter->publish("MOL.EVENT.a", "after"));
+    a.transporter->flush(1000);
+    REQUIRE(run_until(loop, [&] { return a.received.size() == 2; }));
+    CHECK(a.received[0].data == "buffered");
+    CHECK(a.received[1].data == "after");
+    CHECK(a.closes == 0);
+  }
+
+  TEST_CASE("without reconnect a lost connection is closed for good") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(free_port());
+    asio::io_context loop;
+    NatsOptions o = Peer::options(server.url(), 100);
+    o.allow_reconnect = false;
+    Peer a(loop, server.url());
+    a.transporter = std::make_unique<NatsTransporter>(loop, o);
+    a.connect();
+    a.transporter->subscribe("x");
+    a.transporter->flush(1000);
+
+    server.kill();
+    REQUIRE(run_until(loop, [&] { return a.closes == 1; }));
+    CHECK(a.disconnects == 1);
+    CHECK_FALSE(a.transporter->connected());
+    CHECK_FALSE(a.transporter->publish("x", "y"));
+    CHECK(a.transporter->last_error().find("Connection Closed") != std::string::npos);
+    const auto started = std::chrono::steady_clock::now();
+    a.transporter->close();
+    CHECK(std::chrono::steady_clock::now() - started < 1s);
+  }
+
+  TEST_CASE("no handler runs after close or destruction") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(free_port());
+    asio::io_context loop;
+    Peer closed(loop, server.url()), destroyed(loop, server.url()), control(loop, server.url());
+    for (Peer* p : {&closed, &destroyed, &control}) {
+      p->connect();
+      p->transporter->subscribe("x");
+      p->transporter->flush(1000);
+    }
+    control.transporter->publish("x", "queued");
+    control.transporter->flush(1000);
+    std::this_thread::sleep_for(200ms);  // cnats has delivered and posted, the loop has not run
+
+    const auto started = std::chrono::steady_clock::now();
+    closed.transporter->close();
+    closed.transporter->close();  // idempotent
+    CHECK(std::chrono::steady_clock::now() - started < 1s);
+    CHECK_FALSE(closed.transporter->connected());
+    CHECK_FALSE(closed.transporter->publish("x", "y"));
+    CHECK_THROWS_AS(closed.connect(), std::runtime_error);
+    destroyed.transporter.reset();
+
+    REQUIRE(run_until(loop, [&] { return control.received.size() == 1; }));
+    run_until(
+        loop, [] { return false; }, 100ms);
+    CHECK(closed.received.empty());
+    CHECK(closed.disconnects == 0);
+    CHECK(closed.closes == 0);
+    CHECK(destroyed.received.empty());
+  }
+}

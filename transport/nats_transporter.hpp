@@ -1,0 +1,53 @@
+#pragma once
+// Transporter over cnats (the NATS C client). cnats delivers on its own threads; every callback
+// is posted into the given io_context, so broker state is only touched by the Asio loop.
+//
+// Threading: call the member functions from one thread (normally the loop's). The io_context
+// must outlive the transporter. close() (also run by the destructor) blocks briefly until cnats
+// has finished with its callbacks; after it returns no handler runs, not even one already posted.
+#include <asio/io_context.hpp>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "transport/transporter.hpp"
+
+namespace steedos::transport {
+
+struct NatsOptions {
+  /// One or more server URLs, comma separated: "nats://127.0.0.1:4222".
+  std::string url = "nats://127.0.0.1:4222";
+  std::string name = "steedos-socket";
+  int connect_timeout_ms = 2000;
+  /// -1 = reconnect forever (a gateway should outlive NATS restarts).
+  int max_reconnect = -1;
+  int reconnect_wait_ms = 500;
+  /// Bytes buffered while reconnecting; above it publish() fails instead of growing.
+  int reconnect_buffer_bytes = 8 * 1024 * 1024;
+  /// false = a lost connection is closed for good (on_closed) instead of retried.
+  bool allow_reconnect = true;
+};
+
+class NatsTransporter final : public Transporter {
+ public:
+  NatsTransporter(asio::io_context& loop, NatsOptions options);
+  ~NatsTransporter() override;
+
+  void connect(TransporterHandlers handlers) override;
+  void subscribe(const std::string& subject, const std::string& queue = {}) override;
+  void unsubscribe(const std::string& subject, const std::string& queue = {}) override;
+  bool publish(const std::string& subject, std::string_view data) override;
+  void flush(int timeout_ms) override;
+  void close() override;
+  bool connected() const override;
+  std::string last_error() const override;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace steedos::transport

@@ -1,0 +1,43 @@
+#pragma once
+// What the broker needs from a message bus: subjects and bytes, nothing of Moleculer semantics
+// (spec: moleculer-node.md §1.5). Every callback runs on the owner's executor (the Asio loop),
+// never on a library thread.
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace steedos::transport {
+
+struct TransporterHandlers {
+  /// One message received on a subscribed subject.
+  std::function<void(const std::string& subject, std::string_view data)> on_message;
+  /// The connection was lost; the library is trying to reconnect.
+  std::function<void()> on_disconnected;
+  /// The connection is back and subscriptions are active again.
+  std::function<void()> on_reconnected;
+  /// The connection is closed for good (reconnect attempts exhausted or close()).
+  std::function<void()> on_closed;
+};
+
+class Transporter {
+ public:
+  virtual ~Transporter() = default;
+
+  /// Connects; throws std::runtime_error with a readable reason on failure.
+  virtual void connect(TransporterHandlers handlers) = 0;
+  /// Subscribes `subject`; with a non-empty `queue` as a member of that NATS queue group.
+  /// Subscribing the same (subject, queue) twice is a no-op.
+  virtual void subscribe(const std::string& subject, const std::string& queue = {}) = 0;
+  virtual void unsubscribe(const std::string& subject, const std::string& queue = {}) = 0;
+  /// Publishes bytes; returns false (and the reason in last_error()) when the bus refused them,
+  /// e.g. above the server's max_payload or while disconnected with a full reconnect buffer.
+  virtual bool publish(const std::string& subject, std::string_view data) = 0;
+  /// Waits until everything published so far reached the server (bounded by timeout_ms).
+  virtual void flush(int timeout_ms) = 0;
+  /// Closes the connection; no callback runs after close() returns.
+  virtual void close() = 0;
+  virtual bool connected() const = 0;
+  virtual std::string last_error() const = 0;
+};
+
+}  // namespace steedos::transport
