@@ -83,6 +83,7 @@ function jsTarget(nats) {
 }
 
 async function main() {
+	process.env.STEEDOS_FIXTURE_BENCH = "1"; // the fixture then adds its `cppbench` counter service
 	const nats = await h.startNats();
 	const cpp = await h.startCppNode({
 		nats,

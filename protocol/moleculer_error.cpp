@@ -132,6 +132,10 @@ MoleculerError client_error(const std::string& message, int code, const std::str
   return error;
 }
 
+MoleculerError internal_error(const std::string& message) {
+  return make("MoleculerError", 500, "INTERNAL_ERROR", false, message, nullptr);
+}
+
 MoleculerError server_error(const std::string& message, const std::string& type, Json data) {
   MoleculerError error = make("MoleculerServerError", 500, "", true, message, std::move(data));
   error.type = type;

@@ -50,6 +50,8 @@ MoleculerError broker_disconnected();
 MoleculerError validation(const std::string& message, Json data);
 MoleculerError client_error(const std::string& message, int code, const std::string& type,
                             Json data = nullptr);
+/// A handler failure that is not the caller's fault (a C++ exception): MoleculerError, 500.
+MoleculerError internal_error(const std::string& message);
 MoleculerError server_error(const std::string& message, const std::string& type = "",
                             Json data = nullptr);
 }  // namespace errors

@@ -630,7 +630,7 @@ void Broker::run_local_action(const std::string& action, ContextPtr ctx, Respond
     once(Outcome::failure(e.error()));
   } catch (const std::exception& e) {
     component_logger("broker")->warn("action '{}' threw: {}", action, e.what());
-    once(Outcome::failure(errors::client_error(e.what(), 500, "INTERNAL_ERROR")));
+    once(Outcome::failure(errors::internal_error(e.what())));
   }
 }
 

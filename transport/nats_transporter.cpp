@@ -257,6 +257,9 @@ void NatsTransporter::connect(TransporterHandlers handlers) {
        natsOptions_SetReconnectBufSize(raw_options, o.reconnect_buffer_bytes));
   // One library delivery thread for all subscriptions keeps the arrival order across subjects
   // (as nats.js does), not only per subscription, and avoids a thread per subscription.
+  // cnats buffers publishes for its flusher thread, which costs about 1 ms per hop; a reply or
+  // an event should leave at once (measured: 1.0 ms -> 0.1 ms p50 per JS->C++ round trip).
+  step("send asap", natsOptions_SetSendAsap(raw_options, true));
   step("global message delivery", natsOptions_UseGlobalMessageDelivery(raw_options, true));
   step("disconnected callback",
        natsOptions_SetDisconnectedCB(raw_options, &Impl::on_disconnected, &im));

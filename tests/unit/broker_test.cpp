@@ -171,7 +171,8 @@ TEST_SUITE("broker") {
                    [&](Outcome o) { results.push_back(o); });
     REQUIRE(run_until(loop, [&] { return results.size() == 3; }));
     CHECK(results[0].error.name == "ServiceNotFoundError");
-    CHECK(results[1].error.name == "MoleculerClientError");
+    CHECK(results[1].error.name == "MoleculerError");
+    CHECK(results[1].error.code == 500);
     CHECK(results[1].error.message == "kaput");
     CHECK(results[1].error.nodeID == "b");
     CHECK(results[2].error.name == "RequestTimeoutError");

@@ -1,0 +1,668 @@
+"use strict";
+// Helpers shared by the interop tests: a real nats-server, the C++ nodes (interop-node fixture and
+// the steedos-socket product binary), real moleculer 0.14 / 0.15 brokers, a raw NATS sniffer and
+// the moleculer-repl command handlers. Every spawned process is tracked and killed by PID when the
+// test process exits, whatever happened.
+
+const fs = require("fs");
+const net = require("net");
+const os = require("os");
+const path = require("path");
+const { spawn } = require("child_process");
+
+const REPO_ROOT = path.resolve(__dirname, "..", "..", "..");
+const INTEROP_DIR = path.resolve(__dirname, "..");
+const BUILD_DIR = process.env.STEEDOS_BUILD_DIR
+	? path.resolve(process.env.STEEDOS_BUILD_DIR)
+	: path.join(REPO_ROOT, "build");
+const NATS_SERVER = process.env.NATS_SERVER_BIN || "/usr/sbin/nats-server";
+const VERBOSE = !!process.env.INTEROP_VERBOSE;
+
+/** Protocol matrix: every core scenario runs once per entry. */
+const VERSIONS = [
+	{ version: "0.14", protocol: "4" },
+	{ version: "0.15", protocol: "5" }
+];
+
+// ---------------------------------------------------------------------------------------------
+// Process bookkeeping
+
+const children = new Set(); // ChildProcess objects still running
+const tempDirs = new Set();
+
+function killAllChildren() {
+	for (const child of children) {
+		try {
+			// A SIGSTOPped process ignores SIGTERM until continued; SIGKILL always works.
+			process.kill(child.pid, "SIGCONT");
+		} catch (_) {
+			/* already gone */
+		}
+		try {
+			process.kill(child.pid, "SIGKILL");
+		} catch (_) {
+			/* already gone */
+		}
+	}
+	children.clear();
+	for (const dir of tempDirs) {
+		try {
+			fs.rmSync(dir, { recursive: true, force: true });
+		} catch (_) {
+			/* ignore */
+		}
+	}
+	tempDirs.clear();
+}
+
+process.on("exit", killAllChildren);
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+	process.once(sig, () => {
+		killAllChildren();
+		process.exit(128 + (os.constants.signals[sig] || 0));
+	});
+}
+
+function track(child) {
+	children.add(child);
+	child.once("exit", () => children.delete(child));
+	return child;
+}
+
+function makeTempDir(prefix) {
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+	tempDirs.add(dir);
+	return dir;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small utilities
+
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
+
+let idCounter = 0;
+/** A nodeID unique across test files running on the same machine. */
+function uniqueId(prefix) {
+	idCounter += 1;
+	return `${prefix}-${process.pid}-${idCounter}-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+/**
+ * Polls `predicate` (sync or async) until it returns a truthy value, which is returned.
+ * Exceptions from the predicate count as "not yet". Rejects after `ms` with the last error.
+ */
+async function waitFor(predicate, ms = 5000, { interval = 50, what = "condition" } = {}) {
+	const deadline = Date.now() + ms;
+	let lastError = null;
+	for (;;) {
+		try {
+			const value = await predicate();
+			if (value) return value;
+		} catch (err) {
+			if (err && err.exited) throw err; // the awaited process died: no point waiting
+			lastError = err;
+		}
+		if (Date.now() >= deadline) {
+			const reason = lastError ? `; last error: ${lastError.message}` : "";
+			throw new Error(`waitFor timed out after ${ms} ms: ${what}${reason}`);
+		}
+		await sleep(interval);
+	}
+}
+
+/** Resolves `p`, or rejects after `ms` so a stuck promise cannot hang the suite. */
+function withTimeout(p, ms, what = "operation") {
+	let timer;
+	return Promise.race([
+		p,
+		new Promise((_, reject) => {
+			timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
+		})
+	]).finally(() => clearTimeout(timer));
+}
+
+/** Calls `fn` and returns the error it rejects with; fails when it resolves. */
+async function rejectionOf(promiseOrFn) {
+	const p = typeof promiseOrFn === "function" ? promiseOrFn() : promiseOrFn;
+	try {
+		const value = await p;
+		throw Object.assign(new Error(`expected a rejection, got ${JSON.stringify(value)}`), {
+			notRejected: true
+		});
+	} catch (err) {
+		if (err && err.notRejected) throw err;
+		return err;
+	}
+}
+
+/** `count` distinct free loopback ports (all held open together while choosing them). */
+async function freePorts(count) {
+	const servers = [];
+	try {
+		for (let i = 0; i < count; i++) {
+			servers.push(
+				await new Promise((resolve, reject) => {
+					const srv = net.createServer();
+					srv.unref();
+					srv.on("error", reject);
+					srv.listen(0, "127.0.0.1", () => resolve(srv));
+				})
+			);
+		}
+		return servers.map(srv => srv.address().port);
+	} finally {
+		await Promise.all(servers.map(srv => new Promise(resolve => srv.close(resolve))));
+	}
+}
+
+async function freePort() {
+	return (await freePorts(1))[0];
+}
+
+function canConnect(port) {
+	return new Promise(resolve => {
+		const sock = net.connect({ host: "127.0.0.1", port });
+		sock.once("connect", () => {
+			sock.destroy();
+			resolve(true);
+		});
+		sock.once("error", () => resolve(false));
+	});
+}
+
+function waitExit(child, ms) {
+	if (child.exitCode !== null || child.signalCode !== null) {
+		return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+	}
+	return withTimeout(
+		new Promise(resolve => child.once("exit", (code, signal) => resolve({ code, signal }))),
+		ms,
+		`exit of pid ${child.pid}`
+	);
+}
+
+// ---------------------------------------------------------------------------------------------
+// nats-server
+
+/**
+ * Starts /usr/sbin/nats-server on free loopback ports. `restart()` brings it back on the same
+ * client port after `stop()` (or a crash).
+ */
+async function startNats() {
+	const handle = { url: null, port: 0, monitorPort: 0, proc: null, logs: [] };
+
+	async function launch() {
+		const { port, monitorPort } = handle;
+		const proc = track(
+			spawn(NATS_SERVER, ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort)], {
+				stdio: ["ignore", "pipe", "pipe"]
+			})
+		);
+		for (const stream of [proc.stdout, proc.stderr]) {
+			stream.setEncoding("utf8");
+			stream.on("data", chunk => handle.logs.push(chunk));
+		}
+		handle.proc = proc;
+		let exited = false;
+		proc.once("exit", () => (exited = true));
+		await waitFor(async () => {
+			if (exited) {
+				const err = new Error(`nats-server exited: ${handle.logs.join("")}`);
+				err.exited = true;
+				throw err;
+			}
+			return canConnect(port);
+		}, 10000, { what: `nats-server on port ${port}` }).catch(err => {
+			if (exited) err.exited = true;
+			throw err;
+		});
+	}
+
+	/** First start: fresh ports; another process may grab one between choosing and binding. */
+	async function firstLaunch() {
+		for (let attempt = 1; ; attempt++) {
+			const [port, monitorPort] = await freePorts(2);
+			Object.assign(handle, { url: `nats://127.0.0.1:${port}`, port, monitorPort });
+			try {
+				await launch();
+				return;
+			} catch (err) {
+				if (!err.exited || attempt >= 3) throw err;
+				handle.logs.length = 0;
+			}
+		}
+	}
+
+	handle.stop = async (signal = "SIGTERM") => {
+		const proc = handle.proc;
+		if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+		proc.kill(signal);
+		try {
+			await waitExit(proc, 5000);
+		} catch (_) {
+			proc.kill("SIGKILL");
+			await waitExit(proc, 5000);
+		}
+	};
+	handle.restart = async () => {
+		await handle.stop();
+		await launch();
+	};
+	/** nats-server /connz?subs=detail: connections with their subscriptions and queue groups. */
+	handle.connz = async () => {
+		const res = await fetch(`http://127.0.0.1:${handle.monitorPort}/connz?subs=detail&limit=1024`);
+		return res.json();
+	};
+
+	await firstLaunch();
+	return handle;
+}
+
+// ---------------------------------------------------------------------------------------------
+// C++ nodes
+
+/**
+ * Spawns a C++ node (`interop-node` fixture or the `steedos-socket` product) with a temporary
+ * moleculer.config.json. Environment overrides that the node honours are removed so the file
+ * alone decides.
+ */
+async function startCppNode(opts = {}) {
+	const binaryName = opts.binary || "interop-node";
+	const binary = path.join(BUILD_DIR, binaryName);
+	if (!fs.existsSync(binary)) {
+		throw new Error(`C++ binary not found: ${binary} (set STEEDOS_BUILD_DIR)`);
+	}
+	const nodeID = opts.nodeID || uniqueId("cpp");
+	// Port 0: the OS picks a free port, so parallel nodes never clash.
+	const gatewayPort = opts.gatewayPort != null ? opts.gatewayPort : 0;
+	const config = Object.assign(
+		{
+			nodeID,
+			namespace: opts.namespace || "",
+			transporter: opts.transporter || (opts.nats && opts.nats.url),
+			serializer: "JSON",
+			protocolVersion: opts.protocolVersion || "4",
+			heartbeatInterval: opts.heartbeatInterval != null ? opts.heartbeatInterval : 1,
+			heartbeatTimeout: opts.heartbeatTimeout != null ? opts.heartbeatTimeout : 3,
+			disableBalancer: !!opts.disableBalancer,
+			logLevel: opts.logLevel || "debug",
+			gateway: { host: "127.0.0.1", port: gatewayPort }
+		},
+		opts.extra || {}
+	);
+	if (!config.transporter) throw new Error("startCppNode: nats or transporter is required");
+
+	const dir = makeTempDir("interop-cpp-");
+	const configFile = path.join(dir, "moleculer.config.json");
+	fs.writeFileSync(configFile, JSON.stringify(config, null, 2));
+
+	const env = Object.assign({}, process.env);
+	for (const key of ["TRANSPORTER", "NAMESPACE", "NODEID", "PORT", "LOGLEVEL", "MOLECULER_CONFIG"]) {
+		delete env[key];
+	}
+	const started = Date.now();
+	const proc = track(
+		spawn(binary, ["--config", configFile], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] })
+	);
+	const logs = [];
+	const waiters = new Set();
+	function onLine(stream, line) {
+		const entry = { t: Date.now() - started, stream, line };
+		logs.push(entry);
+		if (VERBOSE) process.stderr.write(`[${nodeID} ${stream}] ${line}\n`);
+		for (const w of waiters) {
+			if (w.regex.test(line)) {
+				waiters.delete(w);
+				w.resolve(entry);
+			}
+		}
+	}
+	for (const [name, stream] of [["stdout", proc.stdout], ["stderr", proc.stderr]]) {
+		stream.setEncoding("utf8");
+		let buf = "";
+		stream.on("data", chunk => {
+			buf += chunk;
+			let idx;
+			while ((idx = buf.indexOf("\n")) >= 0) {
+				onLine(name, buf.slice(0, idx));
+				buf = buf.slice(idx + 1);
+			}
+		});
+		stream.on("end", () => {
+			if (buf) onLine(name, buf);
+			buf = "";
+		});
+	}
+	const exited = new Promise(resolve => {
+		proc.once("exit", (code, signal) => resolve({ code, signal, ms: Date.now() - started }));
+	});
+
+	const node = {
+		proc,
+		pid: proc.pid,
+		nodeID,
+		config,
+		configFile,
+		logs,
+		exited,
+		running: () => proc.exitCode === null && proc.signalCode === null,
+		logText: () => logs.map(l => l.line).join("\n"),
+		/** Resolves with the first log line (past or future) matching `regex`. */
+		waitForLog(regex, ms = 5000) {
+			const hit = logs.find(l => regex.test(l.line));
+			if (hit) return Promise.resolve(hit);
+			return withTimeout(
+				new Promise(resolve => waiters.add({ regex, resolve })),
+				ms,
+				`log line ${regex} from ${nodeID}`
+			);
+		},
+		/** Sends `signal` and resolves {code, signal, ms} (ms = time from the signal to exit). */
+		async stop(signal = "SIGTERM", ms = 5000) {
+			if (!node.running()) {
+				const r = await exited;
+				return Object.assign({}, r, { ms: 0 });
+			}
+			const t0 = Date.now();
+			if (signal !== "SIGKILL") {
+				try {
+					process.kill(proc.pid, "SIGCONT");
+				} catch (_) {
+					/* ignore */
+				}
+			}
+			proc.kill(signal);
+			try {
+				const r = await withTimeout(exited, ms, `exit of ${nodeID}`);
+				return { code: r.code, signal: r.signal, ms: Date.now() - t0 };
+			} catch (err) {
+				proc.kill("SIGKILL");
+				await exited;
+				throw err;
+			}
+		}
+	};
+	return node;
+}
+
+// ---------------------------------------------------------------------------------------------
+// JS brokers
+
+function moleculerFor(version) {
+	if (version === "0.15") return require("moleculer15");
+	if (version === "0.14") return require("moleculer");
+	throw new Error(`unknown moleculer version ${version}`);
+}
+
+// Both moleculer versions polyfill the global Promise once (Promise.prototype.timeout and friends),
+// each with its own TimeoutError class that its timeout middleware checks with instanceof. With
+// both versions loaded in one test process, the second version would time out calls with a raw
+// TimeoutError instead of RequestTimeoutError. So the polyfill is reset whenever the version in
+// use changes, which is allowed only when no broker of the other version is alive.
+// Promise.TimeoutError (0.14 only) is kept: timers of 0.14 `.timeout()` calls still pending after
+// the switch construct it when they fire.
+const POLYFILLED_STATICS = ["method", "delay", "mapSeries"];
+const POLYFILLED_METHODS = ["delay", "timeout"];
+const liveBrokers = new Map(); // broker -> version, from creation until stop() settles
+let polyfillOwner = null;
+
+function usePromisePolyfillOf(version) {
+	if (polyfillOwner === version) return;
+	for (const [b, v] of liveBrokers) {
+		if (v !== version) {
+			throw new Error(`createBroker(${version}): broker ${b.nodeID} of moleculer ${v} is still alive; ` +
+				"stop it first (one moleculer version at a time per process)");
+		}
+	}
+	for (const k of POLYFILLED_STATICS) delete Promise[k];
+	for (const k of POLYFILLED_METHODS) delete Promise.prototype[k];
+	polyfillOwner = version;
+}
+
+/**
+ * A ServiceBroker of moleculer 0.14 or 0.15 on the test NATS. `opts` are broker options; `nats`
+ * (the startNats handle) or `transporter` is required. Not started.
+ */
+function createBroker(version, opts = {}) {
+	const { ServiceBroker } = moleculerFor(version);
+	usePromisePolyfillOf(version);
+	const o = Object.assign({}, opts);
+	const transporter = o.transporter || (o.nats && o.nats.url);
+	delete o.nats;
+	if (!transporter) throw new Error("createBroker: nats or transporter is required");
+	const broker = new ServiceBroker(
+		Object.assign(
+			{
+				nodeID: uniqueId(`js${version.replace(".", "")}`),
+				serializer: "JSON",
+				logger: VERBOSE ? { type: "Console", options: { level: "warn" } } : false,
+				heartbeatInterval: 1,
+				heartbeatTimeout: 3,
+				requestTimeout: 0
+			},
+			o,
+			{ transporter }
+		)
+	);
+	liveBrokers.set(broker, version);
+	const stop = broker.stop.bind(broker);
+	broker.stop = (...args) => stop(...args).finally(() => liveBrokers.delete(broker));
+	return broker;
+}
+
+/** Stops brokers in parallel, ignoring errors (used in after()). */
+async function stopBrokers(...brokers) {
+	await Promise.all(
+		brokers
+			.flat()
+			.filter(Boolean)
+			.map(b => withTimeout(b.stop(), 5000, `stop ${b.nodeID}`).catch(() => {}))
+	);
+}
+
+/** Stops C++ nodes that are still running (SIGTERM, then SIGKILL). */
+async function stopCppNodes(...nodes) {
+	await Promise.all(
+		nodes
+			.flat()
+			.filter(Boolean)
+			.map(n => n.stop("SIGTERM", 4000).catch(() => {}))
+	);
+}
+
+/** The JS registry's view of `nodeID` (getNodeList item with raw services), or undefined. */
+function jsNode(broker, nodeID) {
+	return broker.registry
+		.getNodeList({ onlyAvailable: false, withServices: true })
+		.find(n => n.id === nodeID);
+}
+
+/** True when `broker` can route `action` to `nodeID` (action registered and available there). */
+function jsHasAction(broker, action, nodeID) {
+	const item = broker.registry
+		.getActionList({ onlyAvailable: true, withEndpoints: true })
+		.find(a => a.name === action);
+	return !!(
+		item &&
+		item.endpoints &&
+		item.endpoints.some(ep => ep.nodeID === nodeID && ep.available)
+	);
+}
+
+/** Waits until `broker` sees `nodeID` available with all `actions` routable to it. */
+async function waitForRemoteNode(broker, nodeID, actions = [], ms = 8000) {
+	await waitFor(
+		() => {
+			const n = jsNode(broker, nodeID);
+			return n && n.available && actions.every(a => jsHasAction(broker, a, nodeID));
+		},
+		ms,
+		{ what: `${broker.nodeID} sees ${nodeID} with ${actions.join(", ")}` }
+	);
+}
+
+/**
+ * Waits until the C++ node `cppID` can call `action` (served by `providerID` when given):
+ * polls the C++ node's own $node.actions through the remote call.
+ */
+async function waitForCppSees(broker, cppID, action, providerID, ms = 8000) {
+	await waitFor(
+		async () => {
+			const list = await broker.call(
+				"$node.actions",
+				{ onlyAvailable: true, withEndpoints: true },
+				{ nodeID: cppID, timeout: 2000 }
+			);
+			const item = list.find(a => a.name === action);
+			if (!item) return false;
+			if (!providerID) return true;
+			return (item.endpoints || []).some(ep => ep.nodeID === providerID && ep.available !== false);
+		},
+		ms,
+		{ what: `${cppID} sees ${action}${providerID ? ` on ${providerID}` : ""}` }
+	);
+}
+
+/** Calls an action on the C++ fixture through `cpptest.call` (a call made from C++). */
+function cppCall(broker, cppID, params, timeout = 10000) {
+	return broker.call("cpptest.call", params, { nodeID: cppID, timeout });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw NATS
+
+/**
+ * A raw NATS client subscribed to `<prefix>.>` that records every Moleculer packet:
+ * {t, subject, cmd, target, packet}. `publish(subject, obj)` sends raw JSON.
+ */
+async function startSniffer(natsUrl, namespace = "") {
+	const { connect, StringCodec } = require("nats");
+	const sc = StringCodec();
+	const prefix = namespace ? `MOL-${namespace}` : "MOL";
+	const nc = await connect({ servers: natsUrl, name: "interop-sniffer" });
+	const packets = [];
+	const sub = nc.subscribe(`${prefix}.>`);
+	(async () => {
+		for await (const m of sub) {
+			let packet = null;
+			try {
+				packet = JSON.parse(sc.decode(m.data));
+			} catch (_) {
+				packet = { unparsable: sc.decode(m.data) };
+			}
+			const parts = m.subject.slice(prefix.length + 1).split(".");
+			packets.push({
+				t: Date.now(),
+				subject: m.subject,
+				cmd: parts[0],
+				target: parts.slice(1).join(".") || null,
+				packet
+			});
+		}
+	})().catch(() => {});
+	await nc.flush();
+	return {
+		nc,
+		prefix,
+		packets,
+		publish(subject, obj) {
+			nc.publish(subject, sc.encode(typeof obj === "string" ? obj : JSON.stringify(obj)));
+		},
+		/**
+		 * Subscribes `subject` now; `.value` resolves with the first parsed message that satisfies
+		 * `accept` (default: any), or rejects after `ms`.
+		 */
+		async first(subject, ms = 2000, accept = () => true) {
+			const s = nc.subscribe(subject);
+			await nc.flush();
+			return {
+				value: withTimeout(
+					(async () => {
+						for await (const m of s) {
+							let packet;
+							try {
+								packet = JSON.parse(sc.decode(m.data));
+							} catch (_) {
+								continue;
+							}
+							if (accept(packet)) return packet;
+						}
+						throw new Error(`subscription ${subject} closed`);
+					})(),
+					ms,
+					`message on ${subject}`
+				).finally(() => s.unsubscribe())
+			};
+		},
+		async close() {
+			try {
+				await nc.drain();
+			} catch (_) {
+				/* ignore */
+			}
+		}
+	};
+}
+
+// ---------------------------------------------------------------------------------------------
+// moleculer-repl command handlers
+
+// eslint-disable-next-line no-control-regex
+const ANSI = /\x1b\[[0-9;]*[A-Za-z]/g;
+
+/**
+ * Runs a moleculer-repl command handler (0.7.4 for 0.14, 0.8.0 for 0.15) against `broker` and
+ * returns what it printed, without colours.
+ */
+async function repl(version, broker, command, options = {}, extraArgs = {}) {
+	const pkg = version === "0.15" ? "moleculer-repl8" : "moleculer-repl";
+	const cmd = require(`${pkg}/src/commands/${command}`);
+	const out = [];
+	const orig = { log: console.log, info: console.info, warn: console.warn, error: console.error };
+	const capture = (...args) => out.push(args.map(a => (typeof a === "string" ? a : require("util").inspect(a))).join(" "));
+	console.log = console.info = console.warn = console.error = capture;
+	try {
+		await cmd.handler(broker, Object.assign({ options }, extraArgs));
+	} finally {
+		Object.assign(console, orig);
+	}
+	return out.join("\n").replace(ANSI, "");
+}
+
+/** The table row of REPL output that contains `needle`, split into trimmed cells. */
+function replRow(output, needle) {
+	const line = output.split("\n").find(l => l.includes(needle));
+	if (!line) return null;
+	return line
+		.split(/[│║|]/)
+		.map(c => c.trim())
+		.filter(c => c.length > 0);
+}
+
+module.exports = {
+	REPO_ROOT,
+	INTEROP_DIR,
+	BUILD_DIR,
+	VERSIONS,
+	sleep,
+	uniqueId,
+	waitFor,
+	withTimeout,
+	rejectionOf,
+	freePort,
+	startNats,
+	startCppNode,
+	createBroker,
+	moleculerFor,
+	stopBrokers,
+	stopCppNodes,
+	jsNode,
+	jsHasAction,
+	waitForRemoteNode,
+	waitForCppSees,
+	cppCall,
+	startSniffer,
+	repl,
+	replRow,
+	killAllChildren
+};

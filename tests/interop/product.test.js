@@ -1,0 +1,80 @@
+"use strict";
+// Scenario 14: the product binary `steedos-socket` joins the cluster as service `socket` with the
+// event subscriptions of gateway-contract.md §5 (group "socket").
+
+const { describe, test, before, after } = require("node:test");
+const assert = require("node:assert/strict");
+const h = require("./lib/harness");
+
+const CONTRACT_EVENTS = [
+	"$metadata.*",
+	"$broadcast.$notification.users",
+	"$broadcast.socket.emit",
+	"$socket.emit",
+	"@objectRecordEvent.*.*",
+	"$user.logout",
+	"$broadcast.$user.logout"
+];
+
+for (const { version, protocol } of h.VERSIONS) {
+	const namespace = protocol === "5" ? "prod" : "";
+	describe(`steedos-socket product binary (moleculer ${version}, protocol ${protocol}, namespace '${namespace}')`, () => {
+		let nats, node, js;
+
+		before(async () => {
+			nats = await h.startNats();
+			js = h.createBroker(version, { nats, namespace });
+			await js.start();
+			node = await h.startCppNode({ binary: "steedos-socket", nats, protocolVersion: protocol, namespace });
+		});
+
+		after(async () => {
+			await h.stopBrokers(js);
+			await h.stopCppNodes(node);
+			await nats.stop();
+		});
+
+		test("JS registry shows service `socket` with the contract's events in group `socket`", async () => {
+			await h.waitFor(() => {
+				const n = h.jsNode(js, node.nodeID);
+				return n && n.available && n.services.some(s => s.name === "socket");
+			}, 8000, { what: "service socket visible" });
+			const n = h.jsNode(js, node.nodeID);
+			assert.equal(n.client.type, "cpp");
+			assert.ok(n.services.some(s => s.name === "$node"));
+			const socket = n.services.find(s => s.name === "socket");
+			assert.equal(typeof socket.settings, "object");
+			assert.notEqual(socket.settings, null);
+
+			const events = js.registry
+				.getEventList({ onlyAvailable: true, withEndpoints: true })
+				.filter(e => e.endpoints.some(ep => ep.nodeID === node.nodeID));
+			const socketEvents = events.filter(e => e.group === "socket").map(e => e.name);
+			for (const name of CONTRACT_EVENTS) {
+				assert.ok(socketEvents.includes(name), `${name} (group socket) missing; has ${JSON.stringify(socketEvents)}`);
+			}
+		});
+
+		test("contract events and bad payloads do not disturb the node", async () => {
+			await js.emit("$broadcast.socket.emit", { data: { eventName: "hello", eventParams: { a: 1 } } });
+			await js.emit("$socket.emit", { eventName: "hello", eventParams: { a: 1 }, room: "r1" });
+			await js.broadcast("@objectRecordEvent.users.updated", { objectApiName: "users", id: "u1", spaceId: "s1" });
+			await js.emit("$metadata.objects", { type: "objects", action: "updated", data: { _id: "o1", name: "x" } });
+			// Rejected payloads (contract §5): logged and counted, never a crash.
+			await js.emit("$broadcast.socket.emit", { data: { eventName: "connect", eventParams: {} } });
+			await js.emit("$broadcast.$notification.users", { data: { tenantId: "t", users: "not-an-array" } });
+			await js.emit("@objectRecordEvent.users.deleted", 42);
+			await js.emit("$socket.emit", null);
+			await h.sleep(500);
+			assert.equal(node.running(), true);
+			const health = await js.call("$node.health", {}, { nodeID: node.nodeID, timeout: 2000 });
+			assert.equal(health.process.pid, node.pid);
+		});
+
+		test("SIGTERM stops the product cleanly (exit 0)", async () => {
+			const res = await node.stop("SIGTERM", 5000);
+			assert.equal(res.code, 0, `exit ${JSON.stringify(res)}:\n${node.logText().slice(-2000)}`);
+			await h.waitFor(() => !h.jsNode(js, node.nodeID).available, 2000, { what: "product node gone" });
+		});
+	});
+}
