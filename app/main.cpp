@@ -1,10 +1,87 @@
-// steedos-socket: a Moleculer node serving the Steedos `socket` service.
+// steedos-socket: a Moleculer node serving the Steedos `socket` service over Socket.IO.
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "gateway/http_server.hpp"
+#include "gateway/socketio_server.hpp"
 #include "node_runner.hpp"
 #include "services/socket_service.hpp"
 
+namespace {
+
+namespace fs = std::filesystem;
+using steedos::services::Broker;
+using steedos::services::Config;
+
+// Folders are looked up next to the binary's repository first, then the working directory, so
+// both `build/steedos-socket` in a checkout and an installed copy find them.
+std::string find_folder(const std::vector<std::string>& relative) {
+  std::vector<fs::path> roots;
+  std::error_code ec;
+  auto exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) roots.push_back(exe.parent_path().parent_path());
+  roots.push_back(fs::current_path(ec));
+  for (const auto& root : roots) {
+    for (const auto& candidate : relative) {
+      if (fs::is_directory(root / candidate, ec)) return (root / candidate).string();
+    }
+  }
+  return {};
+}
+
+class Gateway final : public steedos::app::NodeParts {
+ public:
+  Gateway(Broker& broker, const Config& config)
+      : config_(config),
+        server_(broker.loop(), server_options(config)),
+        io_(broker.loop(), steedos::gateway::SocketIoOptions{config.gateway.connect_timeout_ms}),
+        service_(broker, io_, config) {
+    steedos::gateway::EngineOptions engine;
+    engine.path = config.gateway.path;
+    engine.ping_interval_ms = config.gateway.ping_interval_ms;
+    engine.ping_timeout_ms = config.gateway.ping_timeout_ms;
+    engine.max_payload = config.gateway.max_http_buffer_size;
+    // The socket.io-client bundle, as the Node server serves it (serveClient).
+    std::string dist = find_folder({"tests/interop/node_modules/socket.io-client/dist",
+                                    "share/steedos-socket/socket.io-client"});
+    if (!dist.empty()) {
+      for (const char* file :
+           {"socket.io.js", "socket.io.min.js", "socket.io.js.map", "socket.io.min.js.map"}) {
+        server_.mount_file(engine.path + file, dist + "/" + file,
+                           std::string(file).find(".map") != std::string::npos
+                               ? "application/json"
+                               : "application/javascript; charset=utf-8");
+      }
+    }
+    server_.mount_engine(engine, io_);
+    std::string web = find_folder({"web", "share/steedos-socket/web"});
+    if (!web.empty()) server_.mount_directory("/", web);
+    broker.add_service(service_.schema());
+  }
+
+  void start() override { server_.listen(); }
+  void stop() override { server_.stop(); }
+
+ private:
+  static steedos::gateway::ServerOptions server_options(const Config& config) {
+    steedos::gateway::ServerOptions options;
+    options.host = config.gateway.host;
+    options.port = static_cast<uint16_t>(config.gateway.port);
+    options.cors_origins = config.gateway.cors_origins;
+    return options;
+  }
+
+  Config config_;
+  steedos::gateway::GatewayServer server_;
+  steedos::gateway::SocketIoServer io_;
+  steedos::services::SocketService service_;
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  return steedos::app::run_node(
-      argc, argv, [](steedos::services::Broker& broker, const steedos::services::Config& config) {
-        broker.add_service(steedos::services::make_socket_service(config.service_name));
-      });
+  return steedos::app::run_node_with(argc, argv, [](Broker& broker, const Config& config) {
+    return std::make_unique<Gateway>(broker, config);
+  });
 }

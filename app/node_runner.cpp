@@ -44,6 +44,13 @@ void setup_logging(const std::string& level) {
 
 int run_node(int argc, char** argv,
              const std::function<void(services::Broker&, const services::Config&)>& add_services) {
+  return run_node_with(argc, argv, [&](services::Broker& broker, const services::Config& config) {
+    add_services(broker, config);
+    return std::make_unique<NodeParts>();
+  });
+}
+
+int run_node_with(int argc, char** argv, const Assemble& assemble) {
   std::string config_path;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
@@ -74,7 +81,15 @@ int run_node(int argc, char** argv,
   nats.name = config.broker.node_id;
   services::Broker broker(loop, config.broker,
                           std::make_unique<transport::NatsTransporter>(loop, nats));
-  add_services(broker, config);
+  std::unique_ptr<NodeParts> parts;
+  try {
+    parts = assemble(broker, config);
+    parts->start();
+  } catch (const std::exception& e) {
+    log->critical("cannot start: {}", e.what());
+    spdlog::shutdown();
+    return 1;
+  }
 
   int exit_code = 0;
   asio::signal_set signals(loop, SIGINT, SIGTERM);
@@ -83,15 +98,18 @@ int run_node(int argc, char** argv,
       log->critical("cannot start: {}", *error);
       exit_code = 1;
       signals.cancel();
+      parts->stop();
       loop.stop();
     }
   });
   signals.async_wait([&](const std::error_code& ec, int signal) {
     if (ec) return;
     log->info("signal {} received; stopping", signal);
+    parts->stop();
     broker.stop([&] { loop.stop(); });
   });
   loop.run();
+  parts.reset();
   spdlog::shutdown();
   return exit_code;
 }

@@ -2,11 +2,28 @@
 // Shared start-up of a node process: configuration, logging, NATS, broker, signals.
 // main.cpp (the product) and the interop test fixture differ only in the services they add.
 #include <functional>
+#include <memory>
 
 #include "services/broker.hpp"
 #include "services/config.hpp"
 
 namespace steedos::app {
+
+/// What a process runs around its broker: a server started before the broker announces itself
+/// and stopped before it says goodbye.
+class NodeParts {
+ public:
+  virtual ~NodeParts() = default;
+  /// Throws std::runtime_error when the part cannot start (e.g. its port is taken).
+  virtual void start() {}
+  virtual void stop() {}
+};
+
+using Assemble =
+    std::function<std::unique_ptr<NodeParts>(services::Broker&, const services::Config&)>;
+
+/// As run_node, with parts that live as long as the broker.
+int run_node_with(int argc, char** argv, const Assemble& assemble);
 
 /// Parses `--config FILE` (and `--help`), loads the configuration, connects and runs the broker
 /// until SIGTERM/SIGINT, then stops it gracefully (INFO without services, DISCONNECT).

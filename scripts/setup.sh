@@ -3,18 +3,23 @@
 #   * Debian 12 packages (apt-get; `apt-get update` runs once, only when something must be installed);
 #   * the npm dependencies of the interop tests (`npm ci` in every tests/interop folder holding a
 #     package-lock.json, when its node_modules is missing or older than the lockfile).
+#   * with --fuzz, the clang toolchain scripts/fuzz.sh needs (libFuzzer and the sanitizer
+#     runtimes live in libclang-rt-14-dev, which clang only recommends; llvm brings
+#     llvm-symbolizer for readable crash stacks).
 # Idempotent: a second run installs nothing and takes a few seconds.
 #
-# Usage: scripts/setup.sh [--no-npm]
+# Usage: scripts/setup.sh [--no-npm] [--fuzz]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 with_npm=1
+with_fuzz=0
 for arg in "$@"; do
   case "$arg" in
     --no-npm) with_npm=0 ;;
+    --fuzz) with_fuzz=1 ;;
     -h | --help)
-      echo "usage: scripts/setup.sh [--no-npm]"
+      echo "usage: scripts/setup.sh [--no-npm] [--fuzz]"
       exit 0
       ;;
     *)
@@ -26,8 +31,11 @@ done
 
 APT_PACKAGES=(
   nats-server libnats-dev libwebsocketpp-dev libasio-dev libspdlog-dev nlohmann-json3-dev
-  doctest-dev libssl-dev pkg-config cmake g++ make
+  doctest-dev libssl-dev pkg-config cmake g++ make chromium
 )
+if [ "$with_fuzz" -eq 1 ]; then
+  APT_PACKAGES+=(clang libclang-rt-14-dev llvm)
+fi
 
 # --- apt ---------------------------------------------------------------------------------------
 missing=()

@@ -140,6 +140,17 @@ if [ "$run_unit" -eq 1 ]; then
   add_counts unit "$counts" "$rc"
 fi
 
+# The Engine.IO and Socket.IO decoders under libFuzzer with ASan/UBSan, briefly (longer runs:
+# scripts/fuzz.sh SECONDS). Each target that ends without a crash counts as one passed test.
+if [ "$run_unit" -eq 1 ] && [ -z "${STEEDOS_SKIP_FUZZ:-}" ]; then
+  rc=0
+  run_step fuzz bash scripts/fuzz.sh "${STEEDOS_FUZZ_SECONDS:-10}" || rc=$?
+  fuzz_ok=$(plain "$logs/fuzz.log" | grep -c '^fuzz: .*executions, ok$' || true)
+  fuzz_failed=$(plain "$logs/fuzz.log" | grep -c '^fuzz: .*executions, FAILED$' || true)
+  [ "$fuzz_ok" -gt 0 ] || [ "$fuzz_failed" -gt 0 ] || fuzz_failed=1
+  add_counts fuzz "$fuzz_ok $fuzz_failed" "$rc"
+fi
+
 if [ "$run_interop" -eq 1 ]; then
   if [ -z "$(find tests/interop -name node_modules -prune -o -name '*.test.js' -print 2>/dev/null | head -n 1)" ]; then
     echo "test: interop: no *.test.js files under tests/interop"

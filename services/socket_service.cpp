@@ -1,8 +1,52 @@
 #include "services/socket_service.hpp"
 
+#include <ctime>
+
 #include "services/log.hpp"
+#include "services/steedos_action_params.hpp"
+#include "services/steedos_events.hpp"
+#include "services/steedos_rooms.hpp"
 
 namespace steedos::services {
+
+namespace {
+
+using gateway::ConnectResult;
+using gateway::RawArgs;
+
+constexpr const char* kGroup = "socket";  // fixed by the contract, whatever the service name
+
+std::string iso_now() {
+  auto now = std::chrono::system_clock::now();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[40];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
+  char with_ms[48];
+  std::snprintf(with_ms, sizeof with_ms, "%s.%03dZ", text, static_cast<int>(ms % 1000));
+  return with_ms;
+}
+
+// The first argument of a client event, parsed; null when absent or not JSON.
+Json first_argument(const RawArgs& args) {
+  if (args.empty()) return nullptr;
+  Json value = Json::parse(args[0].begin(), args[0].end(), nullptr, false);
+  return value.is_discarded() ? Json(nullptr) : value;
+}
+
+void answer(gateway::Ack& ack, const Json& reply) {
+  if (!ack) return;
+  std::string text = dump_json(reply);
+  ack(RawArgs{text});
+}
+
+Json nullable(const std::optional<std::string>& value) {
+  return value ? Json(*value) : Json(nullptr);
+}
+
+}  // namespace
 
 const std::vector<std::string>& socket_event_patterns() {
   static const std::vector<std::string> patterns = {"$metadata.*",
@@ -15,20 +59,327 @@ const std::vector<std::string>& socket_event_patterns() {
   return patterns;
 }
 
-ServiceSchema make_socket_service(const std::string& name) {
-  ServiceSchema service;
-  service.name = name;
-  for (const auto& pattern : socket_event_patterns()) {
-    EventSchema event;
-    event.pattern = pattern;
-    event.group = "socket";  // the contract fixes the group, whatever the service is called
-    event.handler = [](ContextPtr ctx) {
-      // Payloads may carry tokens ($user.logout): log the event name and sender only.
-      component_logger("socket")->debug("event '{}' from '{}' ({})", ctx->name, ctx->node_id,
-                                        ctx->event_type);
-    };
-    service.events.push_back(std::move(event));
+struct SocketService::Session {
+  Json session;  // §2.7 shape; holds the auth reply: never logged
+  rules::SessionView view;
+  std::string token;  // empty when no credentials were used
+};
+
+SocketService::SocketService(Broker& broker, gateway::SocketIoServer& io, const Config& config)
+    : broker_(broker), nsp_(io.of("/")), config_(config), auth_cache_(config.auth.cache_ttl_s) {
+  nsp_.set_connect_hook(
+      [this](gateway::Socket& socket, const Json& auth, std::function<void(ConnectResult)> decide) {
+        authenticate(socket, auth, std::move(decide));
+      });
+  nsp_.on_connection([this](gateway::Socket& socket) { on_connected(socket); });
+  nsp_.on_disconnect(
+      [this](gateway::Socket& socket, const std::string&) { on_disconnected(socket); });
+  nsp_.on("subscribe",
+          [this](gateway::Socket& socket, const RawArgs& args, const gateway::Attachments&,
+                 gateway::Ack ack) { handle_rooms(socket, args, ack, true); });
+  nsp_.on("unsubscribe",
+          [this](gateway::Socket& socket, const RawArgs& args, const gateway::Attachments&,
+                 gateway::Ack ack) { handle_rooms(socket, args, ack, false); });
+  nsp_.on("ping",
+          [](gateway::Socket& socket, const RawArgs&, const gateway::Attachments&, gateway::Ack) {
+            std::string now = dump_json(Json(iso_now()));
+            socket.emit("pong", RawArgs{now});
+          });
+}
+
+std::shared_ptr<SocketService::Session> SocketService::session_of(gateway::Socket& socket) {
+  auto* session = std::any_cast<std::shared_ptr<Session>>(&socket.data());
+  return session ? *session : nullptr;
+}
+
+// §2: credentials from the cookie, the CONNECT payload or the Authorization header; a remote
+// auth call unless cached; anonymous without (valid) credentials; fail closed on failures.
+void SocketService::authenticate(gateway::Socket& socket, const Json& auth,
+                                 std::function<void(ConnectResult)> decide) {
+  const auto& headers = socket.handshake().headers;
+  auto credentials = rules::find_credentials(headers, auth);
+  auto tenant = rules::session_tenant(headers, credentials);
+  auto session = std::make_shared<Session>();
+  session->view.tenant_id = tenant;
+
+  auto set_anonymous = [session, tenant] {
+    session->session = rules::build_session(std::nullopt, tenant);
+    session->view.anonymous = true;
+    session->view.user_id.reset();
+  };
+  auto set_user = [session, tenant](const rules::Authenticated& user) {
+    session->session = rules::build_session(user, tenant);
+    session->view.anonymous = false;
+    session->view.user_id = user.user_id;
+  };
+
+  socket.data() = session;
+  if (!credentials) {
+    set_anonymous();
+    decide(ConnectResult::accept());
+    return;
   }
+  session->token = credentials->token;
+  auto now = std::chrono::steady_clock::now();
+  if (auto cached = auth_cache_.get(credentials->space_id, credentials->token, now)) {
+    set_user(*cached);
+    decide(ConnectResult::accept());
+    return;
+  }
+
+  counters_.auth_calls++;
+  CallOptions options;
+  options.timeout_ms = config_.auth.timeout_ms;
+  Json params = Json{{"authorization", credentials->authorization()}};
+  std::weak_ptr<gateway::Socket> weak = socket.weak_from_this();
+  broker_.call(config_.auth.action, std::move(params), options,
+               [this, weak, session, credentials = *credentials, set_user, set_anonymous,
+                decide = std::move(decide)](Outcome outcome) {
+                 Json data = outcome.ok && outcome.has_data ? outcome.data : Json(nullptr);
+                 auto decision = rules::classify_auth_reply(
+                     outcome.ok, data, outcome.ok ? nullptr : &outcome.error, credentials.space_id);
+                 if (auto* user = std::get_if<rules::Authenticated>(&decision)) {
+                   auth_cache_.put(credentials.space_id, credentials.token, *user,
+                                   std::chrono::steady_clock::now());
+                   set_user(*user);
+                   decide(ConnectResult::accept());
+                 } else if (std::get_if<rules::Anonymous>(&decision)) {
+                   set_anonymous();
+                   decide(ConnectResult::accept());
+                 } else {
+                   counters_.auth_failures++;
+                   const auto& reason = std::get<rules::Failed>(decision).reason;
+                   component_logger("socket")->warn(
+                       "authentication failed, closing the connection: {}", reason);
+                   decide(ConnectResult::close_transport("auth service failed"));
+                 }
+               });
+}
+
+void SocketService::on_connected(gateway::Socket& socket) {
+  if (auto session = session_of(socket); session && !session->token.empty()) {
+    sockets_by_token_[session->token].insert(socket.id());
+  }
+  socket.emit("connection-init");
+}
+
+void SocketService::on_disconnected(gateway::Socket& socket) {
+  auto session = session_of(socket);
+  if (!session || session->token.empty()) return;
+  auto it = sockets_by_token_.find(session->token);
+  if (it == sockets_by_token_.end()) return;
+  it->second.erase(socket.id());
+  if (it->second.empty()) sockets_by_token_.erase(it);
+}
+
+// §3: subscribe / unsubscribe with validation and isolation; refusals are answered, counted and
+// logged at debug level, never a disconnect.
+void SocketService::handle_rooms(gateway::Socket& socket, const RawArgs& args, gateway::Ack ack,
+                                 bool subscribe) {
+  auto session = session_of(socket);
+  if (!session) return;
+  auto request = rules::resolve_rooms(first_argument(args), session->view, config_.gateway);
+  if (request.ok() && subscribe) {
+    request.error =
+        rules::max_rooms_check(socket.rooms(), request.rooms, config_.gateway.max_rooms_per_socket);
+  }
+  if (!request.ok()) {
+    counters_.refused++;
+    component_logger("socket")->debug("{} refused for socket {}: {}",
+                                      subscribe ? "subscribe" : "unsubscribe", socket.id(),
+                                      request.error);
+    answer(ack, Json{{"error", request.error}});
+    return;
+  }
+  for (const auto& room : request.rooms) {
+    if (subscribe) {
+      socket.join(room);
+    } else {
+      socket.leave(room);
+    }
+  }
+  answer(ack, Json{{"rooms", request.rooms}});
+  if (subscribe) {
+    if (auto event = rules::subscribe_event(request, session->view)) {
+      broker_.emit(event->first, std::move(event->second));
+    }
+  }
+}
+
+size_t SocketService::deliver(const std::string& event, const std::string& args_json,
+                              const std::vector<std::string>* rooms) {
+  // Encoded once; the same bytes go to every recipient.
+  auto packet = nsp_.encode_event(event, RawArgs{args_json});
+  if (!packet) return 0;
+  size_t recipients = rooms ? nsp_.send_to(*rooms, packet) : nsp_.send_all(packet);
+  counters_.events_out += recipients;
+  return recipients;
+}
+
+void SocketService::handle_moleculer_event(const ContextPtr& ctx) {
+  counters_.events_in++;
+  const std::string& name = ctx->name;
+  const Json& payload = ctx->params;
+  if (name == "$user.logout" || name == "$broadcast.$user.logout") {
+    if (auto token = rules::map_logout(payload)) {
+      logout(*token);
+    } else {
+      counters_.rejected++;
+      component_logger("socket")->warn("event '{}' rejected: no authToken", name);
+    }
+    return;
+  }
+  rules::EventOutcome outcome;
+  if (name.rfind("$metadata.", 0) == 0) {
+    outcome = rules::map_metadata(name, payload, config_.gateway.metadata_types);
+  } else if (name == "$broadcast.$notification.users") {
+    outcome = rules::map_notification_users(payload);
+  } else if (name == "$broadcast.socket.emit") {
+    outcome = rules::map_socket_emit(payload, true);
+  } else if (name == "$socket.emit") {
+    outcome = rules::map_socket_emit(payload, false);
+  } else if (name.rfind("@objectRecordEvent.", 0) == 0 || name == "@objectRecordEvent") {
+    outcome = rules::map_object_record_event(name, payload);
+  } else {
+    return;
+  }
+  if (auto* rejected = std::get_if<rules::Rejected>(&outcome)) {
+    counters_.rejected++;
+    component_logger("socket")->warn("event '{}' rejected: {}", name, rejected->reason);
+    return;
+  }
+  if (auto* deliver_all = std::get_if<rules::Deliver>(&outcome)) {
+    for (const auto& delivery : deliver_all->deliveries) {
+      const auto* rooms = std::get_if<rules::RoomsTarget>(&delivery.target);
+      deliver(delivery.event, delivery.args_json, rooms ? &rooms->rooms : nullptr);
+    }
+  }
+}
+
+// §2.6: a logout drops the token's cache entries and disconnects its sockets on this node.
+void SocketService::logout(const std::string& token) {
+  size_t dropped = auth_cache_.drop_token(token);
+  auto it = sockets_by_token_.find(token);
+  std::vector<std::string> ids;
+  if (it != sockets_by_token_.end()) ids.assign(it->second.begin(), it->second.end());
+  for (const auto& id : ids) {
+    if (auto* socket = nsp_.find(id)) socket->disconnect(true);
+  }
+  component_logger("socket")->info("logout: {} cached session(s) dropped, {} socket(s) closed",
+                                   dropped, ids.size());
+}
+
+Json SocketService::stats() const {
+  size_t total = 0, anonymous = 0, polling = 0, websocket = 0;
+  nsp_.for_each_socket([&](gateway::Socket& socket) {
+    total++;
+    auto session = session_of(socket);
+    if (!session || session->view.anonymous) anonymous++;
+    (socket.transport() == gateway::TransportKind::Polling ? polling : websocket)++;
+  });
+  auto uptime =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
+          .count();
+  return Json{{"nodeID", broker_.node_id()},
+              {"connections",
+               {{"total", total},
+                {"anonymous", anonymous},
+                {"authenticated", total - anonymous},
+                {"byTransport", {{"polling", polling}, {"websocket", websocket}}}}},
+              {"rooms", nsp_.room_count()},
+              {"events", {{"in", counters_.events_in}, {"out", counters_.events_out}}},
+              {"rejected", counters_.rejected},
+              {"refused", counters_.refused},
+              {"auth", {{"calls", counters_.auth_calls}, {"failures", counters_.auth_failures}}},
+              {"uptime", uptime}};
+}
+
+ServiceSchema SocketService::schema() {
+  ServiceSchema service;
+  service.name = config_.service_name;
+  for (const auto& pattern : socket_event_patterns()) {
+    service.events.push_back(
+        EventSchema{pattern, kGroup, [this](ContextPtr ctx) { handle_moleculer_event(ctx); }});
+  }
+  auto action = [&service](std::string name, Json params_schema, ActionHandler handler) {
+    ActionSchema schema;
+    schema.raw_name = std::move(name);
+    schema.schema = Json{{"params", std::move(params_schema)}};
+    schema.handler = std::move(handler);
+    service.actions.push_back(std::move(schema));
+  };
+  const std::string node_id = broker_.node_id();
+  action(
+      "emit",
+      Json{
+          {"event", "string"}, {"data", "any"}, {"room", {{"type", "string"}, {"optional", true}}}},
+      [this, node_id](ContextPtr ctx, Respond respond) {
+        auto validated = rules::validate_emit_params(ctx->params);
+        if (auto* failure = std::get_if<rules::ValidationFailure>(&validated)) {
+          respond(Outcome::failure(failure->to_error(node_id, ctx->name)));
+          return;
+        }
+        const auto& params = std::get<rules::EmitParams>(validated);
+        std::vector<std::string> rooms;
+        if (params.room) rooms.push_back(*params.room);
+        size_t delivered =
+            deliver(params.event, dump_json(params.data), params.room ? &rooms : nullptr);
+        respond(Outcome::success(Json{{"delivered", delivered}}));
+      });
+  action("stats", Json::object(),
+         [this](ContextPtr, Respond respond) { respond(Outcome::success(stats())); });
+  action("clients",
+         Json{{"room", {{"type", "string"}, {"optional", true}}},
+              {"userId", {{"type", "string"}, {"optional", true}}}},
+         [this, node_id](ContextPtr ctx, Respond respond) {
+           auto validated = rules::validate_clients_params(ctx->params);
+           if (auto* failure = std::get_if<rules::ValidationFailure>(&validated)) {
+             respond(Outcome::failure(failure->to_error(node_id, ctx->name)));
+             return;
+           }
+           const auto& params = std::get<rules::ClientsParams>(validated);
+           Json list = Json::array();
+           nsp_.for_each_socket([&](gateway::Socket& socket) {
+             auto session = session_of(socket);
+             if (!session) return;
+             if (params.room && !socket.in_room(*params.room)) return;
+             if (params.user_id && session->view.user_id != params.user_id) return;
+             list.push_back(Json{
+                 {"id", socket.id()},
+                 {"userId", nullable(session->view.user_id)},
+                 {"tenantId", nullable(session->view.tenant_id)},
+                 {"anonymous", session->view.anonymous},
+                 {"transport",
+                  socket.transport() == gateway::TransportKind::Polling ? "polling" : "websocket"},
+                 {"rooms", socket.rooms()}});
+           });
+           respond(Outcome::success(std::move(list)));
+         });
+  action("disconnect",
+         Json{{"userId", {{"type", "string"}, {"optional", true}}},
+              {"sid", {{"type", "string"}, {"optional", true}}},
+              {"tenantId", {{"type", "string"}, {"optional", true}}}},
+         [this, node_id](ContextPtr ctx, Respond respond) {
+           auto validated = rules::validate_disconnect_params(ctx->params);
+           if (auto* failure = std::get_if<rules::ValidationFailure>(&validated)) {
+             respond(Outcome::failure(failure->to_error(node_id, ctx->name)));
+             return;
+           }
+           const auto& params = std::get<rules::DisconnectParams>(validated);
+           std::vector<std::string> ids;
+           nsp_.for_each_socket([&](gateway::Socket& socket) {
+             auto session = session_of(socket);
+             if (!session) return;
+             if (params.sid && socket.id() != *params.sid) return;
+             if (params.user_id && session->view.user_id != params.user_id) return;
+             if (params.tenant_id && session->view.tenant_id != params.tenant_id) return;
+             ids.push_back(socket.id());
+           });
+           for (const auto& id : ids) {
+             if (auto* socket = nsp_.find(id)) socket->disconnect(true);
+           }
+           respond(Outcome::success(Json{{"disconnected", ids.size()}}));
+         });
   return service;
 }
 

@@ -1,0 +1,744 @@
+// load-client: the client side of bench/run_gateway_bench.sh. One thread, epoll, non-blocking
+// sockets, no library.
+//
+//   load-client --port P [--control-port C] --clients N [--phases idle,latency,burst]
+//               [--settle-ms 1000] [--latency-reps 5] [--burst-events 1000] [--burst-reps 3]
+//               [--concurrency 512] [--timeout-s 60] [--browser-headers]
+//
+// Opens N WebSocket connections to ws://127.0.0.1:P/socket.io/?EIO=4&transport=websocket
+// (masked client frames, RFC 6455 §5.3), waits for the Engine.IO open packet, sends the
+// Socket.IO CONNECT `40` and waits for `40{...}`; answers `2` with `3`; counts `42[...]` frames.
+// It drives gateway-bench-server through its control port (127.0.0.1:C, default P+1) and prints
+// `RESULT ...` lines (key=value), which the run script parses.
+//
+// Phases:
+//   idle     server RSS with 0 clients (before connecting) and with N clients (after --settle-ms):
+//            (RSS_N - RSS_0) / N bytes per client.
+//   latency  `emit 1`, --latency-reps times: time from the server's emit call (CLOCK_MONOTONIC
+//            stamped by the server) until this client has received all N frames, and until the
+//            server reports every queue written.
+//   burst    `emit K` (K back-to-back in one server loop turn), --burst-reps times:
+//            deliveries/s = N*K / (time until all N*K frames are received).
+//   interactive  then one measurement per stdin line: `latency`, `burst K`; `quit` (or EOF) ends.
+// CLOCK_MONOTONIC is shared by the processes of one machine, so server and client stamps compare.
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+int64_t mono_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+[[noreturn]] void die(const char* what) {
+  std::fprintf(stderr, "load-client: %s (errno %d: %s)\n", what, errno, std::strerror(errno));
+  std::fflush(stdout);
+  std::_Exit(1);
+}
+
+struct Options {
+  std::string host = "127.0.0.1";
+  int port = 0;
+  int control_port = 0;
+  size_t clients = 1000;
+  std::string phases = "idle,latency,burst";
+  int settle_ms = 1000;
+  int latency_reps = 5;
+  size_t burst_events = 1000;
+  int burst_reps = 3;
+  size_t concurrency = 512;
+  int timeout_s = 60;
+  bool browser_headers = false;
+};
+
+enum class State : uint8_t { Connecting, HttpWait, OpenWait, JoinWait, Ready, Closed };
+
+struct Conn {
+  int fd = -1;
+  State state = State::Closed;
+  uint32_t events = 0;                  // `42` frames received
+  std::unique_ptr<std::string> pending;  // HTTP head or an unfinished frame
+};
+
+constexpr uint64_t kControlId = ~uint64_t{0};
+constexpr uint64_t kStdinId = ~uint64_t{0} - 1;
+
+class Client {
+ public:
+  explicit Client(Options options) : o_(std::move(options)) {
+    epoll_ = epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_ < 0) die("epoll_create1");
+    std::memset(&addr_, 0, sizeof addr_);
+    addr_.sin_family = AF_INET;
+    addr_.sin_port = htons(uint16_t(o_.port));
+    if (inet_pton(AF_INET, o_.host.c_str(), &addr_.sin_addr) != 1) die("bad --host");
+    conns_.resize(o_.clients);
+    buffer_.resize(256 * 1024);
+    build_request();
+  }
+
+  // --- control channel ---------------------------------------------------------------------
+
+  void connect_control() {
+    control_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr = addr_;
+    addr.sin_port = htons(uint16_t(o_.control_port));
+    for (int attempt = 0;; ++attempt) {
+      if (connect(control_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) break;
+      if (attempt > 100) die("cannot connect to the control port");
+      usleep(50000);
+    }
+    int one = 1;
+    setsockopt(control_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.u64 = kControlId;
+    if (epoll_ctl(epoll_, EPOLL_CTL_ADD, control_, &event) != 0) die("epoll_ctl control");
+  }
+
+  void command(const std::string& line) {
+    const std::string text = line + "\n";
+    if (send(control_, text.data(), text.size(), MSG_NOSIGNAL) != ssize_t(text.size())) {
+      die("control write");
+    }
+  }
+
+  /// Runs the loop until a control line starting with `prefix` arrives.
+  std::string await_line(const std::string& prefix, int timeout_ms = 20000) {
+    const int64_t deadline = mono_ns() + int64_t(timeout_ms) * 1000000;
+    for (;;) {
+      for (auto it = lines_.begin(); it != lines_.end(); ++it) {
+        if (it->rfind(prefix, 0) == 0) {
+          std::string line = *it;
+          lines_.erase(it);
+          return line;
+        }
+      }
+      if (mono_ns() > deadline) {
+        std::fprintf(stderr, "load-client: timeout waiting for '%s'\n", prefix.c_str());
+        std::_Exit(1);
+      }
+      run_once(50);
+    }
+  }
+
+  static long field(const std::string& line, const char* key) {
+    const std::string needle = std::string(" ") + key + "=";
+    const size_t at = line.find(needle);
+    if (at == std::string::npos) return -1;
+    return std::strtol(line.c_str() + at + needle.size(), nullptr, 10);
+  }
+  static long long field_ll(const std::string& line, const char* key) {
+    const std::string needle = std::string(" ") + key + "=";
+    const size_t at = line.find(needle);
+    if (at == std::string::npos) return -1;
+    return std::strtoll(line.c_str() + at + needle.size(), nullptr, 10);
+  }
+
+  std::string stats() {
+    command("stats");
+    return await_line("stats");
+  }
+
+  // --- connections -------------------------------------------------------------------------
+
+  /// Opens and joins every client; returns the seconds it took.
+  double connect_all() {
+    const int64_t start = mono_ns();
+    const int64_t deadline = start + int64_t(o_.timeout_s) * 1000000000LL;
+    size_t next = 0;
+    while (ready_ < o_.clients) {
+      while (next < o_.clients && in_flight_ < o_.concurrency) open(next++);
+      run_once(10);
+      if (mono_ns() > deadline) {
+        std::fprintf(stderr, "load-client: only %zu of %zu clients joined (failures %zu)\n",
+                     ready_, o_.clients, failures_);
+        std::_Exit(1);
+      }
+    }
+    return double(mono_ns() - start) / 1e9;
+  }
+
+  /// Runs the loop for `ms` milliseconds (answering pings, counting frames).
+  void idle(int ms) {
+    const int64_t until = mono_ns() + int64_t(ms) * 1000000;
+    while (mono_ns() < until) run_once(10);
+  }
+
+  /// Waits until `total` event frames have arrived in all; returns the CLOCK_MONOTONIC of the
+  /// read that completed them.
+  int64_t await_events(uint64_t total, int timeout_ms) {
+    target_ = total;
+    done_at_ = total_events_ >= total ? mono_ns() : 0;
+    const int64_t deadline = mono_ns() + int64_t(timeout_ms) * 1000000;
+    while (done_at_ == 0) {
+      run_once(5);
+      if (mono_ns() > deadline) {
+        std::fprintf(stderr, "load-client: received %llu of %llu frames\n",
+                     static_cast<unsigned long long>(total_events_),
+                     static_cast<unsigned long long>(total));
+        std::_Exit(1);
+      }
+    }
+    target_ = UINT64_MAX;
+    return done_at_;
+  }
+
+  uint64_t total_events() const { return total_events_; }
+  size_t ready() const { return ready_; }
+  size_t closed() const { return closed_count_; }
+  void per_connection_range(uint32_t* lo, uint32_t* hi) const {
+    *lo = UINT32_MAX;
+    *hi = 0;
+    for (const Conn& c : conns_) {
+      *lo = std::min(*lo, c.events);
+      *hi = std::max(*hi, c.events);
+    }
+  }
+
+  /// Interactive mode: the next command line from stdin (the loop keeps running meanwhile);
+  /// "quit" at EOF.
+  std::string next_command() {
+    if (!stdin_added_) {
+      stdin_added_ = true;
+      epoll_event event{};
+      event.events = EPOLLIN;
+      event.data.u64 = kStdinId;
+      if (epoll_ctl(epoll_, EPOLL_CTL_ADD, 0, &event) != 0) die("epoll_ctl stdin");
+    }
+    for (;;) {
+      const size_t newline = stdin_in_.find('\n');
+      if (newline != std::string::npos) {
+        std::string line = stdin_in_.substr(0, newline);
+        stdin_in_.erase(0, newline + 1);
+        return line;
+      }
+      if (stdin_eof_) return "quit";
+      run_once(50);
+    }
+  }
+
+  /// Waits until the server closes the control connection (it exits on `quit`).
+  void await_control_eof(int timeout_ms) {
+    const int64_t deadline = mono_ns() + int64_t(timeout_ms) * 1000000;
+    char buf[256];
+    while (mono_ns() < deadline) {
+      const ssize_t n = recv(control_, buf, sizeof buf, MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return;
+      usleep(2000);
+    }
+  }
+
+  /// Resets every connection (RST: no TIME_WAIT left behind for the next run).
+  void reset_all() {
+    linger l{1, 0};
+    for (Conn& c : conns_) {
+      if (c.fd < 0) continue;
+      setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+      close(c.fd);
+      c.fd = -1;
+    }
+  }
+
+ private:
+  void build_request() {
+    char key[25];
+    // A fixed, valid 16-byte nonce in base64; the server checks the form, not freshness.
+    std::snprintf(key, sizeof key, "%s", "dGhlIHNhbXBsZSBub25jZQ==");
+    request_ = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: " + o_.host + ":" +
+               std::to_string(o_.port) +
+               "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
+               "\r\nSec-WebSocket-Version: 13\r\n";
+    if (o_.browser_headers) {
+      // What a desktop Chrome sends besides the above (values typical, lengths realistic).
+      request_ +=
+          "Pragma: no-cache\r\nCache-Control: no-cache\r\n"
+          "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/124.0.0.0 Safari/537.36\r\n"
+          "Origin: http://127.0.0.1:" +
+          std::to_string(o_.port) +
+          "\r\nAccept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-US,en;q=0.9\r\n"
+          "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+    }
+    request_ += "\r\n";
+  }
+
+  void open(size_t index) {
+    Conn& c = conns_[index];
+    c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) die("socket");
+    int one = 1;
+    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    const int rc = connect(c.fd, reinterpret_cast<const sockaddr*>(&addr_), sizeof addr_);
+    if (rc != 0 && errno != EINPROGRESS) die("connect");
+    c.state = State::Connecting;
+    c.events = 0;
+    c.pending.reset();
+    epoll_event event{};
+    event.events = EPOLLIN | EPOLLOUT;
+    event.data.u64 = index;
+    if (epoll_ctl(epoll_, EPOLL_CTL_ADD, c.fd, &event) != 0) die("epoll_ctl add");
+    ++in_flight_;
+  }
+
+  void fail(size_t index, const char* why) {
+    Conn& c = conns_[index];
+    const bool was_ready = c.state == State::Ready;
+    if (c.fd >= 0) close(c.fd);
+    c.fd = -1;
+    c.pending.reset();
+    c.state = State::Closed;
+    if (was_ready) {
+      --ready_;
+      ++closed_count_;
+      std::fprintf(stderr, "load-client: client %zu closed after joining (%s)\n", index, why);
+      return;
+    }
+    --in_flight_;
+    if (++failures_ > 100) {
+      std::fprintf(stderr, "load-client: too many connection failures (last: %s)\n", why);
+      std::_Exit(1);
+    }
+    open(index);  // retry
+  }
+
+  void run_once(int timeout_ms) {
+    epoll_event events[1024];
+    const int n = epoll_wait(epoll_, events, 1024, timeout_ms);
+    if (n < 0) {
+      if (errno == EINTR) return;
+      die("epoll_wait");
+    }
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.u64 == kControlId) {
+        read_control();
+        continue;
+      }
+      if (events[i].data.u64 == kStdinId) {
+        read_stdin();
+        continue;
+      }
+      const size_t index = size_t(events[i].data.u64);
+      Conn& c = conns_[index];
+      if (c.fd < 0) continue;
+      if (c.state == State::Connecting) {
+        if ((events[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) continue;
+        int error = 0;
+        socklen_t length = sizeof error;
+        getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &error, &length);
+        if (error != 0 || (events[i].events & (EPOLLERR | EPOLLHUP))) {
+          fail(index, "connect failed");
+          continue;
+        }
+        if (!write_all(c.fd, request_.data(), request_.size())) {
+          fail(index, "request write");
+          continue;
+        }
+        c.state = State::HttpWait;
+        epoll_event event{};
+        event.events = EPOLLIN;
+        event.data.u64 = index;
+        epoll_ctl(epoll_, EPOLL_CTL_MOD, c.fd, &event);
+        continue;
+      }
+      if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) read_conn(index);
+    }
+  }
+
+  void read_control() {
+    for (;;) {
+      char buf[4096];
+      const ssize_t n = recv(control_, buf, sizeof buf, MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      if (n <= 0) {
+        std::fprintf(stderr, "load-client: control channel closed\n");
+        std::_Exit(1);
+      }
+      control_in_.append(buf, size_t(n));
+    }
+    size_t newline;
+    while ((newline = control_in_.find('\n')) != std::string::npos) {
+      lines_.push_back(control_in_.substr(0, newline));
+      control_in_.erase(0, newline + 1);
+    }
+  }
+
+  void read_stdin() {
+    char buf[1024];
+    const ssize_t n = read(0, buf, sizeof buf);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) return;
+      stdin_eof_ = true;
+      epoll_ctl(epoll_, EPOLL_CTL_DEL, 0, nullptr);
+      return;
+    }
+    stdin_in_.append(buf, size_t(n));
+  }
+
+  static bool write_all(int fd, const char* data, size_t size) {
+    while (size > 0) {
+      const ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;  // tiny frames into an empty socket buffer: EAGAIN not expected
+      data += n;
+      size -= size_t(n);
+    }
+    return true;
+  }
+
+  /// A masked text frame from the client (RFC 6455 §5.3: every client frame is masked).
+  bool send_text(int fd, std::string_view text) {
+    char frame[8 + 125];
+    if (text.size() > 125) return false;
+    rng_ ^= rng_ << 13;
+    rng_ ^= rng_ >> 7;
+    rng_ ^= rng_ << 17;
+    const uint32_t mask = uint32_t(rng_);
+    frame[0] = char(0x81);
+    frame[1] = char(0x80 | text.size());
+    std::memcpy(frame + 2, &mask, 4);
+    const char* m = frame + 2;
+    for (size_t i = 0; i < text.size(); ++i) frame[6 + i] = char(text[i] ^ m[i & 3]);
+    return write_all(fd, frame, 6 + text.size());
+  }
+
+  void read_conn(size_t index) {
+    Conn& c = conns_[index];
+    for (;;) {
+      const ssize_t n = recv(c.fd, buffer_.data(), buffer_.size(), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (n <= 0) {
+        fail(index, n == 0 ? "EOF" : "read error");
+        return;
+      }
+      if (!consume(index, buffer_.data(), size_t(n))) return;
+      if (target_ != UINT64_MAX && done_at_ == 0 && total_events_ >= target_) done_at_ = mono_ns();
+      if (size_t(n) < buffer_.size()) return;
+    }
+  }
+
+  /// Handles bytes from connection `index`; false when the connection was closed.
+  bool consume(size_t index, const char* data, size_t size) {
+    Conn& c = conns_[index];
+    std::string joined;
+    if (c.pending) {
+      joined = std::move(*c.pending);
+      c.pending.reset();
+      joined.append(data, size);
+      data = joined.data();
+      size = joined.size();
+    }
+    size_t pos = 0;
+    if (c.state == State::HttpWait) {
+      const std::string_view view(data, size);
+      const size_t end = view.find("\r\n\r\n");
+      if (end == std::string_view::npos) {
+        c.pending = std::make_unique<std::string>(data, size);
+        return true;
+      }
+      if (view.substr(0, 12) != "HTTP/1.1 101") {
+        fail(index, "upgrade refused");
+        return false;
+      }
+      c.state = State::OpenWait;
+      pos = end + 4;
+    }
+    while (size - pos >= 2) {
+      const auto* b = reinterpret_cast<const uint8_t*>(data + pos);
+      const uint8_t opcode = b[0] & 0x0F;
+      uint64_t length = b[1] & 0x7F;
+      size_t header = 2;
+      if (length == 126) {
+        if (size - pos < 4) break;
+        length = (uint64_t{b[2]} << 8) | b[3];
+        header = 4;
+      } else if (length == 127) {
+        if (size - pos < 10) break;
+        length = 0;
+        for (int i = 2; i < 10; ++i) length = (length << 8) | b[i];
+        header = 10;
+      }
+      if (size - pos - header < length) break;
+      const std::string_view payload(data + pos + header, size_t(length));
+      pos += header + size_t(length);
+      if (!frame(index, opcode, payload)) return false;
+    }
+    if (pos < size) c.pending = std::make_unique<std::string>(data + pos, size - pos);
+    return true;
+  }
+
+  bool frame(size_t index, uint8_t opcode, std::string_view p) {
+    Conn& c = conns_[index];
+    if (opcode == 0x8) {
+      fail(index, "close frame");
+      return false;
+    }
+    if (opcode != 0x1) return true;
+    if (p.size() >= 2 && p[0] == '4' && p[1] == '2') {
+      ++c.events;
+      ++total_events_;
+      return true;
+    }
+    if (p == "2") {
+      send_text(c.fd, "3");
+      return true;
+    }
+    if (c.state == State::OpenWait && !p.empty() && p[0] == '0') {
+      if (!send_text(c.fd, "40")) {
+        fail(index, "connect write");
+        return false;
+      }
+      c.state = State::JoinWait;
+      return true;
+    }
+    if (c.state == State::JoinWait && p.size() >= 2 && p[0] == '4' && p[1] == '0') {
+      c.state = State::Ready;
+      --in_flight_;
+      ++ready_;
+      return true;
+    }
+    if (p.size() >= 2 && p[0] == '4' && p[1] == '4') {
+      fail(index, "connect error");
+      return false;
+    }
+    return true;
+  }
+
+  Options o_;
+  int epoll_ = -1;
+  int control_ = -1;
+  sockaddr_in addr_{};
+  std::vector<Conn> conns_;
+  std::vector<char> buffer_;
+  std::string request_;
+  std::string control_in_;
+  std::deque<std::string> lines_;
+  std::string stdin_in_;
+  bool stdin_added_ = false;
+  bool stdin_eof_ = false;
+  size_t in_flight_ = 0;
+  size_t ready_ = 0;
+  size_t failures_ = 0;
+  size_t closed_count_ = 0;
+  uint64_t total_events_ = 0;
+  uint64_t target_ = UINT64_MAX;
+  int64_t done_at_ = 0;
+  uint64_t rng_ = 0x9E3779B97F4A7C15ULL;
+};
+
+double median(std::vector<double> values) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+bool has_phase(const std::string& phases, const char* name) {
+  return ("," + phases + ",").find("," + std::string(name) + ",") != std::string::npos;
+}
+
+void raise_nofile(size_t needed) {
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  limit.rlim_cur = limit.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &limit);
+  if (needed > 19000 || needed > limit.rlim_cur) {
+    std::fprintf(stderr, "load-client: %zu fds needed, limit %llu (and the bench uses <= 19000)\n",
+                 needed, static_cast<unsigned long long>(limit.rlim_cur));
+    std::_Exit(2);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string name = argv[i];
+    if (name == "--browser-headers") {
+      o.browser_headers = true;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "missing value for %s\n", name.c_str());
+      return 2;
+    }
+    const char* v = argv[++i];
+    if (name == "--host") o.host = v;
+    else if (name == "--port") o.port = std::atoi(v);
+    else if (name == "--control-port") o.control_port = std::atoi(v);
+    else if (name == "--clients") o.clients = std::strtoul(v, nullptr, 10);
+    else if (name == "--phases") o.phases = v;
+    else if (name == "--settle-ms") o.settle_ms = std::atoi(v);
+    else if (name == "--latency-reps") o.latency_reps = std::atoi(v);
+    else if (name == "--burst-events") o.burst_events = std::strtoul(v, nullptr, 10);
+    else if (name == "--burst-reps") o.burst_reps = std::atoi(v);
+    else if (name == "--concurrency") o.concurrency = std::strtoul(v, nullptr, 10);
+    else if (name == "--timeout-s") o.timeout_s = std::atoi(v);
+    else {
+      std::fprintf(stderr, "unknown option %s\n", name.c_str());
+      return 2;
+    }
+  }
+  if (o.port <= 0 || o.clients == 0) {
+    std::fprintf(stderr, "usage: load-client --port P --clients N [options]\n");
+    return 2;
+  }
+  if (o.control_port == 0) o.control_port = o.port + 1;
+  raise_nofile(o.clients + 16);
+
+  Client client(o);
+  client.connect_control();
+  const std::string before = client.stats();
+  const double connect_s = client.connect_all();
+  std::printf("RESULT connect clients=%zu seconds=%.3f\n", o.clients, connect_s);
+
+  // The server's count must match before anything is measured.
+  for (int i = 0;; ++i) {
+    if (size_t(Client::field(client.stats(), "connected")) == o.clients) break;
+    if (i > 200) {
+      std::fprintf(stderr, "load-client: server does not report %zu connected\n", o.clients);
+      return 1;
+    }
+    client.idle(20);
+  }
+
+  if (has_phase(o.phases, "idle")) {
+    client.idle(o.settle_ms);
+    const std::string after = client.stats();
+    const long rss0 = Client::field(before, "rss_kb"), rssn = Client::field(after, "rss_kb");
+    const long heap0 = Client::field(before, "heap_inuse"), heapn = Client::field(after, "heap_inuse");
+    std::printf(
+        "RESULT idle clients=%zu rss0_kb=%ld rssN_kb=%ld rss_per_client_bytes=%.1f "
+        "heap_inuse_per_client_bytes=%.1f heap_free_N=%ld\n",
+        o.clients, rss0, rssn, double(rssn - rss0) * 1024.0 / double(o.clients),
+        double(heapn - heap0) / double(o.clients), Client::field(after, "heap_free"));
+  }
+
+  // One `emit 1`: from the server's emit call until all N frames are here.
+  auto latency_once = [&](int rep, double* c_out, double* s_out, double* e_out) {
+    client.idle(200);
+    const uint64_t target = client.total_events() + o.clients;
+    client.command("emit 1");
+    const int64_t done = client.await_events(target, 20000);
+    const std::string emitted = client.await_line("emitted");
+    const std::string sent = client.await_line("sent");
+    const long long t0 = Client::field_ll(emitted, "t_ns");
+    *c_out = double(done - t0) / 1e6;
+    *s_out = double(Client::field_ll(sent, "t_ns") - t0) / 1e6;
+    *e_out = double(Client::field_ll(emitted, "end_ns") - t0) / 1e6;
+    std::printf("RESULT latency rep=%d clients=%zu client_ms=%.3f server_ms=%.3f emit_call_ms=%.3f "
+                "recipients=%ld\n",
+                rep, o.clients, *c_out, *s_out, *e_out, Client::field(emitted, "recipients"));
+    std::fflush(stdout);
+  };
+  // One `emit K`: deliveries/s = N*K / time until all N*K frames are here.
+  auto burst_once = [&](int rep, size_t events, double* c_out, double* s_out, double* rate_out) {
+    client.idle(300);
+    const uint64_t frames = uint64_t(o.clients) * events;
+    const uint64_t target = client.total_events() + frames;
+    client.command("emit " + std::to_string(events));
+    const int64_t done = client.await_events(target, 60000);
+    const std::string emitted = client.await_line("emitted");
+    const std::string sent = client.await_line("sent", 60000);
+    const long long t0 = Client::field_ll(emitted, "t_ns");
+    *c_out = double(done - t0) / 1e6;
+    *s_out = double(Client::field_ll(sent, "t_ns") - t0) / 1e6;
+    const double e_ms = double(Client::field_ll(emitted, "end_ns") - t0) / 1e6;
+    *rate_out = double(frames) / (*c_out / 1e3);
+    std::printf("RESULT burst rep=%d clients=%zu events=%zu client_ms=%.3f server_ms=%.3f "
+                "emit_call_ms=%.3f deliveries_per_s=%.0f\n",
+                rep, o.clients, events, *c_out, *s_out, e_ms, *rate_out);
+    std::fflush(stdout);
+  };
+
+  if (has_phase(o.phases, "latency")) {
+    std::vector<double> client_ms, server_ms, emit_ms;
+    for (int rep = 0; rep < o.latency_reps; ++rep) {
+      double c = 0, s = 0, e = 0;
+      latency_once(rep, &c, &s, &e);
+      client_ms.push_back(c);
+      server_ms.push_back(s);
+      emit_ms.push_back(e);
+    }
+    std::printf("RESULT latency_median clients=%zu client_ms=%.3f server_ms=%.3f emit_call_ms=%.3f\n",
+                o.clients, median(client_ms), median(server_ms), median(emit_ms));
+  }
+
+  if (has_phase(o.phases, "burst")) {
+    std::vector<double> rate, c_ms_all, s_ms_all;
+    for (int rep = 0; rep < o.burst_reps; ++rep) {
+      double c = 0, s = 0, r = 0;
+      burst_once(rep, o.burst_events, &c, &s, &r);
+      rate.push_back(r);
+      c_ms_all.push_back(c);
+      s_ms_all.push_back(s);
+    }
+    std::printf("RESULT burst_median clients=%zu events=%zu client_ms=%.3f server_ms=%.3f "
+                "deliveries_per_s=%.0f\n",
+                o.clients, o.burst_events, median(c_ms_all), median(s_ms_all), median(rate));
+    client.idle(500);
+    const std::string after = client.stats();
+    std::printf("RESULT after_burst rss_kb=%ld heap_inuse=%ld heap_free=%ld\n",
+                Client::field(after, "rss_kb"), Client::field(after, "heap_inuse"),
+                Client::field(after, "heap_free"));
+  }
+
+  if (has_phase(o.phases, "interactive")) {
+    // Driven line by line from stdin (the run script alternates two clients, one per server, so
+    // both servers are measured under the same machine load): `latency`, `burst K`, `quit`.
+    std::printf("RESULT interactive ready\n");
+    std::fflush(stdout);
+    int rep = 0;
+    for (;;) {
+      const std::string line = client.next_command();
+      double a = 0, b = 0, c = 0;
+      if (line == "latency") {
+        latency_once(rep++, &a, &b, &c);
+      } else if (line.rfind("burst ", 0) == 0) {
+        burst_once(rep++, std::strtoul(line.c_str() + 6, nullptr, 10), &a, &b, &c);
+      } else if (line == "quit") {
+        break;
+      } else {
+        std::printf("RESULT error unknown command\n");
+        std::fflush(stdout);
+      }
+    }
+  }
+
+  uint32_t lo = 0, hi = 0;
+  client.per_connection_range(&lo, &hi);
+  std::printf("RESULT check clients=%zu joined=%zu closed=%zu frames_total=%llu per_conn_min=%u "
+              "per_conn_max=%u\n",
+              o.clients, client.ready(), client.closed(),
+              static_cast<unsigned long long>(client.total_events()), lo, hi);
+  std::fflush(stdout);
+  // The server exits first, with every session still open (nothing is torn down one by one, and a
+  // heap profile of the server sees the sessions live); then the sockets are reset.
+  client.command("quit");
+  client.await_control_eof(3000);
+  client.reset_all();
+  return 0;
+}

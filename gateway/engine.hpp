@@ -1,0 +1,76 @@
+#pragma once
+// The Engine.IO v4 server seen from the layer above (Socket.IO): sessions that open, receive
+// messages, take shared outgoing packets and close. Transports (HTTP long-polling, WebSocket,
+// the upgrade between them), heartbeats, HTTP parsing and CORS live below this line
+// (spec: socketio-server.md §1). Everything runs on one io_context thread.
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gateway/outgoing.hpp"
+
+namespace steedos::gateway {
+
+enum class TransportKind { Polling, WebSocket };
+
+/// What the handshake request carried, kept per session for the application (auth reads the
+/// Cookie and Authorization headers). Header names are lower-case. For a session opened over
+/// WebSocket, the handshake's own headers (Connection, Upgrade, Sec-WebSocket-Key/-Version/
+/// -Extensions) are not kept.
+struct HandshakeInfo {
+  std::map<std::string, std::string> headers;
+  std::map<std::string, std::string> query;
+  std::string remote_address;
+  std::string url;
+  std::chrono::system_clock::time_point time;
+};
+
+struct EngineOptions {
+  std::string path = "/engine.io/";  // also answered without the trailing slash
+  int ping_interval_ms = 25000;
+  int ping_timeout_ms = 20000;
+  int upgrade_timeout_ms = 10000;
+  size_t max_payload = 1000000;  // maxHttpBufferSize: POST bodies and WebSocket messages, bytes
+  bool allow_upgrades = true;
+  /// Bytes queued for one session before it is closed as a slow consumer.
+  size_t max_buffered_bytes = 4 * 1024 * 1024;
+};
+
+/// One Engine.IO session (sid), whatever its transport. Owned by the engine; valid from
+/// on_open until on_close returns.
+class EngineSocket {
+ public:
+  virtual ~EngineSocket() = default;
+  virtual const std::string& id() const = 0;
+  virtual TransportKind transport() const = 0;
+  virtual const HandshakeInfo& handshake() const = 0;
+  /// Queues a packet. A volatile packet is dropped (returns false) when the transport cannot
+  /// write now. Exceeding max_buffered_bytes closes the session (reason "slow consumer").
+  /// Never calls the handler: a close it causes is reported on a later loop turn.
+  virtual bool send(const OutgoingPacketPtr& packet, bool is_volatile = false) = 0;
+  /// Closes the session after flushing what is queued (a `1` close packet is sent; a polling
+  /// client without a pending GET gets it on its next one). on_close(reason) follows on a later
+  /// loop turn, never from inside close().
+  virtual void close(const std::string& reason) = 0;
+  virtual size_t buffered_bytes() const = 0;
+  /// Free for the layer above (the Socket.IO connection of this session).
+  void* user_data = nullptr;
+};
+
+/// Implemented by the layer above. Calls come from the io_context thread.
+class EngineHandler {
+ public:
+  virtual ~EngineHandler() = default;
+  virtual void on_open(EngineSocket& socket) = 0;
+  /// One Engine.IO message: text (without the '4') or binary.
+  virtual void on_message(EngineSocket& socket, std::string_view data, bool binary) = 0;
+  /// The session is gone (reason: "transport close", "ping timeout", "parse error",
+  /// "forced close", "slow consumer", "server shutting down", ...). Do not touch it afterwards.
+  virtual void on_close(EngineSocket& socket, const std::string& reason) = 0;
+};
+
+}  // namespace steedos::gateway

@@ -1,0 +1,926 @@
+#include "gateway/http_server.hpp"
+
+// The only websocketpp includes of the gateway's transport: the HTTP request parser and the
+// handshake's SHA-1 / base64 (small headers; none of websocketpp's connection machinery).
+#include <websocketpp/base64/base64.hpp>
+#include <websocketpp/http/request.hpp>
+#include <websocketpp/sha1/sha1.hpp>
+//
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <asio/basic_socket_acceptor.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/ip/v6_only.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <unordered_set>
+
+#include "gateway/engine_server.hpp"
+#include "gateway/websocket_connection.hpp"
+
+namespace steedos::gateway {
+namespace {
+
+using Acceptor = asio::basic_socket_acceptor<asio::ip::tcp, asio::io_context::executor_type>;
+using Clock = std::chrono::steady_clock;
+using Timer =
+    asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, asio::io_context::executor_type>;
+
+// Shared by every HTTP connection of the thread: a connection keeps only unparsed bytes.
+constexpr size_t kReadBufferSize = 16 * 1024;
+thread_local char t_read_buffer[kReadBufferSize];
+
+// Bodies on routes that take none (static files, 404s) are read and dropped up to this size.
+constexpr size_t kMaxOtherBody = 64 * 1024;
+// After an error response with `Connection: close`, unread request bytes are drained this long
+// before closing, so the client sees the response instead of a reset.
+constexpr std::chrono::milliseconds kLingerTimeout{2000};
+constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
+
+std::shared_ptr<spdlog::logger> log() {
+  static const std::shared_ptr<spdlog::logger> logger = [] {
+    if (auto existing = spdlog::get("gateway")) return existing;
+    auto base = spdlog::default_logger();
+    auto created =
+        std::make_shared<spdlog::logger>("gateway", base->sinks().begin(), base->sinks().end());
+    created->set_level(base->level());
+    spdlog::register_logger(created);
+    return created;
+  }();
+  return logger;
+}
+
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+std::string to_lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = lower(c);
+  return out;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+// Whether a comma-separated header value (Connection, Upgrade) lists `token`.
+bool has_token(const std::string* value, std::string_view token) {
+  if (value == nullptr) return false;
+  std::string_view rest = *value;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    if (iequals(trim(rest.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decoding; a malformed escape is kept literally (as Node's querystring does).
+std::string percent_decode(std::string_view text, bool plus_is_space) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '%' && i + 2 < text.size()) {
+      const int high = hex_value(text[i + 1]);
+      const int low = hex_value(text[i + 2]);
+      if (high >= 0 && low >= 0) {
+        out.push_back(static_cast<char>(high * 16 + low));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(plus_is_space && c == '+' ? ' ' : c);
+  }
+  return out;
+}
+
+void parse_query(std::string_view query, std::map<std::string, std::string>& out) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    if (!pair.empty()) {
+      const size_t eq = pair.find('=');
+      std::string key = percent_decode(pair.substr(0, eq), true);
+      std::string value =
+          eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1), true);
+      out.emplace(std::move(key), std::move(value));  // the first of duplicates wins
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+}
+
+std::string reason_phrase(int status) {
+  if (status == 431) return "Request Header Fields Too Large";
+  return websocketpp::http::status_code::get_string(
+      static_cast<websocketpp::http::status_code::value>(status));
+}
+
+std::string websocket_accept(const std::string& key) {
+  static constexpr char kGuid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  const std::string input = key + kGuid;
+  unsigned char digest[20];
+  websocketpp::sha1::calc(input.data(), input.size(), digest);
+  return websocketpp::base64_encode(digest, sizeof digest);
+}
+
+std::string_view extension_of(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  const size_t dot = path.rfind('.');
+  if (dot == std::string_view::npos || (slash != std::string_view::npos && dot < slash)) return {};
+  return path.substr(dot + 1);
+}
+
+std::string mime_type(std::string_view path) {
+  static const std::map<std::string, std::string, std::less<>> kTypes = {
+      {"html", "text/html; charset=UTF-8"},
+      {"htm", "text/html; charset=UTF-8"},
+      {"js", "application/javascript; charset=UTF-8"},
+      {"mjs", "application/javascript; charset=UTF-8"},
+      {"css", "text/css; charset=UTF-8"},
+      {"json", "application/json; charset=UTF-8"},
+      {"map", "application/json; charset=UTF-8"},
+      {"txt", "text/plain; charset=UTF-8"},
+      {"svg", "image/svg+xml"},
+      {"png", "image/png"},
+      {"jpg", "image/jpeg"},
+      {"jpeg", "image/jpeg"},
+      {"gif", "image/gif"},
+      {"ico", "image/x-icon"},
+      {"wasm", "application/wasm"},
+      {"woff", "font/woff"},
+      {"woff2", "font/woff2"},
+  };
+  const auto it = kTypes.find(to_lower(extension_of(path)));
+  return it == kTypes.end() ? "application/octet-stream" : it->second;
+}
+
+HttpResponse text_response(int status, std::string body) {
+  HttpResponse response;
+  response.status = status;
+  response.content_type = "text/plain; charset=UTF-8";
+  response.body = std::move(body);
+  return response;
+}
+
+/// A `GET`/`HEAD` of one file: 200 with the bytes, 304 when If-None-Match matches, 404 when it
+/// cannot be read. The ETag is size + modification time, so a changed file is re-sent.
+HttpResponse file_response(const std::string& file, const std::string& content_type,
+                           const std::string* if_none_match) {
+  struct stat info {};
+  if (::stat(file.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) {
+    return text_response(404, "Not Found");
+  }
+  char etag[64];
+  std::snprintf(etag, sizeof etag, "\"%llx-%llx\"", static_cast<unsigned long long>(info.st_size),
+                static_cast<unsigned long long>(info.st_mtim.tv_sec) * 1000000000ULL +
+                    static_cast<unsigned long long>(info.st_mtim.tv_nsec));
+  HttpResponse response;
+  response.headers.emplace_back("ETag", etag);
+  response.headers.emplace_back("Cache-Control", "no-cache");
+  if (if_none_match != nullptr && *if_none_match == etag) {
+    response.status = 304;
+    return response;
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return text_response(404, "Not Found");
+  std::ostringstream contents;
+  contents << in.rdbuf();
+  response.content_type = content_type;
+  response.body = std::move(contents).str();
+  return response;
+}
+
+struct FileMount {
+  std::string file;
+  std::string content_type;
+};
+
+struct DirectoryMount {
+  std::string prefix;  // without the trailing slash
+  std::string dir;
+};
+
+}  // namespace
+
+class HttpConnection;
+
+// ---------------------------------------------------------------------------------------------
+
+class GatewayServer::Impl : public std::enable_shared_from_this<GatewayServer::Impl> {
+ public:
+  Impl(asio::io_context& io_context, ServerOptions server_options)
+      : io(io_context),
+        options(std::move(server_options)),
+        acceptor(io_context.get_executor()),
+        retry_timer(io_context.get_executor()),
+        scheduler(std::make_shared<WriteScheduler>(io_context)) {}
+
+  void accept();
+  EngineServer* engine_for(std::string_view path) const {
+    for (const auto& engine : engines) {
+      if (engine->matches(path)) return engine.get();
+    }
+    return nullptr;
+  }
+  const DirectoryMount* directory_for(std::string_view path) const {
+    for (const auto& mount : directories) {  // longest prefix first
+      if (path.substr(0, mount.prefix.size()) == mount.prefix &&
+          (path.size() == mount.prefix.size() || path[mount.prefix.size()] == '/')) {
+        return &mount;
+      }
+    }
+    return nullptr;
+  }
+  /// The Origin to echo in CORS headers, or empty when the request gets none.
+  std::string allowed_origin(const std::string* origin) const {
+    if (origin == nullptr || origin->empty()) return {};
+    if (!options.cors_origins) return *origin;
+    const auto& list = *options.cors_origins;
+    return std::find(list.begin(), list.end(), *origin) != list.end() ? *origin : std::string();
+  }
+
+  asio::io_context& io;
+  ServerOptions options;
+  Acceptor acceptor;
+  Timer retry_timer;
+  std::shared_ptr<WriteScheduler> scheduler;
+  std::vector<std::unique_ptr<EngineServer>> engines;
+  std::map<std::string, FileMount, std::less<>> files;
+  std::vector<DirectoryMount> directories;
+  std::unordered_set<HttpConnection*> connections;
+  bool stopped = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+/// The answer slot of one request; a parked long-poll GET holds it until data comes.
+class ConnectionExchange final : public HttpExchange {
+ public:
+  ConnectionExchange(std::weak_ptr<HttpConnection> connection, uint64_t sequence)
+      : connection_(std::move(connection)), sequence_(sequence) {}
+  void respond(HttpResponse response) override;
+  /// The connection closed before the answer.
+  void abort() {
+    if (done_) return;
+    done_ = true;
+    auto callback = std::move(on_abort);
+    on_abort = nullptr;
+    if (callback) callback();
+  }
+
+ private:
+  std::weak_ptr<HttpConnection> connection_;
+  uint64_t sequence_;
+  bool done_ = false;
+};
+
+class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
+ public:
+  HttpConnection(std::shared_ptr<GatewayServer::Impl> server, TcpSocket socket)
+      : server_(std::move(server)),
+        socket_(std::move(socket)),
+        timer_(server_->io.get_executor()) {}
+
+  ~HttpConnection() {
+    if (server_ != nullptr) server_->connections.erase(this);
+  }
+
+  void start() {
+    server_->connections.insert(this);
+    asio::error_code ec;
+    const auto endpoint = socket_.remote_endpoint(ec);
+    if (!ec) remote_address_ = endpoint.address().to_string();
+    socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+    socket_.non_blocking(true, ec);
+    arm_timer(server_->options.idle_timeout);
+    wait_readable();
+  }
+
+  /// Server stop: a response being written is finished first, everything else ends now.
+  void shutdown() {
+    if (state_ == State::Writing) {
+      close_after_write_ = true;
+    } else {
+      close();
+    }
+  }
+
+  void close() {
+    if (state_ == State::Closed) return;
+    state_ = State::Closed;
+    ++timer_generation_;
+    timer_.cancel();
+    asio::error_code ec;
+    socket_.close(ec);
+    if (server_ != nullptr) {
+      server_->connections.erase(this);
+      server_ = nullptr;
+    }
+    std::string().swap(in_);
+    if (auto exchange = std::move(exchange_)) exchange->abort();
+  }
+
+  void on_exchange_response(uint64_t sequence, HttpResponse response) {
+    if (state_ != State::Waiting || sequence != sequence_) return;
+    exchange_.reset();
+    respond(std::move(response));
+  }
+
+ private:
+  enum class State : uint8_t {
+    Head,       // reading a request line and headers (or idle between requests)
+    Body,       // reading a Content-Length body
+    Waiting,    // dispatched; the answer may come later (parked GET)
+    Writing,    // writing a response
+    Lingering,  // response sent with Connection: close; draining input before closing
+    Closed,
+  };
+  enum class Route : uint8_t { None, File, Engine, Directory };
+
+  void wait_readable() {
+    if (reading_ || state_ == State::Closed) return;
+    reading_ = true;
+    socket_.async_wait(TcpSocket::wait_read, [self = shared_from_this()](asio::error_code ec) {
+      self->reading_ = false;
+      if (self->state_ == State::Closed) return;
+      if (ec) {
+        if (ec != asio::error::operation_aborted) self->close();
+        return;
+      }
+      self->on_readable();
+    });
+  }
+
+  void on_readable() {
+    if (state_ == State::Waiting || state_ == State::Writing) {
+      // Not reading requests now (no pipelining); only notice a client that went away, which
+      // matters for a parked GET (the reference closes the session then).
+      char byte;
+      const ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        close();
+        return;
+      }
+      if (n < 0) wait_readable();
+      // n > 0: the next request is already here; it is read once this response is written.
+      return;
+    }
+    for (;;) {
+      asio::error_code ec;
+      const size_t n = socket_.read_some(asio::buffer(t_read_buffer, kReadBufferSize), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+      if (ec == asio::error::interrupted) continue;
+      if (ec) {
+        close();  // EOF or reset
+        return;
+      }
+      if (state_ != State::Lingering) in_.append(t_read_buffer, n);
+      if (n < kReadBufferSize) break;
+      if (state_ != State::Lingering && in_.size() > server_->options.max_header_bytes &&
+          state_ == State::Head) {
+        break;  // process() refuses it; do not buffer more
+      }
+    }
+    if (state_ == State::Head || state_ == State::Body) process();
+    if (state_ == State::Head || state_ == State::Body || state_ == State::Waiting ||
+        state_ == State::Lingering) {
+      wait_readable();
+    }
+  }
+
+  void process() {
+    if (state_ == State::Head) {
+      // RFC 9112 §2.2: empty lines before a request line are ignored.
+      size_t skip = 0;
+      while (in_.compare(skip, 2, "\r\n") == 0) skip += 2;
+      if (skip != 0) in_.erase(0, skip);
+      if (in_.empty()) {
+        std::string().swap(in_);
+        return;
+      }
+      if (!request_started_) {
+        request_started_ = true;
+        arm_timer(server_->options.read_timeout);
+      }
+      const size_t end = in_.find("\r\n\r\n");
+      const size_t limit = server_->options.max_header_bytes;
+      if ((end == std::string::npos && in_.size() > limit) ||
+          (end != std::string::npos && end + 4 > limit)) {
+        fail(431, "Request Header Fields Too Large");
+        return;
+      }
+      if (end == std::string::npos) return;
+      if (!parse_head(end + 4)) return;
+      in_.erase(0, end + 4);
+      state_ = State::Body;
+    }
+    if (state_ == State::Body) {
+      if (in_.size() < body_needed_) return;
+      request_.body.assign(in_, 0, body_needed_);
+      in_.erase(0, body_needed_);
+      if (in_.empty()) std::string().swap(in_);
+      ++timer_generation_;
+      timer_.cancel();
+      state_ = State::Waiting;
+      dispatch();
+    }
+  }
+
+  bool parse_head(size_t size) {
+    websocketpp::http::parser::request parser;
+    // Bodies are read here, not by the parser; it must not refuse a Content-Length itself.
+    parser.set_max_body_size(std::numeric_limits<size_t>::max());
+    try {
+      parser.consume(in_.data(), size);
+    } catch (const websocketpp::http::exception& e) {
+      fail(static_cast<int>(e.m_error_code), e.m_msg);
+      return false;
+    } catch (const std::exception& e) {
+      fail(400, e.what());
+      return false;
+    }
+    const std::string& version = parser.get_version();
+    if (version != "HTTP/1.1" && version != "HTTP/1.0") {
+      fail(400, "Unsupported HTTP version");
+      return false;
+    }
+    request_ = HttpRequest{};
+    request_.method = parser.get_method();
+    request_.target = parser.get_uri();
+    request_.remote_address = remote_address_;
+    for (const auto& [name, value] : parser.get_headers()) {
+      request_.headers.emplace(to_lower(name), value);
+    }
+    keep_alive_ = version == "HTTP/1.1" && !has_token(request_.header("connection"), "close");
+
+    std::string_view target = request_.target;
+    if (target.substr(0, 7) == "http://" || target.substr(0, 8) == "https://") {
+      // Absolute form (proxies): keep the path and query.
+      const size_t slash = target.find('/', target.find("//") + 2);
+      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+    }
+    if (target.empty() || target.front() != '/') {
+      fail(400, "Bad request target");
+      return false;
+    }
+    const size_t question = target.find('?');
+    request_.path = std::string(target.substr(0, question));
+    if (question != std::string_view::npos)
+      parse_query(target.substr(question + 1), request_.query);
+    decoded_path_ = percent_decode(request_.path, false);
+
+    route_ = Route::None;
+    engine_ = nullptr;
+    directory_ = nullptr;
+    file_ = nullptr;
+    if (const auto it = server_->files.find(decoded_path_); it != server_->files.end()) {
+      route_ = Route::File;
+      file_ = &it->second;
+    } else if ((engine_ = server_->engine_for(request_.path)) != nullptr) {
+      route_ = Route::Engine;
+      cors_origin_ = server_->allowed_origin(request_.header("origin"));
+    } else if ((directory_ = server_->directory_for(decoded_path_)) != nullptr) {
+      route_ = Route::Directory;
+    }
+
+    // Bodies are delimited by Content-Length only; chunked uploads are refused (no client of
+    // ours sends them, and accepting them would mean a second body parser).
+    if (request_.header("transfer-encoding") != nullptr) {
+      fail(411, "Length Required");
+      return false;
+    }
+    body_needed_ = 0;
+    if (const std::string* length = request_.header("content-length")) {
+      if (length->empty() || length->size() > 18 ||
+          length->find_first_not_of("0123456789") != std::string::npos) {
+        fail(400, "Invalid Content-Length");
+        return false;
+      }
+      body_needed_ = std::stoull(*length);
+    }
+    const size_t body_limit =
+        route_ == Route::Engine ? engine_->options().max_payload : kMaxOtherBody;
+    if (body_needed_ > body_limit) {
+      // Refused from the header, before the body is buffered (maxHttpBufferSize, §1.4).
+      fail(413, "Payload too large");
+      return false;
+    }
+    request_.upgrade = request_.method == "GET" &&
+                       has_token(request_.header("upgrade"), "websocket") &&
+                       has_token(request_.header("connection"), "upgrade");
+    return true;
+  }
+
+  void dispatch() {
+    switch (route_) {
+      case Route::Engine:
+        if (request_.method == "OPTIONS") {
+          respond(preflight());
+        } else if (request_.upgrade) {
+          upgrade();
+        } else {
+          exchange_ = std::make_shared<ConnectionExchange>(weak_from_this(), ++sequence_);
+          const auto exchange = exchange_;  // the engine may answer (and reset exchange_) inline
+          engine_->handle_request(std::move(request_), exchange);
+        }
+        return;
+      case Route::File:
+        serve(file_->file, file_->content_type);
+        return;
+      case Route::Directory:
+        serve_directory();
+        return;
+      case Route::None:
+        respond(text_response(404, "Not Found"));
+        return;
+    }
+  }
+
+  HttpResponse preflight() {
+    HttpResponse response;
+    response.status = 204;
+    if (!cors_origin_.empty()) {
+      response.headers.emplace_back("Access-Control-Allow-Methods", "GET,POST,OPTIONS");
+      if (const std::string* requested = request_.header("access-control-request-headers")) {
+        response.headers.emplace_back("Access-Control-Allow-Headers", *requested);
+      }
+      response.headers.emplace_back("Vary", "Access-Control-Request-Headers");
+    }
+    return response;
+  }
+
+  void upgrade() {
+    if (server_->options.cors_origins && request_.header("origin") != nullptr &&
+        cors_origin_.empty()) {
+      log()->debug("WebSocket upgrade from {} refused: origin not allowed", remote_address_);
+      fail_engine(HttpResponse::engine_error(4, "Forbidden", 403));
+      return;
+    }
+    const std::string* version = request_.header("sec-websocket-version");
+    if (version == nullptr || *version != "13") {
+      HttpResponse response = text_response(426, "Unsupported WebSocket version");
+      response.headers.emplace_back("Sec-WebSocket-Version", "13");
+      fail_engine(std::move(response));
+      return;
+    }
+    const std::string* key = request_.header("sec-websocket-key");
+    if (key == nullptr || key->size() != 24 || websocketpp::base64_decode(*key).size() != 16) {
+      fail_engine(HttpResponse::engine_error(3, "Bad request"));
+      return;
+    }
+    if (auto error = engine_->check_upgrade(request_)) {
+      fail_engine(std::move(*error));
+      return;
+    }
+    // From here the socket is the WebSocket connection's. No extension is negotiated
+    // (permessage-deflate stays off, §1.5) and no subprotocol.
+    std::string handshake =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: " +
+        websocket_accept(*key) + "\r\n\r\n";
+    WebSocketConnection::Limits limits;
+    limits.max_message_bytes = engine_->options().max_payload;
+    auto connection =
+        std::make_shared<WebSocketConnection>(std::move(socket_), limits, server_->scheduler);
+    connection->send_raw(std::move(handshake));
+    std::string leftover = std::move(in_);
+    EngineServer* engine = engine_;
+    close();  // detaches this object; the moved-from socket has nothing left to close
+    engine->accept_websocket(std::move(request_), connection);
+    connection->start(leftover);
+  }
+
+  void serve(const std::string& file, const std::string& content_type) {
+    if (request_.method != "GET" && request_.method != "HEAD") {
+      HttpResponse response = text_response(405, "Method Not Allowed");
+      response.headers.emplace_back("Allow", "GET, HEAD");
+      respond(std::move(response));
+      return;
+    }
+    respond(file_response(file, content_type, request_.header("if-none-match")));
+  }
+
+  void serve_directory() {
+    std::string_view rest = std::string_view(decoded_path_).substr(directory_->prefix.size());
+    // Every segment must be a plain name: no `..`, no NUL, no backslash (safe join).
+    std::string_view scan = rest;
+    while (!scan.empty()) {
+      const size_t slash = scan.find('/');
+      const std::string_view segment = scan.substr(0, slash);
+      if (segment == ".." || segment.find('\0') != std::string_view::npos ||
+          segment.find('\\') != std::string_view::npos) {
+        respond(text_response(404, "Not Found"));
+        return;
+      }
+      if (slash == std::string_view::npos) break;
+      scan.remove_prefix(slash + 1);
+    }
+    std::string file = directory_->dir + std::string(rest);
+    struct stat info {};
+    if (rest.empty() || rest.back() == '/' ||
+        (::stat(file.c_str(), &info) == 0 && S_ISDIR(info.st_mode))) {
+      if (file.back() != '/') file.push_back('/');
+      file += "index.html";
+    }
+    serve(file, mime_type(file));
+  }
+
+  /// An error found while reading the request: answered with Connection: close, then the
+  /// connection drains and closes. Engine routes get the JSON error shape and CORS headers.
+  void fail(int status, const std::string& what) {
+    log()->debug("HTTP {} from {}: {}", status, remote_address_, what);
+    keep_alive_ = false;
+    if (route_ == Route::Engine) {
+      // The head was parsed and names the engine: JSON body and CORS headers, as for every
+      // engine answer.
+      fail_engine(HttpResponse::engine_error(3, status == 413 ? "Payload too large" : "Bad request",
+                                             status));
+      return;
+    }
+    route_ = Route::None;
+    respond(text_response(status, reason_phrase(status)));
+  }
+
+  void fail_engine(HttpResponse response) {
+    keep_alive_ = false;
+    respond(std::move(response));
+  }
+
+  void respond(HttpResponse response) {
+    if (state_ == State::Closed || state_ == State::Writing || state_ == State::Lingering) return;
+    const bool head_only = request_.method == "HEAD";
+    const bool close_after = !keep_alive_ || server_->stopped;
+    std::string out = "HTTP/1.1 " + std::to_string(response.status) + " " +
+                      reason_phrase(response.status) + "\r\n";
+    if (!response.content_type.empty()) out += "Content-Type: " + response.content_type + "\r\n";
+    if (response.status != 204 && response.status != 304) {
+      out += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
+    }
+    for (const auto& [name, value] : response.headers) out += name + ": " + value + "\r\n";
+    if (route_ == Route::Engine) {
+      // CORS on every engine answer, errors included, so browsers can read them (§1.9).
+      if (!cors_origin_.empty()) {
+        out += "Access-Control-Allow-Origin: " + cors_origin_ +
+               "\r\nAccess-Control-Allow-Credentials: true\r\n";
+      }
+      out += "Vary: Origin\r\n";
+    }
+    if (close_after) out += "Connection: close\r\n";
+    out += "\r\n";
+    if (!head_only && response.status != 204 && response.status != 304) out += response.body;
+    write(std::move(out), close_after);
+  }
+
+  void write(std::string data, bool close_after) {
+    state_ = State::Writing;
+    close_after_write_ = close_after;
+    // A client that stops reading must not hold the connection forever.
+    arm_timer(server_->options.read_timeout);
+    auto buffer = std::make_shared<std::string>(std::move(data));
+    asio::async_write(socket_, asio::buffer(*buffer),
+                      [self = shared_from_this(), buffer](asio::error_code ec, size_t) {
+                        if (self->state_ == State::Closed) return;
+                        if (ec) {
+                          self->close();
+                          return;
+                        }
+                        self->after_write();
+                      });
+  }
+
+  void after_write() {
+    if (close_after_write_ || server_ == nullptr || server_->stopped) {
+      linger();
+      return;
+    }
+    // Keep-alive: the next request on this connection.
+    state_ = State::Head;
+    request_started_ = false;
+    route_ = Route::None;
+    body_needed_ = 0;
+    cors_origin_.clear();
+    arm_timer(server_->options.idle_timeout);
+    process();
+    if (state_ == State::Head || state_ == State::Body || state_ == State::Waiting) {
+      wait_readable();
+    }
+  }
+
+  void linger() {
+    state_ = State::Lingering;
+    std::string().swap(in_);
+    asio::error_code ec;
+    socket_.shutdown(TcpSocket::shutdown_send, ec);
+    arm_timer(kLingerTimeout);
+    wait_readable();
+  }
+
+  void arm_timer(std::chrono::milliseconds after) {
+    const uint32_t generation = ++timer_generation_;
+    timer_.expires_after(after);
+    timer_.async_wait([self = shared_from_this(), generation](asio::error_code ec) {
+      if (ec || generation != self->timer_generation_ || self->state_ == State::Closed) return;
+      self->on_timeout();
+    });
+  }
+
+  void on_timeout() {
+    switch (state_) {
+      case State::Head:
+        if (!request_started_) {
+          close();  // idle keep-alive connection
+          return;
+        }
+        [[fallthrough]];
+      case State::Body:
+        route_ = Route::None;
+        keep_alive_ = false;
+        respond(text_response(408, "Request Timeout"));
+        return;
+      default:
+        close();
+        return;
+    }
+  }
+
+  // Shared: the server object may be destroyed while this connection finishes its last write.
+  std::shared_ptr<GatewayServer::Impl> server_;  // null once closed
+  TcpSocket socket_;
+  Timer timer_;
+  std::string in_;  // unparsed input; empty between requests
+  HttpRequest request_;
+  std::string decoded_path_;
+  std::string remote_address_;
+  std::string cors_origin_;
+  std::shared_ptr<ConnectionExchange> exchange_;
+  EngineServer* engine_ = nullptr;
+  const DirectoryMount* directory_ = nullptr;
+  const FileMount* file_ = nullptr;
+  size_t body_needed_ = 0;
+  uint64_t sequence_ = 0;
+  uint32_t timer_generation_ = 0;
+  State state_ = State::Head;
+  Route route_ = Route::None;
+  bool keep_alive_ = true;
+  bool reading_ = false;
+  bool request_started_ = false;
+  bool close_after_write_ = false;
+};
+
+void ConnectionExchange::respond(HttpResponse response) {
+  if (done_) return;
+  done_ = true;
+  on_abort = nullptr;
+  if (auto connection = connection_.lock()) {
+    connection->on_exchange_response(sequence_, std::move(response));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+void GatewayServer::Impl::accept() {
+  acceptor.async_accept([self = shared_from_this()](asio::error_code ec, TcpSocket socket) {
+    if (self->stopped || !self->acceptor.is_open()) return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) return;
+      // EMFILE and friends: retry shortly rather than spin on an error that persists.
+      log()->warn("accept failed: {}", ec.message());
+      self->retry_timer.expires_after(kAcceptRetryDelay);
+      self->retry_timer.async_wait([self](asio::error_code timer_ec) {
+        if (!timer_ec && !self->stopped) self->accept();
+      });
+      return;
+    }
+    std::make_shared<HttpConnection>(self, std::move(socket))->start();
+    self->accept();
+  });
+}
+
+GatewayServer::GatewayServer(asio::io_context& io, ServerOptions options)
+    : impl_(std::make_shared<Impl>(io, std::move(options))) {}
+
+GatewayServer::~GatewayServer() {
+  stop();
+  // Engines go now, while their handlers are certainly alive; the Impl itself may live on in
+  // pending handlers, which find everything closed.
+  impl_->engines.clear();
+}
+
+void GatewayServer::mount_engine(EngineOptions options, EngineHandler& handler) {
+  impl_->engines.push_back(
+      std::make_unique<EngineServer>(impl_->io, std::move(options), handler, impl_->scheduler));
+}
+
+void GatewayServer::mount_file(std::string url_path, std::string file_path,
+                               std::string content_type) {
+  impl_->files[std::move(url_path)] = FileMount{std::move(file_path), std::move(content_type)};
+}
+
+void GatewayServer::mount_directory(std::string url_prefix, std::string dir) {
+  while (!url_prefix.empty() && url_prefix.back() == '/') url_prefix.pop_back();
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  auto& mounts = impl_->directories;
+  mounts.push_back(DirectoryMount{std::move(url_prefix), std::move(dir)});
+  std::stable_sort(mounts.begin(), mounts.end(),
+                   [](const auto& a, const auto& b) { return a.prefix.size() > b.prefix.size(); });
+}
+
+uint16_t GatewayServer::listen() {
+  Impl& impl = *impl_;
+  const std::string where = impl.options.host + ":" + std::to_string(impl.options.port);
+  asio::error_code ec;
+  asio::ip::tcp::endpoint endpoint;
+  const auto address = asio::ip::make_address(impl.options.host, ec);
+  if (!ec) {
+    endpoint = asio::ip::tcp::endpoint(address, impl.options.port);
+  } else {
+    asio::ip::tcp::resolver resolver(impl.io);
+    const auto results = resolver.resolve(impl.options.host, std::to_string(impl.options.port),
+                                          asio::ip::tcp::resolver::passive, ec);
+    if (ec || results.empty()) {
+      throw std::runtime_error("cannot listen on " + where + ": cannot resolve host (" +
+                               ec.message() + ")");
+    }
+    endpoint = results.begin()->endpoint();
+  }
+  impl.acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec && endpoint.address().is_v6() && endpoint.address().is_unspecified()) {
+    impl.acceptor.set_option(asio::ip::v6_only(false), ec);  // "::" also takes IPv4
+  }
+  if (!ec) impl.acceptor.bind(endpoint, ec);
+  if (!ec) impl.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    asio::error_code ignored;
+    impl.acceptor.close(ignored);
+    throw std::runtime_error("cannot listen on " + where + ": " + ec.message());
+  }
+  impl.stopped = false;
+  impl.accept();
+  const uint16_t port = impl.acceptor.local_endpoint().port();
+  log()->info("gateway listening on {}:{}", impl.options.host, port);
+  return port;
+}
+
+void GatewayServer::stop() {
+  Impl& impl = *impl_;
+  if (impl.stopped) return;
+  impl.stopped = true;
+  for (const auto& engine : impl.engines) engine->close_all("server shutting down");
+  asio::error_code ec;
+  impl.acceptor.close(ec);
+  impl.retry_timer.cancel();
+  std::vector<std::shared_ptr<HttpConnection>> connections;
+  for (HttpConnection* connection : impl.connections) {
+    connections.push_back(connection->shared_from_this());
+  }
+  for (const auto& connection : connections) connection->shutdown();
+}
+
+GatewayServer::Stats GatewayServer::stats() const {
+  Stats stats;
+  for (const auto& engine : impl_->engines) {
+    stats.polling += engine->polling_sessions();
+    stats.websocket += engine->websocket_sessions();
+  }
+  stats.http_connections = impl_->connections.size();
+  return stats;
+}
+
+EngineServer* GatewayServer::engine(std::string_view path) const {
+  return impl_->engine_for(path);
+}
+
+}  // namespace steedos::gateway

@@ -1,0 +1,84 @@
+#pragma once
+// The gateway's one TCP acceptor: HTTP/1.1 (keep-alive, no pipelining) for Engine.IO
+// long-polling, CORS preflights and a few static files, and the WebSocket upgrade, after which
+// the connection belongs to gateway/websocket_connection (spec: socketio-server.md §1,
+// websocket-data-path.md). Requests are parsed with websocketpp's HTTP parser; websocketpp is
+// included by http_server.cpp only.
+//
+// Threading: single-threaded. Construct, call and destroy it on the thread that runs the
+// io_context (construct it with io_context(1)); the engine handlers are called on that thread.
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gateway/engine.hpp"
+
+namespace asio {
+class io_context;
+}
+
+namespace steedos::gateway {
+
+class EngineServer;
+
+struct ServerOptions {
+  std::string host = "0.0.0.0";
+  uint16_t port = 0;  // 0: an ephemeral port, returned by listen()
+  /// Origins allowed to read engine responses with credentials. nullopt: reflect any Origin.
+  /// With a list, other Origins get no CORS headers and their WebSocket upgrades get 403.
+  std::optional<std::vector<std::string>> cors_origins;
+  /// Request line + headers; larger heads are refused with 431.
+  size_t max_header_bytes = 16 * 1024;
+  /// A keep-alive connection with no request in progress is closed after this.
+  std::chrono::milliseconds idle_timeout{60000};
+  /// A started request must be complete (head and body) within this, else 408.
+  std::chrono::milliseconds read_timeout{30000};
+};
+
+class GatewayServer {
+ public:
+  GatewayServer(asio::io_context& io, ServerOptions options);
+  /// Calls stop() if it was not called: the engine handlers must still be alive.
+  ~GatewayServer();
+  GatewayServer(const GatewayServer&) = delete;
+  GatewayServer& operator=(const GatewayServer&) = delete;
+
+  /// Serves Engine.IO at options.path (with and without the trailing slash, and below it).
+  /// `handler` must outlive the server. Several engines may be mounted on distinct paths.
+  void mount_engine(EngineOptions options, EngineHandler& handler);
+  /// GET/HEAD of exactly `url_path` returns the file (read on each request, ETag + 304).
+  /// Checked before the engine paths, so a file may sit under an engine path.
+  void mount_file(std::string url_path, std::string file_path, std::string content_type);
+  /// GET/HEAD below `url_prefix` serve files of `dir` (index.html for the prefix itself and
+  /// for subfolders); paths with `..` segments are refused.
+  void mount_directory(std::string url_prefix, std::string dir);
+
+  /// Binds and starts accepting. Returns the bound port (useful with port 0). Throws
+  /// std::runtime_error naming the address when it cannot bind (e.g. the port is taken).
+  uint16_t listen();
+  /// Closes every session (reason "server shutting down"), the acceptor and every HTTP
+  /// connection. The io_context's run() returns once the closing handshakes end (≤ 1 s).
+  void stop();
+
+  struct Stats {
+    size_t polling = 0;           // open long-polling sessions
+    size_t websocket = 0;         // open WebSocket sessions
+    size_t http_connections = 0;  // TCP connections speaking HTTP (not upgraded)
+  };
+  Stats stats() const;
+
+  /// The engine mounted at `path`, or nullptr (for tests and diagnostics).
+  EngineServer* engine(std::string_view path) const;
+
+  class Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace steedos::gateway

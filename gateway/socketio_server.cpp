@@ -1,0 +1,930 @@
+#include "gateway/socketio_server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include "protocol/socketio.hpp"
+
+namespace steedos::gateway {
+
+namespace sio = protocol::sio;
+
+namespace {
+
+/// Attachments a client on socket.io-parser >= 4.2.6 accepts in one packet (socket.io #5504).
+constexpr size_t kMaxOutgoingAttachments = 10;
+
+std::shared_ptr<spdlog::logger> logger() {
+  // Shares the default logger's sinks and level, like the other components' loggers, so one
+  // logLevel setting governs it.
+  static const std::shared_ptr<spdlog::logger> instance = [] {
+    if (auto existing = spdlog::get("socketio")) return existing;
+    auto base = spdlog::default_logger();
+    auto created =
+        std::make_shared<spdlog::logger>("socketio", base->sinks().begin(), base->sinks().end());
+    created->set_level(base->level());
+    spdlog::register_logger(created);
+    return created;
+  }();
+  return instance;
+}
+
+bool is_reserved_event(std::string_view event) {
+  static constexpr std::array<std::string_view, 6> kReserved = {
+      "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"};
+  return std::find(kReserved.begin(), kReserved.end(), event) != kReserved.end();
+}
+
+std::string normalize_nsp(std::string_view name) {
+  if (!name.empty() && name.front() == '/') return std::string(name);
+  return "/" + std::string(name);
+}
+
+OutgoingPacketPtr text_packet(std::string text) {
+  std::vector<MessagePart> parts;
+  parts.push_back(MessagePart{false, std::move(text)});
+  return OutgoingPacket::messages(std::move(parts));
+}
+
+/// One Socket.IO packet and its attachments as one shared Engine.IO message group.
+OutgoingPacketPtr build_packet(sio::Type type, const std::string& nsp,
+                               std::optional<uint64_t> ack_id, std::string payload,
+                               Attachments attachments) {
+  sio::Packet packet;
+  packet.nsp = nsp;
+  packet.ack_id = ack_id;
+  packet.attachments = attachments.size();
+  packet.payload = std::move(payload);
+  if (!attachments.empty()) {
+    packet.type = type == sio::Type::Event ? sio::Type::BinaryEvent : sio::Type::BinaryAck;
+  } else {
+    packet.type = type;
+  }
+  std::vector<MessagePart> parts;
+  parts.reserve(1 + attachments.size());
+  parts.push_back(MessagePart{false, sio::encode(packet)});
+  for (auto& attachment : attachments) parts.push_back(MessagePart{true, std::move(attachment)});
+  return OutgoingPacket::messages(std::move(parts));
+}
+
+std::string event_payload(std::string_view event, const RawArgs& raw_args) {
+  std::string name = dump_json(Json(std::string(event)));
+  std::vector<std::string_view> elements;
+  elements.reserve(1 + raw_args.size());
+  elements.push_back(name);
+  elements.insert(elements.end(), raw_args.begin(), raw_args.end());
+  return sio::join_array(elements);
+}
+
+/// Refusal shared by every outgoing path that carries attachments.
+bool attachments_allowed(size_t count, std::string_view what) {
+  if (count <= kMaxOutgoingAttachments) return true;
+  logger()->error("refusing to send {} with {} attachments (clients accept at most {})", what,
+                  count, kMaxOutgoingAttachments);
+  return false;
+}
+
+/// Runs application code reached from a loop callback (timer, posted work, engine close). An
+/// exception escaping there would leave io_context::run() and stop the node; it is an
+/// application bug, logged without its message (which may quote a client's payload).
+template <class Fn>
+bool guarded(const char* what, Fn&& fn) {
+  try {
+    fn();
+    return true;
+  } catch (const std::exception&) {
+    logger()->error("{}: an application callback threw", what);
+    return false;
+  }
+}
+
+const HandshakeInfo& empty_handshake() {
+  static const HandshakeInfo empty;
+  return empty;
+}
+
+}  // namespace
+
+//------------------------------------------------------------------------------------------------
+// Connection: the Socket.IO state of one Engine.IO session (the reference's `Client`).
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(SocketIoServer& server, EngineSocket& engine)
+      : server_(server),
+        alive_(server.alive_),
+        engine_(&engine),
+        transport_(engine.transport()),
+        connect_timer_(server.io()) {}
+
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  void start_connect_timer();
+  void handle_message(std::string_view data, bool binary);
+  /// The Engine.IO session is gone: every socket is disconnected with `reason`.
+  void teardown(const std::string& reason);
+
+  bool send(const OutgoingPacketPtr& packet, bool is_volatile = false);
+  bool send_text(std::string text) { return send(text_packet(std::move(text))); }
+  /// Closes the Engine.IO session; its sockets go when the engine reports the close.
+  void close(const char* reason);
+  /// A client broke the protocol: the reference closes the whole connection.
+  void violation(const char* what);
+
+  void decide(Socket& socket, const ConnectResult& result);
+  void remove_socket(const Socket& socket);
+  void disconnect_all(const std::string& reason);
+
+  EngineSocket* engine() const { return engine_gone_ ? nullptr : engine_; }
+  /// For HandshakeInfo reads during teardown: valid until on_close returns.
+  EngineSocket* engine_for_reading() const { return engine_; }
+  TransportKind transport() const { return engine() ? engine_->transport() : transport_; }
+  bool usable() const { return !engine_gone_ && !closing_; }
+
+ private:
+  friend class SocketIoServer;
+  friend class Socket;
+
+  Socket* socket_for(const std::string& nsp) const;
+  void handle_packet(sio::Packet packet, Attachments attachments);
+  void handle_connect(sio::Packet& packet);
+  void accept(Socket& socket);
+  void start_binary(sio::Packet packet);
+  void add_attachment(std::string_view data);
+
+  SocketIoServer& server_;
+  std::weak_ptr<int> alive_;
+  EngineSocket* engine_;
+  bool engine_gone_ = false;
+  bool closing_ = false;
+  bool joined_once_ = false;
+  TransportKind transport_;
+  asio::steady_timer connect_timer_;
+  std::vector<std::shared_ptr<Socket>> sockets_;  // connecting and connected, one per namespace
+  std::unique_ptr<sio::BinaryPacketBuilder> binary_;
+  std::unique_ptr<asio::steady_timer> binary_timer_;  // allocated on the first binary packet
+};
+
+bool Connection::send(const OutgoingPacketPtr& packet, bool is_volatile) {
+  EngineSocket* engine = this->engine();
+  if (engine == nullptr || closing_) return false;
+  ++server_.engine_call_depth_;
+  const bool sent = engine->send(packet, is_volatile);
+  --server_.engine_call_depth_;
+  return sent;
+}
+
+void Connection::close(const char* reason) {
+  EngineSocket* engine = this->engine();
+  if (engine == nullptr || closing_) return;
+  closing_ = true;
+  binary_.reset();
+  ++server_.engine_call_depth_;
+  engine->close(reason);
+  --server_.engine_call_depth_;
+}
+
+void Connection::violation(const char* what) {
+  if (!usable()) return;
+  logger()->debug("closing Engine.IO session: {}", what);
+  close("parse error");
+}
+
+void Connection::start_connect_timer() {
+  connect_timer_.expires_after(std::chrono::milliseconds(server_.options().connect_timeout_ms));
+  connect_timer_.async_wait([weak = weak_from_this(), alive = alive_](const std::error_code& ec) {
+    if (ec || alive.expired()) return;
+    auto self = weak.lock();
+    if (!self || self->joined_once_ || !self->usable()) return;
+    logger()->debug("closing Engine.IO session: no namespace joined within connectTimeout");
+    self->close("forced close");
+  });
+}
+
+Socket* Connection::socket_for(const std::string& nsp) const {
+  for (const auto& socket : sockets_) {
+    if (socket->nsp_->name() == nsp) return socket.get();
+  }
+  return nullptr;
+}
+
+void Connection::remove_socket(const Socket& socket) {
+  auto it = std::find_if(sockets_.begin(), sockets_.end(),
+                         [&](const auto& entry) { return entry.get() == &socket; });
+  if (it != sockets_.end()) sockets_.erase(it);
+}
+
+void Connection::handle_message(std::string_view data, bool binary) {
+  if (!usable()) return;
+  if (binary) {
+    add_attachment(data);
+    return;
+  }
+  if (binary_) {
+    violation("text message while waiting for binary attachments");
+    return;
+  }
+  auto decoded = sio::decode(data);
+  if (!decoded) {
+    violation(sio::error_text(decoded.error));
+    return;
+  }
+  if (decoded.value.type == sio::Type::BinaryEvent || decoded.value.type == sio::Type::BinaryAck) {
+    start_binary(std::move(decoded.value));
+    return;
+  }
+  handle_packet(std::move(decoded.value), {});
+}
+
+void Connection::start_binary(sio::Packet packet) {
+  // The namespace is checked now, not when the attachments are complete: bytes are buffered
+  // only for a namespace the client has joined.
+  Socket* socket = socket_for(packet.nsp);
+  if (socket == nullptr || !socket->connected()) {
+    violation("binary packet for a namespace not joined");
+    return;
+  }
+  binary_ = std::make_unique<sio::BinaryPacketBuilder>(std::move(packet),
+                                                       server_.options().max_attachment_bytes);
+  if (!binary_timer_) binary_timer_ = std::make_unique<asio::steady_timer>(server_.io());
+  binary_timer_->expires_after(std::chrono::milliseconds(server_.options().attachment_timeout_ms));
+  binary_timer_->async_wait([weak = weak_from_this(), alive = alive_](const std::error_code& ec) {
+    if (ec || alive.expired()) return;
+    auto self = weak.lock();
+    if (self && self->binary_) self->violation("binary attachments not completed in time");
+  });
+}
+
+void Connection::add_attachment(std::string_view data) {
+  if (!binary_) {
+    violation("binary message outside a binary packet");
+    return;
+  }
+  switch (binary_->add(std::string(data))) {
+    case sio::BinaryPacketBuilder::Status::NeedMore:
+      return;
+    case sio::BinaryPacketBuilder::Status::TooLarge:
+      violation("binary attachments too large");
+      return;
+    case sio::BinaryPacketBuilder::Status::Complete:
+      break;
+  }
+  auto complete = binary_->take();
+  binary_.reset();
+  if (binary_timer_) binary_timer_->cancel();
+  handle_packet(std::move(complete.packet), std::move(complete.attachments));
+}
+
+void Connection::handle_packet(sio::Packet packet, Attachments attachments) {
+  if (packet.type == sio::Type::Connect) {
+    handle_connect(packet);
+    return;
+  }
+  Socket* found = socket_for(packet.nsp);
+  if (found == nullptr || !found->connected() || packet.type == sio::Type::ConnectError) {
+    // Reference: any non-CONNECT packet for a namespace not joined (a CONNECT_ERROR from a
+    // client in any case) closes the connection.
+    violation("packet for a namespace not joined");
+    return;
+  }
+  // Held so a handler that disconnects the socket does not free it under its own call.
+  auto socket = found->shared_from_this();
+  switch (packet.type) {
+    case sio::Type::Disconnect:
+      socket->finish_disconnect("client namespace disconnect");
+      return;
+    case sio::Type::Event:
+    case sio::Type::BinaryEvent: {
+      auto elements = sio::split_array(packet.payload);
+      auto name = sio::event_name(packet.payload);
+      if (!elements || elements->empty() || !name) {
+        violation("invalid event payload");
+        return;
+      }
+      RawArgs args(elements->begin() + 1, elements->end());
+      socket->dispatch_event(*name, args, attachments, packet.ack_id);
+      return;
+    }
+    case sio::Type::Ack:
+    case sio::Type::BinaryAck: {
+      auto elements = sio::split_array(packet.payload);
+      if (!elements) {
+        violation("invalid ack payload");
+        return;
+      }
+      // An ACK without id matches nothing, as in the reference.
+      if (packet.ack_id) socket->dispatch_ack(*packet.ack_id, *elements, attachments);
+      return;
+    }
+    default:
+      violation("unexpected packet type");
+      return;
+  }
+}
+
+void Connection::handle_connect(sio::Packet& packet) {
+  if (socket_for(packet.nsp) != nullptr) {
+    violation("CONNECT for a namespace already joined");
+    return;
+  }
+  Namespace* nsp = server_.find_namespace(packet.nsp);
+  if (nsp == nullptr) {
+    sio::Packet reply;
+    reply.type = sio::Type::ConnectError;
+    reply.nsp = packet.nsp;
+    reply.payload = R"({"message":"Invalid namespace"})";
+    send_text(sio::encode(reply));
+    return;
+  }
+  std::string auth_raw = packet.payload.empty() ? std::string("{}") : std::move(packet.payload);
+  // decode() has checked this is one JSON object; the non-throwing parse is belt and braces.
+  Json auth = Json::parse(auth_raw, nullptr, false);
+  if (auth.is_discarded() || !auth.is_object()) {
+    violation("invalid CONNECT payload");
+    return;
+  }
+  auto socket = std::shared_ptr<Socket>(
+      new Socket(server_.generate_id(), *nsp, *this, std::move(auth_raw), std::move(auth)));
+  sockets_.push_back(socket);
+  if (!nsp->connect_hook_) {
+    accept(*socket);
+    return;
+  }
+  // The decision may come much later (a remote auth call) and from another thread; by then
+  // the socket or the whole server may be gone, hence the weak handles.
+  asio::io_context& io = server_.io();
+  // The hook runs on the loop's thread; a decision made on that thread (within the hook or
+  // later) applies at once, one from another thread is posted over.
+  auto decide = [weak = std::weak_ptr<Socket>(socket), alive = alive_, &io,
+                 loop_thread = std::this_thread::get_id()](ConnectResult result) {
+    auto apply = [weak, alive, result = std::move(result)]() {
+      if (alive.expired()) return;
+      auto target = weak.lock();
+      if (!target || target->state_ != Socket::State::Connecting || !target->connection_) return;
+      auto connection = target->connection_->shared_from_this();
+      if (!guarded("connect decision", [&] { connection->decide(*target, result); })) {
+        connection->close("forced close");
+      }
+    };
+    if (std::this_thread::get_id() == loop_thread) {
+      apply();
+    } else {
+      asio::post(io, std::move(apply));
+    }
+  };
+  nsp->connect_hook_(*socket, socket->auth_, std::move(decide));
+}
+
+void Connection::decide(Socket& socket, const ConnectResult& result) {
+  auto hold = socket.shared_from_this();
+  switch (result.kind) {
+    case ConnectResult::Kind::Accept:
+      accept(socket);
+      return;
+    case ConnectResult::Kind::Reject: {
+      Json body = Json::object();
+      body["message"] = result.message;
+      if (result.data) body["data"] = *result.data;
+      sio::Packet reply;
+      reply.type = sio::Type::ConnectError;
+      reply.nsp = socket.nsp_->name();
+      reply.payload = dump_json(body);
+      socket.state_ = Socket::State::Disconnected;
+      socket.nsp_->rooms_.leave_all(&socket);
+      remove_socket(socket);
+      socket.connection_ = nullptr;
+      send_text(sio::encode(reply));
+      return;
+    }
+    case ConnectResult::Kind::CloseTransport:
+      socket.state_ = Socket::State::Disconnected;
+      socket.nsp_->rooms_.leave_all(&socket);
+      remove_socket(socket);
+      socket.connection_ = nullptr;
+      logger()->debug("closing Engine.IO session on CONNECT to {}: {}", socket.nsp_->name(),
+                      result.message);
+      close("forced close");
+      return;
+  }
+}
+
+void Connection::accept(Socket& socket) {
+  if (!usable()) return;
+  auto hold = socket.shared_from_this();
+  socket.state_ = Socket::State::Connected;
+  socket.nsp_->add_socket(socket);
+  if (!joined_once_) {
+    joined_once_ = true;
+    connect_timer_.cancel();
+  }
+  sio::Packet reply;
+  reply.type = sio::Type::Connect;
+  reply.nsp = socket.nsp_->name();
+  reply.payload = R"({"sid":)" + dump_json(Json(socket.id_)) + "}";
+  send_text(sio::encode(reply));
+  // After the reply, so events emitted by the application follow it on the wire.
+  if (socket.connected() && socket.nsp_->on_connection_) socket.nsp_->on_connection_(socket);
+}
+
+void Connection::disconnect_all(const std::string& reason) {
+  // Moved out first: finish_disconnect() removes entries from sockets_.
+  auto sockets = std::move(sockets_);
+  sockets_.clear();
+  for (auto& socket : sockets) {
+    if (socket->state_ == Socket::State::Connected) {
+      socket->finish_disconnect(reason);
+    } else {
+      socket->state_ = Socket::State::Disconnected;
+      socket->nsp_->rooms_.leave_all(socket.get());
+      socket->connection_ = nullptr;
+    }
+  }
+}
+
+void Connection::teardown(const std::string& reason) {
+  closing_ = true;
+  connect_timer_.cancel();
+  if (binary_timer_) binary_timer_->cancel();
+  binary_.reset();
+  disconnect_all(reason);
+}
+
+//------------------------------------------------------------------------------------------------
+// Ack
+
+struct Ack::State {
+  std::weak_ptr<Socket> socket;
+  uint64_t id = 0;
+  bool sent = false;
+};
+
+Ack::operator bool() const {
+  return state_ && !state_->sent;
+}
+
+bool Ack::operator()(const RawArgs& raw_args, Attachments attachments) const {
+  if (!state_ || state_->sent) return false;
+  auto socket = state_->socket.lock();
+  if (!socket || !socket->connected()) return false;
+  // Checked before the ack counts as used, so the application can answer again within limits.
+  if (!attachments_allowed(attachments.size(), "an ack")) return false;
+  state_->sent = true;
+  return socket->send_ack(state_->id, raw_args, std::move(attachments));
+}
+
+//------------------------------------------------------------------------------------------------
+// Socket
+
+struct Socket::Extras {
+  struct PendingAck {
+    AckCallback callback;
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+  std::unordered_map<std::string, EventHandler> handlers;
+  AnyEventHandler on_any;
+  DisconnectHandler on_disconnect;
+  uint64_t next_ack_id = 0;
+  std::unordered_map<uint64_t, PendingAck> pending_acks;
+};
+
+Socket::Socket(std::string id, Namespace& nsp, Connection& connection, std::string auth_raw,
+               Json auth)
+    : id_(std::move(id)),
+      nsp_(&nsp),
+      connection_(&connection),
+      last_transport_(connection.transport()),
+      auth_raw_(std::move(auth_raw)),
+      auth_(std::move(auth)) {}
+
+// Defined here, where Extras is complete. Touches neither the namespace nor the connection:
+// a socket may outlive both (held by the application).
+Socket::~Socket() = default;
+
+bool Socket::connected() const {
+  return state_ == State::Connected && connection_ != nullptr && connection_->usable();
+}
+
+Socket::Extras& Socket::extras() {
+  if (!extras_) extras_ = std::make_unique<Extras>();
+  return *extras_;
+}
+
+const HandshakeInfo& Socket::handshake() const {
+  EngineSocket* engine = connection_ ? connection_->engine_for_reading() : nullptr;
+  return engine ? engine->handshake() : empty_handshake();
+}
+
+TransportKind Socket::transport() const {
+  return connection_ ? connection_->transport() : last_transport_;
+}
+
+void Socket::on(const std::string& event, EventHandler handler) {
+  extras().handlers[event] = std::move(handler);
+}
+
+void Socket::on_any(AnyEventHandler handler) {
+  extras().on_any = std::move(handler);
+}
+
+void Socket::on_disconnect(DisconnectHandler handler) {
+  extras().on_disconnect = std::move(handler);
+}
+
+bool Socket::send(const OutgoingPacketPtr& packet, bool is_volatile) {
+  if (!connected() || !connection_ || !packet) return false;
+  return connection_->send(packet, is_volatile);
+}
+
+bool Socket::emit(std::string_view event, const RawArgs& raw_args, Attachments attachments,
+                  bool is_volatile) {
+  if (!connected()) return false;
+  auto packet = nsp_->encode_event(event, raw_args, attachments);
+  return packet && send(packet, is_volatile);
+}
+
+bool Socket::emit_with_ack(std::string_view event, const RawArgs& raw_args, Attachments attachments,
+                           AckCallback callback, std::chrono::milliseconds timeout) {
+  if (!connected()) return false;
+  if (is_reserved_event(event)) {
+    logger()->error("refusing to emit the reserved event name '{}'", event);
+    return false;
+  }
+  if (!attachments_allowed(attachments.size(), "an event")) return false;
+  Extras& state = extras();
+  const uint64_t id = state.next_ack_id++;
+  auto packet = build_packet(sio::Type::Event, nsp_->name(), id, event_payload(event, raw_args),
+                             std::move(attachments));
+  if (!send(packet)) return false;
+  auto timer = std::make_unique<asio::steady_timer>(nsp_->server_.io());
+  timer->expires_after(timeout);
+  timer->async_wait([weak = weak_from_this(), alive = std::weak_ptr<int>(nsp_->server_.alive_),
+                     id](const std::error_code& ec) {
+    if (ec || alive.expired()) return;
+    auto self = weak.lock();
+    if (!self || !self->extras_) return;
+    auto it = self->extras_->pending_acks.find(id);
+    if (it == self->extras_->pending_acks.end()) return;
+    auto callback = std::move(it->second.callback);
+    self->extras_->pending_acks.erase(it);
+    if (callback) guarded("ack timeout", [&] { callback(AckStatus::Timeout, {}, {}); });
+  });
+  state.pending_acks.emplace(id, Extras::PendingAck{std::move(callback), std::move(timer)});
+  return true;
+}
+
+bool Socket::send_ack(uint64_t ack_id, const RawArgs& raw_args, Attachments attachments) {
+  return send(build_packet(sio::Type::Ack, nsp_->name(), ack_id, sio::join_array(raw_args),
+                           std::move(attachments)));
+}
+
+bool Socket::join(const std::string& room) {
+  if (state_ == State::Disconnected) return false;
+  return nsp_->rooms_.join(this, room);
+}
+
+bool Socket::leave(const std::string& room) {
+  if (state_ == State::Disconnected) return false;
+  return nsp_->rooms_.leave(this, room);
+}
+
+bool Socket::in_room(const std::string& room) const {
+  if (room == id_) return state_ != State::Disconnected;
+  return nsp_->rooms_.contains(const_cast<Socket*>(this), room);
+}
+
+// The index is the truth: the `disconnecting` hook still sees the rooms, `disconnect` none.
+std::vector<std::string> Socket::rooms() const {
+  return nsp_->rooms_of(*this);
+}
+
+void Socket::disconnect(bool close_transport) {
+  if (!connected() || connection_ == nullptr) return;
+  auto hold = shared_from_this();
+  if (close_transport) {
+    // Reference: every namespace of the client gets its DISCONNECT, then the transport closes.
+    auto connection = connection_->shared_from_this();
+    for (const auto& socket : std::vector<std::shared_ptr<Socket>>(connection->sockets_)) {
+      if (socket->connected()) socket->disconnect(false);
+    }
+    connection->close("forced server close");
+    return;
+  }
+  sio::Packet packet;
+  packet.type = sio::Type::Disconnect;
+  packet.nsp = nsp_->name();
+  connection_->send_text(sio::encode(packet));
+  finish_disconnect("server namespace disconnect");
+}
+
+void Socket::finish_disconnect(const std::string& reason) {
+  if (state_ != State::Connected) return;
+  auto hold = shared_from_this();
+  // Reference order: `disconnecting` while the rooms are still there, leave them, then
+  // `disconnect`. The state changes first so a hook that calls disconnect() again is a no-op.
+  // Each hook is guarded on its own: the bookkeeping between them must complete whatever the
+  // application does, or the namespace would keep pointers to a freed socket.
+  state_ = State::Disconnected;
+  if (connection_ != nullptr) last_transport_ = connection_->transport();
+  if (nsp_->on_disconnecting_) {
+    guarded("disconnecting", [&] { nsp_->on_disconnecting_(*this, reason); });
+  }
+  nsp_->rooms_.leave_all(this);
+  nsp_->remove_socket(*this);
+  if (connection_ != nullptr) connection_->remove_socket(*this);
+  connection_ = nullptr;
+  if (extras_) {
+    auto pending = std::move(extras_->pending_acks);
+    extras_->pending_acks.clear();
+    for (auto& entry : pending) {
+      if (entry.second.timer) entry.second.timer->cancel();
+      auto& callback = entry.second.callback;
+      if (callback) guarded("ack", [&] { callback(AckStatus::Disconnected, {}, {}); });
+    }
+  }
+  if (nsp_->on_disconnect_) guarded("disconnect", [&] { nsp_->on_disconnect_(*this, reason); });
+  if (extras_ && extras_->on_disconnect) {
+    guarded("disconnect", [&] { extras_->on_disconnect(*this, reason); });
+  }
+}
+
+void Socket::dispatch_event(std::string_view event, const RawArgs& raw_args,
+                            const Attachments& attachments, std::optional<uint64_t> ack_id) {
+  Ack ack;
+  if (ack_id) ack = Ack(std::make_shared<Ack::State>(Ack::State{weak_from_this(), *ack_id, false}));
+  if (extras_) {
+    auto it = extras_->handlers.find(std::string(event));
+    if (it != extras_->handlers.end() && it->second) {
+      it->second(*this, raw_args, attachments, std::move(ack));
+      return;
+    }
+  }
+  auto shared = nsp_->handlers_.find(std::string(event));
+  if (shared != nsp_->handlers_.end() && shared->second) {
+    shared->second(*this, raw_args, attachments, std::move(ack));
+    return;
+  }
+  if (extras_ && extras_->on_any) {
+    extras_->on_any(*this, event, raw_args, attachments, std::move(ack));
+    return;
+  }
+  if (nsp_->on_any_) nsp_->on_any_(*this, event, raw_args, attachments, std::move(ack));
+}
+
+void Socket::dispatch_ack(uint64_t ack_id, const RawArgs& raw_args,
+                          const Attachments& attachments) {
+  if (!extras_) return;
+  auto it = extras_->pending_acks.find(ack_id);
+  if (it == extras_->pending_acks.end()) return;  // unknown or already answered: ignored
+  auto callback = std::move(it->second.callback);
+  if (it->second.timer) it->second.timer->cancel();
+  extras_->pending_acks.erase(it);
+  if (callback) callback(AckStatus::Ok, raw_args, attachments);
+}
+
+//------------------------------------------------------------------------------------------------
+// Namespace
+
+void Namespace::on(const std::string& event, EventHandler handler) {
+  handlers_[event] = std::move(handler);
+}
+
+OutgoingPacketPtr Namespace::encode_event(std::string_view event, const RawArgs& raw_args,
+                                          const Attachments& attachments) const {
+  if (is_reserved_event(event)) {
+    logger()->error("refusing to emit the reserved event name '{}'", event);
+    return nullptr;
+  }
+  if (!attachments_allowed(attachments.size(), "an event")) return nullptr;
+  return build_packet(sio::Type::Event, name_, std::nullopt, event_payload(event, raw_args),
+                      attachments);
+}
+
+template <class Fn>
+void Namespace::visit_room(const std::string& room, Fn&& fn) const {
+  const RoomIndex::MemberSet* members = rooms_.members(room);
+  if (members != nullptr) {
+    for (Socket* member : *members) fn(member);
+  }
+  // The implicit own-id room.
+  auto own = sockets_.find(room);
+  if (own != sockets_.end() && (members == nullptr || members->count(own->second) == 0)) {
+    fn(own->second);
+  }
+}
+
+bool Namespace::deliver(Socket& socket, const OutgoingPacketPtr& packet, bool is_volatile) {
+  return socket.connected() && socket.connection_ != nullptr &&
+         socket.connection_->send(packet, is_volatile);
+}
+
+size_t Namespace::send_to(const std::vector<std::string>& rooms, const OutgoingPacketPtr& packet,
+                          std::string_view except_id, const std::vector<std::string>& except_rooms,
+                          bool is_volatile) {
+  if (!packet || rooms.empty()) return 0;
+  // A close reported by the engine from inside send() is deferred (run_or_defer), so the room
+  // sets walked here cannot change under the loop.
+  std::unordered_set<Socket*> excluded;
+  if (!except_id.empty()) {
+    auto own = sockets_.find(except_id);
+    if (own != sockets_.end()) excluded.insert(own->second);
+  }
+  for (const auto& room : except_rooms) {
+    visit_room(room, [&](Socket* socket) { excluded.insert(socket); });
+  }
+  size_t delivered = 0;
+  const bool excluding = !excluded.empty();
+  if (rooms.size() == 1) {
+    // One room lists each member once: no de-duplication set needed.
+    visit_room(rooms.front(), [&](Socket* socket) {
+      if (excluding && excluded.count(socket) != 0) return;
+      if (deliver(*socket, packet, is_volatile)) ++delivered;
+    });
+    return delivered;
+  }
+  std::unordered_set<Socket*> seen;
+  for (const auto& room : rooms) {
+    visit_room(room, [&](Socket* socket) {
+      if ((excluding && excluded.count(socket) != 0) || !seen.insert(socket).second) return;
+      if (deliver(*socket, packet, is_volatile)) ++delivered;
+    });
+  }
+  return delivered;
+}
+
+size_t Namespace::send_all(const OutgoingPacketPtr& packet, std::string_view except_id,
+                           bool is_volatile) {
+  if (!packet) return 0;
+  size_t delivered = 0;
+  for (const auto& entry : sockets_) {
+    if (!except_id.empty() && entry.first == except_id) continue;
+    if (deliver(*entry.second, packet, is_volatile)) ++delivered;
+  }
+  return delivered;
+}
+
+size_t Namespace::emit_to(const std::vector<std::string>& rooms, std::string_view except_id,
+                          std::string_view event, const RawArgs& raw_args, Attachments attachments,
+                          bool is_volatile) {
+  auto packet = encode_event(event, raw_args, attachments);
+  return send_to(rooms, packet, except_id, {}, is_volatile);
+}
+
+size_t Namespace::emit_all(std::string_view event, const RawArgs& raw_args, Attachments attachments,
+                           std::string_view except_id, bool is_volatile) {
+  auto packet = encode_event(event, raw_args, attachments);
+  return send_all(packet, except_id, is_volatile);
+}
+
+Socket* Namespace::find(std::string_view id) const {
+  auto it = sockets_.find(id);
+  return it == sockets_.end() ? nullptr : it->second;
+}
+
+size_t Namespace::room_size(const std::string& room) const {
+  size_t count = 0;
+  visit_room(room, [&](Socket* socket) {
+    if (socket->connected()) ++count;
+  });
+  return count;
+}
+
+std::vector<std::string> Namespace::rooms_of(const Socket& socket) const {
+  const RoomIndex::RoomSet* rooms = rooms_.rooms_of(const_cast<Socket*>(&socket));
+  if (rooms == nullptr) return {};
+  return {rooms->begin(), rooms->end()};
+}
+
+void Namespace::for_each_socket(const std::function<void(Socket&)>& fn) const {
+  std::vector<std::shared_ptr<Socket>> snapshot;
+  snapshot.reserve(sockets_.size());
+  for (const auto& entry : sockets_) snapshot.push_back(entry.second->shared_from_this());
+  for (const auto& socket : snapshot) {
+    if (socket->connected()) fn(*socket);
+  }
+}
+
+void Namespace::add_socket(Socket& socket) {
+  sockets_.emplace(socket.id_, &socket);
+}
+
+void Namespace::remove_socket(Socket& socket) {
+  auto it = sockets_.find(socket.id_);
+  if (it != sockets_.end() && it->second == &socket) sockets_.erase(it);
+}
+
+//------------------------------------------------------------------------------------------------
+// SocketIoServer
+
+SocketIoServer::SocketIoServer(asio::io_context& io, SocketIoOptions options)
+    : io_(io), options_(options) {
+  of("/");
+}
+
+SocketIoServer::~SocketIoServer() {
+  alive_.reset();
+  // The engine may outlive this object: leave it no pointer into us.
+  for (auto& entry : connections_) {
+    if (EngineSocket* engine = entry.second->engine()) engine->user_data = nullptr;
+  }
+}
+
+Namespace& SocketIoServer::of(const std::string& name) {
+  std::string key = normalize_nsp(name);
+  auto it = namespaces_.find(key);
+  if (it != namespaces_.end()) return *it->second;
+  auto created = std::unique_ptr<Namespace>(new Namespace(key, *this));
+  auto& result = *created;
+  namespaces_.emplace(std::move(key), std::move(created));
+  return result;
+}
+
+Namespace* SocketIoServer::find_namespace(std::string_view name) const {
+  auto it = namespaces_.find(std::string(name));
+  return it == namespaces_.end() ? nullptr : it->second.get();
+}
+
+std::string SocketIoServer::generate_id() {
+  // 15 random bytes as base64url: 20 characters, the length of the reference's ids.
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::random_device random;
+  std::array<unsigned char, 15> bytes{};
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const uint32_t value = random();
+    bytes[i] = static_cast<unsigned char>(value);
+    bytes[i + 1] = static_cast<unsigned char>(value >> 8);
+    bytes[i + 2] = static_cast<unsigned char>(value >> 16);
+  }
+  std::string id;
+  id.reserve(20);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const uint32_t group =
+        (uint32_t{bytes[i]} << 16) | (uint32_t{bytes[i + 1]} << 8) | bytes[i + 2];
+    id.push_back(kAlphabet[(group >> 18) & 63]);
+    id.push_back(kAlphabet[(group >> 12) & 63]);
+    id.push_back(kAlphabet[(group >> 6) & 63]);
+    id.push_back(kAlphabet[group & 63]);
+  }
+  return id;
+}
+
+void SocketIoServer::run_or_defer(std::function<void()> fn) {
+  if (engine_call_depth_ == 0) {
+    fn();
+    return;
+  }
+  asio::post(io_, [alive = std::weak_ptr<int>(alive_), fn = std::move(fn)]() {
+    if (!alive.expired()) fn();
+  });
+}
+
+void SocketIoServer::on_open(EngineSocket& socket) {
+  auto connection = std::make_shared<Connection>(*this, socket);
+  socket.user_data = connection.get();
+  connections_[&socket] = connection;
+  connection->start_connect_timer();
+}
+
+void SocketIoServer::on_message(EngineSocket& socket, std::string_view data, bool binary) {
+  auto* raw = static_cast<Connection*>(socket.user_data);
+  if (raw == nullptr) return;
+  auto connection = raw->shared_from_this();  // held: a handler may close the session under us
+  try {
+    connection->handle_message(data, binary);
+  } catch (const std::exception&) {
+    // Only application handlers can throw here (the codecs do not). A client must not be able
+    // to take the node down through one; the message is not logged, it may carry the payload.
+    logger()->error("an event handler threw; closing the Engine.IO session");
+    connection->close("forced close");
+  }
+}
+
+void SocketIoServer::on_close(EngineSocket& socket, const std::string& reason) {
+  auto it = connections_.find(&socket);
+  if (it == connections_.end()) return;
+  auto connection = it->second;
+  connections_.erase(it);
+  socket.user_data = nullptr;
+  connection->transport_ = socket.transport();
+  connection->engine_gone_ = true;
+  if (engine_call_depth_ == 0) {
+    // The engine is readable until we return, so disconnect hooks still see the handshake.
+    guarded("disconnect", [&] { connection->teardown(reason); });
+    connection->engine_ = nullptr;
+    return;
+  }
+  connection->engine_ = nullptr;
+  run_or_defer(
+      [connection, reason]() { guarded("disconnect", [&] { connection->teardown(reason); }); });
+}
+
+}  // namespace steedos::gateway

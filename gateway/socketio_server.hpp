@@ -1,0 +1,316 @@
+#pragma once
+// The Socket.IO v5 server layer (spec: socketio-server.md §2): namespaces, CONNECT with an
+// asynchronous application decision, events and acknowledgements with raw JSON arguments,
+// binary attachments, rooms and encode-once broadcasts. It sits on the Engine.IO server through
+// EngineHandler / EngineSocket (gateway/engine.hpp) and knows nothing of Moleculer.
+//
+// Threading: every call into this layer, and every callback out of it, happens on the one
+// io_context thread that runs the Engine.IO server. The only exception is the `decide` function
+// given to a connect hook, which may be called from any thread (it posts itself over).
+//
+// Raw arguments: event and ack arguments are passed as the JSON text of each array element
+// (`std::string_view`s into the received message), so a relay re-emits them byte for byte. The
+// views are valid only during the callback; copy what must outlive it.
+#include <any>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "gateway/engine.hpp"
+#include "gateway/outgoing.hpp"
+#include "gateway/rooms.hpp"
+#include "protocol/json.hpp"
+
+namespace asio {
+class io_context;
+}
+
+namespace steedos::gateway {
+
+class Connection;
+class Namespace;
+class Socket;
+class SocketIoServer;
+
+/// The JSON text of each argument of an event or ack, in order, without the event name.
+using RawArgs = std::vector<std::string_view>;
+/// Binary attachments, indexed by the `num` of their `{"_placeholder":true,"num":n}` in the args.
+using Attachments = std::vector<std::string>;
+
+struct SocketIoOptions {
+  /// A session that has joined no namespace this long after its Engine.IO open is closed.
+  int connect_timeout_ms = 45000;
+  /// Bound on the attachment bytes of one incoming binary packet (the reference has none; an
+  /// unauthenticated client must not make the server buffer without limit).
+  size_t max_attachment_bytes = 1000000;
+  /// Time allowed between a binary packet's header and its last attachment.
+  int attachment_timeout_ms = 30000;
+};
+
+/// The application's answer to a CONNECT.
+struct ConnectResult {
+  enum class Kind { Accept, Reject, CloseTransport };
+  Kind kind = Kind::Accept;
+  /// Reject: the CONNECT_ERROR message. CloseTransport: the close reason (for logs only).
+  std::string message;
+  /// Reject: the optional `data` of the CONNECT_ERROR, omitted from the packet when absent.
+  std::optional<Json> data;
+
+  static ConnectResult accept() { return {}; }
+  static ConnectResult reject(std::string message, std::optional<Json> data = std::nullopt) {
+    return {Kind::Reject, std::move(message), std::move(data)};
+  }
+  /// Close the Engine.IO session without a Socket.IO reply: the client reconnects with back-off
+  /// (fail closed when the authority that should decide cannot be reached).
+  static ConnectResult close_transport(std::string reason) {
+    return {Kind::CloseTransport, std::move(reason), std::nullopt};
+  }
+};
+
+/// Called on CONNECT to a namespace, before the socket is connected. `decide` must be called
+/// once, now or later, from any thread; when the session is gone by then it does nothing.
+using ConnectHook =
+    std::function<void(Socket&, const Json& auth, std::function<void(ConnectResult)> decide)>;
+
+/// Answers one incoming event that carried an ack id. Copies share one state: the ack is sent at
+/// most once. An empty Ack (no id) converts to false and sends nothing.
+class Ack {
+ public:
+  Ack() = default;
+  explicit operator bool() const;
+  /// Sends ACK `3<id>[args]`, or BINARY_ACK `6<n>-<id>[args]` when there are attachments. False
+  /// when there is no id, it was already sent, the socket is gone, or it was refused.
+  bool operator()(const RawArgs& raw_args = {}, Attachments attachments = {}) const;
+
+ private:
+  friend class Socket;
+  struct State;
+  explicit Ack(std::shared_ptr<State> state) : state_(std::move(state)) {}
+  std::shared_ptr<State> state_;
+};
+
+using EventHandler =
+    std::function<void(Socket&, const RawArgs& raw_args, const Attachments& attachments, Ack ack)>;
+using AnyEventHandler = std::function<void(Socket&, std::string_view event, const RawArgs& raw_args,
+                                           const Attachments& attachments, Ack ack)>;
+using ConnectionHandler = std::function<void(Socket&)>;
+using DisconnectHandler = std::function<void(Socket&, const std::string& reason)>;
+
+enum class AckStatus { Ok, Timeout, Disconnected };
+/// The answer to an emit_with_ack: called exactly once (never when emit_with_ack returned
+/// false), with the client's raw args on Ok.
+using AckCallback =
+    std::function<void(AckStatus, const RawArgs& raw_args, const Attachments& attachments)>;
+
+/// One client in one namespace (the reference's `Socket`). Owned by its Engine.IO connection;
+/// keep a `shared_from_this()` (or `weak_from_this()`) to hold it across asynchronous work.
+class Socket : public std::enable_shared_from_this<Socket> {
+ public:
+  enum class State { Connecting, Connected, Disconnected };
+
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+  ~Socket();
+
+  /// The Socket.IO socket id: 20 random base64url characters, distinct from the Engine.IO sid.
+  const std::string& id() const { return id_; }
+  Namespace& nsp() const { return *nsp_; }
+  State state() const { return state_; }
+  /// Connected to the namespace and its Engine.IO session still open.
+  bool connected() const;
+  /// The handshake request of the Engine.IO session; empty once the session is closed.
+  const HandshakeInfo& handshake() const;
+  /// The current transport (the last one seen once the session is closed).
+  TransportKind transport() const;
+  /// The CONNECT payload, parsed (`{}` when the client sent none) and as received (`{}` too).
+  const Json& auth() const { return auth_; }
+  const std::string& auth_raw() const { return auth_raw_; }
+  /// Free slot for the application's session data.
+  std::any& data() { return data_; }
+
+  /// Per-socket handlers; they take precedence over the namespace's (Namespace::on).
+  void on(const std::string& event, EventHandler handler);
+  /// Called for events that have no handler on the socket or its namespace.
+  void on_any(AnyEventHandler handler);
+  void on_disconnect(DisconnectHandler handler);
+
+  /// Emits EVENT `2["event",args...]` (BINARY_EVENT when there are attachments). Refused (false,
+  /// logged) for reserved event names, more than 10 attachments, or a socket not connected.
+  /// A volatile emit is dropped when the transport cannot write now.
+  bool emit(std::string_view event, const RawArgs& raw_args = {}, Attachments attachments = {},
+            bool is_volatile = false);
+  /// Emits with an ack id; `callback` gets the client's answer, Timeout after `timeout`, or
+  /// Disconnected when the socket goes first.
+  bool emit_with_ack(std::string_view event, const RawArgs& raw_args, Attachments attachments,
+                     AckCallback callback, std::chrono::milliseconds timeout);
+  /// Sends a packet encoded beforehand (Namespace::encode_event), e.g. one shared by many sockets.
+  bool send(const OutgoingPacketPtr& packet, bool is_volatile = false);
+
+  /// Room membership in this socket's namespace. The own-id room is implicit: always a member,
+  /// never listed by rooms().
+  bool join(const std::string& room);
+  bool leave(const std::string& room);
+  bool in_room(const std::string& room) const;
+  std::vector<std::string> rooms() const;
+
+  /// Server-side disconnect: sends DISCONNECT (`41` / `41/nsp,`; the client reports "io server
+  /// disconnect" and does not reconnect), then `disconnecting` / `disconnect` with reason
+  /// "server namespace disconnect". With `close_transport` every namespace of the connection is
+  /// disconnected that way and the Engine.IO session is closed as well.
+  void disconnect(bool close_transport = false);
+
+ private:
+  friend class Ack;
+  friend class Connection;
+  friend class Namespace;
+  friend class SocketIoServer;
+  struct Extras;
+
+  Socket(std::string id, Namespace& nsp, Connection& connection, std::string auth_raw, Json auth);
+  Extras& extras();
+  void dispatch_event(std::string_view event, const RawArgs& raw_args,
+                      const Attachments& attachments, std::optional<uint64_t> ack_id);
+  void dispatch_ack(uint64_t ack_id, const RawArgs& raw_args, const Attachments& attachments);
+  void finish_disconnect(const std::string& reason);
+  bool send_ack(uint64_t ack_id, const RawArgs& raw_args, Attachments attachments);
+
+  std::string id_;
+  Namespace* nsp_;
+  Connection* connection_;  // cleared when the socket is disconnected
+  State state_ = State::Connecting;
+  TransportKind last_transport_ = TransportKind::Polling;
+  std::string auth_raw_;
+  Json auth_;
+  std::any data_;
+  std::unique_ptr<Extras> extras_;  // handlers and pending acks, allocated on first use
+};
+
+/// A Socket.IO namespace: its connect hook, handlers, connected sockets and rooms. Owned by the
+/// server, so it outlives its sockets.
+class Namespace {
+ public:
+  Namespace(const Namespace&) = delete;
+  Namespace& operator=(const Namespace&) = delete;
+
+  const std::string& name() const { return name_; }
+
+  /// Without a hook every CONNECT is accepted.
+  void set_connect_hook(ConnectHook hook) { connect_hook_ = std::move(hook); }
+  /// Fired after the CONNECT reply was sent, so events emitted here follow it on the wire.
+  void on_connection(ConnectionHandler handler) { on_connection_ = std::move(handler); }
+  /// Handlers shared by every socket of the namespace (no per-socket cost).
+  void on(const std::string& event, EventHandler handler);
+  void on_any(AnyEventHandler handler) { on_any_ = std::move(handler); }
+  /// Fired while the socket is still in its rooms, then `disconnect` after it left them.
+  void on_disconnecting(DisconnectHandler handler) { on_disconnecting_ = std::move(handler); }
+  void on_disconnect(DisconnectHandler handler) { on_disconnect_ = std::move(handler); }
+
+  /// Encodes an EVENT for this namespace once; nullptr (logged) when refused: reserved event
+  /// name or more than 10 attachments.
+  OutgoingPacketPtr encode_event(std::string_view event, const RawArgs& raw_args,
+                                 const Attachments& attachments = {}) const;
+
+  /// Sends `packet` to every connected socket in any of `rooms` (each socket once), except the
+  /// socket whose id is `except_id` (and the members of `except_rooms`). The same pointer goes to
+  /// every recipient. Returns the number of recipients it was queued for.
+  size_t send_to(const std::vector<std::string>& rooms, const OutgoingPacketPtr& packet,
+                 std::string_view except_id = {}, const std::vector<std::string>& except_rooms = {},
+                 bool is_volatile = false);
+  /// Sends `packet` to every connected socket of the namespace but `except_id`.
+  size_t send_all(const OutgoingPacketPtr& packet, std::string_view except_id = {},
+                  bool is_volatile = false);
+  /// encode_event + send_to: the broadcast API. Returns the number of recipients.
+  size_t emit_to(const std::vector<std::string>& rooms, std::string_view except_id,
+                 std::string_view event, const RawArgs& raw_args, Attachments attachments = {},
+                 bool is_volatile = false);
+  size_t emit_all(std::string_view event, const RawArgs& raw_args, Attachments attachments = {},
+                  std::string_view except_id = {}, bool is_volatile = false);
+
+  /// A connected socket by id, or nullptr.
+  Socket* find(std::string_view id) const;
+  size_t socket_count() const { return sockets_.size(); }
+  /// Named rooms (own-id rooms are implicit and not counted).
+  size_t room_count() const { return rooms_.room_count(); }
+  std::vector<std::string> room_names() const { return rooms_.room_names(); }
+  /// Connected members of `room` (the socket itself for an own-id room).
+  size_t room_size(const std::string& room) const;
+  /// Named rooms of `socket`, without its own-id room.
+  std::vector<std::string> rooms_of(const Socket& socket) const;
+  /// Visits the connected sockets. Works on a snapshot, so `fn` may disconnect sockets.
+  void for_each_socket(const std::function<void(Socket&)>& fn) const;
+
+ private:
+  friend class Socket;
+  friend class SocketIoServer;
+  friend class Connection;
+  Namespace(std::string name, SocketIoServer& server) : name_(std::move(name)), server_(server) {}
+
+  /// Resolves a room to its connected members, own-id rooms included; calls fn(Socket*).
+  template <class Fn>
+  void visit_room(const std::string& room, Fn&& fn) const;
+  bool deliver(Socket& socket, const OutgoingPacketPtr& packet, bool is_volatile);
+  void add_socket(Socket& socket);
+  void remove_socket(Socket& socket);
+
+  std::string name_;
+  SocketIoServer& server_;
+  ConnectHook connect_hook_;
+  ConnectionHandler on_connection_;
+  std::unordered_map<std::string, EventHandler> handlers_;
+  AnyEventHandler on_any_;
+  DisconnectHandler on_disconnecting_;
+  DisconnectHandler on_disconnect_;
+  std::unordered_map<std::string_view, Socket*> sockets_;  // keys view Socket::id_
+  RoomIndex rooms_;
+};
+
+/// The Socket.IO server: an EngineHandler that owns the namespaces and one Connection per
+/// Engine.IO session. Lives longer than the Engine.IO server that calls it.
+class SocketIoServer : public EngineHandler {
+ public:
+  explicit SocketIoServer(asio::io_context& io, SocketIoOptions options = {});
+  ~SocketIoServer() override;
+  SocketIoServer(const SocketIoServer&) = delete;
+  SocketIoServer& operator=(const SocketIoServer&) = delete;
+
+  /// The namespace `name` ("/" exists from the start; "chat" means "/chat"), created on first use.
+  Namespace& of(const std::string& name);
+  Namespace* find_namespace(std::string_view name) const;
+  const SocketIoOptions& options() const { return options_; }
+  asio::io_context& io() const { return io_; }
+  /// Engine.IO sessions currently served.
+  size_t connection_count() const { return connections_.size(); }
+
+  void on_open(EngineSocket& socket) override;
+  void on_message(EngineSocket& socket, std::string_view data, bool binary) override;
+  void on_close(EngineSocket& socket, const std::string& reason) override;
+
+ private:
+  friend class Connection;
+  friend class Socket;
+  friend class Namespace;
+  friend class Ack;
+
+  /// Runs `fn` now, or on the next loop turn when called from inside a call into the engine
+  /// (an engine may report a close synchronously from send() or close(); tearing sockets down
+  /// there would free objects the caller is still using).
+  void run_or_defer(std::function<void()> fn);
+  std::string generate_id();
+
+  asio::io_context& io_;
+  SocketIoOptions options_;
+  std::unordered_map<std::string, std::unique_ptr<Namespace>> namespaces_;
+  std::unordered_map<const EngineSocket*, std::shared_ptr<Connection>> connections_;
+  int engine_call_depth_ = 0;
+  /// Expires with the server; posted work and timers check it before touching anything.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+}  // namespace steedos::gateway

@@ -1,0 +1,544 @@
+#include "gateway/websocket_connection.hpp"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <asio/post.hpp>
+#include <cerrno>
+#include <cstring>
+
+namespace steedos::gateway {
+namespace {
+
+// One read buffer per thread, shared by every connection of that thread: a connection keeps
+// input only while a frame is unfinished (spec: websocket-data-path.md, "no resident read
+// buffer"). 64 KiB lets a burst of small frames be handled in one read.
+constexpr size_t kReadBufferSize = 64 * 1024;
+thread_local char t_read_buffer[kReadBufferSize];
+
+// Linux's UIO_MAXIOV: more iovecs in one sendmsg fail with EMSGSIZE.
+constexpr size_t kMaxIov = 1024;
+// Bounded work per readable event, so one fast sender cannot starve the loop.
+constexpr int kMaxReadsPerWakeup = 4;
+
+constexpr uint8_t kOpContinuation = 0x0;
+constexpr uint8_t kOpText = 0x1;
+constexpr uint8_t kOpBinary = 0x2;
+constexpr uint8_t kOpClose = 0x8;
+constexpr uint8_t kOpPing = 0x9;
+constexpr uint8_t kOpPong = 0xA;
+
+// An unmasked server frame (FIN set) with a payload of at most 125 bytes: control frames only;
+// data frames come pre-built from OutgoingPacket.
+std::string control_frame(uint8_t opcode, std::string_view payload) {
+  std::string frame;
+  frame.reserve(2 + payload.size());
+  frame.push_back(static_cast<char>(0x80 | opcode));
+  frame.push_back(static_cast<char>(payload.size()));
+  frame.append(payload);
+  return frame;
+}
+
+void unmask(char* payload, size_t length, const char* mask) {
+  // Eight bytes at a time: the mask repeats every 4 bytes, so a doubled mask word lines up.
+  uint8_t key[8];
+  for (int i = 0; i < 8; ++i) key[i] = static_cast<uint8_t>(mask[i % 4]);
+  uint64_t word_key;
+  std::memcpy(&word_key, key, 8);
+  size_t i = 0;
+  for (; i + 8 <= length; i += 8) {
+    uint64_t word;
+    std::memcpy(&word, payload + i, 8);
+    word ^= word_key;
+    std::memcpy(payload + i, &word, 8);
+  }
+  for (; i < length; ++i) payload[i] = static_cast<char>(payload[i] ^ mask[i % 4]);
+}
+
+bool valid_utf8(std::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* end = p + text.size();
+  while (p < end) {
+    if (end - p >= 8) {
+      uint64_t word;
+      std::memcpy(&word, p, 8);
+      if ((word & 0x8080808080808080ULL) == 0) {
+        p += 8;
+        continue;
+      }
+    }
+    const unsigned lead = *p;
+    if (lead < 0x80) {
+      ++p;
+      continue;
+    }
+    ptrdiff_t extra;
+    uint32_t code_point;
+    if ((lead & 0xE0) == 0xC0) {
+      if (lead < 0xC2) return false;  // overlong two-byte form
+      extra = 1;
+      code_point = lead & 0x1F;
+    } else if ((lead & 0xF0) == 0xE0) {
+      extra = 2;
+      code_point = lead & 0x0F;
+    } else if ((lead & 0xF8) == 0xF0 && lead <= 0xF4) {
+      extra = 3;
+      code_point = lead & 0x07;
+    } else {
+      return false;
+    }
+    if (end - p <= extra) return false;
+    for (ptrdiff_t i = 1; i <= extra; ++i) {
+      if ((p[i] & 0xC0) != 0x80) return false;
+      code_point = (code_point << 6) | (p[i] & 0x3F);
+    }
+    if (extra == 2 && (code_point < 0x800 || (code_point >= 0xD800 && code_point <= 0xDFFF))) {
+      return false;
+    }
+    if (extra == 3 && (code_point < 0x10000 || code_point > 0x10FFFF)) return false;
+    p += extra + 1;
+  }
+  return true;
+}
+
+// Codes a peer may put in a close frame (RFC 6455 §7.4).
+bool valid_close_code(uint16_t code) {
+  if (code >= 3000 && code <= 4999) return true;
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+void WriteScheduler::add(std::shared_ptr<WebSocketConnection> connection) {
+  dirty_.push_back(std::move(connection));
+  if (posted_) return;
+  posted_ = true;
+  asio::post(io_, [self = shared_from_this()] { self->run(); });
+}
+
+void WriteScheduler::run() {
+  posted_ = false;
+  std::vector<std::shared_ptr<WebSocketConnection>> batch;
+  batch.swap(dirty_);
+  for (auto& connection : batch) {
+    connection->flush_scheduled_ = false;
+    connection->flush();
+  }
+  // Keep the storage for the next turn unless a burst made it large.
+  batch.clear();
+  if (dirty_.empty() && batch.capacity() <= 4096) dirty_.swap(batch);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+WebSocketConnection::WebSocketConnection(TcpSocket socket, Limits limits,
+                                         std::shared_ptr<WriteScheduler> scheduler)
+    : socket_(std::move(socket)),
+      scheduler_(std::move(scheduler)),
+      max_message_bytes_(limits.max_message_bytes),
+      close_timeout_(limits.close_timeout) {
+  asio::error_code ec;
+  // Reads and writes are attempted directly and fall back to the reactor on EAGAIN.
+  socket_.non_blocking(true, ec);
+}
+
+WebSocketConnection::~WebSocketConnection() = default;
+
+void WebSocketConnection::start(std::string_view input) {
+  if (!input.empty()) {
+    std::string copy(input);  // parse() unmasks in place
+    feed(copy.data(), copy.size());
+  }
+  wait_readable();
+}
+
+void WebSocketConnection::wait_readable() {
+  if (reading_ || state_ == State::Closed) return;
+  reading_ = true;
+  socket_.async_wait(TcpSocket::wait_read, [self = shared_from_this()](asio::error_code ec) {
+    self->reading_ = false;
+    if (ec) {
+      if (ec != asio::error::operation_aborted && self->state_ != State::Closed) self->peer_gone();
+      return;
+    }
+    if (self->read_available()) self->wait_readable();
+  });
+}
+
+void WebSocketConnection::poll_input() {
+  if (in_parse_ || state_ == State::Closed) return;
+  read_available();
+}
+
+bool WebSocketConnection::read_available() {
+  for (int i = 0; i < kMaxReadsPerWakeup; ++i) {
+    if (state_ == State::Closed) return false;
+    asio::error_code ec;
+    const size_t n = socket_.read_some(asio::buffer(t_read_buffer, kReadBufferSize), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) return true;
+    if (ec == asio::error::interrupted) continue;
+    if (ec) {
+      // EOF or reset. After our close frame this is the expected end of the handshake.
+      if (state_ == State::Closing) {
+        finish();
+      } else {
+        peer_gone();
+      }
+      return false;
+    }
+    if (!discard_input_) feed(t_read_buffer, n);
+    if (n < kReadBufferSize) break;  // drained: save the EAGAIN round trip
+  }
+  return state_ != State::Closed;
+}
+
+void WebSocketConnection::feed(char* data, size_t size) {
+  in_parse_ = true;
+  if (!pending_input_) {
+    // The common case: whole frames, parsed straight from the shared read buffer.
+    const size_t used = parse(data, size);
+    if (used < size && state_ != State::Closed && !discard_input_) {
+      pending_input_ = std::make_unique<std::string>(data + used, size - used);
+    }
+  } else {
+    pending_input_->append(data, size);
+    const size_t used = parse(pending_input_->data(), pending_input_->size());
+    pending_input_->erase(0, used);
+  }
+  in_parse_ = false;
+  if (pending_input_ && (pending_input_->empty() || state_ == State::Closed || discard_input_)) {
+    pending_input_.reset();
+  }
+  if (state_ == State::Closed) message_.reset();
+}
+
+size_t WebSocketConnection::parse(char* data, size_t size) {
+  size_t pos = 0;
+  while (state_ != State::Closed && !discard_input_) {
+    const size_t avail = size - pos;
+    if (avail < 2) break;
+    const auto* bytes = reinterpret_cast<const uint8_t*>(data + pos);
+    const bool fin = (bytes[0] & 0x80) != 0;
+    const uint8_t opcode = bytes[0] & 0x0F;
+    if ((bytes[0] & 0x70) != 0 || (bytes[1] & 0x80) == 0) {
+      // RSV bits without a negotiated extension, or an unmasked client frame.
+      fail(ws_close::kProtocolError);
+      break;
+    }
+    uint64_t length = bytes[1] & 0x7F;
+    size_t header = 2;
+    if (length == 126) {
+      if (avail < 4) break;
+      length = (uint64_t{bytes[2]} << 8) | bytes[3];
+      header = 4;
+    } else if (length == 127) {
+      if (avail < 10) break;
+      length = 0;
+      for (int i = 2; i < 10; ++i) length = (length << 8) | bytes[i];
+      if (length >> 63) {
+        fail(ws_close::kProtocolError);
+        break;
+      }
+      header = 10;
+    }
+    header += 4;  // masking key
+    if ((opcode & 0x8) != 0) {
+      if (!fin || length > 125 || opcode > kOpPong) {
+        fail(ws_close::kProtocolError);
+        break;
+      }
+    } else {
+      if (opcode > kOpBinary) {
+        fail(ws_close::kProtocolError);
+        break;
+      }
+      const bool continuation = opcode == kOpContinuation;
+      if (continuation != (message_opcode_ != 0)) {
+        // A continuation with nothing to continue, or a new message inside a fragmented one.
+        fail(ws_close::kProtocolError);
+        break;
+      }
+      // Checked on the header, before the payload is buffered.
+      const size_t so_far = continuation ? message_->size() : 0;
+      if (length > max_message_bytes_ - so_far) {
+        fail(ws_close::kTooBig);
+        break;
+      }
+    }
+    if (avail - header < length) break;  // the rest of the frame has not arrived yet
+    char* payload = data + pos + header;
+    unmask(payload, static_cast<size_t>(length), payload - 4);
+    pos += header + static_cast<size_t>(length);
+    if (!handle_frame(opcode, fin, payload, static_cast<size_t>(length))) break;
+  }
+  return pos;
+}
+
+bool WebSocketConnection::handle_frame(uint8_t opcode, bool fin, char* payload, size_t length) {
+  switch (opcode) {
+    case kOpClose: {
+      uint16_t code = ws_close::kNoStatus;
+      if (length == 1) {
+        fail(ws_close::kProtocolError);
+        return false;
+      }
+      if (length >= 2) {
+        code = static_cast<uint16_t>((uint8_t(payload[0]) << 8) | uint8_t(payload[1]));
+        if (!valid_close_code(code) || !valid_utf8({payload + 2, length - 2})) {
+          fail(ws_close::kProtocolError);
+          return false;
+        }
+      }
+      close_received_ = true;
+      if (state_ == State::Open) {
+        // Echo the code; the server closes TCP once the echo is written (RFC 6455 §7.1.1).
+        state_ = State::Closing;
+        std::string echo;
+        if (code != ws_close::kNoStatus) {
+          echo.push_back(static_cast<char>(code >> 8));
+          echo.push_back(static_cast<char>(code & 0xFF));
+        }
+        auto frame = std::make_shared<const std::string>(control_frame(kOpClose, echo));
+        queue(std::shared_ptr<const char>(frame, frame->data()), frame->size());
+        close_sent_ = true;
+        notify_closed(code);
+      } else if (close_sent_ && buffered_ == 0) {
+        finish();  // the answer to our close frame: the handshake is complete
+      }
+      return false;
+    }
+    case kOpPing:
+      if (state_ == State::Open) {
+        auto frame = std::make_shared<const std::string>(control_frame(kOpPong, {payload, length}));
+        queue(std::shared_ptr<const char>(frame, frame->data()), frame->size());
+      }
+      return true;
+    case kOpPong:
+      return true;
+    case kOpText:
+    case kOpBinary:
+      if (fin) {
+        if (state_ == State::Open) deliver({payload, length}, opcode == kOpBinary);
+      } else {
+        message_opcode_ = opcode;
+        message_ = std::make_unique<std::string>(payload, length);
+      }
+      return state_ != State::Closed;
+    default: {  // continuation
+      message_->append(payload, length);
+      if (!fin) return true;
+      const bool binary = message_opcode_ == kOpBinary;
+      message_opcode_ = 0;
+      const auto message = std::move(message_);  // freed once delivered
+      if (state_ == State::Open) deliver(*message, binary);
+      return state_ != State::Closed;
+    }
+  }
+}
+
+void WebSocketConnection::deliver(std::string_view data, bool binary) {
+  if (!binary && !valid_utf8(data)) {
+    fail(ws_close::kInvalidData);
+    return;
+  }
+  if (handler_ != nullptr) handler_->on_ws_message(*this, data, binary);
+}
+
+void WebSocketConnection::fail(uint16_t code) {
+  if (state_ != State::Open) return;
+  state_ = State::Closing;
+  discard_input_ = true;
+  message_.reset();
+  message_opcode_ = 0;
+  queue_close_frame(code, {});
+  notify_closed(code);
+}
+
+void WebSocketConnection::peer_gone() {
+  if (state_ == State::Closed) return;
+  const bool was_open = state_ == State::Open;
+  finish();
+  if (was_open) notify_closed(ws_close::kAbnormal);
+}
+
+void WebSocketConnection::notify_closed(uint16_t code) {
+  Handler* handler = handler_;
+  handler_ = nullptr;
+  if (handler != nullptr) handler->on_ws_closed(*this, code);
+}
+
+void WebSocketConnection::close(uint16_t code, std::string_view reason) {
+  handler_ = nullptr;
+  if (state_ != State::Open) return;
+  state_ = State::Closing;
+  queue_close_frame(code, reason);
+}
+
+void WebSocketConnection::abort() {
+  handler_ = nullptr;
+  if (state_ != State::Closed) finish();
+}
+
+void WebSocketConnection::queue_close_frame(uint16_t code, std::string_view reason) {
+  std::string body;
+  body.push_back(static_cast<char>(code >> 8));
+  body.push_back(static_cast<char>(code & 0xFF));
+  body.append(reason.substr(0, 123));
+  auto frame = std::make_shared<const std::string>(control_frame(kOpClose, body));
+  queue(std::shared_ptr<const char>(frame, frame->data()), frame->size());
+  close_sent_ = true;
+}
+
+void WebSocketConnection::send_raw(std::string bytes) {
+  if (bytes.empty()) return;
+  auto owned = std::make_shared<const std::string>(std::move(bytes));
+  queue(std::shared_ptr<const char>(owned, owned->data()), owned->size());
+}
+
+void WebSocketConnection::send(const OutgoingPacketPtr& packet) {
+  if (state_ != State::Open || !packet) return;
+  const std::string& frames = packet->websocket_frames();
+  if (frames.empty()) return;
+  queue(std::shared_ptr<const char>(packet, frames.data()), frames.size());
+}
+
+void WebSocketConnection::send_text(std::string_view text) {
+  if (state_ != State::Open) return;
+  std::string frame;
+  frame.reserve(10 + text.size());
+  frame.push_back(static_cast<char>(0x80 | kOpText));
+  if (text.size() < 126) {
+    frame.push_back(static_cast<char>(text.size()));
+  } else if (text.size() <= 0xFFFF) {
+    frame.push_back(static_cast<char>(126));
+    frame.push_back(static_cast<char>(text.size() >> 8));
+    frame.push_back(static_cast<char>(text.size() & 0xFF));
+  } else {
+    frame.push_back(static_cast<char>(127));
+    for (int shift = 56; shift >= 0; shift -= 8) {
+      frame.push_back(static_cast<char>((uint64_t{text.size()} >> shift) & 0xFF));
+    }
+  }
+  frame.append(text);
+  send_raw(std::move(frame));
+}
+
+void WebSocketConnection::queue(std::shared_ptr<const char> data, size_t size) {
+  if (state_ == State::Closed || close_sent_) return;  // nothing may follow a close frame
+  queue_.push_back(Chunk{std::move(data), size});
+  buffered_ += size;
+  schedule_flush();
+}
+
+void WebSocketConnection::schedule_flush() {
+  if (flush_scheduled_ || writing_wait_ || state_ == State::Closed) return;
+  flush_scheduled_ = true;
+  scheduler_->add(shared_from_this());
+}
+
+void WebSocketConnection::flush() {
+  if (state_ == State::Closed || writing_wait_) return;
+  while (queue_head_ < queue_.size()) {
+    iovec iov[kMaxIov];
+    size_t count = 0;
+    size_t total = 0;
+    for (size_t i = queue_head_; i < queue_.size() && count < kMaxIov; ++i, ++count) {
+      const size_t skip = i == queue_head_ ? head_offset_ : 0;
+      iov[count].iov_base = const_cast<char*>(queue_[i].data.get() + skip);
+      iov[count].iov_len = queue_[i].size - skip;
+      total += iov[count].iov_len;
+    }
+    msghdr message{};
+    message.msg_iov = iov;
+    message.msg_iovlen = count;
+    const ssize_t written = ::sendmsg(socket_.native_handle(), &message, MSG_NOSIGNAL);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        wait_writable();
+        return;
+      }
+      peer_gone();  // EPIPE, ECONNRESET: nothing more can be delivered
+      return;
+    }
+    consume_output(static_cast<size_t>(written));
+    if (static_cast<size_t>(written) < total) {
+      wait_writable();  // the socket buffer is full: let the reactor say when it drains
+      return;
+    }
+  }
+  release_queue();
+  on_output_drained();
+}
+
+void WebSocketConnection::consume_output(size_t bytes) {
+  buffered_ -= bytes;
+  while (bytes > 0) {
+    Chunk& chunk = queue_[queue_head_];
+    const size_t left = chunk.size - head_offset_;
+    if (bytes < left) {
+      head_offset_ += bytes;
+      return;
+    }
+    bytes -= left;
+    chunk.data.reset();  // the packet may be freed before the rest of the queue is written
+    ++queue_head_;
+    head_offset_ = 0;
+  }
+  // Drop written chunks from the front when they are the bulk of the vector.
+  if (queue_head_ >= 64 && queue_head_ * 2 >= queue_.size()) {
+    queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(queue_head_));
+    queue_head_ = 0;
+  }
+}
+
+void WebSocketConnection::wait_writable() {
+  writing_wait_ = true;
+  socket_.async_wait(TcpSocket::wait_write, [self = shared_from_this()](asio::error_code ec) {
+    self->writing_wait_ = false;
+    if (!ec) self->flush();
+  });
+}
+
+void WebSocketConnection::release_queue() {
+  // Idle connections keep no queue storage; a connection that is written every turn pays one
+  // small allocation per turn for it.
+  std::vector<Chunk>().swap(queue_);
+  queue_head_ = 0;
+  head_offset_ = 0;
+  buffered_ = 0;
+}
+
+void WebSocketConnection::on_output_drained() {
+  if (!close_sent_ || state_ == State::Closed) return;
+  if (close_received_) {
+    finish();  // both close frames exchanged: the server closes TCP first
+    return;
+  }
+  // Our close frame is out: half-close and wait for the peer's answer, or give up after the
+  // timeout. The read side stays open so its close frame or FIN is seen.
+  asio::error_code ec;
+  socket_.shutdown(TcpSocket::shutdown_send, ec);
+  if (close_timer_) return;
+  close_timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor());
+  close_timer_->expires_after(close_timeout_);
+  close_timer_->async_wait([self = shared_from_this()](asio::error_code timer_ec) {
+    if (!timer_ec) self->finish();
+  });
+}
+
+void WebSocketConnection::finish() {
+  state_ = State::Closed;
+  asio::error_code ec;
+  socket_.close(ec);  // completes the pending waits with operation_aborted
+  if (close_timer_) close_timer_->cancel();
+  release_queue();
+  if (!in_parse_) {
+    pending_input_.reset();
+    message_.reset();
+  }
+}
+
+}  // namespace steedos::gateway

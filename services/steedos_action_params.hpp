@@ -1,0 +1,50 @@
+#pragma once
+// Params validation of the `socket.*` actions (spec: gateway-contract.md §6 and §9). Failures
+// come back in the shape a JS Moleculer node answers with fastest-validator: a ValidationError
+// (422, "Parameters validation error!") whose data is `[{ type, message, field, actual? }]`, so
+// REPL users and JS callers see what they are used to.
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "protocol/json.hpp"
+#include "protocol/moleculer_error.hpp"
+
+namespace steedos::services::rules {
+
+/// The ValidationError data items, in schema order.
+struct ValidationFailure {
+  Json errors = Json::array();
+
+  /// The error to answer. JS adds the caller's node id and the action name to every item;
+  /// empty arguments leave those keys out.
+  protocol::MoleculerError to_error(const std::string& node_id = "",
+                                    const std::string& action = "") const;
+};
+
+template <class Params>
+using Validated = std::variant<Params, ValidationFailure>;
+
+/// socket.emit `{ event, data, room? }`.
+struct EmitParams {
+  std::string event;
+  Json data;                        // never null
+  std::optional<std::string> room;  // nullopt: every socket
+};
+/// socket.clients `{ room?, userId? }` (AND).
+struct ClientsParams {
+  std::optional<std::string> room;
+  std::optional<std::string> user_id;
+};
+/// socket.disconnect `{ userId?, sid?, tenantId? }` (AND, at least one).
+struct DisconnectParams {
+  std::optional<std::string> user_id;
+  std::optional<std::string> sid;
+  std::optional<std::string> tenant_id;
+};
+
+Validated<EmitParams> validate_emit_params(const Json& params);
+Validated<ClientsParams> validate_clients_params(const Json& params);
+Validated<DisconnectParams> validate_disconnect_params(const Json& params);
+
+}  // namespace steedos::services::rules

@@ -1,0 +1,749 @@
+// Test that header file is self-contained.
+#include "gateway/socketio_server.hpp"
+
+#include <doctest/doctest.h>
+
+#include <asio/io_context.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace steedos;
+using namespace steedos::gateway;
+
+namespace {
+
+/// An Engine.IO session without transport: records what the layer sends and whether it closed.
+class FakeEngineSocket : public EngineSocket {
+ public:
+  FakeEngineSocket(SocketIoServer& server, std::string id) : server_(server), id_(std::move(id)) {
+    handshake_.headers["cookie"] = "X-Space-Id=s1";
+    handshake_.url = "/socket.io/?EIO=4&transport=websocket";
+  }
+  ~FakeEngineSocket() override { end("transport close"); }
+
+  const std::string& id() const override { return id_; }
+  TransportKind transport() const override { return TransportKind::WebSocket; }
+  const HandshakeInfo& handshake() const override { return handshake_; }
+  bool send(const OutgoingPacketPtr& packet, bool /*is_volatile*/) override {
+    if (closed) return false;
+    packets.push_back(packet);
+    if (close_on_send) close("slow consumer");
+    return true;
+  }
+  void close(const std::string& reason) override {
+    if (closed) return;
+    closed = true;
+    close_reason = reason;
+    // Like an engine that reports the close from inside close(): the hardest case for the layer.
+    if (close_synchronously) end(reason);
+  }
+  size_t buffered_bytes() const override { return 0; }
+
+  void open() {
+    server_.on_open(*this);
+    opened_ = true;
+  }
+  void text(std::string_view data) { server_.on_message(*this, data, false); }
+  void binary(std::string_view data) { server_.on_message(*this, data, true); }
+  /// The engine reports the end of the session (once).
+  void end(const std::string& reason) {
+    if (!opened_ || ended_) return;
+    ended_ = true;
+    server_.on_close(*this, reason);
+  }
+
+  /// Every Engine.IO message sent so far, in order: text parts as `4...`, binary as `b<base64>`.
+  std::vector<std::string> messages() const {
+    std::vector<std::string> out;
+    for (const auto& packet : packets) {
+      const std::string& payload = packet->polling_payload();
+      size_t start = 0;
+      while (true) {
+        size_t end = payload.find('\x1e', start);
+        out.push_back(payload.substr(start, end == std::string::npos ? end : end - start));
+        if (end == std::string::npos) break;
+        start = end + 1;
+      }
+    }
+    return out;
+  }
+  std::string last() const {
+    auto all = messages();
+    return all.empty() ? std::string() : all.back();
+  }
+
+  std::vector<OutgoingPacketPtr> packets;
+  bool closed = false;
+  bool close_synchronously = true;
+  bool close_on_send = false;
+  std::string close_reason;
+
+ private:
+  SocketIoServer& server_;
+  std::string id_;
+  HandshakeInfo handshake_;
+  bool opened_ = false;
+  bool ended_ = false;
+};
+
+/// The sid of a `40...{"sid":"..."}` reply.
+std::string sid_of(const std::string& reply) {
+  auto json = Json::parse(reply.substr(reply.find('{')));
+  return json.at("sid").get<std::string>();
+}
+
+struct Fixture {
+  asio::io_context io;
+  SocketIoServer server{io, [] {
+                          SocketIoOptions options;
+                          options.connect_timeout_ms = 50;
+                          options.attachment_timeout_ms = 50;
+                          options.max_attachment_bytes = 100;
+                          return options;
+                        }()};
+
+  std::unique_ptr<FakeEngineSocket> open(const std::string& id = "eio-1") {
+    auto engine = std::make_unique<FakeEngineSocket>(server, id);
+    engine->open();
+    return engine;
+  }
+  /// Opens a session and connects it to `nsp` ("/" by default); returns the engine.
+  std::unique_ptr<FakeEngineSocket> connect(const std::string& id, const std::string& nsp = "/") {
+    auto engine = open(id);
+    engine->text(nsp == "/" ? "0" : "0" + nsp + ",");
+    REQUIRE_FALSE(engine->closed);
+    return engine;
+  }
+  Socket& socket_of(FakeEngineSocket& engine, const std::string& nsp = "/") {
+    for (const auto& message : engine.messages()) {
+      const std::string prefix = nsp == "/" ? "40{" : "40" + nsp + ",{";
+      if (message.rfind(prefix, 0) == 0) {
+        Socket* socket = server.of(nsp).find(sid_of(message));
+        REQUIRE(socket != nullptr);
+        return *socket;
+      }
+    }
+    FAIL("not connected");
+    throw std::logic_error("unreachable");
+  }
+};
+
+/// The conformance application of the official suite (§3.2).
+void install_echo_app(SocketIoServer& server) {
+  auto& main = server.of("/");
+  main.on_connection([](Socket& socket) { socket.emit("auth", {socket.auth_raw()}); });
+  main.on("message", [](Socket& socket, const RawArgs& args, const Attachments& attachments, Ack) {
+    socket.emit("message-back", args, attachments);
+  });
+  main.on("message-with-ack", [](Socket&, const RawArgs& args, const Attachments& attachments,
+                                 Ack ack) { ack(args, attachments); });
+  server.of("/custom").on_connection(
+      [](Socket& socket) { socket.emit("auth", {socket.auth_raw()}); });
+}
+
+}  // namespace
+
+TEST_SUITE("socketio_server") {
+  TEST_CASE("CONNECT to the main namespace: sid reply first, then the connection event") {
+    Fixture f;
+    install_echo_app(f.server);
+    auto engine = f.open("eio-sid-1");
+    engine->text("0");
+    auto messages = engine->messages();
+    REQUIRE(messages.size() == 2);
+    CHECK(messages[0].rfind("40{\"sid\":\"", 0) == 0);
+    const std::string sid = sid_of(messages[0]);
+    CHECK(sid.size() == 20);
+    CHECK(
+        sid.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+        std::string::npos);
+    CHECK(sid != engine->id());
+    CHECK(Json::parse(messages[0].substr(2)).size() == 1);
+    CHECK(messages[1] == R"(42["auth",{}])");
+    Socket* socket = f.server.of("/").find(sid);
+    REQUIRE(socket != nullptr);
+    CHECK(socket->connected());
+    CHECK(socket->in_room(sid));
+    CHECK(socket->rooms().empty());
+    CHECK(socket->transport() == TransportKind::WebSocket);
+    CHECK(socket->handshake().headers.at("cookie") == "X-Space-Id=s1");
+  }
+
+  TEST_CASE("CONNECT forms: payload, custom namespace with and without comma") {
+    Fixture f;
+    install_echo_app(f.server);
+    auto a = f.open("a");
+    a->text(R"(0{"token":"123"})");
+    CHECK(a->last() == R"(42["auth",{"token":"123"}])");
+    CHECK(f.socket_of(*a).auth().at("token") == "123");
+
+    auto b = f.open("b");
+    b->text("0/custom,");
+    REQUIRE(b->messages().size() == 2);
+    CHECK(b->messages()[0].rfind("40/custom,{\"sid\":\"", 0) == 0);
+    CHECK(b->messages()[1] == R"(42/custom,["auth",{}])");
+
+    auto c = f.open("c");
+    c->text(R"(0/custom,{"token":"abc"})");
+    CHECK(c->last() == R"(42/custom,["auth",{"token":"abc"}])");
+
+    auto d = f.open("d");
+    d->text("0/custom");
+    CHECK(d->messages().size() == 2);
+    CHECK(f.server.of("/custom").socket_count() == 3);
+  }
+
+  TEST_CASE("unknown namespace: exactly the reference CONNECT_ERROR, connection kept") {
+    Fixture f;
+    install_echo_app(f.server);
+    auto engine = f.open();
+    engine->text("0/random");
+    CHECK(engine->messages() ==
+          std::vector<std::string>{R"(44/random,{"message":"Invalid namespace"})"});
+    CHECK_FALSE(engine->closed);
+    engine->text("0/random,{\"a\":1}");
+    CHECK(engine->last() == R"(44/random,{"message":"Invalid namespace"})");
+    engine->text("0");
+    CHECK(engine->last() == R"(42["auth",{}])");
+  }
+
+  TEST_CASE("connect hook: reject with and without data, close the transport") {
+    Fixture f;
+    f.server.of("/").set_connect_hook([](Socket&, const Json& auth, auto decide) {
+      if (auth.contains("data")) {
+        decide(ConnectResult::reject("Not authorized", Json{{"code", 401}}));
+      } else if (auth.contains("down")) {
+        decide(ConnectResult::close_transport("auth service unavailable"));
+      } else {
+        decide(ConnectResult::reject("Not authorized"));
+      }
+    });
+    auto a = f.open("a");
+    a->text("0");
+    CHECK(a->messages() == std::vector<std::string>{R"(44{"message":"Not authorized"})"});
+    CHECK_FALSE(a->closed);
+
+    auto b = f.open("b");
+    b->text(R"(0{"data":1})");
+    CHECK(b->messages() ==
+          std::vector<std::string>{R"(44{"message":"Not authorized","data":{"code":401}})"});
+
+    auto c = f.open("c");
+    c->text(R"(0{"down":true})");
+    CHECK(c->messages().empty());
+    CHECK(c->closed);
+    CHECK(f.server.of("/").socket_count() == 0);
+    CHECK(f.server.connection_count() == 2);
+  }
+
+  TEST_CASE("connect hook: asynchronous decision, from another thread, after the session ended") {
+    Fixture f;
+    std::vector<std::function<void(ConnectResult)>> pending;
+    std::vector<std::string> seen_cookies;
+    f.server.of("/").set_connect_hook([&](Socket& socket, const Json&, auto decide) {
+      seen_cookies.push_back(socket.handshake().headers.at("cookie"));
+      socket.data() = std::string("session-of-") + socket.id();
+      pending.push_back(std::move(decide));
+    });
+    int connected = 0;
+    f.server.of("/").on_connection([&](Socket& socket) {
+      ++connected;
+      CHECK(std::any_cast<std::string>(socket.data()) == "session-of-" + socket.id());
+    });
+
+    auto a = f.open("a");
+    a->text("0");
+    REQUIRE(pending.size() == 1);
+    CHECK(a->messages().empty());
+    CHECK(seen_cookies == std::vector<std::string>{"X-Space-Id=s1"});
+    auto b = f.open("b");
+    b->text("0");
+    REQUIRE(pending.size() == 2);
+
+    // Called off the io thread: posted, applied by the loop.
+    std::thread([decide = pending[0]] { decide(ConnectResult::accept()); }).join();
+    CHECK(a->messages().empty());
+    f.io.poll();
+    REQUIRE(a->messages().size() == 1);
+    CHECK(a->messages()[0].rfind("40{\"sid\":", 0) == 0);
+    CHECK(connected == 1);
+    // A second decision is ignored.
+    pending[0](ConnectResult::reject("late"));
+    f.io.poll();
+    CHECK(a->messages().size() == 1);
+
+    // The session ends before the decision: nothing is sent, nothing breaks.
+    b->end("transport close");
+    pending[1](ConnectResult::accept());
+    f.io.poll();
+    CHECK(b->messages().empty());
+    CHECK(connected == 1);
+    CHECK(f.server.of("/").socket_count() == 1);
+  }
+
+  TEST_CASE("a packet for a namespace still connecting closes the connection") {
+    Fixture f;
+    std::function<void(ConnectResult)> pending;
+    f.server.of("/").set_connect_hook(
+        [&](Socket&, const Json&, auto decide) { pending = std::move(decide); });
+    auto engine = f.open();
+    engine->text("0");
+    engine->text(R"(2["early"])");
+    CHECK(engine->closed);
+    pending(ConnectResult::accept());
+    f.io.poll();
+    CHECK(engine->messages().empty());
+  }
+
+  TEST_CASE("connectTimeout closes a session that joined no namespace") {
+    Fixture f;
+    auto idle = f.open("idle");
+    auto joined = f.connect("joined");
+    f.io.run_for(std::chrono::milliseconds(150));
+    CHECK(idle->closed);
+    CHECK_FALSE(joined->closed);
+    CHECK(f.server.connection_count() == 1);
+  }
+
+  TEST_CASE("events keep their raw arguments byte for byte; acks answer once") {
+    Fixture f;
+    install_echo_app(f.server);
+    auto engine = f.connect("e");
+    engine->text(R"(2["message",1,"2",{"3":[true]}])");
+    CHECK(engine->last() == R"(42["message-back",1,"2",{"3":[true]}])");
+    engine->text(R"(2[ "message" , 1.50 , {"b":1,"a":2} ])");
+    CHECK(engine->last() == R"(42["message-back",1.50,{"b":1,"a":2}])");
+    engine->text(R"(2456["message-with-ack",1,"2",{"3":[false]}])");
+    CHECK(engine->last() == R"(43456[1,"2",{"3":[false]}])");
+
+    Ack kept;
+    f.server.of("/").on("keep", [&](Socket&, const RawArgs& args, const Attachments&, Ack ack) {
+      CHECK(args.empty());
+      kept = ack;
+    });
+    engine->text(R"(27["keep"])");
+    REQUIRE(static_cast<bool>(kept));
+    Ack copy = kept;
+    CHECK(copy({"\"x\""}));
+    CHECK_FALSE(kept({"\"y\""}));
+    CHECK_FALSE(static_cast<bool>(kept));
+    CHECK(engine->last() == R"(437["x"])");
+
+    // No ack id: an empty Ack that sends nothing.
+    engine->text(R"(2["keep"])");
+    CHECK_FALSE(static_cast<bool>(kept));
+    CHECK_FALSE(kept());
+  }
+
+  TEST_CASE("handler precedence: socket, namespace, socket on_any, namespace on_any") {
+    Fixture f;
+    std::vector<std::string> calls;
+    auto& nsp = f.server.of("/");
+    nsp.on("shared", [&](Socket&, const RawArgs&, const Attachments&, Ack) {
+      calls.push_back("nsp:shared");
+    });
+    nsp.on_any([&](Socket&, std::string_view event, const RawArgs& args, const Attachments&, Ack) {
+      calls.push_back("nsp-any:" + std::string(event) + ":" + std::to_string(args.size()));
+    });
+    nsp.on_connection([&](Socket& socket) {
+      socket.on("own", [&](Socket&, const RawArgs&, const Attachments&, Ack) {
+        calls.push_back("socket:own");
+      });
+    });
+    auto engine = f.connect("e");
+    engine->text(R"(2["own"])");
+    engine->text(R"(2["shared"])");
+    engine->text(R"(2["other",1,2])");
+    engine->text(R"(2[42,"numeric name"])");
+    engine->text(R"(2["\u0041"])");
+    CHECK(calls == std::vector<std::string>{"socket:own", "nsp:shared", "nsp-any:other:2",
+                                            "nsp-any:42:1", "nsp-any:A:0"});
+    f.socket_of(*engine).on_any([&](Socket&, std::string_view event, const RawArgs&,
+                                    const Attachments&,
+                                    Ack) { calls.push_back("socket-any:" + std::string(event)); });
+    engine->text(R"(2["other"])");
+    CHECK(calls.back() == "socket-any:other");
+  }
+
+  TEST_CASE("binary events and acks: attachments in, placeholders and binary parts out") {
+    Fixture f;
+    install_echo_app(f.server);
+    auto engine = f.connect("e");
+    const size_t before = engine->packets.size();
+    engine->text(R"(52-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}])");
+    engine->binary(std::string("\x01\x02\x03", 3));
+    CHECK(engine->packets.size() == before);
+    engine->binary(std::string("\x04\x05\x06", 3));
+    REQUIRE(engine->packets.size() == before + 1);
+    // One OutgoingPacket: the text part and both attachments.
+    CHECK(engine->packets.back()->part_count() == 3);
+    CHECK(engine->packets.back()->polling_payload() ==
+          "452-[\"message-back\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,"
+          "\"num\":1}]\x1e"
+          "bAQID\x1e"
+          "bBAUG");
+
+    engine->text(
+        R"(52-789["message-with-ack",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}])");
+    engine->binary(std::string("\x01\x02\x03", 3));
+    engine->binary(std::string("\x04\x05\x06", 3));
+    CHECK(engine->packets.back()->polling_payload() ==
+          "462-789[{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]\x1e"
+          "bAQID\x1e"
+          "bBAUG");
+
+    // Binary ack from the client to a server emit, in a custom namespace.
+    auto other = f.connect("o", "/custom");
+    Socket& socket = f.socket_of(*other, "/custom");
+    std::string got;
+    REQUIRE(socket.emit_with_ack(
+        "question", {"1"}, {},
+        [&](AckStatus status, const RawArgs& args, const Attachments& attachments) {
+          CHECK(status == AckStatus::Ok);
+          REQUIRE(args.size() == 1);
+          REQUIRE(attachments.size() == 1);
+          got = std::string(args[0]) + "+" + attachments[0];
+        },
+        std::chrono::seconds(5)));
+    CHECK(other->last() == R"(42/custom,0["question",1])");
+    other->text(R"(61-/custom,0[{"_placeholder":true,"num":0}])");
+    other->binary("bytes");
+    CHECK(got == R"({"_placeholder":true,"num":0}+bytes)");
+  }
+
+  TEST_CASE("binary protocol violations close the connection") {
+    SUBCASE("a text message before the attachments are complete") {
+      Fixture f;
+      auto engine = f.connect("e");
+      engine->text(R"(51-["x",{"_placeholder":true,"num":0}])");
+      engine->text(R"(2["x"])");
+      CHECK(engine->closed);
+      CHECK(engine->close_reason == "parse error");
+    }
+    SUBCASE("a binary message without a binary packet") {
+      Fixture f;
+      auto engine = f.connect("e");
+      engine->binary("xyz");
+      CHECK(engine->closed);
+    }
+    SUBCASE("attachments beyond the byte limit") {
+      Fixture f;
+      auto engine = f.connect("e");
+      engine->text(R"(52-["x",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}])");
+      engine->binary(std::string(60, 'a'));
+      CHECK_FALSE(engine->closed);
+      engine->binary(std::string(60, 'b'));
+      CHECK(engine->closed);
+    }
+    SUBCASE("attachments that never complete") {
+      Fixture f;
+      auto engine = f.connect("e");
+      engine->text(R"(51-["x",{"_placeholder":true,"num":0}])");
+      f.io.run_for(std::chrono::milliseconds(150));
+      CHECK(engine->closed);
+    }
+    SUBCASE("more than 10 attachments announced") {
+      Fixture f;
+      auto engine = f.connect("e");
+      engine->text(R"(511-["x"])");
+      CHECK(engine->closed);
+    }
+    SUBCASE("a binary packet for a namespace not joined") {
+      Fixture f;
+      auto engine = f.connect("e");
+      engine->text(R"(51-/custom,["x",{"_placeholder":true,"num":0}])");
+      CHECK(engine->closed);
+    }
+  }
+
+  TEST_CASE("more than 10 outgoing attachments are refused") {
+    Fixture f;
+    auto engine = f.connect("e");
+    Socket& socket = f.socket_of(*engine);
+    const size_t before = engine->packets.size();
+    Attachments eleven(11, "x");
+    RawArgs args;
+    for (int i = 0; i < 11; ++i) args.push_back(R"({"_placeholder":true,"num":0})");
+    CHECK_FALSE(socket.emit("big", args, eleven));
+    CHECK(f.server.of("/").emit_all("big", args, eleven) == 0);
+    CHECK(f.server.of("/").encode_event("big", args, eleven) == nullptr);
+    Attachments ten(10, "x");
+    CHECK(socket.emit("ok", {}, ten));
+    CHECK(engine->packets.back()->part_count() == 11);
+
+    Ack ack;
+    f.server.of("/").on("q", [&](Socket&, const RawArgs&, const Attachments&, Ack a) { ack = a; });
+    engine->text(R"(21["q"])");
+    CHECK_FALSE(ack({}, eleven));
+    CHECK(engine->packets.size() == before + 1);
+    CHECK_FALSE(socket.emit("disconnect"));
+    CHECK_FALSE(socket.emit("connect"));
+  }
+
+  TEST_CASE("client DISCONNECT keeps the Engine.IO connection") {
+    Fixture f;
+    install_echo_app(f.server);
+    std::vector<std::string> reasons;
+    f.server.of("/custom").on_disconnect(
+        [&](Socket&, const std::string& reason) { reasons.push_back(reason); });
+    auto engine = f.connect("e");
+    engine->text("0/custom");
+    REQUIRE(f.server.of("/custom").socket_count() == 1);
+    engine->text("1/custom");
+    CHECK(reasons == std::vector<std::string>{"client namespace disconnect"});
+    CHECK(f.server.of("/custom").socket_count() == 0);
+    CHECK_FALSE(engine->closed);
+    engine->text(R"(2["message","message to main namespace"])");
+    CHECK(engine->last() == R"(42["message-back","message to main namespace"])");
+    engine->text("1");
+    CHECK_FALSE(engine->closed);
+    CHECK(f.server.of("/").socket_count() == 0);
+    // The namespace can be joined again; a packet for it before that closes.
+    engine->text("0/custom,");
+    CHECK(f.server.of("/custom").socket_count() == 1);
+    engine->text(R"(2["message"])");
+    CHECK(engine->closed);
+  }
+
+  TEST_CASE("server disconnect sends DISCONNECT, optionally closing the transport") {
+    Fixture f;
+    std::vector<std::string> reasons;
+    f.server.of("/").on_disconnect(
+        [&](Socket&, const std::string& reason) { reasons.push_back(reason); });
+    f.server.of("/custom");
+    auto engine = f.connect("e");
+    engine->text("0/custom,");
+    Socket& custom = f.socket_of(*engine, "/custom");
+    custom.disconnect();
+    CHECK(engine->last() == "41/custom,");
+    CHECK_FALSE(engine->closed);
+    CHECK(f.server.of("/custom").socket_count() == 0);
+
+    Socket& main = f.socket_of(*engine);
+    main.disconnect(true);
+    CHECK(engine->last() == "41");
+    CHECK(engine->closed);
+    CHECK(reasons == std::vector<std::string>{"server namespace disconnect"});
+    f.io.poll();
+    CHECK(f.server.connection_count() == 0);
+  }
+
+  TEST_CASE("rooms: union each once, except, own-id room, encode once") {
+    Fixture f;
+    auto a = f.connect("a");
+    auto b = f.connect("b");
+    auto c = f.connect("c");
+    auto& nsp = f.server.of("/");
+    Socket& sa = f.socket_of(*a);
+    Socket& sb = f.socket_of(*b);
+    Socket& sc = f.socket_of(*c);
+    CHECK(sa.join("r1"));
+    CHECK_FALSE(sa.join("r1"));
+    CHECK(sa.join("r2"));
+    CHECK(sb.join("r2"));
+    CHECK(sc.join("r3"));
+    CHECK(nsp.room_count() == 3);
+    CHECK(nsp.room_size("r2") == 2);
+    CHECK(nsp.room_size(sa.id()) == 1);
+    auto rooms = nsp.rooms_of(sa);
+    std::sort(rooms.begin(), rooms.end());
+    CHECK(rooms == std::vector<std::string>{"r1", "r2"});
+
+    const size_t a0 = a->packets.size(), b0 = b->packets.size(), c0 = c->packets.size();
+    CHECK(nsp.emit_to({"r1", "r2"}, {}, "news", {R"({"n":1})"}) == 2);
+    REQUIRE(a->packets.size() == a0 + 1);
+    REQUIRE(b->packets.size() == b0 + 1);
+    CHECK(c->packets.size() == c0);
+    CHECK(a->packets.back().get() == b->packets.back().get());  // the same encoded packet
+    CHECK(a->last() == R"(42["news",{"n":1}])");
+
+    CHECK(nsp.emit_to({"r1", "r2", "r3"}, sa.id(), "x", {}) == 2);
+    CHECK(a->packets.size() == a0 + 1);
+    CHECK(b->last() == R"(42["x"])");
+    CHECK(c->last() == R"(42["x"])");
+
+    CHECK(nsp.emit_to({sc.id(), "r1"}, {}, "own", {}) == 2);
+    CHECK(c->last() == R"(42["own"])");
+    const std::string b_last = b->last();
+    CHECK(nsp.emit_all("all", {"true"}, {}, sb.id()) == 2);
+    CHECK(a->last() == R"(42["all",true])");
+    CHECK(b->last() == b_last);
+    CHECK(nsp.emit_to({"nobody"}, {}, "x", {}) == 0);
+
+    auto packet = nsp.encode_event("shared", {"1"});
+    CHECK(nsp.send_to({"r2", "r3"}, packet, {}, {"r1"}) == 2);
+    CHECK(b->packets.back() == packet);
+    CHECK(c->packets.back() == packet);
+    CHECK(packet.use_count() == 3);
+
+    CHECK(sa.leave("r1"));
+    CHECK_FALSE(sa.leave("r1"));
+    CHECK(nsp.room_count() == 2);
+  }
+
+  TEST_CASE("disconnect leaves every room; disconnecting still sees them") {
+    Fixture f;
+    auto& nsp = f.server.of("/");
+    std::vector<std::string> seen;
+    std::string order;
+    nsp.on_disconnecting([&](Socket& socket, const std::string& reason) {
+      seen = socket.rooms();
+      order += "disconnecting:" + reason + ";";
+    });
+    nsp.on_disconnect([&](Socket& socket, const std::string&) {
+      CHECK(socket.rooms().empty());
+      CHECK_FALSE(socket.connected());
+      order += "disconnect;";
+    });
+    auto a = f.connect("a");
+    auto b = f.connect("b");
+    f.socket_of(*a).join("room");
+    f.socket_of(*b).join("room");
+    a->end("ping timeout");
+    CHECK(seen == std::vector<std::string>{"room"});
+    CHECK(order == "disconnecting:ping timeout;disconnect;");
+    CHECK(nsp.room_size("room") == 1);
+    CHECK(nsp.socket_count() == 1);
+    b->end("transport close");
+    CHECK(nsp.room_count() == 0);
+    CHECK(f.server.connection_count() == 0);
+  }
+
+  TEST_CASE("a close reported from inside send() during a broadcast is deferred safely") {
+    Fixture f;
+    auto& nsp = f.server.of("/");
+    std::vector<std::unique_ptr<FakeEngineSocket>> engines;
+    for (int i = 0; i < 5; ++i) {
+      engines.push_back(f.connect("e" + std::to_string(i)));
+      f.socket_of(*engines.back()).join("room");
+    }
+    engines[1]->close_on_send = true;
+    engines[3]->close_on_send = true;
+    CHECK(nsp.emit_to({"room"}, {}, "x", {}) == 5);
+    CHECK(nsp.room_size("room") == 3);  // closed sessions no longer count
+    CHECK(nsp.emit_to({"room"}, {}, "y", {}) == 3);
+    f.io.poll();
+    CHECK(nsp.socket_count() == 3);
+    CHECK(nsp.room_size("room") == 3);
+    CHECK(f.server.connection_count() == 3);
+  }
+
+  TEST_CASE("emit_with_ack: answer, timeout, disconnect; unknown ack ids are ignored") {
+    Fixture f;
+    auto engine = f.connect("e");
+    Socket& socket = f.socket_of(*engine);
+    std::vector<std::string> results;
+    auto record = [&](AckStatus status, const RawArgs& args, const Attachments&) {
+      std::string text = status == AckStatus::Ok        ? "ok"
+                         : status == AckStatus::Timeout ? "timeout"
+                                                        : "disconnected";
+      for (auto arg : args) text += ":" + std::string(arg);
+      results.push_back(text);
+    };
+    REQUIRE(socket.emit_with_ack("a", {}, {}, record, std::chrono::milliseconds(20)));
+    REQUIRE(socket.emit_with_ack("b", {}, {}, record, std::chrono::milliseconds(20)));
+    REQUIRE(socket.emit_with_ack("c", {}, {}, record, std::chrono::seconds(10)));
+    CHECK(engine->last() == R"(422["c"])");
+    engine->text(R"(30["yes",2])");
+    engine->text(R"(30["again"])");
+    engine->text(R"(399[])");
+    engine->text(R"(3[])");
+    f.io.run_for(std::chrono::milliseconds(100));
+    CHECK(results == std::vector<std::string>{"ok:\"yes\":2", "timeout"});
+    engine->end("transport close");
+    CHECK(results.back() == "disconnected");
+    CHECK_FALSE(engine->closed);  // the engine ended by itself; nobody asked it to close
+  }
+
+  TEST_CASE("malformed packets and protocol violations close the connection") {
+    const std::vector<std::string> bad = {
+        "abc",                                       // unknown packet type
+        "2{}",                                       // EVENT payload not an array
+        R"(2abc["message-with-ack",1])",             // invalid ack id
+        "2[]",                                       // EVENT without a name
+        R"(2["disconnect"])",                        // reserved event name
+        "2[\"x\"",                                   // unbalanced JSON
+        "0[]",                                       // CONNECT payload not an object
+        "0",                                         // CONNECT again for "/"
+        R"(2/custom,["x"])",                         // namespace not joined
+        "1/custom,",                                 // DISCONNECT for a namespace not joined
+        R"(4{"message":"x"})",                       // CONNECT_ERROR from a client
+        "7",                                         // unknown type
+        "",                                          // empty
+        R"(2["x",{"_placeholder":true,"num":0}],)",  // trailing garbage
+    };
+    for (const auto& packet : bad) {
+      CAPTURE(packet);
+      Fixture f;
+      auto engine = f.connect("e");
+      engine->text(packet);
+      CHECK(engine->closed);
+      f.io.poll();
+      CHECK(f.server.connection_count() == 0);
+      CHECK(f.server.of("/").socket_count() == 0);
+    }
+  }
+
+  TEST_CASE("an event handler that throws closes only that session") {
+    Fixture f;
+    f.server.of("/").on("boom", [](Socket&, const RawArgs&, const Attachments&, Ack) {
+      throw std::runtime_error("bug");
+    });
+    auto a = f.connect("a");
+    auto b = f.connect("b");
+    CHECK_NOTHROW(a->text(R"(2["boom"])"));
+    CHECK(a->closed);
+    CHECK_FALSE(b->closed);
+  }
+
+  TEST_CASE("a throwing disconnect hook does not leave the socket behind") {
+    Fixture f;
+    auto& nsp = f.server.of("/");
+    std::string cookie;
+    nsp.on_disconnecting([&](Socket& socket, const std::string&) {
+      cookie = socket.handshake().headers.at("cookie");
+      throw std::runtime_error("bug");
+    });
+    nsp.on_disconnect([](Socket&, const std::string&) { throw std::runtime_error("bug"); });
+    auto a = f.connect("a");
+    f.socket_of(*a).join("room");
+    CHECK_NOTHROW(a->end("transport close"));
+    CHECK(cookie == "X-Space-Id=s1");  // the handshake is still readable while closing
+    CHECK(nsp.socket_count() == 0);
+    CHECK(nsp.room_count() == 0);
+  }
+
+  TEST_CASE("a session that ends with a binary packet half received") {
+    Fixture f;
+    install_echo_app(f.server);
+    auto engine = f.connect("e");
+    engine->text(R"(52-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}])");
+    engine->binary("a");
+    engine->end("transport close");
+    f.io.run_for(std::chrono::milliseconds(100));
+    CHECK(f.server.connection_count() == 0);
+    CHECK_FALSE(engine->closed);
+  }
+
+  TEST_CASE("sockets iteration works on a snapshot; lookups by id and namespace") {
+    Fixture f;
+    auto a = f.connect("a");
+    auto b = f.connect("b");
+    auto& nsp = f.server.of("/");
+    CHECK(&f.server.of("custom") == &f.server.of("/custom"));
+    CHECK(f.server.find_namespace("/nope") == nullptr);
+    int visited = 0;
+    nsp.for_each_socket([&](Socket& socket) {
+      ++visited;
+      socket.disconnect();
+    });
+    CHECK(visited == 2);
+    CHECK(nsp.socket_count() == 0);
+    CHECK(nsp.find("unknown") == nullptr);
+    CHECK(a->last() == "41");
+    CHECK(b->last() == "41");
+  }
+}
