@@ -17,7 +17,7 @@ case "$seconds" in
     ;;
 esac
 
-scripts/setup.sh --no-npm --fuzz
+scripts/setup.sh --no-npm --no-browser --fuzz
 
 build=build-fuzz
 targets=(fuzz_engineio_payload fuzz_socketio_packet)

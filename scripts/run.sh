@@ -45,7 +45,7 @@ trap 'on_signal TERM' TERM
 trap 'on_signal TERM' HUP
 
 if [ -z "$bin" ]; then
-  bash scripts/setup.sh --no-npm
+  bash scripts/setup.sh --no-browser  # npm: the socket.io-client bundle the page loads
   bash scripts/build.sh
   bin=${BUILD_DIR:-build}/steedos-socket
 fi

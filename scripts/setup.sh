@@ -8,18 +8,20 @@
 #     llvm-symbolizer for readable crash stacks).
 # Idempotent: a second run installs nothing and takes a few seconds.
 #
-# Usage: scripts/setup.sh [--no-npm] [--fuzz]
+# Usage: scripts/setup.sh [--no-npm] [--no-browser] [--fuzz]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 with_npm=1
 with_fuzz=0
+with_browser=1
 for arg in "$@"; do
   case "$arg" in
     --no-npm) with_npm=0 ;;
+    --no-browser) with_browser=0 ;;
     --fuzz) with_fuzz=1 ;;
     -h | --help)
-      echo "usage: scripts/setup.sh [--no-npm] [--fuzz]"
+      echo "usage: scripts/setup.sh [--no-npm] [--no-browser] [--fuzz]"
       exit 0
       ;;
     *)
@@ -31,8 +33,12 @@ done
 
 APT_PACKAGES=(
   nats-server libnats-dev libwebsocketpp-dev libasio-dev libspdlog-dev nlohmann-json3-dev
-  doctest-dev libssl-dev pkg-config cmake g++ make chromium
+  doctest-dev libssl-dev pkg-config cmake g++ make
 )
+# Headless Chromium for the browser tests; running the node does not need it.
+if [ "$with_browser" -eq 1 ]; then
+  APT_PACKAGES+=(chromium)
+fi
 if [ "$with_fuzz" -eq 1 ]; then
   APT_PACKAGES+=(clang libclang-rt-14-dev llvm)
 fi
