@@ -104,7 +104,9 @@ std::string event_arg(size_t index) {
   return arg;
 }
 
-std::string event_text(size_t index) { return kEventPrefix + event_arg(index) + "]"; }
+std::string event_text(size_t index) {
+  return kEventPrefix + event_arg(index) + "]";
+}
 
 std::string text_frame(std::string_view payload) {
   std::string frame;
@@ -387,9 +389,10 @@ void BaseConn::on_head() {
   const std::string key = head->substr(begin, end - begin) + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
   unsigned char digest[20];
   websocketpp::sha1::calc(key.data(), key.size(), digest);
-  std::string out = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    "Sec-WebSocket-Accept: " +
-                    websocketpp::base64_encode(digest, sizeof digest) + "\r\n\r\n";
+  std::string out =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: " +
+      websocketpp::base64_encode(digest, sizeof digest) + "\r\n\r\n";
   out += text_frame("0{\"sid\":\"" + server.next_sid() +
                     "\",\"upgrades\":[],\"pingInterval\":600000,\"pingTimeout\":600000,"
                     "\"maxPayload\":1000000}");
@@ -522,8 +525,9 @@ class Control : public std::enable_shared_from_this<Control> {
   void stats(const char* verb) {
     const struct mallinfo2 info = mallinfo2();
     char line[256];
-    std::snprintf(line, sizeof line, "%s rss_kb=%ld connected=%zu heap_inuse=%zu heap_free=%zu mmap=%zu",
-                  verb, rss_kb(), mode_.connected(), info.uordblks, info.fordblks, info.hblkhd);
+    std::snprintf(line, sizeof line,
+                  "%s rss_kb=%ld connected=%zu heap_inuse=%zu heap_free=%zu mmap=%zu", verb,
+                  rss_kb(), mode_.connected(), info.uordblks, info.fordblks, info.hblkhd);
     reply(line);
   }
   void command(const std::string& line) {

@@ -77,7 +77,7 @@ enum class State : uint8_t { Connecting, HttpWait, OpenWait, JoinWait, Ready, Cl
 struct Conn {
   int fd = -1;
   State state = State::Closed;
-  uint32_t events = 0;                  // `42` frames received
+  uint32_t events = 0;                   // `42` frames received
   std::unique_ptr<std::string> pending;  // HTTP head or an unfinished frame
 };
 
@@ -172,8 +172,8 @@ class Client {
       while (next < o_.clients && in_flight_ < o_.concurrency) open(next++);
       run_once(10);
       if (mono_ns() > deadline) {
-        std::fprintf(stderr, "load-client: only %zu of %zu clients joined (failures %zu)\n",
-                     ready_, o_.clients, failures_);
+        std::fprintf(stderr, "load-client: only %zu of %zu clients joined (failures %zu)\n", ready_,
+                     o_.clients, failures_);
         std::_Exit(1);
       }
     }
@@ -586,17 +586,28 @@ int main(int argc, char** argv) {
       return 2;
     }
     const char* v = argv[++i];
-    if (name == "--host") o.host = v;
-    else if (name == "--port") o.port = std::atoi(v);
-    else if (name == "--control-port") o.control_port = std::atoi(v);
-    else if (name == "--clients") o.clients = std::strtoul(v, nullptr, 10);
-    else if (name == "--phases") o.phases = v;
-    else if (name == "--settle-ms") o.settle_ms = std::atoi(v);
-    else if (name == "--latency-reps") o.latency_reps = std::atoi(v);
-    else if (name == "--burst-events") o.burst_events = std::strtoul(v, nullptr, 10);
-    else if (name == "--burst-reps") o.burst_reps = std::atoi(v);
-    else if (name == "--concurrency") o.concurrency = std::strtoul(v, nullptr, 10);
-    else if (name == "--timeout-s") o.timeout_s = std::atoi(v);
+    if (name == "--host")
+      o.host = v;
+    else if (name == "--port")
+      o.port = std::atoi(v);
+    else if (name == "--control-port")
+      o.control_port = std::atoi(v);
+    else if (name == "--clients")
+      o.clients = std::strtoul(v, nullptr, 10);
+    else if (name == "--phases")
+      o.phases = v;
+    else if (name == "--settle-ms")
+      o.settle_ms = std::atoi(v);
+    else if (name == "--latency-reps")
+      o.latency_reps = std::atoi(v);
+    else if (name == "--burst-events")
+      o.burst_events = std::strtoul(v, nullptr, 10);
+    else if (name == "--burst-reps")
+      o.burst_reps = std::atoi(v);
+    else if (name == "--concurrency")
+      o.concurrency = std::strtoul(v, nullptr, 10);
+    else if (name == "--timeout-s")
+      o.timeout_s = std::atoi(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", name.c_str());
       return 2;
@@ -629,7 +640,8 @@ int main(int argc, char** argv) {
     client.idle(o.settle_ms);
     const std::string after = client.stats();
     const long rss0 = Client::field(before, "rss_kb"), rssn = Client::field(after, "rss_kb");
-    const long heap0 = Client::field(before, "heap_inuse"), heapn = Client::field(after, "heap_inuse");
+    const long heap0 = Client::field(before, "heap_inuse"),
+               heapn = Client::field(after, "heap_inuse");
     std::printf(
         "RESULT idle clients=%zu rss0_kb=%ld rssN_kb=%ld rss_per_client_bytes=%.1f "
         "heap_inuse_per_client_bytes=%.1f heap_free_N=%ld\n",
@@ -639,7 +651,7 @@ int main(int argc, char** argv) {
 
   // One `emit 1`: from the server's emit call until all N frames are here.
   auto latency_once = [&](int rep, double* c_out, double* s_out, double* e_out) {
-    client.idle(200);
+    client.idle(100);
     const uint64_t target = client.total_events() + o.clients;
     client.command("emit 1");
     const int64_t done = client.await_events(target, 20000);
@@ -649,9 +661,10 @@ int main(int argc, char** argv) {
     *c_out = double(done - t0) / 1e6;
     *s_out = double(Client::field_ll(sent, "t_ns") - t0) / 1e6;
     *e_out = double(Client::field_ll(emitted, "end_ns") - t0) / 1e6;
-    std::printf("RESULT latency rep=%d clients=%zu client_ms=%.3f server_ms=%.3f emit_call_ms=%.3f "
-                "recipients=%ld\n",
-                rep, o.clients, *c_out, *s_out, *e_out, Client::field(emitted, "recipients"));
+    std::printf(
+        "RESULT latency rep=%d clients=%zu client_ms=%.3f server_ms=%.3f emit_call_ms=%.3f "
+        "recipients=%ld\n",
+        rep, o.clients, *c_out, *s_out, *e_out, Client::field(emitted, "recipients"));
     std::fflush(stdout);
   };
   // One `emit K`: deliveries/s = N*K / time until all N*K frames are here.
@@ -668,9 +681,10 @@ int main(int argc, char** argv) {
     *s_out = double(Client::field_ll(sent, "t_ns") - t0) / 1e6;
     const double e_ms = double(Client::field_ll(emitted, "end_ns") - t0) / 1e6;
     *rate_out = double(frames) / (*c_out / 1e3);
-    std::printf("RESULT burst rep=%d clients=%zu events=%zu client_ms=%.3f server_ms=%.3f "
-                "emit_call_ms=%.3f deliveries_per_s=%.0f\n",
-                rep, o.clients, events, *c_out, *s_out, e_ms, *rate_out);
+    std::printf(
+        "RESULT burst rep=%d clients=%zu events=%zu client_ms=%.3f server_ms=%.3f "
+        "emit_call_ms=%.3f deliveries_per_s=%.0f\n",
+        rep, o.clients, events, *c_out, *s_out, e_ms, *rate_out);
     std::fflush(stdout);
   };
 
@@ -683,8 +697,9 @@ int main(int argc, char** argv) {
       server_ms.push_back(s);
       emit_ms.push_back(e);
     }
-    std::printf("RESULT latency_median clients=%zu client_ms=%.3f server_ms=%.3f emit_call_ms=%.3f\n",
-                o.clients, median(client_ms), median(server_ms), median(emit_ms));
+    std::printf(
+        "RESULT latency_median clients=%zu client_ms=%.3f server_ms=%.3f emit_call_ms=%.3f\n",
+        o.clients, median(client_ms), median(server_ms), median(emit_ms));
   }
 
   if (has_phase(o.phases, "burst")) {
@@ -696,9 +711,10 @@ int main(int argc, char** argv) {
       c_ms_all.push_back(c);
       s_ms_all.push_back(s);
     }
-    std::printf("RESULT burst_median clients=%zu events=%zu client_ms=%.3f server_ms=%.3f "
-                "deliveries_per_s=%.0f\n",
-                o.clients, o.burst_events, median(c_ms_all), median(s_ms_all), median(rate));
+    std::printf(
+        "RESULT burst_median clients=%zu events=%zu client_ms=%.3f server_ms=%.3f "
+        "deliveries_per_s=%.0f\n",
+        o.clients, o.burst_events, median(c_ms_all), median(s_ms_all), median(rate));
     client.idle(500);
     const std::string after = client.stats();
     std::printf("RESULT after_burst rss_kb=%ld heap_inuse=%ld heap_free=%ld\n",
@@ -730,10 +746,11 @@ int main(int argc, char** argv) {
 
   uint32_t lo = 0, hi = 0;
   client.per_connection_range(&lo, &hi);
-  std::printf("RESULT check clients=%zu joined=%zu closed=%zu frames_total=%llu per_conn_min=%u "
-              "per_conn_max=%u\n",
-              o.clients, client.ready(), client.closed(),
-              static_cast<unsigned long long>(client.total_events()), lo, hi);
+  std::printf(
+      "RESULT check clients=%zu joined=%zu closed=%zu frames_total=%llu per_conn_min=%u "
+      "per_conn_max=%u\n",
+      o.clients, client.ready(), client.closed(),
+      static_cast<unsigned long long>(client.total_events()), lo, hi);
   std::fflush(stdout);
   // The server exits first, with every session still open (nothing is torn down one by one, and a
   // heap profile of the server sees the sessions live); then the sockets are reset.

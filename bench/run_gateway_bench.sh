@@ -17,7 +17,7 @@
 # medians over the runs, and one verdict per target.
 #
 #   bench/run_gateway_bench.sh [--runs 3] [--clients 10000] [--burst-clients 1000]
-#                              [--burst-events 1000] [--lat-reps 7] [--burst-reps 3]
+#                              [--burst-events 1000] [--lat-reps 15] [--burst-reps 3]
 #                              [--no-pin] [--no-build]
 #
 # Loopback only. Servers on CPU 0, load clients on CPU 1 (taskset) unless --no-pin. Every
@@ -31,7 +31,7 @@ RUNS=3
 CLIENTS=10000
 BURST_CLIENTS=1000
 BURST_EVENTS=1000
-LAT_REPS=7
+LAT_REPS=15
 BURST_REPS=3
 PIN=1
 DO_BUILD=1

@@ -1,0 +1,227 @@
+"use strict";
+// gateway-contract.md §2, §4, §9 (authentication): connection-init, ping/pong, credential
+// precedence, cache, anonymous fallbacks and fail-closed auth failures.
+const { describe, it, before, after } = require("node:test");
+const { h, assert, startCluster, failedToConnect, ISO_MS } = require("./fixture");
+
+const TRANSPORTS = [["default", undefined], ["websocket-only", ["websocket"]]];
+
+describe("steedos socket: connection and authentication", () => {
+	let c;
+	before(async () => {
+		c = await startCluster();
+	});
+	after(async () => {
+		if (c) await c.stop();
+	});
+
+	for (const [label, transports] of TRANSPORTS) {
+		it(`connection-init once with no arguments, anonymous and authenticated (${label})`, async () => {
+			const anon = await c.connect({ transports });
+			const user = await c.connect({ transports, cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
+			await c.barrier([anon, user]);
+			for (const s of [anon, user]) {
+				const inits = c.got(s, "connection-init");
+				assert.deepEqual(inits, [[]], "exactly one connection-init without arguments");
+				assert.equal(s.events[0].event, "connection-init", "connection-init is the first event");
+			}
+			const ia = await c.info(anon);
+			assert.equal(ia.anonymous, true);
+			assert.equal(ia.userId, null);
+			assert.equal(ia.tenantId, null);
+			const iu = await c.info(user);
+			assert.equal(iu.anonymous, false);
+			assert.equal(iu.userId, "U1");
+			assert.equal(iu.tenantId, "S1");
+			anon.close();
+			user.close();
+		});
+
+		it(`ping -> pong with an ISO-8601 UTC ms string (${label})`, async () => {
+			for (const opts of [{}, { cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" }]) {
+				const s = await c.connect(Object.assign({ transports }, opts));
+				const before = Date.now();
+				s.emit("ping", { any: "thing" });
+				const [args] = await c.received(s, "pong");
+				assert.equal(args.length, 1);
+				assert.equal(typeof args[0], "string");
+				assert.match(args[0], ISO_MS);
+				const t = Date.parse(args[0]);
+				assert.ok(Math.abs(t - before) < 5000, `pong time ${args[0]} close to now`);
+				s.emit("ping");
+				await c.received(s, "pong", 2);
+				s.close();
+			}
+		});
+	}
+
+	it("anonymous without credentials keeps the X-Space-Id cookie as tenant", async () => {
+		const s = await c.connect({ cookie: "X-Space-Id=S1" });
+		const i = await c.info(s);
+		assert.equal(i.anonymous, true);
+		assert.equal(i.tenantId, "S1");
+		s.close();
+	});
+
+	it("cookie parsing: quotes, %-decoding, first occurrence wins, names case-sensitive", async () => {
+		const cases = [
+			['X-Space-Id="S1"; X-Auth-Token=t%2Du1', "U1", "S1"],
+			["X-Auth-Token=t-u1;X-Space-Id=S1;  X-Auth-Token=t-u2; X-Space-Id=S2", "U1", "S1"],
+			["x-space-id=S1; x-auth-token=t-u1", null, null],
+			["X-Space-Id=S1; X-Auth-Token=t-u1%ZZ", null, "S1"]
+		];
+		for (const [cookie, userId, tenant] of cases) {
+			const s = await c.connect({ cookie });
+			const i = await c.info(s);
+			assert.equal(i.userId, userId, cookie);
+			assert.equal(i.tenantId, tenant, cookie);
+			s.close();
+		}
+	});
+
+	it("path /socket.io without the trailing slash; CORS reflects the Origin with credentials", async () => {
+		const s = await c.connect({ path: "/socket.io", cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
+		assert.equal((await c.info(s)).userId, "U1");
+		s.close();
+		const res = await fetch(`http://127.0.0.1:${c.port}/socket.io/?EIO=4&transport=polling`, { headers: { Origin: "http://app.example" } });
+		assert.equal(res.status, 200);
+		assert.equal(res.headers.get("access-control-allow-origin"), "http://app.example");
+		assert.equal(res.headers.get("access-control-allow-credentials"), "true");
+		await res.text();
+		const pre = await fetch(`http://127.0.0.1:${c.port}/socket.io/?EIO=4&transport=polling`, { method: "OPTIONS", headers: { Origin: "http://app.example", "Access-Control-Request-Method": "POST" } });
+		assert.ok(pre.status === 204 || pre.status === 200, String(pre.status));
+		assert.equal(pre.headers.get("access-control-allow-origin"), "http://app.example");
+		assert.equal(pre.headers.get("access-control-allow-credentials"), "true");
+	});
+
+	it("precedence: cookie > auth payload > Bearer", async () => {
+		const a = await c.connect({ cookie: "X-Space-Id=S1; X-Auth-Token=t-u1", auth: { spaceId: "S2", token: "t-u2" }, bearer: "S2,t-u2" });
+		assert.equal((await c.info(a)).userId, "U1");
+		const b = await c.connect({ auth: { spaceId: "S2", token: "t-u2" }, bearer: "S1,t-u1" });
+		const ib = await c.info(b);
+		assert.equal(ib.userId, "U2");
+		assert.equal(ib.tenantId, "S2");
+		const d = await c.connect({ bearer: "S1,t-u1" });
+		assert.equal((await c.info(d)).userId, "U1");
+		// the cookie pair counts only when both cookies are non-empty
+		const e = await c.connect({ cookie: "X-Space-Id=S1; X-Auth-Token=", auth: { spaceId: "S2", token: "t-u2" } });
+		assert.equal((await c.info(e)).userId, "U2");
+		// websocket-only: headers and auth payload on the ws handshake
+		const f = await c.connect({ transports: ["websocket"], cookie: "X-Space-Id=S2; X-Auth-Token=t-u2", bearer: "S1,t-u1" });
+		assert.equal((await c.info(f)).userId, "U2");
+		const g = await c.connect({ transports: ["websocket"], auth: { spaceId: "S1", token: "t-u1" } });
+		assert.equal((await c.info(g)).userId, "U1");
+		for (const s of [a, b, d, e, f, g]) s.close();
+	});
+
+	it("successful lookups are cached: a second connect does not call the auth service", async () => {
+		const before = c.authCalls.filter(x => x === "S3,t-u3").length;
+		const a = await c.connect({ cookie: "X-Space-Id=S3; X-Auth-Token=t-u3" });
+		assert.equal((await c.info(a)).userId, "U3");
+		const b = await c.connect({ transports: ["websocket"], auth: { spaceId: "S3", token: "t-u3" } });
+		assert.equal((await c.info(b)).userId, "U3");
+		assert.equal(c.authCalls.filter(x => x === "S3,t-u3").length - before, 1);
+		a.close();
+		b.close();
+	});
+
+	it("unknown token, non-member space and a 401 error are anonymous (not cached)", async () => {
+		for (const [cookie, tenant] of [
+			["X-Space-Id=S1; X-Auth-Token=nobody", "S1"],
+			["X-Space-Id=S2; X-Auth-Token=t-u1", "S2"],
+			["X-Space-Id=S1; X-Auth-Token=fail-401", "S1"]
+		]) {
+			const calls = c.authCalls.length;
+			const s = await c.connect({ cookie });
+			assert.deepEqual(c.got(s, "connection-init"), [[]]);
+			const i = await c.info(s);
+			assert.equal(i.anonymous, true, cookie);
+			assert.equal(i.userId, null);
+			assert.equal(i.tenantId, tenant);
+			assert.equal(c.authCalls.length, calls + 1, "one auth call");
+			s.close();
+			const again = await c.connect({ cookie });
+			assert.equal(c.authCalls.length, calls + 2, "anonymous results are not cached");
+			again.close();
+		}
+	});
+
+	for (const [label, transports] of TRANSPORTS) {
+		it(`auth failures close the connection before CONNECT: hang, 500, garbage (${label})`, async () => {
+			for (const token of ["fail-hang", "fail-500", "fail-garbage"]) {
+				const before = (await c.stats()).auth.failures;
+				const warnings = c.node.logs.filter(l => /authentication failed/.test(l.line)).length;
+				// Default transports: a fast failure (500, garbage: a few ms) races the client's
+				// WebSocket upgrade probe and can leave the client stalled until its ping timeout
+				// (gateway bug, see the skipped test below), so those two run without upgrade
+				// (long-polling only); the hang (1 s auth timeout) runs with the upgrade.
+				const noUpgrade = !transports && token !== "fail-hang";
+				const s = c.client({ transports, upgrade: !noUpgrade, cookie: `X-Space-Id=S1; X-Auth-Token=${token}` });
+				await failedToConnect(s);
+				assert.equal((await c.stats()).auth.failures, before + 1, token);
+				assert.equal(c.node.logs.filter(l => /authentication failed/.test(l.line)).length, warnings + 1, "one warning");
+				s.close();
+			}
+			// the node is alive and still serves good tokens
+			const ok = await c.connect({ transports, cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
+			ok.close();
+		});
+	}
+
+	it("fast auth failure during the polling -> websocket upgrade still closes the client", {
+		skip: "gateway bug: CloseTransport while the upgrade probe is answered (3probe sent, GET released " +
+			"with 6) closes the probe WebSocket and parks the `1` for a GET the paused client never sends; " +
+			"socket.io-client stays 'open' until its ping timeout (~45 s). Reproduces in ~1 of 3 tries with the 500 token."
+	}, async () => {
+		for (let i = 0; i < 20; i++) {
+			const s = c.client({ cookie: "X-Space-Id=S1; X-Auth-Token=fail-500" });
+			await failedToConnect(s);
+			s.close();
+		}
+	});
+
+	it("tokens never appear in the node's log (debug level)", async () => {
+		const text = c.node.logText();
+		for (const token of ["t-u1", "t-u2", "t-u3", "fail-500", "fail-hang", "S1,t-u1"]) {
+			assert.equal(text.includes(token), false, `log contains ${token}`);
+		}
+	});
+
+	it("no node offers the auth action: fail closed", async () => {
+		const other = await h.startCppNode({
+			binary: "steedos-socket",
+			nats: c.nats,
+			logLevel: "debug",
+			extra: { gateway: { host: "127.0.0.1", port: 0 }, auth: { timeout: 1000, action: "nobody-offers.getUserSession" } }
+		});
+		try {
+			const hit = await other.waitForLog(/gateway listening on [^\s]+:(\d+)/, 10000);
+			const port = Number(/:(\d+)\s*$/.exec(hit.line.trim())[1]);
+			await h.waitForRemoteNode(c.producer, other.nodeID, ["socket.stats"], 10000);
+			const { io } = require("socket.io-client");
+			for (const transports of [["polling", "websocket"], ["websocket"]]) {
+				const s = io(`http://127.0.0.1:${port}`, { forceNew: true, reconnection: false, transports, extraHeaders: { cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" } });
+				const seen = [];
+				s.onAny(ev => seen.push(ev));
+				await new Promise(resolve => {
+					s.on("connect_error", resolve);
+					s.on("disconnect", resolve);
+				});
+				assert.deepEqual(seen, []);
+				assert.equal(s.connected, false);
+				s.close();
+			}
+			const stats = await c.producer.call("socket.stats", {}, { nodeID: other.nodeID });
+			assert.equal(stats.auth.failures, 2);
+			// anonymous connections still work there
+			const anon = io(`http://127.0.0.1:${port}`, { forceNew: true, reconnection: false });
+			await new Promise((resolve, reject) => {
+				anon.on("connection-init", resolve);
+				anon.on("connect_error", reject);
+			});
+			anon.close();
+		} finally {
+			await h.stopCppNodes(other);
+		}
+	});
+});

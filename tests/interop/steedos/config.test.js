@@ -1,0 +1,98 @@
+"use strict";
+// gateway-contract.md §2.1, §2.6, §3, §5 with non-default configuration: anonymousRooms,
+// individualRoomParts, metadataTypes, corsOrigins allow-list, auth.cacheTtl 0; and the balanced
+// `$socket.subscribe.*` emit (one listener of the group gets it).
+const { describe, it, before, after } = require("node:test");
+const { h, assert, startCluster } = require("./fixture");
+
+describe("steedos socket: configured gateway", () => {
+	let c, second;
+	const secondEvents = [];
+	before(async () => {
+		c = await startCluster({
+			extra: {
+				gateway: {
+					anonymousRooms: true,
+					individualRoomParts: ["me"],
+					metadataTypes: ["apps"],
+					corsOrigins: ["http://ok.example"]
+				},
+				auth: { cacheTtl: 0 }
+			}
+		});
+		second = h.createBroker("0.14", { nats: c.nats });
+		second.createService({
+			name: "listener",
+			actions: { ping: () => "pong" },
+			events: {
+				"$socket.subscribe.**"(ctx) {
+					secondEvents.push(ctx.eventName);
+				}
+			}
+		});
+		await second.start();
+		await h.waitForCppSees(c.producer, c.node.nodeID, "listener.ping", second.nodeID, 10000);
+	});
+	after(async () => {
+		await h.stopBrokers(second);
+		if (c) await c.stop();
+	});
+
+	it("anonymousRooms: anonymous sockets join shared tenant rooms, never individual ones", async () => {
+		const s = await c.connect({ cookie: "X-Space-Id=S1" });
+		assert.deepEqual(await s.emitWithAck("subscribe", { roomParts: "space" }), { rooms: ["S1-space"] });
+		assert.ok((await s.emitWithAck("subscribe", { roomParts: "me", individual: true })).error);
+		c.producer.emit("$socket.emit", { eventName: "to-space", eventParams: 1, room: "S1-space" });
+		assert.deepEqual(await c.received(s, "to-space"), [[1]]);
+		s.close();
+	});
+
+	it("individualRoomParts is configurable", async () => {
+		const s = await c.connect({ cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
+		assert.ok((await s.emitWithAck("subscribe", { roomParts: "me-U2" })).error);
+		assert.deepEqual(await s.emitWithAck("subscribe", { roomParts: "notification-change-U2" }), { rooms: ["S1-notification-change-U2"] });
+		s.close();
+	});
+
+	it("metadataTypes is configurable", async () => {
+		const s = await c.connect();
+		c.producer.emit("$metadata.objects", { type: "objects", action: "updated", data: { _id: "o1", name: "x" } });
+		c.producer.emit("$metadata.apps", { type: "apps", action: "updated", data: { _id: "a1", code: "crm" } });
+		await c.barrier([s]);
+		assert.deepEqual(c.got(s, "s:metadata:change"), [[{ type: "apps", action: "updated", _id: "a1", name: "crm" }]]);
+		s.close();
+	});
+
+	it("auth.cacheTtl 0 disables the cache", async () => {
+		const before = c.authCalls.filter(x => x === "S3,t-u3b").length;
+		for (let i = 0; i < 2; i++) {
+			const s = await c.connect({ cookie: "X-Space-Id=S3; X-Auth-Token=t-u3b" });
+			assert.equal((await c.info(s)).userId, "U3");
+			s.close();
+		}
+		assert.equal(c.authCalls.filter(x => x === "S3,t-u3b").length, before + 2);
+	});
+
+	it("corsOrigins allow-list: listed origin reflected with credentials, others not", async () => {
+		const url = `http://127.0.0.1:${c.port}/socket.io/?EIO=4&transport=polling`;
+		const ok = await fetch(url, { headers: { Origin: "http://ok.example" } });
+		await ok.text();
+		assert.equal(ok.headers.get("access-control-allow-origin"), "http://ok.example");
+		assert.equal(ok.headers.get("access-control-allow-credentials"), "true");
+		const bad = await fetch(url, { headers: { Origin: "http://evil.example" } });
+		await bad.text();
+		assert.notEqual(bad.headers.get("access-control-allow-origin"), "http://evil.example");
+		assert.notEqual(bad.headers.get("access-control-allow-origin"), "*");
+	});
+
+	it("$socket.subscribe.* is a balanced emit: exactly one listener node gets each", async () => {
+		c.subscribeEvents.length = 0;
+		secondEvents.length = 0;
+		const s = await c.connect({ cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
+		for (let i = 0; i < 6; i++) await s.emitWithAck("subscribe", { roomParts: `bal${i}` });
+		await h.waitFor(() => c.subscribeEvents.length + secondEvents.length >= 6, 3000);
+		await h.sleep(300);
+		assert.equal(c.subscribeEvents.length + secondEvents.length, 6);
+		s.close();
+	});
+});

@@ -1,0 +1,175 @@
+"use strict";
+// Shared fixture for the Steedos `socket` contract tests (gateway-contract.md §2-§6, §9): one
+// nats-server, one steedos-socket node, a Moleculer 0.14 broker with a mock auth service and a
+// producer broker with a `$socket.subscribe.**` listener; socket.io-client helpers.
+const assert = require("node:assert/strict");
+const h = require("../lib/harness");
+const { io } = require("socket.io-client");
+
+const AUTH_ACTION = "@steedos/service-accounts.getUserSession";
+
+// "<spaceId>,<token>" -> reply. Tokens named fail-* make the mock misbehave (any space).
+const SESSIONS = {
+	"S1,t-u1": { userId: "U1", spaceId: "S1", name: "Ann" },
+	"S1,t-u1b": { userId: "U1", spaceId: "S1", name: "Ann" },
+	"S2,t-u2": { userId: "U2", spaceId: "S2" },
+	"S2,t-u1": { userId: "U1", spaceId: "S1" }, // U1 is not a member of S2
+	"S3,t-u3": { userId: "U3", spaceId: "S3" },
+	"S3,t-u3b": { userId: "U3", spaceId: "S3" }
+};
+
+function authReply(authorization) {
+	const { Errors } = require("moleculer");
+	const token = String(authorization).split(",").slice(1).join(",");
+	switch (token) {
+		case "fail-hang":
+			return new Promise(() => {});
+		case "fail-500":
+			throw new Errors.MoleculerError("database down", 500, "SERVICE_ERROR");
+		case "fail-401":
+			throw new Errors.MoleculerError("bad token", 401, "SOME_AUTH_ERROR");
+		case "fail-garbage":
+			return "garbage";
+		default:
+			return Object.prototype.hasOwnProperty.call(SESSIONS, authorization)
+				? Object.assign({}, SESSIONS[authorization])
+				: null;
+	}
+}
+
+const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+async function gatewayPort(node) {
+	const hit = await node.waitForLog(/gateway listening on [^\s]+:(\d+)/, 10000);
+	return Number(/gateway listening on [^\s]+:(\d+)/.exec(hit.line)[1]);
+}
+
+/**
+ * Starts the cluster. `extra` is merged into the node config (gateway/auth merged one level).
+ */
+async function startCluster({ extra = {} } = {}) {
+	const nats = await h.startNats();
+	const authCalls = [];
+	const subscribeEvents = [];
+	const auth = h.createBroker("0.14", { nats });
+	auth.createService({
+		name: "@steedos/service-accounts",
+		actions: {
+			getUserSession(ctx) {
+				authCalls.push(ctx.params.authorization);
+				return authReply(ctx.params.authorization);
+			}
+		}
+	});
+	const producer = h.createBroker("0.14", { nats });
+	producer.createService({
+		name: "listener",
+		actions: { ping: () => "pong" },
+		events: {
+			"$socket.subscribe.**"(ctx) {
+				subscribeEvents.push({ event: ctx.eventName, params: ctx.params });
+			}
+		}
+	});
+	await Promise.all([auth.start(), producer.start()]);
+	const config = Object.assign({ serviceName: "socket" }, extra, {
+		gateway: Object.assign({ host: "127.0.0.1", port: 0 }, extra.gateway || {}),
+		auth: Object.assign({ timeout: 1000 }, extra.auth || {})
+	});
+	const node = await h.startCppNode({ binary: "steedos-socket", nats, logLevel: "debug", extra: config });
+	const port = await gatewayPort(node);
+	await h.waitForRemoteNode(producer, node.nodeID, ["socket.stats", "socket.emit"], 10000);
+	await h.waitForCppSees(producer, node.nodeID, AUTH_ACTION, auth.nodeID, 10000);
+	await h.waitForCppSees(producer, node.nodeID, "listener.ping", producer.nodeID, 10000);
+	const cluster = {
+		nats,
+		node,
+		port,
+		auth,
+		producer,
+		authCalls,
+		subscribeEvents,
+		sockets: new Set(),
+		call(action, params = {}) {
+			return producer.call(`socket.${action}`, params, { nodeID: node.nodeID, timeout: 5000 });
+		},
+		stats() {
+			return cluster.call("stats");
+		},
+		/** A recording client, not yet connected. */
+		client(opts = {}) {
+			const { cookie, transports, bearer, ...rest } = opts;
+			const extraHeaders = {};
+			if (cookie) extraHeaders.cookie = cookie;
+			if (bearer) extraHeaders.authorization = `Bearer ${bearer}`;
+			const s = io(`http://127.0.0.1:${port}`, Object.assign({
+				forceNew: true,
+				reconnection: false,
+				timeout: 5000,
+				transports: transports || ["polling", "websocket"],
+				extraHeaders
+			}, rest));
+			s.events = [];
+			s.disconnects = [];
+			s.connectErrors = [];
+			s.onAny((event, ...args) => s.events.push({ event, args }));
+			s.on("disconnect", reason => s.disconnects.push(reason));
+			s.on("connect_error", err => s.connectErrors.push(err));
+			cluster.sockets.add(s);
+			return s;
+		},
+		/** A client that has received connection-init. */
+		async connect(opts = {}) {
+			const s = cluster.client(opts);
+			await h.waitFor(() => {
+				if (s.connectErrors.length) throw Object.assign(new Error(`connect_error: ${s.connectErrors[0].message}`), { exited: true });
+				return s.events.some(e => e.event === "connection-init");
+			}, 6000, { what: "connection-init" });
+			return s;
+		},
+		/** Waits for events named `event` on `s`, returns their argument arrays. */
+		async received(s, event, count = 1, ms = 4000) {
+			await h.waitFor(() => s.events.filter(e => e.event === event).length >= count, ms, { what: `${count} x ${event} on ${s.id}` });
+			return s.events.filter(e => e.event === event).map(e => e.args);
+		},
+		got(s, event) {
+			return s.events.filter(e => e.event === event).map(e => e.args);
+		},
+		/** The socket.clients entry of `s`. */
+		async info(s) {
+			const list = await cluster.call("clients");
+			return list.find(c => c.id === s.id);
+		},
+		/**
+		 * Sends a global marker through the node (producer -> node, same NATS connection, so it
+		 * arrives after everything emitted before) and waits for it on `sockets`.
+		 */
+		async barrier(sockets, how = "emit") {
+			const tag = `m${Math.random().toString(36).slice(2)}`;
+			producer[how]("$socket.emit", { eventName: "barrier", eventParams: tag });
+			await Promise.all(sockets.map(s => h.waitFor(() => s.events.some(e => e.event === "barrier" && e.args[0] === tag), 4000, { what: "barrier" })));
+		},
+		/** Closes every client made so far and waits until the node has none. */
+		async closeAll() {
+			for (const s of cluster.sockets) s.close();
+			cluster.sockets.clear();
+			await h.waitFor(async () => (await cluster.stats()).connections.total === 0, 4000, { what: "no connections left" });
+		},
+		async stop() {
+			for (const s of cluster.sockets) s.close();
+			await h.stopBrokers(auth, producer);
+			await h.stopCppNodes(node);
+			await nats.stop();
+		}
+	};
+	return cluster;
+}
+
+/** Waits until the client got a connect_error or a disconnect, and never a connection-init. */
+async function failedToConnect(s) {
+	await h.waitFor(() => s.connectErrors.length > 0 || s.disconnects.length > 0, 6000, { what: "connection closed" });
+	assert.equal(s.events.filter(e => e.event === "connection-init").length, 0, "no connection-init");
+	assert.equal(s.connected, false);
+}
+
+module.exports = { h, assert, startCluster, failedToConnect, ISO_MS, AUTH_ACTION, SESSIONS };
