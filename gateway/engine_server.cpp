@@ -508,6 +508,17 @@ class EngineSession final : public EngineSocket,
   // Upgrade (§1.7) ----------------------------------------------------------------------------
 
   void on_candidate_message(std::string_view data, bool binary) {
+    if (state_ == State::Closing && !binary && data == "5") {
+      // Closed by the server after the probe: the client has paused polling and reads only
+      // this WebSocket now, so the close packet must travel here (else it waits for its ping
+      // timeout).
+      auto connection = std::move(upgrade_->connection);
+      upgrade_.reset();
+      connection->send(server_->close_);
+      connection->close(ws_close::kNormal);
+      finish_closing();
+      return;
+    }
     if (state_ != State::Open) return;
     if (!binary && data == "2probe") {
       upgrade_->connection->send(server_->probe_);
@@ -551,7 +562,11 @@ class EngineSession final : public EngineSocket,
     if (state_ != State::Open) return;
     const auto self = shared_from_this();
     server_->unschedule(*this);
-    if (upgrade_) abort_upgrade();
+    // After `3probe` the client pauses polling and finishes the upgrade with `5`: keep the
+    // candidate so the close can be delivered on it (see on_candidate_message).
+    const bool hold_upgrade = upgrade_ && upgrade_->probed && mode == Mode::Graceful &&
+                              transport_ == TransportKind::Polling;
+    if (upgrade_ && !hold_upgrade) abort_upgrade();
     if (transport_ == TransportKind::WebSocket) {
       --server_->websocket_count_;
     } else {
@@ -586,7 +601,7 @@ class EngineSession final : public EngineSocket,
       keep_for_final_get = true;
     }
 
-    if (keep_for_final_get) {
+    if (keep_for_final_get || hold_upgrade) {
       state_ = State::Closing;
       server_->schedule(
           *this, EngineServer::Due::Drop,
@@ -608,6 +623,7 @@ class EngineSession final : public EngineSocket,
 
   void finish_closing() {
     if (state_ != State::Closing) return;
+    if (upgrade_) abort_upgrade();
     state_ = State::Closed;
     server_->unschedule(*this);
     polling_.reset();

@@ -151,12 +151,7 @@ describe("steedos socket: connection and authentication", () => {
 			for (const token of ["fail-hang", "fail-500", "fail-garbage"]) {
 				const before = (await c.stats()).auth.failures;
 				const warnings = c.node.logs.filter(l => /authentication failed/.test(l.line)).length;
-				// Default transports: a fast failure (500, garbage: a few ms) races the client's
-				// WebSocket upgrade probe and can leave the client stalled until its ping timeout
-				// (gateway bug, see the skipped test below), so those two run without upgrade
-				// (long-polling only); the hang (1 s auth timeout) runs with the upgrade.
-				const noUpgrade = !transports && token !== "fail-hang";
-				const s = c.client({ transports, upgrade: !noUpgrade, cookie: `X-Space-Id=S1; X-Auth-Token=${token}` });
+				const s = c.client({ transports, cookie: `X-Space-Id=S1; X-Auth-Token=${token}` });
 				await failedToConnect(s);
 				assert.equal((await c.stats()).auth.failures, before + 1, token);
 				assert.equal(c.node.logs.filter(l => /authentication failed/.test(l.line)).length, warnings + 1, "one warning");
@@ -168,11 +163,7 @@ describe("steedos socket: connection and authentication", () => {
 		});
 	}
 
-	it("fast auth failure during the polling -> websocket upgrade still closes the client", {
-		skip: "gateway bug: CloseTransport while the upgrade probe is answered (3probe sent, GET released " +
-			"with 6) closes the probe WebSocket and parks the `1` for a GET the paused client never sends; " +
-			"socket.io-client stays 'open' until its ping timeout (~45 s). Reproduces in ~1 of 3 tries with the 500 token."
-	}, async () => {
+	it("fast auth failure during the polling -> websocket upgrade still closes the client", async () => {
 		for (let i = 0; i < 20; i++) {
 			const s = c.client({ cookie: "X-Space-Id=S1; X-Auth-Token=fail-500" });
 			await failedToConnect(s);
