@@ -77,8 +77,10 @@ for (const { version, protocol } of h.VERSIONS) {
 			const res = await js.call("cpptest.echo", { x: 1 }, { timeout: 3000 });
 			assert.deepEqual(res.params, { x: 1 });
 			assert.equal(await js.call("cpptest.add", { a: 3, b: 4 }, { timeout: 3000 }), 7);
-			const reqs = sniffer.packets.slice(start).filter(p => p.cmd === "REQB" || p.cmd === "REQ");
-			assert.ok(reqs.length >= 2);
+			// The sniffer is a separate NATS connection: its copy may land after the answer did.
+			const requests = () => sniffer.packets.slice(start).filter(p => p.cmd === "REQB" || p.cmd === "REQ");
+			await h.waitFor(() => requests().length >= 2, 2000, { what: "sniffer sees both requests" });
+			const reqs = requests();
 			assert.ok(reqs.every(p => p.cmd === "REQB"), JSON.stringify(reqs.map(p => p.subject)));
 		});
 
@@ -132,7 +134,9 @@ for (const { version, protocol } of h.VERSIONS) {
 			const r = await h.cppCall(js, cpp.nodeID, { action: "jsvc.hello", params: { name: "b" }, timeout: 3000 });
 			assert.equal(r.ok, true, JSON.stringify(r));
 			assert.equal(r.data, "hi b");
-			const req = sniffer.packets.slice(start).find(p => p.packet.action === "jsvc.hello");
+			const request = () => sniffer.packets.slice(start).find(p => p.packet.action === "jsvc.hello");
+			await h.waitFor(() => request() !== undefined, 2000, { what: "sniffer sees the request" });
+			const req = request();
 			// Like a JS caller with disableBalancer, the C++ node lets NATS balance: REQB.<action>.
 			assert.equal(req && req.subject, `${sniffer.prefix}.REQB.jsvc.hello`);
 		});
