@@ -1,10 +1,11 @@
 "use strict";
 // Request/response and event throughput of the C++ node against a JS node, side by side on one
-// nats-server in one run. A JS (moleculer 0.14) caller drives both targets with the same load:
+// nats-server in one run. Each target is a process of its own; a JS (moleculer 0.14) caller in
+// this process drives both with the same load:
 //   - round trips: `echo` calls at concurrency 1 (latency) and at concurrency C (throughput);
 //   - events: N `bench.tick` emits, timed until the receiver has counted all of them.
 // Prints a table and the C++/JS ratios. Usage (after scripts/build.sh and scripts/setup.sh):
-//   node bench/moleculer_rpc.js [--calls 20000] [--concurrency 32] [--events 50000]
+//   node bench/moleculer_rpc.js [--calls 20000] [--concurrency 32] [--events 50000] [--rounds 3]
 const h = require("../tests/interop/lib/harness");
 
 function arg(name, fallback) {
@@ -14,6 +15,24 @@ function arg(name, fallback) {
 const CALLS = arg("calls", 20000);
 const CONCURRENCY = arg("concurrency", 32);
 const EVENTS = arg("events", 50000);
+// The machine's noise (other processes, a VM's neighbours) moves single runs by ±20 %: each
+// figure is the median of this many rounds, the two targets taking turns within each round.
+const ROUNDS = arg("rounds", 3);
+
+/** CPU seconds (user + system) the process `pid` has used so far. */
+function cpuSeconds(pid) {
+	const fields = require("fs").readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+	const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14, 15)
+	return ticks / 100; // USER_HZ
+}
+
+/** Runs `phase` and adds the target's CPU time per operation (µs) to its result. */
+async function measured(pid, operations, phase) {
+	const before = cpuSeconds(pid);
+	const result = await phase();
+	const cpu = cpuSeconds(pid) - before;
+	return Object.assign(typeof result === "number" ? { rate: result } : result, { cpuUs: (cpu * 1e6) / operations });
+}
 
 function percentile(sorted, p) {
 	return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
@@ -54,32 +73,27 @@ async function eventRate(caller, countAction, resetAction, nodeID, events) {
 	return events / seconds;
 }
 
-function jsTarget(nats) {
-	const broker = h.createBroker("0.14", { nats, nodeID: "bench-js", heartbeatInterval: 5, heartbeatTimeout: 15 });
-	let count = 0;
-	broker.createService({
-		name: "jsbench",
-		actions: {
-			// The same reply shape as the C++ fixture's cpptest.echo.
-			echo(ctx) {
-				return {
-					params: ctx.params,
-					meta: ctx.meta,
-					nodeID: ctx.nodeID,
-					level: ctx.level,
-					requestID: ctx.requestID,
-					parentID: ctx.parentID || null,
-					caller: ctx.caller || null
-				};
-			},
-			count: () => count,
-			reset() {
-				count = 0;
-			}
-		},
-		events: { "bench.tick": () => void count++ }
+/** The JS target node in its own process, so that both targets are scheduled alike. */
+async function startJsTarget(nats, nodeID) {
+	const { spawn } = require("child_process");
+	const child = spawn(process.execPath, [require.resolve("./js_target_node"), nats.url, nodeID], {
+		stdio: ["ignore", "pipe", "inherit"]
 	});
-	return broker;
+	await new Promise((resolve, reject) => {
+		child.once("exit", code => reject(new Error(`JS target exited with ${code}`)));
+		child.stdout.on("data", chunk => {
+			if (String(chunk).includes("ready")) resolve();
+		});
+	});
+	return {
+		pid: child.pid,
+		stop: () =>
+			new Promise(resolve => {
+				child.removeAllListeners("exit");
+				child.once("exit", resolve);
+				child.kill("SIGTERM");
+			})
+	};
 }
 
 async function main() {
@@ -92,32 +106,50 @@ async function main() {
 		heartbeatInterval: 5,
 		heartbeatTimeout: 15
 	});
-	const js = jsTarget(nats);
+	const js = await startJsTarget(nats, "bench-js");
 	const caller = h.createBroker("0.14", { nats, nodeID: "bench-caller", heartbeatInterval: 5, heartbeatTimeout: 15 });
-	await Promise.all([js.start(), caller.start()]);
+	await caller.start();
 	await h.waitForRemoteNode(caller, "bench-cpp", ["cpptest.echo", "cppbench.count"], 15000);
 	await h.waitForRemoteNode(caller, "bench-js", ["jsbench.echo"], 15000);
 
 	const targets = [
-		{ name: "C++ node", nodeID: "bench-cpp", echo: "cpptest.echo", count: "cppbench.count", reset: "cppbench.reset" },
-		{ name: "JS node", nodeID: "bench-js", echo: "jsbench.echo", count: "jsbench.count", reset: "jsbench.reset" }
+		{ name: "C++ node", pid: cpp.pid, nodeID: "bench-cpp", echo: "cpptest.echo", count: "cppbench.count", reset: "cppbench.reset" },
+		{ name: "JS node", pid: js.pid, nodeID: "bench-js", echo: "jsbench.echo", count: "jsbench.count", reset: "jsbench.reset" }
 	];
+	const serialCalls = Math.min(CALLS, 5000);
+	const runs = Object.fromEntries(targets.map(t => [t.name, []]));
+	for (const t of targets) await roundTrips(caller, t.echo, t.nodeID, 1000, 8); // warm-up
+	for (let round = 0; round < ROUNDS; round++) {
+		const order = round % 2 === 0 ? targets : targets.slice().reverse();
+		for (const t of order) {
+			const serial = await measured(t.pid, serialCalls, () => roundTrips(caller, t.echo, t.nodeID, serialCalls, 1));
+			const parallel = await measured(t.pid, CALLS, () => roundTrips(caller, t.echo, t.nodeID, CALLS, CONCURRENCY));
+			const events = await measured(t.pid, EVENTS, () => eventRate(caller, t.count, t.reset, t.nodeID, EVENTS));
+			runs[t.name].push({ serial, parallel, events });
+		}
+	}
+	const median = values => values.slice().sort((a, b) => a - b)[Math.floor(values.length / 2)];
 	const results = {};
-	for (const t of targets) {
-		await roundTrips(caller, t.echo, t.nodeID, 1000, 8);  // warm-up
-		const serial = await roundTrips(caller, t.echo, t.nodeID, Math.min(CALLS, 5000), 1);
-		const parallel = await roundTrips(caller, t.echo, t.nodeID, CALLS, CONCURRENCY);
-		const events = await eventRate(caller, t.count, t.reset, t.nodeID, EVENTS);
-		results[t.name] = { serial, parallel, events };
+	for (const [name, list] of Object.entries(runs)) {
+		const pick = (phase, field) => median(list.map(r => r[phase][field]));
+		results[name] = {};
+		for (const phase of ["serial", "parallel", "events"]) {
+			results[name][phase] = Object.fromEntries(Object.keys(list[0][phase]).map(f => [f, pick(phase, f)]));
+		}
 	}
 
-	const fmt = (n, d = 0) => n.toFixed(d).padStart(10);
-	console.log(`moleculer 0.14 caller -> target, one nats-server, ${CALLS} calls at concurrency ${CONCURRENCY}, ${EVENTS} events`);
-	console.log("target      | calls/s c=1 | p50 ms | p99 ms | calls/s c=" + String(CONCURRENCY).padEnd(3) + "| p50 ms | p99 ms | events/s");
+	const fmt = (n, d = 0) => n.toFixed(d).padStart(8);
+	console.log(
+		`moleculer 0.14 caller -> target, one nats-server, ${CALLS} calls at concurrency ${CONCURRENCY}, ${EVENTS} events; median of ${ROUNDS} rounds`
+	);
+	console.log("(cpu: the target process's CPU time per call or event, in microseconds)");
+	console.log(
+		"target      | calls/s c=1 | p50 ms | p99 ms | calls/s c=" + String(CONCURRENCY).padEnd(3) + "| p50 ms | p99 ms | cpu us | events/s | cpu us"
+	);
 	for (const [name, r] of Object.entries(results)) {
 		console.log(
-			`${name.padEnd(11)} |${fmt(r.serial.rps)}   |${fmt(r.serial.p50, 2)}|${fmt(r.serial.p99, 2)}|${fmt(r.parallel.rps)}   |` +
-				`${fmt(r.parallel.p50, 2)}|${fmt(r.parallel.p99, 2)}|${fmt(r.events)}`
+			`${name.padEnd(11)} |  ${fmt(r.serial.rps)}   |${fmt(r.serial.p50, 2)}|${fmt(r.serial.p99, 2)}|  ${fmt(r.parallel.rps)}   |` +
+				`${fmt(r.parallel.p50, 2)}|${fmt(r.parallel.p99, 2)}|${fmt(r.parallel.cpuUs, 1)}|${fmt(r.events.rate)}  |${fmt(r.events.cpuUs, 1)}`
 		);
 	}
 	const c = results["C++ node"], j = results["JS node"];
@@ -125,9 +157,11 @@ async function main() {
 		`ratio C++/JS: calls/s c=1 ${(c.serial.rps / j.serial.rps).toFixed(2)}x, ` +
 			`calls/s c=${CONCURRENCY} ${(c.parallel.rps / j.parallel.rps).toFixed(2)}x, ` +
 			`p99 c=${CONCURRENCY} ${(c.parallel.p99 / j.parallel.p99).toFixed(2)}x (lower is better), ` +
-			`events/s ${(c.events / j.events).toFixed(2)}x`
+			`events/s ${(c.events.rate / j.events.rate).toFixed(2)}x; ` +
+			`CPU per call ${(c.parallel.cpuUs / j.parallel.cpuUs).toFixed(2)}x, per event ${(c.events.cpuUs / j.events.cpuUs).toFixed(2)}x (lower is better)`
 	);
-	await h.stopBrokers(caller, js);
+	await h.stopBrokers(caller);
+	await js.stop();
 	await h.stopCppNodes(cpp);
 	await nats.stop();
 }

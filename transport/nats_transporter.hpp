@@ -1,10 +1,17 @@
 #pragma once
-// Transporter over cnats (the NATS C client). cnats delivers on its own threads; every callback
-// is posted into the given io_context, so broker state is only touched by the Asio loop.
+// Transporter over cnats (the NATS C client), driven by the given io_context as cnats' external
+// event loop: the loop reads and writes the socket, and messages reach on_message on the loop
+// thread straight from the read, with no library thread in between. Connection state callbacks
+// (disconnected, reconnected, closed) come from cnats' threads and are posted into the loop.
 //
-// Threading: call the member functions from one thread (normally the loop's). The io_context
-// must outlive the transporter. close() (also run by the destructor) blocks briefly until cnats
-// has finished with its callbacks; after it returns no handler runs, not even one already posted.
+// Order: messages of one subscription arrive in order. Messages of several subscriptions that
+// came in one socket read are handed over subscription by subscription, in the order of the
+// subscribe() calls.
+//
+// Threading: call the member functions from one thread, the loop's (tests may call them before
+// the loop runs). The io_context must outlive the transporter. close() (also run by the
+// destructor) blocks briefly until cnats has finished with its callbacks; after it returns no
+// handler runs, not even one already posted.
 #include <asio/io_context.hpp>
 #include <map>
 #include <memory>
@@ -26,6 +33,9 @@ struct NatsOptions {
   int reconnect_wait_ms = 500;
   /// Bytes buffered while reconnecting; above it publish() fails instead of growing.
   int reconnect_buffer_bytes = 8 * 1024 * 1024;
+  /// Bytes published but not yet written to the socket; above it publish() fails instead of
+  /// growing (the server stopped reading, or the loop is starved).
+  size_t max_outgoing_bytes = 32 * 1024 * 1024;
   /// false = a lost connection is closed for good (on_closed) instead of retried.
   bool allow_reconnect = true;
 };

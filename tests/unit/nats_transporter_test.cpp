@@ -352,4 +352,75 @@ TEST_SUITE("nats_transporter") {
     CHECK(closed.closes == 0);
     CHECK(destroyed.received.empty());
   }
+
+  TEST_CASE("a burst larger than one socket read arrives complete and in order") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(free_port());
+    asio::io_context loop;
+    Peer a(loop, server.url()), b(loop, server.url());
+    a.connect();
+    b.connect();
+    a.transporter->subscribe("burst");
+    a.transporter->flush(1000);
+    constexpr int kCount = 3000;  // ~3 MB: many reads of cnats' 32 KiB buffer
+    const std::string filler(1000, 'x');
+    for (int i = 0; i < kCount; ++i) {
+      REQUIRE(b.transporter->publish("burst", std::to_string(i) + ":" + filler));
+      if (i % 100 == 99)
+        run_until(
+            loop, [] { return false; }, 1ms);  // let b write
+    }
+    b.transporter->flush(2000);
+    REQUIRE(run_until(
+        loop, [&] { return a.received.size() == size_t(kCount); }, 10000ms));
+    for (int i = 0; i < kCount; ++i) {
+      REQUIRE(a.received[size_t(i)].data == std::to_string(i) + ":" + filler);
+    }
+  }
+
+  TEST_CASE("a handler that unsubscribes does not stall the other subscriptions") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(free_port());
+    asio::io_context loop;
+    Peer a(loop, server.url()), b(loop, server.url());
+    TransporterHandlers h;
+    std::vector<std::string> got;
+    h.on_message = [&](const std::string& subject, std::string_view data) {
+      got.push_back(subject + "=" + std::string(data));
+      if (subject == "one") a.transporter->unsubscribe("one");
+    };
+    a.transporter->connect(std::move(h));
+    b.connect();
+    a.transporter->subscribe("one");
+    a.transporter->subscribe("two");
+    a.transporter->flush(1000);
+    b.transporter->publish("one", "1");
+    b.transporter->publish("one", "dropped");
+    b.transporter->publish("two", "2");
+    b.transporter->flush(1000);
+    REQUIRE(run_until(loop, [&] { return got.size() >= 2; }));
+    run_until(
+        loop, [] { return false; }, 100ms);
+    CHECK(got == std::vector<std::string>{"one=1", "two=2"});
+  }
+
+  TEST_CASE("publish refuses to grow the outgoing buffer past its limit") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(free_port());
+    asio::io_context loop;
+    NatsOptions o = Peer::options(server.url(), 100);
+    o.max_outgoing_bytes = 64 * 1024;
+    Peer a(loop, server.url());
+    a.transporter = std::make_unique<NatsTransporter>(loop, o);
+    a.connect();
+    // The loop does not run, so nothing is written: the buffer only grows.
+    const std::string chunk(4096, 'z');
+    int accepted = 0;
+    while (accepted < 100 && a.transporter->publish("big", chunk)) ++accepted;
+    CHECK(accepted >= 14);
+    CHECK(accepted <= 16);
+    CHECK(a.transporter->last_error().find("outgoing buffer full") != std::string::npos);
+    // Once the loop writes it out, publishing works again.
+    REQUIRE(run_until(loop, [&] { return a.transporter->publish("big", chunk); }));
+  }
 }
