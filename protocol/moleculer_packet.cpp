@@ -3,6 +3,8 @@
 #include <array>
 #include <utility>
 
+#include "protocol/json_reader.hpp"
+
 namespace steedos::protocol {
 
 namespace {
@@ -106,12 +108,13 @@ std::optional<PacketType> Topics::classify(std::string_view subject) const {
 DecodedPacket decode_packet(PacketType type, std::string_view bytes,
                             const std::string& expected_version) {
   DecodedPacket result;
-  Json packet = Json::parse(bytes.begin(), bytes.end(), nullptr, /*allow_exceptions=*/false);
-  if (packet.is_discarded()) {
+  std::optional<Json> parsed = parse_json(bytes);
+  if (!parsed) {
     result.error = DecodeError::InvalidJson;
     result.detail = "not valid JSON";
     return result;
   }
+  Json& packet = *parsed;
   if (!packet.is_object()) {
     result.error = DecodeError::NotAnObject;
     result.detail = "not a JSON object";
@@ -145,6 +148,11 @@ DecodedPacket decode_packet(PacketType type, std::string_view bytes,
 }
 
 std::string encode_packet(Json payload, const std::string& version, const std::string& sender) {
+  if (payload.is_object()) {
+    // One growth at most (see reserved_object): growing an ordered_map copies its values.
+    auto& members = payload.get_ref<Json::object_t&>();
+    if (members.capacity() < members.size() + 2) members.reserve(members.size() + 2);
+  }
   payload["ver"] = version;
   payload["sender"] = sender;
   return dump_json(payload);

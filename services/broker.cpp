@@ -5,6 +5,7 @@
 #include <random>
 #include <set>
 
+#include "protocol/json_reader.hpp"
 #include "protocol/match.hpp"
 #include "services/log.hpp"
 #include "services/node_service.hpp"
@@ -26,9 +27,23 @@ std::string string_field(const Json& object, const char* key) {
   return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-Json object_field(const Json& object, const char* key) {
+// The take_* variants move the value out of a packet that is not needed afterwards: params and
+// results can be large, and a packet is parsed for one handler.
+std::string take_string(Json& object, const char* key) {
   auto it = object.find(key);
-  return it != object.end() && it->is_object() ? *it : Json::object();
+  return it != object.end() && it->is_string() ? std::move(it->get_ref<std::string&>())
+                                               : std::string();
+}
+
+Json take_object(Json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_object() ? std::move(*it) : Json::object();
+}
+
+/// The value under `key`, moved out; `absent` when there is none.
+Json take_value(Json& object, const char* key, Json absent) {
+  auto it = object.find(key);
+  return it != object.end() ? std::move(*it) : std::move(absent);
 }
 
 Json null_if_empty(const std::string& value) {
@@ -415,7 +430,7 @@ void Broker::on_message(const std::string& subject, std::string_view data) {
     }
     return;
   }
-  const Json& packet = decoded.payload;
+  Json& packet = decoded.payload;
   bool own = decoded.sender == settings_.node_id;
   if (own && *type == PacketType::Info) {
     // Another process announcing our nodeID (a different instanceID) is a conflict.
@@ -519,24 +534,24 @@ void Broker::handle_pong(const Json&) {
 // ---------------------------------------------------------------------------------------------
 // Requests in
 
-void Broker::handle_request(const Json& packet) {
+void Broker::handle_request(Json& packet) {
   counters_.requests_in++;
-  std::string sender = string_field(packet, "sender");
-  std::string action = string_field(packet, "action");
+  std::string sender = take_string(packet, "sender");
+  std::string action = take_string(packet, "action");
 
   auto ctx = std::make_shared<Context>();
-  ctx->id = string_field(packet, "id");
-  ctx->request_id = string_field(packet, "requestID");
+  ctx->id = take_string(packet, "id");
+  ctx->request_id = take_string(packet, "requestID");
   if (ctx->request_id.empty()) ctx->request_id = ctx->id;
-  ctx->parent_id = string_field(packet, "parentID");
-  ctx->caller = string_field(packet, "caller");
+  ctx->parent_id = take_string(packet, "parentID");
+  ctx->caller = take_string(packet, "caller");
   ctx->node_id = sender;
   ctx->name = action;
   auto level = packet.find("level");
   ctx->level = level != packet.end() && level->is_number_integer() ? level->get<int>() : 1;
-  ctx->params = packet.contains("params") ? packet["params"] : Json::object();
-  ctx->meta = object_field(packet, "meta");
-  ctx->headers = object_field(packet, "headers");
+  ctx->params = take_value(packet, "params", Json::object());
+  ctx->meta = take_object(packet, "meta");
+  ctx->headers = take_object(packet, "headers");
   auto timeout = packet.find("timeout");
   if (timeout != packet.end() && timeout->is_number() && timeout->get<double>() > 0) {
     ctx->timeout_ms = static_cast<int>(timeout->get<double>());
@@ -558,24 +573,23 @@ void Broker::handle_request(const Json& packet) {
   }
   std::weak_ptr<bool> alive = alive_;
   run_local_action(action, ctx, [this, alive, sender, ctx](Outcome outcome) {
-    if (!alive.expired()) send_response(sender, ctx, outcome);
+    if (!alive.expired()) send_response(sender, ctx, std::move(outcome));
   });
 }
 
-void Broker::send_response(const std::string& target, const ContextPtr& ctx,
-                           const Outcome& outcome) {
-  Json res = Json::object();
+void Broker::send_response(const std::string& target, const ContextPtr& ctx, Outcome outcome) {
+  Json res = protocol::reserved_object(8);  // ver and sender are added by encode_packet
   res["id"] = ctx->id;
   Json meta = ctx->meta;
-  if (outcome.meta.is_object()) meta.update(outcome.meta);
+  if (outcome.meta.is_object() && !outcome.meta.empty()) meta.update(outcome.meta);
   res["meta"] = std::move(meta);
   if (settings_.protocol_version != "4") res["headers"] = Json::object();
   res["success"] = outcome.ok;
   if (outcome.ok) {
-    if (outcome.has_data) res["data"] = outcome.data;
+    if (outcome.has_data) res["data"] = std::move(outcome.data);
   } else {
     res["data"] = nullptr;
-    MoleculerError error = outcome.error;
+    MoleculerError error = std::move(outcome.error);
     if (error.nodeID.empty()) error.nodeID = settings_.node_id;
     res["error"] = error.to_json();
   }
@@ -791,19 +805,19 @@ void Broker::settle_request(const std::string& id, Outcome outcome) {
   request->done(std::move(outcome));
 }
 
-void Broker::handle_response(const Json& packet) {
-  std::string id = string_field(packet, "id");
+void Broker::handle_response(Json& packet) {
+  std::string id = take_string(packet, "id");
   if (pending_.find(id) == pending_.end()) {
     counters_.orphan_responses++;
     return;
   }
   Outcome outcome;
-  outcome.meta = object_field(packet, "meta");
+  outcome.meta = take_object(packet, "meta");
   if (packet["success"].get<bool>()) {
     outcome.ok = true;
     auto data = packet.find("data");
     outcome.has_data = data != packet.end();
-    if (outcome.has_data) outcome.data = *data;
+    if (outcome.has_data) outcome.data = std::move(*data);
   } else {
     outcome.ok = false;
     outcome.data = nullptr;
@@ -963,21 +977,21 @@ void Broker::broadcast_local(const std::string& event, Json data, EmitOptions op
   });
 }
 
-void Broker::handle_event(const Json& packet) {
+void Broker::handle_event(Json& packet) {
   counters_.events_in++;
   if (state_ != State::Running) return;  // events are dropped while starting or stopping
   auto ctx = std::make_shared<Context>();
-  ctx->id = string_field(packet, "id");
-  ctx->request_id = string_field(packet, "requestID");
-  ctx->parent_id = string_field(packet, "parentID");
-  ctx->caller = string_field(packet, "caller");
-  ctx->node_id = string_field(packet, "sender");
-  ctx->name = string_field(packet, "event");
+  ctx->id = take_string(packet, "id");
+  ctx->request_id = take_string(packet, "requestID");
+  ctx->parent_id = take_string(packet, "parentID");
+  ctx->caller = take_string(packet, "caller");
+  ctx->node_id = take_string(packet, "sender");
+  ctx->name = take_string(packet, "event");
   auto level = packet.find("level");
   ctx->level = level != packet.end() && level->is_number_integer() ? level->get<int>() : 1;
-  ctx->params = packet.contains("data") ? packet["data"] : Json(nullptr);
-  ctx->meta = object_field(packet, "meta");
-  ctx->headers = object_field(packet, "headers");
+  ctx->params = take_value(packet, "data", Json(nullptr));
+  ctx->meta = take_object(packet, "meta");
+  ctx->headers = take_object(packet, "headers");
   auto broadcast_flag = packet.find("broadcast");
   bool is_broadcast =
       broadcast_flag != packet.end() && broadcast_flag->is_boolean() && broadcast_flag->get<bool>();
@@ -988,23 +1002,35 @@ void Broker::handle_event(const Json& packet) {
 // Delivers to local handlers whose pattern matches and whose group is in `groups` (any group when
 // empty). There is one local handler per (pattern, group) list, so emit and broadcast coincide.
 void Broker::run_local_events(ContextPtr ctx, const std::vector<std::string>& groups, bool) {
-  auto services = services_;  // a handler may add or remove services
-  for (const auto& service : services) {
+  struct Match {
+    std::shared_ptr<LocalService> service;
+    const EventSchema* handler;
+    std::string group;
+  };
+  std::vector<Match> matches;
+  for (const auto& service : services_) {
     for (const auto& handler : service->schema.events) {
-      std::string group = handler.group.empty() ? service->schema.name : handler.group;
+      const std::string& group = handler.group.empty() ? service->schema.name : handler.group;
       if (!groups.empty() && std::find(groups.begin(), groups.end(), group) == groups.end()) {
         continue;
       }
       if (!handler.handler || !protocol::match_event(ctx->name, handler.pattern)) continue;
-      auto local_ctx = std::make_shared<Context>(*ctx);
-      local_ctx->event_groups = groups.empty() ? std::vector<std::string>{group} : groups;
-      local_ctx->service = service->full_name;
-      try {
-        handler.handler(local_ctx);
-      } catch (const std::exception& e) {
-        component_logger("broker")->warn("event handler '{}' of '{}' threw: {}", handler.pattern,
-                                         service->full_name, e.what());
-      }
+      matches.push_back({service, &handler, group});
+    }
+  }
+  for (size_t i = 0; i < matches.size(); ++i) {
+    Match& match = matches[i];
+    // Each handler gets its own context; the last one takes the original instead of a copy.
+    auto local_ctx = i + 1 < matches.size() ? std::make_shared<Context>(*ctx) : ctx;
+    local_ctx->event_groups = groups.empty() ? std::vector<std::string>{match.group} : groups;
+    local_ctx->service = match.service->full_name;
+    // A handler may add or remove services: `match.service` keeps this one's schema alive.
+    const EventHandler handler = match.handler->handler;
+    try {
+      handler(local_ctx);
+    } catch (const std::exception& e) {
+      component_logger("broker")->warn("event handler '{}' of '{}' threw: {}",
+                                       match.handler->pattern, match.service->full_name, e.what());
     }
   }
 }

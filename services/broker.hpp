@@ -172,9 +172,9 @@ class Broker {
   void handle_disconnect(const Json& packet);
   void handle_ping(const Json& packet);
   void handle_pong(const Json& packet);
-  void handle_request(const Json& packet);
-  void handle_response(const Json& packet);
-  void handle_event(const Json& packet);
+  void handle_request(Json& packet);
+  void handle_response(Json& packet);
+  void handle_event(Json& packet);
 
   // Transit: packets out.
   void publish(const std::string& subject, Json payload);
@@ -189,7 +189,7 @@ class Broker {
   // Local execution.
   void run_local_action(const std::string& action, ContextPtr ctx, Respond respond);
   void run_local_events(ContextPtr ctx, const std::vector<std::string>& groups, bool broadcast);
-  void send_response(const std::string& target, const ContextPtr& ctx, const Outcome& outcome);
+  void send_response(const std::string& target, const ContextPtr& ctx, Outcome outcome);
   void rebuild_local_registry();
 
   // Requests out.
