@@ -20,7 +20,7 @@ esac
 scripts/setup.sh --no-npm --no-browser --fuzz
 
 build=build-fuzz
-targets=(fuzz_engineio_payload fuzz_socketio_packet)
+targets=(fuzz_engineio_payload fuzz_socketio_packet fuzz_moleculer_packet)
 
 CC=clang CXX=clang++ cmake -S . -B "$build" -DSTEEDOS_FUZZ=ON -DSTEEDOS_BUILD_TESTS=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -45,6 +45,10 @@ seed fuzz_socketio_packet connect '0/custom,{"token":"abc"}'
 seed fuzz_socketio_packet error '4/random,{"message":"Invalid namespace"}'
 seed fuzz_socketio_packet binack '61-/admin,1[{"_placeholder":true,"num":0}]'
 seed fuzz_socketio_packet nested '3[{"a":[1,-2.5e3,"\\u00e9\\"",null,true,{}]},[]]'
+seed fuzz_moleculer_packet request \
+  '{"ver":"4","sender":"n1","id":"a1","action":"socket.emit","params":{"x":[1,{"y":null}]},"meta":{}}'
+seed fuzz_moleculer_packet event \
+  '{"ver":"4","sender":"n1","id":"e1","event":"a.b","data":{"k":"\\u00e9"},"groups":["g"],"dup":1,"dup":2}'
 
 # Tokens libFuzzer would take long to guess.
 dict="$build/socketio.dict"
@@ -71,7 +75,8 @@ for target in "${targets[@]}"; do
   log="$build/logs/$target.log"
   args=(-max_total_time="$seconds" -timeout=10 -print_final_stats=1
     -artifact_prefix="$build/artifacts/$target-")
-  [ "$target" = fuzz_socketio_packet ] && args+=(-dict="$dict")
+  [ "$target" = fuzz_socketio_packet ] || [ "$target" = fuzz_moleculer_packet ] &&
+    args+=(-dict="$dict")
   echo "fuzz: $target for $seconds s"
   if "$build/$target" "${args[@]}" "$build/corpus/$target" >"$log" 2>&1; then
     result=ok
