@@ -8,7 +8,7 @@
 #include <cstring>
 #include <iostream>
 
-#include "services/log.hpp"
+#include "common/log.hpp"
 #include "transport/nats_transporter.hpp"
 
 namespace steedos::app {
@@ -73,7 +73,7 @@ int run_node_with(int argc, char** argv, const Assemble& assemble) {
     return 1;
   }
   setup_logging(config.broker.log_level);
-  auto log = services::component_logger("broker");
+  auto log = component_logger("broker");
 
   asio::io_context loop(1);
   transport::NatsOptions nats;

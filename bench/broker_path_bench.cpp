@@ -9,9 +9,9 @@
 #include <memory>
 #include <string>
 
+#include "common/log.hpp"
 #include "protocol/json.hpp"
 #include "services/broker.hpp"
-#include "services/log.hpp"
 #include "transport/transporter.hpp"
 
 namespace {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <stdexcept>
 
+#include "common/log.hpp"
 #include "gateway/websocket_connection.hpp"
 #include "protocol/engineio.hpp"
 
@@ -23,17 +24,8 @@ using Clock = std::chrono::steady_clock;
 using Timer =
     asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, asio::io_context::executor_type>;
 
-std::shared_ptr<spdlog::logger> log() {
-  // Shares the default logger's sinks and level, like the other components' loggers.
-  static const std::shared_ptr<spdlog::logger> logger = [] {
-    if (auto existing = spdlog::get("gateway")) return existing;
-    auto base = spdlog::default_logger();
-    auto created =
-        std::make_shared<spdlog::logger>("gateway", base->sinks().begin(), base->sinks().end());
-    created->set_level(base->level());
-    spdlog::register_logger(created);
-    return created;
-  }();
+const std::shared_ptr<spdlog::logger>& log() {
+  static const auto logger = component_logger("gateway");
   return logger;
 }
 

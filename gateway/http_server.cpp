@@ -26,6 +26,7 @@
 #include <stdexcept>
 #include <unordered_set>
 
+#include "common/log.hpp"
 #include "gateway/engine_server.hpp"
 #include "gateway/websocket_connection.hpp"
 
@@ -48,16 +49,8 @@ constexpr size_t kMaxOtherBody = 64 * 1024;
 constexpr std::chrono::milliseconds kLingerTimeout{2000};
 constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
 
-std::shared_ptr<spdlog::logger> log() {
-  static const std::shared_ptr<spdlog::logger> logger = [] {
-    if (auto existing = spdlog::get("gateway")) return existing;
-    auto base = spdlog::default_logger();
-    auto created =
-        std::make_shared<spdlog::logger>("gateway", base->sinks().begin(), base->sinks().end());
-    created->set_level(base->level());
-    spdlog::register_logger(created);
-    return created;
-  }();
+const std::shared_ptr<spdlog::logger>& log() {
+  static const auto logger = component_logger("gateway");
   return logger;
 }
 

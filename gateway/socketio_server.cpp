@@ -11,6 +11,7 @@
 #include <thread>
 #include <utility>
 
+#include "common/log.hpp"
 #include "protocol/socketio.hpp"
 
 namespace steedos::gateway {
@@ -22,18 +23,8 @@ namespace {
 /// Attachments a client on socket.io-parser >= 4.2.6 accepts in one packet (socket.io #5504).
 constexpr size_t kMaxOutgoingAttachments = 10;
 
-std::shared_ptr<spdlog::logger> logger() {
-  // Shares the default logger's sinks and level, like the other components' loggers, so one
-  // logLevel setting governs it.
-  static const std::shared_ptr<spdlog::logger> instance = [] {
-    if (auto existing = spdlog::get("socketio")) return existing;
-    auto base = spdlog::default_logger();
-    auto created =
-        std::make_shared<spdlog::logger>("socketio", base->sinks().begin(), base->sinks().end());
-    created->set_level(base->level());
-    spdlog::register_logger(created);
-    return created;
-  }();
+const std::shared_ptr<spdlog::logger>& logger() {
+  static const auto instance = component_logger("socketio");
   return instance;
 }
 

@@ -5,9 +5,9 @@
 #include <random>
 #include <set>
 
+#include "common/log.hpp"
 #include "protocol/json_reader.hpp"
 #include "protocol/match.hpp"
-#include "services/log.hpp"
 #include "services/node_service.hpp"
 #include "services/system_info.hpp"
 

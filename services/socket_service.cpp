@@ -2,7 +2,7 @@
 
 #include <ctime>
 
-#include "services/log.hpp"
+#include "common/log.hpp"
 #include "services/steedos_action_params.hpp"
 #include "services/steedos_events.hpp"
 #include "services/steedos_rooms.hpp"

@@ -19,6 +19,8 @@
 #include <thread>
 #include <utility>
 
+#include "common/log.hpp"
+
 namespace steedos::transport {
 
 namespace {
@@ -35,15 +37,9 @@ constexpr auto kReleaseDelay = std::chrono::milliseconds(5);
 /// every this many messages (and at the end of the batch).
 constexpr unsigned kWriteEvery = 8;
 
-std::shared_ptr<spdlog::logger> logger() {
-  if (auto existing = spdlog::get("transporter")) return existing;
-  auto created = spdlog::default_logger()->clone("transporter");
-  try {
-    spdlog::register_logger(created);
-  } catch (const spdlog::spdlog_ex&) {  // another thread registered it first
-    if (auto existing = spdlog::get("transporter")) return existing;
-  }
-  return created;
+const std::shared_ptr<spdlog::logger>& logger() {
+  static const auto instance = component_logger("transporter");
+  return instance;
 }
 
 /// "Maximum Payload Exceeded: Payload 2000 greater than maximum allowed: 1024": the status text
