@@ -57,6 +57,8 @@ class EngineSocket {
   /// loop turn, never from inside close().
   virtual void close(const std::string& reason) = 0;
   virtual size_t buffered_bytes() const = 0;
+  /// Brings the session's and its transport's hot state into cache (broadcast loops).
+  virtual void prefetch() const {}
   /// Free for the layer above (the Socket.IO connection of this session).
   void* user_data = nullptr;
 };

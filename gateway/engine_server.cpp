@@ -159,6 +159,11 @@ class EngineSession final : public EngineSocket,
     terminate(reason, Mode::Graceful, Notify::Deferred);
   }
 
+  void prefetch() const override {
+    __builtin_prefetch(&state_);
+    if (ws_) __builtin_prefetch(ws_.get());
+  }
+
   size_t buffered_bytes() const override {
     if (state_ != State::Open) return 0;
     return transport_ == TransportKind::WebSocket ? ws_->buffered_bytes() : polling_->bytes;

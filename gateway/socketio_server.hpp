@@ -190,6 +190,7 @@ class Socket : public std::enable_shared_from_this<Socket> {
   Json auth_;
   std::any data_;
   std::unique_ptr<Extras> extras_;  // handlers and pending acks, allocated on first use
+  uint32_t member_index_ = 0;       // position in Namespace::members_
 };
 
 /// A Socket.IO namespace: its connect hook, handlers, connected sockets and rooms. Owned by the
@@ -256,6 +257,7 @@ class Namespace {
   template <class Fn>
   void visit_room(const std::string& room, Fn&& fn) const;
   bool deliver(Socket& socket, const OutgoingPacketPtr& packet, bool is_volatile);
+  void prefetch_recipients_after(size_t i) const;
   void add_socket(Socket& socket);
   void remove_socket(Socket& socket);
 
@@ -268,6 +270,7 @@ class Namespace {
   DisconnectHandler on_disconnecting_;
   DisconnectHandler on_disconnect_;
   std::unordered_map<std::string_view, Socket*> sockets_;  // keys view Socket::id_
+  std::vector<Socket*> members_;  // the same sockets as a dense list, for broadcasts
   RoomIndex rooms_;
 };
 

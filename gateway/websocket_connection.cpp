@@ -118,6 +118,15 @@ void WriteScheduler::add(std::shared_ptr<WebSocketConnection> connection) {
   asio::post(io_, [self = shared_from_this()] { self->run(); });
 }
 
+void WriteScheduler::note_direct_write() {
+  if (turn_end_posted_) return;
+  turn_end_posted_ = true;
+  asio::post(io_, [self = shared_from_this()] {
+    self->turn_end_posted_ = false;
+    ++self->turn_;
+  });
+}
+
 void WriteScheduler::run() {
   posted_ = false;
   std::vector<std::shared_ptr<WebSocketConnection>> batch;
@@ -401,6 +410,26 @@ void WebSocketConnection::send(const OutgoingPacketPtr& packet) {
   if (state_ != State::Open || !packet) return;
   const std::string& frames = packet->websocket_frames();
   if (frames.empty()) return;
+  if (close_sent_) return;
+  // The first packet of a loop turn for a connection with nothing queued is written at once:
+  // the common broadcast (one event) then costs one send() and no queue, while the connection
+  // is in cache. Later packets of the same turn are queued and leave in one writev.
+  if (queue_head_ == queue_.size() && !flush_scheduled_ && !writing_wait_ &&
+      direct_write_turn_ != scheduler_->turn()) {
+    direct_write_turn_ = scheduler_->turn();
+    scheduler_->note_direct_write();
+    const ssize_t written =
+        ::send(socket_.native_handle(), frames.data(), frames.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (written == static_cast<ssize_t>(frames.size())) return;
+    if (written > 0) {
+      queue_.push_back(Chunk{std::shared_ptr<const char>(packet, frames.data()), frames.size()});
+      head_offset_ = static_cast<size_t>(written);
+      buffered_ += frames.size() - static_cast<size_t>(written);
+      schedule_flush();
+      return;
+    }
+    // EAGAIN or an error: queued below; the flush then waits for the socket or reports it.
+  }
   queue(std::shared_ptr<const char>(packet, frames.data()), frames.size());
 }
 

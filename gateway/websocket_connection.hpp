@@ -4,8 +4,9 @@
 // and frames every message again per recipient (spec: websocket-data-path.md). Here an idle
 // connection is the socket, a few words of parser state and one pending zero-byte readable wait;
 // input is read into a per-thread buffer and only the unfinished tail of a frame is kept.
-// Outgoing data is a queue of refcounted, pre-framed buffers (OutgoingPacket::websocket_frames()),
-// written with one sendmsg per loop turn.
+// Outgoing data is pre-framed and shared (OutgoingPacket::websocket_frames()): the first packet of
+// a loop turn is written at once with send(), what follows in the same turn is queued as
+// refcounted buffers and written with one sendmsg.
 //
 // Threading: single-threaded. Every call must come from the thread running the io_context.
 //
@@ -40,12 +41,18 @@ class WriteScheduler : public std::enable_shared_from_this<WriteScheduler> {
  public:
   explicit WriteScheduler(asio::io_context& io) : io_(io) {}
   void add(std::shared_ptr<WebSocketConnection> connection);
+  /// A counter that advances once per loop turn in which some connection wrote directly, so a
+  /// connection can tell whether it already did in this turn.
+  uint32_t turn() const { return turn_; }
+  void note_direct_write();
 
  private:
   void run();
   asio::io_context& io_;
   std::vector<std::shared_ptr<WebSocketConnection>> dirty_;
   bool posted_ = false;
+  bool turn_end_posted_ = false;
+  uint32_t turn_ = 0;
 };
 
 /// RFC 6455 close status codes used by the gateway.
@@ -160,6 +167,7 @@ class WebSocketConnection : public std::enable_shared_from_this<WebSocketConnect
   size_t queue_head_ = 0;   // first chunk not fully written
   size_t head_offset_ = 0;  // bytes of queue_[queue_head_] already written
   size_t buffered_ = 0;
+  uint32_t direct_write_turn_ = ~uint32_t{0};  // WriteScheduler::turn() of the last direct write
   size_t max_message_bytes_;
   std::chrono::milliseconds close_timeout_;
   State state_ = State::Open;
