@@ -188,13 +188,16 @@ function waitExit(child, ms) {
  * Starts /usr/sbin/nats-server on free loopback ports. `restart()` brings it back on the same
  * client port after `stop()` (or a crash).
  */
-async function startNats() {
+async function startNats(opts = {}) {
 	const handle = { url: null, port: 0, monitorPort: 0, proc: null, logs: [] };
+	// opts.tls = { cert, key }: clients must speak TLS (the URL is then tls://).
+	const tlsArgs = opts.tls ? ["--tls", "--tlscert", opts.tls.cert, "--tlskey", opts.tls.key] : [];
+	const scheme = opts.tls ? "tls" : "nats";
 
 	async function launch() {
 		const { port, monitorPort } = handle;
 		const proc = track(
-			spawn(NATS_SERVER, ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort)], {
+			spawn(NATS_SERVER, ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), ...tlsArgs], {
 				stdio: ["ignore", "pipe", "pipe"]
 			})
 		);
@@ -222,7 +225,7 @@ async function startNats() {
 	async function firstLaunch() {
 		for (let attempt = 1; ; attempt++) {
 			const [port, monitorPort] = await freePorts(2);
-			Object.assign(handle, { url: `nats://127.0.0.1:${port}`, port, monitorPort });
+			Object.assign(handle, { url: `${scheme}://127.0.0.1:${port}`, port, monitorPort });
 			try {
 				await launch();
 				return;
@@ -264,7 +267,7 @@ async function startNats() {
 /**
  * Spawns a C++ node (`interop-node` fixture or the `steedos-socket` product) with a temporary
  * moleculer.config.json. Environment overrides that the node honours are removed so the file
- * alone decides.
+ * alone decides; `opts.env` adds variables (e.g. SSL_CERT_FILE).
  */
 async function startCppNode(opts = {}) {
 	const binaryName = opts.binary || "interop-node";
@@ -300,6 +303,7 @@ async function startCppNode(opts = {}) {
 	for (const key of ["TRANSPORTER", "NAMESPACE", "NODEID", "PORT", "LOGLEVEL", "MOLECULER_CONFIG"]) {
 		delete env[key];
 	}
+	Object.assign(env, opts.env || {});
 	const started = Date.now();
 	const proc = track(
 		spawn(binary, ["--config", configFile], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] })
