@@ -116,7 +116,9 @@ Json list_services(const Registry& registry, const Json& params) {
       if (with_actions) item["actions"] = service.value("actions", Json::object());
       if (with_events) {
         Json events = Json::object();
-        for (auto& [key, event] : service.value("events", Json::object()).items()) {
+        // Named: items() of a temporary would outlive the temporary inside the loop.
+        const Json declared = service.value("events", Json::object());
+        for (auto& [key, event] : declared.items()) {
           if (skip_internal && is_internal(key)) continue;
           events[key] = event;
         }
