@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "gateway/compact_string_map.hpp"
 #include "gateway/outgoing.hpp"
 
 namespace steedos::gateway {
@@ -22,8 +23,8 @@ enum class TransportKind { Polling, WebSocket };
 /// WebSocket, the handshake's own headers (Connection, Upgrade, Sec-WebSocket-Key/-Version/
 /// -Extensions) are not kept.
 struct HandshakeInfo {
-  std::map<std::string, std::string> headers;
-  std::map<std::string, std::string> query;
+  CompactStringMap headers;  // names lower-case
+  CompactStringMap query;
   std::string remote_address;
   std::string url;
   std::chrono::system_clock::time_point time;

@@ -867,16 +867,16 @@ std::shared_ptr<EngineSession> EngineServer::create_session(TransportKind transp
   info.time = std::chrono::system_clock::now();
   info.remote_address = std::move(request.remote_address);
   info.url = std::move(request.target);
-  info.query = std::move(request.query);
-  info.headers = std::move(request.headers);
   // The WebSocket handshake's own headers mean nothing once it is done; dropping them saves
   // memory on every idle WebSocket.
   if (request.upgrade) {
     for (const char* name : {"connection", "upgrade", "sec-websocket-key",
                              "sec-websocket-extensions", "sec-websocket-version"}) {
-      info.headers.erase(name);
+      request.headers.erase(name);
     }
   }
+  info.query = CompactStringMap(request.query);
+  info.headers = CompactStringMap(request.headers);
   std::string sid = generate_sid();
   while (sessions_.count(sid) != 0) sid = generate_sid();
   auto session = std::make_shared<EngineSession>(*this, std::move(sid), transport, std::move(info));

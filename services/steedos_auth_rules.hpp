@@ -13,13 +13,14 @@
 #include <utility>
 #include <variant>
 
+#include "gateway/compact_string_map.hpp"
 #include "protocol/json.hpp"
 #include "protocol/moleculer_error.hpp"
 
 namespace steedos::services::rules {
 
 /// Handshake headers, names lower-case (as gateway::HandshakeInfo holds them).
-using Headers = std::map<std::string, std::string>;
+using Headers = gateway::CompactStringMap;
 
 /// The cookie names Steedos sets at login.
 inline constexpr std::string_view kSpaceCookie = "X-Space-Id";

@@ -19,7 +19,7 @@ namespace {
 class FakeEngineSocket : public EngineSocket {
  public:
   FakeEngineSocket(SocketIoServer& server, std::string id) : server_(server), id_(std::move(id)) {
-    handshake_.headers["cookie"] = "X-Space-Id=s1";
+    handshake_.headers = {{"cookie", "X-Space-Id=s1"}};
     handshake_.url = "/socket.io/?EIO=4&transport=websocket";
   }
   ~FakeEngineSocket() override { end("transport close"); }
@@ -244,7 +244,7 @@ TEST_SUITE("socketio_server") {
     std::vector<std::function<void(ConnectResult)>> pending;
     std::vector<std::string> seen_cookies;
     f.server.of("/").set_connect_hook([&](Socket& socket, const Json&, auto decide) {
-      seen_cookies.push_back(socket.handshake().headers.at("cookie"));
+      seen_cookies.emplace_back(socket.handshake().headers.at("cookie"));
       socket.data() = std::string("session-of-") + socket.id();
       pending.push_back(std::move(decide));
     });
