@@ -241,13 +241,20 @@ struct NatsTransporter::Impl : std::enable_shared_from_this<NatsTransporter::Imp
   // data already queued too: a read that left bytes behind is followed by another at once.
   void arm_read() {
     if (!watch || watch->read_pending || !want_read) return;
-    watch->read_pending = true;
-    watch->descriptor.async_wait(asio::posix::descriptor_base::wait_read,
-                                 [weak = weak_from_this(), w = watch](const std::error_code& ec) {
-                                   w->read_pending = false;
-                                   auto self = weak.lock();
-                                   if (!ec && self && self->watch == w) self->on_readable();
-                                 });
+    wait_for(asio::posix::descriptor_base::wait_read, &Watch::read_pending, &Impl::on_readable);
+  }
+
+  /// One readiness wait on the current watch; `then` runs unless the watch was replaced or
+  /// closed meanwhile.
+  void wait_for(asio::posix::descriptor_base::wait_type kind, bool Watch::*pending,
+                void (Impl::*then)()) {
+    watch.get()->*pending = true;
+    watch->descriptor.async_wait(
+        kind, [weak = weak_from_this(), w = watch, pending, then](const std::error_code& ec) {
+          w.get()->*pending = false;
+          auto self = weak.lock();
+          if (!ec && self && self->watch == w) (self.get()->*then)();
+        });
   }
 
   void on_readable() {
@@ -306,13 +313,7 @@ struct NatsTransporter::Impl : std::enable_shared_from_this<NatsTransporter::Imp
     natsConnection_ProcessWriteEvent(attached);  // clears want_write when all is written
     if (!want_write || !watch || watch->write_pending) return;
     // A partial write: the socket buffer is full; wait until it takes more.
-    watch->write_pending = true;
-    watch->descriptor.async_wait(asio::posix::descriptor_base::wait_write,
-                                 [weak = weak_from_this(), w = watch](const std::error_code& ec) {
-                                   w->write_pending = false;
-                                   auto self = weak.lock();
-                                   if (!ec && self && self->watch == w) self->on_writable();
-                                 });
+    wait_for(asio::posix::descriptor_base::wait_write, &Watch::write_pending, &Impl::on_writable);
   }
 
   /// Hands every message cnats has queued to the handler, subscription by subscription in

@@ -9,16 +9,9 @@
 #include <string_view>
 
 #include "protocol/engineio.hpp"
+#include "tests/fuzz/fuzz_assert.hpp"
 
 namespace eio = steedos::protocol::eio;
-
-#define FUZZ_ASSERT(cond)                                                               \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                     \
-    }                                                                                   \
-  } while (0)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);

@@ -11,17 +11,10 @@
 
 #include "protocol/json.hpp"
 #include "protocol/socketio.hpp"
+#include "tests/fuzz/fuzz_assert.hpp"
 
 namespace sio = steedos::protocol::sio;
 using steedos::Json;
-
-#define FUZZ_ASSERT(cond)                                                               \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                     \
-    }                                                                                   \
-  } while (0)
 
 namespace {
 
