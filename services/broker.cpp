@@ -964,6 +964,7 @@ void Broker::broadcast(const std::string& event, Json data, EmitOptions options)
     counters_.events_out++;
     publish(topics_.targeted(PacketType::Event, node_id), std::move(packet));
   }
+  if (options.remote_only) return;
   asio::post(loop_, [this, alive = std::weak_ptr<bool>(alive_), ctx, groups = options.groups] {
     if (!alive.expired()) run_local_events(ctx, groups, true);
   });

@@ -114,6 +114,8 @@ struct CallOptions {
 
 struct EmitOptions {
   std::vector<std::string> groups;  // empty = every group
+  /// broadcast(): the other nodes only, not this node's own handlers.
+  bool remote_only = false;
   Json meta = Json::object();
   Json headers = Json::object();
   ContextPtr parent;

@@ -216,6 +216,19 @@ size_t SocketService::deliver(const std::string& event, const std::string& args_
   return recipients;
 }
 
+// §7: Moleculer balances an emit to one node of the `socket` group, but every gateway node has
+// clients that must see it. The receiving node forwards it to the others as a broadcast to the
+// group that skips itself; a broadcast (from a producer or forwarded) is never forwarded again,
+// so each client gets each event once.
+void SocketService::fan_out_to_other_gateways(const Context& ctx) {
+  if (ctx.event_type != "emit") return;
+  EmitOptions options;
+  options.groups = {kGroup};
+  options.meta = ctx.meta;
+  options.remote_only = true;
+  broker_.broadcast(ctx.name, ctx.params, std::move(options));
+}
+
 void SocketService::handle_moleculer_event(const ContextPtr& ctx) {
   counters_.events_in++;
   const std::string& name = ctx->name;
@@ -298,8 +311,10 @@ ServiceSchema SocketService::schema() {
   ServiceSchema service;
   service.name = config_.service_name;
   for (const auto& pattern : socket_event_patterns()) {
-    service.events.push_back(
-        EventSchema{pattern, kGroup, [this](ContextPtr ctx) { handle_moleculer_event(ctx); }});
+    service.events.push_back(EventSchema{pattern, kGroup, [this](ContextPtr ctx) {
+                                           fan_out_to_other_gateways(*ctx);
+                                           handle_moleculer_event(ctx);
+                                         }});
   }
   auto action = [&service](std::string name, Json params_schema, ActionHandler handler) {
     ActionSchema schema;

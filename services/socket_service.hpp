@@ -46,6 +46,7 @@ class SocketService {
   void handle_rooms(gateway::Socket& socket, const gateway::RawArgs& args, gateway::Ack ack,
                     bool subscribe);
   void handle_moleculer_event(const ContextPtr& ctx);
+  void fan_out_to_other_gateways(const Context& ctx);
   void logout(const std::string& token);
   size_t deliver(const std::string& event, const std::string& args_json,
                  const std::vector<std::string>* rooms);

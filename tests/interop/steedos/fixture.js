@@ -46,8 +46,10 @@ async function gatewayPort(node) {
 
 /**
  * Starts the cluster. `extra` is merged into the node config (gateway/auth merged one level).
+ * `gateways`: how many steedos-socket nodes (contract §7); `node`/`port` are the first one's,
+ * `nodes`/`ports` all of them, and `client({ gateway: i })` connects to the i-th.
  */
-async function startCluster({ extra = {} } = {}) {
+async function startCluster({ extra = {}, gateways = 1 } = {}) {
 	const nats = await h.startNats();
 	const authCalls = [];
 	const subscribeEvents = [];
@@ -76,15 +78,26 @@ async function startCluster({ extra = {} } = {}) {
 		gateway: Object.assign({ host: "127.0.0.1", port: 0 }, extra.gateway || {}),
 		auth: Object.assign({ timeout: 1000 }, extra.auth || {})
 	});
-	const node = await h.startCppNode({ binary: "steedos-socket", nats, logLevel: "debug", extra: config });
-	const port = await gatewayPort(node);
-	await h.waitForRemoteNode(producer, node.nodeID, ["socket.stats", "socket.emit"], 10000);
-	await h.waitForCppSees(producer, node.nodeID, AUTH_ACTION, auth.nodeID, 10000);
-	await h.waitForCppSees(producer, node.nodeID, "listener.ping", producer.nodeID, 10000);
+	const nodes = [];
+	const ports = [];
+	for (let i = 0; i < gateways; i++) {
+		const gateway = await h.startCppNode({ binary: "steedos-socket", nats, logLevel: "debug", extra: config });
+		nodes.push(gateway);
+		ports.push(await gatewayPort(gateway));
+	}
+	for (const gateway of nodes) {
+		await h.waitForRemoteNode(producer, gateway.nodeID, ["socket.stats", "socket.emit"], 10000);
+		await h.waitForCppSees(producer, gateway.nodeID, AUTH_ACTION, auth.nodeID, 10000);
+		await h.waitForCppSees(producer, gateway.nodeID, "listener.ping", producer.nodeID, 10000);
+	}
+	const [node] = nodes;
+	const [port] = ports;
 	const cluster = {
 		nats,
 		node,
 		port,
+		nodes,
+		ports,
 		auth,
 		producer,
 		authCalls,
@@ -98,11 +111,11 @@ async function startCluster({ extra = {} } = {}) {
 		},
 		/** A recording client, not yet connected. */
 		client(opts = {}) {
-			const { cookie, transports, bearer, ...rest } = opts;
+			const { cookie, transports, bearer, gateway = 0, ...rest } = opts;
 			const extraHeaders = {};
 			if (cookie) extraHeaders.cookie = cookie;
 			if (bearer) extraHeaders.authorization = `Bearer ${bearer}`;
-			const s = io(`http://127.0.0.1:${port}`, Object.assign({
+			const s = io(`http://127.0.0.1:${ports[gateway]}`, Object.assign({
 				forceNew: true,
 				reconnection: false,
 				timeout: 5000,
@@ -158,7 +171,7 @@ async function startCluster({ extra = {} } = {}) {
 		async stop() {
 			for (const s of cluster.sockets) s.close();
 			await h.stopBrokers(auth, producer);
-			await h.stopCppNodes(node);
+			await h.stopCppNodes(nodes);
 			await nats.stop();
 		}
 	};
