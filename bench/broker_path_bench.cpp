@@ -28,7 +28,7 @@ class CaptureTransporter final : public steedos::transport::Transporter {
   size_t published_bytes = 0;
 
   void connect(steedos::transport::TransporterHandlers h) override { handlers = std::move(h); }
-  void subscribe(const std::string&, const std::string&) override {}
+  void subscribe(const std::string&, const std::string&, int) override {}
   void unsubscribe(const std::string&, const std::string&) override {}
   bool publish(const std::string&, std::string_view data) override {
     ++published;

@@ -60,6 +60,32 @@ std::vector<std::string> string_list(const Json& object, const char* key) {
   return list;
 }
 
+/// When packets of several subjects arrive in one read, the order they are handled in (lower
+/// first): who a node is before what it sends; an event before the reply of the call that
+/// emitted it (the usual "emit, then answer" of a service); a node's last words last.
+int drain_rank(PacketType type) {
+  switch (type) {
+    case PacketType::Discover:
+      return 0;
+    case PacketType::Info:
+      return 1;
+    case PacketType::Heartbeat:
+      return 2;
+    case PacketType::Event:
+      return 3;
+    case PacketType::Request:
+      return 4;
+    case PacketType::Response:
+      return 5;
+    case PacketType::Ping:
+    case PacketType::Pong:
+      return 6;
+    case PacketType::Disconnect:
+      return 7;
+  }
+  return 8;
+}
+
 double uptime() {
   return process_uptime_seconds();
 }
@@ -223,7 +249,8 @@ void Broker::start(std::function<void(std::optional<std::string>)> done) {
   // A live node with our nodeID answers a PING sent to our own subject. The probe uses its own
   // sender id, because nodes drop packets whose sender is their own nodeID.
   probe_sender_ = settings_.node_id + "-probe-" + instance_id_.substr(0, 8);
-  transporter_->subscribe(topics_.targeted(PacketType::Pong, probe_sender_));
+  transporter_->subscribe(topics_.targeted(PacketType::Pong, probe_sender_), {},
+                          drain_rank(PacketType::Pong));
   Json ping = Json::object();
   ping["time"] = std::chrono::duration_cast<std::chrono::milliseconds>(
                      std::chrono::system_clock::now().time_since_epoch())
@@ -367,11 +394,11 @@ void Broker::subscribe_all() {
   for (PacketType type :
        {PacketType::Event, PacketType::Request, PacketType::Response, PacketType::Discover,
         PacketType::Info, PacketType::Ping, PacketType::Pong}) {
-    transporter_->subscribe(topics_.targeted(type, id));
+    transporter_->subscribe(topics_.targeted(type, id), {}, drain_rank(type));
   }
   for (PacketType type : {PacketType::Discover, PacketType::Info, PacketType::Heartbeat,
                           PacketType::Ping, PacketType::Disconnect}) {
-    transporter_->subscribe(topics_.broadcast(type));
+    transporter_->subscribe(topics_.broadcast(type), {}, drain_rank(type));
   }
 }
 
@@ -400,7 +427,9 @@ void Broker::sync_balanced_subscriptions() {
   }
   for (const auto& sub : wanted) {
     if (!std::binary_search(balanced_subscriptions_.begin(), balanced_subscriptions_.end(), sub)) {
-      transporter_->subscribe(sub.first, sub.second);
+      const auto type = topics_.classify(sub.first);  // REQB: a request, EVENTB: an event
+      transporter_->subscribe(sub.first, sub.second,
+                              drain_rank(type ? *type : PacketType::Request));
     }
   }
   balanced_subscriptions_ = std::move(wanted);

@@ -102,7 +102,7 @@ void MemoryTransporter::connect(TransporterHandlers handlers) {
   connected_ = true;
 }
 
-void MemoryTransporter::subscribe(const std::string& subject, const std::string& queue) {
+void MemoryTransporter::subscribe(const std::string& subject, const std::string& queue, int) {
   for (const auto& s : subscriptions_) {
     if (s->pattern == subject && s->queue == queue) return;
   }

@@ -41,7 +41,9 @@ class MemoryTransporter final : public Transporter {
   ~MemoryTransporter() override;
 
   void connect(TransporterHandlers handlers) override;
-  void subscribe(const std::string& subject, const std::string& queue = {}) override;
+  /// Delivery is in publish order already: `drain_rank` has nothing to reorder.
+  void subscribe(const std::string& subject, const std::string& queue = {},
+                 int drain_rank = 0) override;
   void unsubscribe(const std::string& subject, const std::string& queue = {}) override;
   bool publish(const std::string& subject, std::string_view data) override;
   void flush(int) override {}

@@ -130,6 +130,7 @@ struct NatsTransporter::Impl : std::enable_shared_from_this<NatsTransporter::Imp
   struct Sub {
     std::string subject;
     bool wildcard = false;  // the message subject differs from `subject`
+    int drain_rank = 0;
     SubscriptionPtr handle;
   };
 
@@ -159,7 +160,7 @@ struct NatsTransporter::Impl : std::enable_shared_from_this<NatsTransporter::Imp
   OptionsPtr nats_options;
   ConnectionPtr conn;
   std::map<SubKey, std::shared_ptr<Sub>> subs;
-  /// Delivery order after a read: the order of subscribe() calls.
+  /// Delivery order after a read: by drain rank, then the order of subscribe() calls.
   std::vector<std::shared_ptr<Sub>> drain_order;
   uint64_t subs_version = 0;  // bumped on every change, so a drain pass notices it
 
@@ -317,7 +318,7 @@ struct NatsTransporter::Impl : std::enable_shared_from_this<NatsTransporter::Imp
   }
 
   /// Hands every message cnats has queued to the handler, subscription by subscription in
-  /// subscription order. A handler may subscribe or unsubscribe: the pass then starts over.
+  /// drain order. A handler may subscribe or unsubscribe: the pass then starts over.
   void deliver_pending() {
     for (bool changed = true; changed && open.load();) {
       changed = false;
@@ -554,7 +555,8 @@ void NatsTransporter::connect(TransporterHandlers handlers) {
   logger()->info("NATS connected to {}", url);
 }
 
-void NatsTransporter::subscribe(const std::string& subject, const std::string& queue) {
+void NatsTransporter::subscribe(const std::string& subject, const std::string& queue,
+                                int drain_rank) {
   Impl& im = *impl_;
   SubKey key{subject, queue};
   if (im.subs.count(key) != 0) return;
@@ -579,7 +581,12 @@ void NatsTransporter::subscribe(const std::string& subject, const std::string& q
   sub->subject = subject;
   sub->wildcard = subject.find_first_of("*>") != std::string::npos;
   sub->handle.reset(raw);
-  im.drain_order.push_back(sub);
+  sub->drain_rank = drain_rank;
+  // After every subscription of the same or a lower rank.
+  const auto position =
+      std::find_if(im.drain_order.begin(), im.drain_order.end(),
+                   [drain_rank](const auto& other) { return other->drain_rank > drain_rank; });
+  im.drain_order.insert(position, sub);
   im.subs.emplace(std::move(key), std::move(sub));
   im.subs_version++;
 }

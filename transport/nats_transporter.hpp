@@ -5,8 +5,8 @@
 // (disconnected, reconnected, closed) come from cnats' threads and are posted into the loop.
 //
 // Order: messages of one subscription arrive in order. Messages of several subscriptions that
-// came in one socket read are handed over subscription by subscription, in the order of the
-// subscribe() calls.
+// came in one socket read are handed over subscription by subscription, by drain rank, then in
+// the order of the subscribe() calls.
 //
 // Threading: call the member functions from one thread, the loop's (tests may call them before
 // the loop runs). The io_context must outlive the transporter. close() (also run by the
@@ -46,7 +46,8 @@ class NatsTransporter final : public Transporter {
   ~NatsTransporter() override;
 
   void connect(TransporterHandlers handlers) override;
-  void subscribe(const std::string& subject, const std::string& queue = {}) override;
+  void subscribe(const std::string& subject, const std::string& queue = {},
+                 int drain_rank = 0) override;
   void unsubscribe(const std::string& subject, const std::string& queue = {}) override;
   bool publish(const std::string& subject, std::string_view data) override;
   void flush(int timeout_ms) override;

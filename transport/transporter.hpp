@@ -26,8 +26,11 @@ class Transporter {
   /// Connects; throws std::runtime_error with a readable reason on failure.
   virtual void connect(TransporterHandlers handlers) = 0;
   /// Subscribes `subject`; with a non-empty `queue` as a member of that NATS queue group.
-  /// Subscribing the same (subject, queue) twice is a no-op.
-  virtual void subscribe(const std::string& subject, const std::string& queue = {}) = 0;
+  /// Subscribing the same (subject, queue) twice is a no-op. `drain_rank`: when messages of
+  /// several subscriptions arrive together, lower ranks are handed over first (equal ranks in
+  /// subscription order); each subscription's own messages always stay in order.
+  virtual void subscribe(const std::string& subject, const std::string& queue = {},
+                         int drain_rank = 0) = 0;
   virtual void unsubscribe(const std::string& subject, const std::string& queue = {}) = 0;
   /// Publishes bytes; returns false (and the reason in last_error()) when the bus refused them,
   /// e.g. above the server's max_payload or while disconnected with a full reconnect buffer.

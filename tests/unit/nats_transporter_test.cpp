@@ -423,4 +423,26 @@ TEST_SUITE("nats_transporter") {
     // Once the loop writes it out, publishing works again.
     REQUIRE(run_until(loop, [&] { return a.transporter->publish("big", chunk); }));
   }
+
+  TEST_CASE("messages of several subscriptions read together are handed over by drain rank") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(free_port());
+    asio::io_context loop;
+    Peer a(loop, server.url()), b(loop, server.url());
+    a.connect();
+    b.connect();
+    a.transporter->subscribe("late", {}, 5);
+    a.transporter->subscribe("early", {}, 1);
+    a.transporter->subscribe("also.late", {}, 5);
+    a.transporter->flush(1000);
+    b.transporter->publish("also.late", "3");
+    b.transporter->publish("late", "1");
+    b.transporter->publish("early", "2");
+    b.transporter->flush(1000);
+    std::this_thread::sleep_for(100ms);  // all three wait in a's socket: one read takes them
+    REQUIRE(run_until(loop, [&] { return a.received.size() == 3; }));
+    CHECK(a.received[0].subject == "early");
+    CHECK(a.received[1].subject == "late");  // equal ranks: subscription order
+    CHECK(a.received[2].subject == "also.late");
+  }
 }
