@@ -11,7 +11,7 @@
 namespace {
 
 namespace fs = std::filesystem;
-using steedos::services::Broker;
+using steedos::moleculer::Broker;
 using steedos::services::Config;
 
 // Folders are looked up next to the binary's repository first, then the working directory, so

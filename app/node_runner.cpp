@@ -43,8 +43,8 @@ void setup_logging(const std::string& level) {
 }  // namespace
 
 int run_node(int argc, char** argv,
-             const std::function<void(services::Broker&, const services::Config&)>& add_services) {
-  return run_node_with(argc, argv, [&](services::Broker& broker, const services::Config& config) {
+             const std::function<void(moleculer::Broker&, const services::Config&)>& add_services) {
+  return run_node_with(argc, argv, [&](moleculer::Broker& broker, const services::Config& config) {
     add_services(broker, config);
     return std::make_unique<NodeParts>();
   });
@@ -79,8 +79,8 @@ int run_node_with(int argc, char** argv, const Assemble& assemble) {
   transport::NatsOptions nats;
   nats.url = config.broker.transporter;
   nats.name = config.broker.node_id;
-  services::Broker broker(loop, config.broker,
-                          std::make_unique<transport::NatsTransporter>(loop, nats));
+  moleculer::Broker broker(loop, config.broker,
+                           std::make_unique<transport::NatsTransporter>(loop, nats));
   std::unique_ptr<NodeParts> parts;
   try {
     parts = assemble(broker, config);

@@ -4,7 +4,7 @@
 #include <functional>
 #include <memory>
 
-#include "services/broker.hpp"
+#include "moleculer/broker.hpp"
 #include "services/config.hpp"
 
 namespace steedos::app {
@@ -20,7 +20,7 @@ class NodeParts {
 };
 
 using Assemble =
-    std::function<std::unique_ptr<NodeParts>(services::Broker&, const services::Config&)>;
+    std::function<std::unique_ptr<NodeParts>(moleculer::Broker&, const services::Config&)>;
 
 /// As run_node, with parts that live as long as the broker.
 int run_node_with(int argc, char** argv, const Assemble& assemble);
@@ -30,6 +30,6 @@ int run_node_with(int argc, char** argv, const Assemble& assemble);
 /// `add_services` registers the process's services before the broker starts.
 /// Returns the process exit code: 0 after a clean stop, 1 on bad configuration or a failed start.
 int run_node(int argc, char** argv,
-             const std::function<void(services::Broker&, const services::Config&)>& add_services);
+             const std::function<void(moleculer::Broker&, const services::Config&)>& add_services);
 
 }  // namespace steedos::app

@@ -10,14 +10,14 @@
 #include <string>
 
 #include "common/log.hpp"
+#include "moleculer/broker.hpp"
 #include "protocol/json.hpp"
-#include "services/broker.hpp"
 #include "transport/transporter.hpp"
 
 namespace {
 
 using steedos::Json;
-using namespace steedos::services;
+using namespace steedos::moleculer;
 using Clock = std::chrono::steady_clock;
 
 /// Keeps the handlers and counts what the broker publishes; no I/O.

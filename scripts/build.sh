@@ -3,7 +3,7 @@
 #
 # Usage: scripts/build.sh [CMAKE_CONFIGURE_ARGS...] [CMAKE_BUILD_ARGS...]
 #   Arguments starting with -D, -U, -G or -W go to the configure step, all others to `cmake --build`:
-#     scripts/build.sh --target unit-tests
+#     scripts/build.sh --target unit-gateway
 #     BUILD_DIR=build-asan scripts/build.sh -DSTEEDOS_SANITIZE=ON
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

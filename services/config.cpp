@@ -24,9 +24,12 @@
 #include <limits>
 #include <sstream>
 
-#include "services/system_info.hpp"
+#include "moleculer/system_info.hpp"
 
 namespace steedos::services {
+
+using moleculer::BrokerSettings;
+using moleculer::host_name;
 
 namespace {
 

@@ -9,27 +9,10 @@
 #include <utility>
 #include <vector>
 
+#include "moleculer/settings.hpp"
 #include "protocol/json.hpp"
 
 namespace steedos::services {
-
-struct BrokerSettings {
-  std::string moleculer_namespace;  // "namespace"
-  std::string node_id;              // "nodeID"; empty in the file -> "<hostname>-<pid>"
-  std::string transporter = "nats://127.0.0.1:4222";  // "transporter"
-  bool transporter_configured = false;         // false when neither file nor TRANSPORTER set one
-  std::string serializer = "JSON";             // only JSON is supported
-  std::string protocol_version = "4";          // "protocolVersion": "4" (0.14) or "5" (0.15)
-  int request_timeout_ms = 0;                  // "requestTimeout", 0 = none
-  double heartbeat_interval_s = 10;            // "heartbeatInterval"
-  double heartbeat_timeout_s = 30;             // "heartbeatTimeout"
-  double clean_offline_nodes_timeout_s = 600;  // "cleanOfflineNodesTimeout"
-  bool disable_balancer = false;               // "disableBalancer"
-  bool prefer_local = true;                    // "registry.preferLocal"
-  size_t max_queue_size = 50000;               // "transit.maxQueueSize": pending outgoing requests
-  std::string log_level = "info";              // "logLevel": trace|debug|info|warn|error|fatal
-  Json metadata = Json::object();              // "metadata"
-};
 
 struct GatewaySettings {
   std::string host = "0.0.0.0";
@@ -54,7 +37,7 @@ struct AuthSettings {
 };
 
 struct Config {
-  BrokerSettings broker;
+  moleculer::BrokerSettings broker;
   GatewaySettings gateway;
   AuthSettings auth;
   std::string service_name = "socket";  // "serviceName"

@@ -11,11 +11,23 @@
 #include <vector>
 
 #include "gateway/socketio_server.hpp"
-#include "services/broker.hpp"
+#include "moleculer/broker.hpp"
 #include "services/config.hpp"
 #include "services/steedos_auth_rules.hpp"
 
 namespace steedos::services {
+
+using moleculer::ActionHandler;
+using moleculer::ActionSchema;
+using moleculer::Broker;
+using moleculer::CallOptions;
+using moleculer::Context;
+using moleculer::ContextPtr;
+using moleculer::EmitOptions;
+using moleculer::EventSchema;
+using moleculer::Outcome;
+using moleculer::Respond;
+using moleculer::ServiceSchema;
 
 /// The event patterns of the contract, §5, in the order they are advertised.
 const std::vector<std::string>& socket_event_patterns();

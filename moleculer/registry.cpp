@@ -1,10 +1,10 @@
-#include "services/registry.hpp"
+#include "moleculer/registry.hpp"
 
 #include <algorithm>
 
 #include "protocol/match.hpp"
 
-namespace steedos::services {
+namespace steedos::moleculer {
 
 namespace {
 
@@ -262,4 +262,4 @@ const EventEndpoint* Registry::pick_event_endpoint(EventList& list, bool prefer_
   return &list.endpoints[next_index(list.endpoints, list.round_robin)];
 }
 
-}  // namespace steedos::services
+}  // namespace steedos::moleculer

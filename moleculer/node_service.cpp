@@ -1,11 +1,11 @@
-#include "services/node_service.hpp"
+#include "moleculer/node_service.hpp"
 
 #include <set>
 
-#include "services/broker.hpp"
-#include "services/system_info.hpp"
+#include "moleculer/broker.hpp"
+#include "moleculer/system_info.hpp"
 
-namespace steedos::services {
+namespace steedos::moleculer {
 
 namespace {
 
@@ -274,4 +274,4 @@ ServiceSchema make_node_service(Broker& broker) {
   return service;
 }
 
-}  // namespace steedos::services
+}  // namespace steedos::moleculer

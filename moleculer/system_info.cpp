@@ -1,5 +1,5 @@
 // Host and process facts in the shapes of the JS broker (moleculer src/health.js, utils.js).
-#include "services/system_info.hpp"
+#include "moleculer/system_info.hpp"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -30,7 +30,7 @@
 #define STEEDOS_VERSION "0.1.0"
 #endif
 
-namespace steedos::services {
+namespace steedos::moleculer {
 
 namespace {
 
@@ -316,4 +316,4 @@ std::string uuid_v4() {
   return out;
 }
 
-}  // namespace steedos::services
+}  // namespace steedos::moleculer

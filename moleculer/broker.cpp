@@ -1,4 +1,4 @@
-#include "services/broker.hpp"
+#include "moleculer/broker.hpp"
 
 #include <algorithm>
 #include <asio/post.hpp>
@@ -6,12 +6,12 @@
 #include <set>
 
 #include "common/log.hpp"
+#include "moleculer/node_service.hpp"
+#include "moleculer/system_info.hpp"
 #include "protocol/json_reader.hpp"
 #include "protocol/match.hpp"
-#include "services/node_service.hpp"
-#include "services/system_info.hpp"
 
-namespace steedos::services {
+namespace steedos::moleculer {
 
 using protocol::PacketType;
 namespace errors = protocol::errors;
@@ -1110,4 +1110,4 @@ void Broker::check_remote_nodes() {
   }
 }
 
-}  // namespace steedos::services
+}  // namespace steedos::moleculer

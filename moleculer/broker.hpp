@@ -14,14 +14,14 @@
 #include <string>
 #include <vector>
 
+#include "moleculer/registry.hpp"
+#include "moleculer/settings.hpp"
 #include "protocol/json.hpp"
 #include "protocol/moleculer_error.hpp"
 #include "protocol/moleculer_packet.hpp"
-#include "services/config.hpp"
-#include "services/registry.hpp"
 #include "transport/transporter.hpp"
 
-namespace steedos::services {
+namespace steedos::moleculer {
 
 using protocol::MoleculerError;
 
@@ -234,4 +234,4 @@ class Broker {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards posted callbacks
 };
 
-}  // namespace steedos::services
+}  // namespace steedos::moleculer

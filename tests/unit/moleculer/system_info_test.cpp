@@ -7,10 +7,10 @@
 #include <string>
 #include <thread>
 
-#include "services/system_info.hpp"
+#include "moleculer/system_info.hpp"
 
 using steedos::Json;
-using namespace steedos::services;
+using namespace steedos::moleculer;
 
 namespace {
 

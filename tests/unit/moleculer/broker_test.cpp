@@ -1,6 +1,6 @@
 // The broker over the in-memory bus: several nodes on one io_context, packets asserted on the
 // wire. Real NATS and real JS peers are exercised by tests/interop.
-#include "services/broker.hpp"
+#include "moleculer/broker.hpp"
 
 #include <doctest/doctest.h>
 
@@ -9,7 +9,7 @@
 #include "transport/memory_transporter.hpp"
 
 using namespace steedos;
-using namespace steedos::services;
+using namespace steedos::moleculer;
 using transport::MemoryBus;
 using transport::MemoryTransporter;
 

@@ -1,9 +1,9 @@
-#include "services/registry.hpp"
+#include "moleculer/registry.hpp"
 
 #include <doctest/doctest.h>
 
 using namespace steedos;
-using namespace steedos::services;
+using namespace steedos::moleculer;
 
 namespace {
 

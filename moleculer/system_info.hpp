@@ -6,7 +6,7 @@
 
 #include "protocol/json.hpp"
 
-namespace steedos::services {
+namespace steedos::moleculer {
 
 std::string host_name();
 /// First IPv4 of each interface, external ones only; internal/loopback only when no external
@@ -35,4 +35,4 @@ double process_uptime_seconds();
 /// A random RFC 4122 version-4 UUID string.
 std::string uuid_v4();
 
-}  // namespace steedos::services
+}  // namespace steedos::moleculer

@@ -8,8 +8,8 @@
 #include <sstream>
 #include <string>
 
+#include "moleculer/system_info.hpp"
 #include "services/config.hpp"
-#include "services/system_info.hpp"
 
 using steedos::Json;
 using steedos::services::Config;
@@ -42,19 +42,9 @@ std::string error_message(const std::string& text, const Environment& env = {}) 
   return "";
 }
 
-/// The repository root, from this file's path (tests/unit/config_test.cpp).
+/// The repository root, given by CMake.
 std::string repo_root() {
-#ifdef STEEDOS_SOURCE_DIR
   return STEEDOS_SOURCE_DIR;
-#else
-  std::string file = __FILE__;
-  const std::string tail = "tests/unit/config_test.cpp";
-  if (file.size() >= tail.size() &&
-      file.compare(file.size() - tail.size(), tail.size(), tail) == 0) {
-    file.erase(file.size() - tail.size());
-  }
-  return file.empty() ? "." : file;
-#endif
 }
 
 std::string read_text(const std::string& path) {
@@ -176,7 +166,7 @@ TEST_SUITE("config") {
   }
 
   TEST_CASE("default nodeID is <lower-case hostname>-<pid>") {
-    std::string host = steedos::services::host_name();
+    std::string host = steedos::moleculer::host_name();
     for (auto& ch : host) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     const auto expected = host + "-" + std::to_string(::getpid());
     CHECK(parse("").broker.node_id == expected);
