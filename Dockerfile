@@ -2,7 +2,9 @@
 #   docker build -t steedos-socket .
 #   docker run --rm -p 5100:5100 -e TRANSPORTER=nats://nats:4222 steedos-socket
 # The config baked in is /app/moleculer.config.json; mount another one over it or pass
-# `--config /path` as the container's arguments.
+# `--config /path` as the container's arguments. The socket.io-client bundle (served at
+# /socket.io/socket.io.js) and the demo page lie in /usr/local/share/steedos-socket/, where the
+# binary in /usr/local/bin finds them by default (gateway.clientBundle null).
 
 # ---- build ------------------------------------------------------------------------------------
 FROM debian:12-slim AS build
@@ -18,6 +20,20 @@ RUN cmake -S /src -B /tmp/build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTEEDOS_BUIL
  && cmake --build /tmp/build -j"$(nproc)" --target steedos-socket \
  && strip --strip-debug -o /tmp/steedos-socket /tmp/build/steedos-socket
 
+# ---- socket.io-client bundle: npm ci in client/, pinned by its lockfile -----------------------
+FROM debian:12-slim AS bundle
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      nodejs npm ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src/client
+COPY client/package.json client/package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund \
+ && mkdir -p /tmp/socket.io-client \
+ && cd node_modules/socket.io-client \
+ && cp LICENSE dist/socket.io.js dist/socket.io.js.map dist/socket.io.min.js \
+       dist/socket.io.min.js.map /tmp/socket.io-client/
+
 # ---- runtime ----------------------------------------------------------------------------------
 FROM debian:12-slim
 RUN apt-get update \
@@ -26,6 +42,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin steedos
 COPY --from=build /tmp/steedos-socket /usr/local/bin/steedos-socket
+COPY --from=bundle /tmp/socket.io-client/ /usr/local/share/steedos-socket/socket.io-client/
+COPY web/ /usr/local/share/steedos-socket/web/
 COPY moleculer.config.json /app/moleculer.config.json
 WORKDIR /app
 USER steedos

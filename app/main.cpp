@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "common/log.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/socketio_server.hpp"
 #include "node_runner.hpp"
@@ -15,8 +16,9 @@ using steedos::moleculer::Broker;
 using steedos::services::Config;
 
 // Folders are looked up next to the binary's repository first, then the working directory, so
-// both `build/steedos-socket` in a checkout and an installed copy find them.
-std::string find_folder(const std::vector<std::string>& relative) {
+// both `build/steedos-socket` in a checkout and an installed copy (bin/ -> share/) find them.
+// With `holding`, only a folder that holds that file counts.
+std::string find_folder(const std::vector<std::string>& relative, const std::string& holding = "") {
   std::vector<fs::path> roots;
   std::error_code ec;
   auto exe = fs::read_symlink("/proc/self/exe", ec);
@@ -24,9 +26,29 @@ std::string find_folder(const std::vector<std::string>& relative) {
   roots.push_back(fs::current_path(ec));
   for (const auto& root : roots) {
     for (const auto& candidate : relative) {
-      if (fs::is_directory(root / candidate, ec)) return (root / candidate).string();
+      if (!fs::is_directory(root / candidate, ec)) continue;
+      if (holding.empty() || fs::is_regular_file(root / candidate / holding, ec)) {
+        return (root / candidate).string();
+      }
     }
   }
+  return {};
+}
+
+// gateway.clientBundle (checked by the config), else the folder the install put there:
+// client/ of the repository (scripts/setup.sh runs `npm ci` there) or <prefix>/share.
+// A missing default is not fatal: the node runs without the bundle.
+std::string client_bundle(const steedos::services::GatewaySettings& gateway) {
+  if (!gateway.serve_client) return {};
+  if (!gateway.client_bundle.empty()) return gateway.client_bundle;
+  const auto dist = find_folder(
+      {"client/node_modules/socket.io-client/dist", "share/steedos-socket/socket.io-client"},
+      "socket.io.js");
+  if (!dist.empty()) return dist;
+  steedos::component_logger("gateway")->warn(
+      "gateway.clientBundle: no socket.io-client bundle installed (scripts/setup.sh "
+      "installs it in client/); {}socket.io.js is not served",
+      gateway.path);
   return {};
 }
 
@@ -43,8 +65,7 @@ class Gateway final : public steedos::app::NodeParts {
     engine.ping_timeout_ms = config.gateway.ping_timeout_ms;
     engine.max_payload = config.gateway.max_http_buffer_size;
     // The socket.io-client bundle, as the Node server serves it (serveClient).
-    std::string dist = find_folder({"tests/interop/node_modules/socket.io-client/dist",
-                                    "share/steedos-socket/socket.io-client"});
+    const std::string dist = client_bundle(config.gateway);
     if (!dist.empty()) {
       for (const char* file :
            {"socket.io.js", "socket.io.min.js", "socket.io.js.map", "socket.io.min.js.map"}) {

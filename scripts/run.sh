@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the node locally: setup (apt only), build, then
+# Runs the node locally: setup (--product: apt, node/npm, the socket.io-client bundle), build, then
 #   build/steedos-socket --config "${MOLECULER_CONFIG:-moleculer.config.json}" "$@"
 # When no transporter is configured (env TRANSPORTER empty and the config's "transporter" null or
 # absent) and nothing listens on 127.0.0.1:4222, a nats-server is started there for the run and
@@ -45,7 +45,7 @@ trap 'on_signal TERM' TERM
 trap 'on_signal TERM' HUP
 
 if [ -z "$bin" ]; then
-  bash scripts/setup.sh --no-browser  # npm: the socket.io-client bundle the page loads
+  bash scripts/setup.sh --product  # apt, node/npm, the socket.io-client bundle in client/
   bash scripts/build.sh
   bin=${BUILD_DIR:-build}/steedos-socket
 fi

@@ -8,6 +8,9 @@
 // - `gateway.port` 0 is accepted: the OS picks a free port (tests use it).
 // - `logLevel` / LOGLEVEL are matched case-insensitively and stored lower-case; "warning" is not a
 //   Moleculer level and is refused.
+// - `gateway.clientBundle` is checked while parsing (a folder holding socket.io.js), so a wrong
+//   path stops the node before it joins the cluster; a relative path is taken from the working
+//   directory. Where the default folder lies depends on the install, so app/main.cpp finds it.
 // - Empty environment variables count as unset (moleculer-runner tests them for truthiness).
 //   `--config` wins over MOLECULER_CONFIG (moleculer-runner does the reverse; the brief asks this).
 #include "services/config.hpp"
@@ -385,6 +388,31 @@ void read_broker(const Json& root, Config& config) {
   read_string(root, "", "serviceName", false, config.service_name);
 }
 
+/// gateway.clientBundle: null/true = the installed default, false/"" = none, else a folder that
+/// holds socket.io.js.
+void read_client_bundle(const Json& gateway, GatewaySettings& g) {
+  const std::string key = "gateway.clientBundle";
+  const Json* v = find(gateway, "clientBundle");
+  if (!v || (v->is_boolean() && v->get<bool>())) return;
+  if (v->is_boolean() || (v->is_string() && v->get<std::string>().empty())) {
+    g.serve_client = false;
+    g.client_bundle.clear();
+    return;
+  }
+  if (!v->is_string()) fail(key, "must be a folder path, or false to serve no bundle");
+  const auto folder = v->get<std::string>();
+  struct stat st {};
+  if (::stat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    fail(key, "folder not found: " + folder);
+  }
+  const auto bundle = folder + "/socket.io.js";
+  if (::stat(bundle.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    fail(key, "no socket.io.js in " + folder);
+  }
+  g.serve_client = true;
+  g.client_bundle = folder;
+}
+
 void read_gateway(const Json& root, GatewaySettings& g) {
   const Json& s = section(root, "gateway");
   const std::string p = "gateway";
@@ -413,6 +441,7 @@ void read_gateway(const Json& root, GatewaySettings& g) {
   read_bool(s, p, "anonymousRooms", g.anonymous_rooms);
   read_string_list(s, p, "individualRoomParts", g.individual_room_parts);
   read_string_list(s, p, "metadataTypes", g.metadata_types);
+  read_client_bundle(s, g);
 }
 
 void read_auth(const Json& root, AuthSettings& a) {

@@ -28,6 +28,12 @@ struct GatewaySettings {
   std::vector<std::string> individual_room_parts = {"me", "notification-change"};
   std::vector<std::string> metadata_types = {"apps", "objects", "object_listviews",
                                              "object_actions", "object_fields"};
+  /// gateway.clientBundle (socket.io's serveClient): the folder socket.io.js, socket.io.min.js
+  /// and their .map files are served from, under `path`. null or true: the folder the install
+  /// put there, found at start (client_bundle ""); false or "": no bundle (serve_client false);
+  /// a path: that folder, checked by the parser to hold socket.io.js.
+  bool serve_client = true;
+  std::string client_bundle;
 };
 
 struct AuthSettings {

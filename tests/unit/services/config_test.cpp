@@ -1,4 +1,5 @@
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -119,6 +120,8 @@ void check_defaults(const Config& c) {
   CHECK(g.individual_room_parts == std::vector<std::string>{"me", "notification-change"});
   CHECK(g.metadata_types == std::vector<std::string>{"apps", "objects", "object_listviews",
                                                      "object_actions", "object_fields"});
+  CHECK(g.serve_client);
+  CHECK(g.client_bundle == "");
   CHECK(c.auth.action == "@steedos/service-accounts.getUserSession");
   CHECK(c.auth.timeout_ms == 5000);
   CHECK(c.auth.cache_ttl_s == 60);
@@ -155,9 +158,10 @@ TEST_SUITE("config") {
     }
     CHECK(j["registry"].contains("preferLocal"));
     CHECK(j["transit"].contains("maxQueueSize"));
-    for (const char* key : {"host", "port", "path", "pingInterval", "pingTimeout", "connectTimeout",
-                            "maxHttpBufferSize", "corsOrigins", "maxRoomsPerSocket",
-                            "anonymousRooms", "individualRoomParts", "metadataTypes"}) {
+    for (const char* key :
+         {"host", "port", "path", "pingInterval", "pingTimeout", "connectTimeout",
+          "maxHttpBufferSize", "corsOrigins", "maxRoomsPerSocket", "anonymousRooms",
+          "individualRoomParts", "metadataTypes", "clientBundle"}) {
       CHECK_MESSAGE(j["gateway"].contains(key), key);
     }
     for (const char* key : {"action", "timeout", "cacheTtl"}) {
@@ -454,6 +458,65 @@ TEST_SUITE("config") {
     CHECK(error_key(R"({"gateway": {"path": "socket.io"}})") == "gateway.path");
     CHECK(error_key(R"({"gateway": {"path": ""}})") == "gateway.path");
     CHECK(error_key(R"({"gateway": {"path": 1}})") == "gateway.path");
+  }
+
+  TEST_CASE("gateway.clientBundle") {
+    TempDir dir;
+    const auto bundle = dir.path + "/dist";
+    const auto empty = dir.path + "/empty";
+    REQUIRE(::mkdir(bundle.c_str(), 0700) == 0);
+    REQUIRE(::mkdir(empty.c_str(), 0700) == 0);
+    const auto script = dir.write("dist/socket.io.js", "/* bundle */");
+    const auto with = [](const std::string& value) {
+      return R"({"gateway": {"clientBundle": )" + value + "}}";
+    };
+    const auto quoted = [](const std::string& path) { return Json(path).dump(); };
+
+    SUBCASE("null, absent or true: the installed default, found at start") {
+      for (const char* value : {"null", "true"}) {
+        CAPTURE(value);
+        const auto g = parse(with(value)).gateway;
+        CHECK(g.serve_client);
+        CHECK(g.client_bundle == "");
+      }
+      CHECK(parse("{}").gateway.serve_client);
+    }
+    SUBCASE("false or \"\": no bundle") {
+      for (const char* value : {"false", R"("")"}) {
+        CAPTURE(value);
+        const auto g = parse(with(value)).gateway;
+        CHECK_FALSE(g.serve_client);
+        CHECK(g.client_bundle == "");
+      }
+    }
+    SUBCASE("a folder holding socket.io.js is used as given") {
+      const auto g = parse(with(quoted(bundle))).gateway;
+      CHECK(g.serve_client);
+      CHECK(g.client_bundle == bundle);
+      in_directory(dir.path, [&] {
+        CHECK(parse(with(R"("dist")")).gateway.client_bundle == "dist");
+        CHECK(parse(with(R"("./dist/")")).gateway.client_bundle == "./dist/");
+      });
+    }
+    SUBCASE("a missing folder, a file, a folder without socket.io.js") {
+      CHECK(error_message(with(quoted(dir.path + "/nowhere"))) ==
+            "gateway.clientBundle: folder not found: " + dir.path + "/nowhere");
+      CHECK(error_key(with(quoted(script))) == "gateway.clientBundle");
+      CHECK(error_message(with(quoted(empty))) ==
+            "gateway.clientBundle: no socket.io.js in " + empty);
+      // The environment does not rescue a bad folder.
+      CHECK(error_key(with(quoted(empty)), {{"PORT", "5200"}}) == "gateway.clientBundle");
+    }
+    SUBCASE("wrong types") {
+      for (const char* value : {"0", "1", "[]", R"(["dist"])", "{}"}) {
+        CAPTURE(value);
+        CHECK(error_message(with(value)) ==
+              "gateway.clientBundle: must be a folder path, or false to serve no bundle");
+      }
+    }
+    std::remove(script.c_str());
+    ::rmdir(bundle.c_str());
+    ::rmdir(empty.c_str());
   }
 
   TEST_CASE("each validation error names its dotted key") {
