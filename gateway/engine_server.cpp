@@ -246,8 +246,13 @@ class EngineSession final : public EngineSocket,
 
   void on_get(const std::shared_ptr<HttpExchange>& exchange) {
     if (state_ == State::Closing) {
-      // The final `1` (and whatever preceded it) goes out; then the sid is forgotten.
-      exchange->respond(polling_response(take_polling_payload()));
+      // What was queued before the close goes out first; the `1` in the poll after it, and
+      // then the sid is forgotten.
+      if (!polling_->buffer.empty()) {
+        exchange->respond(polling_response(take_polling_payload()));
+        return;
+      }
+      exchange->respond(polling_response(std::string(server_->close_->polling_payload())));
       finish_closing();
       return;
     }
@@ -511,6 +516,8 @@ class EngineSession final : public EngineSocket,
       // timeout).
       auto connection = std::move(upgrade_->connection);
       upgrade_.reset();
+      for (const auto& packet : polling_->buffer) connection->send(packet);
+      std::vector<OutgoingPacketPtr>().swap(polling_->buffer);
       connection->send(server_->close_);
       connection->close(ws_close::kNormal);
       finish_closing();
@@ -582,20 +589,28 @@ class EngineSession final : public EngineSocket,
         ws_->close(mode == Mode::Shutdown ? ws_close::kGoingAway : ws_close::kNormal);
       }
       ws_.reset();
+    } else if (mode == Mode::Graceful) {
+      // As the reference: the `1` travels only after what is queued has drained, in a poll of
+      // its own. socket.io-client acts on a close packet at once but on the decoded packets of
+      // the same payload one tick later, so a DISCONNECT batched with the `1` would be read as
+      // "transport close" and the client would reconnect. Until the `1` is taken the sid is
+      // kept (at most a heartbeat period).
+      if (polling_->parked && polling_->buffer.empty()) {
+        answer_parked(std::string(server_->close_->polling_payload()));
+      } else {
+        if (polling_->parked) answer_parked(take_polling_payload());
+        keep_for_final_get = true;
+      }
     } else if (polling_->parked) {
       // A client-sent `1` releases the parked GET with a noop (suite: "forcefully closes the
-      // session" expects exactly `6`); otherwise the GET carries the close.
+      // session" expects exactly `6`); otherwise the GET carries the close. Errors drop what
+      // was queued; a server shutdown sends it along with the close.
       if (mode == Mode::Immediate) {
         std::vector<OutgoingPacketPtr>().swap(polling_->buffer);
         polling_->bytes = 0;
       }
       polling_->buffer.push_back(client_close_ ? server_->noop_ : server_->close_);
       answer_parked(take_polling_payload());
-    } else if (mode == Mode::Graceful) {
-      // No GET to carry the `1` now: keep the sid until the client's next poll takes it, or
-      // until a heartbeat period passes without one.
-      polling_->buffer.push_back(server_->close_);
-      keep_for_final_get = true;
     }
 
     if (keep_for_final_get || hold_upgrade) {

@@ -109,6 +109,14 @@ describe("steedos socket: actions and logout", () => {
 		const a = await c.connect({ cookie: U1 });
 		const a2 = await c.connect({ transports: ["websocket"], cookie: U1B });
 		const b = await c.connect({ transports: ["websocket"], cookie: U2 });
+		// Long-polling only, reconnecting: a server disconnect must read as one, never as
+		// "transport close" (the client would come straight back).
+		const p = await c.connect({ transports: ["polling"], cookie: U2, reconnection: true, reconnectionDelay: 50 });
+		assert.deepEqual(await c.call("disconnect", { sid: p.id }), { disconnected: 1 });
+		await h.waitFor(() => p.disconnects.length === 1, 3000, { what: "polling client disconnected" });
+		await c.barrier([b]);
+		assert.deepEqual(p.disconnects, ["io server disconnect"]);
+		assert.equal(p.events.filter(e => e.event === "connection-init").length, 1, "no reconnect");
 		await expect422(c.call("disconnect", {}), "no filter");
 		await expect422(c.call("disconnect", { userId: 5 }), "numeric userId");
 		await expect422(c.call("disconnect", { sid: 5 }), "numeric sid");
@@ -134,12 +142,15 @@ describe("steedos socket: actions and logout", () => {
 			const a2 = await c.connect({ transports: ["websocket"], auth: { spaceId: "S1", token: "t-u1" } });
 			const other = await c.connect({ transports: ["websocket"], cookie: U1B }); // same user, other token
 			const b = await c.connect({ cookie: U2 });
+			const polled = await c.connect({ transports: ["polling"], cookie: U1, reconnection: true, reconnectionDelay: 50 });
 			const callsBefore = c.authCalls.filter(x => x === "S1,t-u1").length;
 			c.producer[how](event, payload);
-			await h.waitFor(() => a.disconnects.length === 1 && a2.disconnects.length === 1, 4000, { what: "logout disconnects" });
+			await h.waitFor(() => a.disconnects.length === 1 && a2.disconnects.length === 1 && polled.disconnects.length === 1, 4000, { what: "logout disconnects" });
 			assert.deepEqual(a.disconnects, ["io server disconnect"]);
 			assert.deepEqual(a2.disconnects, ["io server disconnect"]);
 			await c.barrier([other, b]);
+			assert.deepEqual(polled.disconnects, ["io server disconnect"], "long-polling client");
+			assert.equal(polled.events.filter(e => e.event === "connection-init").length, 1, "no reconnect");
 			assert.equal(other.connected, true);
 			assert.equal(b.connected, true);
 			const again = await c.connect({ cookie: U1 });
