@@ -48,14 +48,28 @@ Json nullable(const std::optional<std::string>& value) {
 
 }  // namespace
 
+// §5: each pattern with the rule that maps its payload, in the order they are advertised. A
+// handler only ever receives events of its own pattern, so nothing looks at the name again to
+// choose a rule.
+const std::vector<SocketService::EventRoute>& SocketService::event_routes() {
+  static const std::vector<EventRoute> routes = {
+      {"$metadata.*", &SocketService::on_metadata},
+      {"$broadcast.$notification.users", &SocketService::on_notification_users},
+      {"$broadcast.socket.emit", &SocketService::on_broadcast_socket_emit},
+      {"$socket.emit", &SocketService::on_socket_emit},
+      {"@objectRecordEvent.*.*", &SocketService::on_object_record_event},
+      {"$user.logout", &SocketService::on_logout},
+      {"$broadcast.$user.logout", &SocketService::on_logout},
+  };
+  return routes;
+}
+
 const std::vector<std::string>& socket_event_patterns() {
-  static const std::vector<std::string> patterns = {"$metadata.*",
-                                                    "$broadcast.$notification.users",
-                                                    "$broadcast.socket.emit",
-                                                    "$socket.emit",
-                                                    "@objectRecordEvent.*.*",
-                                                    "$user.logout",
-                                                    "$broadcast.$user.logout"};
+  static const std::vector<std::string> patterns = [] {
+    std::vector<std::string> names;
+    for (const auto& route : SocketService::event_routes()) names.emplace_back(route.pattern);
+    return names;
+  }();
   return patterns;
 }
 
@@ -229,33 +243,37 @@ void SocketService::fan_out_to_other_gateways(const Context& ctx) {
   broker_.broadcast(ctx.name, ctx.params, std::move(options));
 }
 
-void SocketService::handle_moleculer_event(const ContextPtr& ctx) {
-  counters_.events_in++;
-  const std::string& name = ctx->name;
-  const Json& payload = ctx->params;
-  if (name == "$user.logout" || name == "$broadcast.$user.logout") {
-    if (auto token = rules::map_logout(payload)) {
-      logout(*token);
-    } else {
-      counters_.rejected++;
-      component_logger("socket")->warn("event '{}' rejected: no authToken", name);
-    }
-    return;
-  }
-  rules::EventOutcome outcome;
-  if (name.rfind("$metadata.", 0) == 0) {
-    outcome = rules::map_metadata(name, payload, config_.gateway.metadata_types);
-  } else if (name == "$broadcast.$notification.users") {
-    outcome = rules::map_notification_users(payload);
-  } else if (name == "$broadcast.socket.emit") {
-    outcome = rules::map_socket_emit(payload, true);
-  } else if (name == "$socket.emit") {
-    outcome = rules::map_socket_emit(payload, false);
-  } else if (name.rfind("@objectRecordEvent.", 0) == 0 || name == "@objectRecordEvent") {
-    outcome = rules::map_object_record_event(name, payload);
+void SocketService::on_metadata(const Context& ctx) {
+  apply(ctx.name, rules::map_metadata(ctx.name, ctx.params, config_.gateway.metadata_types));
+}
+
+void SocketService::on_notification_users(const Context& ctx) {
+  apply(ctx.name, rules::map_notification_users(ctx.params));
+}
+
+void SocketService::on_broadcast_socket_emit(const Context& ctx) {
+  apply(ctx.name, rules::map_socket_emit(ctx.params, true));
+}
+
+void SocketService::on_socket_emit(const Context& ctx) {
+  apply(ctx.name, rules::map_socket_emit(ctx.params, false));
+}
+
+void SocketService::on_object_record_event(const Context& ctx) {
+  apply(ctx.name, rules::map_object_record_event(ctx.name, ctx.params));
+}
+
+void SocketService::on_logout(const Context& ctx) {
+  if (auto token = rules::map_logout(ctx.params)) {
+    logout(*token);
   } else {
-    return;
+    counters_.rejected++;
+    component_logger("socket")->warn("event '{}' rejected: no authToken", ctx.name);
   }
+}
+
+// Sends what a mapper decided; a rejection is logged with its reason and counted.
+void SocketService::apply(const std::string& name, const rules::EventOutcome& outcome) {
   if (auto* rejected = std::get_if<rules::Rejected>(&outcome)) {
     counters_.rejected++;
     component_logger("socket")->warn("event '{}' rejected: {}", name, rejected->reason);
@@ -310,11 +328,13 @@ Json SocketService::stats() const {
 ServiceSchema SocketService::schema() {
   ServiceSchema service;
   service.name = config_.service_name;
-  for (const auto& pattern : socket_event_patterns()) {
-    service.events.push_back(EventSchema{pattern, kGroup, [this](ContextPtr ctx) {
-                                           fan_out_to_other_gateways(*ctx);
-                                           handle_moleculer_event(ctx);
-                                         }});
+  for (const auto& route : event_routes()) {
+    service.events.push_back(
+        EventSchema{route.pattern, kGroup, [this, handle = route.handle](ContextPtr ctx) {
+                      fan_out_to_other_gateways(*ctx);
+                      counters_.events_in++;
+                      (this->*handle)(*ctx);
+                    }});
   }
   auto action = [&service](std::string name, Json params_schema, ActionHandler handler) {
     ActionSchema schema;

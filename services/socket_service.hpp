@@ -14,6 +14,7 @@
 #include "moleculer/broker.hpp"
 #include "services/config.hpp"
 #include "services/steedos_auth_rules.hpp"
+#include "services/steedos_events.hpp"
 
 namespace steedos::services {
 
@@ -45,7 +46,15 @@ class SocketService {
   Json stats() const;
 
  private:
+  friend const std::vector<std::string>& socket_event_patterns();
   struct Session;
+  /// One event pattern of §5 and the member that handles it (its own mapper).
+  struct EventRoute {
+    const char* pattern;
+    void (SocketService::*handle)(const Context& ctx);
+  };
+  /// The patterns in the order they are advertised; each is registered as its own event.
+  static const std::vector<EventRoute>& event_routes();
   struct Counters {
     uint64_t events_in = 0, events_out = 0, rejected = 0, refused = 0;
     uint64_t auth_calls = 0, auth_failures = 0;
@@ -57,7 +66,13 @@ class SocketService {
   void on_disconnected(gateway::Socket& socket);
   void handle_rooms(gateway::Socket& socket, const gateway::RawArgs& args, gateway::Ack ack,
                     bool subscribe);
-  void handle_moleculer_event(const ContextPtr& ctx);
+  void on_metadata(const Context& ctx);
+  void on_notification_users(const Context& ctx);
+  void on_broadcast_socket_emit(const Context& ctx);
+  void on_socket_emit(const Context& ctx);
+  void on_object_record_event(const Context& ctx);
+  void on_logout(const Context& ctx);
+  void apply(const std::string& name, const rules::EventOutcome& outcome);
   void fan_out_to_other_gateways(const Context& ctx);
   void logout(const std::string& token);
   size_t deliver(const std::string& event, const std::string& args_json,
