@@ -7,6 +7,7 @@
 #include "gateway/http_server.hpp"
 #include "gateway/socketio_server.hpp"
 #include "node_runner.hpp"
+#include "services/gateway_hub.hpp"
 #include "services/socket_service.hpp"
 
 namespace {
@@ -58,7 +59,8 @@ class Gateway final : public steedos::app::NodeParts {
       : config_(config),
         server_(broker.loop(), server_options(config)),
         io_(broker.loop(), steedos::gateway::SocketIoOptions{config.gateway.connect_timeout_ms}),
-        service_(broker, io_, config) {
+        hub_(io_.of("/")),
+        service_(broker, hub_, config) {
     steedos::gateway::EngineOptions engine;
     engine.path = config.gateway.path;
     engine.ping_interval_ms = config.gateway.ping_interval_ms;
@@ -96,6 +98,7 @@ class Gateway final : public steedos::app::NodeParts {
   Config config_;
   steedos::gateway::GatewayServer server_;
   steedos::gateway::SocketIoServer io_;
+  steedos::services::GatewayHub hub_;  // the namespace `/`, as the service sees it
   steedos::services::SocketService service_;
 };
 

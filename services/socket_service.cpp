@@ -11,8 +11,7 @@ namespace steedos::services {
 
 namespace {
 
-using gateway::ConnectResult;
-using gateway::RawArgs;
+using Args = std::vector<std::string_view>;
 
 constexpr const char* kGroup = "socket";  // fixed by the contract, whatever the service name
 
@@ -30,16 +29,14 @@ std::string iso_now() {
 }
 
 // The first argument of a client event, parsed; null when absent or not JSON.
-Json first_argument(const RawArgs& args) {
+Json first_argument(const Args& args) {
   if (args.empty()) return nullptr;
   Json value = Json::parse(args[0].begin(), args[0].end(), nullptr, false);
   return value.is_discarded() ? Json(nullptr) : value;
 }
 
-void answer(gateway::Ack& ack, const Json& reply) {
-  if (!ack) return;
-  std::string text = dump_json(reply);
-  ack(RawArgs{text});
+void answer(const Reply& reply, const Json& value) {
+  if (reply) reply(dump_json(value));
 }
 
 Json nullable(const std::optional<std::string>& value) {
@@ -48,58 +45,70 @@ Json nullable(const std::optional<std::string>& value) {
 
 }  // namespace
 
+// §5: each pattern with the rule that maps its payload, in the order they are advertised. A
+// handler only ever receives events of its own pattern, so nothing looks at the name again to
+// choose a rule.
+const std::vector<SocketService::EventRoute>& SocketService::event_routes() {
+  static const std::vector<EventRoute> routes = {
+      {"$metadata.*", &SocketService::on_metadata},
+      {"$broadcast.$notification.users", &SocketService::on_notification_users},
+      {"$broadcast.socket.emit", &SocketService::on_broadcast_socket_emit},
+      {"$socket.emit", &SocketService::on_socket_emit},
+      {"@objectRecordEvent.*.*", &SocketService::on_object_record_event},
+      {"$user.logout", &SocketService::on_logout},
+      {"$broadcast.$user.logout", &SocketService::on_logout},
+  };
+  return routes;
+}
+
 const std::vector<std::string>& socket_event_patterns() {
-  static const std::vector<std::string> patterns = {"$metadata.*",
-                                                    "$broadcast.$notification.users",
-                                                    "$broadcast.socket.emit",
-                                                    "$socket.emit",
-                                                    "@objectRecordEvent.*.*",
-                                                    "$user.logout",
-                                                    "$broadcast.$user.logout"};
+  static const std::vector<std::string> patterns = [] {
+    std::vector<std::string> names;
+    for (const auto& route : SocketService::event_routes()) names.emplace_back(route.pattern);
+    return names;
+  }();
   return patterns;
 }
 
-struct SocketService::Session {
+struct ClientSession {
   Json session;  // §2.7 shape; holds the auth reply: never logged
   rules::SessionView view;
   std::string token;  // empty when no credentials were used
 };
 
-SocketService::SocketService(Broker& broker, gateway::SocketIoServer& io, const Config& config)
-    : broker_(broker), nsp_(io.of("/")), config_(config), auth_cache_(config.auth.cache_ttl_s) {
-  nsp_.set_connect_hook(
-      [this](gateway::Socket& socket, const Json& auth, std::function<void(ConnectResult)> decide) {
-        authenticate(socket, auth, std::move(decide));
-      });
-  nsp_.on_connection([this](gateway::Socket& socket) { on_connected(socket); });
-  nsp_.on_disconnect(
-      [this](gateway::Socket& socket, const std::string&) { on_disconnected(socket); });
-  nsp_.on("subscribe",
-          [this](gateway::Socket& socket, const RawArgs& args, const gateway::Attachments&,
-                 gateway::Ack ack) { handle_rooms(socket, args, ack, true); });
-  nsp_.on("unsubscribe",
-          [this](gateway::Socket& socket, const RawArgs& args, const gateway::Attachments&,
-                 gateway::Ack ack) { handle_rooms(socket, args, ack, false); });
-  nsp_.on("ping",
-          [](gateway::Socket& socket, const RawArgs&, const gateway::Attachments&, gateway::Ack) {
-            std::string now = dump_json(Json(iso_now()));
-            socket.emit("pong", RawArgs{now});
-          });
-}
-
-std::shared_ptr<SocketService::Session> SocketService::session_of(gateway::Socket& socket) {
-  auto* session = std::any_cast<std::shared_ptr<Session>>(&socket.data());
-  return session ? *session : nullptr;
+SocketService::SocketService(Broker& broker, ClientHub& hub, const Config& config)
+    : broker_(broker), hub_(hub), config_(config), auth_cache_(config.auth.cache_ttl_s) {
+  ClientHandlers handlers;
+  handlers.connect = [this](Client& client, const Json& auth,
+                            std::function<void(ConnectDecision)> decide) {
+    authenticate(client, auth, std::move(decide));
+  };
+  handlers.connected = [this](Client& client) { on_connected(client); };
+  handlers.disconnected = [this](Client& client) { on_disconnected(client); };
+  handlers.events["subscribe"] = [this](Client& client, const Args& args, const Reply& reply) {
+    handle_rooms(client, args, reply, true);
+  };
+  handlers.events["unsubscribe"] = [this](Client& client, const Args& args, const Reply& reply) {
+    handle_rooms(client, args, reply, false);
+  };
+  handlers.events["ping"] = [](Client& client, const Args&, const Reply&) {
+    std::string now = dump_json(Json(iso_now()));
+    client.emit("pong", Args{now});
+  };
+  hub_.set_handlers(std::move(handlers));
 }
 
 // §2: credentials from the cookie, the CONNECT payload or the Authorization header; a remote
 // auth call unless cached; anonymous without (valid) credentials; fail closed on failures.
-void SocketService::authenticate(gateway::Socket& socket, const Json& auth,
-                                 std::function<void(ConnectResult)> decide) {
-  const auto& headers = socket.handshake().headers;
+void SocketService::authenticate(Client& client, const Json& auth,
+                                 std::function<void(ConnectDecision)> decide) {
+  rules::Headers headers;
+  for (auto name : rules::kHeadersRead) {
+    if (auto value = client.header(name)) headers.emplace(name, *value);
+  }
   auto credentials = rules::find_credentials(headers, auth);
   auto tenant = rules::session_tenant(headers, credentials);
-  auto session = std::make_shared<Session>();
+  auto session = std::make_shared<ClientSession>();
   session->view.tenant_id = tenant;
 
   auto set_anonymous = [session, tenant] {
@@ -113,17 +122,17 @@ void SocketService::authenticate(gateway::Socket& socket, const Json& auth,
     session->view.user_id = user.user_id;
   };
 
-  socket.data() = session;
+  client.set_session(session);
   if (!credentials) {
     set_anonymous();
-    decide(ConnectResult::accept());
+    decide(ConnectDecision::accepted());
     return;
   }
   session->token = credentials->token;
   auto now = std::chrono::steady_clock::now();
   if (auto cached = auth_cache_.get(credentials->space_id, credentials->token, now)) {
     set_user(*cached);
-    decide(ConnectResult::accept());
+    decide(ConnectDecision::accepted());
     return;
   }
 
@@ -131,9 +140,8 @@ void SocketService::authenticate(gateway::Socket& socket, const Json& auth,
   CallOptions options;
   options.timeout_ms = config_.auth.timeout_ms;
   Json params = Json{{"authorization", credentials->authorization()}};
-  std::weak_ptr<gateway::Socket> weak = socket.weak_from_this();
   broker_.call(config_.auth.action, std::move(params), options,
-               [this, weak, session, credentials = *credentials, set_user, set_anonymous,
+               [this, session, credentials = *credentials, set_user, set_anonymous,
                 decide = std::move(decide)](Outcome outcome) {
                  Json data = outcome.ok && outcome.has_data ? outcome.data : Json(nullptr);
                  auto decision = rules::classify_auth_reply(
@@ -142,63 +150,63 @@ void SocketService::authenticate(gateway::Socket& socket, const Json& auth,
                    auth_cache_.put(credentials.space_id, credentials.token, *user,
                                    std::chrono::steady_clock::now());
                    set_user(*user);
-                   decide(ConnectResult::accept());
+                   decide(ConnectDecision::accepted());
                  } else if (std::get_if<rules::Anonymous>(&decision)) {
                    set_anonymous();
-                   decide(ConnectResult::accept());
+                   decide(ConnectDecision::accepted());
                  } else {
                    counters_.auth_failures++;
                    const auto& reason = std::get<rules::Failed>(decision).reason;
                    component_logger("socket")->warn(
                        "authentication failed, closing the connection: {}", reason);
-                   decide(ConnectResult::close_transport("auth service failed"));
+                   decide(ConnectDecision::close_transport("auth service failed"));
                  }
                });
 }
 
-void SocketService::on_connected(gateway::Socket& socket) {
-  if (auto session = session_of(socket); session && !session->token.empty()) {
-    sockets_by_token_[session->token].insert(socket.id());
+void SocketService::on_connected(Client& client) {
+  if (auto session = client.session(); session && !session->token.empty()) {
+    sockets_by_token_[session->token].insert(client.id());
   }
-  socket.emit("connection-init");
+  client.emit("connection-init");
 }
 
-void SocketService::on_disconnected(gateway::Socket& socket) {
-  auto session = session_of(socket);
+void SocketService::on_disconnected(Client& client) {
+  auto session = client.session();
   if (!session || session->token.empty()) return;
   auto it = sockets_by_token_.find(session->token);
   if (it == sockets_by_token_.end()) return;
-  it->second.erase(socket.id());
+  it->second.erase(client.id());
   if (it->second.empty()) sockets_by_token_.erase(it);
 }
 
 // §3: subscribe / unsubscribe with validation and isolation; refusals are answered, counted and
 // logged at debug level, never a disconnect.
-void SocketService::handle_rooms(gateway::Socket& socket, const RawArgs& args, gateway::Ack ack,
+void SocketService::handle_rooms(Client& client, const Args& args, const Reply& reply,
                                  bool subscribe) {
-  auto session = session_of(socket);
+  auto session = client.session();
   if (!session) return;
   auto request = rules::resolve_rooms(first_argument(args), session->view, config_.gateway);
   if (request.ok() && subscribe) {
     request.error =
-        rules::max_rooms_check(socket.rooms(), request.rooms, config_.gateway.max_rooms_per_socket);
+        rules::max_rooms_check(client.rooms(), request.rooms, config_.gateway.max_rooms_per_socket);
   }
   if (!request.ok()) {
     counters_.refused++;
     component_logger("socket")->debug("{} refused for socket {}: {}",
-                                      subscribe ? "subscribe" : "unsubscribe", socket.id(),
+                                      subscribe ? "subscribe" : "unsubscribe", client.id(),
                                       request.error);
-    answer(ack, Json{{"error", request.error}});
+    answer(reply, Json{{"error", request.error}});
     return;
   }
   for (const auto& room : request.rooms) {
     if (subscribe) {
-      socket.join(room);
+      client.join(room);
     } else {
-      socket.leave(room);
+      client.leave(room);
     }
   }
-  answer(ack, Json{{"rooms", request.rooms}});
+  answer(reply, Json{{"rooms", request.rooms}});
   if (subscribe) {
     if (auto event = rules::subscribe_event(request, session->view)) {
       broker_.emit(event->first, std::move(event->second));
@@ -208,10 +216,9 @@ void SocketService::handle_rooms(gateway::Socket& socket, const RawArgs& args, g
 
 size_t SocketService::deliver(const std::string& event, const std::string& args_json,
                               const std::vector<std::string>* rooms) {
-  // Encoded once; the same bytes go to every recipient.
-  auto packet = nsp_.encode_event(event, RawArgs{args_json});
-  if (!packet) return 0;
-  size_t recipients = rooms ? nsp_.send_to(*rooms, packet) : nsp_.send_all(packet);
+  // Encoded once by the hub; the same bytes go to every recipient.
+  size_t recipients =
+      rooms ? hub_.deliver_to(*rooms, event, args_json) : hub_.deliver_all(event, args_json);
   counters_.events_out += recipients;
   return recipients;
 }
@@ -229,33 +236,37 @@ void SocketService::fan_out_to_other_gateways(const Context& ctx) {
   broker_.broadcast(ctx.name, ctx.params, std::move(options));
 }
 
-void SocketService::handle_moleculer_event(const ContextPtr& ctx) {
-  counters_.events_in++;
-  const std::string& name = ctx->name;
-  const Json& payload = ctx->params;
-  if (name == "$user.logout" || name == "$broadcast.$user.logout") {
-    if (auto token = rules::map_logout(payload)) {
-      logout(*token);
-    } else {
-      counters_.rejected++;
-      component_logger("socket")->warn("event '{}' rejected: no authToken", name);
-    }
-    return;
-  }
-  rules::EventOutcome outcome;
-  if (name.rfind("$metadata.", 0) == 0) {
-    outcome = rules::map_metadata(name, payload, config_.gateway.metadata_types);
-  } else if (name == "$broadcast.$notification.users") {
-    outcome = rules::map_notification_users(payload);
-  } else if (name == "$broadcast.socket.emit") {
-    outcome = rules::map_socket_emit(payload, true);
-  } else if (name == "$socket.emit") {
-    outcome = rules::map_socket_emit(payload, false);
-  } else if (name.rfind("@objectRecordEvent.", 0) == 0 || name == "@objectRecordEvent") {
-    outcome = rules::map_object_record_event(name, payload);
+void SocketService::on_metadata(const Context& ctx) {
+  apply(ctx.name, rules::map_metadata(ctx.name, ctx.params, config_.gateway.metadata_types));
+}
+
+void SocketService::on_notification_users(const Context& ctx) {
+  apply(ctx.name, rules::map_notification_users(ctx.params));
+}
+
+void SocketService::on_broadcast_socket_emit(const Context& ctx) {
+  apply(ctx.name, rules::map_socket_emit(ctx.params, true));
+}
+
+void SocketService::on_socket_emit(const Context& ctx) {
+  apply(ctx.name, rules::map_socket_emit(ctx.params, false));
+}
+
+void SocketService::on_object_record_event(const Context& ctx) {
+  apply(ctx.name, rules::map_object_record_event(ctx.name, ctx.params));
+}
+
+void SocketService::on_logout(const Context& ctx) {
+  if (auto token = rules::map_logout(ctx.params)) {
+    logout(*token);
   } else {
-    return;
+    counters_.rejected++;
+    component_logger("socket")->warn("event '{}' rejected: no authToken", ctx.name);
   }
+}
+
+// Sends what a mapper decided; a rejection is logged with its reason and counted.
+void SocketService::apply(const std::string& name, const rules::EventOutcome& outcome) {
   if (auto* rejected = std::get_if<rules::Rejected>(&outcome)) {
     counters_.rejected++;
     component_logger("socket")->warn("event '{}' rejected: {}", name, rejected->reason);
@@ -275,20 +286,18 @@ void SocketService::logout(const std::string& token) {
   auto it = sockets_by_token_.find(token);
   std::vector<std::string> ids;
   if (it != sockets_by_token_.end()) ids.assign(it->second.begin(), it->second.end());
-  for (const auto& id : ids) {
-    if (auto* socket = nsp_.find(id)) socket->disconnect(true);
-  }
+  hub_.disconnect(ids);
   component_logger("socket")->info("logout: {} cached session(s) dropped, {} socket(s) closed",
                                    dropped, ids.size());
 }
 
 Json SocketService::stats() const {
   size_t total = 0, anonymous = 0, polling = 0, websocket = 0;
-  nsp_.for_each_socket([&](gateway::Socket& socket) {
+  hub_.for_each_client([&](Client& client) {
     total++;
-    auto session = session_of(socket);
+    auto session = client.session();
     if (!session || session->view.anonymous) anonymous++;
-    (socket.transport() == gateway::TransportKind::Polling ? polling : websocket)++;
+    (client.transport() == ClientTransport::Polling ? polling : websocket)++;
   });
   auto uptime =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
@@ -299,7 +308,7 @@ Json SocketService::stats() const {
                 {"anonymous", anonymous},
                 {"authenticated", total - anonymous},
                 {"byTransport", {{"polling", polling}, {"websocket", websocket}}}}},
-              {"rooms", nsp_.room_count()},
+              {"rooms", hub_.room_count()},
               {"events", {{"in", counters_.events_in}, {"out", counters_.events_out}}},
               {"rejected", counters_.rejected},
               {"refused", counters_.refused},
@@ -310,11 +319,13 @@ Json SocketService::stats() const {
 ServiceSchema SocketService::schema() {
   ServiceSchema service;
   service.name = config_.service_name;
-  for (const auto& pattern : socket_event_patterns()) {
-    service.events.push_back(EventSchema{pattern, kGroup, [this](ContextPtr ctx) {
-                                           fan_out_to_other_gateways(*ctx);
-                                           handle_moleculer_event(ctx);
-                                         }});
+  for (const auto& route : event_routes()) {
+    service.events.push_back(
+        EventSchema{route.pattern, kGroup, [this, handle = route.handle](ContextPtr ctx) {
+                      fan_out_to_other_gateways(*ctx);
+                      counters_.events_in++;
+                      (this->*handle)(*ctx);
+                    }});
   }
   auto action = [&service](std::string name, Json params_schema, ActionHandler handler) {
     ActionSchema schema;
@@ -354,19 +365,19 @@ ServiceSchema SocketService::schema() {
            }
            const auto& params = std::get<rules::ClientsParams>(validated);
            Json list = Json::array();
-           nsp_.for_each_socket([&](gateway::Socket& socket) {
-             auto session = session_of(socket);
+           hub_.for_each_client([&](Client& client) {
+             auto session = client.session();
              if (!session) return;
-             if (params.room && !socket.in_room(*params.room)) return;
+             if (params.room && !client.in_room(*params.room)) return;
              if (params.user_id && session->view.user_id != params.user_id) return;
-             list.push_back(Json{
-                 {"id", socket.id()},
-                 {"userId", nullable(session->view.user_id)},
-                 {"tenantId", nullable(session->view.tenant_id)},
-                 {"anonymous", session->view.anonymous},
-                 {"transport",
-                  socket.transport() == gateway::TransportKind::Polling ? "polling" : "websocket"},
-                 {"rooms", socket.rooms()}});
+             list.push_back(
+                 Json{{"id", client.id()},
+                      {"userId", nullable(session->view.user_id)},
+                      {"tenantId", nullable(session->view.tenant_id)},
+                      {"anonymous", session->view.anonymous},
+                      {"transport",
+                       client.transport() == ClientTransport::Polling ? "polling" : "websocket"},
+                      {"rooms", client.rooms()}});
            });
            respond(Outcome::success(std::move(list)));
          });
@@ -382,17 +393,15 @@ ServiceSchema SocketService::schema() {
            }
            const auto& params = std::get<rules::DisconnectParams>(validated);
            std::vector<std::string> ids;
-           nsp_.for_each_socket([&](gateway::Socket& socket) {
-             auto session = session_of(socket);
+           hub_.for_each_client([&](Client& client) {
+             auto session = client.session();
              if (!session) return;
-             if (params.sid && socket.id() != *params.sid) return;
+             if (params.sid && client.id() != *params.sid) return;
              if (params.user_id && session->view.user_id != params.user_id) return;
              if (params.tenant_id && session->view.tenant_id != params.tenant_id) return;
-             ids.push_back(socket.id());
+             ids.push_back(client.id());
            });
-           for (const auto& id : ids) {
-             if (auto* socket = nsp_.find(id)) socket->disconnect(true);
-           }
+           hub_.disconnect(ids);
            respond(Outcome::success(Json{{"disconnected", ids.size()}}));
          });
   return service;

@@ -1,19 +1,21 @@
 #pragma once
 // The Steedos `socket` service (spec: gateway-contract.md): Moleculer events and actions on one
-// side, the Socket.IO namespace `/` on the other. Authentication on CONNECT, tenant rooms,
-// event mapping and the operator actions are wired here; the rules themselves are pure
-// functions in services/steedos_*.hpp.
+// side, the Socket.IO clients on the other, reached through a ClientHub (services/client_hub.hpp).
+// Authentication on CONNECT, tenant rooms, event mapping and the operator actions are wired
+// here; the rules themselves are pure functions in services/steedos_*.hpp.
 #include <chrono>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "gateway/socketio_server.hpp"
 #include "moleculer/broker.hpp"
+#include "services/client_hub.hpp"
 #include "services/config.hpp"
 #include "services/steedos_auth_rules.hpp"
+#include "services/steedos_events.hpp"
 
 namespace steedos::services {
 
@@ -34,8 +36,9 @@ const std::vector<std::string>& socket_event_patterns();
 
 class SocketService {
  public:
-  /// Registers the CONNECT hook and client event handlers on `io`'s namespace `/`.
-  SocketService(Broker& broker, gateway::SocketIoServer& io, const Config& config);
+  /// Installs the connect hook and the client event handlers on `hub`, which must outlive the
+  /// service.
+  SocketService(Broker& broker, ClientHub& hub, const Config& config);
   SocketService(const SocketService&) = delete;
   SocketService& operator=(const SocketService&) = delete;
 
@@ -45,32 +48,42 @@ class SocketService {
   Json stats() const;
 
  private:
-  struct Session;
+  friend const std::vector<std::string>& socket_event_patterns();
+  /// One event pattern of §5 and the member that handles it (its own mapper).
+  struct EventRoute {
+    const char* pattern;
+    void (SocketService::*handle)(const Context& ctx);
+  };
+  /// The patterns in the order they are advertised; each is registered as its own event.
+  static const std::vector<EventRoute>& event_routes();
   struct Counters {
     uint64_t events_in = 0, events_out = 0, rejected = 0, refused = 0;
     uint64_t auth_calls = 0, auth_failures = 0;
   };
 
-  void authenticate(gateway::Socket& socket, const Json& auth,
-                    std::function<void(gateway::ConnectResult)> decide);
-  void on_connected(gateway::Socket& socket);
-  void on_disconnected(gateway::Socket& socket);
-  void handle_rooms(gateway::Socket& socket, const gateway::RawArgs& args, gateway::Ack ack,
+  void authenticate(Client& client, const Json& auth, std::function<void(ConnectDecision)> decide);
+  void on_connected(Client& client);
+  void on_disconnected(Client& client);
+  void handle_rooms(Client& client, const std::vector<std::string_view>& args, const Reply& reply,
                     bool subscribe);
-  void handle_moleculer_event(const ContextPtr& ctx);
+  void on_metadata(const Context& ctx);
+  void on_notification_users(const Context& ctx);
+  void on_broadcast_socket_emit(const Context& ctx);
+  void on_socket_emit(const Context& ctx);
+  void on_object_record_event(const Context& ctx);
+  void on_logout(const Context& ctx);
+  void apply(const std::string& name, const rules::EventOutcome& outcome);
   void fan_out_to_other_gateways(const Context& ctx);
   void logout(const std::string& token);
   size_t deliver(const std::string& event, const std::string& args_json,
                  const std::vector<std::string>* rooms);
 
-  static std::shared_ptr<Session> session_of(gateway::Socket& socket);
-
   Broker& broker_;
-  gateway::Namespace& nsp_;
+  ClientHub& hub_;
   Config config_;
   rules::AuthCache auth_cache_;
   Counters counters_;
-  std::map<std::string, std::set<std::string>> sockets_by_token_;  // token -> socket ids
+  std::map<std::string, std::set<std::string>> sockets_by_token_;  // token -> client ids
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 

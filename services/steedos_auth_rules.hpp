@@ -3,8 +3,10 @@
 // parsing, which credentials a handshake carries, what an auth-service reply means, the session
 // kept per socket and the cache of successful lookups. No I/O: the gateway and the broker feed
 // these functions and act on their answers, so every rule is testable without a network.
+#include <array>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <list>
 #include <map>
 #include <optional>
@@ -13,14 +15,15 @@
 #include <utility>
 #include <variant>
 
-#include "gateway/compact_string_map.hpp"
 #include "protocol/json.hpp"
 #include "protocol/moleculer_error.hpp"
 
 namespace steedos::services::rules {
 
-/// Handshake headers, names lower-case (as gateway::HandshakeInfo holds them).
-using Headers = gateway::CompactStringMap;
+/// Handshake headers, names lower-case. Only those of kHeadersRead matter.
+using Headers = std::map<std::string, std::string, std::less<>>;
+/// The handshake headers the rules read: a caller may copy just these.
+inline constexpr std::array<std::string_view, 2> kHeadersRead = {"cookie", "authorization"};
 
 /// The cookie names Steedos sets at login.
 inline constexpr std::string_view kSpaceCookie = "X-Space-Id";

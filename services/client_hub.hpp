@@ -1,0 +1,106 @@
+#pragma once
+// What the `socket` service needs of the Socket.IO side, and nothing more (spec:
+// gateway-contract.md §2, §3, §5, §6): hooks for a client's connect, connection, disconnect and
+// events; delivery of one event to rooms or to every client; a view of each client (id,
+// transport, rooms, handshake headers, the session the service attached); server disconnects
+// and the room count. services/gateway_hub.hpp implements it over gateway::Namespace; the unit
+// tests implement it with a fake, so the service is tested without sockets.
+//
+// Threading: every call in and out happens on the one thread of the event loop, except the
+// `decide` function of a connect, which may be called later (after the connect hook returned).
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/json.hpp"
+
+namespace steedos::services {
+
+/// The service's per-client state. Defined by the service; a hub only stores it.
+struct ClientSession;
+
+enum class ClientTransport { Polling, WebSocket };
+
+/// One connected (or connecting) client, valid during the call that hands it out only.
+class Client {
+ public:
+  virtual ~Client() = default;
+
+  virtual const std::string& id() const = 0;
+  virtual ClientTransport transport() const = 0;
+  /// A header of the handshake request, by lower-case name; nullopt when absent.
+  virtual std::optional<std::string_view> header(std::string_view name) const = 0;
+
+  /// The session the service attached (nullptr before it did).
+  virtual std::shared_ptr<ClientSession> session() const = 0;
+  virtual void set_session(std::shared_ptr<ClientSession> session) = 0;
+
+  /// Named rooms; the client's own-id room is implicit and not listed.
+  virtual std::vector<std::string> rooms() const = 0;
+  virtual bool in_room(const std::string& room) const = 0;
+  virtual void join(const std::string& room) = 0;
+  virtual void leave(const std::string& room) = 0;
+
+  /// Emits `event` to this client with the JSON text of each argument.
+  virtual void emit(std::string_view event,
+                    const std::vector<std::string_view>& args_json = {}) = 0;
+};
+
+/// The answer to a connect: accept, or close the transport without a reply (fail closed; the
+/// reason is for the log only).
+struct ConnectDecision {
+  bool accept = true;
+  std::string close_reason;
+
+  static ConnectDecision accepted() { return {}; }
+  static ConnectDecision close_transport(std::string reason) { return {false, std::move(reason)}; }
+};
+
+/// Answers a client event that asked for an acknowledgement with one JSON argument. Empty when
+/// the client asked for none.
+using Reply = std::function<void(const std::string& arg_json)>;
+
+struct ClientHandlers {
+  /// Before the client is connected; `decide` must be called exactly once, now or later.
+  std::function<void(Client&, const Json& auth, std::function<void(ConnectDecision)> decide)>
+      connect;
+  /// After the connect reply went out, so what is emitted here follows it.
+  std::function<void(Client&)> connected;
+  std::function<void(Client&)> disconnected;
+  /// Client events by name, with the JSON text of each argument.
+  using EventHandler = std::function<void(Client&, const std::vector<std::string_view>& args_json,
+                                          const Reply& reply)>;
+  std::map<std::string, EventHandler> events;
+};
+
+/// The clients of this node as the `socket` service sees them.
+class ClientHub {
+ public:
+  virtual ~ClientHub() = default;
+
+  /// Installs the service's handlers (once, before clients arrive).
+  virtual void set_handlers(ClientHandlers handlers) = 0;
+
+  /// Sends `event` with one argument (JSON text) to every client in any of `rooms` (each client
+  /// once), encoded once. Returns the number of recipients (0 when the event is refused).
+  virtual size_t deliver_to(const std::vector<std::string>& rooms, std::string_view event,
+                            std::string_view arg_json) = 0;
+  /// The same, to every connected client.
+  virtual size_t deliver_all(std::string_view event, std::string_view arg_json) = 0;
+
+  /// Visits the connected clients; `fn` may not disconnect them (collect ids, then disconnect).
+  virtual void for_each_client(const std::function<void(Client&)>& fn) = 0;
+  /// Server disconnect of each connected client of `ids` (and its transport); unknown ids are
+  /// skipped.
+  virtual void disconnect(const std::vector<std::string>& ids) = 0;
+
+  /// Named rooms with at least one member.
+  virtual size_t room_count() const = 0;
+};
+
+}  // namespace steedos::services

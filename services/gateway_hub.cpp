@@ -1,0 +1,115 @@
+#include "services/gateway_hub.hpp"
+
+#include <any>
+#include <utility>
+
+namespace steedos::services {
+
+namespace {
+
+using gateway::RawArgs;
+
+// A Client over a gateway socket, made on the stack for the length of one call.
+class SocketClient final : public Client {
+ public:
+  explicit SocketClient(gateway::Socket& socket) : socket_(socket) {}
+
+  const std::string& id() const override { return socket_.id(); }
+  ClientTransport transport() const override {
+    return socket_.transport() == gateway::TransportKind::Polling ? ClientTransport::Polling
+                                                                  : ClientTransport::WebSocket;
+  }
+  std::optional<std::string_view> header(std::string_view name) const override {
+    const auto& headers = socket_.handshake().headers;
+    auto it = headers.find(name);
+    if (it == headers.end()) return std::nullopt;
+    return it->second;
+  }
+
+  std::shared_ptr<ClientSession> session() const override {
+    auto* session = std::any_cast<std::shared_ptr<ClientSession>>(&socket_.data());
+    return session ? *session : nullptr;
+  }
+  void set_session(std::shared_ptr<ClientSession> session) override {
+    socket_.data() = std::move(session);
+  }
+
+  std::vector<std::string> rooms() const override { return socket_.rooms(); }
+  bool in_room(const std::string& room) const override { return socket_.in_room(room); }
+  void join(const std::string& room) override { socket_.join(room); }
+  void leave(const std::string& room) override { socket_.leave(room); }
+
+  void emit(std::string_view event, const std::vector<std::string_view>& args_json) override {
+    socket_.emit(event, args_json);
+  }
+
+ private:
+  gateway::Socket& socket_;
+};
+
+}  // namespace
+
+void GatewayHub::set_handlers(ClientHandlers handlers) {
+  if (handlers.connect) {
+    nsp_.set_connect_hook([connect = std::move(handlers.connect)](
+                              gateway::Socket& socket, const Json& auth,
+                              std::function<void(gateway::ConnectResult)> decide) {
+      SocketClient client(socket);
+      connect(client, auth, [decide = std::move(decide)](ConnectDecision decision) {
+        decide(decision.accept
+                   ? gateway::ConnectResult::accept()
+                   : gateway::ConnectResult::close_transport(std::move(decision.close_reason)));
+      });
+    });
+  }
+  if (handlers.connected) {
+    nsp_.on_connection([connected = std::move(handlers.connected)](gateway::Socket& socket) {
+      SocketClient client(socket);
+      connected(client);
+    });
+  }
+  if (handlers.disconnected) {
+    nsp_.on_disconnect([disconnected = std::move(handlers.disconnected)](gateway::Socket& socket,
+                                                                         const std::string&) {
+      SocketClient client(socket);
+      disconnected(client);
+    });
+  }
+  for (auto& [event, handler] : handlers.events) {
+    nsp_.on(event, [handler = std::move(handler)](gateway::Socket& socket, const RawArgs& args,
+                                                  const gateway::Attachments&, gateway::Ack ack) {
+      SocketClient client(socket);
+      Reply reply;
+      if (ack) {
+        reply = [ack](const std::string& arg_json) { ack(RawArgs{arg_json}); };
+      }
+      handler(client, args, reply);
+    });
+  }
+}
+
+size_t GatewayHub::deliver_to(const std::vector<std::string>& rooms, std::string_view event,
+                              std::string_view arg_json) {
+  auto packet = nsp_.encode_event(event, RawArgs{arg_json});
+  return packet ? nsp_.send_to(rooms, packet) : 0;
+}
+
+size_t GatewayHub::deliver_all(std::string_view event, std::string_view arg_json) {
+  auto packet = nsp_.encode_event(event, RawArgs{arg_json});
+  return packet ? nsp_.send_all(packet) : 0;
+}
+
+void GatewayHub::for_each_client(const std::function<void(Client&)>& fn) {
+  nsp_.for_each_socket([&fn](gateway::Socket& socket) {
+    SocketClient client(socket);
+    fn(client);
+  });
+}
+
+void GatewayHub::disconnect(const std::vector<std::string>& ids) {
+  for (const auto& id : ids) {
+    if (auto* socket = nsp_.find(id)) socket->disconnect(true);
+  }
+}
+
+}  // namespace steedos::services

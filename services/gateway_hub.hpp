@@ -1,0 +1,28 @@
+#pragma once
+// The ClientHub of a real node: a Socket.IO namespace of the gateway (gateway/socketio_server.hpp).
+// A thin translation; the rules live in the service.
+#include "gateway/socketio_server.hpp"
+#include "services/client_hub.hpp"
+
+namespace steedos::services {
+
+class GatewayHub final : public ClientHub {
+ public:
+  /// `nsp` is owned by its SocketIoServer and outlives this hub.
+  explicit GatewayHub(gateway::Namespace& nsp) : nsp_(nsp) {}
+  GatewayHub(const GatewayHub&) = delete;
+  GatewayHub& operator=(const GatewayHub&) = delete;
+
+  void set_handlers(ClientHandlers handlers) override;
+  size_t deliver_to(const std::vector<std::string>& rooms, std::string_view event,
+                    std::string_view arg_json) override;
+  size_t deliver_all(std::string_view event, std::string_view arg_json) override;
+  void for_each_client(const std::function<void(Client&)>& fn) override;
+  void disconnect(const std::vector<std::string>& ids) override;
+  size_t room_count() const override { return nsp_.room_count(); }
+
+ private:
+  gateway::Namespace& nsp_;
+};
+
+}  // namespace steedos::services

@@ -1,0 +1,683 @@
+// The `socket` service (services/socket_service.hpp) against a fake ClientHub and real brokers on
+// the in-memory bus: authentication on connect, subscribe / unsubscribe, the seven event
+// patterns of §5, logout, the operator actions of §6 and the fan-out between gateway nodes (§7).
+// The Socket.IO wire itself is covered by tests/unit/gateway and tests/interop.
+#include "services/socket_service.hpp"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <asio/io_context.hpp>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "services/client_hub.hpp"
+#include "transport/memory_transporter.hpp"
+
+using namespace steedos;
+using namespace steedos::services;
+using moleculer::BrokerSettings;
+using transport::MemoryBus;
+using transport::MemoryTransporter;
+
+namespace {
+
+// ---------------------------------------------------------------- the fake hub
+
+class FakeClient final : public Client {
+ public:
+  FakeClient(std::string id, std::map<std::string, std::string> headers, ClientTransport transport)
+      : id_(std::move(id)), headers_(std::move(headers)), transport_(transport) {}
+
+  const std::string& id() const override { return id_; }
+  ClientTransport transport() const override { return transport_; }
+  std::optional<std::string_view> header(std::string_view name) const override {
+    auto it = headers_.find(std::string(name));
+    if (it == headers_.end()) return std::nullopt;
+    return std::string_view(it->second);
+  }
+  std::shared_ptr<ClientSession> session() const override { return session_; }
+  void set_session(std::shared_ptr<ClientSession> session) override {
+    session_ = std::move(session);
+  }
+  std::vector<std::string> rooms() const override { return {rooms_.begin(), rooms_.end()}; }
+  bool in_room(const std::string& room) const override { return rooms_.count(room) > 0; }
+  void join(const std::string& room) override { rooms_.insert(room); }
+  void leave(const std::string& room) override { rooms_.erase(room); }
+  void emit(std::string_view event, const std::vector<std::string_view>& args_json) override {
+    std::vector<std::string> args(args_json.begin(), args_json.end());
+    received.emplace_back(std::string(event), std::move(args));
+  }
+
+  /// Everything sent to this client: emits and deliveries, as (event, args).
+  std::vector<std::pair<std::string, std::vector<std::string>>> received;
+
+ private:
+  std::string id_;
+  std::map<std::string, std::string> headers_;
+  ClientTransport transport_;
+  std::shared_ptr<ClientSession> session_;
+  std::set<std::string> rooms_;
+};
+
+class FakeHub final : public ClientHub {
+ public:
+  struct Delivery {
+    std::string event;
+    std::string arg;
+    std::optional<std::vector<std::string>> rooms;  // nullopt: to all
+    size_t recipients;
+  };
+
+  void set_handlers(ClientHandlers handlers) override { handlers_ = std::move(handlers); }
+
+  size_t deliver_to(const std::vector<std::string>& rooms, std::string_view event,
+                    std::string_view arg_json) override {
+    size_t n = 0;
+    for (auto& [id, client] : connected_) {
+      bool member = std::any_of(rooms.begin(), rooms.end(), [&](const std::string& room) {
+        return room == id || client->in_room(room);
+      });
+      if (member) {
+        client->received.push_back({std::string(event), {std::string(arg_json)}});
+        n++;
+      }
+    }
+    deliveries.push_back({std::string(event), std::string(arg_json), rooms, n});
+    return n;
+  }
+  size_t deliver_all(std::string_view event, std::string_view arg_json) override {
+    for (auto& [id, client] : connected_) {
+      client->received.push_back({std::string(event), {std::string(arg_json)}});
+    }
+    deliveries.push_back(
+        {std::string(event), std::string(arg_json), std::nullopt, connected_.size()});
+    return connected_.size();
+  }
+  void for_each_client(const std::function<void(Client&)>& fn) override {
+    for (auto& [id, client] : connected_) fn(*client);
+  }
+  void disconnect(const std::vector<std::string>& ids) override {
+    for (const auto& id : ids) {
+      auto it = connected_.find(id);
+      if (it == connected_.end()) continue;
+      server_disconnected.push_back(id);
+      auto client = std::move(it->second);
+      connected_.erase(it);
+      handlers_.disconnected(*client);
+    }
+  }
+  size_t room_count() const override {
+    std::set<std::string> rooms;
+    for (const auto& [id, client] : connected_) {
+      for (auto& room : client->rooms()) rooms.insert(room);
+    }
+    return rooms.size();
+  }
+
+  // ---- driving the service as the gateway would
+
+  /// Starts a CONNECT; the decision may come later (after the auth call).
+  void connect(const std::string& id, std::map<std::string, std::string> headers = {},
+               const Json& auth = Json::object(),
+               ClientTransport transport = ClientTransport::WebSocket) {
+    auto client = std::make_unique<FakeClient>(id, std::move(headers), transport);
+    FakeClient& ref = *client;
+    connecting_[id] = std::move(client);
+    handlers_.connect(ref, auth, [this, id](ConnectDecision decision) {
+      auto it = connecting_.find(id);
+      REQUIRE(it != connecting_.end());  // decided once
+      auto client = std::move(it->second);
+      connecting_.erase(it);
+      if (!decision.accept) {
+        closed.push_back(id);
+        return;
+      }
+      FakeClient& ref = *client;
+      connected_[id] = std::move(client);
+      handlers_.connected(ref);
+    });
+  }
+  bool decided(const std::string& id) const { return connecting_.count(id) == 0; }
+  FakeClient* find(const std::string& id) {
+    auto it = connected_.find(id);
+    return it == connected_.end() ? nullptr : it->second.get();
+  }
+  /// A client event; returns the ack reply (nullopt when none was sent).
+  std::optional<Json> send(const std::string& id, const std::string& event, const Json& arg,
+                           bool with_ack = true) {
+    FakeClient* client = find(id);
+    REQUIRE(client != nullptr);
+    std::optional<Json> answer;
+    Reply reply;
+    if (with_ack) reply = [&answer](const std::string& text) { answer = Json::parse(text); };
+    std::string text = dump_json(arg);
+    handlers_.events.at(event)(*client, {text}, reply);
+    return answer;
+  }
+  /// The client goes away by itself.
+  void leave(const std::string& id) {
+    auto it = connected_.find(id);
+    REQUIRE(it != connected_.end());
+    auto client = std::move(it->second);
+    connected_.erase(it);
+    handlers_.disconnected(*client);
+  }
+  size_t count_of(const std::string& event) const {
+    return std::count_if(deliveries.begin(), deliveries.end(),
+                         [&](const Delivery& d) { return d.event == event; });
+  }
+
+  std::vector<Delivery> deliveries;
+  std::vector<std::string> closed;               // connects closed without a reply
+  std::vector<std::string> server_disconnected;  // ids, in order
+
+ private:
+  ClientHandlers handlers_;
+  std::map<std::string, std::unique_ptr<FakeClient>> connecting_;
+  std::map<std::string, std::unique_ptr<FakeClient>> connected_;
+};
+
+// ---------------------------------------------------------------- brokers on the memory bus
+
+BrokerSettings node_settings(const std::string& id) {
+  BrokerSettings s;
+  s.node_id = id;
+  s.heartbeat_interval_s = 0.2;
+  s.heartbeat_timeout_s = 0.7;
+  return s;
+}
+
+template <typename Predicate>
+bool run_until(asio::io_context& loop, Predicate done, int max_ms = 3000) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_ms);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    loop.restart();
+    loop.run_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+void run_for(asio::io_context& loop, int ms) {
+  loop.restart();
+  loop.run_for(std::chrono::milliseconds(ms));
+}
+
+std::unique_ptr<Broker> make_broker(MemoryBus& bus, const std::string& id) {
+  return std::make_unique<Broker>(bus.loop(), node_settings(id),
+                                  std::make_unique<MemoryTransporter>(bus));
+}
+
+void start(asio::io_context& loop, Broker& broker) {
+  bool started = false;
+  broker.start([&](std::optional<std::string> error) {
+    REQUIRE_FALSE(error.has_value());
+    started = true;
+  });
+  REQUIRE(run_until(loop, [&] { return started; }));
+}
+
+Outcome call(asio::io_context& loop, Broker& broker, const std::string& action,
+             const Json& params = Json::object()) {
+  std::optional<Outcome> result;
+  broker.call(action, params, CallOptions{}, [&](Outcome o) { result = std::move(o); });
+  REQUIRE(run_until(loop, [&] { return result.has_value(); }));
+  return *result;
+}
+
+// The auth action: `S1,T1` is U1 and `S1,T2` is U2 in space S1, `S1,boom` fails, anything
+// else is unknown (null reply). Counts calls per authorization.
+ServiceSchema fake_auth(std::map<std::string, int>* calls) {
+  ServiceSchema s;
+  s.name = "auth";
+  ActionSchema session;
+  session.raw_name = "session";
+  session.handler = [calls](ContextPtr ctx, Respond respond) {
+    std::string authorization = ctx->params.value("authorization", "");
+    (*calls)[authorization]++;
+    if (authorization == "S1,T1") {
+      respond(Outcome::success(Json{{"userId", "U1"}, {"spaceId", "S1"}, {"name", "Ann"}}));
+    } else if (authorization == "S1,T2") {
+      respond(Outcome::success(Json{{"userId", "U2"}, {"spaceId", "S1"}}));
+    } else if (authorization == "S1,boom") {
+      respond(Outcome::failure(protocol::errors::server_error("database down")));
+    } else {
+      respond(Outcome::success(nullptr));
+    }
+  };
+  s.actions.push_back(session);
+  return s;
+}
+
+// Records the `$socket.subscribe.*` events a subscribe emits.
+ServiceSchema subscribe_listener(std::vector<std::pair<std::string, Json>>* seen) {
+  ServiceSchema s;
+  s.name = "listener";
+  s.events.push_back(EventSchema{"$socket.subscribe.*", "", [seen](ContextPtr ctx) {
+                                   seen->emplace_back(ctx->name, ctx->params);
+                                 }});
+  return s;
+}
+
+Config test_config() {
+  Config config;
+  config.auth.action = "auth.session";
+  return config;
+}
+
+std::map<std::string, std::string> cookie(const std::string& space, const std::string& token) {
+  return {{"cookie", "X-Space-Id=" + space + "; X-Auth-Token=" + token}};
+}
+
+// One gateway node with the auth service and a listener beside it.
+struct Fixture {
+  asio::io_context loop;
+  MemoryBus bus{loop};
+  Config config = test_config();
+  std::unique_ptr<Broker> broker = make_broker(bus, "gw");
+  FakeHub hub;
+  std::map<std::string, int> auth_calls;
+  std::vector<std::pair<std::string, Json>> subscribe_events;
+  std::unique_ptr<SocketService> service;
+
+  Fixture() {
+    service = std::make_unique<SocketService>(*broker, hub, config);
+    broker->add_service(service->schema());
+    broker->add_service(fake_auth(&auth_calls));
+    broker->add_service(subscribe_listener(&subscribe_events));
+    start(loop, *broker);
+  }
+
+  /// Connects and waits for the decision; true when accepted.
+  bool connect(const std::string& id, std::map<std::string, std::string> headers = {},
+               const Json& auth = Json::object()) {
+    hub.connect(id, std::move(headers), auth);
+    REQUIRE(run_until(loop, [&] { return hub.decided(id); }));
+    return hub.find(id) != nullptr;
+  }
+  /// U1 (token T1) and U2 (token T2) of S1, and an anonymous client of S1.
+  void connect_three() {
+    REQUIRE(connect("u1", cookie("S1", "T1")));
+    REQUIRE(connect("u2", cookie("S1", "T2")));
+    REQUIRE(connect("anon", {{"cookie", "X-Space-Id=S1"}}));
+  }
+  Outcome call(const std::string& action, const Json& params = Json::object()) {
+    return ::call(loop, *broker, action, params);
+  }
+  Json stats() { return call("socket.stats").data; }
+  /// Emits a Moleculer event from the node and lets it be handled.
+  void emit(const std::string& event, const Json& payload) {
+    auto before = stats()["events"]["in"].get<uint64_t>();
+    broker->emit(event, payload);
+    REQUIRE(run_until(loop, [&] { return stats()["events"]["in"].get<uint64_t>() == before + 1; }));
+  }
+  const FakeHub::Delivery& last_delivery() {
+    REQUIRE_FALSE(hub.deliveries.empty());
+    return hub.deliveries.back();
+  }
+};
+
+std::vector<std::string> event_names(const FakeClient& client) {
+  std::vector<std::string> names;
+  for (const auto& [event, args] : client.received) names.push_back(event);
+  return names;
+}
+
+}  // namespace
+
+TEST_SUITE("socket service") {
+  // ============================================================ connect (§2)
+
+  TEST_CASE("an anonymous connect is accepted without an auth call and gets connection-init") {
+    Fixture f;
+    REQUIRE(f.connect("a1"));
+    CHECK(f.auth_calls.empty());
+    const FakeClient& client = *f.hub.find("a1");
+    REQUIRE(client.received.size() == 1);
+    CHECK(client.received[0].first == "connection-init");
+    CHECK(client.received[0].second.empty());
+    Json stats = f.stats();
+    CHECK(stats["connections"]["total"] == 1);
+    CHECK(stats["connections"]["anonymous"] == 1);
+    CHECK(stats["auth"]["calls"] == 0);
+  }
+
+  TEST_CASE("a cookie connect calls the auth action once, then the cache answers") {
+    Fixture f;
+    REQUIRE(f.connect("c1", cookie("S1", "T1")));
+    CHECK(f.auth_calls == std::map<std::string, int>{{"S1,T1", 1}});
+    CHECK(event_names(*f.hub.find("c1")) == std::vector<std::string>{"connection-init"});
+    REQUIRE(f.connect("c2", cookie("S1", "T1")));
+    CHECK(f.auth_calls == std::map<std::string, int>{{"S1,T1", 1}});
+    // The CONNECT payload and the Bearer header are credentials too.
+    REQUIRE(f.connect("c3", {}, Json{{"spaceId", "S1"}, {"token", "T2"}}));
+    REQUIRE(f.connect("c4", {{"authorization", "Bearer S1,T2"}}));
+    CHECK(f.auth_calls == std::map<std::string, int>{{"S1,T1", 1}, {"S1,T2", 1}});
+    Json stats = f.stats();
+    CHECK(stats["connections"]["authenticated"] == 4);
+    CHECK(stats["auth"] == Json{{"calls", 2}, {"failures", 0}});
+    Json clients = f.call("socket.clients", Json{{"userId", "U1"}}).data;
+    REQUIRE(clients.size() == 2);
+    CHECK(clients[0]["tenantId"] == "S1");
+    CHECK(clients[0]["anonymous"] == false);
+  }
+
+  TEST_CASE("an unknown token is anonymous in the cookie's space") {
+    Fixture f;
+    REQUIRE(f.connect("x", cookie("S1", "nobody")));
+    CHECK(f.auth_calls["S1,nobody"] == 1);
+    Json clients = f.call("socket.clients").data;
+    REQUIRE(clients.size() == 1);
+    CHECK(clients[0]["anonymous"] == true);
+    CHECK(clients[0]["userId"].is_null());
+    CHECK(clients[0]["tenantId"] == "S1");
+  }
+
+  TEST_CASE("an auth failure closes the transport (fail closed) and is not cached") {
+    Fixture f;
+    CHECK_FALSE(f.connect("b1", cookie("S1", "boom")));
+    CHECK(f.hub.closed == std::vector<std::string>{"b1"});
+    CHECK_FALSE(f.connect("b2", cookie("S1", "boom")));
+    CHECK(f.auth_calls["S1,boom"] == 2);
+    Json stats = f.stats();
+    CHECK(stats["connections"]["total"] == 0);
+    CHECK(stats["auth"] == Json{{"calls", 2}, {"failures", 2}});
+  }
+
+  // ============================================================ rooms (§3)
+
+  TEST_CASE("subscribe and unsubscribe join and leave the tenant's rooms and answer the ack") {
+    Fixture f;
+    f.connect_three();
+    auto reply = f.hub.send("u1", "subscribe", Json{{"roomParts", "orders"}});
+    CHECK(reply == Json{{"rooms", {"S1-orders"}}});
+    CHECK(f.hub.find("u1")->in_room("S1-orders"));
+    reply = f.hub.send("u1", "subscribe",
+                       Json{{"roomParts", {"notification-change", "me"}}, {"individual", true}});
+    CHECK(reply == Json{{"rooms", {"S1-notification-change-U1", "S1-me-U1"}}});
+    CHECK(f.hub.find("u1")->rooms() ==
+          std::vector<std::string>{"S1-me-U1", "S1-notification-change-U1", "S1-orders"});
+    // The string form of a subscribe is announced on the bus.
+    REQUIRE(run_until(f.loop, [&] { return !f.subscribe_events.empty(); }));
+    CHECK(f.subscribe_events[0].first == "$socket.subscribe.orders");
+    CHECK(f.subscribe_events[0].second ==
+          Json{{"roomParts", "orders"}, {"individual", false}, {"space", "S1"}});
+
+    reply = f.hub.send("u1", "unsubscribe", Json{{"roomParts", "orders"}});
+    CHECK(reply == Json{{"rooms", {"S1-orders"}}});
+    CHECK_FALSE(f.hub.find("u1")->in_room("S1-orders"));
+    CHECK(f.stats()["refused"] == 0);
+    CHECK(f.stats()["rooms"] == 2);
+  }
+
+  TEST_CASE("subscribes that break isolation are refused, answered and counted") {
+    Fixture f;
+    f.connect_three();
+    // Another user's personal room, named as a shared one.
+    auto reply = f.hub.send("u1", "subscribe", Json{{"roomParts", "notification-change-U2"}});
+    CHECK(reply == Json{{"error", "'notification-change-U2' is a personal room: use individual"}});
+    // Anonymous sockets have no tenant rooms (gateway.anonymousRooms false).
+    reply = f.hub.send("anon", "subscribe", Json{{"roomParts", "orders"}});
+    CHECK(reply == Json{{"error", "anonymous sockets cannot join tenant rooms"}});
+    reply = f.hub.send("u1", "unsubscribe", Json{{"roomParts", 42}});
+    CHECK(reply == Json{{"error", "roomParts must be a string or an array of strings"}});
+    // Without an ack id the refusal is still counted.
+    CHECK_FALSE(f.hub.send("anon", "subscribe", Json{{"roomParts", "x"}}, false).has_value());
+    CHECK(f.hub.find("u1")->rooms().empty());
+    CHECK(f.hub.find("anon")->rooms().empty());
+    CHECK(f.stats()["refused"] == 4);
+    run_for(f.loop, 20);
+    CHECK(f.subscribe_events.empty());
+  }
+
+  TEST_CASE("ping is answered with pong and the server time") {
+    Fixture f;
+    REQUIRE(f.connect("a"));
+    CHECK_FALSE(f.hub.send("a", "ping", nullptr, false).has_value());
+    const FakeClient& client = *f.hub.find("a");
+    REQUIRE(client.received.size() == 2);
+    CHECK(client.received[1].first == "pong");
+    REQUIRE(client.received[1].second.size() == 1);
+    CHECK(Json::parse(client.received[1].second[0]).get<std::string>().size() == 24);
+  }
+
+  // ============================================================ the seven patterns (§5)
+
+  TEST_CASE("$metadata.<type> goes to every client as s:metadata:change") {
+    Fixture f;
+    f.connect_three();
+    f.emit("$metadata.objects", Json{{"type", "objects"},
+                                     {"action", "update"},
+                                     {"data", {{"_id", "o1"}, {"name", "acc"}}}});
+    const auto& d = f.last_delivery();
+    CHECK(d.event == "s:metadata:change");
+    CHECK(d.arg == R"({"type":"objects","action":"update","_id":"o1","name":"acc"})");
+    CHECK_FALSE(d.rooms.has_value());
+    CHECK(d.recipients == 3);
+    // A type outside metadataTypes is ignored, not rejected.
+    f.emit("$metadata.users", Json{{"type", "users"}, {"data", Json::object()}});
+    CHECK(f.hub.deliveries.size() == 1);
+    CHECK(f.stats()["rejected"] == 0);
+    f.emit("$metadata.objects", Json{{"type", "objects"}, {"data", 1}});
+    CHECK(f.hub.deliveries.size() == 1);
+    CHECK(f.stats()["rejected"] == 1);
+    CHECK(f.stats()["events"] == Json{{"in", 3}, {"out", 3}});
+  }
+
+  TEST_CASE("$broadcast.$notification.users goes to each user's notification room") {
+    Fixture f;
+    f.connect_three();
+    f.hub.send("u1", "subscribe", Json{{"roomParts", "notification-change"}, {"individual", true}});
+    f.hub.send("u2", "subscribe", Json{{"roomParts", "notification-change"}, {"individual", true}});
+    f.emit("$broadcast.$notification.users",
+           Json{{"data", {{"tenantId", "S1"}, {"users", {"U1", "U3"}}, {"message", "hi"}}}});
+    const auto& d = f.last_delivery();
+    CHECK(d.event == "s:notification-change");
+    CHECK(d.arg == R"({"message":"hi"})");
+    CHECK(d.rooms ==
+          std::vector<std::string>{"S1-notification-change-U1", "S1-notification-change-U3"});
+    CHECK(d.recipients == 1);
+    CHECK(event_names(*f.hub.find("u1")).back() == "s:notification-change");
+    CHECK(event_names(*f.hub.find("u2")).back() == "connection-init");
+    f.emit("$broadcast.$notification.users", Json{{"data", {{"users", {"U1"}}}}});
+    CHECK(f.hub.deliveries.size() == 1);
+    CHECK(f.stats()["rejected"] == 1);
+  }
+
+  TEST_CASE("$broadcast.socket.emit reads the nested payload, $socket.emit the flat one") {
+    Fixture f;
+    f.connect_three();
+    f.hub.send("u1", "subscribe", Json{{"roomParts", "orders"}});
+    f.emit(
+        "$broadcast.socket.emit",
+        Json{{"data", {{"eventName", "e1"}, {"eventParams", {{"a", 1}}}, {"room", "S1-orders"}}}});
+    auto d = f.last_delivery();
+    CHECK(d.event == "e1");
+    CHECK(d.arg == R"({"a":1})");
+    CHECK(d.rooms == std::vector<std::string>{"S1-orders"});
+    CHECK(d.recipients == 1);
+
+    f.emit("$socket.emit", Json{{"eventName", "e2"}, {"eventParams", {1, 2}}});
+    d = f.last_delivery();
+    CHECK(d.event == "e2");
+    CHECK(d.arg == "[1,2]");
+    CHECK_FALSE(d.rooms.has_value());
+    CHECK(d.recipients == 3);
+
+    // Each pattern has its own shape: the other one's payload is rejected.
+    f.emit("$socket.emit", Json{{"data", {{"eventName", "e3"}, {"eventParams", 1}}}});
+    f.emit("$broadcast.socket.emit", Json{{"eventName", "e4"}, {"eventParams", 1}});
+    // Reserved names never reach clients.
+    f.emit("$socket.emit", Json{{"eventName", "disconnect"}, {"eventParams", 1}});
+    CHECK(f.hub.deliveries.size() == 2);
+    CHECK(f.stats()["rejected"] == 3);
+  }
+
+  TEST_CASE("@objectRecordEvent.<object>.<action> goes to the record's room of the space") {
+    Fixture f;
+    f.connect_three();
+    f.hub.send("u2", "subscribe", Json{{"roomParts", "record:accounts:change-r1"}});
+    f.emit("@objectRecordEvent.accounts.updated", Json{{"spaceId", "S1"}, {"id", "r1"}});
+    const auto& d = f.last_delivery();
+    CHECK(d.event == "s:record:accounts:change-r1");
+    CHECK(d.arg == R"({"_id":"r1"})");
+    CHECK(d.rooms == std::vector<std::string>{"S1-record:accounts:change-r1"});
+    CHECK(d.recipients == 1);
+    CHECK(event_names(*f.hub.find("u2")).back() == "s:record:accounts:change-r1");
+    f.emit("@objectRecordEvent.accounts.updated", Json{{"id", "r1"}});  // no spaceId
+    CHECK(f.hub.deliveries.size() == 1);
+    CHECK(f.stats()["rejected"] == 1);
+  }
+
+  TEST_CASE("$user.logout and $broadcast.$user.logout disconnect exactly the token's clients") {
+    Fixture f;
+    f.connect_three();
+    REQUIRE(f.connect("u1b", cookie("S1", "T1")));
+    f.emit("$user.logout", Json{{"authToken", "T1"}});
+    CHECK(f.hub.server_disconnected == std::vector<std::string>{"u1", "u1b"});
+    CHECK(f.hub.find("u2") != nullptr);
+    CHECK(f.hub.find("anon") != nullptr);
+    // The cache entry went with it: the next connect with T1 asks the auth service again.
+    REQUIRE(f.connect("u1c", cookie("S1", "T1")));
+    CHECK(f.auth_calls["S1,T1"] == 2);
+
+    f.emit("$broadcast.$user.logout", Json{{"data", {{"authToken", "T2"}}}});
+    CHECK(f.hub.server_disconnected == std::vector<std::string>{"u1", "u1b", "u2"});
+    // A client that left by itself is forgotten.
+    f.hub.leave("u1c");
+    f.emit("$user.logout", Json{{"authToken", "T1"}});
+    CHECK(f.hub.server_disconnected.size() == 3);
+    f.emit("$broadcast.$user.logout", Json{{"token", "T1"}});
+    CHECK(f.stats()["rejected"] == 1);
+    CHECK(f.hub.deliveries.empty());
+  }
+
+  // ============================================================ actions (§6)
+
+  TEST_CASE("socket.emit delivers to a room or to all and answers the count") {
+    Fixture f;
+    f.connect_three();
+    f.hub.send("u1", "subscribe", Json{{"roomParts", "orders"}});
+    Outcome to_room =
+        f.call("socket.emit", Json{{"event", "e5"}, {"data", {{"x", 1}}}, {"room", "S1-orders"}});
+    REQUIRE(to_room.ok);
+    CHECK(to_room.data == Json{{"delivered", 1}});
+    CHECK(f.last_delivery().rooms == std::vector<std::string>{"S1-orders"});
+    CHECK(f.last_delivery().arg == R"({"x":1})");
+    Outcome to_all = f.call("socket.emit", Json{{"event", "e6"}, {"data", "s"}});
+    REQUIRE(to_all.ok);
+    CHECK(to_all.data == Json{{"delivered", 3}});
+    CHECK_FALSE(f.last_delivery().rooms.has_value());
+    CHECK(f.stats()["events"]["out"] == 4);
+    Outcome bad = f.call("socket.emit", Json{{"data", 1}});
+    CHECK_FALSE(bad.ok);
+    CHECK(bad.error.code == 422);
+    CHECK(f.hub.deliveries.size() == 2);
+  }
+
+  TEST_CASE("socket.stats counts clients by kind and transport") {
+    Fixture f;
+    f.connect_three();
+    f.hub.connect("poll", {}, Json::object(), ClientTransport::Polling);
+    f.hub.send("u1", "subscribe", Json{{"roomParts", {"a", "b"}}});
+    Json stats = f.stats();
+    CHECK(stats["nodeID"] == "gw");
+    CHECK(stats["connections"] == Json{{"total", 4},
+                                       {"anonymous", 2},
+                                       {"authenticated", 2},
+                                       {"byTransport", {{"polling", 1}, {"websocket", 3}}}});
+    CHECK(stats["rooms"] == 2);
+  }
+
+  TEST_CASE("socket.clients filters by room and user") {
+    Fixture f;
+    f.connect_three();
+    f.hub.send("u2", "subscribe", Json{{"roomParts", "orders"}});
+    CHECK(f.call("socket.clients").data.size() == 3);
+    Json in_room = f.call("socket.clients", Json{{"room", "S1-orders"}}).data;
+    CHECK(in_room == Json::array({Json{{"id", "u2"},
+                                       {"userId", "U2"},
+                                       {"tenantId", "S1"},
+                                       {"anonymous", false},
+                                       {"transport", "websocket"},
+                                       {"rooms", {"S1-orders"}}}}));
+    Json of_user = f.call("socket.clients", Json{{"userId", "U1"}}).data;
+    REQUIRE(of_user.size() == 1);
+    CHECK(of_user[0]["id"] == "u1");
+  }
+
+  TEST_CASE("socket.disconnect closes the matching clients only") {
+    Fixture f;
+    f.connect_three();
+    REQUIRE(f.connect("u1b", cookie("S1", "T1")));
+    Outcome by_user = f.call("socket.disconnect", Json{{"userId", "U1"}});
+    REQUIRE(by_user.ok);
+    CHECK(by_user.data == Json{{"disconnected", 2}});
+    CHECK(f.hub.server_disconnected == std::vector<std::string>{"u1", "u1b"});
+    Outcome by_sid = f.call("socket.disconnect", Json{{"sid", "anon"}});
+    CHECK(by_sid.data == Json{{"disconnected", 1}});
+    Outcome other_tenant = f.call("socket.disconnect", Json{{"tenantId", "S2"}});
+    CHECK(other_tenant.data == Json{{"disconnected", 0}});
+    CHECK(f.hub.find("u2") != nullptr);
+    CHECK(f.hub.server_disconnected.size() == 3);
+  }
+
+  // ============================================================ several gateway nodes (§7)
+
+  TEST_CASE("a balanced emit is forwarded to the other socket nodes, a broadcast is not") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Config config = test_config();
+    auto producer = make_broker(bus, "producer");
+    auto broker_a = make_broker(bus, "gw-a");
+    auto broker_b = make_broker(bus, "gw-b");
+    FakeHub hub_a, hub_b;
+    SocketService service_a(*broker_a, hub_a, config);
+    SocketService service_b(*broker_b, hub_b, config);
+    broker_a->add_service(service_a.schema());
+    broker_b->add_service(service_b.schema());
+    for (auto* broker : {producer.get(), broker_a.get(), broker_b.get()}) start(loop, *broker);
+    auto sees_both = [](Broker& broker) {
+      const auto* stats = broker.registry().find_action("socket.stats");
+      return stats != nullptr && stats->endpoints.size() == 2;
+    };
+    REQUIRE(run_until(loop, [&] {
+      return sees_both(*producer) && sees_both(*broker_a) && sees_both(*broker_b);
+    }));
+    hub_a.connect("a");
+    hub_b.connect("b");
+
+    // Balanced: each emit reaches one node of the group, which forwards it to the other.
+    for (int i = 0; i < 4; ++i) {
+      producer->emit("$socket.emit", Json{{"eventName", "e"}, {"eventParams", i}});
+    }
+    REQUIRE(run_until(loop, [&] { return hub_a.count_of("e") == 4 && hub_b.count_of("e") == 4; }));
+    run_for(loop, 100);
+    CHECK(hub_a.count_of("e") == 4);
+    CHECK(hub_b.count_of("e") == 4);
+    CHECK(service_a.stats()["events"]["in"] == 4);
+    CHECK(service_b.stats()["events"]["in"] == 4);
+
+    // A broadcast reaches every node already: nobody forwards it.
+    producer->broadcast("$socket.emit", Json{{"eventName", "b"}, {"eventParams", 0}});
+    producer->broadcast("$user.logout", Json{{"authToken", "none"}});
+    REQUIRE(run_until(loop, [&] { return hub_a.count_of("b") == 1 && hub_b.count_of("b") == 1; }));
+    run_for(loop, 100);
+    CHECK(hub_a.count_of("b") == 1);
+    CHECK(hub_b.count_of("b") == 1);
+    CHECK(service_a.stats()["events"]["in"] == 6);
+    CHECK(service_b.stats()["events"]["in"] == 6);
+
+    // Every pattern fans out, a logout too: both nodes see the balanced one.
+    producer->emit("$user.logout", Json{{"authToken", "none"}});
+    REQUIRE(run_until(loop, [&] {
+      return service_a.stats()["events"]["in"] == 7 && service_b.stats()["events"]["in"] == 7;
+    }));
+  }
+}
