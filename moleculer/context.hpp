@@ -62,10 +62,13 @@ struct Context {
 };
 using ContextPtr = std::shared_ptr<Context>;
 
-/// What the node counts (tests, metrics).
+/// What the node counts (tests, metrics). Transit counts packets; the facade counts calls out
+/// and handler failures.
 struct BrokerCounters {
   uint64_t requests_in = 0, requests_out = 0, events_in = 0, events_out = 0;
   uint64_t invalid_packets = 0, orphan_responses = 0, version_mismatches = 0;
+  /// Local event handlers that threw; the event still reached the other handlers.
+  uint64_t handler_errors = 0;
 };
 
 }  // namespace steedos::moleculer
