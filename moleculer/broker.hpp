@@ -1,6 +1,8 @@
 #pragma once
-// A Moleculer service broker node in C++: registry, transit (the protocol state machine),
-// calls, events and the node lifecycle (spec: moleculer-node.md §3-5).
+// A Moleculer service broker node in C++: the facade services use (add_service, call, emit,
+// broadcast, start/stop), the registry, the local services and their execution, and the node
+// lifecycle (spec: moleculer-node.md §3-5). The protocol on the bus is Transit's
+// (moleculer/transit.hpp); the broker answers what transit hands it through TransitHandler.
 //
 // Threading: every member function must be called on the io_context thread that owns the
 // broker; the transporter posts its callbacks there. Nothing here is thread-safe by design.
@@ -14,63 +16,14 @@
 #include <string>
 #include <vector>
 
+#include "moleculer/context.hpp"
 #include "moleculer/registry.hpp"
 #include "moleculer/settings.hpp"
+#include "moleculer/transit.hpp"
 #include "protocol/json.hpp"
-#include "protocol/moleculer_error.hpp"
-#include "protocol/moleculer_packet.hpp"
 #include "transport/transporter.hpp"
 
 namespace steedos::moleculer {
-
-using protocol::MoleculerError;
-
-/// The result of an action: data, or a typed error; plus the callee's final meta.
-struct Outcome {
-  bool ok = true;
-  bool has_data = true;  // false = JS `undefined`: RES carries no `data` key
-  Json data;
-  MoleculerError error;
-  Json meta = Json::object();
-
-  static Outcome success(Json data) {
-    Outcome o;
-    o.data = std::move(data);
-    return o;
-  }
-  static Outcome nothing() {
-    Outcome o;
-    o.has_data = false;
-    return o;
-  }
-  static Outcome failure(MoleculerError error) {
-    Outcome o;
-    o.ok = false;
-    o.error = std::move(error);
-    o.data = nullptr;
-    return o;
-  }
-};
-
-/// One call or event as seen by a handler (JS `ctx`).
-struct Context {
-  std::string id;
-  std::string request_id;
-  std::string parent_id;  // empty = null
-  std::string caller;     // calling service fullName; empty = null
-  std::string node_id;    // where the call/event came from (own id when local)
-  int level = 1;
-  Json params;  // action params or event payload
-  Json meta = Json::object();
-  Json headers = Json::object();
-  std::string name;        // action name or concrete event name
-  std::string event_type;  // events: "emit", "broadcast" or "broadcastLocal"
-  std::vector<std::string> event_groups;
-  int timeout_ms = 0;  // 0 = no budget
-  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-  std::string service;  // fullName of the service whose handler runs (caller of nested calls)
-};
-using ContextPtr = std::shared_ptr<Context>;
 
 /// Completes an action exactly once; later calls are ignored.
 using Respond = std::function<void(Outcome)>;
@@ -121,12 +74,7 @@ struct EmitOptions {
   ContextPtr parent;
 };
 
-struct BrokerCounters {
-  uint64_t requests_in = 0, requests_out = 0, events_in = 0, events_out = 0;
-  uint64_t invalid_packets = 0, orphan_responses = 0, version_mismatches = 0;
-};
-
-class Broker {
+class Broker : private TransitHandler {
  public:
   Broker(asio::io_context& loop, BrokerSettings settings,
          std::unique_ptr<transport::Transporter> transporter);
@@ -163,42 +111,34 @@ class Broker {
 
  private:
   enum class State { Created, Starting, Running, Stopping, Stopped };
-  struct PendingRequest;
   struct LocalService;
+  struct LocalEventHandler;
 
-  // Transit: packets in.
-  void on_message(const std::string& subject, std::string_view data);
-  void handle_discover(const Json& packet);
-  void handle_info(const Json& packet);
-  void handle_heartbeat(const Json& packet);
-  void handle_disconnect(const Json& packet);
-  void handle_ping(const Json& packet);
-  void handle_pong(const Json& packet);
-  void handle_request(Json& packet);
-  void handle_response(Json& packet);
-  void handle_event(Json& packet);
+  // TransitHandler: the packets whose meaning depends on this node.
+  void on_discover(const std::string& sender) override;
+  void on_info(const Json& packet) override;
+  void on_heartbeat(const Json& packet) override;
+  void on_disconnect(const std::string& sender) override;
+  void on_request(ContextPtr ctx) override;
+  void on_event(ContextPtr ctx, const std::vector<std::string>& groups) override;
+  void on_connection_restored() override;
 
-  // Transit: packets out.
-  void publish(const std::string& subject, Json payload);
-  Json info_payload() const;
-  void send_info(const std::string& target);  // empty = broadcast
-  void send_discover(const std::string& target);
   void send_heartbeat();
   void schedule_info_broadcast();
-  void subscribe_all();
   void sync_balanced_subscriptions();
+  void rebuild_local_registry();
 
   // Local execution.
   void run_local_action(const std::string& action, ContextPtr ctx, Respond respond);
-  void run_local_events(ContextPtr ctx, const std::vector<std::string>& groups, bool broadcast);
-  void send_response(const std::string& target, const ContextPtr& ctx, Outcome outcome);
-  void rebuild_local_registry();
-
-  // Requests out.
-  void send_request(const std::string& node_id, const std::string& action, ContextPtr ctx,
-                    ContextPtr parent, std::function<void(Outcome)> done);
-  void settle_request(const std::string& id, Outcome outcome);
-  void reject_pending_for(const std::string& node_id);
+  /// emit: the handlers of the (pattern, group) lists the balancer picked for this node.
+  std::vector<LocalEventHandler> local_handlers_of(
+      const std::vector<std::pair<std::string, std::string>>& lists) const;
+  /// broadcast, broadcastLocal and remote events: the handlers whose pattern matches `event`,
+  /// in `groups` (every group when empty).
+  std::vector<LocalEventHandler> local_handlers_matching(
+      const std::string& event, const std::vector<std::string>& groups) const;
+  void deliver_local_event(const ContextPtr& ctx, const std::vector<LocalEventHandler>& handlers,
+                           const std::vector<std::string>& groups);
 
   // Timers.
   void arm_heartbeat();
@@ -210,25 +150,19 @@ class Broker {
 
   asio::io_context& loop_;
   BrokerSettings settings_;
-  std::unique_ptr<transport::Transporter> transporter_;
-  protocol::Topics topics_;
   Registry registry_;
   std::string instance_id_;
   State state_ = State::Created;
   BrokerCounters counters_;
+  std::unique_ptr<Transit> transit_;
 
   std::vector<std::shared_ptr<LocalService>> services_;
-  std::map<std::string, std::unique_ptr<PendingRequest>> pending_;
-  std::vector<std::pair<std::string, std::string>> balanced_subscriptions_;  // (subject, queue)
-  std::map<std::string, bool> version_warned_;  // one warning per sender
 
   asio::steady_timer heartbeat_timer_;
   asio::steady_timer check_timer_;
   asio::steady_timer info_debounce_timer_;
   asio::steady_timer start_timer_;
   bool info_broadcast_scheduled_ = false;
-  std::string probe_sender_;  // sender id of the startup nodeID-conflict probe
-  bool node_id_conflict_ = false;
   class CpuMeterHolder;
   std::unique_ptr<CpuMeterHolder> cpu_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards posted callbacks

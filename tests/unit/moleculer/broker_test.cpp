@@ -4,8 +4,13 @@
 
 #include <doctest/doctest.h>
 
+#include <spdlog/sinks/ostream_sink.h>
 #include <asio/steady_timer.hpp>
 
+#include <algorithm>
+#include <sstream>
+
+#include "common/log.hpp"
 #include "transport/memory_transporter.hpp"
 
 using namespace steedos;
@@ -89,6 +94,36 @@ ServiceSchema math_service(std::vector<std::string>* events = nullptr) {
   }
   return s;
 }
+
+/// Copies what one component logger writes while it lives, to assert on log lines.
+class LogCapture {
+ public:
+  explicit LogCapture(const std::string& component)
+      : logger_(component_logger(component)),
+        sink_(std::make_shared<spdlog::sinks::ostream_sink_st>(out_)) {
+    logger_->sinks().push_back(sink_);
+  }
+  ~LogCapture() {
+    auto& sinks = logger_->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+  LogCapture(const LogCapture&) = delete;
+  LogCapture& operator=(const LogCapture&) = delete;
+
+  /// How many captured lines contain `text`.
+  int lines_with(const std::string& text) const {
+    std::istringstream lines(out_.str());
+    int count = 0;
+    for (std::string line; std::getline(lines, line);)
+      count += line.find(text) != std::string::npos;
+    return count;
+  }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_st> sink_;
+};
 
 std::vector<Json> packets_on(MemoryBus& bus, const std::string& subject_prefix) {
   std::vector<Json> packets;
@@ -399,5 +434,84 @@ TEST_SUITE("broker") {
     a.broker->emit("user.created", Json::object());
     REQUIRE(run_until(loop, [&] { return events_b.size() == 1; }));
     CHECK(packets_on(bus, "MOL.EVENTB.math.user.created").size() == 1);
+  }
+
+  TEST_CASE("a local event handler that throws is logged and counted, and the node keeps serving") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node a(bus, node_settings("a")), b(bus, node_settings("b"));
+    std::vector<std::string> events_a;
+    a.broker->add_service(math_service(&events_a));
+    int reached = 0;
+    ServiceSchema fragile;
+    fragile.name = "fragile";
+    fragile.events.push_back({"boom.*", "", [&reached](ContextPtr) {
+                                ++reached;
+                                throw std::runtime_error("kaput-event");
+                              }});
+    fragile.events.push_back({"odd.*", "", [&reached](ContextPtr) {
+                                ++reached;
+                                throw 42;  // not a std::exception
+                              }});
+    a.broker->add_service(fragile);
+    LogCapture log("broker");
+    a.start(loop);
+    b.start(loop);
+    REQUIRE(run_until(loop, [&] { return b.broker->registry().find_action("math.add"); }));
+    const BrokerCounters& counters = a.broker->counters();
+    REQUIRE(counters.handler_errors == 0);
+
+    // Each way an event reaches a local handler: the handler runs once and one error is counted.
+    auto expect_one_more = [&](int deliveries) {
+      REQUIRE(run_until(loop, [&] { return reached == deliveries; }));
+      run_for(loop, 20);  // nothing counted twice, nothing delivered twice
+      CHECK(reached == deliveries);
+      CHECK(counters.handler_errors == uint64_t(deliveries));
+    };
+    a.broker->emit("boom.local", Json::object());
+    expect_one_more(1);
+    a.broker->broadcast("boom.local", Json::object());
+    expect_one_more(2);
+    a.broker->broadcast_local("boom.local", Json::object());
+    expect_one_more(3);
+    const auto events_in = counters.events_in;
+    b.broker->emit("boom.remote", Json::object());  // a remote EVENT: a is the only listener
+    expect_one_more(4);
+    b.broker->broadcast("odd.remote", Json::object());
+    expect_one_more(5);
+    CHECK(counters.events_in == events_in + 2);
+    CHECK(log.lines_with("event handler 'boom.*' of 'fragile' threw: kaput-event") == 4);
+    CHECK(log.lines_with("event handler 'odd.*' of 'fragile' threw") == 1);
+
+    // The node keeps serving: events reach the other handlers, calls are answered.
+    b.broker->emit("user.remote", Json::object());
+    a.broker->emit("user.local", Json::object());
+    REQUIRE(run_until(loop, [&] { return events_a.size() == 2; }));
+    CHECK(std::count(events_a.begin(), events_a.end(), "user.*|user.remote|emit") == 1);
+    CHECK(std::count(events_a.begin(), events_a.end(), "user.*|user.local|emit") == 1);
+    std::optional<Outcome> remote, local;
+    b.broker->call("math.add", Json{{"a", 1}, {"b", 2}}, {}, [&](Outcome o) { remote = o; });
+    a.broker->call("math.add", Json{{"a", 3}, {"b", 4}}, {}, [&](Outcome o) { local = o; });
+    REQUIRE(run_until(loop, [&] { return remote.has_value() && local.has_value(); }));
+    CHECK(remote->data == 3);
+    CHECK(local->data == 7);
+    CHECK(counters.handler_errors == 5);
+  }
+
+  TEST_CASE("a throwing handler does not keep the other handlers of the event from running") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node a(bus, node_settings("a"));
+    std::vector<std::string> events_a;
+    ServiceSchema fragile;
+    fragile.name = "fragile";
+    fragile.events.push_back(
+        {"user.*", "", [](ContextPtr) { throw std::runtime_error("first fails"); }});
+    a.broker->add_service(fragile);
+    a.broker->add_service(math_service(&events_a));  // after: its handler runs second
+    a.start(loop);
+    a.broker->broadcast("user.created", Json::object());
+    REQUIRE(run_until(loop, [&] { return events_a.size() == 1; }));
+    CHECK(a.broker->counters().handler_errors == 1);
   }
 }
