@@ -363,8 +363,13 @@ void Broker::run_local_action(const std::string& action, ContextPtr ctx, Respond
   } catch (const protocol::MoleculerException& e) {
     once(Outcome::failure(e.error()));
   } catch (const std::exception& e) {
+    counters_.handler_errors++;
     component_logger("broker")->warn("action '{}' threw: {}", action, e.what());
     once(Outcome::failure(errors::internal_error(e.what())));
+  } catch (...) {
+    counters_.handler_errors++;
+    component_logger("broker")->warn("action '{}' threw a non-standard exception", action);
+    once(Outcome::failure(errors::internal_error("the action threw a non-standard exception")));
   }
 }
 

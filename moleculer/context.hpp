@@ -67,7 +67,8 @@ using ContextPtr = std::shared_ptr<Context>;
 struct BrokerCounters {
   uint64_t requests_in = 0, requests_out = 0, events_in = 0, events_out = 0;
   uint64_t invalid_packets = 0, orphan_responses = 0, version_mismatches = 0;
-  /// Local event handlers that threw; the event still reached the other handlers.
+  /// Local event and action handlers that threw (an event still reached its other handlers; a
+  /// call got an internal error).
   uint64_t handler_errors = 0;
 };
 

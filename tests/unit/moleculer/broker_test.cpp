@@ -81,6 +81,10 @@ ServiceSchema math_service(std::vector<std::string>* events = nullptr) {
   boom.raw_name = "boom";
   boom.handler = [](ContextPtr, Respond) { throw std::runtime_error("kaput"); };
   s.actions.push_back(boom);
+  ActionSchema odd;
+  odd.raw_name = "odd";
+  odd.handler = [](ContextPtr, Respond) { throw 42; };  // not a std::exception
+  s.actions.push_back(odd);
   if (events) {
     for (const char* pattern : {"user.*", "audit.**"}) {
       EventSchema e;
@@ -212,6 +216,30 @@ TEST_SUITE("broker") {
     CHECK(results[1].error.nodeID == "b");
     CHECK(results[2].error.name == "RequestTimeoutError");
     CHECK(results[2].error.retryable);
+  }
+
+  TEST_CASE("an action that throws a non-standard exception answers an internal error") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node a(bus, node_settings("a")), b(bus, node_settings("b"));
+    b.broker->add_service(math_service());
+    a.start(loop);
+    b.start(loop);
+    REQUIRE(run_until(loop, [&] { return a.broker->registry().find_action("math.odd"); }));
+    std::vector<Outcome> results;
+    a.broker->call("math.odd", Json::object(), {}, [&](Outcome o) { results.push_back(o); });
+    b.broker->call("math.odd", Json::object(), {}, [&](Outcome o) { results.push_back(o); });
+    REQUIRE(run_until(loop, [&] { return results.size() == 2; }));
+    for (const auto& outcome : results) {
+      CHECK_FALSE(outcome.ok);
+      CHECK(outcome.error.code == 500);
+    }
+    CHECK(b.broker->counters().handler_errors == 2);
+    // The node still serves.
+    a.broker->call("math.add", Json{{"a", 1}, {"b", 2}}, {},
+                   [&](Outcome o) { results.push_back(o); });
+    REQUIRE(run_until(loop, [&] { return results.size() == 3; }));
+    CHECK(results[2].data == 3);
   }
 
   TEST_CASE("a REQ for an unknown action is answered with ServiceNotFoundError and the meta") {
