@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "protocol/result.hpp"
+
 namespace steedos::protocol::sio {
 
 /// The wire digit is '0' + the enumerator's value.
@@ -63,13 +65,7 @@ enum class Error : std::uint8_t {
 const char* error_text(Error error);
 
 template <typename T>
-struct Result {
-  Error error = Error::None;
-  T value{};
-
-  bool ok() const { return error == Error::None; }
-  explicit operator bool() const { return ok(); }
-};
+using Result = protocol::Result<Error, T>;
 
 /// Decodes one Socket.IO packet (an Engine.IO text message without its '4'), following
 /// socket.io-parser 4.2.7 `decodeString` + `isPayloadValid`:
