@@ -28,12 +28,6 @@ const std::shared_ptr<spdlog::logger>& logger() {
   return instance;
 }
 
-bool is_reserved_event(std::string_view event) {
-  static constexpr std::array<std::string_view, 6> kReserved = {
-      "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"};
-  return std::find(kReserved.begin(), kReserved.end(), event) != kReserved.end();
-}
-
 std::string normalize_nsp(std::string_view name) {
   if (!name.empty() && name.front() == '/') return std::string(name);
   return "/" + std::string(name);
@@ -545,7 +539,7 @@ bool Socket::emit(std::string_view event, const RawArgs& raw_args, Attachments a
 bool Socket::emit_with_ack(std::string_view event, const RawArgs& raw_args, Attachments attachments,
                            AckCallback callback, std::chrono::milliseconds timeout) {
   if (!connected()) return false;
-  if (is_reserved_event(event)) {
+  if (sio::is_reserved_event(event)) {
     logger()->error("refusing to emit the reserved event name '{}'", event);
     return false;
   }
@@ -690,7 +684,7 @@ void Namespace::on(const std::string& event, EventHandler handler) {
 
 OutgoingPacketPtr Namespace::encode_event(std::string_view event, const RawArgs& raw_args,
                                           const Attachments& attachments) const {
-  if (is_reserved_event(event)) {
+  if (sio::is_reserved_event(event)) {
     logger()->error("refusing to emit the reserved event name '{}'", event);
     return nullptr;
   }

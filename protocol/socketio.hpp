@@ -61,6 +61,11 @@ enum class Error : std::uint8_t {
   InvalidPlaceholder,  // 5/6: a {"_placeholder":true} whose num is not an attachment index
 };
 
+/// socket.io-parser's RESERVED_EVENTS (`connect`, `connect_error`, `disconnect`,
+/// `disconnecting`, `newListener`, `removeListener`): names an EVENT may not carry, in either
+/// direction, since a client could not tell them from the library's own events.
+bool is_reserved_event(std::string_view name);
+
 /// Short English text for logs ("invalid payload", ...).
 const char* error_text(Error error);
 
