@@ -10,7 +10,7 @@
 
 #include "protocol/json.hpp"
 
-namespace steedos::services {
+namespace steedos::moleculer {
 
 using Clock = std::chrono::steady_clock;
 
@@ -116,4 +116,4 @@ class Registry {
   std::vector<EventList> events_;
 };
 
-}  // namespace steedos::services
+}  // namespace steedos::moleculer
