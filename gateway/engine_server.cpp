@@ -1,7 +1,6 @@
 #include "gateway/engine_server.hpp"
 
 #include <spdlog/spdlog.h>
-#include <sys/random.h>
 
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
@@ -11,6 +10,7 @@
 #include <stdexcept>
 
 #include "common/log.hpp"
+#include "common/random_id.hpp"
 #include "gateway/websocket_connection.hpp"
 #include "protocol/engineio.hpp"
 
@@ -849,32 +849,6 @@ std::optional<HttpResponse> EngineServer::check_upgrade(const HttpRequest& reque
   return verify(request, true, &session);
 }
 
-std::string EngineServer::generate_sid() {
-  // 15 random bytes = 20 base64url characters, like the reference's sid length. Read in
-  // batches to keep getrandom() off the per-session path.
-  constexpr size_t kBytes = 15;
-  if (random_pool_.size() < kBytes) {
-    std::string pool(kBytes * 64, '\0');
-    size_t filled = 0;
-    while (filled < pool.size()) {
-      const ssize_t n = ::getrandom(pool.data() + filled, pool.size() - filled, 0);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        throw std::runtime_error("getrandom failed");
-      }
-      filled += static_cast<size_t>(n);
-    }
-    random_pool_ = std::move(pool);
-  }
-  std::string sid = eio::base64_encode(std::string_view(random_pool_).substr(0, kBytes));
-  random_pool_.erase(0, kBytes);
-  for (char& c : sid) {
-    if (c == '+') c = '-';
-    if (c == '/') c = '_';
-  }
-  return sid;
-}
-
 std::shared_ptr<EngineSession> EngineServer::create_session(TransportKind transport,
                                                             HttpRequest& request) {
   const auto created = Clock::now();
@@ -892,8 +866,8 @@ std::shared_ptr<EngineSession> EngineServer::create_session(TransportKind transp
   }
   info.query = CompactStringMap(request.query);
   info.headers = CompactStringMap(request.headers);
-  std::string sid = generate_sid();
-  while (sessions_.count(sid) != 0) sid = generate_sid();
+  std::string sid = random_base64url_id();  // 20 characters, the reference's sid length
+  while (sessions_.count(sid) != 0) sid = random_base64url_id();
   auto session = std::make_shared<EngineSession>(*this, std::move(sid), transport, std::move(info));
   sessions_.emplace(session->id(), session);
   if (transport == TransportKind::Polling) {

@@ -129,7 +129,6 @@ class EngineServer {
   void open_session(const std::shared_ptr<EngineSession>& session);
   /// Forgets `sid` at once (later requests get "Session ID unknown").
   void erase(std::string_view sid);
-  std::string generate_sid();
 
   asio::io_context& io_;
   EngineOptions options_;
@@ -143,7 +142,6 @@ class EngineServer {
   std::map<std::shared_ptr<EngineSession>, std::string> pending_notifications_;
   size_t polling_count_ = 0;
   size_t websocket_count_ = 0;
-  std::string random_pool_;  // getrandom() output, consumed 15 bytes per sid
   OutgoingPacketPtr ping_;
   OutgoingPacketPtr noop_;
   OutgoingPacketPtr close_;

@@ -29,6 +29,7 @@
 #include "common/log.hpp"
 #include "gateway/engine_server.hpp"
 #include "gateway/websocket_connection.hpp"
+#include "protocol/percent.hpp"
 
 namespace steedos::gateway {
 namespace {
@@ -91,42 +92,17 @@ bool has_token(const std::string* value, std::string_view token) {
   return false;
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Percent-decoding; a malformed escape is kept literally (as Node's querystring does).
-std::string percent_decode(std::string_view text, bool plus_is_space) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '%' && i + 2 < text.size()) {
-      const int high = hex_value(text[i + 1]);
-      const int low = hex_value(text[i + 2]);
-      if (high >= 0 && low >= 0) {
-        out.push_back(static_cast<char>(high * 16 + low));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(plus_is_space && c == '+' ? ' ' : c);
-  }
-  return out;
-}
-
 void parse_query(std::string_view query, std::map<std::string, std::string>& out) {
   while (!query.empty()) {
     const size_t amp = query.find('&');
     const std::string_view pair = query.substr(0, amp);
     if (!pair.empty()) {
       const size_t eq = pair.find('=');
-      std::string key = percent_decode(pair.substr(0, eq), true);
+      std::string key = protocol::percent_decode(pair.substr(0, eq), protocol::PlusIs::Space);
       std::string value =
-          eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1), true);
+          eq == std::string_view::npos
+              ? std::string()
+              : protocol::percent_decode(pair.substr(eq + 1), protocol::PlusIs::Space);
       out.emplace(std::move(key), std::move(value));  // the first of duplicates wins
     }
     if (amp == std::string_view::npos) break;
@@ -492,7 +468,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     request_.path = std::string(target.substr(0, question));
     if (question != std::string_view::npos)
       parse_query(target.substr(question + 1), request_.query);
-    decoded_path_ = percent_decode(request_.path, false);
+    decoded_path_ = protocol::percent_decode(request_.path);
 
     route_ = Route::None;
     engine_ = nullptr;

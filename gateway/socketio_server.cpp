@@ -3,15 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <array>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
-#include <random>
 #include <thread>
 #include <utility>
 
 #include "common/log.hpp"
+#include "common/random_id.hpp"
 #include "protocol/socketio.hpp"
 
 namespace steedos::gateway {
@@ -26,12 +25,6 @@ constexpr size_t kMaxOutgoingAttachments = 10;
 const std::shared_ptr<spdlog::logger>& logger() {
   static const auto instance = component_logger("socketio");
   return instance;
-}
-
-bool is_reserved_event(std::string_view event) {
-  static constexpr std::array<std::string_view, 6> kReserved = {
-      "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"};
-  return std::find(kReserved.begin(), kReserved.end(), event) != kReserved.end();
 }
 
 std::string normalize_nsp(std::string_view name) {
@@ -344,7 +337,7 @@ void Connection::handle_connect(sio::Packet& packet) {
     return;
   }
   auto socket = std::shared_ptr<Socket>(
-      new Socket(server_.generate_id(), *nsp, *this, std::move(auth_raw), std::move(auth)));
+      new Socket(random_base64url_id(), *nsp, *this, std::move(auth_raw), std::move(auth)));
   sockets_.push_back(socket);
   if (!nsp->connect_hook_) {
     accept(*socket);
@@ -545,7 +538,7 @@ bool Socket::emit(std::string_view event, const RawArgs& raw_args, Attachments a
 bool Socket::emit_with_ack(std::string_view event, const RawArgs& raw_args, Attachments attachments,
                            AckCallback callback, std::chrono::milliseconds timeout) {
   if (!connected()) return false;
-  if (is_reserved_event(event)) {
+  if (sio::is_reserved_event(event)) {
     logger()->error("refusing to emit the reserved event name '{}'", event);
     return false;
   }
@@ -690,7 +683,7 @@ void Namespace::on(const std::string& event, EventHandler handler) {
 
 OutgoingPacketPtr Namespace::encode_event(std::string_view event, const RawArgs& raw_args,
                                           const Attachments& attachments) const {
-  if (is_reserved_event(event)) {
+  if (sio::is_reserved_event(event)) {
     logger()->error("refusing to emit the reserved event name '{}'", event);
     return nullptr;
   }
@@ -876,31 +869,6 @@ Namespace& SocketIoServer::of(const std::string& name) {
 Namespace* SocketIoServer::find_namespace(std::string_view name) const {
   auto it = namespaces_.find(std::string(name));
   return it == namespaces_.end() ? nullptr : it->second.get();
-}
-
-std::string SocketIoServer::generate_id() {
-  // 15 random bytes as base64url: 20 characters, the length of the reference's ids.
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::random_device random;
-  std::array<unsigned char, 15> bytes{};
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    const uint32_t value = random();
-    bytes[i] = static_cast<unsigned char>(value);
-    bytes[i + 1] = static_cast<unsigned char>(value >> 8);
-    bytes[i + 2] = static_cast<unsigned char>(value >> 16);
-  }
-  std::string id;
-  id.reserve(20);
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    const uint32_t group =
-        (uint32_t{bytes[i]} << 16) | (uint32_t{bytes[i + 1]} << 8) | bytes[i + 2];
-    id.push_back(kAlphabet[(group >> 18) & 63]);
-    id.push_back(kAlphabet[(group >> 12) & 63]);
-    id.push_back(kAlphabet[(group >> 6) & 63]);
-    id.push_back(kAlphabet[group & 63]);
-  }
-  return id;
 }
 
 void SocketIoServer::run_or_defer(std::function<void()> fn) {

@@ -305,7 +305,6 @@ class SocketIoServer : public EngineHandler {
   /// (an engine may report a close synchronously from send() or close(); tearing sockets down
   /// there would free objects the caller is still using).
   void run_or_defer(std::function<void()> fn);
-  std::string generate_id();
 
   asio::io_context& io_;
   SocketIoOptions options_;

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "gateway/ws_frame.hpp"
+
 namespace steedos::gateway {
 namespace {
 
@@ -21,23 +23,13 @@ constexpr size_t kMaxIov = 1024;
 // Bounded work per readable event, so one fast sender cannot starve the loop.
 constexpr int kMaxReadsPerWakeup = 4;
 
-constexpr uint8_t kOpContinuation = 0x0;
-constexpr uint8_t kOpText = 0x1;
-constexpr uint8_t kOpBinary = 0x2;
-constexpr uint8_t kOpClose = 0x8;
-constexpr uint8_t kOpPing = 0x9;
-constexpr uint8_t kOpPong = 0xA;
-
-// An unmasked server frame (FIN set) with a payload of at most 125 bytes: control frames only;
-// data frames come pre-built from OutgoingPacket.
-std::string control_frame(uint8_t opcode, std::string_view payload) {
-  std::string frame;
-  frame.reserve(2 + payload.size());
-  frame.push_back(static_cast<char>(0x80 | opcode));
-  frame.push_back(static_cast<char>(payload.size()));
-  frame.append(payload);
-  return frame;
-}
+// Opcodes as the parser reads them off the wire.
+constexpr uint8_t kOpContinuation = static_cast<uint8_t>(ws::Opcode::Continuation);
+constexpr uint8_t kOpText = static_cast<uint8_t>(ws::Opcode::Text);
+constexpr uint8_t kOpBinary = static_cast<uint8_t>(ws::Opcode::Binary);
+constexpr uint8_t kOpClose = static_cast<uint8_t>(ws::Opcode::Close);
+constexpr uint8_t kOpPing = static_cast<uint8_t>(ws::Opcode::Ping);
+constexpr uint8_t kOpPong = static_cast<uint8_t>(ws::Opcode::Pong);
 
 void unmask(char* payload, size_t length, const char* mask) {
   // Eight bytes at a time: the mask repeats every 4 bytes, so a doubled mask word lines up.
@@ -309,7 +301,7 @@ bool WebSocketConnection::handle_frame(uint8_t opcode, bool fin, char* payload, 
           echo.push_back(static_cast<char>(code >> 8));
           echo.push_back(static_cast<char>(code & 0xFF));
         }
-        auto frame = std::make_shared<const std::string>(control_frame(kOpClose, echo));
+        auto frame = std::make_shared<const std::string>(ws::frame(ws::Opcode::Close, echo));
         queue(std::shared_ptr<const char>(frame, frame->data()), frame->size());
         close_sent_ = true;
         notify_closed(code);
@@ -320,7 +312,8 @@ bool WebSocketConnection::handle_frame(uint8_t opcode, bool fin, char* payload, 
     }
     case kOpPing:
       if (state_ == State::Open) {
-        auto frame = std::make_shared<const std::string>(control_frame(kOpPong, {payload, length}));
+        auto frame =
+            std::make_shared<const std::string>(ws::frame(ws::Opcode::Pong, {payload, length}));
         queue(std::shared_ptr<const char>(frame, frame->data()), frame->size());
       }
       return true;
@@ -395,7 +388,7 @@ void WebSocketConnection::queue_close_frame(uint16_t code, std::string_view reas
   body.push_back(static_cast<char>(code >> 8));
   body.push_back(static_cast<char>(code & 0xFF));
   body.append(reason.substr(0, 123));
-  auto frame = std::make_shared<const std::string>(control_frame(kOpClose, body));
+  auto frame = std::make_shared<const std::string>(ws::frame(ws::Opcode::Close, body));
   queue(std::shared_ptr<const char>(frame, frame->data()), frame->size());
   close_sent_ = true;
 }
@@ -435,23 +428,7 @@ void WebSocketConnection::send(const OutgoingPacketPtr& packet) {
 
 void WebSocketConnection::send_text(std::string_view text) {
   if (state_ != State::Open) return;
-  std::string frame;
-  frame.reserve(10 + text.size());
-  frame.push_back(static_cast<char>(0x80 | kOpText));
-  if (text.size() < 126) {
-    frame.push_back(static_cast<char>(text.size()));
-  } else if (text.size() <= 0xFFFF) {
-    frame.push_back(static_cast<char>(126));
-    frame.push_back(static_cast<char>(text.size() >> 8));
-    frame.push_back(static_cast<char>(text.size() & 0xFF));
-  } else {
-    frame.push_back(static_cast<char>(127));
-    for (int shift = 56; shift >= 0; shift -= 8) {
-      frame.push_back(static_cast<char>((uint64_t{text.size()} >> shift) & 0xFF));
-    }
-  }
-  frame.append(text);
-  send_raw(std::move(frame));
+  send_raw(ws::frame(ws::Opcode::Text, text));
 }
 
 void WebSocketConnection::queue(std::shared_ptr<const char> data, size_t size) {

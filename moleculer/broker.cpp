@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/log.hpp"
+#include "common/random_id.hpp"
 #include "moleculer/node_service.hpp"
 #include "moleculer/packets.hpp"
 #include "moleculer/system_info.hpp"

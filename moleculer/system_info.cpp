@@ -21,7 +21,6 @@
 #include <ctime>
 #include <fstream>
 #include <iterator>
-#include <random>
 #include <set>
 #include <sstream>
 #include <vector>
@@ -289,31 +288,6 @@ Json health_info(const Json& client, int cpu_utilization) {
 
 double process_uptime_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - kProcessStart).count();
-}
-
-std::string uuid_v4() {
-  thread_local std::mt19937_64 engine = [] {
-    std::random_device device;
-    std::seed_seq seed{device(), device(), device(), device(),
-                       device(), device(), device(), device()};
-    return std::mt19937_64(seed);
-  }();
-  std::array<unsigned char, 16> bytes{};
-  for (size_t i = 0; i < bytes.size(); i += 8) {
-    const auto word = engine();
-    for (size_t j = 0; j < 8; ++j) bytes[i + j] = static_cast<unsigned char>(word >> (8 * j));
-  }
-  bytes[6] = static_cast<unsigned char>((bytes[6] & 0x0f) | 0x40);  // version 4
-  bytes[8] = static_cast<unsigned char>((bytes[8] & 0x3f) | 0x80);  // RFC 4122 variant
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(36);
-  for (size_t i = 0; i < bytes.size(); ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
-    out += kHex[bytes[i] >> 4];
-    out += kHex[bytes[i] & 0x0f];
-  }
-  return out;
 }
 
 }  // namespace steedos::moleculer

@@ -32,7 +32,4 @@ Json client_info();
 /// Seconds since this process started (for lastHeartbeatTime/offlineSince style fields).
 double process_uptime_seconds();
 
-/// A random RFC 4122 version-4 UUID string.
-std::string uuid_v4();
-
 }  // namespace steedos::moleculer

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "protocol/result.hpp"
+
 namespace steedos::protocol::eio {
 
 /// The wire digit is the enumerator's value, so `static_cast<char>(type)` encodes it.
@@ -47,16 +49,10 @@ enum class Error : std::uint8_t {
 /// Short English text for logs ("unknown packet type", ...).
 const char* error_text(Error error);
 
+/// For a polling payload that failed, `value` holds the packets before the bad one (the reference
+/// hands those to the session before closing it).
 template <typename T>
-struct Result {
-  Error error = Error::None;
-  /// The decoded value. For a polling payload that failed, the packets before the bad one (the
-  /// reference hands those to the session before closing it).
-  T value{};
-
-  bool ok() const { return error == Error::None; }
-  explicit operator bool() const { return ok(); }
-};
+using Result = protocol::Result<Error, T>;
 
 /// Decodes one text packet: a WebSocket text frame or one record of a polling body.
 /// `<digit><data>` for types 0-6; `b<base64>` is a binary Message, as in the reference parser

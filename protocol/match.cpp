@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "protocol/percent.hpp"
+
 // Port of `match(text, pattern)` from moleculer's src/utils.js (0.14.36 and 0.15.x are identical).
 // JS tries four fast paths, then builds an anchored RegExp from the pattern. Both are reproduced
 // with their quirks (spec §4.4): the trailing-`*` fast path never checks the character right after
@@ -376,12 +378,6 @@ bool is_octal(char16_t c) {
 }
 bool is_ascii_letter(char16_t c) {
   return (c >= u'a' && c <= u'z') || (c >= u'A' && c <= u'Z');
-}
-int hex_value(char16_t c) {
-  if (is_digit(c)) return c - u'0';
-  if (c >= u'a' && c <= u'f') return c - u'a' + 10;
-  if (c >= u'A' && c <= u'F') return c - u'A' + 10;
-  return -1;
 }
 
 // Recursive-descent parser for the ECMAScript pattern grammar in non-unicode mode with Annex B.

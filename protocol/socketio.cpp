@@ -152,13 +152,6 @@ class PayloadScanner {
   std::vector<Frame> frames_;
 };
 
-bool is_reserved_event(const std::string& name) {
-  for (std::string_view reserved : kReservedEvents) {
-    if (name == reserved) return true;
-  }
-  return false;
-}
-
 bool payload_fits_type(Type type, const PayloadScanner& scan) {
   switch (type) {
     case Type::Connect:
@@ -234,6 +227,13 @@ std::size_t skip_space(std::string_view text, std::size_t pos) {
 }
 
 }  // namespace
+
+bool is_reserved_event(std::string_view name) {
+  for (std::string_view reserved : kReservedEvents) {
+    if (name == reserved) return true;
+  }
+  return false;
+}
 
 const char* error_text(Error error) {
   switch (error) {

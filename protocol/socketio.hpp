@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "protocol/result.hpp"
+
 namespace steedos::protocol::sio {
 
 /// The wire digit is '0' + the enumerator's value.
@@ -59,17 +61,16 @@ enum class Error : std::uint8_t {
   InvalidPlaceholder,  // 5/6: a {"_placeholder":true} whose num is not an attachment index
 };
 
+/// socket.io-parser's RESERVED_EVENTS (`connect`, `connect_error`, `disconnect`,
+/// `disconnecting`, `newListener`, `removeListener`): names an EVENT may not carry, in either
+/// direction, since a client could not tell them from the library's own events.
+bool is_reserved_event(std::string_view name);
+
 /// Short English text for logs ("invalid payload", ...).
 const char* error_text(Error error);
 
 template <typename T>
-struct Result {
-  Error error = Error::None;
-  T value{};
-
-  bool ok() const { return error == Error::None; }
-  explicit operator bool() const { return ok(); }
-};
+using Result = protocol::Result<Error, T>;
 
 /// Decodes one Socket.IO packet (an Engine.IO text message without its '4'), following
 /// socket.io-parser 4.2.7 `decodeString` + `isPayloadValid`:

@@ -1,5 +1,6 @@
 #include "services/steedos_action_params.hpp"
 
+#include "protocol/socketio.hpp"
 #include "services/steedos_events.hpp"
 
 namespace steedos::services::rules {
@@ -74,7 +75,7 @@ Validated<EmitParams> validate_emit_params(const Json& input) {
   if (params == nullptr) return failure;
   EmitParams result;
   auto event = check_string(*params, "event", false, failure.errors);
-  if (event && is_reserved_event_name(*event)) {
+  if (event && protocol::sio::is_reserved_event(*event)) {
     // No fastest-validator rule says "any string but these"; the type names what was broken.
     add_error(failure.errors, "reservedEventName",
               "The 'event' field must not be a reserved Socket.IO event name.", "event",

@@ -1,8 +1,9 @@
 #include "services/steedos_auth_rules.hpp"
 
-#include <array>
 #include <cstdint>
 #include <iterator>
+
+#include "protocol/percent.hpp"
 
 namespace steedos::services::rules {
 
@@ -30,21 +31,6 @@ size_t end_index(std::string_view s, size_t index, size_t min) {
 // JS String.prototype.slice: a start past the end gives "" (the `"` value does this).
 std::string js_slice(std::string_view s, size_t start, size_t end) {
   return start >= end ? std::string() : std::string(s.substr(start, end - start));
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// The byte of "%XX" at `pos`, or -1 when there is no well-formed escape there.
-int escaped_byte(std::string_view s, size_t pos) {
-  if (pos + 2 >= s.size() || s[pos] != '%') return -1;
-  int high = hex_value(s[pos + 1]);
-  int low = hex_value(s[pos + 2]);
-  return high < 0 || low < 0 ? -1 : high * 16 + low;
 }
 
 std::string trim_blanks(std::string_view s) {
@@ -91,55 +77,6 @@ std::string cookie_or_empty(const std::map<std::string, std::string>& cookies,
 
 }  // namespace
 
-std::optional<std::string> decode_uri_component(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  size_t i = 0;
-  while (i < text.size()) {
-    if (text[i] != '%') {
-      out.push_back(text[i++]);
-      continue;
-    }
-    int first = escaped_byte(text, i);
-    if (first < 0) return std::nullopt;
-    i += 3;
-    if (first < 0x80) {
-      out.push_back(static_cast<char>(first));
-      continue;
-    }
-    // A multi-byte sequence must be complete, in escapes, and well-formed UTF-8 (no overlong
-    // forms, no surrogates, nothing past U+10FFFF): ECMA-262 Decode() throws otherwise.
-    size_t length = 0;
-    uint32_t code = 0;
-    if (first >= 0xC2 && first <= 0xDF) {
-      length = 2;
-      code = static_cast<uint32_t>(first & 0x1F);
-    } else if (first >= 0xE0 && first <= 0xEF) {
-      length = 3;
-      code = static_cast<uint32_t>(first & 0x0F);
-    } else if (first >= 0xF0 && first <= 0xF4) {
-      length = 4;
-      code = static_cast<uint32_t>(first & 0x07);
-    } else {
-      return std::nullopt;
-    }
-    std::string sequence(1, static_cast<char>(first));
-    for (size_t k = 1; k < length; ++k) {
-      int next = escaped_byte(text, i);
-      if (next < 0 || (next & 0xC0) != 0x80) return std::nullopt;
-      code = (code << 6) | static_cast<uint32_t>(next & 0x3F);
-      sequence.push_back(static_cast<char>(next));
-      i += 3;
-    }
-    static constexpr std::array<uint32_t, 5> kMinimum = {0, 0, 0x80, 0x800, 0x10000};
-    if (code < kMinimum[length] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
-      return std::nullopt;
-    }
-    out += sequence;
-  }
-  return out;
-}
-
 std::map<std::string, std::string> parse_cookies(std::string_view str) {
   // A transcription of cookie 0.7 parse(), index for index, so that odd headers (backtracking
   // over a ';' that precedes the '=', a lone '"', blank names) come out exactly as in Node.
@@ -171,7 +108,7 @@ std::map<std::string, std::string> parse_cookies(std::string_view str) {
       }
       std::string value = js_slice(str, value_start, value_end);
       if (value.find('%') != std::string::npos) {
-        if (auto decoded = decode_uri_component(value)) value = std::move(*decoded);
+        if (auto decoded = protocol::decode_uri_component(value)) value = std::move(*decoded);
       }
       cookies.emplace(std::move(key), std::move(value));
     }

@@ -36,10 +36,6 @@ inline constexpr std::string_view kTokenCookie = "X-Auth-Token";
 /// fails. A segment without '=' is skipped. Names are case-sensitive.
 std::map<std::string, std::string> parse_cookies(std::string_view header);
 
-/// decodeURIComponent: nullopt where JS throws URIError (a bad escape or escapes that are not
-/// well-formed UTF-8). Bytes outside escapes are copied as they are.
-std::optional<std::string> decode_uri_component(std::string_view text);
-
 struct Credentials {
   enum Source { Cookie, AuthPayload, Bearer };
   std::string space_id;

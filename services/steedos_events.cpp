@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <unordered_set>
 
+#include "protocol/socketio.hpp"
+
 namespace steedos::services::rules {
 
 namespace {
@@ -101,13 +103,6 @@ EventOutcome deliver_one(std::string event, const Json& argument, Target target)
 
 }  // namespace
 
-bool is_reserved_event_name(std::string_view name) {
-  static const char* const kReserved[] = {"connect",       "connect_error", "disconnect",
-                                          "disconnecting", "newListener",   "removeListener"};
-  return std::any_of(std::begin(kReserved), std::end(kReserved),
-                     [&](const char* reserved) { return name == reserved; });
-}
-
 EventOutcome map_metadata(std::string_view event_name, const Json& payload,
                           const std::vector<std::string>& metadata_types) {
   auto segments = split_name(event_name);
@@ -167,7 +162,9 @@ EventOutcome map_socket_emit(const Json& payload, bool nested) {
   }
   const std::string* event = non_empty_string(*body, "eventName");
   if (event == nullptr) return Rejected{"eventName is missing or empty"};
-  if (is_reserved_event_name(*event)) return Rejected{"eventName '" + *event + "' is reserved"};
+  if (protocol::sio::is_reserved_event(*event)) {
+    return Rejected{"eventName '" + *event + "' is reserved"};
+  }
   // Only absent or null counts as missing: 0, false and "" are real values (§9).
   const Json* params = member(*body, "eventParams");
   if (params == nullptr || params->is_null()) return Rejected{"eventParams is missing"};

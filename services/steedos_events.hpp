@@ -40,9 +40,6 @@ struct Rejected {
 };
 using EventOutcome = std::variant<Deliver, Ignored, Rejected>;
 
-/// Socket.IO's reserved event names: a client could not tell them from the library's own.
-bool is_reserved_event_name(std::string_view name);
-
 /// `$metadata.<type>` → `s:metadata:change` `{ type, action, _id, name, objectName }` to every
 /// socket, only for `type` in `metadata_types`.
 EventOutcome map_metadata(std::string_view event_name, const Json& payload,

@@ -344,6 +344,21 @@ TEST_SUITE("socketio") {
     CHECK_FALSE(event_name("[\"unterminated").has_value());
   }
 
+  TEST_CASE("reserved event names: socket.io-parser's RESERVED_EVENTS, exact and case-sensitive") {
+    for (const char* name : {"connect", "connect_error", "disconnect", "disconnecting",
+                             "newListener", "removeListener"}) {
+      CAPTURE(name);
+      CHECK(is_reserved_event(name));
+      // The decoder refuses an EVENT carrying it.
+      CHECK(decode("2[\"" + std::string(name) + "\"]").error == Error::InvalidPayload);
+    }
+    for (const char* name : {"", "Connect", "connect ", "connection", "connection-init", "error",
+                             "ping", "newlistener"}) {
+      CAPTURE(name);
+      CHECK_FALSE(is_reserved_event(name));
+    }
+  }
+
   TEST_CASE("binary packet builder collects attachments in order") {
     const auto decoded = decode("52-[\"message\"," + kPh0 + "," + kPh1 + "]");
     REQUIRE(decoded.ok());
