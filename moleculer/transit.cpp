@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "common/log.hpp"
+#include "common/random_id.hpp"
 #include "moleculer/packets.hpp"
 #include "moleculer/system_info.hpp"
 
