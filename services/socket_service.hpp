@@ -4,6 +4,7 @@
 // event mapping and the operator actions are wired here; the rules themselves are pure
 // functions in services/steedos_*.hpp.
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -43,6 +44,11 @@ class SocketService {
   ServiceSchema schema();
   /// The `socket.stats` reply.
   Json stats() const;
+  /// Where `socket.stats` reads `refusedOrigins`: the gateway's count of requests refused for
+  /// their Origin (gateway-contract.md §2.1). Without it the key reads 0.
+  void count_refused_origins(std::function<uint64_t()> count) {
+    refused_origins_ = std::move(count);
+  }
 
  private:
   struct Session;
@@ -72,6 +78,7 @@ class SocketService {
   Counters counters_;
   std::map<std::string, std::set<std::string>> sockets_by_token_;  // token -> socket ids
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::function<uint64_t()> refused_origins_;
 };
 
 }  // namespace steedos::services
