@@ -11,7 +11,7 @@ FROM debian:12-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       nats-server libnats-dev libwebsocketpp-dev libasio-dev libspdlog-dev nlohmann-json3-dev \
-      doctest-dev libssl-dev pkg-config cmake g++ make \
+      doctest-dev libssl-dev libpsl-dev publicsuffix pkg-config cmake g++ make \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -38,7 +38,7 @@ RUN npm ci --omit=dev --no-audit --no-fund \
 FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libnats3.4 libspdlog1.10 libfmt9 libssl3 ca-certificates \
+      libnats3.4 libspdlog1.10 libfmt9 libssl3 libpsl5 publicsuffix ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin steedos
 COPY --from=build /tmp/steedos-socket /usr/local/bin/steedos-socket

@@ -61,6 +61,7 @@ class Gateway final : public steedos::app::NodeParts {
         io_(broker.loop(), steedos::gateway::SocketIoOptions{config.gateway.connect_timeout_ms}),
         hub_(io_.of("/")),
         service_(broker, hub_, config) {
+    service_.count_refused_origins([this] { return server_.stats().refused_origins; });
     steedos::gateway::EngineOptions engine;
     engine.path = config.gateway.path;
     engine.ping_interval_ms = config.gateway.ping_interval_ms;
@@ -91,8 +92,28 @@ class Gateway final : public steedos::app::NodeParts {
     steedos::gateway::ServerOptions options;
     options.host = config.gateway.host;
     options.port = static_cast<uint16_t>(config.gateway.port);
-    options.cors_origins = config.gateway.cors_origins;
+    options.origins = config.gateway.cors_origins;
+    log_origin_policy(options.origins);
     return options;
+  }
+
+  static void log_origin_policy(const steedos::gateway::OriginPolicy& policy) {
+    using Mode = steedos::gateway::OriginPolicy::Mode;
+    const auto log = steedos::component_logger("gateway");
+    switch (policy.mode()) {
+      case Mode::SameSite:
+        log->info(
+            "gateway.corsOrigins null: browser origins of the gateway's own site only "
+            "(Public Suffix List: {})",
+            steedos::gateway::public_suffix_source());
+        break;
+      case Mode::List:
+        log->info("gateway.corsOrigins: {} listed origin(s) only", policy.origins().size());
+        break;
+      case Mode::Any:
+        log->info("gateway.corsOrigins \"*\": any origin, without credentials");
+        break;
+    }
   }
 
   Config config_;

@@ -160,7 +160,9 @@ int main(int argc, char** argv) {
     ServerOptions server_options;
     server_options.host = args->host;
     server_options.port = args->port;
-    server_options.cors_origins = std::nullopt;  // reflect any Origin
+    // The product's default: browser origins of the gateway's own site (the browser suite's page
+    // is on 127.0.0.1 like the gateway); the official suites send no Origin.
+    server_options.origins = steedos::gateway::OriginPolicy();
     GatewayServer gateway(io, server_options);
     gateway.mount_engine(engine_options("/engine.io/"), echo);
     gateway.mount_engine(engine_options("/socket.io/"), sio);

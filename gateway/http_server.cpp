@@ -232,13 +232,6 @@ class GatewayServer::Impl : public std::enable_shared_from_this<GatewayServer::I
     }
     return nullptr;
   }
-  /// The Origin to echo in CORS headers, or empty when the request gets none.
-  std::string allowed_origin(const std::string* origin) const {
-    if (origin == nullptr || origin->empty()) return {};
-    if (!options.cors_origins) return *origin;
-    const auto& list = *options.cors_origins;
-    return std::find(list.begin(), list.end(), *origin) != list.end() ? *origin : std::string();
-  }
 
   asio::io_context& io;
   ServerOptions options;
@@ -249,6 +242,7 @@ class GatewayServer::Impl : public std::enable_shared_from_this<GatewayServer::I
   std::map<std::string, FileMount, std::less<>> files;
   std::vector<DirectoryMount> directories;
   std::unordered_set<HttpConnection*> connections;
+  uint64_t refused_origins = 0;
   bool stopped = false;
 };
 
@@ -479,7 +473,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       file_ = &it->second;
     } else if ((engine_ = server_->engine_for(request_.path)) != nullptr) {
       route_ = Route::Engine;
-      cors_origin_ = server_->allowed_origin(request_.header("origin"));
+      origin_ = server_->options.origins.decide(request_.header("origin"), request_.header("host"));
     } else if ((directory_ = server_->directory_for(decoded_path_)) != nullptr) {
       route_ = Route::Directory;
     }
@@ -515,7 +509,9 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void dispatch() {
     switch (route_) {
       case Route::Engine:
-        if (request_.method == "OPTIONS") {
+        if (!origin_.allowed) {
+          refuse_origin();
+        } else if (request_.method == "OPTIONS") {
           respond(preflight());
         } else if (request_.upgrade) {
           upgrade();
@@ -537,10 +533,26 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     }
   }
 
+  /// A browser Origin the policy refuses (another site): 403 with Engine.IO's error body and no
+  /// CORS headers, before any session or WebSocket handshake (gateway-contract.md §2.1).
+  void refuse_origin() {
+    ++server_->refused_origins;
+    const std::string* origin = request_.header("origin");
+    log()->debug("{} {} from {} refused: origin {} not allowed",
+                 request_.upgrade ? "WebSocket upgrade" : request_.method, request_.path,
+                 remote_address_, printable_origin(origin != nullptr ? *origin : ""));
+    HttpResponse response = HttpResponse::engine_error(4, "Forbidden", 403);
+    if (request_.upgrade) {
+      fail_engine(std::move(response));
+    } else {
+      respond(std::move(response));
+    }
+  }
+
   HttpResponse preflight() {
     HttpResponse response;
     response.status = 204;
-    if (!cors_origin_.empty()) {
+    if (!origin_.allow_origin.empty()) {
       response.headers.emplace_back("Access-Control-Allow-Methods", "GET,POST,OPTIONS");
       if (const std::string* requested = request_.header("access-control-request-headers")) {
         response.headers.emplace_back("Access-Control-Allow-Headers", *requested);
@@ -551,12 +563,6 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   }
 
   void upgrade() {
-    if (server_->options.cors_origins && request_.header("origin") != nullptr &&
-        cors_origin_.empty()) {
-      log()->debug("WebSocket upgrade from {} refused: origin not allowed", remote_address_);
-      fail_engine(HttpResponse::engine_error(4, "Forbidden", 403));
-      return;
-    }
     const std::string* version = request_.header("sec-websocket-version");
     if (version == nullptr || *version != "13") {
       HttpResponse response = text_response(426, "Unsupported WebSocket version");
@@ -660,11 +666,11 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     for (const auto& [name, value] : response.headers) out += name + ": " + value + "\r\n";
     if (route_ == Route::Engine) {
       // CORS on every engine answer, errors included, so browsers can read them (§1.9).
-      if (!cors_origin_.empty()) {
-        out += "Access-Control-Allow-Origin: " + cors_origin_ +
-               "\r\nAccess-Control-Allow-Credentials: true\r\n";
+      if (!origin_.allow_origin.empty()) {
+        out += "Access-Control-Allow-Origin: " + origin_.allow_origin + "\r\n";
       }
-      out += "Vary: Origin\r\n";
+      if (origin_.credentials) out += "Access-Control-Allow-Credentials: true\r\n";
+      if (server_->options.origins.varies()) out += "Vary: Origin\r\n";
     }
     if (close_after) out += "Connection: close\r\n";
     out += "\r\n";
@@ -699,7 +705,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     request_started_ = false;
     route_ = Route::None;
     body_needed_ = 0;
-    cors_origin_.clear();
+    origin_ = OriginPolicy::Decision{};
     arm_timer(server_->options.idle_timeout);
     process();
     if (state_ == State::Head || state_ == State::Body || state_ == State::Waiting) {
@@ -752,7 +758,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   HttpRequest request_;
   std::string decoded_path_;
   std::string remote_address_;
-  std::string cors_origin_;
+  OriginPolicy::Decision origin_;  // for the engine route
   std::shared_ptr<ConnectionExchange> exchange_;
   EngineServer* engine_ = nullptr;
   const DirectoryMount* directory_ = nullptr;
@@ -885,6 +891,7 @@ GatewayServer::Stats GatewayServer::stats() const {
     stats.websocket += engine->websocket_sessions();
   }
   stats.http_connections = impl_->connections.size();
+  stats.refused_origins = impl_->refused_origins;
   return stats;
 }
 

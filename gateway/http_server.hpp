@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "gateway/engine.hpp"
+#include "gateway/origin_policy.hpp"
 
 namespace asio {
 class io_context;
@@ -29,9 +30,9 @@ class EngineServer;
 struct ServerOptions {
   std::string host = "0.0.0.0";
   uint16_t port = 0;  // 0: an ephemeral port, returned by listen()
-  /// Origins allowed to read engine responses with credentials. nullopt: reflect any Origin.
-  /// With a list, other Origins get no CORS headers and their WebSocket upgrades get 403.
-  std::optional<std::vector<std::string>> cors_origins;
+  /// Which browser Origins may use the engines (CORS and the WebSocket upgrade). The default
+  /// serves the gateway's own site only; a refused Origin gets 403 and no CORS headers.
+  OriginPolicy origins;
   /// Request line + headers; larger heads are refused with 431.
   size_t max_header_bytes = 16 * 1024;
   /// A keep-alive connection with no request in progress is closed after this.
@@ -66,9 +67,10 @@ class GatewayServer {
   void stop();
 
   struct Stats {
-    size_t polling = 0;           // open long-polling sessions
-    size_t websocket = 0;         // open WebSocket sessions
-    size_t http_connections = 0;  // TCP connections speaking HTTP (not upgraded)
+    size_t polling = 0;            // open long-polling sessions
+    size_t websocket = 0;          // open WebSocket sessions
+    size_t http_connections = 0;   // TCP connections speaking HTTP (not upgraded)
+    uint64_t refused_origins = 0;  // engine requests refused for their Origin (403)
   };
   Stats stats() const;
 

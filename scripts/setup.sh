@@ -45,7 +45,7 @@ done
 
 APT_PACKAGES=(
   nats-server libnats-dev libwebsocketpp-dev libasio-dev libspdlog-dev nlohmann-json3-dev
-  doctest-dev libssl-dev pkg-config cmake g++ make openssl
+  doctest-dev libssl-dev libpsl-dev publicsuffix pkg-config cmake g++ make openssl
 )
 # Headless Chromium for the browser tests; running the node does not need it.
 if [ "$with_browser" -eq 1 ]; then

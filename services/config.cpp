@@ -413,6 +413,32 @@ void read_client_bundle(const Json& gateway, GatewaySettings& g) {
   g.client_bundle = folder;
 }
 
+/// gateway.corsOrigins: null = same site, "*" = any origin without credentials, else an array of
+/// serialised origins ("https://app.example", "http://localhost:8080").
+void read_cors_origins(const Json& gateway, GatewaySettings& g) {
+  const std::string key = "gateway.corsOrigins";
+  const Json* v = find(gateway, "corsOrigins");
+  if (!v) return;
+  if (v->is_string() && v->get<std::string>() == "*") {
+    g.cors_origins = gateway::OriginPolicy::any();
+    return;
+  }
+  constexpr const char* kExpected =
+      "must be null (the gateway's own site), \"*\" or an array of origins like "
+      "\"https://app.example\"";
+  if (!v->is_array()) fail(key, kExpected);
+  std::vector<std::string> origins;
+  for (const auto& item : *v) {
+    if (!item.is_string()) fail(key, kExpected);
+    origins.push_back(item.get<std::string>());
+  }
+  try {
+    g.cors_origins = gateway::OriginPolicy::allow_list(origins);
+  } catch (const std::invalid_argument& e) {
+    fail(key, e.what());
+  }
+}
+
 void read_gateway(const Json& root, GatewaySettings& g) {
   const Json& s = section(root, "gateway");
   const std::string p = "gateway";
@@ -427,15 +453,7 @@ void read_gateway(const Json& root, GatewaySettings& g) {
   read_int(s, p, "connectTimeout", 0, int_max, g.connect_timeout_ms);
   read_int(s, p, "maxHttpBufferSize", 1, std::numeric_limits<long long>::max(),
            g.max_http_buffer_size);
-  if (const auto it = s.find("corsOrigins"); it != s.end()) {
-    if (it->is_null()) {
-      g.cors_origins.reset();
-    } else {
-      std::vector<std::string> origins;
-      read_string_list(s, p, "corsOrigins", origins);
-      g.cors_origins = std::move(origins);
-    }
-  }
+  read_cors_origins(s, g);
   read_int(s, p, "maxRoomsPerSocket", 1, std::numeric_limits<long long>::max(),
            g.max_rooms_per_socket);
   read_bool(s, p, "anonymousRooms", g.anonymous_rooms);

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "gateway/origin_policy.hpp"
 #include "moleculer/settings.hpp"
 #include "protocol/json.hpp"
 
@@ -22,7 +23,9 @@ struct GatewaySettings {
   int ping_timeout_ms = 20000;
   int connect_timeout_ms = 45000;
   size_t max_http_buffer_size = 1000000;
-  std::optional<std::vector<std::string>> cors_origins;  // nullopt: reflect any Origin
+  /// gateway.corsOrigins: null = the gateway's own site (with credentials), an array = exactly
+  /// those origins (with credentials), "*" = any origin without credentials.
+  gateway::OriginPolicy cors_origins;
   size_t max_rooms_per_socket = 1000;
   bool anonymous_rooms = false;
   std::vector<std::string> individual_room_parts = {"me", "notification-change"};

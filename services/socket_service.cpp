@@ -312,6 +312,7 @@ Json SocketService::stats() const {
               {"events", {{"in", counters_.events_in}, {"out", counters_.events_out}}},
               {"rejected", counters_.rejected},
               {"refused", counters_.refused},
+              {"refusedOrigins", refused_origins_ ? refused_origins_() : 0},
               {"auth", {{"calls", counters_.auth_calls}, {"failures", counters_.auth_failures}}},
               {"uptime", uptime}};
 }

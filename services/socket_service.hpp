@@ -4,6 +4,7 @@
 // Authentication on CONNECT, tenant rooms, event mapping and the operator actions are wired
 // here; the rules themselves are pure functions in services/steedos_*.hpp.
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -46,6 +47,11 @@ class SocketService {
   ServiceSchema schema();
   /// The `socket.stats` reply.
   Json stats() const;
+  /// Where `socket.stats` reads `refusedOrigins`: the gateway's count of requests refused for
+  /// their Origin (gateway-contract.md §2.1). Without it the key reads 0.
+  void count_refused_origins(std::function<uint64_t()> count) {
+    refused_origins_ = std::move(count);
+  }
 
  private:
   friend const std::vector<std::string>& socket_event_patterns();
@@ -85,6 +91,7 @@ class SocketService {
   Counters counters_;
   std::map<std::string, std::set<std::string>> sockets_by_token_;  // token -> client ids
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::function<uint64_t()> refused_origins_;
 };
 
 }  // namespace steedos::services

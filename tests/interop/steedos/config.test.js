@@ -3,7 +3,7 @@
 // individualRoomParts, metadataTypes, corsOrigins allow-list, auth.cacheTtl 0; and the balanced
 // `$socket.subscribe.*` emit (one listener of the group gets it).
 const { describe, it, before, after } = require("node:test");
-const { h, assert, startCluster } = require("./fixture");
+const { h, assert, startCluster, failedToConnect } = require("./fixture");
 
 describe("steedos socket: configured gateway", () => {
 	let c, second;
@@ -73,16 +73,33 @@ describe("steedos socket: configured gateway", () => {
 		assert.equal(c.authCalls.filter(x => x === "S3,t-u3b").length, before + 2);
 	});
 
-	it("corsOrigins allow-list: listed origin reflected with credentials, others not", async () => {
+	it("corsOrigins allow-list: listed origin reflected with credentials, others refused on both transports", async () => {
 		const url = `http://127.0.0.1:${c.port}/socket.io/?EIO=4&transport=polling`;
+		const before = await c.stats();
 		const ok = await fetch(url, { headers: { Origin: "http://ok.example" } });
+		assert.equal(ok.status, 200);
 		await ok.text();
 		assert.equal(ok.headers.get("access-control-allow-origin"), "http://ok.example");
 		assert.equal(ok.headers.get("access-control-allow-credentials"), "true");
-		const bad = await fetch(url, { headers: { Origin: "http://evil.example" } });
-		await bad.text();
-		assert.notEqual(bad.headers.get("access-control-allow-origin"), "http://evil.example");
-		assert.notEqual(bad.headers.get("access-control-allow-origin"), "*");
+		const pre = await fetch(url, { method: "OPTIONS", headers: { Origin: "http://ok.example", "Access-Control-Request-Method": "POST" } });
+		assert.equal(pre.headers.get("access-control-allow-origin"), "http://ok.example");
+		// Not listed: another site, and also the gateway's own site (the list replaces the rule).
+		for (const origin of ["http://evil.example", "https://ok.example", "http://ok.example:8080", "http://127.0.0.1:3000"]) {
+			const bad = await fetch(url, { headers: { Origin: origin, cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" } });
+			assert.equal(bad.status, 403, origin);
+			assert.deepEqual(await bad.json(), { code: 4, message: "Forbidden" });
+			assert.equal(bad.headers.get("access-control-allow-origin"), null, origin);
+			assert.equal(bad.headers.get("access-control-allow-credentials"), null, origin);
+		}
+		for (const transports of [undefined, ["websocket"]]) {
+			const s = c.client({ transports, extraHeaders: { origin: "http://evil.example" } });
+			await failedToConnect(s);
+			s.close();
+		}
+		const listed = await c.connect({ transports: ["websocket"], extraHeaders: { origin: "http://ok.example" } });
+		listed.close();
+		const after = await c.stats();
+		assert.ok(after.refusedOrigins >= before.refusedOrigins + 6, JSON.stringify(after));
 	});
 
 	it("$socket.subscribe.* is a balanced emit: exactly one listener node gets each", async () => {

@@ -394,13 +394,13 @@ TEST_SUITE("gateway engine") {
 
   TEST_CASE("handshake errors: codes, JSON bodies and CORS headers") {
     Server server;
-    const std::string origin = "Origin: http://example.com\r\n";
+    const std::string origin = "Origin: http://localhost:3000\r\n";  // same site as Host
     HttpReply reply = http(server.port, "GET", "/engine.io/?transport=polling", {}, origin);
     CHECK(reply.status == 400);
     CHECK(reply.header("content-type") == "application/json");
     CHECK(error_body(reply) ==
           Json::parse(R"({"code":5,"message":"Unsupported protocol version"})"));
-    CHECK(reply.header("access-control-allow-origin") == "http://example.com");
+    CHECK(reply.header("access-control-allow-origin") == "http://localhost:3000");
     CHECK(reply.header("access-control-allow-credentials") == "true");
 
     CHECK(error_body(http(server.port, "GET", "/engine.io/?EIO=3&transport=polling"))["code"] == 5);
@@ -424,29 +424,100 @@ TEST_SUITE("gateway engine") {
     CHECK(http(server.port, "GET", "/elsewhere").status == 404);
   }
 
-  TEST_CASE("CORS preflight and origin allow-list") {
-    SUBCASE("any origin is reflected") {
-      Server server;
-      const HttpReply reply =
-          http(server.port, "OPTIONS", "/engine.io/?EIO=4&transport=polling", {},
-               "Origin: https://app.test\r\nAccess-Control-Request-Headers: authorization\r\n");
-      CHECK(reply.status == 204);
-      CHECK(reply.header("access-control-allow-origin") == "https://app.test");
-      CHECK(reply.header("access-control-allow-credentials") == "true");
-      CHECK(reply.header("access-control-allow-methods") == "GET,POST,OPTIONS");
-      CHECK(reply.header("access-control-allow-headers") == "authorization");
-    }
-    SUBCASE("a list refuses other origins") {
+  TEST_CASE("origins: the gateway's own site with credentials, other sites refused") {
+    Server server;
+    const std::string handshake = "/engine.io/?EIO=4&transport=polling";
+    // Same site as Host (localhost, another port): reflected with credentials, on the handshake
+    // and on the preflight.
+    HttpReply reply = http(server.port, "GET", handshake, {}, "Origin: http://localhost:3000\r\n");
+    CHECK(reply.status == 200);
+    CHECK(reply.header("access-control-allow-origin") == "http://localhost:3000");
+    CHECK(reply.header("access-control-allow-credentials") == "true");
+    CHECK(reply.header("vary") == "Origin");
+    reply =
+        http(server.port, "OPTIONS", handshake, {},
+             "Origin: http://localhost:3000\r\nAccess-Control-Request-Headers: authorization\r\n");
+    CHECK(reply.status == 204);
+    CHECK(reply.header("access-control-allow-origin") == "http://localhost:3000");
+    CHECK(reply.header("access-control-allow-credentials") == "true");
+    CHECK(reply.header("access-control-allow-methods") == "GET,POST,OPTIONS");
+    CHECK(reply.header("access-control-allow-headers") == "authorization");
+    CHECK(server.stats().polling == 1);
+    CHECK(server.stats().refused_origins == 0);
+
+    // Another site, with the user's cookies: 403 with Engine.IO's body, no CORS headers, no
+    // session; the connection stays usable.
+    const std::string evil =
+        "Origin: https://evil.example\r\nCookie: X-Space-Id=S1; X-Auth-Token=secret\r\n";
+    Client client(server.port);
+    client.write(request("GET", handshake, {}, evil));
+    auto refused = client.read_reply();
+    REQUIRE(refused);
+    CHECK(refused->status == 403);
+    CHECK(error_body(*refused) == Json::parse(R"({"code":4,"message":"Forbidden"})"));
+    CHECK(refused->headers.count("access-control-allow-origin") == 0);
+    CHECK(refused->headers.count("access-control-allow-credentials") == 0);
+    CHECK(refused->header("vary") == "Origin");
+    client.write(
+        request("OPTIONS", handshake, {}, evil + "Access-Control-Request-Method: POST\r\n"));
+    refused = client.read_reply();
+    REQUIRE(refused);
+    CHECK(refused->status == 403);
+    CHECK(refused->headers.count("access-control-allow-origin") == 0);
+    CHECK(refused->headers.count("access-control-allow-methods") == 0);
+    // A session opened without Origin cannot be polled or posted to from another site.
+    const std::string sid = open_polling(server.port);
+    client.write(request("POST", handshake + "&sid=" + sid, "4hi", evil));
+    refused = client.read_reply();
+    REQUIRE(refused);
+    CHECK(refused->status == 403);
+
+    // The WebSocket upgrade: 403 before the handshake completes.
+    Client upgrade(server.port);
+    upgrade.write(
+        "GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: localhost:5100\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+        evil + "\r\n");
+    refused = upgrade.read_reply();
+    REQUIRE(refused);
+    CHECK(refused->status == 403);
+    CHECK(refused->headers.count("sec-websocket-accept") == 0);
+    CHECK(upgrade.closed_within(2000ms));
+
+    const auto stats = server.stats();
+    CHECK(stats.polling == 2);  // the two sessions opened without a refused Origin
+    CHECK(stats.websocket == 0);
+    CHECK(stats.refused_origins == 4);
+
+    // A same-site upgrade is accepted.
+    Client same(server.port);
+    same.write(
+        "GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: localhost:5100\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        "Origin: http://localhost\r\n\r\n");
+    auto accepted = same.read_reply();
+    REQUIRE(accepted);
+    CHECK(accepted->status == 101);
+  }
+
+  TEST_CASE("origins: allow-list and * modes") {
+    SUBCASE("a list replaces the same-site rule") {
       ServerOptions options;
-      options.cors_origins = std::vector<std::string>{"https://good.test"};
+      options.origins = steedos::gateway::OriginPolicy::allow_list({"https://good.test"});
       Server server(test_engine_options(), options);
       HttpReply reply = http(server.port, "GET", "/engine.io/?EIO=4&transport=polling", {},
                              "Origin: https://good.test\r\n");
-      CHECK(reply.header("access-control-allow-origin") == "https://good.test");
-      reply = http(server.port, "GET", "/engine.io/?EIO=4&transport=polling", {},
-                   "Origin: https://evil.test\r\n");
       CHECK(reply.status == 200);
+      CHECK(reply.header("access-control-allow-origin") == "https://good.test");
+      CHECK(reply.header("access-control-allow-credentials") == "true");
+      // Not listed, even the gateway's own site.
+      reply = http(server.port, "GET", "/engine.io/?EIO=4&transport=polling", {},
+                   "Origin: http://localhost\r\n");
+      CHECK(reply.status == 403);
       CHECK(reply.headers.count("access-control-allow-origin") == 0);
+      CHECK(http(server.port, "GET", "/engine.io/?EIO=4&transport=polling").status == 200);
 
       Client client(server.port);
       client.write(
@@ -456,6 +527,32 @@ TEST_SUITE("gateway engine") {
       auto refused = client.read_reply();
       REQUIRE(refused);
       CHECK(refused->status == 403);
+      CHECK(server.stats().refused_origins == 2);
+    }
+    SUBCASE("* lets every origin in, without credentials") {
+      ServerOptions options;
+      options.origins = steedos::gateway::OriginPolicy::any();
+      Server server(test_engine_options(), options);
+      HttpReply reply = http(server.port, "GET", "/engine.io/?EIO=4&transport=polling", {},
+                             "Origin: https://evil.test\r\n");
+      CHECK(reply.status == 200);
+      CHECK(reply.header("access-control-allow-origin") == "*");
+      CHECK(reply.headers.count("access-control-allow-credentials") == 0);
+      CHECK(reply.headers.count("vary") == 0);
+      reply = http(server.port, "OPTIONS", "/engine.io/?EIO=4&transport=polling", {},
+                   "Origin: https://evil.test\r\nAccess-Control-Request-Method: POST\r\n");
+      CHECK(reply.status == 204);
+      CHECK(reply.header("access-control-allow-origin") == "*");
+      CHECK(reply.header("access-control-allow-methods") == "GET,POST,OPTIONS");
+      Client client(server.port);
+      client.write(
+          "GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+          "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+          "Sec-WebSocket-Version: 13\r\nOrigin: https://evil.test\r\n\r\n");
+      auto accepted = client.read_reply();
+      REQUIRE(accepted);
+      CHECK(accepted->status == 101);
+      CHECK(server.stats().refused_origins == 0);
     }
   }
 

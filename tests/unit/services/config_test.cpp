@@ -114,7 +114,7 @@ void check_defaults(const Config& c) {
   CHECK(g.ping_timeout_ms == 20000);
   CHECK(g.connect_timeout_ms == 45000);
   CHECK(g.max_http_buffer_size == 1000000);
-  CHECK_FALSE(g.cors_origins.has_value());
+  CHECK(g.cors_origins.mode() == steedos::gateway::OriginPolicy::Mode::SameSite);
   CHECK(g.max_rooms_per_socket == 1000);
   CHECK_FALSE(g.anonymous_rooms);
   CHECK(g.individual_room_parts == std::vector<std::string>{"me", "notification-change"});
@@ -219,8 +219,9 @@ TEST_SUITE("config") {
     CHECK(g.ping_timeout_ms == 2000);
     CHECK(g.connect_timeout_ms == 0);
     CHECK(g.max_http_buffer_size == 42);
-    REQUIRE(g.cors_origins.has_value());
-    CHECK(*g.cors_origins == std::vector<std::string>{"https://a.example", "https://b.example"});
+    REQUIRE(g.cors_origins.mode() == steedos::gateway::OriginPolicy::Mode::List);
+    CHECK(g.cors_origins.origins() ==
+          std::vector<std::string>{"https://a.example", "https://b.example"});
     CHECK(g.max_rooms_per_socket == 7);
     CHECK(g.anonymous_rooms);
     CHECK(g.individual_room_parts == std::vector<std::string>{"me"});
@@ -247,14 +248,21 @@ TEST_SUITE("config") {
     CHECK(c.broker.heartbeat_interval_s == 10);
   }
 
-  TEST_CASE("null values keep the defaults; corsOrigins null means any origin") {
+  TEST_CASE("null values keep the defaults; corsOrigins null means the gateway's own site") {
+    using Mode = steedos::gateway::OriginPolicy::Mode;
     const auto c = parse(R"({"namespace": null, "gateway": {"port": null, "corsOrigins": null},
                              "logLevel": null, "metadata": null})");
     CHECK(c.gateway.port == 5100);
-    CHECK_FALSE(c.gateway.cors_origins.has_value());
+    CHECK(c.gateway.cors_origins.mode() == Mode::SameSite);
     CHECK(c.broker.log_level == "info");
     CHECK(c.broker.metadata == Json::object());
-    CHECK(parse(R"({"gateway": {"corsOrigins": []}})").gateway.cors_origins->empty());
+    const auto empty = parse(R"({"gateway": {"corsOrigins": []}})").gateway.cors_origins;
+    CHECK(empty.mode() == Mode::List);
+    CHECK(empty.origins().empty());
+    CHECK(parse(R"({"gateway": {"corsOrigins": "*"}})").gateway.cors_origins.mode() == Mode::Any);
+    // Entries are kept as browsers serialise origins.
+    CHECK(parse(R"({"gateway": {"corsOrigins": ["HTTPS://App.Example:443"]}})")
+              .gateway.cors_origins.origins() == std::vector<std::string>{"https://app.example"});
   }
 
   TEST_CASE("environment overrides") {
@@ -545,8 +553,15 @@ TEST_SUITE("config") {
         {R"({"gateway": {"pingTimeout": -5}})", "gateway.pingTimeout"},
         {R"({"gateway": {"connectTimeout": -1}})", "gateway.connectTimeout"},
         {R"({"gateway": {"maxHttpBufferSize": 0}})", "gateway.maxHttpBufferSize"},
-        {R"({"gateway": {"corsOrigins": "*"}})", "gateway.corsOrigins"},
+        {R"({"gateway": {"corsOrigins": "https://app.example"}})", "gateway.corsOrigins"},
+        {R"({"gateway": {"corsOrigins": true}})", "gateway.corsOrigins"},
+        {R"({"gateway": {"corsOrigins": {}}})", "gateway.corsOrigins"},
         {R"({"gateway": {"corsOrigins": [1]}})", "gateway.corsOrigins"},
+        {R"({"gateway": {"corsOrigins": ["*"]}})", "gateway.corsOrigins"},
+        {R"({"gateway": {"corsOrigins": ["null"]}})", "gateway.corsOrigins"},
+        {R"({"gateway": {"corsOrigins": ["app.example"]}})", "gateway.corsOrigins"},
+        {R"({"gateway": {"corsOrigins": ["https://app.example/"]}})", "gateway.corsOrigins"},
+        {R"({"gateway": {"corsOrigins": [""]}})", "gateway.corsOrigins"},
         {R"({"gateway": {"maxRoomsPerSocket": 0}})", "gateway.maxRoomsPerSocket"},
         {R"({"gateway": {"anonymousRooms": 0}})", "gateway.anonymousRooms"},
         {R"({"gateway": {"individualRoomParts": "me"}})", "gateway.individualRoomParts"},
