@@ -11,38 +11,18 @@
 #include <sstream>
 
 #include "common/log.hpp"
+#include "tests/unit/support/memory_nodes.hpp"
 #include "transport/memory_transporter.hpp"
 
 using namespace steedos;
 using namespace steedos::moleculer;
+using testing::node_settings;
+using testing::run_for;
+using testing::run_until;
 using transport::MemoryBus;
 using transport::MemoryTransporter;
 
 namespace {
-
-BrokerSettings node_settings(const std::string& id) {
-  BrokerSettings s;
-  s.node_id = id;
-  s.heartbeat_interval_s = 0.2;
-  s.heartbeat_timeout_s = 0.7;
-  return s;
-}
-
-template <typename Predicate>
-bool run_until(asio::io_context& loop, Predicate done, int max_ms = 3000) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_ms);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    loop.restart();
-    loop.run_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
-
-void run_for(asio::io_context& loop, int ms) {
-  loop.restart();
-  loop.run_for(std::chrono::milliseconds(ms));
-}
 
 struct Node {
   MemoryTransporter* transporter;
@@ -52,14 +32,7 @@ struct Node {
     transporter = t.get();
     broker = std::make_unique<Broker>(bus.loop(), std::move(settings), std::move(t));
   }
-  void start(asio::io_context& loop) {
-    bool started = false;
-    broker->start([&](std::optional<std::string> error) {
-      REQUIRE_FALSE(error.has_value());
-      started = true;
-    });
-    REQUIRE(run_until(loop, [&] { return started; }));
-  }
+  void start(asio::io_context& loop) { REQUIRE(testing::start_broker(loop, *broker)); }
 };
 
 ServiceSchema math_service(std::vector<std::string>* events = nullptr) {

@@ -17,11 +17,15 @@
 #include <vector>
 
 #include "services/client_hub.hpp"
+#include "tests/unit/support/memory_nodes.hpp"
 #include "transport/memory_transporter.hpp"
 
 using namespace steedos;
 using namespace steedos::services;
-using moleculer::BrokerSettings;
+using testing::make_broker;
+using testing::run_for;
+using testing::run_until;
+using testing::start_broker;
 using transport::MemoryBus;
 using transport::MemoryTransporter;
 
@@ -185,42 +189,8 @@ class FakeHub final : public ClientHub {
 
 // ---------------------------------------------------------------- brokers on the memory bus
 
-BrokerSettings node_settings(const std::string& id) {
-  BrokerSettings s;
-  s.node_id = id;
-  s.heartbeat_interval_s = 0.2;
-  s.heartbeat_timeout_s = 0.7;
-  return s;
-}
-
-template <typename Predicate>
-bool run_until(asio::io_context& loop, Predicate done, int max_ms = 3000) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_ms);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    loop.restart();
-    loop.run_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
-
-void run_for(asio::io_context& loop, int ms) {
-  loop.restart();
-  loop.run_for(std::chrono::milliseconds(ms));
-}
-
-std::unique_ptr<Broker> make_broker(MemoryBus& bus, const std::string& id) {
-  return std::make_unique<Broker>(bus.loop(), node_settings(id),
-                                  std::make_unique<MemoryTransporter>(bus));
-}
-
 void start(asio::io_context& loop, Broker& broker) {
-  bool started = false;
-  broker.start([&](std::optional<std::string> error) {
-    REQUIRE_FALSE(error.has_value());
-    started = true;
-  });
-  REQUIRE(run_until(loop, [&] { return started; }));
+  REQUIRE(start_broker(loop, broker));
 }
 
 Outcome call(asio::io_context& loop, Broker& broker, const std::string& action,
