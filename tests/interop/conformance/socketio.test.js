@@ -120,8 +120,28 @@ for (const name of protocolTargets()) {
 				});
 
 				it("should close the connection if no handshake is received", T, async () => {
+					// The pings are answered, so the heartbeat (300 + 200 ms) cannot be what closes
+					// the session: only connectTimeout (1000 ms) can, and not before it expires.
 					const sock = await session();
-					await sock.waitClose(2000);
+					const openedAt = Date.now();
+					let pongs = 0;
+					while (!sock.closed) {
+						let frame;
+						try {
+							frame = await sock.next(3000);
+						} catch (err) {
+							if (sock.closed) break;
+							throw err;
+						}
+						if (frame === "1") continue; // the Engine.IO close packet, then the close
+						assert.equal(frame, "2", "only pings before the close");
+						sock.send("3");
+						pongs++;
+					}
+					const info = await sock.waitClose(100);
+					const after = info.at - openedAt;
+					assert.ok(pongs >= 2, `${pongs} pings answered: the heartbeat outlived its own timeout`);
+					assert.ok(after >= 950 && after < 2500, `closed ${after} ms after the open packet (connectTimeout 1000)`);
 				});
 			});
 

@@ -2,7 +2,7 @@
 // gateway-contract.md §2.1, §2.6, §3, §5 with non-default configuration: anonymousRooms,
 // individualRoomParts, metadataTypes, corsOrigins allow-list, auth.cacheTtl 0; and the balanced
 // `$socket.subscribe.*` emit (one listener of the group gets it).
-const { describe, it, before, after } = require("node:test");
+const { describe, it, before, after, afterEach } = require("node:test");
 const { h, assert, startCluster, failedToConnect } = require("./fixture");
 
 describe("steedos socket: configured gateway", () => {
@@ -36,6 +36,9 @@ describe("steedos socket: configured gateway", () => {
 	after(async () => {
 		await h.stopBrokers(second);
 		if (c) await c.stop();
+	});
+	afterEach(async () => {
+		if (c) await c.closeAll();
 	});
 
 	it("anonymousRooms: anonymous sockets join shared tenant rooms, never individual ones", async () => {
@@ -93,7 +96,7 @@ describe("steedos socket: configured gateway", () => {
 		}
 		for (const transports of [undefined, ["websocket"]]) {
 			const s = c.client({ transports, extraHeaders: { origin: "http://evil.example" } });
-			await failedToConnect(s);
+			await failedToConnect(s, "error");
 			s.close();
 		}
 		const listed = await c.connect({ transports: ["websocket"], extraHeaders: { origin: "http://ok.example" } });
@@ -107,9 +110,23 @@ describe("steedos socket: configured gateway", () => {
 		secondEvents.length = 0;
 		const s = await c.connect({ cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
 		for (let i = 0; i < 6; i++) await s.emitWithAck("subscribe", { roomParts: `bal${i}` });
-		await h.waitFor(() => c.subscribeEvents.length + secondEvents.length >= 6, 3000);
-		await h.sleep(300);
-		assert.equal(c.subscribeEvents.length + secondEvents.length, 6);
-		s.close();
+		// Barrier per listener: markers until each listener got one. The node emits in order, so
+		// a listener that has its marker has everything sent to it before.
+		const mine = () => c.subscribeEvents.map(e => e.event);
+		const hasMarker = list => list.some(e => e.startsWith("$socket.subscribe.mark"));
+		for (let i = 0; !(hasMarker(mine()) && hasMarker(secondEvents)); i++) {
+			assert.ok(i < 40, "both listeners got a marker");
+			await s.emitWithAck("subscribe", { roomParts: `mark${i}` });
+			await h.waitFor(() => mine().concat(secondEvents).includes(`$socket.subscribe.mark${i}`), 4000, { what: `mark${i}` });
+		}
+		const all = mine().concat(secondEvents).filter(e => !e.startsWith("$socket.subscribe.mark")).sort();
+		assert.deepEqual(all, [0, 1, 2, 3, 4, 5].map(i => `$socket.subscribe.bal${i}`), "each event exactly once");
+	});
+
+	it("64 roomParts are within the part limit (default maxRoomsPerSocket), 65 are not", async () => {
+		const s = await c.connect({ cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
+		const parts = Array.from({ length: 64 }, (_, i) => `q${i}`);
+		assert.deepEqual(await s.emitWithAck("subscribe", { roomParts: parts }), { rooms: parts.map(p => `S1-${p}`) });
+		assert.match((await s.emitWithAck("subscribe", { roomParts: parts.concat("q64") })).error, /roomParts/);
 	});
 });

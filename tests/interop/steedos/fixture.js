@@ -125,6 +125,8 @@ async function startCluster({ extra = {}, gateways = 1 } = {}) {
 			s.events = [];
 			s.disconnects = [];
 			s.connectErrors = [];
+			s.connects = 0;
+			s.on("connect", () => s.connects++);
 			s.onAny((event, ...args) => s.events.push({ event, args }));
 			s.on("disconnect", reason => s.disconnects.push(reason));
 			s.on("connect_error", err => s.connectErrors.push(err));
@@ -178,9 +180,21 @@ async function startCluster({ extra = {}, gateways = 1 } = {}) {
 	return cluster;
 }
 
-/** Waits until the client got a connect_error or a disconnect, and never a connection-init. */
-async function failedToConnect(s) {
-	await h.waitFor(() => s.connectErrors.length > 0 || s.disconnects.length > 0, 6000, { what: "connection closed" });
+/**
+ * Waits until the client is refused the way `expect` says, and asserts it never connected:
+ * - "closed" (default): the node closed the Engine.IO session before the Socket.IO CONNECT reply
+ *   (an auth failure): one "transport close" disconnect, no connect_error;
+ * - "error": the handshake itself was refused (e.g. a 403 for a foreign Origin): a connect_error.
+ */
+async function failedToConnect(s, expect = "closed") {
+	if (expect === "error") {
+		await h.waitFor(() => s.connectErrors.length > 0, 6000, { what: "connect_error" });
+	} else {
+		await h.waitFor(() => s.disconnects.length > 0 || s.connectErrors.length > 0, 6000, { what: "connection closed" });
+		assert.deepEqual(s.connectErrors.map(e => e.message), [], "closed by the node, not a handshake error");
+		assert.deepEqual(s.disconnects, ["transport close"]);
+	}
+	assert.equal(s.connects, 0, "the client never saw a CONNECT reply");
 	assert.equal(s.events.filter(e => e.event === "connection-init").length, 0, "no connection-init");
 	assert.equal(s.connected, false);
 }

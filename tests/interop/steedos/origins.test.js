@@ -187,7 +187,7 @@ describe("steedos socket: origins, default (corsOrigins null)", () => {
 		const total = (await c.stats()).connections.total;
 		for (const transports of [undefined, ["websocket"]]) {
 			const s = c.client({ transports, extraHeaders: { cookie: COOKIE, origin: EVIL } });
-			await failedToConnect(s);
+			await failedToConnect(s, "error");
 			s.close();
 		}
 		assert.equal((await c.stats()).connections.total, total);
