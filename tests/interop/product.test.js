@@ -56,6 +56,7 @@ for (const { version, protocol } of h.VERSIONS) {
 		});
 
 		test("contract events and bad payloads do not disturb the node", async () => {
+			const before = await js.call("socket.stats", {}, { nodeID: node.nodeID, timeout: 2000 });
 			await js.emit("$broadcast.socket.emit", { data: { eventName: "hello", eventParams: { a: 1 } } });
 			await js.emit("$socket.emit", { eventName: "hello", eventParams: { a: 1 }, room: "r1" });
 			await js.broadcast("@objectRecordEvent.users.updated", { objectApiName: "users", id: "u1", spaceId: "s1" });
@@ -65,7 +66,10 @@ for (const { version, protocol } of h.VERSIONS) {
 			await js.emit("$broadcast.$notification.users", { data: { tenantId: "t", users: "not-an-array" } });
 			await js.emit("@objectRecordEvent.users.deleted", 42);
 			await js.emit("$socket.emit", null);
-			await h.sleep(500);
+			// Barrier: this request leaves the same connection after the events, so the node has
+			// handled all eight when it answers. Exactly the four bad ones are counted.
+			const after = await js.call("socket.stats", {}, { nodeID: node.nodeID, timeout: 2000 });
+			assert.equal(after.rejected - before.rejected, 4, JSON.stringify(after));
 			assert.equal(node.running(), true);
 			const health = await js.call("$node.health", {}, { nodeID: node.nodeID, timeout: 2000 });
 			assert.equal(health.process.pid, node.pid);

@@ -824,20 +824,28 @@ TEST_SUITE("gateway engine") {
   }
 
   TEST_CASE("ping timeout closes the session and the sid disappears at once") {
+    // Intervals large enough for a loaded 2-core machine: the checks are windows around the
+    // deadlines (hundreds of ms wide), not instants a few ms apart.
     EngineOptions options = test_engine_options();
-    options.ping_interval_ms = 80;
-    options.ping_timeout_ms = 60;
+    options.ping_interval_ms = 400;
+    options.ping_timeout_ms = 300;
     Server server(options);
     const std::string sid = open_polling(server.port);
     const std::string path = "/engine.io/?EIO=4&transport=polling&sid=" + sid;
-    // The first ping is waiting in the buffer; answering it re-arms the heartbeat.
-    std::this_thread::sleep_for(90ms);
+    // The long poll returns when the first ping is sent; answering it re-arms the heartbeat.
     CHECK(http(server.port, "GET", path).body == "2");
+    const auto pong_sent = std::chrono::steady_clock::now();
     CHECK(http(server.port, "POST", path, "3").body == "ok");
-    std::this_thread::sleep_for(55ms);  // past the first pong deadline (140 ms)
+    // Waiting for a deadline to pass is the point here: the first pong deadline was at most
+    // pong + 300 ms; the next one (pong + 400 + 300) is 350 ms away from this check.
+    std::this_thread::sleep_until(pong_sent + 350ms);
     CHECK(server.session_exists(sid));
-    // Silence from now on: ping at pong + 80 ms, closed at pong + 140 ms.
-    std::this_thread::sleep_for(150ms);
+    // Silence from now on: ping at pong + 400 ms, closed at pong + 700 ms, not earlier.
+    const auto deadline = pong_sent + 5000ms;
+    while (server.session_exists(sid) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    const auto closed_after = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - pong_sent);
+    CHECK_FALSE(server.session_exists(sid));
+    CHECK(closed_after >= 700ms);
     CHECK(http(server.port, "GET", path).status == 400);
     CHECK(server.on_server([&] { return server.handler.close_reason(sid); }) == "ping timeout");
 
@@ -845,8 +853,10 @@ TEST_SUITE("gateway engine") {
     open_websocket_sid(ws);
     CHECK(ws.read_text() == "2");
     ws.send_text("3");
+    const auto ws_pong = std::chrono::steady_clock::now();
     CHECK(ws.read_text() == "2");
-    CHECK(ws.read_close_code(500ms) == 1000);  // not answered this time
+    CHECK(ws.read_close_code(3000ms) == 1000);  // not answered this time
+    CHECK(std::chrono::steady_clock::now() - ws_pong >= 700ms);
   }
 
   TEST_CASE("upgrade: probe, noop for the pending poll, switch, then polling refused") {
