@@ -44,6 +44,16 @@ describe("steedos socket: actions and logout", () => {
 			assert.ok(Number.isInteger(v) && v >= 0);
 		}
 		assert.ok(st.auth.calls >= 1);
+		// events: one global event (2 recipients), one room event (u1 only), then the barrier (global).
+		c.producer.emit("$socket.emit", { eventName: "count-all", eventParams: 1 });
+		c.producer.emit("$socket.emit", { eventName: "count-room", eventParams: 1, room: "S1-space" });
+		await c.barrier([anon, u1]);
+		const st2 = await c.stats();
+		assert.equal(st2.events.in - st.events.in, 3, "events in: one per Moleculer event handled");
+		assert.equal(st2.events.out - st.events.out, 2 + 1 + 2, "events out: one per recipient");
+		// uptime (whole seconds) never goes back and moves on with the clock.
+		assert.ok(st2.uptime >= st.uptime);
+		await h.waitFor(async () => (await c.stats()).uptime > st2.uptime, 3000, { what: "uptime increases" });
 		anon.close();
 		u1.close();
 		await h.waitFor(async () => (await c.stats()).connections.total === 0, 3000);
