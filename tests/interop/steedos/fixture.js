@@ -200,3 +200,68 @@ async function failedToConnect(s, expect = "closed") {
 }
 
 module.exports = { h, assert, startCluster, failedToConnect, ISO_MS, AUTH_ACTION, SESSIONS };
+
+// ---------------------------------------------------------------------------------------------
+// Issue 16, several gateway nodes and the binary (cluster.test.js, binary.test.js, multinode).
+// Added helpers only; nothing above is changed.
+
+/**
+ * A balanced emit that the producer's balancer sent to `nodeID`: the same EVENT packet
+ * (`groups: ["socket"]`, `broadcast: false`) that `broker.emit` publishes once it has picked that
+ * endpoint, so a test knows which node received it and which got it only by forwarding.
+ */
+function emitTo(broker, nodeID, eventName, payload, groups = ["socket"]) {
+	const ctx = broker.ContextFactory.create(broker, null, payload, { groups });
+	ctx.eventName = eventName;
+	ctx.eventType = "emit";
+	ctx.eventGroups = groups;
+	const pinned = ctx.copy({ id: nodeID, local: false });
+	pinned.eventGroups = groups;
+	return broker.transit.sendEvent(pinned);
+}
+
+/** socket.stats of one gateway node. */
+function statsOf(c, node) {
+	return c.producer.call("socket.stats", {}, { nodeID: node.nodeID, timeout: 5000 });
+}
+
+/** events.in of each node in `nodes` (default: all of the cluster's). */
+async function eventsInOf(c, nodes = c.nodes) {
+	return (await Promise.all(nodes.map(n => statsOf(c, n)))).map(st => st.events.in);
+}
+
+/** Waits until every gateway node sees the `socket` group of every other one (§7 forwarding). */
+async function waitGatewaysKnowEachOther(c, nodes = c.nodes, ms = 8000) {
+	for (const from of nodes) {
+		for (const to of nodes) {
+			if (from === to) continue;
+			await h.waitFor(async () => {
+				const list = await c.producer.call("$node.events", { withEndpoints: true }, { nodeID: from.nodeID, timeout: 2000 });
+				const item = list.find(e => e.name === "$socket.emit");
+				return item && (item.endpoints || []).some(ep => ep.nodeID === to.nodeID);
+			}, ms, { what: `${from.nodeID} sees the socket group of ${to.nodeID}` });
+		}
+	}
+}
+
+/**
+ * A barrier over every path between gateway nodes: one global marker emitted to each node in turn
+ * (pinned, so it is forwarded to the others), each waited for on every socket before the next.
+ * Messages on one path keep their order, so when the marker sent to node X has reached every
+ * socket, everything that X received or forwarded before it has been delivered too, and so has
+ * any duplicate that another node re-forwarded to X before it handled the marker. Returns the
+ * markers' tags.
+ */
+async function crossBarrier(c, sockets, nodes = c.nodes, ms = 4000) {
+	const tags = [];
+	for (const node of nodes) {
+		const tag = `x${Math.random().toString(36).slice(2)}`;
+		tags.push(tag);
+		emitTo(c.producer, node.nodeID, "$socket.emit", { eventName: "barrier", eventParams: tag });
+		await Promise.all(sockets.map(s =>
+			h.waitFor(() => s.events.some(e => e.event === "barrier" && e.args[0] === tag), ms, { what: `barrier via ${node.nodeID}` })));
+	}
+	return tags;
+}
+
+Object.assign(module.exports, { emitTo, statsOf, eventsInOf, waitGatewaysKnowEachOther, crossBarrier });
