@@ -265,3 +265,16 @@ async function crossBarrier(c, sockets, nodes = c.nodes, ms = 4000) {
 }
 
 Object.assign(module.exports, { emitTo, statsOf, eventsInOf, waitGatewaysKnowEachOther, crossBarrier });
+
+// ---------------------------------------------------------------------------------------------
+// Issue 16, item 1 "Every transport": the one transport list of the Steedos suite. Client-facing
+// scenarios run once per entry (`transports: t.transports`, `t.name` in the test title).
+// Added only; nothing above is changed.
+
+const TRANSPORTS = Object.freeze([
+	Object.freeze({ name: "polling", transports: Object.freeze(["polling"]) }),
+	Object.freeze({ name: "websocket", transports: Object.freeze(["websocket"]) }),
+	Object.freeze({ name: "default", transports: Object.freeze(["polling", "websocket"]) })
+]);
+
+Object.assign(module.exports, { TRANSPORTS });
