@@ -2,7 +2,7 @@
 // gateway-contract.md §2.6, §6, §9 (actions, logout): socket.emit / stats / clients / disconnect
 // called with broker.call + nodeID, ValidationError 422; `$user.logout` disconnects a token.
 const { describe, it, before, after, afterEach } = require("node:test");
-const { h, assert, startCluster } = require("./fixture");
+const { h, assert, startCluster, TRANSPORTS } = require("./fixture");
 
 const U1 = "X-Space-Id=S1; X-Auth-Token=t-u1";
 const U1B = "X-Space-Id=S1; X-Auth-Token=t-u1b";
@@ -59,35 +59,38 @@ describe("steedos socket: actions and logout", () => {
 		await h.waitFor(async () => (await c.stats()).connections.total === 0, 3000);
 	});
 
-	it("socket.emit: room verbatim or global, delivered count; 422 on bad params", async () => {
-		const a = await c.connect({ cookie: U1 });
-		const b = await c.connect({ transports: ["websocket"], cookie: U2 });
-		const anon = await c.connect();
-		await a.emitWithAck("subscribe", { roomParts: "space" });
-		assert.deepEqual(await c.call("emit", { event: "hello", data: { x: 1 }, room: "S1-space" }), { delivered: 1 });
-		assert.deepEqual(await c.call("emit", { event: "all", data: 0 }), { delivered: 3 });
-		assert.deepEqual(await c.call("emit", { event: "nobody", data: "d", room: "S9-space" }), { delivered: 0 });
-		await c.barrier([a, b, anon]);
-		assert.deepEqual(c.got(a, "hello"), [[{ x: 1 }]]);
-		assert.deepEqual(c.got(b, "hello"), []);
-		for (const s of [a, b, anon]) assert.deepEqual(c.got(s, "all"), [[0]]);
-		for (const [params, what] of [
-			[{ event: "x" }, "no data"],
-			[{ event: "x", data: null }, "null data"],
-			[{ data: 1 }, "no event"],
-			[{ event: "", data: 1 }, "empty event"],
-			[{ event: 5, data: 1 }, "numeric event"],
-			[{ event: "x", data: 1, room: "" }, "empty room"],
-			[{ event: "x", data: 1, room: 5 }, "numeric room"],
-			[{ event: "connect", data: 1 }, "reserved connect"],
-			[{ event: "disconnect", data: 1 }, "reserved disconnect"],
-			[{ event: "disconnecting", data: 1 }, "reserved disconnecting"],
-			[{ event: "removeListener", data: 1 }, "reserved removeListener"]
-		]) {
-			await expect422(c.call("emit", params), what);
-		}
-		for (const s of [a, b, anon]) s.close();
-	});
+	// Every transport (issue 16): the client-facing scenarios run once per entry of the list.
+	for (const t of TRANSPORTS) {
+		it(`socket.emit: room verbatim or global, delivered count; 422 on bad params (${t.name})`, async () => {
+			const a = await c.connect({ transports: t.transports, cookie: U1 });
+			const b = await c.connect({ transports: ["websocket"], cookie: U2 }); // another transport, on purpose
+			const anon = await c.connect({ transports: t.transports });
+			await a.emitWithAck("subscribe", { roomParts: "space" });
+			assert.deepEqual(await c.call("emit", { event: "hello", data: { x: 1 }, room: "S1-space" }), { delivered: 1 });
+			assert.deepEqual(await c.call("emit", { event: "all", data: 0 }), { delivered: 3 });
+			assert.deepEqual(await c.call("emit", { event: "nobody", data: "d", room: "S9-space" }), { delivered: 0 });
+			await c.barrier([a, b, anon]);
+			assert.deepEqual(c.got(a, "hello"), [[{ x: 1 }]]);
+			assert.deepEqual(c.got(b, "hello"), []);
+			for (const s of [a, b, anon]) assert.deepEqual(c.got(s, "all"), [[0]]);
+			for (const [params, what] of [
+				[{ event: "x" }, "no data"],
+				[{ event: "x", data: null }, "null data"],
+				[{ data: 1 }, "no event"],
+				[{ event: "", data: 1 }, "empty event"],
+				[{ event: 5, data: 1 }, "numeric event"],
+				[{ event: "x", data: 1, room: "" }, "empty room"],
+				[{ event: "x", data: 1, room: 5 }, "numeric room"],
+				[{ event: "connect", data: 1 }, "reserved connect"],
+				[{ event: "disconnect", data: 1 }, "reserved disconnect"],
+				[{ event: "disconnecting", data: 1 }, "reserved disconnecting"],
+				[{ event: "removeListener", data: 1 }, "reserved removeListener"]
+			]) {
+				await expect422(c.call("emit", params), what);
+			}
+			for (const s of [a, b, anon]) s.close();
+		});
+	}
 
 	it("socket.clients: entry shape and filters (AND)", async () => {
 		const a = await c.connect({ transports: ["polling"], cookie: U1 });
@@ -115,55 +118,57 @@ describe("steedos socket: actions and logout", () => {
 		await h.waitFor(async () => (await c.call("clients")).length === 0, 3000);
 	});
 
-	it("socket.disconnect: filters (AND), io server disconnect, 422 without a filter", async () => {
-		const a = await c.connect({ cookie: U1 });
-		const a2 = await c.connect({ transports: ["websocket"], cookie: U1B });
-		const b = await c.connect({ transports: ["websocket"], cookie: U2 });
-		// Long-polling only, reconnecting: a server disconnect must read as one, never as
-		// "transport close" (the client would come straight back).
-		const p = await c.connect({ transports: ["polling"], cookie: U2, reconnection: true, reconnectionDelay: 50 });
-		assert.deepEqual(await c.call("disconnect", { sid: p.id }), { disconnected: 1 });
-		await h.waitFor(() => p.disconnects.length === 1, 3000, { what: "polling client disconnected" });
-		await c.barrier([b]);
-		assert.deepEqual(p.disconnects, ["io server disconnect"]);
-		assert.equal(p.events.filter(e => e.event === "connection-init").length, 1, "no reconnect");
-		await expect422(c.call("disconnect", {}), "no filter");
-		await expect422(c.call("disconnect", { userId: 5 }), "numeric userId");
-		await expect422(c.call("disconnect", { sid: 5 }), "numeric sid");
-		assert.deepEqual(await c.call("disconnect", { userId: "U1", tenantId: "S2" }), { disconnected: 0 });
-		assert.deepEqual(await c.call("disconnect", { sid: a2.id }), { disconnected: 1 });
-		await h.waitFor(() => a2.disconnects.length === 1, 3000);
-		assert.deepEqual(a2.disconnects, ["io server disconnect"]);
-		assert.deepEqual(await c.call("disconnect", { userId: "U1", tenantId: "S1" }), { disconnected: 1 });
-		await h.waitFor(() => a.disconnects.length === 1, 3000);
-		assert.deepEqual(a.disconnects, ["io server disconnect"]);
-		assert.equal(b.connected, true);
-		assert.deepEqual(await c.call("disconnect", { tenantId: "S2" }), { disconnected: 1 });
-		await h.waitFor(() => b.disconnects.length === 1, 3000);
-		assert.deepEqual(b.disconnects, ["io server disconnect"]);
-	});
+	for (const t of TRANSPORTS) {
+		it(`socket.disconnect: filters (AND), io server disconnect, 422 without a filter (${t.name})`, async () => {
+			const a = await c.connect({ transports: t.transports, cookie: U1 });
+			const a2 = await c.connect({ transports: ["websocket"], cookie: U1B });
+			const b = await c.connect({ transports: ["websocket"], cookie: U2 });
+			// On the transport under test, reconnecting: a server disconnect must read as one, never as
+			// "transport close" (the client would come straight back; long-polling once did).
+			const p = await c.connect({ transports: t.transports, cookie: U2, reconnection: true, reconnectionDelay: 50 });
+			assert.deepEqual(await c.call("disconnect", { sid: p.id }), { disconnected: 1 });
+			await h.waitFor(() => p.disconnects.length === 1, 3000, { what: `${t.name} client disconnected` });
+			await c.barrier([b]);
+			assert.deepEqual(p.disconnects, ["io server disconnect"]);
+			assert.equal(p.events.filter(e => e.event === "connection-init").length, 1, "no reconnect");
+			await expect422(c.call("disconnect", {}), "no filter");
+			await expect422(c.call("disconnect", { userId: 5 }), "numeric userId");
+			await expect422(c.call("disconnect", { sid: 5 }), "numeric sid");
+			assert.deepEqual(await c.call("disconnect", { userId: "U1", tenantId: "S2" }), { disconnected: 0 });
+			assert.deepEqual(await c.call("disconnect", { sid: a2.id }), { disconnected: 1 });
+			await h.waitFor(() => a2.disconnects.length === 1, 3000);
+			assert.deepEqual(a2.disconnects, ["io server disconnect"]);
+			assert.deepEqual(await c.call("disconnect", { userId: "U1", tenantId: "S1" }), { disconnected: 1 });
+			await h.waitFor(() => a.disconnects.length === 1, 3000);
+			assert.deepEqual(a.disconnects, ["io server disconnect"]);
+			assert.equal(b.connected, true);
+			assert.deepEqual(await c.call("disconnect", { tenantId: "S2" }), { disconnected: 1 });
+			await h.waitFor(() => b.disconnects.length === 1, 3000);
+			assert.deepEqual(b.disconnects, ["io server disconnect"]);
+		});
+	}
 
 	for (const [event, payload, how] of [
 		["$broadcast.$user.logout", { authToken: "t-u1" }, "broadcast"],
 		["$user.logout", { data: { authToken: "t-u1" } }, "emit"]
-	]) {
-		it(`${event} disconnects that token's sockets; the next connect asks the auth service again`, async () => {
-			const a = await c.connect({ cookie: U1 });
+	]) for (const t of TRANSPORTS) {
+		it(`${event} disconnects that token's sockets; the next connect asks the auth service again (${t.name})`, async () => {
+			const a = await c.connect({ transports: t.transports, cookie: U1 });
 			const a2 = await c.connect({ transports: ["websocket"], auth: { spaceId: "S1", token: "t-u1" } });
 			const other = await c.connect({ transports: ["websocket"], cookie: U1B }); // same user, other token
-			const b = await c.connect({ cookie: U2 });
-			const polled = await c.connect({ transports: ["polling"], cookie: U1, reconnection: true, reconnectionDelay: 50 });
+			const b = await c.connect({ transports: t.transports, cookie: U2 });
+			const rec = await c.connect({ transports: t.transports, cookie: U1, reconnection: true, reconnectionDelay: 50 }); // reconnects on "transport close"
 			const callsBefore = c.authCalls.filter(x => x === "S1,t-u1").length;
 			c.producer[how](event, payload);
-			await h.waitFor(() => a.disconnects.length === 1 && a2.disconnects.length === 1 && polled.disconnects.length === 1, 4000, { what: "logout disconnects" });
+			await h.waitFor(() => a.disconnects.length === 1 && a2.disconnects.length === 1 && rec.disconnects.length === 1, 4000, { what: "logout disconnects" });
 			assert.deepEqual(a.disconnects, ["io server disconnect"]);
 			assert.deepEqual(a2.disconnects, ["io server disconnect"]);
 			await c.barrier([other, b]);
-			assert.deepEqual(polled.disconnects, ["io server disconnect"], "long-polling client");
-			assert.equal(polled.events.filter(e => e.event === "connection-init").length, 1, "no reconnect");
+			assert.deepEqual(rec.disconnects, ["io server disconnect"], `reconnecting ${t.name} client`);
+			assert.equal(rec.events.filter(e => e.event === "connection-init").length, 1, "no reconnect");
 			assert.equal(other.connected, true);
 			assert.equal(b.connected, true);
-			const again = await c.connect({ cookie: U1 });
+			const again = await c.connect({ transports: t.transports, cookie: U1 });
 			assert.equal((await c.info(again)).userId, "U1");
 			assert.equal(c.authCalls.filter(x => x === "S1,t-u1").length, callsBefore + 1, "cache dropped");
 			for (const s of [again, other, b]) s.close();
