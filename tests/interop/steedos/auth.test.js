@@ -2,9 +2,7 @@
 // gateway-contract.md §2, §4, §9 (authentication): connection-init, ping/pong, credential
 // precedence, cache, anonymous fallbacks and fail-closed auth failures.
 const { describe, it, before, after, afterEach } = require("node:test");
-const { h, assert, startCluster, failedToConnect, ISO_MS } = require("./fixture");
-
-const TRANSPORTS = [["default", undefined], ["websocket-only", ["websocket"]]];
+const { h, assert, startCluster, failedToConnect, ISO_MS, TRANSPORTS } = require("./fixture");
 
 describe("steedos socket: connection and authentication", () => {
 	let c;
@@ -18,10 +16,12 @@ describe("steedos socket: connection and authentication", () => {
 		if (c) await c.closeAll();
 	});
 
-	for (const [label, transports] of TRANSPORTS) {
-		it(`connection-init once with no arguments, anonymous and authenticated (${label})`, async () => {
-			const anon = await c.connect({ transports });
-			const user = await c.connect({ transports, cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
+	// Every transport (issue 16): the connect outcomes run once per entry of the fixture's list;
+	// tests that mix transports on purpose (precedence, cache) or are transport-specific stay single.
+	for (const t of TRANSPORTS) {
+		it(`connection-init once with no arguments, anonymous and authenticated (${t.name})`, async () => {
+			const anon = await c.connect({ transports: t.transports });
+			const user = await c.connect({ transports: t.transports, cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
 			await c.barrier([anon, user]);
 			for (const s of [anon, user]) {
 				const inits = c.got(s, "connection-init");
@@ -40,17 +40,17 @@ describe("steedos socket: connection and authentication", () => {
 			user.close();
 		});
 
-		it(`ping -> pong with an ISO-8601 UTC ms string (${label})`, async () => {
+		it(`ping -> pong with an ISO-8601 UTC ms string (${t.name})`, async () => {
 			for (const opts of [{}, { cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" }]) {
-				const s = await c.connect(Object.assign({ transports }, opts));
+				const s = await c.connect(Object.assign({ transports: t.transports }, opts));
 				const before = Date.now();
 				s.emit("ping", { any: "thing" });
 				const [args] = await c.received(s, "pong");
 				assert.equal(args.length, 1);
 				assert.equal(typeof args[0], "string");
 				assert.match(args[0], ISO_MS);
-				const t = Date.parse(args[0]);
-				assert.ok(Math.abs(t - before) < 5000, `pong time ${args[0]} close to now`);
+				const at = Date.parse(args[0]);
+				assert.ok(Math.abs(at - before) < 5000, `pong time ${args[0]} close to now`);
 				s.emit("ping");
 				await c.received(s, "pong", 2);
 				s.close();
@@ -58,29 +58,33 @@ describe("steedos socket: connection and authentication", () => {
 		});
 	}
 
-	it("anonymous without credentials keeps the X-Space-Id cookie as tenant", async () => {
-		const s = await c.connect({ cookie: "X-Space-Id=S1" });
-		const i = await c.info(s);
-		assert.equal(i.anonymous, true);
-		assert.equal(i.tenantId, "S1");
-		s.close();
-	});
-
-	it("cookie parsing: quotes, %-decoding, first occurrence wins, names case-sensitive", async () => {
-		const cases = [
-			['X-Space-Id="S1"; X-Auth-Token=t%2Du1', "U1", "S1"],
-			["X-Auth-Token=t-u1;X-Space-Id=S1;  X-Auth-Token=t-u2; X-Space-Id=S2", "U1", "S1"],
-			["x-space-id=S1; x-auth-token=t-u1", null, null],
-			["X-Space-Id=S1; X-Auth-Token=t-u1%ZZ", null, "S1"]
-		];
-		for (const [cookie, userId, tenant] of cases) {
-			const s = await c.connect({ cookie });
+	for (const t of TRANSPORTS) {
+		it(`anonymous without credentials keeps the X-Space-Id cookie as tenant (${t.name})`, async () => {
+			const s = await c.connect({ transports: t.transports, cookie: "X-Space-Id=S1" });
 			const i = await c.info(s);
-			assert.equal(i.userId, userId, cookie);
-			assert.equal(i.tenantId, tenant, cookie);
+			assert.equal(i.anonymous, true);
+			assert.equal(i.tenantId, "S1");
 			s.close();
-		}
-	});
+		});
+	}
+
+	for (const t of TRANSPORTS) {
+		it(`cookie parsing: quotes, %-decoding, first occurrence wins, names case-sensitive (${t.name})`, async () => {
+			const cases = [
+				['X-Space-Id="S1"; X-Auth-Token=t%2Du1', "U1", "S1"],
+				["X-Auth-Token=t-u1;X-Space-Id=S1;  X-Auth-Token=t-u2; X-Space-Id=S2", "U1", "S1"],
+				["x-space-id=S1; x-auth-token=t-u1", null, null],
+				["X-Space-Id=S1; X-Auth-Token=t-u1%ZZ", null, "S1"]
+			];
+			for (const [cookie, userId, tenant] of cases) {
+				const s = await c.connect({ transports: t.transports, cookie });
+				const i = await c.info(s);
+				assert.equal(i.userId, userId, cookie);
+				assert.equal(i.tenantId, tenant, cookie);
+				s.close();
+			}
+		});
+	}
 
 	it("path /socket.io without the trailing slash; CORS reflects an Origin of the gateway's site with credentials", async () => {
 		// Raw HTTP: socket.io-client would add the trailing slash back. Handshake, CONNECT and the
@@ -147,40 +151,42 @@ describe("steedos socket: connection and authentication", () => {
 		b.close();
 	});
 
-	it("unknown token, non-member space and a 401 error are anonymous (not cached)", async () => {
-		for (const [cookie, tenant] of [
-			["X-Space-Id=S1; X-Auth-Token=nobody", "S1"],
-			["X-Space-Id=S2; X-Auth-Token=t-u1", "S2"],
-			["X-Space-Id=S1; X-Auth-Token=fail-401", "S1"]
-		]) {
-			const calls = c.authCalls.length;
-			const s = await c.connect({ cookie });
-			assert.deepEqual(c.got(s, "connection-init"), [[]]);
-			const i = await c.info(s);
-			assert.equal(i.anonymous, true, cookie);
-			assert.equal(i.userId, null);
-			assert.equal(i.tenantId, tenant);
-			assert.equal(c.authCalls.length, calls + 1, "one auth call");
-			s.close();
-			const again = await c.connect({ cookie });
-			assert.equal(c.authCalls.length, calls + 2, "anonymous results are not cached");
-			again.close();
-		}
-	});
+	for (const t of TRANSPORTS) {
+		it(`unknown token, non-member space and a 401 error are anonymous (not cached) (${t.name})`, async () => {
+			for (const [cookie, tenant] of [
+				["X-Space-Id=S1; X-Auth-Token=nobody", "S1"],
+				["X-Space-Id=S2; X-Auth-Token=t-u1", "S2"],
+				["X-Space-Id=S1; X-Auth-Token=fail-401", "S1"]
+			]) {
+				const calls = c.authCalls.length;
+				const s = await c.connect({ transports: t.transports, cookie });
+				assert.deepEqual(c.got(s, "connection-init"), [[]]);
+				const i = await c.info(s);
+				assert.equal(i.anonymous, true, cookie);
+				assert.equal(i.userId, null);
+				assert.equal(i.tenantId, tenant);
+				assert.equal(c.authCalls.length, calls + 1, "one auth call");
+				s.close();
+				const again = await c.connect({ transports: t.transports, cookie });
+				assert.equal(c.authCalls.length, calls + 2, "anonymous results are not cached");
+				again.close();
+			}
+		});
+	}
 
-	for (const [label, transports] of TRANSPORTS) {
-		it(`auth failures close the connection before CONNECT: hang, 500, garbage (${label})`, async () => {
+	for (const t of TRANSPORTS) {
+		it(`auth failures close the connection before CONNECT: hang, 500, garbage (${t.name})`, async () => {
 			for (const token of ["fail-hang", "fail-500", "fail-garbage"]) {
 				const before = (await c.stats()).auth.failures;
 				const warnings = c.node.logs.filter(l => /authentication failed/.test(l.line)).length;
-				const s = c.client({ transports, cookie: `X-Space-Id=S1; X-Auth-Token=${token}` });
+				const s = c.client({ transports: t.transports, cookie: `X-Space-Id=S1; X-Auth-Token=${token}` });
 				await failedToConnect(s);
 				assert.equal((await c.stats()).auth.failures, before + 1, token);
 				assert.equal(c.node.logs.filter(l => /authentication failed/.test(l.line)).length, warnings + 1, "one warning");
 				s.close();
 			}
 			// the node is alive and still serves good tokens
-			const ok = await c.connect({ transports, cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
+			const ok = await c.connect({ transports: t.transports, cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
 			ok.close();
 		});
 	}
@@ -222,20 +228,20 @@ describe("steedos socket: connection and authentication", () => {
 			const port = Number(/:(\d+)\s*$/.exec(hit.line.trim())[1]);
 			await h.waitForRemoteNode(c.producer, other.nodeID, ["socket.stats"], 10000);
 			const { io } = require("socket.io-client");
-			for (const transports of [["polling", "websocket"], ["websocket"]]) {
-				const s = io(`http://127.0.0.1:${port}`, { forceNew: true, reconnection: false, transports, extraHeaders: { cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" } });
+			for (const t of TRANSPORTS) {
+				const s = io(`http://127.0.0.1:${port}`, { forceNew: true, reconnection: false, transports: t.transports, extraHeaders: { cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" } });
 				const seen = [];
 				s.onAny(ev => seen.push(ev));
 				await new Promise(resolve => {
 					s.on("connect_error", resolve);
 					s.on("disconnect", resolve);
 				});
-				assert.deepEqual(seen, []);
+				assert.deepEqual(seen, [], t.name);
 				assert.equal(s.connected, false);
 				s.close();
 			}
 			const stats = await c.producer.call("socket.stats", {}, { nodeID: other.nodeID });
-			assert.equal(stats.auth.failures, 2);
+			assert.equal(stats.auth.failures, TRANSPORTS.length);
 			// anonymous connections still work there
 			const anon = io(`http://127.0.0.1:${port}`, { forceNew: true, reconnection: false });
 			await new Promise((resolve, reject) => {
