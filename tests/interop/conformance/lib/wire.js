@@ -251,9 +251,22 @@ async function pollingHandshake(base, path) {
 }
 
 /** Opens a WebSocket session on `path` (query appended) and waits for the socket to open. */
-async function openWebSocket(wsBase, path, query = "EIO=4&transport=websocket") {
+async function openWebSocket(wsBase, path, query = "EIO=4&transport=websocket", timeout = 3000) {
 	const sock = new QueuedWebSocket(`${wsBase}${path}?${query}`);
-	await sock.opened;
+	let timer;
+	try {
+		await Promise.race([
+			sock.opened,
+			new Promise((_, reject) => {
+				timer = setTimeout(() => {
+					sock.terminate();
+					reject(new Error(`WebSocket ${sock.url} not open within ${timeout} ms`));
+				}, timeout);
+			})
+		]);
+	} finally {
+		clearTimeout(timer);
+	}
 	return sock;
 }
 
