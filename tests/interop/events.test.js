@@ -34,19 +34,48 @@ for (const { version, protocol } of h.VERSIONS) {
 		const clear = cpp => jsA.call("cpptest.clear", {}, { nodeID: cpp.nodeID });
 		const cppEmit = (cpp, params) => jsA.call("cpptest.emit", params, { nodeID: cpp.nodeID });
 
-		/** Waits for `count` records on `cpp`, then a quiet period, and returns them all. */
-		async function settleReceived(cpp, count, quietMs = 300) {
-			await h.waitFor(async () => (await received(cpp)).length >= count, 3000, {
-				what: `${count} deliveries on ${cpp.nodeID}`
+		const isMarker = (x, id) => !!x && typeof x === "object" && x.marker === id;
+
+		/**
+		 * Barrier on the path into `cpp`: `sendMarker(id)` sends a marker event after the events
+		 * under test on the same path; once `cpp` has recorded it, everything sent before it has
+		 * been handled. Returns the records before the marker (the marker must be the last one).
+		 */
+		async function receivedUntil(cpp, sendMarker, ms = 3000) {
+			const id = h.uniqueId("marker");
+			await sendMarker(id);
+			const recs = await h.waitFor(async () => {
+				const r = await received(cpp);
+				return r.some(x => isMarker(x.data, id)) && r;
+			}, ms, { what: `marker ${id} recorded on ${cpp.nodeID}` });
+			assert.ok(isMarker(recs[recs.length - 1].data, id), `the marker is the last record: ${JSON.stringify(recs)}`);
+			// Drop markers of earlier barriers too (a JS broadcast marker also reaches a second C++ node).
+			return recs.slice(0, -1).filter(x => !(x.data && typeof x.data === "object" && "marker" in x.data));
+		}
+		// JS -> C++ path: jsA's EVENT.<cpp> packets (emit and broadcast both go there).
+		const jsMarker = id => jsA.broadcast("test.wild.marker", { marker: id });
+		// Local path of a C++ node: its own broadcastLocal.
+		const localMarker = cpp => id => cppEmit(cpp, { event: "test.wild.marker", data: { marker: id }, mode: "broadcastLocal" });
+
+		/**
+		 * Barrier on the path from `cpp` to the JS nodes: a C++ broadcast of cppev.x reaches all
+		 * four JS subscribers (svcA, svcB on jsA; svcC on jsB and jsC) after whatever `cpp` sent
+		 * them before. Returns the JS deliveries other than the marker, and the marker id.
+		 */
+		async function gotUntil(cpp) {
+			const id = h.uniqueId("marker");
+			await cppEmit(cpp, { event: "cppev.x", data: { marker: id }, mode: "broadcast" });
+			await h.waitFor(() => got.filter(x => isMarker(x.params, id)).length === 4, 3000, {
+				what: `marker ${id} from ${cpp.nodeID} at the four JS subscribers`
 			});
-			await h.sleep(quietMs);
-			return received(cpp);
+			return { d: got.filter(x => !isMarker(x.params, id)), id };
 		}
 
-		async function settleGot(count, quietMs = 300) {
-			await h.waitFor(() => got.length >= count, 3000, { what: `${count} JS deliveries` });
-			await h.sleep(quietMs);
-			return got.slice();
+		/** Waits until the sniffer has seen `count` marker EVENT packets (another NATS connection). */
+		async function snifferMarkers(id, count) {
+			await h.waitFor(() => sniffer.packets.filter(p => p.cmd === "EVENT" && p.packet && isMarker(p.packet.data, id)).length >= count, 3000, {
+				what: `${count} marker EVENT packets at the sniffer`
+			});
 		}
 
 		/** Waits until the C++ node knows the (event, group) subscription on `nodeID`. */
@@ -109,7 +138,7 @@ for (const { version, protocol } of h.VERSIONS) {
 				await clear(cpp1);
 				const data = { event, n: Math.random() };
 				await jsA.emit(event, data, { meta: { m: 1 } });
-				const recs = await settleReceived(cpp1, 1);
+				const recs = await receivedUntil(cpp1, jsMarker);
 				assert.deepEqual(recs, [
 					{
 						handler,
@@ -130,15 +159,19 @@ for (const { version, protocol } of h.VERSIONS) {
 			const before = sniffer.packets.length;
 			await jsA.emit("test.wild.x.y", { no: 1 });
 			await jsA.emit("audit", { no: 2 });
-			await h.sleep(400);
-			assert.deepEqual(await received(cpp1), []);
-			assert.equal(sniffer.packets.slice(before).filter(p => p.cmd === "EVENT").length, 0);
+			const markerAt = sniffer.packets.length;
+			assert.deepEqual(await receivedUntil(cpp1, jsMarker), []);
+			await h.waitFor(() => sniffer.packets.slice(markerAt).some(p => p.cmd === "EVENT" && p.packet && p.packet.data && p.packet.data.marker), 3000, {
+				what: "the marker EVENT at the sniffer"
+			});
+			const events = sniffer.packets.slice(before).filter(p => p.cmd === "EVENT" && !(p.packet && p.packet.data && p.packet.data.marker));
+			assert.deepEqual(events.map(p => p.packet && p.packet.event), []);
 		});
 
 		test("JS broadcast reaches the C++ handler with broadcast:true", async () => {
 			await clear(cpp1);
 			await jsA.broadcast("test.exact", { b: 1 });
-			const recs = await settleReceived(cpp1, 1);
+			const recs = await receivedUntil(cpp1, jsMarker);
 			assert.equal(recs.length, 1, JSON.stringify(recs));
 			assert.equal(recs[0].handler, "test.exact|cpptest");
 			assert.deepEqual(recs[0].data, { b: 1 });
@@ -163,12 +196,13 @@ for (const { version, protocol } of h.VERSIONS) {
 			};
 			if (protocol === "5") base.headers = {};
 			const subject = `${sniffer.prefix}.EVENT.${cpp1.nodeID}`;
+			// Barrier on the same subject from the same connection: a raw marker EVENT.
+			const rawMarker = id => sniffer.publish(subject, Object.assign({}, base, { id, requestID: id, event: "test.wild.marker", groups: ["cpptest"], data: { marker: id } }));
 			sniffer.publish(subject, Object.assign({}, base, { id: "e1", requestID: "e1", event: "test.exact", groups: ["someoneelse"] }));
-			await h.sleep(400);
-			assert.deepEqual(await received(cpp1), []);
+			assert.deepEqual(await receivedUntil(cpp1, rawMarker), []);
 			sniffer.publish(subject, Object.assign({}, base, { id: "e2", requestID: "e2", event: "audit.x", groups: ["cppaudit"] }));
 			sniffer.publish(subject, Object.assign({}, base, { id: "e3", requestID: "e3", event: "test.exact", groups: ["cpptest"] }));
-			const recs = await settleReceived(cpp1, 2);
+			const recs = await receivedUntil(cpp1, rawMarker);
 			assert.deepEqual(recs.map(r => [r.handler, r.event, r.sender]), [
 				["audit.**|cppaudit", "audit.x", "raw-events"],
 				["test.exact|cpptest", "test.exact", "raw-events"]
@@ -177,22 +211,17 @@ for (const { version, protocol } of h.VERSIONS) {
 			await clear(cpp1);
 			const bare = Object.assign({}, base, { id: "e4", requestID: "e4", event: "test.exact", meta: null });
 			sniffer.publish(subject, bare);
-			const recs2 = await settleReceived(cpp1, 1);
+			const recs2 = await receivedUntil(cpp1, rawMarker);
 			assert.deepEqual(recs2.map(r => [r.handler, r.event, r.broadcast]), [["test.exact|cpptest", "test.exact", false]]);
 		});
 
 		test("burst: 1000 JS emits are all recorded once, in order", async () => {
 			await clear(cpp1);
 			for (let i = 0; i < 1000; i++) jsA.emit("test.wild.burst", { i });
-			const recs = await h.waitFor(async () => {
-				const r = await received(cpp1);
-				return r.length >= 1000 && r;
-			}, 10000, { what: "1000 deliveries" });
-			await h.sleep(300);
-			const all = await received(cpp1);
+			const all = await receivedUntil(cpp1, jsMarker, 10000);
 			assert.equal(all.length, 1000);
 			assert.deepEqual(all.map(r => r.data.i), [...Array(1000).keys()]);
-			assert.ok(recs.every(r => r.handler === "test.wild.*|cpptest"));
+			assert.ok(all.every(r => r.handler === "test.wild.*|cpptest"));
 			await clear(cpp1);
 		});
 
@@ -205,7 +234,8 @@ for (const { version, protocol } of h.VERSIONS) {
 			await waitCppEvent(cpp1, "cppev.x", "svcC", jsC.nodeID);
 			got.length = 0;
 			await jsA.call("cpptest.emit", { event: "cppev.x", data: { k: 1 }, mode: "emit" }, { nodeID: cpp1.nodeID, meta: { em: 1 } });
-			const d = await settleGot(3);
+			const { d, id } = await gotUntil(cpp1);
+			await snifferMarkers(id, 3);
 			assert.equal(d.length, 3, JSON.stringify(d));
 			const a = d.filter(x => x.svc === "svcA");
 			const b = d.filter(x => x.svc === "svcB");
@@ -225,7 +255,7 @@ for (const { version, protocol } of h.VERSIONS) {
 			// One EVENT per target node, carrying that node's groups.
 			assert.deepEqual(a[0].groups.slice().sort(), ["grpB", "svcA"]);
 			assert.deepEqual(c[0].groups, ["svcC"]);
-			const events = sniffer.packets.filter(p => p.cmd === "EVENT" && p.packet.event === "cppev.x");
+			const events = sniffer.packets.filter(p => p.cmd === "EVENT" && p.packet.event === "cppev.x" && !(p.packet.data && p.packet.data.marker));
 			assert.deepEqual(events.map(p => p.target).sort(), [jsA.nodeID, c[0].node].sort());
 		});
 
@@ -234,7 +264,7 @@ for (const { version, protocol } of h.VERSIONS) {
 			for (let i = 0; i < 4; i++) {
 				await cppEmit(cpp1, { event: "cppev.x", data: { i }, mode: "emit", groups: ["svcC"] });
 			}
-			const d = await settleGot(4);
+			const { d } = await gotUntil(cpp1);
 			assert.equal(d.length, 4, JSON.stringify(d));
 			assert.ok(d.every(x => x.svc === "svcC"));
 			assert.deepEqual(d.map(x => x.params.i).sort(), [0, 1, 2, 3]);
@@ -258,14 +288,14 @@ for (const { version, protocol } of h.VERSIONS) {
 		test("C++ emit with groups:[grpB] reaches only that group", async () => {
 			got.length = 0;
 			await cppEmit(cpp1, { event: "cppev.y", data: { g: 1 }, mode: "emit", groups: ["grpB"] });
-			const d = await settleGot(1);
+			const { d } = await gotUntil(cpp1);
 			assert.deepEqual(d.map(x => [x.svc, x.event, x.groups]), [["svcB", "cppev.y", ["grpB"]]]);
 		});
 
 		test("C++ broadcast reaches every JS subscriber", async () => {
 			got.length = 0;
 			await cppEmit(cpp1, { event: "cppev.x", data: { all: 1 }, mode: "broadcast" });
-			const d = await settleGot(4);
+			const { d } = await gotUntil(cpp1);
 			assert.deepEqual(d.map(x => `${x.svc}@${x.node}`).sort(), [
 				`svcA@${jsA.nodeID}`, `svcB@${jsA.nodeID}`, `svcC@${jsB.nodeID}`, `svcC@${jsC.nodeID}`
 			].sort());
@@ -276,8 +306,8 @@ for (const { version, protocol } of h.VERSIONS) {
 			await clear(cpp1);
 			got.length = 0;
 			await cppEmit(cpp1, { event: "test.exact", data: { local: 1 }, mode: "broadcastLocal" });
-			const recs = await settleReceived(cpp1, 1, 500);
-			assert.deepEqual(got, []);
+			const recs = await receivedUntil(cpp1, localMarker(cpp1));
+			assert.deepEqual((await gotUntil(cpp1)).d, []);
 			assert.equal(recs.length, 1);
 			assert.equal(recs[0].eventType, "broadcastLocal");
 			assert.equal(recs[0].sender, cpp1.nodeID);
@@ -289,8 +319,8 @@ for (const { version, protocol } of h.VERSIONS) {
 			await clear(cpp1);
 			got.length = 0;
 			await cppEmit(cpp1, { event: "test.exact", data: { both: 1 }, mode: "emit" });
-			const recs = await settleReceived(cpp1, 1);
-			const d = await settleGot(1);
+			const recs = await receivedUntil(cpp1, localMarker(cpp1));
+			const { d } = await gotUntil(cpp1);
 			assert.deepEqual(recs.map(r => [r.handler, r.eventType, r.sender]), [["test.exact|cpptest", "emit", cpp1.nodeID]]);
 			assert.deepEqual(d.map(x => [x.svc, x.event]), [["svcA", "test.exact"]]);
 		});
@@ -299,7 +329,7 @@ for (const { version, protocol } of h.VERSIONS) {
 			await waitCppEvent(cpp1, "$cpp.dollar", "svcA", jsA.nodeID);
 			got.length = 0;
 			await cppEmit(cpp1, { event: "$cpp.dollar", data: { d: 1 }, mode: "emit" });
-			const d = await settleGot(1);
+			const { d } = await gotUntil(cpp1);
 			assert.deepEqual(d.map(x => [x.svc, x.event, x.params]), [["svcA", "$cpp.dollar", { d: 1 }]]);
 		});
 
@@ -310,7 +340,7 @@ for (const { version, protocol } of h.VERSIONS) {
 			await cppEmit(cpp1, { event: "jq.created", data: { q: 1 }, mode: "emit" });
 			await cppEmit(cpp1, { event: "@rec.foo", data: { q: 2 }, mode: "emit" });
 			await cppEmit(cpp1, { event: "@rec.a.b", data: { q: 3 }, mode: "emit" });
-			const d = await settleGot(3);
+			const { d } = await gotUntil(cpp1);
 			assert.deepEqual(d.map(x => [x.svc, x.event, x.params.q]), [
 				["svcA", "jq.created", 1],
 				["svcA", "@rec.foo", 2],
@@ -323,9 +353,10 @@ for (const { version, protocol } of h.VERSIONS) {
 			got.length = 0;
 			await cppEmit(cpp1, { event: "nobody.listens", data: {}, mode: "emit" });
 			await cppEmit(cpp1, { event: "nobody.listens", data: {}, mode: "broadcast" });
-			await h.sleep(400);
-			assert.deepEqual(got, []);
-			assert.deepEqual(sniffer.packets.slice(start).filter(p => p.cmd === "EVENT").map(p => p.subject), []);
+			const { d, id } = await gotUntil(cpp1);
+			await snifferMarkers(id, 3);
+			assert.deepEqual(d, []);
+			assert.deepEqual(sniffer.packets.slice(start).filter(p => p.cmd === "EVENT" && !isMarker(p.packet && p.packet.data, id)).map(p => p.subject), []);
 		});
 
 		test("C++ emit routing follows JS services created and destroyed at runtime", async () => {
@@ -336,7 +367,7 @@ for (const { version, protocol } of h.VERSIONS) {
 			await waitCppEvent(cpp1, "late.ev", "late", jsB.nodeID);
 			got.length = 0;
 			await cppEmit(cpp1, { event: "late.ev", data: { l: 1 }, mode: "emit" });
-			assert.deepEqual((await settleGot(1)).map(x => [x.svc, x.node]), [["late", jsB.nodeID]]);
+			assert.deepEqual((await gotUntil(cpp1)).d.map(x => [x.svc, x.node]), [["late", jsB.nodeID]]);
 
 			await jsB.destroyService(late);
 			await h.waitFor(async () => {
@@ -347,9 +378,10 @@ for (const { version, protocol } of h.VERSIONS) {
 			got.length = 0;
 			const start = sniffer.packets.length;
 			await cppEmit(cpp1, { event: "late.ev", data: { l: 2 }, mode: "emit" });
-			await h.sleep(400);
-			assert.deepEqual(got, []);
-			assert.equal(sniffer.packets.slice(start).filter(p => p.cmd === "EVENT").length, 0);
+			const { d, id } = await gotUntil(cpp1);
+			await snifferMarkers(id, 3);
+			assert.deepEqual(d, []);
+			assert.deepEqual(sniffer.packets.slice(start).filter(p => p.cmd === "EVENT" && !isMarker(p.packet && p.packet.data, id)).map(p => p.subject), []);
 		});
 
 		// ---- two C++ nodes ----------------------------------------------------------------
@@ -359,12 +391,9 @@ for (const { version, protocol } of h.VERSIONS) {
 			await h.waitForRemoteNode(jsA, cpp2.nodeID, ["cpptest.received"]);
 			await Promise.all([clear(cpp1), clear(cpp2)]);
 			for (let i = 0; i < 4; i++) await jsA.emit("test.exact", { i });
-			await h.waitFor(async () => (await received(cpp1)).length + (await received(cpp2)).length >= 4, 3000, {
-				what: "4 deliveries over two C++ nodes"
-			});
-			await h.sleep(300);
-			const r1 = await received(cpp1);
-			const r2 = await received(cpp2);
+			// jsA's broadcast marker goes to both nodes, each after the emits it got.
+			const r1 = await receivedUntil(cpp1, jsMarker);
+			const r2 = await receivedUntil(cpp2, jsMarker);
 			const all = r1.concat(r2);
 			assert.equal(all.length, 4, JSON.stringify(all));
 			assert.deepEqual(all.map(r => r.data.i).sort(), [0, 1, 2, 3]);
@@ -372,8 +401,8 @@ for (const { version, protocol } of h.VERSIONS) {
 
 			await Promise.all([clear(cpp1), clear(cpp2)]);
 			await jsA.broadcast("test.exact", { all: true });
-			const b1 = await settleReceived(cpp1, 1);
-			const b2 = await settleReceived(cpp2, 1);
+			const b1 = await receivedUntil(cpp1, jsMarker);
+			const b2 = await receivedUntil(cpp2, jsMarker);
 			for (const recs of [b1, b2]) {
 				assert.equal(recs.length, 1, JSON.stringify(recs));
 				assert.equal(recs[0].broadcast, true);
@@ -383,14 +412,21 @@ for (const { version, protocol } of h.VERSIONS) {
 
 		test("two C++ nodes: a C++ emit prefers the local handler and still reaches JS once", async () => {
 			await waitCppEvent(cpp2, "test.exact", "svcA", jsA.nodeID);
+			await waitCppEvent(cpp2, "test.wild.*", "cpptest", cpp1.nodeID);
+			await waitCppEvent(cpp2, "cppev.*", "svcA", jsA.nodeID);
+			await waitCppEvent(cpp2, "cppev.**", "grpB", jsA.nodeID);
+			await waitCppEvent(cpp2, "cppev.x", "svcC", jsB.nodeID);
+			await waitCppEvent(cpp2, "cppev.x", "svcC", jsC.nodeID);
 			await Promise.all([clear(cpp1), clear(cpp2)]);
 			got.length = 0;
 			await cppEmit(cpp2, { event: "test.exact", data: { from2: 1 }, mode: "emit" });
-			const recs2 = await settleReceived(cpp2, 1);
-			assert.deepEqual(await received(cpp1), []);
+			const recs2 = await receivedUntil(cpp2, localMarker(cpp2));
+			// Barrier on the path cpp2 -> cpp1: a cpp2 broadcast of the marker event.
+			const fromCpp2 = id => cppEmit(cpp2, { event: "test.wild.marker", data: { marker: id }, mode: "broadcast" });
+			assert.deepEqual(await receivedUntil(cpp1, fromCpp2), []);
 			assert.equal(recs2.length, 1);
 			assert.equal(recs2[0].sender, cpp2.nodeID);
-			const d = await settleGot(1);
+			const { d } = await gotUntil(cpp2);
 			assert.deepEqual(d.map(x => [x.svc, x.sender]), [["svcA", cpp2.nodeID]]);
 		});
 	});

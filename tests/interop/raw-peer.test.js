@@ -35,6 +35,23 @@ for (const { version, protocol } of h.VERSIONS) {
 		const send = (cmd, target, body) =>
 			sniffer.publish(`${P()}.${cmd}${target ? `.${target}` : ""}`, Object.assign({}, body, { ver: body.ver || protocol }));
 
+		/** A peer used only as a barrier: one INFO with a unique action, never heartbeats. */
+		function makeMarkerPeer() {
+			const id = h.uniqueId("marker");
+			return {
+				id,
+				actions: [id.replace(/[^A-Za-z0-9]/g, "")],
+				sendInfo() {
+					const name = `fakesvc.${this.actions[0]}`;
+					sniffer.publish(`${P()}.INFO`, {
+						services: [{ name: "fakesvc", fullName: "fakesvc", settings: {}, metadata: {}, actions: { [name]: { name, rawName: this.actions[0] } }, events: {} }],
+						ipList: ["127.0.0.1"], hostname: "markerhost", client: { type: "fake", version: "0.0.1", langVersion: "none" },
+						config: {}, instanceID: crypto.randomUUID(), metadata: {}, seq: 1, ver: protocol, sender: id
+					});
+				}
+			};
+		}
+
 		/** A raw peer: INFO on demand, heartbeats on a timer, REQs recorded (never answered). */
 		async function makeFakePeer(id) {
 			const { StringCodec } = require("nats");
@@ -198,7 +215,12 @@ for (const { version, protocol } of h.VERSIONS) {
 		test("INFO rules: same seq ignored, higher seq applied, new instanceID applied", async () => {
 			fake.actions = ["hang", "sameSeq"];
 			fake.sendInfo();
-			await h.sleep(700);
+			// Barrier: a marker peer's INFO on the same subject (P.INFO) is handled after the one
+			// under test, so once the C++ node routes the marker's action the same-seq INFO was seen.
+			const marker = makeMarkerPeer();
+			marker.sendInfo();
+			await h.waitForCppSees(js, cpp.nodeID, `fakesvc.${marker.actions[0]}`, marker.id);
+			send("DISCONNECT", null, { sender: marker.id });
 			let list = await js.call("$node.actions", {}, { nodeID: cpp.nodeID });
 			assert.equal(list.some(a => a.name === "fakesvc.sameSeq"), false, "INFO with the same seq must not change routing");
 
@@ -241,7 +263,19 @@ for (const { version, protocol } of h.VERSIONS) {
 			}
 			for (const cmd of ["INFO", "HEARTBEAT", "DISCONNECT", "DISCOVER"]) sniffer.publish(`${P()}.${cmd}`, "{not json");
 			send("RES", cpp.nodeID, { id: "no-such-request", success: true, data: 1, sender: "junk" });
-			await h.sleep(500);
+			// Barrier per subject (the node reads its subscriptions in a fixed order of packet types,
+			// not in arrival order): a last packet of an unknown protocol version from a sender of
+			// its own, which the node logs once as dropped. The broadcast subjects got one
+			// unparsable packet each, logged as invalid.
+			const tag = h.uniqueId("end");
+			for (const subject of targeted) send(subject.split(".").slice(-2)[0], cpp.nodeID, { ver: "999", sender: `${tag}-${subject.split(".").slice(-2)[0]}` });
+			for (const subject of targeted) {
+				const cmd = subject.split(".").slice(-2)[0];
+				await cpp.waitForLog(new RegExp(`dropping packets of node '${tag}-${cmd}'`), 3000);
+			}
+			for (const cmd of ["INFO", "HEARTBEAT", "DISCONNECT", "DISCOVER"]) {
+				await cpp.waitForLog(new RegExp(`invalid packet on ${P()}\\.${cmd} from`), 3000);
+			}
 			assert.equal(cpp.running(), true);
 			assert.equal(await js.call("cpptest.add", { a: 1, b: 2 }, { timeout: 2000 }), 3);
 			assert.equal(h.jsNode(js, cpp.nodeID).available, true);

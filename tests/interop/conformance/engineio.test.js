@@ -6,7 +6,7 @@ const assert = require("node:assert/strict");
 const { describe, it, before, after, afterEach } = require("node:test");
 const { protocolTargets, startTarget } = require("./lib/targets");
 const { makeCases } = require("./lib/engine-cases");
-const { sleep, request, terminateAll, pollingHandshake, openWebSocket } = require("./lib/wire");
+const { request, parkRequest, terminateAll, pollingHandshake, openWebSocket } = require("./lib/wire");
 
 const PATH = "/engine.io/";
 const T = { timeout: 5000 };
@@ -71,8 +71,9 @@ for (const name of protocolTargets()) {
 
 				it("closes the session upon duplicate poll requests", T, async () => {
 					const { sid } = await pollingHandshake(t().url, PATH);
-					const first = request("GET", poll(sid));
-					await sleep(5);
+					// The duplicate GET goes out only once the first one is parked (see parkRequest).
+					const parked = await parkRequest(poll(sid));
+					const first = parked.response;
 					const second = await request("GET", `${poll(sid)}&t=burst`);
 					assertStatus(second, [400, 500], "second concurrent GET");
 					const firstRes = await first;

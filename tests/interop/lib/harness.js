@@ -159,15 +159,16 @@ async function freePort() {
 	return (await freePorts(1))[0];
 }
 
-function canConnect(port) {
-	return new Promise(resolve => {
+function canConnect(port, ms = 2000) {
+	return withTimeout(new Promise(resolve => {
 		const sock = net.connect({ host: "127.0.0.1", port });
 		sock.once("connect", () => {
 			sock.destroy();
 			resolve(true);
 		});
 		sock.once("error", () => resolve(false));
-	});
+		sock.setTimeout(ms, () => sock.destroy());
+	}), ms, `TCP connect to 127.0.0.1:${port}`);
 }
 
 function waitExit(child, ms) {
@@ -381,7 +382,7 @@ async function startCppNode(opts = {}) {
 				return { code: r.code, signal: r.signal, ms: Date.now() - t0 };
 			} catch (err) {
 				proc.kill("SIGKILL");
-				await exited;
+				await withTimeout(exited, 5000, `exit of ${nodeID} after SIGKILL`);
 				throw err;
 			}
 		}

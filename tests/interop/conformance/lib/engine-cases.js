@@ -10,6 +10,7 @@ const {
 	sleep,
 	show,
 	request,
+	parkRequest,
 	describeResponse,
 	QueuedWebSocket,
 	pollingHandshake,
@@ -147,8 +148,9 @@ function makeCases(target, { path, sio }) {
 			describe("HTTP long-polling", () => {
 				it(title("forcefully closes the session", "should forcefully close the session"), T, async () => {
 					const { sid } = await pollingHandshake(target().url, path);
-					const pollPromise = request("GET", `${http()}?EIO=4&transport=polling&sid=${sid}`);
-					await sleep(5);
+					// The POST goes out only once the GET is parked (see parkRequest).
+					const parked = await parkRequest(`${http()}?EIO=4&transport=polling&sid=${sid}`);
+					const pollPromise = parked.response;
 					const push = await request("POST", `${http()}?EIO=4&transport=polling&sid=${sid}`, "1");
 					assertStatus(push, 200, "POST 1");
 					const poll = await pollPromise;

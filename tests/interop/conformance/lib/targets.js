@@ -229,7 +229,7 @@ async function startTarget(name, opts = {}) {
 			await withTimeout(handle.exited, 5000, `exit of ${name} pid ${proc.pid}`);
 		} catch (err) {
 			proc.kill("SIGKILL");
-			await handle.exited;
+			await withTimeout(handle.exited, 5000, `exit of ${name} pid ${proc.pid} after SIGKILL`);
 		}
 	};
 

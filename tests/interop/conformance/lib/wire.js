@@ -35,6 +35,68 @@ async function request(method, url, body, { timeout = 3000, headers } = {}) {
 	}
 }
 
+/**
+ * Starts a request on a connection of its own (no pool) and returns at once:
+ * `sent` resolves when the whole request has been written to the connected socket (handed to
+ * the kernel; on loopback it is then in the server's receive buffer), `answered()` tells whether
+ * the response (or an error) has arrived, `response` resolves like request().
+ */
+function startRequest(method, url, body, { timeout = 3000 } = {}) {
+	const u = new URL(url);
+	const mod = u.protocol === "https:" ? require("https") : require("http");
+	let answered = false;
+	let markSent, failSent;
+	const sent = new Promise((resolve, reject) => {
+		markSent = resolve;
+		failSent = reject;
+	});
+	const response = new Promise(resolve => {
+		const done = res => {
+			answered = true;
+			failSent(new Error(`${method} ${url} answered before it was sent: ${describeResponse(res)}`));
+			resolve(res);
+		};
+		const req = mod.request(u, { method, agent: false, rejectUnauthorized: false }, res => {
+			let text = "";
+			res.setEncoding("utf8");
+			res.on("data", chunk => (text += chunk));
+			res.on("end", () => done({ status: res.statusCode, body: text, headers: res.headers }));
+			res.on("error", error => done({ status: 0, body: null, error }));
+		});
+		const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeout} ms`)), timeout);
+		req.on("close", () => clearTimeout(timer));
+		req.on("error", error => done({ status: 0, body: null, error }));
+		req.on("socket", socket => {
+			const go = () => req.end(body, () => markSent());
+			if (!socket.connecting) go();
+			else socket.once(u.protocol === "https:" ? "secureConnect" : "connect", go);
+		});
+	});
+	sent.catch(() => {});
+	return { sent, response, answered: () => answered };
+}
+
+/**
+ * Starts a request that the server must park (a polling GET with nothing to send) and resolves
+ * once it is parked as far as the wire can tell: written in full on a connection of its own,
+ * then a round trip through the server on a later fresh connection (a GET with an unknown sid,
+ * answered 400), and still unanswered. A server handles connections in the order it accepts
+ * them, so the later probe being answered means the GET's bytes, already in its receive buffer,
+ * were read first. Returns the startRequest() handle.
+ */
+async function parkRequest(url, { timeout = 3000 } = {}) {
+	const parked = startRequest("GET", url, undefined, { timeout });
+	await parked.sent; // rejects if answered, failed or timed out first
+	const probeUrl = new URL(url);
+	probeUrl.searchParams.set("sid", "parked-probe-unknown-sid");
+	const probe = startRequest("GET", probeUrl.href, undefined, { timeout });
+	await probe.sent;
+	const answer = await probe.response;
+	if (answer.status !== 400) throw new Error(`probe with an unknown sid: expected HTTP 400, got ${describeResponse(answer)}`);
+	if (parked.answered()) throw new Error(`GET ${url} was answered instead of parked: ${describeResponse(await parked.response)}`);
+	return parked;
+}
+
 function describeResponse(res) {
 	if (res.status === 0) return `request failed: ${res.error && (res.error.cause || res.error).message}`;
 	return `HTTP ${res.status} ${JSON.stringify(res.body)}`;
@@ -189,9 +251,22 @@ async function pollingHandshake(base, path) {
 }
 
 /** Opens a WebSocket session on `path` (query appended) and waits for the socket to open. */
-async function openWebSocket(wsBase, path, query = "EIO=4&transport=websocket") {
+async function openWebSocket(wsBase, path, query = "EIO=4&transport=websocket", timeout = 3000) {
 	const sock = new QueuedWebSocket(`${wsBase}${path}?${query}`);
-	await sock.opened;
+	let timer;
+	try {
+		await Promise.race([
+			sock.opened,
+			new Promise((_, reject) => {
+				timer = setTimeout(() => {
+					sock.terminate();
+					reject(new Error(`WebSocket ${sock.url} not open within ${timeout} ms`));
+				}, timeout);
+			})
+		]);
+	} finally {
+		clearTimeout(timer);
+	}
 	return sock;
 }
 
@@ -209,6 +284,8 @@ module.exports = {
 	sleep,
 	show,
 	request,
+	startRequest,
+	parkRequest,
 	describeResponse,
 	QueuedWebSocket,
 	terminateAll,
