@@ -347,7 +347,9 @@ void Broker::run_local_action(const std::string& action, ContextPtr ctx, Respond
   if (ctx->timeout_ms > 0) {
     auto timer = std::make_shared<asio::steady_timer>(loop_);
     timer->expires_after(std::chrono::milliseconds(ctx->timeout_ms));
-    auto node_id = settings_.node_id;
+    // As JS's Timeout middleware: data.nodeID is the context's node, the caller of a remote
+    // request (this node for a local call).
+    auto node_id = ctx->node_id;
     timer->async_wait([once, timer, action, node_id](const std::error_code& ec) {
       if (!ec) once(Outcome::failure(errors::request_timeout(action, node_id)));
     });

@@ -253,8 +253,8 @@ for (const { version, protocol } of h.VERSIONS) {
 			assert.equal(res.error.code, 504);
 			assert.equal(res.error.retryable, true);
 			assert.equal(res.error.data.action, "cpptest.slow");
-			// Not asserted: JS puts the caller in data.nodeID (ctx.nodeID of the callee's context);
-			// the C++ node puts itself there (issue 16 follow-up).
+			// As JS: the caller in data.nodeID (ctx.nodeID of the callee's context).
+			assert.equal(res.error.data.nodeID, raw.sender);
 			// Barrier for "no second RES when the handler finishes at 2000 ms": a second slow REQ of
 			// 2000 ms from the same sender, sent later, ends on the same node's timers after the
 			// first handler; its RES on the same subject comes after any late RES of the first.
