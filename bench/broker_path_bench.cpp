@@ -39,6 +39,7 @@ class CaptureTransporter final : public steedos::transport::Transporter {
   void close() override {}
   bool connected() const override { return true; }
   std::string last_error() const override { return {}; }
+  std::string name() const override { return "Capture"; }
 };
 
 // What a moleculer 0.14 caller sends (captured from bench/moleculer_rpc.js).

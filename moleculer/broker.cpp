@@ -72,6 +72,14 @@ Broker::Broker(asio::io_context& loop, BrokerSettings settings,
       info_debounce_timer_(loop),
       start_timer_(loop),
       cpu_(std::make_unique<CpuMeterHolder>()) {
+  settings_.transporter_name = transit_->transporter_name();
+  if (settings_.disable_balancer && !transit_->transporter_balances()) {
+    // As JS's ServiceBroker: without REQB/EVENTB on the bus, nobody would receive them.
+    component_logger("broker")->warn(
+        "The {}Transporter has no built-in balancer. Broker balancer is ENABLED.",
+        settings_.transporter_name);
+    settings_.disable_balancer = false;
+  }
   NodeInfo& self = registry_.local_node();
   self.instance_id = instance_id_;
   self.client = client_info();
@@ -289,7 +297,8 @@ void Broker::on_disconnect(const std::string& sender) {
 
 void Broker::on_connection_restored() {
   if (state_ != State::Running) return;
-  component_logger("transit")->info("NATS connection restored; announcing the node again");
+  component_logger("transit")->info("{} connection restored; announcing the node again",
+                                    settings_.transporter_name);
   transit_->send_info("", registry_.local_node());
   transit_->send_discover("");
   if (on_reconnected) on_reconnected();

@@ -196,7 +196,7 @@ Json broker_options(const BrokerSettings& settings) {
   Json options = Json::object();
   options["namespace"] = settings.moleculer_namespace;
   options["nodeID"] = settings.node_id;
-  options["transporter"] = "NATS";  // the URL may carry credentials: never reported
+  options["transporter"] = settings.transporter_name;  // the URL may carry credentials
   options["serializer"] = settings.serializer;
   options["protocolVersion"] = settings.protocol_version;
   options["requestTimeout"] = settings.request_timeout_ms;

@@ -13,6 +13,7 @@ struct BrokerSettings {
   std::string node_id;              // "nodeID"; empty in the file -> "<hostname>-<pid>"
   std::string transporter = "nats://127.0.0.1:4222";  // "transporter"
   bool transporter_configured = false;         // false when neither file nor TRANSPORTER set one
+  std::string transporter_name = "NATS";       // set by the broker from its transporter
   std::string serializer = "JSON";             // only JSON is supported
   std::string protocol_version = "4";          // "protocolVersion": "4" (0.14) or "5" (0.15)
   int request_timeout_ms = 0;                  // "requestTimeout", 0 = none

@@ -87,14 +87,18 @@ void Transit::connect() {
   handlers.on_message = [this, alive](const std::string& subject, std::string_view data) {
     if (!alive.expired()) on_message(subject, data);
   };
-  handlers.on_disconnected = [alive] {
-    if (!alive.expired()) component_logger("transit")->warn("NATS connection lost; reconnecting");
+  handlers.on_disconnected = [this, alive] {
+    if (alive.expired()) return;
+    component_logger("transit")->warn("{} connection lost; reconnecting", transporter_->name());
+    fail_requests_in_flight();
   };
   handlers.on_reconnected = [this, alive] {
     if (!alive.expired()) handler_.on_connection_restored();
   };
-  handlers.on_closed = [alive] {
-    if (!alive.expired()) component_logger("transit")->warn("NATS connection closed");
+  handlers.on_closed = [this, alive] {
+    if (alive.expired()) return;
+    component_logger("transit")->warn("{} connection closed", transporter_->name());
+    fail_requests_in_flight();
   };
   transporter_->connect(std::move(handlers));
 
@@ -285,6 +289,13 @@ void Transit::reject_pending_for(const std::string& node_id) {
     const std::string action = pending_[id]->action;
     settle_request(id, Outcome::failure(errors::request_rejected(action, node_id)));
   }
+}
+
+void Transit::fail_requests_in_flight() {
+  if (pending_.empty()) return;
+  component_logger("transit")->warn("{} request(s) in flight fail: their answers may be lost",
+                                    pending_.size());
+  reject_all_pending(errors::broker_disconnected());
 }
 
 void Transit::reject_all_pending(const MoleculerError& error) {

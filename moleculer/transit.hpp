@@ -100,6 +100,8 @@ class Transit {
   void send_request(const std::string& node_id, ContextPtr ctx, ContextPtr parent, Done done);
   /// Fails the requests waiting on `node_id` (it left or stopped answering).
   void reject_pending_for(const std::string& node_id);
+  std::string transporter_name() const { return transporter_->name(); }
+  bool transporter_balances() const { return transporter_->has_builtin_balancer(); }
   /// Fails every waiting request at once (the node stops).
   void reject_all_pending(const MoleculerError& error);
 
@@ -107,6 +109,10 @@ class Transit {
   struct PendingRequest;
 
   void on_message(const std::string& subject, std::string_view data);
+  /// The bus dropped: answers to requests in flight may have been published into the gap and
+  /// are lost (pub/sub is at-most-once), so they fail now, retryable, instead of waiting for a
+  /// timeout that Steedos (requestTimeout 0) never sets.
+  void fail_requests_in_flight();
   /// Packets carrying our own nodeID: the nodeID-conflict checks; true when nothing else is to
   /// be done with the packet.
   bool consume_own_packet(protocol::PacketType type, const Json& packet);

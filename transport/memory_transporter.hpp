@@ -50,6 +50,7 @@ class MemoryTransporter final : public Transporter {
   void close() override;
   bool connected() const override { return connected_; }
   std::string last_error() const override { return {}; }
+  std::string name() const override { return "Memory"; }
 
   /// Test hooks: simulate a lost and a restored connection.
   void simulate_disconnect();

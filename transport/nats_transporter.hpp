@@ -54,6 +54,7 @@ class NatsTransporter final : public Transporter {
   void close() override;
   bool connected() const override;
   std::string last_error() const override;
+  std::string name() const override { return "NATS"; }
 
   struct Impl;
 

@@ -41,6 +41,11 @@ class Transporter {
   virtual void close() = 0;
   virtual bool connected() const = 0;
   virtual std::string last_error() const = 0;
+  /// The transporter's name for logs and `$node.options`: "NATS", "Redis".
+  virtual std::string name() const = 0;
+  /// true when the bus itself balances REQB/EVENTB among a queue group (NATS). Without it
+  /// (Redis) the broker keeps its own balancer even when `disableBalancer` is set, as JS does.
+  virtual bool has_builtin_balancer() const { return true; }
 };
 
 }  // namespace steedos::transport
