@@ -70,6 +70,8 @@ struct BrokerCounters {
   /// Local event and action handlers that threw (an event still reached its other handlers; a
   /// call got an internal error).
   uint64_t handler_errors = 0;
+  /// REQ packets whose (sender, id) this node had already taken in: dropped, not run twice.
+  uint64_t duplicate_requests = 0;
 };
 
 }  // namespace steedos::moleculer

@@ -397,6 +397,12 @@ void Transit::handle_ping(const Json& packet) {
 void Transit::handle_request(Json& packet) {
   counters_.requests_in++;
   ContextPtr ctx = packets::request_context(packet);
+  if (!ctx->id.empty() && !recent_requests_.insert(ctx->node_id + "|" + ctx->id)) {
+    counters_.duplicate_requests++;
+    component_logger("transit")->debug("request {} from '{}' received twice; answered once",
+                                       ctx->id, ctx->node_id);
+    return;
+  }
   auto stream = packet.find("stream");
   if (stream != packet.end() && stream->is_boolean() && stream->get<bool>()) {
     auto seq = packet.find("seq");

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "moleculer/context.hpp"
+#include "moleculer/recent_ids.hpp"
 #include "moleculer/registry.hpp"
 #include "moleculer/settings.hpp"
 #include "protocol/json.hpp"
@@ -136,6 +137,7 @@ class Transit {
   std::map<std::string, std::unique_ptr<PendingRequest>> pending_;
   std::vector<std::pair<std::string, std::string>> balanced_subscriptions_;  // (subject, queue)
   std::map<std::string, bool> version_warned_;  // one warning per sender
+  RecentIds recent_requests_{10000};            // "<sender>|<id>" of the REQs taken in
   std::string probe_sender_;                    // sender id of the startup nodeID-conflict probe
   bool probing_ = false;
   bool node_id_conflict_ = false;

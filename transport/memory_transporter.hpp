@@ -51,16 +51,20 @@ class MemoryTransporter final : public Transporter {
   bool connected() const override { return connected_; }
   std::string last_error() const override { return {}; }
   std::string name() const override { return "Memory"; }
+  bool has_builtin_balancer() const override { return balances_; }
 
-  /// Test hooks: simulate a lost and a restored connection.
+  /// Test hooks: simulate a lost and a restored connection; a bus without queue groups (as
+  /// Redis), set before the broker is built.
   void simulate_disconnect();
   void simulate_reconnect();
+  void set_builtin_balancer(bool balances) { balances_ = balances; }
 
  private:
   MemoryBus& bus_;
   TransporterHandlers handlers_;
   std::vector<std::shared_ptr<MemoryBus::Subscriber>> subscriptions_;
   bool connected_ = false;
+  bool balances_ = true;
   /// Captured by posted handlers; false after close() so queued ones do nothing.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

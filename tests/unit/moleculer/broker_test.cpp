@@ -437,6 +437,99 @@ TEST_SUITE("broker") {
     CHECK(packets_on(bus, "MOL.EVENTB.math.user.created").size() == 1);
   }
 
+  TEST_CASE("a REQ that the bus hands over twice runs once and is answered once") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node b(bus, node_settings("b"));
+    int runs = 0;
+    ServiceSchema s;
+    s.name = "count";
+    ActionSchema hit;
+    hit.raw_name = "hit";
+    hit.handler = [&runs](ContextPtr, Respond respond) { respond(Outcome::success(++runs)); };
+    s.actions.push_back(hit);
+    b.broker->add_service(s);
+    b.start(loop);
+    MemoryTransporter raw(bus);
+    std::vector<Json> responses;
+    transport::TransporterHandlers handlers;
+    handlers.on_message = [&](const std::string&, std::string_view data) {
+      responses.push_back(Json::parse(data));
+    };
+    raw.connect(handlers);
+    raw.subscribe("MOL.RES.js");
+    const std::string req =
+        R"({"id":"r1","action":"count.hit","params":{},"meta":{},"ver":"4","sender":"js"})";
+    raw.publish("MOL.REQ.b", req);
+    raw.publish("MOL.REQ.b", req);
+    // The same id from another sender is another request; a new id (a retry) runs again.
+    raw.publish(
+        "MOL.REQ.b",
+        R"({"id":"r1","action":"count.hit","params":{},"meta":{},"ver":"4","sender":"js2"})");
+    raw.publish(
+        "MOL.REQ.b",
+        R"({"id":"r2","action":"count.hit","params":{},"meta":{},"ver":"4","sender":"js"})");
+    REQUIRE(run_until(loop, [&] { return responses.size() >= 2 && runs == 3; }));
+    run_for(loop, 30);
+    CHECK(runs == 3);
+    REQUIRE(responses.size() == 2);  // RES to "js": r1 once, r2 once
+    CHECK(responses[0]["id"] == "r1");
+    CHECK(responses[1]["id"] == "r2");
+    CHECK(b.broker->counters().duplicate_requests == 1);
+  }
+
+  TEST_CASE("on a bus without a balancer, disableBalancer is turned off with JS's warning") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    LogCapture log("broker");
+    auto sa = node_settings("a"), sb = node_settings("b");
+    sa.disable_balancer = sb.disable_balancer = true;
+    auto ta = std::make_unique<MemoryTransporter>(bus);
+    auto tb = std::make_unique<MemoryTransporter>(bus);
+    ta->set_builtin_balancer(false);
+    tb->set_builtin_balancer(false);
+    auto a = std::make_unique<Broker>(loop, sa, std::move(ta));
+    auto b = std::make_unique<Broker>(loop, sb, std::move(tb));
+    CHECK(log.lines_with(
+              "The MemoryTransporter has no built-in balancer. Broker balancer is ENABLED.") == 2);
+    CHECK_FALSE(a->settings().disable_balancer);
+    std::vector<std::string> events_b;
+    b->add_service(math_service(&events_b));
+    REQUIRE(testing::start_broker(loop, *a));
+    REQUIRE(testing::start_broker(loop, *b));
+    REQUIRE(run_until(loop, [&] { return a->registry().find_action("math.add"); }));
+    std::optional<Outcome> result;
+    a->call("math.add", Json{{"a", 1}, {"b", 2}}, {}, [&](Outcome o) { result = o; });
+    REQUIRE(run_until(loop, [&] { return result.has_value(); }));
+    CHECK(result->data == 3);
+    a->emit("user.created", Json::object());
+    REQUIRE(run_until(loop, [&] { return events_b.size() == 1; }));
+    CHECK(packets_on(bus, "MOL.REQB.").empty());
+    CHECK(packets_on(bus, "MOL.EVENTB.").empty());
+    CHECK(packets_on(bus, "MOL.REQ.b").size() == 1);
+    CHECK(packets_on(bus, "MOL.EVENT.b").size() == 1);
+  }
+
+  TEST_CASE("requests in flight fail at once, retryable, when the bus drops") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node a(bus, node_settings("a")), b(bus, node_settings("b"));
+    b.broker->add_service(math_service());
+    a.start(loop);
+    b.start(loop);
+    REQUIRE(run_until(loop, [&] { return a.broker->registry().find_action("math.never"); }));
+    std::optional<Outcome> result;
+    a.broker->call("math.never", Json::object(), {}, [&](Outcome o) { result = o; });
+    run_for(loop, 30);
+    REQUIRE_FALSE(result.has_value());  // no timeout set: it would wait forever
+    a.transporter->simulate_disconnect();
+    REQUIRE(run_until(
+        loop, [&] { return result.has_value(); }, 1000));
+    REQUIRE_FALSE(result->ok);
+    CHECK(result->error.name == "BrokerDisconnectedError");
+    CHECK(result->error.retryable);
+  }
+
   TEST_CASE("a local event handler that throws is logged and counted, and the node keeps serving") {
     asio::io_context loop;
     MemoryBus bus(loop);
