@@ -13,6 +13,10 @@
 //   directory. Where the default folder lies depends on the install, so app/main.cpp finds it.
 // - Empty environment variables count as unset (moleculer-runner tests them for truthiness).
 //   `--config` wins over MOLECULER_CONFIG (moleculer-runner does the reverse; the brief asks this).
+// - Transporter: NATS or Redis. `{"options": ...}` without a type is NATS (Moleculer needs a
+//   type). Redis option keys are read by transport/redis_config; unknown ones are ignored, as
+//   the NATS options are. For Redis, BrokerSettings::transporter is describe_redis() (no
+//   password), and TransportSettings carries the options.
 #include "services/config.hpp"
 
 #include <unistd.h>
@@ -39,7 +43,7 @@ namespace {
 
 constexpr const char* kDefaultTransporter = "nats://127.0.0.1:4222";
 constexpr const char* kDefaultConfigFile = "./moleculer.config.json";
-constexpr const char* kOnlyNats = "only NATS or Redis is supported";
+constexpr const char* kSupported = "only NATS or Redis is supported";
 
 [[noreturn]] void fail(const std::string& key, const std::string& reason) {
   throw ConfigError(key, reason);
@@ -232,7 +236,7 @@ std::string normalise_urls(const std::string& key, const std::string& value, boo
         fail(key, "a Redis URL cannot be part of a NATS URL list");
       }
       if (known_other_transporter(item)) {
-        fail(key, "unsupported transporter " + shown(item) + ": " + kOnlyNats);
+        fail(key, "unsupported transporter " + shown(item) + ": " + kSupported);
       }
       fail(key, "invalid NATS URL " + shown(item) + " (expected nats://host:port)");
     }
@@ -283,9 +287,9 @@ TransporterChoice transporter_from_string(const std::string& key, const std::str
     return redis_choice([&] { return transport::parse_redis_url(value, key); });
   }
   if (known_other_transporter(value)) {
-    fail(key, "unsupported transporter " + shown(value) + ": " + kOnlyNats);
+    fail(key, "unsupported transporter " + shown(value) + ": " + kSupported);
   }
-  fail(key, "invalid transporter " + shown(value) + ": " + kOnlyNats +
+  fail(key, "invalid transporter " + shown(value) + ": " + kSupported +
                 " (expected \"NATS\", \"nats://host:port\", \"Redis\", \"redis://host:port\" or "
                 "{\"type\": \"NATS\" or \"Redis\", \"options\": ...})");
 }
@@ -325,7 +329,7 @@ TransporterChoice transporter_from_object(const Json& obj) {
       });
     }
     if (lower(name) != "nats") {
-      fail(key, "unsupported transporter type " + shown(name) + ": " + kOnlyNats);
+      fail(key, "unsupported transporter type " + shown(name) + ": " + kSupported);
     }
   }
   const Json* options = find(obj, "options");

@@ -332,6 +332,12 @@ std::string endpoint_text(const RedisEndpoint& e) {
 }  // namespace
 
 RedisOptions parse_redis_url(std::string_view url, const std::string& key) {
+  // url.parse trims surrounding white space.
+  constexpr std::string_view kSpace = " \t\r\n";
+  const auto first = url.find_first_not_of(kSpace);
+  url = first == std::string_view::npos
+            ? std::string_view{}
+            : url.substr(first, url.find_last_not_of(kSpace) - first + 1);
   std::size_t scheme_end = 0;
   RedisOptions o;
   if (istarts_with(url, "redis://")) {

@@ -33,7 +33,8 @@ class RedisConfigError : public std::invalid_argument {
 /// ACL user). IPv6 hosts in brackets. Port 6379 by default for both schemes. The path is the db.
 /// Query items fill what the URL did not set, as ioredis' `defaults(result, query)`: username,
 /// password, db and connectTimeout are read, others ignored. A comma-separated list of URLs is
-/// refused (ioredis takes one). Throws RedisConfigError naming `key`.
+/// refused (ioredis takes one). Surrounding white space is ignored, as url.parse trims it.
+/// Throws RedisConfigError naming `key`.
 RedisOptions parse_redis_url(std::string_view url, const std::string& key = "transporter");
 
 /// The `options` of `{ "type": "Redis", "options": … }`: an object (keys read under

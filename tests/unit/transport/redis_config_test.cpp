@@ -59,6 +59,7 @@ TEST_SUITE("redis config: URL") {
     CHECK(d.endpoints[0].port == 6379);
     CHECK(parse_redis_url("redis://h:").endpoints[0].port == 6379);
     CHECK(parse_redis_url("REDIS://Redis.Example/").endpoints[0].host == "redis.example");
+    CHECK(parse_redis_url(" redis://h:2\n").endpoints[0].port == 2);
   }
 
   TEST_CASE("rediss turns TLS on, default port 6379 too") {
