@@ -9,7 +9,7 @@
 #include <iostream>
 
 #include "common/log.hpp"
-#include "transport/nats_transporter.hpp"
+#include "transporter_factory.hpp"
 
 namespace steedos::app {
 
@@ -76,11 +76,15 @@ int run_node_with(int argc, char** argv, const Assemble& assemble) {
   auto log = component_logger("broker");
 
   asio::io_context loop(1);
-  transport::NatsOptions nats;
-  nats.url = config.broker.transporter;
-  nats.name = config.broker.node_id;
-  moleculer::Broker broker(loop, config.broker,
-                           std::make_unique<transport::NatsTransporter>(loop, nats));
+  std::unique_ptr<transport::Transporter> transporter;
+  try {
+    transporter = make_transporter(loop, config);
+  } catch (const std::exception& e) {
+    log->critical("cannot start: {}", e.what());
+    spdlog::shutdown();
+    return 1;
+  }
+  moleculer::Broker broker(loop, config.broker, std::move(transporter));
   std::unique_ptr<NodeParts> parts;
   try {
     parts = assemble(broker, config);

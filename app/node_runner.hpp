@@ -1,5 +1,5 @@
 #pragma once
-// Shared start-up of a node process: configuration, logging, NATS, broker, signals.
+// Shared start-up of a node process: configuration, logging, transporter, broker, signals.
 // main.cpp (the product) and the interop test fixture differ only in the services they add.
 #include <functional>
 #include <memory>

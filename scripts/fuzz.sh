@@ -20,7 +20,7 @@ esac
 scripts/setup.sh --no-npm --no-browser --fuzz
 
 build=build-fuzz
-targets=(fuzz_engineio_payload fuzz_socketio_packet fuzz_moleculer_packet)
+targets=(fuzz_engineio_payload fuzz_socketio_packet fuzz_moleculer_packet fuzz_redis_url)
 
 CC=clang CXX=clang++ cmake -S . -B "$build" -DSTEEDOS_FUZZ=ON -DSTEEDOS_BUILD_TESTS=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -49,6 +49,9 @@ seed fuzz_moleculer_packet request \
   '{"ver":"4","sender":"n1","id":"a1","action":"socket.emit","params":{"x":[1,{"y":null}]},"meta":{}}'
 seed fuzz_moleculer_packet event \
   '{"ver":"4","sender":"n1","id":"e1","event":"a.b","data":{"k":"\\u00e9"},"groups":["g"],"dup":1,"dup":2}'
+seed fuzz_redis_url plain 'redis://localhost:6379'
+seed fuzz_redis_url auth 'rediss://molnode:p%40ss%3Aw%2Fd%25@[::1]:6380/2?connectTimeout=500'
+seed fuzz_redis_url query 'redis://:pw@redis.example/0?password=x&username=u&db=3'
 
 # Tokens libFuzzer would take long to guess.
 dict="$build/socketio.dict"

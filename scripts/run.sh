@@ -6,27 +6,53 @@
 # stopped (by PID) when the node exits. SIGINT/SIGTERM are forwarded to the node so it stops
 # gracefully (DISCONNECT to the cluster) before the nats-server goes.
 #
+# --redis (first arguments only; the others go to the node): start a local redis-server (Debian's,
+# installed by setup with STEEDOS_WITH_REDIS=1) on 127.0.0.1:6379 or the next free port up to
+# 6399, without persistence, and run the node with TRANSPORTER=redis://127.0.0.1:<port>; it is
+# stopped (by PID) after the node, as the nats-server. Not together with TRANSPORTER.
+#
 # Env: MOLECULER_CONFIG (config path), TRANSPORTER, PORT (shown gateway port),
-#      STEEDOS_NODE_BIN (run this binary instead; skips setup and build), NATS_SERVER_BIN.
+#      STEEDOS_NODE_BIN (run this binary instead; skips setup and build), NATS_SERVER_BIN,
+#      REDIS_SERVER_BIN.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 config=${MOLECULER_CONFIG:-moleculer.config.json}
 bin=${STEEDOS_NODE_BIN:-}
+with_redis=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --redis)
+      with_redis=1
+      shift
+      ;;
+    *) break ;;
+  esac
+done
+if [ "$with_redis" -eq 1 ] && [ -n "${TRANSPORTER:-}" ]; then
+  echo "run: --redis starts its own redis-server; unset TRANSPORTER (it is $TRANSPORTER)" >&2
+  exit 2
+fi
 nats_pid=""
+redis_pid=""
 node_pid=""
 
+stop_server() { # name pid
+  local name=$1 pid=$2
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  echo "run: stopped the local $name (pid $pid)"
+}
+
 cleanup() {
-  if [ -n "$nats_pid" ] && kill -0 "$nats_pid" 2>/dev/null; then
-    kill -TERM "$nats_pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$nats_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$nats_pid" 2>/dev/null || true
-    wait "$nats_pid" 2>/dev/null || true
-    echo "run: stopped the local nats-server (pid $nats_pid)"
-  fi
+  stop_server nats-server "$nats_pid"
+  stop_server redis-server "$redis_pid"
 }
 
 # Before the node runs, a signal just ends the script (the EXIT trap cleans up); afterwards it is
@@ -45,7 +71,12 @@ trap 'on_signal TERM' TERM
 trap 'on_signal TERM' HUP
 
 if [ -z "$bin" ]; then
-  bash scripts/setup.sh --product  # apt, node/npm, the socket.io-client bundle in client/
+  # apt, node/npm, the socket.io-client bundle in client/ (and redis-server for --redis)
+  if [ "$with_redis" -eq 1 ]; then
+    STEEDOS_WITH_REDIS=1 bash scripts/setup.sh --product
+  else
+    bash scripts/setup.sh --product
+  fi
   bash scripts/build.sh
   bin=${BUILD_DIR:-build}/steedos-socket
 fi
@@ -78,6 +109,49 @@ fi
 } <<<"$cfg"
 
 listening() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+if [ "$with_redis" -eq 1 ]; then
+  redis_bin=${REDIS_SERVER_BIN:-$(command -v redis-server || echo /usr/bin/redis-server)}
+  if ! [ -x "$redis_bin" ]; then
+    echo "run: no redis-server ($redis_bin); install it: STEEDOS_WITH_REDIS=1 scripts/setup.sh --product" >&2
+    exit 1
+  fi
+  redis_port=""
+  for candidate in $(seq 6379 6399); do
+    if ! listening 127.0.0.1 "$candidate"; then
+      redis_port=$candidate
+      break
+    fi
+  done
+  if [ -z "$redis_port" ]; then
+    echo "run: no free port for redis-server on 127.0.0.1:6379-6399" >&2
+    exit 1
+  fi
+  redis_dir=${BUILD_DIR:-build}/redis-run
+  mkdir -p "$redis_dir"
+  redis_log=$redis_dir/redis-server.log
+  # No persistence, its own working directory; setsid for the same reason as the nats-server.
+  setsid "$redis_bin" --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
+    --daemonize no --dir "$redis_dir" >"$redis_log" 2>&1 &
+  redis_pid=$!
+  for _ in $(seq 50); do
+    listening 127.0.0.1 "$redis_port" && break
+    if ! kill -0 "$redis_pid" 2>/dev/null; then
+      echo "run: redis-server exited at start, see $redis_log:" >&2
+      tail -n 5 "$redis_log" >&2
+      redis_pid=""
+      exit 1
+    fi
+    sleep 0.1
+  done
+  if ! listening 127.0.0.1 "$redis_port"; then
+    echo "run: redis-server did not listen on 127.0.0.1:$redis_port within 5 s, see $redis_log" >&2
+    exit 1
+  fi
+  echo "started a local redis-server on 127.0.0.1:$redis_port (pid $redis_pid)"
+  export TRANSPORTER=redis://127.0.0.1:$redis_port
+  [ -z "$cfg_transporter" ] || echo "run: TRANSPORTER=$TRANSPORTER replaces the config's transporter"
+fi
 
 if [ -z "${TRANSPORTER:-}" ] && [ -z "$cfg_transporter" ]; then
   if listening 127.0.0.1 4222; then

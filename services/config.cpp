@@ -13,6 +13,10 @@
 //   directory. Where the default folder lies depends on the install, so app/main.cpp finds it.
 // - Empty environment variables count as unset (moleculer-runner tests them for truthiness).
 //   `--config` wins over MOLECULER_CONFIG (moleculer-runner does the reverse; the brief asks this).
+// - Transporter: NATS or Redis. `{"options": ...}` without a type is NATS (Moleculer needs a
+//   type). Redis option keys are read by transport/redis_config; unknown ones are ignored, as
+//   the NATS options are. For Redis, BrokerSettings::transporter is describe_redis() (no
+//   password), and TransportSettings carries the options.
 #include "services/config.hpp"
 
 #include <unistd.h>
@@ -28,6 +32,7 @@
 #include <sstream>
 
 #include "moleculer/system_info.hpp"
+#include "transport/redis_config.hpp"
 
 namespace steedos::services {
 
@@ -38,7 +43,7 @@ namespace {
 
 constexpr const char* kDefaultTransporter = "nats://127.0.0.1:4222";
 constexpr const char* kDefaultConfigFile = "./moleculer.config.json";
-constexpr const char* kOnlyNats = "only NATS is supported";
+constexpr const char* kSupported = "only NATS or Redis is supported";
 
 [[noreturn]] void fail(const std::string& key, const std::string& reason) {
   throw ConfigError(key, reason);
@@ -202,9 +207,8 @@ std::string check_protocol_version(const std::string& key, const std::string& va
 }
 
 bool known_other_transporter(const std::string& value) {
-  static const char* const kNames[] = {"redis",  "mqtt",  "amqp",  "amqp10",
-                                       "kafka",  "stan",  "tcp",   "fake",
-                                       "rediss", "mqtts", "amqps", "nats-streaming"};
+  static const char* const kNames[] = {"mqtt", "amqp", "amqp10", "kafka", "stan",
+                                       "tcp",  "fake", "mqtts",  "amqps", "nats-streaming"};
   const auto v = lower(value);
   for (const char* name : kNames) {
     if (v == name || starts_with(v, std::string(name) + "://")) return true;
@@ -228,8 +232,11 @@ std::string normalise_urls(const std::string& key, const std::string& value, boo
     const bool nats = starts_with(l, "nats://") && l.size() > 7;
     const bool tls = starts_with(l, "tls://") && l.size() > 6;
     if (!nats && !tls) {
+      if (starts_with(l, "redis://") || starts_with(l, "rediss://")) {
+        fail(key, "a Redis URL cannot be part of a NATS URL list");
+      }
       if (known_other_transporter(item)) {
-        fail(key, "unsupported transporter " + shown(item) + ": " + kOnlyNats);
+        fail(key, "unsupported transporter " + shown(item) + ": " + kSupported);
       }
       fail(key, "invalid NATS URL " + shown(item) + " (expected nats://host:port)");
     }
@@ -241,20 +248,50 @@ std::string normalise_urls(const std::string& key, const std::string& value, boo
   return result;
 }
 
-/// The string forms: "NATS"/"nats" (default URL) or "nats://host:port[,nats://...]".
-std::string transporter_from_string(const std::string& key, const std::string& raw) {
+/// A transporter as the configuration chose it: the broker's `transporter` text (NATS URLs, or
+/// a credential-free description of a Redis server) and the product's transport settings.
+struct TransporterChoice {
+  std::string text;
+  TransportSettings settings;
+};
+
+TransporterChoice nats_choice(std::string urls) {
+  return TransporterChoice{std::move(urls), TransportSettings{}};
+}
+
+/// Redis options parsed by transport/redis_config; its errors become ConfigErrors.
+template <typename Parse>
+TransporterChoice redis_choice(Parse&& parse) {
+  TransporterChoice choice;
+  choice.settings.kind = TransportSettings::Kind::Redis;
+  try {
+    choice.settings.redis = parse();
+  } catch (const transport::RedisConfigError& e) {
+    fail(e.key(), e.reason());
+  }
+  choice.text = transport::describe_redis(choice.settings.redis);
+  return choice;
+}
+
+/// The string forms: "NATS"/"nats" (default URL), "nats://host:port[,nats://...]", "Redis"
+/// (any case: localhost:6379) and "redis[s]://...".
+TransporterChoice transporter_from_string(const std::string& key, const std::string& raw) {
   const auto value = trim(raw);
-  if (lower(value) == "nats") return kDefaultTransporter;
   const auto l = lower(value);
+  if (l == "nats") return nats_choice(kDefaultTransporter);
   if (starts_with(l, "nats://") || starts_with(l, "tls://")) {
-    return normalise_urls(key, value, false);
+    return nats_choice(normalise_urls(key, value, false));
+  }
+  if (l == "redis") return redis_choice([] { return transport::RedisOptions{}; });
+  if (starts_with(l, "redis://") || starts_with(l, "rediss://")) {
+    return redis_choice([&] { return transport::parse_redis_url(value, key); });
   }
   if (known_other_transporter(value)) {
-    fail(key, "unsupported transporter " + shown(value) + ": " + kOnlyNats);
+    fail(key, "unsupported transporter " + shown(value) + ": " + kSupported);
   }
-  fail(key, "invalid transporter " + shown(value) + ": " + kOnlyNats +
-                " (expected \"NATS\", \"nats://host:port\" or {\"type\": \"NATS\", \"options\": "
-                "{\"url\": ...}})");
+  fail(key, "invalid transporter " + shown(value) + ": " + kSupported +
+                " (expected \"NATS\", \"nats://host:port\", \"Redis\", \"redis://host:port\" or "
+                "{\"type\": \"NATS\" or \"Redis\", \"options\": ...})");
 }
 
 /// Adds `user:pass@` or `token@` to every URL that carries no credentials of its own.
@@ -277,19 +314,33 @@ std::string add_credentials(const std::string& urls, const std::string& credenti
 }
 
 /// {"type": "NATS", "options": "nats://..." | {"url": ..., "servers": [...], "user", "pass",
-/// "token"}} as moleculer.config.js allows. Other option keys are ignored.
-std::string transporter_from_object(const Json& obj) {
+/// "token"}} as moleculer.config.js allows (no type: NATS). Other option keys are ignored.
+/// {"type": "Redis", "options": "redis://..." | {host, port, ...}}: transport/redis_config.
+TransporterChoice transporter_from_object(const Json& obj) {
   const std::string key = "transporter";
   if (const Json* type = find(obj, "type")) {
     if (!type->is_string()) fail("transporter.type", "must be a string");
     const auto name = type->get<std::string>();
+    if (lower(name) == "redis") {
+      const Json* options = find(obj, "options");
+      return redis_choice([&] {
+        return options ? transport::parse_redis_options(*options, "transporter.options")
+                       : transport::RedisOptions{};
+      });
+    }
     if (lower(name) != "nats") {
-      fail(key, "unsupported transporter type " + shown(name) + ": " + kOnlyNats);
+      fail(key, "unsupported transporter type " + shown(name) + ": " + kSupported);
     }
   }
   const Json* options = find(obj, "options");
-  if (!options) return kDefaultTransporter;
-  if (options->is_string()) return transporter_from_string("transporter.options", *options);
+  if (!options) return nats_choice(kDefaultTransporter);
+  if (options->is_string()) {
+    const auto l = lower(trim(options->get<std::string>()));
+    if (!starts_with(l, "nats://") && !starts_with(l, "tls://") && l != "nats") {
+      fail("transporter.options", "must be a nats:// URL for a NATS transporter");
+    }
+    return transporter_from_string("transporter.options", *options);
+  }
   if (!options->is_object()) fail("transporter.options", "must be an object or a URL string");
 
   std::string urls = kDefaultTransporter;
@@ -329,21 +380,28 @@ std::string transporter_from_object(const Json& obj) {
     }
     urls = add_credentials(urls, token);
   }
-  return urls;
+  return nats_choice(urls);
 }
 
-void read_transporter(const Json& root, BrokerSettings& broker) {
+void apply_choice(TransporterChoice choice, Config& config) {
+  config.broker.transporter = std::move(choice.text);
+  config.broker.transporter_configured = true;
+  config.transport = std::move(choice.settings);
+}
+
+void read_transporter(const Json& root, Config& config) {
   const Json* v = find(root, "transporter");
   if (!v) return;  // null/absent: default URL, not configured
   if (v->is_string() && v->get<std::string>().empty()) return;  // "" is falsy in JS: none
   if (v->is_string()) {
-    broker.transporter = transporter_from_string("transporter", v->get<std::string>());
+    apply_choice(transporter_from_string("transporter", v->get<std::string>()), config);
   } else if (v->is_object()) {
-    broker.transporter = transporter_from_object(*v);
+    apply_choice(transporter_from_object(*v), config);
   } else {
-    fail("transporter", "must be null, \"NATS\", a nats:// URL or {\"type\": \"NATS\", ...}");
+    fail("transporter",
+         "must be null, \"NATS\", a nats:// URL, \"Redis\", a redis:// URL or {\"type\": "
+         "\"NATS\" or \"Redis\", ...}");
   }
-  broker.transporter_configured = true;
 }
 
 void read_protocol_version(const Json& root, BrokerSettings& broker) {
@@ -363,7 +421,7 @@ void read_broker(const Json& root, Config& config) {
   auto& b = config.broker;
   read_string(root, "", "namespace", true, b.moleculer_namespace);
   read_string(root, "", "nodeID", true, b.node_id);
-  read_transporter(root, b);
+  read_transporter(root, config);
   if (const Json* v = find(root, "serializer")) {
     if (!v->is_string() || lower(v->get<std::string>()) != "json") {
       fail("serializer", "only \"JSON\" is supported");
@@ -478,8 +536,7 @@ const std::string* env_value(const Environment& env, const char* name) {
 void apply_environment(const Environment& env, Config& config) {
   auto& b = config.broker;
   if (const auto* v = env_value(env, "TRANSPORTER")) {
-    b.transporter = transporter_from_string("TRANSPORTER", *v);
-    b.transporter_configured = true;
+    apply_choice(transporter_from_string("TRANSPORTER", *v), config);
   }
   if (const auto* v = env_value(env, "NAMESPACE")) b.moleculer_namespace = *v;
   if (const auto* v = env_value(env, "NODEID")) b.node_id = *v;

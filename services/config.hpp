@@ -12,6 +12,7 @@
 #include "gateway/origin_policy.hpp"
 #include "moleculer/settings.hpp"
 #include "protocol/json.hpp"
+#include "transport/redis_options.hpp"
 
 namespace steedos::services {
 
@@ -45,8 +46,18 @@ struct AuthSettings {
   int cache_ttl_s = 60;
 };
 
+/// Which transporter the node runs (the broker knows only the Transporter interface). For NATS
+/// the URL list stays in BrokerSettings::transporter; for Redis that string is a description
+/// without credentials (transport::describe_redis) and `redis` holds the options.
+struct TransportSettings {
+  enum class Kind { Nats, Redis };
+  Kind kind = Kind::Nats;
+  transport::RedisOptions redis;  // used when kind == Redis
+};
+
 struct Config {
   moleculer::BrokerSettings broker;
+  TransportSettings transport;
   GatewaySettings gateway;
   AuthSettings auth;
   std::string service_name = "socket";  // "serviceName"

@@ -33,7 +33,7 @@ struct RedisOptions {
   std::string password;  // empty: no AUTH
   int db = 0;            // accepted and ignored: pub/sub ignores the database
   RedisTls tls;
-  int connect_timeout_ms = 10000;  // ioredis' connectTimeout
+  int connect_timeout_ms = 10000;  // ioredis' connectTimeout; 0 = none (as in ioredis)
 
   // Our own tuning, not read from Moleculer's options.
   int reconnect_min_ms = 100;  // backoff from this, doubling, with jitter

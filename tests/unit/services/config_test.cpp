@@ -17,6 +17,7 @@ using steedos::services::Config;
 using steedos::services::ConfigError;
 using steedos::services::Environment;
 using steedos::services::parse_config;
+using Kind = steedos::services::TransportSettings::Kind;
 
 namespace {
 
@@ -328,7 +329,8 @@ TEST_SUITE("config") {
     CHECK(error_key("", {{"PORT", "80x"}}) == "PORT");
     CHECK(error_message("", {{"PORT", "abc"}}).rfind("PORT: ", 0) == 0);
     CHECK(error_key("", {{"LOGLEVEL", "warning"}}) == "LOGLEVEL");
-    CHECK(error_key("", {{"TRANSPORTER", "redis://localhost:6379"}}) == "TRANSPORTER");
+    CHECK(error_key("", {{"TRANSPORTER", "mqtt://localhost:1883"}}) == "TRANSPORTER");
+    CHECK(error_key("", {{"TRANSPORTER", "redis://localhost:0"}}) == "TRANSPORTER");
     CHECK(error_key("", {{"PROTOCOL_VERSION", "3"}}) == "PROTOCOL_VERSION");
   }
 
@@ -398,14 +400,12 @@ TEST_SUITE("config") {
     }
     SUBCASE("other transporters are refused naming transporter") {
       for (const char* text :
-           {R"({"transporter": "Redis"})", R"({"transporter": "redis://localhost:6379"})",
-            R"({"transporter": "TCP"})", R"({"transporter": "mqtt://m:1883"})",
+           {R"({"transporter": "TCP"})", R"({"transporter": "mqtt://m:1883"})",
             R"({"transporter": "amqp://r"})", R"({"transporter": "kafka://k:9092"})",
-            R"({"transporter": {"type": "Redis", "options": {}}})",
             R"({"transporter": {"type": "TCP"}})", R"({"transporter": "something"})"}) {
         CAPTURE(text);
         CHECK(error_key(text) == "transporter");
-        CHECK(error_message(text).find("only NATS is supported") != std::string::npos);
+        CHECK(error_message(text).find("only NATS or Redis is supported") != std::string::npos);
       }
     }
     SUBCASE("wrong types") {
@@ -417,10 +417,119 @@ TEST_SUITE("config") {
       CHECK(error_key(R"({"transporter": {"options": {"servers": [1]}}})") ==
             "transporter.options.servers");
       CHECK(error_key(R"({"transporter": "nats://a:1,redis://b"})") == "transporter");
+      CHECK(error_key(R"({"transporter": {"type": "NATS", "options": "redis://r"}})") ==
+            "transporter.options");
     }
     SUBCASE("credentials are not echoed in errors") {
-      const auto message = error_message(R"({"transporter": "redis://user:secret@r:6379"})");
-      CHECK(message.find("secret") == std::string::npos);
+      for (const char* text : {R"({"transporter": "redis://user:secret@r:99999"})",
+                               R"({"transporter": "mqtt://user:secret@m:1883"})",
+                               R"({"transporter": "nats://a:1,redis://user:secret@r"})"}) {
+        CAPTURE(text);
+        const auto message = error_message(text);
+        CHECK_FALSE(message.empty());
+        CHECK(message.find("secret") == std::string::npos);
+      }
+    }
+    SUBCASE("NATS keeps the NATS kind") {
+      CHECK(parse(R"({"transporter": "nats://n:4222"})").transport.kind == Kind::Nats);
+      CHECK(parse("{}").transport.kind == Kind::Nats);
+    }
+  }
+
+  TEST_CASE("Redis transporter forms") {
+    SUBCASE("\"Redis\" in any case: localhost:6379") {
+      for (const char* text : {R"({"transporter": "Redis"})", R"({"transporter": "REDIS"})",
+                               R"({"transporter": {"type": "redis"}})"}) {
+        CAPTURE(text);
+        const auto c = parse(text);
+        CHECK(c.transport.kind == Kind::Redis);
+        REQUIRE(c.transport.redis.endpoints.size() == 1);
+        CHECK(c.transport.redis.endpoints[0].host == "localhost");
+        CHECK(c.transport.redis.endpoints[0].port == 6379);
+        CHECK(c.broker.transporter == "redis://localhost:6379");
+        CHECK(c.broker.transporter_configured);
+      }
+    }
+    SUBCASE("URL string: the broker's text carries no password") {
+      const auto c = parse(R"({"transporter": "rediss://molnode:p%40ss@r.example:6380/1"})");
+      CHECK(c.transport.kind == Kind::Redis);
+      CHECK(c.transport.redis.tls.enabled);
+      CHECK(c.transport.redis.username == "molnode");
+      CHECK(c.transport.redis.password == "p@ss");
+      CHECK(c.transport.redis.db == 1);
+      CHECK(c.broker.transporter == "rediss://r.example:6380 (user molnode, password set)");
+      CHECK(c.broker.transporter_configured);
+    }
+    SUBCASE("object form") {
+      const auto c = parse(R"({"transporter": {"type": "Redis", "options": {"host": "r",
+          "port": 6390, "password": 1234, "tls": {"rejectUnauthorized": false}}}})");
+      CHECK(c.transport.kind == Kind::Redis);
+      CHECK(c.transport.redis.endpoints[0].host == "r");
+      CHECK(c.transport.redis.endpoints[0].port == 6390);
+      CHECK(c.transport.redis.password == "1234");
+      CHECK(c.transport.redis.tls.enabled);
+      CHECK_FALSE(c.transport.redis.tls.reject_unauthorized);
+      CHECK(c.broker.transporter.find("1234") == std::string::npos);
+    }
+    SUBCASE("object form with a URL string as options") {
+      const auto c =
+          parse(R"({"transporter": {"type": "Redis", "options": "redis://:pw@r:6391"}})");
+      CHECK(c.transport.kind == Kind::Redis);
+      CHECK(c.transport.redis.password == "pw");
+      CHECK(c.transport.redis.endpoints[0].port == 6391);
+    }
+    SUBCASE("cluster nodes") {
+      const auto c = parse(R"({"transporter": {"type": "Redis", "options": {"cluster": {
+          "nodes": [{"host": "a", "port": 7000}, {"host": "b", "port": 7001}]}}}})");
+      REQUIRE(c.transport.redis.endpoints.size() == 2);
+      CHECK(c.transport.redis.endpoints[1].host == "b");
+    }
+    SUBCASE("bad forms name the key") {
+      struct Case {
+        const char* text;
+        const char* key;
+      };
+      for (const Case& k : {
+               Case{R"({"transporter": "redis://r:0"})", "transporter"},
+               Case{R"({"transporter": "redis://a,redis://b"})", "transporter"},
+               Case{R"({"transporter": {"type": "Redis", "options": {"port": "x"}}})",
+                    "transporter.options.port"},
+               Case{R"({"transporter": {"type": "Redis", "options": {"sentinels": []}}})",
+                    "transporter.options.sentinels"},
+               Case{R"({"transporter": {"type": "Redis", "options": {"path": "/s"}}})",
+                    "transporter.options.path"},
+               Case{R"({"transporter": {"type": "Redis", "options": {"cluster": {"nodes": []}}}})",
+                    "transporter.options.cluster.nodes"},
+               Case{R"({"transporter": {"type": "Redis", "options": "redis://"}})",
+                    "transporter.options"},
+               Case{R"({"transporter": {"type": "Redis", "options": 1}})", "transporter.options"},
+           }) {
+        CAPTURE(k.text);
+        CHECK(error_key(k.text) == k.key);
+      }
+      CHECK(error_message(R"({"transporter": {"type": "Redis", "options": {"cluster": {}}}})")
+                .find("No nodes defined for cluster") != std::string::npos);
+    }
+    SUBCASE("TRANSPORTER: every string form, replacing the file's transporter") {
+      const std::string file = R"({"transporter": {"type": "Redis", "options": {"port": 1}}})";
+      const auto url = parse(file, {{"TRANSPORTER", "redis://:pw@redis:6379"}});
+      CHECK(url.transport.kind == Kind::Redis);
+      CHECK(url.transport.redis.endpoints[0].host == "redis");
+      CHECK(url.transport.redis.password == "pw");
+      CHECK(url.broker.transporter == "redis://redis:6379 (password set)");
+      const auto bare = parse("", {{"TRANSPORTER", "Redis"}});
+      CHECK(bare.transport.kind == Kind::Redis);
+      CHECK(bare.broker.transporter_configured);
+      CHECK(bare.transport.redis.endpoints[0].port == 6379);
+      const auto tls = parse("", {{"TRANSPORTER", "rediss://r"}});
+      CHECK(tls.transport.redis.tls.enabled);
+      const auto nats = parse(file, {{"TRANSPORTER", "nats://n:4222"}});
+      CHECK(nats.transport.kind == Kind::Nats);
+      CHECK(nats.broker.transporter == "nats://n:4222");
+      CHECK(error_key("", {{"TRANSPORTER", "redis://r:99999"}}) == "TRANSPORTER");
+      CHECK(error_key("", {{"TRANSPORTER", "redis://a:1,redis://b:2"}}) == "TRANSPORTER");
+      CHECK(error_message("", {{"TRANSPORTER", "redis://:s3cret@r:0"}}).find("s3cret") ==
+            std::string::npos);
     }
   }
 
