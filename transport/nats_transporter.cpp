@@ -1,5 +1,7 @@
 #include "transport/nats_transporter.hpp"
 
+#include "transport/url_redaction.hpp"
+
 #include <nats/nats.h>
 #include <spdlog/spdlog.h>
 
@@ -461,7 +463,7 @@ void NatsTransporter::Impl::on_reconnected(natsConnection* nc, void* closure) no
   if (impl->open.load()) {
     char url[256] = "";
     natsConnection_GetConnectedUrl(nc, url, sizeof url);
-    logger()->info("NATS reconnected to {}", url);
+    logger()->info("NATS reconnected to {}", redact_credentials(url));
   }
   impl->post_guarded([](Impl& self) {
     if (self.handlers.on_reconnected) self.handlers.on_reconnected();
@@ -542,7 +544,7 @@ void NatsTransporter::connect(TransporterHandlers handlers) {
   s = natsConnection_Connect(&raw_conn, raw_options);
   if (s != NATS_OK) {
     // A failed connect never invokes the callbacks, so nothing refers to `im` now.
-    std::string reason = "cannot connect to " + o.url + ": " + status_text(s);
+    std::string reason = "cannot connect to " + redact_credentials(o.url) + ": " + status_text(s);
     im.set_error(reason);
     throw std::runtime_error(reason);
   }
@@ -552,7 +554,7 @@ void NatsTransporter::connect(TransporterHandlers handlers) {
 
   char url[256] = "";
   natsConnection_GetConnectedUrl(raw_conn, url, sizeof url);
-  logger()->info("NATS connected to {}", url);
+  logger()->info("NATS connected to {}", redact_credentials(url));
 }
 
 void NatsTransporter::subscribe(const std::string& subject, const std::string& queue,
