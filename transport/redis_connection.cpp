@@ -205,6 +205,15 @@ struct RedisConnection::Impl : std::enable_shared_from_this<RedisConnection::Imp
                  std::to_string(self->options.connect_timeout_ms) + " ms (" +
                  (self->phase == Phase::connecting ? "connect" : "handshake") + ")");
     });
+    // An address needs no resolver (Asio resolves on a helper thread of its own).
+    asio::error_code not_an_address;
+    const auto address = asio::ip::make_address(options.endpoint.host, not_an_address);
+    if (!not_an_address) {
+      lowest().async_connect(
+          asio::ip::tcp::endpoint(address, static_cast<unsigned short>(options.endpoint.port)),
+          [self = shared_from_this()](const std::error_code& ec) { self->on_connected(ec); });
+      return;
+    }
     resolver.async_resolve(
         options.endpoint.host, std::to_string(options.endpoint.port),
         [self = shared_from_this()](const std::error_code& ec,
@@ -222,18 +231,20 @@ struct RedisConnection::Impl : std::enable_shared_from_this<RedisConnection::Imp
     asio::async_connect(
         lowest(), results,
         [self = shared_from_this()](const std::error_code& ec, const asio::ip::tcp::endpoint&) {
-          if (self->phase == Phase::closed) return;
-          if (ec) {
-            return self->fail("cannot connect to " + self->describe() + ": " + ec.message());
-          }
-          asio::error_code ignored;
-          self->lowest().set_option(asio::ip::tcp::no_delay(true), ignored);
-          if (self->tls) {
-            self->handshake();
-          } else {
-            self->after_connect();
-          }
+          self->on_connected(ec);
         });
+  }
+
+  void on_connected(const std::error_code& ec) {
+    if (phase == Phase::closed) return;
+    if (ec) return fail("cannot connect to " + describe() + ": " + ec.message());
+    asio::error_code ignored;
+    lowest().set_option(asio::ip::tcp::no_delay(true), ignored);
+    if (tls) {
+      handshake();
+    } else {
+      after_connect();
+    }
   }
 
   void handshake() {
@@ -332,7 +343,11 @@ struct RedisConnection::Impl : std::enable_shared_from_this<RedisConnection::Imp
       if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
         return fail("connection closed by the server");
       }
-      return fail("read failed: " + ec.message());
+      std::string reason = "read failed: " + ec.message();
+      if (reason.find("certificate required") != std::string::npos) {
+        reason += " (the server wants a client certificate: set tls cert and key)";
+      }
+      return fail(reason);
     }
     decoder.feed(read_buffer.data(), n);
     RespReply reply;

@@ -12,6 +12,7 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -78,11 +79,57 @@ std::vector<std::string> lines(const std::string& text) {
   return out;
 }
 
+/// A CA, a server certificate (localhost, 127.0.0.1) and a client certificate, made by openssl
+/// in a temporary directory; plus a second CA nobody trusts.
+struct TestPki {
+  std::string dir;
+  bool ok = false;
+
+  TestPki() {
+    char pattern[] = "/tmp/redis-tls-XXXXXX";
+    if (::mkdtemp(pattern) == nullptr) return;
+    dir = pattern;
+    const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    std::string script =
+        "set -e; cd " + dir + "; exec 2>openssl.log; " + "openssl req -x509 " + key +
+        " -keyout ca.key -out ca.crt -days 2 -subj '/CN=Test CA'; " + "openssl req -x509 " + key +
+        " -keyout other-ca.key -out other-ca.crt -days 2 -subj '/CN=Other CA'; " + "openssl req " +
+        key + " -keyout server.key -out server.csr -subj '/CN=localhost'; " +
+        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > server.ext; " +
+        "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key "
+        "-CAcreateserial -out server.crt -days 2 -extfile server.ext; " +
+        "openssl req " + key + " -keyout client.key -out client.csr -subj '/CN=client'; " +
+        "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key "
+        "-CAcreateserial -out client.crt -days 2; echo done";
+    ok = shell("sh -c \"" + script + "\"").find("done") != std::string::npos;
+  }
+  ~TestPki() {
+    if (!dir.empty()) shell("rm -rf " + dir);
+  }
+  std::string path(const std::string& name) const { return dir + "/" + name; }
+  std::string read(const std::string& name) const {
+    std::ifstream in(path(name));
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+  std::vector<std::string> server_args(bool auth_clients) const {
+    return {"--tls-cert-file",    path("server.crt"),         "--tls-key-file",
+            path("server.key"),   "--tls-ca-cert-file",       path("ca.crt"),
+            "--tls-auth-clients", auth_clients ? "yes" : "no"};
+  }
+  std::string cli_flags() const {
+    return "--tls --cacert " + path("ca.crt") + " --cert " + path("client.crt") + " --key " +
+           path("client.key");
+  }
+};
+
 /// A redis-server child on 127.0.0.1, stopped by PID.
 class RedisServer {
  public:
-  explicit RedisServer(std::vector<std::string> extra = {}, bool tls = false)
-      : port_(free_port()), extra_(std::move(extra)), tls_(tls) {
+  explicit RedisServer(std::vector<std::string> extra = {}, bool tls = false,
+                       std::string cli_flags = {})
+      : port_(free_port()), extra_(std::move(extra)), tls_(tls), cli_flags_(std::move(cli_flags)) {
     start();
   }
   ~RedisServer() { kill(); }
@@ -131,8 +178,8 @@ class RedisServer {
 
   /// redis-cli against this server (plain servers only); `auth` e.g. "-a pw".
   std::string cli(const std::string& args, const std::string& auth = {}) const {
-    return shell(std::string(kRedisCli) + " -p " + std::to_string(port_) + " " + auth +
-                 " --no-auth-warning " + args + " 2>&1");
+    return shell(std::string(kRedisCli) + " -p " + std::to_string(port_) + " " + cli_flags_ + " " +
+                 auth + " --no-auth-warning " + args + " 2>&1");
   }
 
   RedisOptions options() const {
@@ -148,6 +195,7 @@ class RedisServer {
   unsigned short port_;
   std::vector<std::string> extra_;
   bool tls_;
+  std::string cli_flags_;
   pid_t pid_ = -1;
 };
 
@@ -333,7 +381,10 @@ TEST_SUITE("redis_transporter") {
     auto o = server.options();
     o.username = "molnode";
     o.password = "pw";
-    o.reconnect_min_ms = 50;
+    // Retries of the refused SUBSCRIBE come after 1-2 s, so they do not overwrite
+    // last_error() while the refused PUBLISH is checked.
+    o.reconnect_min_ms = 2000;
+    o.reconnect_max_ms = 2000;
     RedisTransporter t(loop, o);
     Recorder r;
     t.connect(r.handlers());
@@ -387,6 +438,52 @@ TEST_SUITE("redis_transporter") {
     }
     CHECK(r.disconnected == 2);
     CHECK(r.reconnected == 2);
+  }
+
+  TEST_CASE("flush inside a loop handler drives the I/O before close, as the broker's stop does") {
+    SKIP_WITHOUT_REDIS();
+    RedisServer server;
+    asio::io_context loop;
+    RedisTransporter listener(loop, server.options());
+    Recorder rl;
+    listener.connect(rl.handlers());
+    listener.subscribe("MOL.DISCONNECT");
+    auto leaving = std::make_unique<RedisTransporter>(loop, server.options());
+    Recorder r;
+    leaving->connect(r.handlers());
+    REQUIRE(run_until(loop, [&] { return listener.connected() && leaving->connected(); }));
+    bool stopped = false;
+    asio::post(loop, [&] {
+      CHECK(leaving->publish("MOL.DISCONNECT", "bye"));
+      leaving->flush(5000);
+      leaving->close();
+      leaving.reset();
+      stopped = true;
+    });
+    REQUIRE(run_until(loop, [&] { return stopped; }));
+    REQUIRE(run_until(loop, [&] { return rl.got("MOL.DISCONNECT", "bye"); }));
+  }
+
+  TEST_CASE("endpoints are a failover list: an unreachable one is skipped, a lost one left") {
+    SKIP_WITHOUT_REDIS();
+    auto first = std::make_unique<RedisServer>();
+    RedisServer second;
+    asio::io_context loop;
+    RedisOptions o = second.options();
+    o.endpoints = {RedisEndpoint{"127.0.0.1", free_port()},
+                   RedisEndpoint{"127.0.0.1", first->port()},
+                   RedisEndpoint{"127.0.0.1", second.port()}};
+    RedisTransporter t(loop, o);
+    Recorder r;
+    t.connect(r.handlers());  // the first endpoint is down: the probe moves on to the second
+    t.subscribe("MOL.INFO");
+    REQUIRE(run_until(loop, [&] { return t.connected(); }));
+    CHECK(channels(*first) == std::set<std::string>{"MOL.INFO"});
+    first.reset();  // killed: reconnect fails there, then moves on (third, or round to first)
+    REQUIRE(run_until(loop, [&] { return r.reconnected == 1; }));
+    CHECK(channels(second) == std::set<std::string>{"MOL.INFO"});
+    CHECK(t.publish("MOL.INFO", "moved"));
+    REQUIRE(run_until(loop, [&] { return r.got("MOL.INFO", "moved"); }));
   }
 
   TEST_CASE("a stalled server (SIGSTOP) is noticed by the PING timeout and recovered") {
@@ -467,5 +564,103 @@ TEST_SUITE("redis_transporter") {
     CHECK(all);
     CHECK(bytes == received * payload.size());
     CHECK(r.disconnected == 0);
+  }
+
+  TEST_CASE("TLS: verified with the CA, refused with a wrong name or CA, client certificates") {
+    SKIP_WITHOUT_REDIS();
+    TestPki pki;
+    REQUIRE_MESSAGE(pki.ok, "openssl could not make the test certificates");
+    asio::io_context loop;
+    auto connect_and_echo = [&](RedisTransporter& t) {
+      Recorder r;
+      t.connect(r.handlers());
+      t.subscribe("MOL.INFO");
+      CHECK(t.publish("MOL.INFO", "over tls"));
+      REQUIRE(run_until(loop, [&] { return r.got("MOL.INFO", "over tls"); }));
+      CHECK(t.connected());
+    };
+    auto connect_error = [&](const RedisOptions& o) -> std::string {
+      RedisTransporter t(loop, o);
+      Recorder r;
+      try {
+        t.connect(r.handlers());
+      } catch (const std::runtime_error& e) {
+        return e.what();
+      }
+      return "connected";
+    };
+
+    SUBCASE("tls-auth-clients no") {
+      RedisServer server(pki.server_args(false), true, pki.cli_flags());
+      auto o = server.options();
+      o.tls.enabled = true;
+      o.tls.ca = pki.path("ca.crt");
+      SUBCASE("host name, CA file") {
+        o.endpoints[0].host = "localhost";
+        RedisTransporter t(loop, o);
+        connect_and_echo(t);
+        CHECK(channels(server) == std::set<std::string>{"MOL.INFO"});
+      }
+      SUBCASE("IP address, CA as PEM text") {
+        o.tls.ca = pki.read("ca.crt");
+        RedisTransporter t(loop, o);
+        connect_and_echo(t);
+      }
+      SUBCASE("servername checked instead of the host") {
+        o.tls.servername = "localhost";
+        RedisTransporter t(loop, o);
+        connect_and_echo(t);
+      }
+      SUBCASE("wrong servername") {
+        o.tls.servername = "wrong.example";
+        const std::string error = connect_error(o);
+        CHECK(error.find("TLS handshake") != std::string::npos);
+        CHECK(error.find("wrong.example") != std::string::npos);
+      }
+      SUBCASE("unknown CA") {
+        o.tls.ca = pki.path("other-ca.crt");
+        const std::string error = connect_error(o);
+        CHECK(error.find("TLS handshake") != std::string::npos);
+        CHECK(error.find("certificate") != std::string::npos);
+      }
+      SUBCASE("CA file missing") {
+        o.tls.ca = pki.path("missing.crt");
+        const std::string error = connect_error(o);
+        CHECK(error.find("cannot load the CA certificate") != std::string::npos);
+      }
+      SUBCASE("reject_unauthorized false connects despite a wrong name and CA") {
+        o.tls.servername = "wrong.example";
+        o.tls.ca = pki.path("other-ca.crt");
+        o.tls.reject_unauthorized = false;
+        RedisTransporter t(loop, o);
+        connect_and_echo(t);
+      }
+    }
+    SUBCASE("tls-auth-clients yes needs a client certificate") {
+      RedisServer server(pki.server_args(true), true, pki.cli_flags());
+      auto o = server.options();
+      o.tls.enabled = true;
+      o.tls.ca = pki.path("ca.crt");
+      SUBCASE("without") {
+        o.connect_timeout_ms = 3000;
+        const std::string error = connect_error(o);
+        MESSAGE("without a client certificate: ", error);
+        CHECK(error.find("cannot connect to Redis") != std::string::npos);
+        CHECK(error.find("client certificate") != std::string::npos);
+      }
+      SUBCASE("with, as files") {
+        o.tls.cert = pki.path("client.crt");
+        o.tls.key = pki.path("client.key");
+        RedisTransporter t(loop, o);
+        connect_and_echo(t);
+        CHECK(channels(server) == std::set<std::string>{"MOL.INFO"});
+      }
+      SUBCASE("with, as PEM texts") {
+        o.tls.cert = pki.read("client.crt");
+        o.tls.key = pki.read("client.key");
+        RedisTransporter t(loop, o);
+        connect_and_echo(t);
+      }
+    }
   }
 }
