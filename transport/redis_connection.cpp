@@ -29,7 +29,8 @@ const std::shared_ptr<spdlog::logger>& logger() {
 }
 
 constexpr size_t kReadChunk = 64 * 1024;
-constexpr size_t kMaxGather = 64;  // buffers per socket write
+constexpr size_t kMaxGather = 64;                             // buffers per socket write
+constexpr auto kDeliverSlice = std::chrono::milliseconds(1);  // messages handed over per turn
 
 bool is_pem(const std::string& value) {
   return value.rfind("-----BEGIN", 0) == 0;
@@ -87,6 +88,15 @@ struct RedisConnection::Impl : std::enable_shared_from_this<RedisConnection::Imp
   std::deque<Pending> pending;  // replies expected, in send order
   bool ping_outstanding = false;
   bool ping_error_logged = false;
+
+  struct Inbound {
+    std::string channel;
+    std::string payload;
+  };
+  std::deque<Inbound> inbox;  // message pushes read, not yet handed to on_message
+  size_t inbox_bytes = 0;
+  bool delivery_posted = false;
+  bool read_paused = false;  // inbox above max_inbox_bytes: resumes at half of it
 
   std::deque<std::string> outbox;  // deque: elements stay put while a write reads them
   size_t outbox_bytes = 0;
@@ -358,13 +368,55 @@ struct RedisConnection::Impl : std::enable_shared_from_this<RedisConnection::Imp
       handle_reply(reply);
       if (phase == Phase::closed) return;  // a handler closed us
     }
-    do_read();
+    // Reading goes on while the consumer works through the inbox: Redis drops a subscriber
+    // whose unsent output grows too large (client-output-buffer-limit pubsub), so the backlog
+    // is better kept here, up to max_inbox_bytes.
+    if (inbox_bytes > options.max_inbox_bytes) {
+      read_paused = true;
+    } else {
+      do_read();
+    }
+    schedule_delivery();
   }
 
-  void handle_reply(const RespReply& reply) {
+  // ---------------------------------------------------------------------------------------
+  // Delivery of `message` pushes: in arrival order, in slices of about kDeliverSlice, so the
+  // reads (and the PING replies among them) keep their turn on the loop.
+
+  void schedule_delivery() {
+    if (delivery_posted || inbox.empty()) return;
+    delivery_posted = true;
+    asio::post(loop, [weak = weak_from_this()] {
+      auto self = weak.lock();
+      if (!self) return;
+      self->delivery_posted = false;
+      self->deliver();
+    });
+  }
+
+  void deliver() {
+    const auto start = std::chrono::steady_clock::now();
+    while (phase != Phase::closed && !inbox.empty()) {
+      Inbound m = std::move(inbox.front());
+      inbox.pop_front();
+      inbox_bytes -= m.channel.size() + m.payload.size();
+      if (handlers.on_message) handlers.on_message(m.channel, m.payload);
+      if (std::chrono::steady_clock::now() - start >= kDeliverSlice) break;
+    }
+    if (phase == Phase::closed) return;
+    if (read_paused && inbox_bytes <= options.max_inbox_bytes / 2) {
+      read_paused = false;
+      do_read();
+    }
+    schedule_delivery();
+  }
+
+  void handle_reply(RespReply& reply) {
     if (reply.type == RespReply::Type::array && reply.elements.size() == 3 &&
         reply.elements[0].is_text("message")) {
-      if (handlers.on_message) handlers.on_message(reply.elements[1].text, reply.elements[2].text);
+      Inbound m{std::move(reply.elements[1].text), std::move(reply.elements[2].text)};
+      inbox_bytes += m.channel.size() + m.payload.size();
+      inbox.push_back(std::move(m));
       return;
     }
     if (pending.empty()) {

@@ -3,9 +3,10 @@
 // async resolve, TCP connect and optional TLS handshake under one connect timeout, then
 // `AUTH [user] password` when configured and a PING, after which it is ready. Commands are
 // written through a byte-bounded queue and their replies matched in FIFO order; `message`
-// pushes of a subscribed connection go to on_message as they are read (the socket is read
-// continuously, whatever the consumer does). A PING every ping_interval_ms must be answered
-// within ping_timeout_ms, or the connection counts as dead (half-open detection).
+// pushes of a subscribed connection go to on_message in arrival order, in slices of about a
+// millisecond, while the socket goes on being read (a busy consumer does not stop the reads,
+// up to max_inbox_bytes buffered; PING replies are seen at once). A PING every ping_interval_ms
+// must be answered within ping_timeout_ms, or the connection counts as dead (half-open detection).
 //
 // Errors: every failure (resolve, connect, TLS, AUTH, protocol, socket, late PONG) goes through
 // one path that closes the socket and calls on_failed once with a readable reason; after that,
@@ -35,7 +36,10 @@ struct RedisConnectionOptions {
   int ping_timeout_ms = 3000;
   size_t max_reply_bytes = 64 * 1024 * 1024;
   size_t max_write_bytes = 64 * 1024 * 1024;  // bytes queued for the socket
-  std::string role = "connection";            // for log lines: "subscriber", "publisher"
+  /// Message pushes read but not yet handed to on_message; above it reading pauses until the
+  /// consumer has worked through half of them.
+  size_t max_inbox_bytes = 128 * 1024 * 1024;
+  std::string role = "connection";  // for log lines: "subscriber", "publisher"
 };
 
 /// What a command sent with send() is, so its reply can be told apart.
@@ -52,7 +56,7 @@ class RedisConnection {
     std::function<void(RedisCommand kind, const std::string& tag, size_t bytes,
                        const RespReply& reply)>
         on_reply;
-    /// A `message` push of a subscribed connection.
+    /// A `message` push of a subscribed connection (posted: never inside send() or start()).
     std::function<void(const std::string& channel, std::string_view payload)> on_message;
   };
 

@@ -102,6 +102,7 @@ struct RedisTransporter::Impl : std::enable_shared_from_this<RedisTransporter::I
     c.ping_interval_ms = options.ping_interval_ms;
     c.ping_timeout_ms = options.ping_timeout_ms;
     c.max_reply_bytes = options.max_reply_bytes;
+    c.max_inbox_bytes = options.max_inbox_bytes;
     // unanswered_bytes bounds what the transporter hands over; the rest is SUBSCRIBE and PING.
     c.max_write_bytes = options.max_outgoing_bytes + 1024 * 1024;
     c.role = role;

@@ -530,7 +530,7 @@ TEST_SUITE("redis_transporter") {
       bytes += data.size();
       // A handler that does a little work per message.
       volatile unsigned spin = 0;
-      for (int i = 0; i < 2000; ++i) spin = spin + unsigned(i);
+      for (int i = 0; i < 5000; ++i) spin = spin + unsigned(i);
     };
     sub.connect(handlers);
     sub.subscribe("MOL.EVENT.sub");
@@ -557,9 +557,29 @@ TEST_SUITE("redis_transporter") {
       pub.flush(30000);
       publisher_done = true;
     });
+    // Redis's view of the subscriber: its unsent output (omem) must stay far from the 32 MB
+    // pubsub limit, since the subscriber reads on while its handler works.
+    std::atomic<bool> sampling{true};
+    std::atomic<long long> max_omem{0};
+    std::thread sampler([&] {
+      while (sampling) {
+        for (const auto& line : lines(server.cli("CLIENT LIST"))) {
+          if (line.find("flags=P") == std::string::npos) continue;
+          const auto at = line.find(" omem=");
+          if (at == std::string::npos) continue;
+          const long long omem = std::atoll(line.c_str() + at + 6);
+          if (omem > max_omem) max_omem = omem;
+        }
+        std::this_thread::sleep_for(50ms);
+      }
+    });
     const bool all = run_until(
         loop, [&] { return received == kCount; }, 120000ms);
+    sampling = false;
+    sampler.join();
     publisher.join();
+    MESSAGE("largest subscriber output buffer seen by Redis: ", max_omem.load(), " bytes");
+    CHECK(max_omem < 32 * 1024 * 1024);
     CHECK(publisher_done);
     CHECK(all);
     CHECK(bytes == received * payload.size());
