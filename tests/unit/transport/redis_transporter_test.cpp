@@ -26,58 +26,16 @@
 #include <utility>
 #include <vector>
 
-extern char** environ;
+#include "tests/unit/support/redis_server.hpp"
 
 using steedos::transport::RedisEndpoint;
 using steedos::transport::RedisOptions;
 using steedos::transport::RedisTransporter;
 using steedos::transport::TransporterHandlers;
 using namespace std::chrono_literals;
+using namespace steedos::testing;
 
 namespace {
-
-const char* kRedisServer = "/usr/bin/redis-server";
-const char* kRedisCli = "/usr/bin/redis-cli";
-
-bool have_redis() {
-  return ::access(kRedisServer, X_OK) == 0 && ::access(kRedisCli, X_OK) == 0;
-}
-
-unsigned short free_port() {
-  asio::io_context io;
-  asio::ip::tcp::acceptor acceptor(io,
-                                   asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return acceptor.local_endpoint().port();
-}
-
-bool accepts_tcp(unsigned short port) {
-  asio::io_context io;
-  asio::ip::tcp::socket socket(io);
-  asio::error_code ec;
-  socket.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
-  return !ec;
-}
-
-/// Runs a command through the shell and returns its standard output.
-std::string shell(const std::string& command) {
-  std::string out;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return out;
-  char buffer[4096];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
-  ::pclose(pipe);
-  return out;
-}
-
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) out.push_back(line);
-  }
-  return out;
-}
 
 /// A CA, a server certificate (localhost, 127.0.0.1) and a client certificate, made by openssl
 /// in a temporary directory; plus a second CA nobody trusts.
@@ -124,81 +82,6 @@ struct TestPki {
   }
 };
 
-/// A redis-server child on 127.0.0.1, stopped by PID.
-class RedisServer {
- public:
-  explicit RedisServer(std::vector<std::string> extra = {}, bool tls = false,
-                       std::string cli_flags = {})
-      : port_(free_port()), extra_(std::move(extra)), tls_(tls), cli_flags_(std::move(cli_flags)) {
-    start();
-  }
-  ~RedisServer() { kill(); }
-  RedisServer(const RedisServer&) = delete;
-  RedisServer& operator=(const RedisServer&) = delete;
-
-  void start() {
-    const std::string port = std::to_string(port_);
-    std::vector<std::string> args{kRedisServer, "--bind",       "127.0.0.1", "--save",
-                                  "",           "--appendonly", "no"};
-    if (tls_) {
-      args.insert(args.end(), {"--port", "0", "--tls-port", port});
-    } else {
-      args.insert(args.end(), {"--port", port});
-    }
-    args.insert(args.end(), extra_.begin(), extra_.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-    const int rc = posix_spawn(&pid_, kRedisServer, &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    REQUIRE_MESSAGE(rc == 0, "posix_spawn redis-server failed: ", rc);
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!accepts_tcp(port_)) {
-      REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, "redis-server did not start");
-      std::this_thread::sleep_for(20ms);
-    }
-  }
-
-  void kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGCONT);
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
-  void stop_process() { ::kill(pid_, SIGSTOP); }
-  void continue_process() { ::kill(pid_, SIGCONT); }
-
-  unsigned short port() const { return port_; }
-
-  /// redis-cli against this server (plain servers only); `auth` e.g. "-a pw".
-  std::string cli(const std::string& args, const std::string& auth = {}) const {
-    return shell(std::string(kRedisCli) + " -p " + std::to_string(port_) + " " + cli_flags_ + " " +
-                 auth + " --no-auth-warning " + args + " 2>&1");
-  }
-
-  RedisOptions options() const {
-    RedisOptions o;
-    o.endpoints = {RedisEndpoint{"127.0.0.1", port_}};
-    o.connect_timeout_ms = 5000;
-    o.reconnect_min_ms = 50;
-    o.reconnect_max_ms = 500;
-    return o;
-  }
-
- private:
-  unsigned short port_;
-  std::vector<std::string> extra_;
-  bool tls_;
-  std::string cli_flags_;
-  pid_t pid_ = -1;
-};
-
 template <typename Pred>
 bool run_until(asio::io_context& loop, Pred pred, std::chrono::milliseconds timeout = 10000ms) {
   if (loop.stopped()) loop.restart();
@@ -230,11 +113,6 @@ struct Recorder {
            messages.end();
   }
 };
-
-std::set<std::string> channels(const RedisServer& server, const std::string& auth = {}) {
-  const auto list = lines(server.cli("PUBSUB CHANNELS", auth));
-  return std::set<std::string>(list.begin(), list.end());
-}
 
 #define SKIP_WITHOUT_REDIS()                                               \
   if (!have_redis()) {                                                     \
@@ -293,7 +171,8 @@ TEST_SUITE("redis_transporter") {
     CHECK(a.publish("MOL-t.RES.b", "world"));
     REQUIRE(run_until(loop, [&] { return ra.got("MOL-t.REQ.a", "hello"); }));
     REQUIRE(run_until(loop, [&] { return rb.got("MOL-t.RES.b", "world"); }));
-    CHECK(channels(server) == std::set<std::string>{"MOL-t.INFO", "MOL-t.REQ.a", "MOL-t.RES.b"});
+    CHECK(redis_channels(server) ==
+          std::set<std::string>{"MOL-t.INFO", "MOL-t.REQ.a", "MOL-t.RES.b"});
 
     // Barrier at run time: subscribe and publish in the same turn.
     a.subscribe("MOL-t.PONG.a");
@@ -307,7 +186,7 @@ TEST_SUITE("redis_transporter") {
     for (int i = 0; i < 100; ++i) CHECK(ra.messages[3 + i].second == binary + std::to_string(i));
 
     a.unsubscribe("MOL-t.PONG.a");
-    REQUIRE(run_until(loop, [&] { return channels(server).count("MOL-t.PONG.a") == 0; }));
+    REQUIRE(run_until(loop, [&] { return redis_channels(server).count("MOL-t.PONG.a") == 0; }));
 
     // flush waits for the PUBLISH replies, driving the loop itself.
     CHECK(b.publish("MOL-t.REQ.a", "bye"));
@@ -400,10 +279,10 @@ TEST_SUITE("redis_transporter") {
         loop, [&] { return t.last_error().find("PUBLISH MOL-denied.INFO") != std::string::npos; }));
     CHECK(t.last_error().find("NOPERM") != std::string::npos);
     CHECK(t.connected());
-    CHECK(channels(server) == std::set<std::string>{"MOL-ok.INFO"});
+    CHECK(redis_channels(server) == std::set<std::string>{"MOL-ok.INFO"});
     // Granting the channel later lets the retried SUBSCRIBE through.
     REQUIRE(server.cli("ACL SETUSER molnode '&MOL-denied.*'").find("OK") != std::string::npos);
-    REQUIRE(run_until(loop, [&] { return channels(server).count("MOL-denied.INFO") == 1; }));
+    REQUIRE(run_until(loop, [&] { return redis_channels(server).count("MOL-denied.INFO") == 1; }));
     CHECK(r.disconnected == 0);
   }
 
@@ -431,7 +310,8 @@ TEST_SUITE("redis_transporter") {
       server.start();
       REQUIRE(run_until(loop, [&] { return r.reconnected == round; }));
       CHECK(t.connected());
-      CHECK(channels(server) == std::set<std::string>{"MOL.INFO", "MOL.REQ.n1", "MOL.HEARTBEAT"});
+      CHECK(redis_channels(server) ==
+            std::set<std::string>{"MOL.INFO", "MOL.REQ.n1", "MOL.HEARTBEAT"});
       CHECK(lines(server.cli("CLIENT LIST")).size() == 3);
       CHECK(t.publish("MOL.REQ.n1", "after"));
       REQUIRE(run_until(loop, [&] { return r.messages.size() == size_t(round); }));
@@ -478,10 +358,10 @@ TEST_SUITE("redis_transporter") {
     t.connect(r.handlers());  // the first endpoint is down: the probe moves on to the second
     t.subscribe("MOL.INFO");
     REQUIRE(run_until(loop, [&] { return t.connected(); }));
-    CHECK(channels(*first) == std::set<std::string>{"MOL.INFO"});
+    CHECK(redis_channels(*first) == std::set<std::string>{"MOL.INFO"});
     first.reset();  // killed: reconnect fails there, then moves on (third, or round to first)
     REQUIRE(run_until(loop, [&] { return r.reconnected == 1; }));
-    CHECK(channels(second) == std::set<std::string>{"MOL.INFO"});
+    CHECK(redis_channels(second) == std::set<std::string>{"MOL.INFO"});
     CHECK(t.publish("MOL.INFO", "moved"));
     REQUIRE(run_until(loop, [&] { return r.got("MOL.INFO", "moved"); }));
   }
@@ -619,7 +499,7 @@ TEST_SUITE("redis_transporter") {
         o.endpoints[0].host = "localhost";
         RedisTransporter t(loop, o);
         connect_and_echo(t);
-        CHECK(channels(server) == std::set<std::string>{"MOL.INFO"});
+        CHECK(redis_channels(server) == std::set<std::string>{"MOL.INFO"});
       }
       SUBCASE("IP address, CA as PEM text") {
         o.tls.ca = pki.read("ca.crt");
@@ -673,7 +553,7 @@ TEST_SUITE("redis_transporter") {
         o.tls.key = pki.path("client.key");
         RedisTransporter t(loop, o);
         connect_and_echo(t);
-        CHECK(channels(server) == std::set<std::string>{"MOL.INFO"});
+        CHECK(redis_channels(server) == std::set<std::string>{"MOL.INFO"});
       }
       SUBCASE("with, as PEM texts") {
         o.tls.cert = pki.read("client.crt");
