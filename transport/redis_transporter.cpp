@@ -83,6 +83,7 @@ struct RedisTransporter::Impl : std::enable_shared_from_this<RedisTransporter::I
   uint64_t subscribe_seq = 0;
   std::set<uint64_t> unsettled;  // barrier seqs of subscriptions neither confirmed nor refused
   size_t subscribes_in_flight = 0;
+  std::map<std::string, int> replies_due;  // SUBSCRIBE replies expected per channel
   asio::steady_timer resubscribe_timer;
   int resubscribe_attempt = 0;
 
@@ -166,6 +167,7 @@ struct RedisTransporter::Impl : std::enable_shared_from_this<RedisTransporter::I
   void on_sub_ready() {
     sub_ready = true;
     subscribes_in_flight = 0;
+    replies_due.clear();
     for (auto& [channel, sub] : subs) {
       sub.confirmed = sub.refused = sub.in_flight = false;
       send_subscribe(channel, sub);
@@ -178,6 +180,7 @@ struct RedisTransporter::Impl : std::enable_shared_from_this<RedisTransporter::I
     if (sub_conn->send(RedisCommand::subscribe, channel, format_command({"SUBSCRIBE", channel}))) {
       sub.in_flight = true;
       subscribes_in_flight++;
+      replies_due[channel]++;
     }
   }
 
@@ -195,6 +198,11 @@ struct RedisTransporter::Impl : std::enable_shared_from_this<RedisTransporter::I
       }
       return;
     }
+    // SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE of one channel in a row: only the last reply tells
+    // whether the channel is held now.
+    auto due = replies_due.find(channel);
+    if (due != replies_due.end() && --due->second > 0) return;
+    if (due != replies_due.end()) replies_due.erase(due);
     auto it = subs.find(channel);
     if (it == subs.end()) return;  // unsubscribed meanwhile; its UNSUBSCRIBE follows
     Sub& sub = it->second;
@@ -326,6 +334,7 @@ struct RedisTransporter::Impl : std::enable_shared_from_this<RedisTransporter::I
     held.clear();
     unanswered_bytes = 0;
     subscribes_in_flight = 0;
+    replies_due.clear();
     for (auto& entry : subs) entry.second.in_flight = entry.second.confirmed = false;
     resubscribe_timer.cancel();
 
@@ -480,6 +489,12 @@ bool RedisTransporter::publish(const std::string& subject, std::string_view data
     command = format_command({"PUBLISH", subject, data});
   } catch (const std::exception& e) {
     im.set_error("cannot publish to " + subject + ": " + e.what());
+    return false;
+  }
+  if (command.size() > im.options.max_outgoing_bytes) {
+    im.set_error("cannot publish " + std::to_string(data.size()) + " bytes to " + subject +
+                 ": larger than max_outgoing_bytes (" +
+                 std::to_string(im.options.max_outgoing_bytes) + ")");
     return false;
   }
   if (im.unanswered_bytes + command.size() > im.options.max_outgoing_bytes) {

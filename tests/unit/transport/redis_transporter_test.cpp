@@ -184,6 +184,28 @@ TEST_SUITE("redis_transporter") {
     for (int i = 0; i < 100; ++i) CHECK(b.publish("MOL-t.REQ.a", binary + std::to_string(i)));
     REQUIRE(run_until(loop, [&] { return ra.messages.size() >= 103; }));
     for (int i = 0; i < 100; ++i) CHECK(ra.messages[3 + i].second == binary + std::to_string(i));
+    // One packet larger than the outgoing bound is refused at once, with the reason.
+    auto small = server.options();
+    small.max_outgoing_bytes = 1000;
+    RedisTransporter c(loop, small);
+    Recorder rc;
+    c.connect(rc.handlers());
+    CHECK_FALSE(c.publish("MOL-t.REQ.a", std::string(2000, 'x')));
+    CHECK(c.last_error().find("larger than max_outgoing_bytes") != std::string::npos);
+    CHECK(c.publish("MOL-t.REQ.a", std::string(500, 'x')));
+    CHECK_FALSE(c.publish("MOL-t.REQ.a", std::string(500, 'x')));  // 2 x 500 + framing > 1000
+    CHECK(c.last_error().find("outgoing buffer full") != std::string::npos);
+    c.flush(5000);
+    CHECK(c.publish("MOL-t.REQ.a", std::string(500, 'x')));  // answered: room again
+    c.close();
+
+    // Subscribe, unsubscribe, subscribe again in one turn: the barrier waits for the last.
+    a.subscribe("MOL-t.DISCOVER");
+    a.unsubscribe("MOL-t.DISCOVER");
+    a.subscribe("MOL-t.DISCOVER");
+    CHECK(a.publish("MOL-t.DISCOVER", "again"));
+    REQUIRE(run_until(loop, [&] { return ra.got("MOL-t.DISCOVER", "again"); }));
+    a.unsubscribe("MOL-t.DISCOVER");
 
     a.unsubscribe("MOL-t.PONG.a");
     REQUIRE(run_until(loop, [&] { return redis_channels(server).count("MOL-t.PONG.a") == 0; }));
