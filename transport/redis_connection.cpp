@@ -74,6 +74,7 @@ struct RedisConnection::Impl : std::enable_shared_from_this<RedisConnection::Imp
   const RedisConnectionOptions options;
   Handlers handlers;
   Phase phase = Phase::idle;
+  const char* step = "resolve";  // what the connect timeout interrupts, for its message
 
   asio::ip::tcp::resolver resolver;
   asio::ip::tcp::socket socket;  // the plain connection (unused with TLS)
@@ -211,14 +212,14 @@ struct RedisConnection::Impl : std::enable_shared_from_this<RedisConnection::Imp
     connect_timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
       auto self = weak.lock();
       if (ec || !self || self->phase == Phase::ready || self->phase == Phase::closed) return;
-      self->fail("no connection to " + self->describe() + " within " +
-                 std::to_string(self->options.connect_timeout_ms) + " ms (" +
-                 (self->phase == Phase::connecting ? "connect" : "handshake") + ")");
+      self->fail("not connected within " + std::to_string(self->options.connect_timeout_ms) +
+                 " ms (" + self->step + ")");
     });
     // An address needs no resolver (Asio resolves on a helper thread of its own).
     asio::error_code not_an_address;
     const auto address = asio::ip::make_address(options.endpoint.host, not_an_address);
     if (!not_an_address) {
+      step = "connect";
       lowest().async_connect(
           asio::ip::tcp::endpoint(address, static_cast<unsigned short>(options.endpoint.port)),
           [self = shared_from_this()](const std::error_code& ec) { self->on_connected(ec); });
@@ -233,6 +234,7 @@ struct RedisConnection::Impl : std::enable_shared_from_this<RedisConnection::Imp
             return self->fail("cannot resolve " + self->options.endpoint.host + ": " +
                               ec.message());
           }
+          self->step = "connect";
           self->connect(results);
         });
   }
@@ -247,7 +249,7 @@ struct RedisConnection::Impl : std::enable_shared_from_this<RedisConnection::Imp
 
   void on_connected(const std::error_code& ec) {
     if (phase == Phase::closed) return;
-    if (ec) return fail("cannot connect to " + describe() + ": " + ec.message());
+    if (ec) return fail("cannot connect: " + ec.message());
     asio::error_code ignored;
     lowest().set_option(asio::ip::tcp::no_delay(true), ignored);
     if (tls) {
@@ -260,6 +262,7 @@ struct RedisConnection::Impl : std::enable_shared_from_this<RedisConnection::Imp
   void handshake() {
     const std::string name = tls_name();
     // SNI only for names: RFC 6066 forbids IP literals in server_name.
+    step = "TLS handshake";
     if (!is_ip_address(name)) SSL_set_tlsext_host_name(tls->native_handle(), name.c_str());
     if (options.tls.reject_unauthorized) {
       tls->set_verify_callback(asio::ssl::host_name_verification(name));
@@ -268,8 +271,7 @@ struct RedisConnection::Impl : std::enable_shared_from_this<RedisConnection::Imp
         asio::ssl::stream_base::client, [self = shared_from_this()](const std::error_code& ec) {
           if (self->phase == Phase::closed) return;
           if (ec) {
-            std::string reason =
-                "TLS handshake with " + self->describe() + " failed: " + ec.message();
+            std::string reason = "TLS handshake failed: " + ec.message();
             const long verify = SSL_get_verify_result(self->tls->native_handle());
             if (verify != X509_V_OK) {
               reason += std::string(" (certificate: ") + X509_verify_cert_error_string(verify) +
@@ -283,6 +285,7 @@ struct RedisConnection::Impl : std::enable_shared_from_this<RedisConnection::Imp
 
   void after_connect() {
     phase = Phase::handshake;
+    step = options.password.empty() ? "handshake: PING" : "handshake: AUTH and PING";
     do_read();
     if (!options.password.empty()) {
       pending.push_back(Pending{Internal::auth, RedisCommand::other, {}, 0});
