@@ -1,7 +1,11 @@
 #pragma once
 // Moleculer's Redis transporter (spec: redis-transporter.md): two RedisConnections on the given
 // loop, a subscriber (plain SUBSCRIBE per subject) and a publisher (PUBLISH subject payload).
-// No library thread at all: every callback runs on the loop thread.
+// No library thread at all (only Asio's own resolver thread runs getaddrinfo for a host name;
+// an address skips it): every callback runs on the loop thread. Messages reach on_message
+// in arrival order (one publisher's packets in publish order), from a posted handler, while
+// the subscriber keeps reading (up to max_inbox_bytes waiting), so a busy handler does not
+// make Redis drop the subscriber for its output-buffer limit.
 //
 // Start-up (the choice of spec §3.3): connect() blocks, like NatsTransporter::connect. It first
 // opens a probe connection on a private io_context (resolve, TCP, TLS, AUTH, PING, bounded by
