@@ -256,6 +256,29 @@ TEST_SUITE("redis_connection") {
     }
   }
 
+  TEST_CASE("a full inbox pauses reading and resumes it; nothing is lost or reordered") {
+    asio::io_context loop;
+    FakeRedis server(loop);
+    auto o = options_for(server);
+    o.max_inbox_bytes = 200;
+    Outcome out;
+    auto conn = RedisConnection::create(loop, o, out.handlers());
+    conn->start();
+    REQUIRE(run_until(loop, [&] { return out.ready == 1; }));
+    std::string burst;
+    for (int i = 0; i < 200; ++i) {
+      const std::string payload = std::to_string(i) + std::string(40, '.');
+      burst += "*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$" + std::to_string(payload.size()) + "\r\n" +
+               payload + "\r\n";
+    }
+    server.send(burst);
+    REQUIRE(run_until(loop, [&] { return out.messages.size() == 200; }));
+    for (int i = 0; i < 200; ++i) {
+      CHECK(out.messages[size_t(i)].second == std::to_string(i) + std::string(40, '.'));
+    }
+    CHECK(out.failures.empty());
+  }
+
   TEST_CASE("close() silences every handler") {
     asio::io_context loop;
     FakeRedis server(loop);
