@@ -20,7 +20,7 @@ esac
 scripts/setup.sh --no-npm --no-browser --fuzz
 
 build=build-fuzz
-targets=(fuzz_engineio_payload fuzz_socketio_packet fuzz_moleculer_packet fuzz_redis_url)
+targets=(fuzz_engineio_payload fuzz_socketio_packet fuzz_moleculer_packet fuzz_redis_url fuzz_resp_decoder)
 
 CC=clang CXX=clang++ cmake -S . -B "$build" -DSTEEDOS_FUZZ=ON -DSTEEDOS_BUILD_TESTS=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -44,6 +44,9 @@ struct RedisOptions {
   size_t max_outgoing_bytes = 32 * 1024 * 1024;
   /// Largest reply (message) accepted from Redis; a larger one closes the connection.
   size_t max_reply_bytes = 64 * 1024 * 1024;
+  /// Messages read from the subscriber but not yet handled; above it the subscriber stops
+  /// reading until the handler catches up (Redis then buffers, up to its pubsub output limit).
+  size_t max_inbox_bytes = 128 * 1024 * 1024;
 };
 
 }  // namespace steedos::transport
