@@ -9,14 +9,52 @@ const { io } = require("socket.io-client");
 const AUTH_ACTION = "@steedos/service-accounts.getUserSession";
 
 // "<spaceId>,<token>" -> reply. Tokens named fail-* make the mock misbehave (any space).
+// The users who could leak (issue 16 item 4): two users in each tenant (U1 and U4 in S1, U2 and
+// U5 in S2), U6 signed in to both S1 and S2 with one token, U3 alone in S3; tokens that a test
+// revokes come from login() (REVOKED, cluster.revoke).
 const SESSIONS = {
 	"S1,t-u1": { userId: "U1", spaceId: "S1", name: "Ann" },
 	"S1,t-u1b": { userId: "U1", spaceId: "S1", name: "Ann" },
+	"S1,t-u4": { userId: "U4", spaceId: "S1" },
 	"S2,t-u2": { userId: "U2", spaceId: "S2" },
+	"S2,t-u5": { userId: "U5", spaceId: "S2" },
+	"S1,t-u6": { userId: "U6", spaceId: "S1" },
+	"S2,t-u6": { userId: "U6", spaceId: "S2" },
 	"S2,t-u1": { userId: "U1", spaceId: "S1" }, // U1 is not a member of S2
 	"S3,t-u3": { userId: "U3", spaceId: "S3" },
 	"S3,t-u3b": { userId: "U3", spaceId: "S3" }
 };
+
+// Tokens the mock no longer accepts (answers null for, in any space): a revoked login, as the
+// Steedos accounts service after a logout. Per test process.
+const REVOKED = new Set();
+
+/** The Steedos cookie pair of a user: `X-Space-Id=<space>; X-Auth-Token=<token>`. */
+const cookie = (space, token) => `X-Space-Id=${space}; X-Auth-Token=${token}`;
+
+let logins = 0;
+/**
+ * A new login of `userId` valid in each of `spaces` (one token, as a Steedos login token is not
+ * tied to a space), for a test that revokes it. Returns { token, cookies: one per space }.
+ */
+function login(userId, ...spaces) {
+	const token = `t-${userId.toLowerCase()}-login${++logins}`;
+	for (const space of spaces) SESSIONS[`${space},${token}`] = { userId, spaceId: space };
+	return { token, cookies: spaces.map(space => cookie(space, token)) };
+}
+
+// The cookies of the SESSIONS above, by the name the tests give the socket.
+const COOKIES = Object.freeze({
+	U1: cookie("S1", "t-u1"),
+	U1B: cookie("S1", "t-u1b"), // U1 again, another login
+	U4: cookie("S1", "t-u4"),
+	U2: cookie("S2", "t-u2"),
+	U5: cookie("S2", "t-u5"),
+	U6S1: cookie("S1", "t-u6"), // U6 in S1 ...
+	U6S2: cookie("S2", "t-u6"), // ... and in S2, same token
+	U3: cookie("S3", "t-u3"),
+	U3B: cookie("S3", "t-u3b")
+});
 
 function authReply(authorization) {
 	const { Errors } = require("moleculer");
@@ -31,6 +69,7 @@ function authReply(authorization) {
 		case "fail-garbage":
 			return "garbage";
 		default:
+			if (REVOKED.has(token)) return null;
 			return Object.prototype.hasOwnProperty.call(SESSIONS, authorization)
 				? Object.assign({}, SESSIONS[authorization])
 				: null;
@@ -150,10 +189,14 @@ async function startCluster({ extra = {}, gateways = 1 } = {}) {
 		got(s, event) {
 			return s.events.filter(e => e.event === event).map(e => e.args);
 		},
-		/** The socket.clients entry of `s`. */
+		/** The socket.clients entry of `s`, on whichever running node has it. */
 		async info(s) {
-			const list = await cluster.call("clients");
-			return list.find(c => c.id === s.id);
+			for (const n of nodes.filter(n => n.running())) {
+				const list = await producer.call("socket.clients", {}, { nodeID: n.nodeID, timeout: 5000 });
+				const found = list.find(c => c.id === s.id);
+				if (found) return found;
+			}
+			return undefined;
 		},
 		/**
 		 * Sends a global marker through the node (producer -> node, same NATS connection, so it
@@ -164,11 +207,23 @@ async function startCluster({ extra = {}, gateways = 1 } = {}) {
 			producer[how]("$socket.emit", { eventName: "barrier", eventParams: tag });
 			await Promise.all(sockets.map(s => h.waitFor(() => s.events.some(e => e.event === "barrier" && e.args[0] === tag), 4000, { what: "barrier" })));
 		},
+		/**
+		 * Revokes a login as Steedos does: the accounts service stops accepting the token (REVOKED)
+		 * and `$user.logout { authToken }` is broadcast, so every node drops its cached session
+		 * and closes the token's sockets (§2.6, §9).
+		 */
+		revoke(token) {
+			REVOKED.add(token);
+			producer.broadcast("$user.logout", { authToken: token });
+		},
 		/** Closes every client made so far and waits until the node has none. */
 		async closeAll() {
 			for (const s of cluster.sockets) s.close();
 			cluster.sockets.clear();
-			await h.waitFor(async () => (await cluster.stats()).connections.total === 0, 4000, { what: "no connections left" });
+			for (const n of nodes.filter(n => n.running())) {
+				await h.waitFor(async () => (await producer.call("socket.stats", {}, { nodeID: n.nodeID, timeout: 5000 })).connections.total === 0,
+					4000, { what: `no connections left on ${n.nodeID}` });
+			}
 		},
 		async stop() {
 			for (const s of cluster.sockets) s.close();
@@ -199,7 +254,7 @@ async function failedToConnect(s, expect = "closed") {
 	assert.equal(s.connected, false);
 }
 
-module.exports = { h, assert, startCluster, failedToConnect, ISO_MS, AUTH_ACTION, SESSIONS };
+module.exports = { h, assert, startCluster, failedToConnect, ISO_MS, AUTH_ACTION, SESSIONS, REVOKED, COOKIES, cookie, login };
 
 // ---------------------------------------------------------------------------------------------
 // Issue 16, several gateway nodes and the binary (cluster.test.js, binary.test.js, multinode).
