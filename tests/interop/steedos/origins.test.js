@@ -137,7 +137,10 @@ describe("steedos socket: origins, default (corsOrigins null)", () => {
 		// Logged once each at debug, with origin and remote address, never with the cookie.
 		const logged = () => c.node.logs.map(l => l.line).filter(l => l.includes(EVIL));
 		await h.waitFor(() => logged().length >= 4, 3000, { what: "4 refusals logged" });
-		await h.sleep(100);
+		// Barrier: one more refusal, of another origin; once its line is in, every earlier one is.
+		const MARK = "https://marker.example";
+		assert.equal((await handshake(c.port, { host, origin: MARK })).status, 403);
+		await h.waitFor(() => c.node.logs.some(l => l.line.includes(MARK)), 3000, { what: "marker refusal logged" });
 		const lines = logged();
 		assert.equal(lines.length, 4, lines.join("\n"));
 		for (const line of lines) {
