@@ -2,8 +2,8 @@
 // Issue 16 item 4, gateway-contract.md §5 with §2.6, §3, §7, §9: every §5 event that reaches
 // sockets reaches exactly its recipients, once each, and nothing reaches anyone else, among every
 // socket that could leak: the second user of the same tenant (U4 in S1, U5 in S2), the same user
-// in the other tenant (U6 signed in to S1 and to S2), the other tenant's users, an anonymous
-// socket (no cookie) and a revoked token.
+// in the other tenant (U6 signed in to S1 and to S2; U1's token sent for S2, where U1 is no
+// member), the other tenant's users, an anonymous socket (no cookie) and a revoked token.
 //
 // "Revoked" as the contract has it: a login of U6 (one token, valid in S1 and S2) that the mock
 // auth service answered, so the node cached it in both spaces; then Steedos logs it out: the
@@ -20,7 +20,7 @@
 // before it arrived; two nodes: crossBarrier, one marker through each node, plus each node's
 // events.in counter, since order across nodes is not promised).
 const { describe, it, before, after, afterEach } = require("node:test");
-const { h, assert, startCluster, COOKIES, login, TRANSPORTS, emitTo, eventsInOf, waitGatewaysKnowEachOther, crossBarrier } = require("./fixture");
+const { h, assert, startCluster, COOKIES, cookie, login, TRANSPORTS, emitTo, eventsInOf, waitGatewaysKnowEachOther, crossBarrier } = require("./fixture");
 
 // The sockets: name -> [cookie, gateway in the two-node run, rooms its subscriptions must get].
 // U1 is there with two logins, on both nodes in the two-node run. The revoked token's sockets
@@ -33,6 +33,7 @@ const PEOPLE = {
 	u5: [COOKIES.U5, 1, ["S2-notification-change-U5"]], // the second user of S2
 	u6s1: [COOKIES.U6S1, 0, ["S1-notification-change-U6"]], // U6 in S1 ...
 	u6s2: [COOKIES.U6S2, 1, ["S2-notification-change-U6"]], // ... and U6 in S2, same token
+	u1inS2: [cookie("S2", "t-u1"), 0, null], // U1's token in S2, where U1 is no member: anonymous in S2
 	anon: [null, 1, null] // no cookie: anonymous, no tenant
 };
 const REVOKED = { revokedS1: 0, revokedS2: 1 };
