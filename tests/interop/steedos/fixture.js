@@ -78,9 +78,39 @@ function authReply(authorization) {
 
 const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
+/** The port a steedos-socket node's gateway listens on, from its log (waits up to 10 s). */
 async function gatewayPort(node) {
 	const hit = await node.waitForLog(/gateway listening on [^\s]+:(\d+)/, 10000);
 	return Number(/gateway listening on [^\s]+:(\d+)/.exec(hit.line)[1]);
+}
+
+/**
+ * Starts a steedos-socket node (the product binary). `extra` is its configuration on top of the
+ * harness defaults, with `gateway` merged over { host: 127.0.0.1, port: 0 } and serviceName
+ * "socket"; the other options go to h.startCppNode (nats or transporter, logLevel, ...). Does not
+ * wait: gatewayPort(node) waits for the gateway, `node.exited` for a refused configuration.
+ */
+function startGateway({ extra = {}, ...opts } = {}) {
+	const config = Object.assign({ serviceName: "socket" }, extra, {
+		gateway: Object.assign({ host: "127.0.0.1", port: 0 }, extra.gateway || {})
+	});
+	return h.startCppNode(Object.assign({ binary: "steedos-socket" }, opts, { extra: config }));
+}
+
+/**
+ * Makes `s` (a socket.io-client Socket) record what it sees: s.events ({ event, args } of every
+ * event, onAny), s.disconnects (reasons), s.connectErrors, s.connects (count). Returns `s`.
+ */
+function record(s) {
+	s.events = [];
+	s.disconnects = [];
+	s.connectErrors = [];
+	s.connects = 0;
+	s.on("connect", () => s.connects++);
+	s.onAny((event, ...args) => s.events.push({ event, args }));
+	s.on("disconnect", reason => s.disconnects.push(reason));
+	s.on("connect_error", err => s.connectErrors.push(err));
+	return s;
 }
 
 /**
@@ -120,7 +150,7 @@ async function startCluster({ extra = {}, gateways = 1 } = {}) {
 	const nodes = [];
 	const ports = [];
 	for (let i = 0; i < gateways; i++) {
-		const gateway = await h.startCppNode({ binary: "steedos-socket", nats, logLevel: "debug", extra: config });
+		const gateway = await startGateway({ nats, logLevel: "debug", extra: config });
 		nodes.push(gateway);
 		ports.push(await gatewayPort(gateway));
 	}
@@ -148,27 +178,22 @@ async function startCluster({ extra = {}, gateways = 1 } = {}) {
 		stats() {
 			return cluster.call("stats");
 		},
-		/** A recording client, not yet connected. */
+		/**
+		 * A recording client (record()), not yet connected, of the `gateway`-th node, or of any
+		 * gateway by `port` (a node the test started itself). Closed by closeAll and stop.
+		 */
 		client(opts = {}) {
-			const { cookie, transports, bearer, gateway = 0, ...rest } = opts;
+			const { cookie, transports, bearer, gateway = 0, port, ...rest } = opts;
 			const extraHeaders = {};
 			if (cookie) extraHeaders.cookie = cookie;
 			if (bearer) extraHeaders.authorization = `Bearer ${bearer}`;
-			const s = io(`http://127.0.0.1:${ports[gateway]}`, Object.assign({
+			const s = record(io(`http://127.0.0.1:${port || ports[gateway]}`, Object.assign({
 				forceNew: true,
 				reconnection: false,
 				timeout: 5000,
 				transports: transports || ["polling", "websocket"],
 				extraHeaders
-			}, rest));
-			s.events = [];
-			s.disconnects = [];
-			s.connectErrors = [];
-			s.connects = 0;
-			s.on("connect", () => s.connects++);
-			s.onAny((event, ...args) => s.events.push({ event, args }));
-			s.on("disconnect", reason => s.disconnects.push(reason));
-			s.on("connect_error", err => s.connectErrors.push(err));
+			}, rest)));
 			cluster.sockets.add(s);
 			return s;
 		},
@@ -254,7 +279,8 @@ async function failedToConnect(s, expect = "closed") {
 	assert.equal(s.connected, false);
 }
 
-module.exports = { h, assert, startCluster, failedToConnect, ISO_MS, AUTH_ACTION, SESSIONS, REVOKED, COOKIES, cookie, login };
+module.exports = { h, assert, startCluster, failedToConnect, ISO_MS, AUTH_ACTION, SESSIONS, REVOKED, COOKIES, cookie, login,
+	gatewayPort, startGateway, record };
 
 // ---------------------------------------------------------------------------------------------
 // Issue 16, several gateway nodes and the binary (cluster.test.js, binary.test.js, multinode).
