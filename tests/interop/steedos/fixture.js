@@ -118,6 +118,22 @@ function record(s) {
  * `gateways`: how many steedos-socket nodes (contract §7); `node`/`port` are the first one's,
  * `nodes`/`ports` all of them, and `client({ gateway: i })` connects to the i-th.
  */
+/**
+ * The `listener` service of a producer broker: answers listener.ping (so a test can wait until
+ * a node sees it) and records every `$socket.subscribe.**` event as { event, params } in `events`.
+ */
+function listenerService(events) {
+	return {
+		name: "listener",
+		actions: { ping: () => "pong" },
+		events: {
+			"$socket.subscribe.**"(ctx) {
+				events.push({ event: ctx.eventName, params: ctx.params });
+			}
+		}
+	};
+}
+
 async function startCluster({ extra = {}, gateways = 1 } = {}) {
 	const nats = await h.startNats();
 	const authCalls = [];
@@ -133,15 +149,8 @@ async function startCluster({ extra = {}, gateways = 1 } = {}) {
 		}
 	});
 	const producer = h.createBroker("0.14", { nats });
-	producer.createService({
-		name: "listener",
-		actions: { ping: () => "pong" },
-		events: {
-			"$socket.subscribe.**"(ctx) {
-				subscribeEvents.push({ event: ctx.eventName, params: ctx.params });
-			}
-		}
-	});
+	producer.createService(listenerService(subscribeEvents));
+	const listeners = []; // brokers added by addListener
 	await Promise.all([auth.start(), producer.start()]);
 	const config = Object.assign({ serviceName: "socket" }, extra, {
 		gateway: Object.assign({ host: "127.0.0.1", port: 0 }, extra.gateway || {}),
@@ -241,6 +250,19 @@ async function startCluster({ extra = {}, gateways = 1 } = {}) {
 			REVOKED.add(token);
 			producer.broadcast("$user.logout", { authToken: token });
 		},
+		/**
+		 * A second listener broker (same `listener` service as the producer's), started and seen
+		 * by every gateway node. Resolves { broker, events }; stopped by stop().
+		 */
+		async addListener() {
+			const events = [];
+			const broker = h.createBroker("0.14", { nats });
+			broker.createService(listenerService(events));
+			listeners.push(broker);
+			await broker.start();
+			for (const n of nodes) await h.waitForCppSees(producer, n.nodeID, "listener.ping", broker.nodeID, 10000);
+			return { broker, events };
+		},
 		/** Closes every client made so far and waits until the node has none. */
 		async closeAll() {
 			for (const s of cluster.sockets) s.close();
@@ -252,7 +274,7 @@ async function startCluster({ extra = {}, gateways = 1 } = {}) {
 		},
 		async stop() {
 			for (const s of cluster.sockets) s.close();
-			await h.stopBrokers(auth, producer);
+			await h.stopBrokers(auth, producer, ...listeners);
 			await h.stopCppNodes(nodes);
 			await nats.stop();
 		}
