@@ -21,7 +21,7 @@ describe("steedos socket: connection and authentication", () => {
 	for (const t of TRANSPORTS) {
 		it(`connection-init once with no arguments, anonymous and authenticated (${t.name})`, async () => {
 			const anon = await c.connect({ transports: t.transports });
-			const user = await c.connect({ transports: t.transports, cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
+			const user = await c.connect({ transports: t.transports, cookie: COOKIES.U1 });
 			await c.barrier([anon, user]);
 			for (const s of [anon, user]) {
 				const inits = c.got(s, "connection-init");
@@ -41,7 +41,7 @@ describe("steedos socket: connection and authentication", () => {
 		});
 
 		it(`ping -> pong with an ISO-8601 UTC ms string (${t.name})`, async () => {
-			for (const opts of [{}, { cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" }]) {
+			for (const opts of [{}, { cookie: COOKIES.U1 }]) {
 				const s = await c.connect(Object.assign({ transports: t.transports }, opts));
 				const before = Date.now();
 				s.emit("ping", { any: "thing" });
@@ -90,7 +90,7 @@ describe("steedos socket: connection and authentication", () => {
 		// Raw HTTP: socket.io-client would add the trailing slash back. Handshake, CONNECT and the
 		// first poll all on /socket.io (no slash), authenticated by the cookie.
 		const base = `http://127.0.0.1:${c.port}/socket.io?EIO=4&transport=polling`;
-		const cookie = "X-Space-Id=S1; X-Auth-Token=t-u1";
+		const cookie = COOKIES.U1;
 		const open = await fetch(base, { headers: { cookie } });
 		assert.equal(open.status, 200);
 		const openText = await open.text();
@@ -121,7 +121,7 @@ describe("steedos socket: connection and authentication", () => {
 	});
 
 	it("precedence: cookie > auth payload > Bearer", async () => {
-		const a = await c.connect({ cookie: "X-Space-Id=S1; X-Auth-Token=t-u1", auth: { spaceId: "S2", token: "t-u2" }, bearer: "S2,t-u2" });
+		const a = await c.connect({ cookie: COOKIES.U1, auth: { spaceId: "S2", token: "t-u2" }, bearer: "S2,t-u2" });
 		assert.equal((await c.info(a)).userId, "U1");
 		const b = await c.connect({ auth: { spaceId: "S2", token: "t-u2" }, bearer: "S1,t-u1" });
 		const ib = await c.info(b);
@@ -133,7 +133,7 @@ describe("steedos socket: connection and authentication", () => {
 		const e = await c.connect({ cookie: "X-Space-Id=S1; X-Auth-Token=", auth: { spaceId: "S2", token: "t-u2" } });
 		assert.equal((await c.info(e)).userId, "U2");
 		// websocket-only: headers and auth payload on the ws handshake
-		const f = await c.connect({ transports: ["websocket"], cookie: "X-Space-Id=S2; X-Auth-Token=t-u2", bearer: "S1,t-u1" });
+		const f = await c.connect({ transports: ["websocket"], cookie: COOKIES.U2, bearer: "S1,t-u1" });
 		assert.equal((await c.info(f)).userId, "U2");
 		const g = await c.connect({ transports: ["websocket"], auth: { spaceId: "S1", token: "t-u1" } });
 		assert.equal((await c.info(g)).userId, "U1");
@@ -142,7 +142,7 @@ describe("steedos socket: connection and authentication", () => {
 
 	it("successful lookups are cached: a second connect does not call the auth service", async () => {
 		const before = c.authCalls.filter(x => x === "S3,t-u3").length;
-		const a = await c.connect({ cookie: "X-Space-Id=S3; X-Auth-Token=t-u3" });
+		const a = await c.connect({ cookie: COOKIES.U3 });
 		assert.equal((await c.info(a)).userId, "U3");
 		const b = await c.connect({ transports: ["websocket"], auth: { spaceId: "S3", token: "t-u3" } });
 		assert.equal((await c.info(b)).userId, "U3");
@@ -186,7 +186,7 @@ describe("steedos socket: connection and authentication", () => {
 				s.close();
 			}
 			// the node is alive and still serves good tokens
-			const ok = await c.connect({ transports: t.transports, cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
+			const ok = await c.connect({ transports: t.transports, cookie: COOKIES.U1 });
 			ok.close();
 		});
 	}
@@ -224,7 +224,7 @@ describe("steedos socket: connection and authentication", () => {
 		// Self-contained: the log must hold the lookups, successes, failures and cache hits of
 		// these tokens, whatever else ran before.
 		const start = c.node.logs.length;
-		for (const cookie of ["X-Space-Id=S1; X-Auth-Token=t-u1", "X-Space-Id=S2; X-Auth-Token=t-u2", "X-Space-Id=S3; X-Auth-Token=t-u3"]) {
+		for (const cookie of [COOKIES.U1, COOKIES.U2, COOKIES.U3]) {
 			(await c.connect({ cookie })).close();
 			(await c.connect({ transports: ["websocket"], cookie })).close();
 		}
