@@ -84,8 +84,8 @@ test("demo page: cookie login, subscribe, record event from the example producer
 	// Mock auth first; the node must know its action before the browser connects (otherwise the
 	// node fails closed and the page retries, which also works but takes longer).
 	await withTimeout(startExample("mock-auth.js", [], env, /mock-auth ready/).seen, 15000, "mock-auth ready");
-	// Discovery is logged at debug level only: give the node's registry a moment to take its INFO.
-	await new Promise(resolve => setTimeout(resolve, 500));
+	// The node's registry has taken mock-auth's INFO (and so its action) when it logs the node.
+	await node.waitForLog(/node 'mock-auth' connected/, 10000);
 
 	chromium = await launchChromium();
 	const origin = `http://127.0.0.1:${port}`;
