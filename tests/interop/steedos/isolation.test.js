@@ -107,11 +107,14 @@ async function run(c, t, gateways) {
 	}
 	const people = Object.values(sockets);
 
-	// The login to revoke: answered by the mock and cached by the node(s), in S1 and in S2.
+	// The login to revoke: answered by the mock and cached, in S1 and in S2 on node 1 (so a
+	// logout that dropped one space only would show on revokedS2, which connects there), and
+	// in S1 on node 0 (the logout closes the token's sockets on every node).
 	const { token, cookies: [inS1, inS2] } = login("U6", "S1", "S2");
 	const loggedIn = [
 		await c.connect({ transports: t.transports, cookie: inS1, gateway: gw(1) }),
-		await c.connect({ transports: t.transports, cookie: inS2, gateway: gw(0) })
+		await c.connect({ transports: t.transports, cookie: inS2, gateway: gw(1) }),
+		await c.connect({ transports: t.transports, cookie: inS1, gateway: gw(0) })
 	];
 	for (const s of loggedIn) assert.equal((await c.info(s)).userId, "U6", "the mock accepted the login");
 	// $user.logout: exactly that token's sockets are closed, in both spaces, on any node.
