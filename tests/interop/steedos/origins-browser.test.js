@@ -11,7 +11,7 @@
 const fs = require("fs");
 const http = require("http");
 const path = require("path");
-const { describe, it, before, after } = require("node:test");
+const { describe, it, before, after, afterEach } = require("node:test");
 const { h, assert, startCluster } = require("./fixture");
 const { launchChromium, SKIP_BROWSER } = require("../lib/browser");
 
@@ -79,8 +79,15 @@ describe("steedos socket: origins in headless Chromium (default corsOrigins)", {
 		if (c) await c.stop();
 	});
 
+	// Pages (and so their sockets) are closed after each test, passed or failed.
+	const pages = [];
+	afterEach(async () => {
+		for (const page of pages.splice(0)) await h.withTimeout(page.close(), 5000, "page.close").catch(() => {});
+	});
+
 	async function openPage(host) {
 		const page = await context.newPage();
+		pages.push(page);
 		const failed = [];
 		page.on("requestfailed", r => {
 			if (r.url().startsWith(`${gateway}/socket.io/?`)) failed.push(r);
@@ -118,7 +125,6 @@ describe("steedos socket: origins in headless Chromium (default corsOrigins)", {
 				assert.equal(res.headers()["access-control-allow-origin"], `http://www.steedos.test:${pagePort}`);
 				assert.equal(res.headers()["access-control-allow-credentials"], "true");
 			}
-			await page.close();
 		});
 
 		it(`a page of another site cannot open a session and reads nothing (${label})`, async () => {
@@ -142,7 +148,6 @@ describe("steedos socket: origins in headless Chromium (default corsOrigins)", {
 			const after = await c.stats();
 			assert.equal(after.connections.total, 0, "no session");
 			assert.ok(after.refusedOrigins > before.refusedOrigins, "counted as a refusal");
-			await page.close();
 		});
 	}
 });
