@@ -4,7 +4,9 @@
 
 const { describe, test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
+const { io } = require("socket.io-client");
 const h = require("./lib/harness");
+const { gatewayPort, record } = require("./steedos/fixture");
 
 const CONTRACT_EVENTS = [
 	"$metadata.*",
@@ -55,7 +57,12 @@ for (const { version, protocol } of h.VERSIONS) {
 			}
 		});
 
-		test("contract events and bad payloads do not disturb the node", async () => {
+		test("contract events reach a client, bad payloads are rejected and counted, the node runs on", async t => {
+			// An anonymous client (no auth service here): it gets the global events only.
+			const port = await gatewayPort(node);
+			const s = record(io(`http://127.0.0.1:${port}`, { forceNew: true, reconnection: false, transports: ["websocket"] }));
+			t.after(() => s.close());
+			await h.waitFor(() => s.events.some(e => e.event === "connection-init"), 6000, { what: "connection-init" });
 			const before = await js.call("socket.stats", {}, { nodeID: node.nodeID, timeout: 2000 });
 			await js.emit("$broadcast.socket.emit", { data: { eventName: "hello", eventParams: { a: 1 } } });
 			await js.emit("$socket.emit", { eventName: "hello", eventParams: { a: 1 }, room: "r1" });
@@ -68,8 +75,18 @@ for (const { version, protocol } of h.VERSIONS) {
 			await js.emit("$socket.emit", null);
 			// Barrier: this request leaves the same connection after the events, so the node has
 			// handled all eight when it answers. Exactly the four bad ones are counted.
-			const after = await js.call("socket.stats", {}, { nodeID: node.nodeID, timeout: 2000 });
-			assert.equal(after.rejected - before.rejected, 4, JSON.stringify(after));
+			const stats = await js.call("socket.stats", {}, { nodeID: node.nodeID, timeout: 2000 });
+			assert.equal(stats.rejected - before.rejected, 4, JSON.stringify(stats));
+			assert.equal(stats.events.in - before.events.in, 8, "all eight handled");
+			assert.equal(stats.events.out - before.events.out, 2, "the two global events, to the one client");
+			// Delivery: a marker sent after everything (same node, same client) is the barrier.
+			assert.deepEqual(await js.call("socket.emit", { event: "barrier", data: 1 }, { nodeID: node.nodeID, timeout: 2000 }), { delivered: 1 });
+			await h.waitFor(() => s.events.some(e => e.event === "barrier"), 4000, { what: "barrier" });
+			assert.deepEqual(s.events.filter(e => e.event !== "connection-init").map(e => [e.event, ...e.args]), [
+				["hello", { a: 1 }],
+				["s:metadata:change", { type: "objects", action: "updated", _id: "o1", name: "x" }],
+				["barrier", 1]
+			]);
 			assert.equal(node.running(), true);
 			const health = await js.call("$node.health", {}, { nodeID: node.nodeID, timeout: 2000 });
 			assert.equal(health.process.pid, node.pid);

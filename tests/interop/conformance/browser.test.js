@@ -7,24 +7,11 @@
 // failure (scripts/setup.sh installs it) unless SKIP_BROWSER=1.
 
 const assert = require("node:assert/strict");
-const fs = require("fs");
 const http = require("http");
-const os = require("os");
-const path = require("path");
 const { describe, it, before, after } = require("node:test");
 const { clientTargets, startTarget, CPP_BINARY } = require("./lib/targets");
+const { launchChromium } = require("../lib/browser");
 
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-	"--headless",
-	"--no-sandbox",
-	"--disable-gpu",
-	"--disable-quic",
-	"--no-first-run",
-	"--disable-background-networking",
-	"--disable-component-update",
-	"--disable-sync"
-];
 const COOKIE = { name: "steedos_conformance", value: "cookie-value-1" };
 
 function pageHtml(gateway) {
@@ -121,35 +108,23 @@ for (const name of targets) {
 	describe(`headless Chromium + socket.io-client bundle [${name}]`, () => {
 		let target = null;
 		let pageServer = null;
-		let browser = null;
-		let userDataDir = null;
+		let chromium = null;
 		before(async () => {
-			if (!fs.existsSync(CHROMIUM)) {
-				throw new Error(`${CHROMIUM} not found: scripts/setup.sh installs the Debian chromium package (SKIP_BROWSER=1 skips)`);
-			}
 			target = await startTarget(name);
 		});
 		after(async () => {
-			if (browser) await browser.close().catch(() => {});
+			if (chromium) await chromium.close();
 			if (pageServer) await new Promise(r => pageServer.close(r));
-			if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
 			if (target) await target.close();
 		});
 
 		it("loads the bundle from the gateway, connects with credentials over polling, upgrades, round-trips", { timeout: 45000 }, async () => {
-			const { chromium } = require("playwright-core");
 			const gateway = target.url;
 			pageServer = await startPageServer(pageHtml(gateway));
 			const pageOrigin = `http://127.0.0.1:${pageServer.address().port}`;
 
-			userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "conformance-chromium-"));
-			const context = await chromium.launchPersistentContext(userDataDir, {
-				executablePath: CHROMIUM,
-				headless: true,
-				args: CHROMIUM_ARGS,
-				timeout: 30000
-			});
-			browser = context;
+			chromium = await launchChromium({ persistent: true });
+			const { context } = chromium;
 			await context.addCookies([Object.assign({ url: gateway }, COOKIE)]);
 			const page = context.pages()[0] || (await context.newPage());
 

@@ -14,9 +14,9 @@ const {
 	freePort,
 	withTimeout
 } = require("../lib/harness");
+const { launchChromium, SKIP_BROWSER } = require("../lib/browser");
 
 const EXAMPLES = path.join(REPO_ROOT, "examples");
-const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const SCREENSHOT = "/tmp/demo-page.png";
 const NAMESPACE = "";
 
@@ -60,11 +60,10 @@ function killProcs() {
 }
 process.on("exit", killProcs);
 
-test("demo page: cookie login, subscribe, record event from the example producer", { timeout: 60000 }, async t => {
-	const { chromium } = require("playwright-core");
-	let nats, node, browser;
+test("demo page: cookie login, subscribe, record event from the example producer", { timeout: 60000, skip: SKIP_BROWSER }, async t => {
+	let nats, node, chromium;
 	t.after(async () => {
-		if (browser) await withTimeout(browser.close(), 5000, "browser.close").catch(() => {});
+		if (chromium) await chromium.close();
 		killProcs();
 		await stopCppNodes(node);
 		if (nats) await nats.stop().catch(() => {});
@@ -85,17 +84,12 @@ test("demo page: cookie login, subscribe, record event from the example producer
 	// Mock auth first; the node must know its action before the browser connects (otherwise the
 	// node fails closed and the page retries, which also works but takes longer).
 	await withTimeout(startExample("mock-auth.js", [], env, /mock-auth ready/).seen, 15000, "mock-auth ready");
-	// Discovery is logged at debug level only: give the node's registry a moment to take its INFO.
-	await new Promise(resolve => setTimeout(resolve, 500));
+	// The node's registry has taken mock-auth's INFO (and so its action) when it logs the node.
+	await node.waitForLog(/node 'mock-auth' connected/, 10000);
 
-	browser = await chromium.launch({
-		executablePath: CHROMIUM,
-		headless: true,
-		args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-			"--disable-background-networking", "--disable-component-update", "--disable-sync"]
-	});
+	chromium = await launchChromium();
 	const origin = `http://127.0.0.1:${port}`;
-	const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+	const context = await chromium.browser.newContext({ viewport: { width: 1200, height: 900 } });
 	await context.addCookies([
 		{ name: "X-Space-Id", value: "S1", url: origin },
 		{ name: "X-Auth-Token", value: "t-alice", url: origin }

@@ -2,11 +2,9 @@
 // gateway-contract.md §2.6, §6, §9 (actions, logout): socket.emit / stats / clients / disconnect
 // called with broker.call + nodeID, ValidationError 422; `$user.logout` disconnects a token.
 const { describe, it, before, after, afterEach } = require("node:test");
-const { h, assert, startCluster, TRANSPORTS } = require("./fixture");
+const { h, assert, startCluster, COOKIES, TRANSPORTS } = require("./fixture");
 
-const U1 = "X-Space-Id=S1; X-Auth-Token=t-u1";
-const U1B = "X-Space-Id=S1; X-Auth-Token=t-u1b";
-const U2 = "X-Space-Id=S2; X-Auth-Token=t-u2";
+const { U1, U1B, U2 } = COOKIES;
 
 async function expect422(p, what) {
 	const err = await h.rejectionOf(p);

@@ -5,21 +5,8 @@
 // started again on the same port. Every wait has a timeout; no sleep stands in for a barrier.
 const { describe, it, before, after, afterEach } = require("node:test");
 const { io } = require("socket.io-client");
-const { h, assert, startCluster } = require("./fixture");
+const { h, assert, startCluster, startGateway, gatewayPort, record, COOKIES, TRANSPORTS } = require("./fixture");
 
-const LISTEN = /gateway listening on [^\s]+:(\d+)/;
-async function listenPort(node) {
-	return Number(LISTEN.exec((await node.waitForLog(LISTEN, 10000)).line)[1]);
-}
-
-/** A recording socket.io client (same shape as the fixture's). */
-function record(s) {
-	s.events = [];
-	s.disconnects = [];
-	s.onAny((event, ...args) => s.events.push({ event, args }));
-	s.on("disconnect", reason => s.disconnects.push(reason));
-	return s;
-}
 const inits = s => s.events.filter(e => e.event === "connection-init").length;
 
 describe("steedos socket binary: bad configuration stops the node naming the key (§8)", () => {
@@ -36,7 +23,7 @@ describe("steedos socket binary: bad configuration stops the node naming the key
 	for (const [key, extra] of cases) {
 		it(`${key}: exit code 1, message names the key`, async () => {
 			// Nothing listens on port 1: the node must stop before it tries to connect.
-			const node = await h.startCppNode({ binary: "steedos-socket", transporter: "nats://127.0.0.1:1", extra });
+			const node = await startGateway({ transporter: "nats://127.0.0.1:1", extra });
 			nodes.push(node);
 			const res = await h.withTimeout(node.exited, 5000, `exit with a bad ${key}`);
 			assert.equal(res.code, 1, node.logText());
@@ -47,17 +34,13 @@ describe("steedos socket binary: bad configuration stops the node naming the key
 });
 
 describe("steedos socket binary: Moleculer 0.15 producer, protocolVersion \"5\"", () => {
-	let nats, producer, gateway, s;
+	let nats, producer, gateway, port, s;
 	before(async () => {
 		nats = await h.startNats();
 		producer = h.createBroker("0.15", { nats });
 		await producer.start();
-		gateway = await h.startCppNode({
-			binary: "steedos-socket",
-			nats,
-			protocolVersion: "5",
-			extra: { serviceName: "socket", gateway: { host: "127.0.0.1", port: 0 } }
-		});
+		gateway = await startGateway({ nats, protocolVersion: "5" });
+		port = await gatewayPort(gateway);
 		await h.waitForRemoteNode(producer, gateway.nodeID, ["socket.stats", "socket.emit"], 10000);
 	});
 	afterEach(() => s && s.close());
@@ -66,25 +49,29 @@ describe("steedos socket binary: Moleculer 0.15 producer, protocolVersion \"5\""
 		await h.stopCppNodes(gateway);
 		if (nats) await nats.stop();
 	});
+	const stats = () => producer.call("socket.stats", {}, { nodeID: gateway.nodeID, timeout: 5000 });
 
-	it("delivers $socket.emit and $metadata.* from a 0.15 emit and answers socket.stats", async () => {
-		const port = await listenPort(gateway);
-		s = record(io(`http://127.0.0.1:${port}`, { forceNew: true, reconnection: false, transports: ["websocket"] }));
-		await h.waitFor(() => inits(s) === 1, 6000, { what: "connection-init" });
-		// A 0.15 broker ignores a node that speaks protocol 4, so being routable proves "5".
-		producer.emit("$metadata.objects", { type: "objects", action: "updated", data: { _id: "o1", name: "orders" } });
-		producer.emit("$socket.emit", { eventName: "v5", eventParams: { n: 5 } });
-		await h.waitFor(() => s.events.some(e => e.event === "v5"), 4000, { what: "v5 event" });
-		assert.deepEqual(s.events.filter(e => e.event !== "connection-init").map(e => [e.event, ...e.args]), [
-			["s:metadata:change", { type: "objects", action: "updated", _id: "o1", name: "orders" }],
-			["v5", { n: 5 }]
-		]);
-		const stats = await producer.call("socket.stats", {}, { nodeID: gateway.nodeID, timeout: 5000 });
-		assert.equal(stats.nodeID, gateway.nodeID);
-		assert.equal(stats.connections.total, 1);
-		assert.equal(stats.events.in, 2);
-		assert.equal(stats.events.out, 2);
-	});
+	for (const t of TRANSPORTS) {
+		it(`delivers $socket.emit and $metadata.* from a 0.15 emit and answers socket.stats (${t.name})`, async () => {
+			await h.waitFor(async () => (await stats()).connections.total === 0, 4000, { what: "the previous test's client gone" });
+			const before = await stats();
+			s = record(io(`http://127.0.0.1:${port}`, { forceNew: true, reconnection: false, transports: t.transports }));
+			await h.waitFor(() => inits(s) === 1, 6000, { what: "connection-init" });
+			// A 0.15 broker ignores a node that speaks protocol 4, so being routable proves "5".
+			producer.emit("$metadata.objects", { type: "objects", action: "updated", data: { _id: "o1", name: "orders" } });
+			producer.emit("$socket.emit", { eventName: "v5", eventParams: { n: 5 } });
+			await h.waitFor(() => s.events.some(e => e.event === "v5"), 4000, { what: "v5 event" });
+			assert.deepEqual(s.events.filter(e => e.event !== "connection-init").map(e => [e.event, ...e.args]), [
+				["s:metadata:change", { type: "objects", action: "updated", _id: "o1", name: "orders" }],
+				["v5", { n: 5 }]
+			]);
+			const after = await stats();
+			assert.equal(after.nodeID, gateway.nodeID);
+			assert.equal(after.connections.total, 1);
+			assert.equal(after.events.in - before.events.in, 2);
+			assert.equal(after.events.out - before.events.out, 2);
+		});
+	}
 });
 
 describe("steedos socket binary: gateway.pingInterval, pingTimeout, maxHttpBufferSize", () => {
@@ -111,9 +98,9 @@ describe("steedos socket binary: gateway.pingInterval, pingTimeout, maxHttpBuffe
 		assert.equal(hs.maxPayload, MAX);
 	});
 
-	it("a client that stops answering pings is closed about pingTimeout after the ping; one that answers stays", async () => {
-		const good = await c.connect({ transports: ["websocket"] });
-		const silent = await c.connect({ transports: ["websocket"] });
+	for (const t of TRANSPORTS) it(`a client that stops answering pings is closed about pingTimeout after the ping; one that answers stays (${t.name})`, async () => {
+		const good = await c.connect({ transports: t.transports });
+		const silent = await c.connect({ transports: t.transports });
 		const pings = { good: 0, silent: [] };
 		good.io.engine.on("ping", () => pings.good++);
 		const engine = silent.io.engine;
@@ -136,10 +123,10 @@ describe("steedos socket binary: gateway.pingInterval, pingTimeout, maxHttpBuffe
 		await h.waitFor(async () => (await c.stats()).connections.total === 1, 3000, { what: "the node dropped the silent client" });
 	});
 
-	for (const transports of [["websocket"], ["polling"]]) {
-		it(`maxHttpBufferSize: a message under it is delivered, one over it closes that client (${transports[0]})`, async () => {
+	for (const { name, transports } of TRANSPORTS) {
+		it(`maxHttpBufferSize: a message under it is delivered, one over it closes that client (${name})`, async () => {
 			// Signed in: an anonymous socket may not subscribe (anonymousRooms is off).
-			const cookie = "X-Space-Id=S1; X-Auth-Token=t-u1";
+			const cookie = COOKIES.U1;
 			const under = await c.connect({ transports, cookie });
 			const over = await c.connect({ transports, cookie });
 			const parts = (ch, n) => Array.from({ length: n }, (_, i) => `${ch}${i}`.padEnd(200, ch));
@@ -161,48 +148,55 @@ describe("steedos socket binary: gateway.pingInterval, pingTimeout, maxHttpBuffe
 });
 
 describe("steedos socket binary: a client reconnects with back-off to a gateway restarted on the same port", () => {
-	let c, port, first, second, s;
+	let c, port;
+	const nodes = [];
 	before(async () => {
 		c = await startCluster({ gateways: 0 });
 		port = await h.freePort();
 	});
+	afterEach(async () => {
+		await c.closeAll();
+		await h.stopCppNodes(nodes.splice(0));
+	});
 	after(async () => {
-		if (s) s.close();
-		await h.stopCppNodes(first, second);
 		if (c) await c.stop();
 	});
-	const start = () =>
-		h.startCppNode({ binary: "steedos-socket", nats: c.nats, extra: { serviceName: "socket", gateway: { host: "127.0.0.1", port } } });
+	async function start() {
+		const node = await startGateway({ nats: c.nats, extra: { gateway: { port } } });
+		nodes.push(node);
+		assert.equal(await gatewayPort(node), port);
+		await h.waitForRemoteNode(c.producer, node.nodeID, ["socket.stats"], 10000);
+		return node;
+	}
 
-	it("SIGTERM, start again: connection-init again, then an event", async () => {
-		first = await start();
-		assert.equal(await listenPort(first), port);
-		await h.waitForRemoteNode(c.producer, first.nodeID, ["socket.stats"], 10000);
-		s = record(io(`http://127.0.0.1:${port}`, {
-			forceNew: true,
-			reconnection: true,
-			reconnectionDelay: 100,
-			reconnectionDelayMax: 400,
-			randomizationFactor: 0,
-			timeout: 2000
-		}));
-		const attempts = [];
-		s.io.on("reconnect_attempt", n => attempts.push(n));
-		await h.waitFor(() => inits(s) === 1, 6000, { what: "first connection-init" });
-		const res = await first.stop("SIGTERM");
-		assert.equal(res.code, 0);
-		await h.waitFor(() => s.disconnects.length === 1, 4000, { what: "disconnect" });
-		// Attempts fail while nothing listens (back-off 100, 200, 400 ms ...).
-		await h.waitFor(() => attempts.length >= 2, 4000, { what: "two reconnect attempts" });
-		assert.equal(s.connected, false);
-		second = await start();
-		assert.equal(await listenPort(second), port);
-		await h.waitFor(() => inits(s) === 2, 8000, { what: "connection-init after the restart" });
-		await h.waitForRemoteNode(c.producer, second.nodeID, ["socket.stats"], 10000);
-		c.producer.emit("$socket.emit", { eventName: "back", eventParams: "again" });
-		await h.waitFor(() => s.events.some(e => e.event === "back"), 4000, { what: "event after the reconnect" });
-		assert.deepEqual(s.events.filter(e => e.event === "back").map(e => e.args), [["again"]]);
-		const stats = await c.producer.call("socket.stats", {}, { nodeID: second.nodeID, timeout: 5000 });
-		assert.equal(stats.connections.total, 1);
-	});
+	for (const t of TRANSPORTS) {
+		it(`SIGTERM, start again: connection-init again, then an event (${t.name})`, async () => {
+			const first = await start();
+			const s = c.client({
+				port,
+				transports: t.transports,
+				reconnection: true,
+				reconnectionDelay: 100,
+				reconnectionDelayMax: 400,
+				randomizationFactor: 0,
+				timeout: 2000
+			});
+			const attempts = [];
+			s.io.on("reconnect_attempt", n => attempts.push(n));
+			await h.waitFor(() => inits(s) === 1, 6000, { what: "first connection-init" });
+			const res = await first.stop("SIGTERM");
+			assert.equal(res.code, 0);
+			await h.waitFor(() => s.disconnects.length === 1, 4000, { what: "disconnect" });
+			// Attempts fail while nothing listens (back-off 100, 200, 400 ms ...).
+			await h.waitFor(() => attempts.length >= 2, 4000, { what: "two reconnect attempts" });
+			assert.equal(s.connected, false);
+			const second = await start();
+			await h.waitFor(() => inits(s) === 2, 8000, { what: "connection-init after the restart" });
+			c.producer.emit("$socket.emit", { eventName: "back", eventParams: "again" });
+			await h.waitFor(() => s.events.some(e => e.event === "back"), 4000, { what: "event after the reconnect" });
+			assert.deepEqual(s.events.filter(e => e.event === "back").map(e => e.args), [["again"]]);
+			const stats = await c.producer.call("socket.stats", {}, { nodeID: second.nodeID, timeout: 5000 });
+			assert.equal(stats.connections.total, 1);
+		});
+	}
 });

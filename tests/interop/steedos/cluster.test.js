@@ -1,37 +1,38 @@
 "use strict";
 // gateway-contract.md §5 + §7 on two gateway nodes: every §5 event and `$user.logout` (both names)
 // forwarded to the node that did not receive the balanced emit, exactly once, with the rooms'
-// isolation kept across nodes; per-path order; a node killed with SIGKILL.
+// isolation kept across nodes; per-path order; a node killed with SIGKILL. Every scenario runs on
+// each entry of the fixture's TRANSPORTS with fresh clients, closed after each test.
 //
 // A balanced emit is sent pinned to one node (fixture emitTo: the packet broker.emit publishes
 // once its balancer picked that node), so each test knows which node got it and which clients
 // can only have it by forwarding. Every wait is a barrier (crossBarrier) or a counter, never a
 // sleep.
 const { describe, it, before, after, afterEach } = require("node:test");
-const { h, assert, startCluster, SESSIONS, emitTo, statsOf, eventsInOf, waitGatewaysKnowEachOther, crossBarrier } = require("./fixture");
-
-// A second user of tenant S1 (this file's process only).
-SESSIONS["S1,t-u4"] = { userId: "U4", spaceId: "S1" };
-const U1 = "X-Space-Id=S1; X-Auth-Token=t-u1";
-const U1B = "X-Space-Id=S1; X-Auth-Token=t-u1b";
-const U4 = "X-Space-Id=S1; X-Auth-Token=t-u4";
-const U2 = "X-Space-Id=S2; X-Auth-Token=t-u2";
+const { h, assert, startCluster, COOKIES, TRANSPORTS, emitTo, statsOf, eventsInOf, waitGatewaysKnowEachOther, crossBarrier } = require("./fixture");
 
 describe("steedos socket: §5 events and logout across two gateway nodes (§7)", () => {
 	let c;
-	// Long-lived clients: node 0 has anon0 and u1 (U1 of S1); node 1 has anon1, u1b (U1 again,
-	// other token), u4 (another user of S1) and u2 (tenant S2).
+	// The clients of a test, made by connectAll on the transport under test: node 0 has anon0 and
+	// u1 (U1 of S1); node 1 has anon1, u1b (U1 again, other token), u4 (another user of S1) and u2
+	// (tenant S2). Closed after each test.
 	let anon0, u1, anon1, u1b, u4, u2, all;
-	const extra = new Set(); // per-test clients, closed in afterEach
 	before(async () => {
 		c = await startCluster({ gateways: 2 });
 		await waitGatewaysKnowEachOther(c);
-		anon0 = await c.connect({ gateway: 0 });
-		u1 = await c.connect({ gateway: 0, cookie: U1 });
-		anon1 = await c.connect({ gateway: 1, transports: ["websocket"] });
-		u1b = await c.connect({ gateway: 1, cookie: U1B });
-		u4 = await c.connect({ gateway: 1, transports: ["websocket"], cookie: U4 });
-		u2 = await c.connect({ gateway: 1, cookie: U2 });
+	});
+	afterEach(() => c && c.closeAll());
+	after(async () => {
+		if (c) await c.stop();
+	});
+	async function connectAll(t) {
+		const transports = t.transports;
+		anon0 = await c.connect({ gateway: 0, transports });
+		u1 = await c.connect({ gateway: 0, transports, cookie: COOKIES.U1 });
+		anon1 = await c.connect({ gateway: 1, transports });
+		u1b = await c.connect({ gateway: 1, transports, cookie: COOKIES.U1B });
+		u4 = await c.connect({ gateway: 1, transports, cookie: COOKIES.U4 });
+		u2 = await c.connect({ gateway: 1, transports, cookie: COOKIES.U2 });
 		all = [anon0, u1, anon1, u1b, u4, u2];
 		for (const s of [u1, u1b, u4, u2]) {
 			await s.emitWithAck("subscribe", { roomParts: "notification-change", individual: true });
@@ -39,24 +40,11 @@ describe("steedos socket: §5 events and logout across two gateway nodes (§7)",
 		}
 		const counts = (await Promise.all(c.nodes.map(n => statsOf(c, n)))).map(st => st.connections.total);
 		assert.deepEqual(counts, [2, 4]);
-	});
-	afterEach(async () => {
-		for (const s of extra) s.close();
-		extra.clear();
-	});
-	after(async () => {
-		if (c) await c.stop();
-	});
-	const reset = () => all.forEach(s => (s.events.length = 0));
-	const connectExtra = async opts => {
-		const s = await c.connect(opts);
-		extra.add(s);
-		return s;
-	};
+	}
 
-	for (const target of [0, 1]) {
-		it(`every §5 event emitted to node ${target} reaches the clients of node ${1 - target} exactly once, rooms isolated`, async () => {
-			reset();
+	for (const t of TRANSPORTS) for (const target of [0, 1]) {
+		it(`every §5 event emitted to node ${target} reaches the clients of node ${1 - target} exactly once, rooms isolated (${t.name})`, async () => {
+			await connectAll(t);
 			const to = c.nodes[target].nodeID;
 			const before = await eventsInOf(c);
 			const sent = [
@@ -74,7 +62,7 @@ describe("steedos socket: §5 events and logout across two gateway nodes (§7)",
 			const after = await eventsInOf(c);
 			assert.deepEqual(after.map((n, i) => n - before[i]), [sent.length + 2, sent.length + 2]);
 
-			const names = s => s.events.map(e => e.event).filter(e => e !== "barrier");
+			const names = s => s.events.map(e => e.event).filter(e => e !== "barrier" && e !== "connection-init");
 			for (const s of all) {
 				assert.deepEqual(c.got(s, "s:metadata:change"), [[{ type: "objects", action: "updated", _id: "o1", name: "orders" }]], s.id);
 				assert.deepEqual(c.got(s, "nested-all"), [[{ n: 1 }]]);
@@ -100,11 +88,13 @@ describe("steedos socket: §5 events and logout across two gateway nodes (§7)",
 	for (const [event, wrap, target] of [
 		["$user.logout", p => p, 0],
 		["$broadcast.$user.logout", p => ({ data: p }), 1]
-	]) {
-		it(`${event} emitted to node ${target} closes that token's sockets on both nodes, and only them`, async () => {
-			const here = await connectExtra({ gateway: target, cookie: "X-Space-Id=S3; X-Auth-Token=t-u3" });
-			const there = await connectExtra({ gateway: 1 - target, transports: ["websocket"], cookie: "X-Space-Id=S3; X-Auth-Token=t-u3" });
-			const keep = await connectExtra({ gateway: 1 - target, cookie: "X-Space-Id=S3; X-Auth-Token=t-u3b" });
+	]) for (const t of TRANSPORTS) {
+		it(`${event} emitted to node ${target} closes that token's sockets on both nodes, and only them (${t.name})`, async () => {
+			await connectAll(t);
+			const transports = t.transports;
+			const here = await c.connect({ gateway: target, transports, cookie: COOKIES.U3 });
+			const there = await c.connect({ gateway: 1 - target, transports, cookie: COOKIES.U3 });
+			const keep = await c.connect({ gateway: 1 - target, transports, cookie: COOKIES.U3B });
 			const before = await eventsInOf(c);
 			emitTo(c.producer, c.nodes[target].nodeID, event, wrap({ authToken: "t-u3" }));
 			await h.waitFor(() => here.disconnects.length > 0 && there.disconnects.length > 0, 4000, { what: "both t-u3 sockets closed" });
@@ -114,12 +104,12 @@ describe("steedos socket: §5 events and logout across two gateway nodes (§7)",
 			assert.equal(keep.connected, true);
 			assert.deepEqual(keep.disconnects, []);
 			for (const s of all) assert.equal(s.connected, true);
-			assert.equal(here.disconnects.length, 1);
-			assert.equal(there.disconnects.length, 1);
+			assert.deepEqual(here.disconnects, ["io server disconnect"]);
+			assert.deepEqual(there.disconnects, ["io server disconnect"]);
 		});
 	}
 
-	it("order: 50 numbered events alternating emit/broadcast keep their order on every path", async () => {
+	for (const t of TRANSPORTS) it(`order: 50 numbered events alternating emit/broadcast keep their order on every path (${t.name})`, async () => {
 		// Messages from one sender to one node keep their order (one NATS subject), so a client of
 		// the node the emits enter gets all 50 in order. A client of the other node gets the
 		// broadcasts straight from the producer and the emits forwarded by the entry node: two
@@ -127,7 +117,7 @@ describe("steedos socket: §5 events and logout across two gateway nodes (§7)",
 		// arrive after a later broadcast), so there only the order within each kind is asserted.
 		// For the same reason the order of emits balanced round-robin over both nodes is not
 		// promised and not tested.
-		reset();
+		await connectAll(t);
 		const N = 50;
 		const entry = c.nodes[0].nodeID;
 		for (let i = 0; i < N; i++) {
@@ -147,15 +137,22 @@ describe("steedos socket: §5 events and logout across two gateway nodes (§7)",
 		}
 	});
 
-	it("a node killed with SIGKILL: its clients are disconnected, the other keeps delivering, the registry drops it", async () => {
+	// Last: it kills node 1. One kill covers every transport: each node has a client of each.
+	it("a node killed with SIGKILL: its clients (every transport) are disconnected, the other keeps delivering, the registry drops it", async () => {
 		const [n0, n1] = c.nodes;
-		const mine = [anon1, u1b, u4, u2];
-		const survivors = [anon0, u1];
-		reset();
+		const on = gateway => Promise.all(TRANSPORTS.map(t => c.connect({ gateway, transports: t.transports, cookie: COOKIES.U1 })));
+		const survivors = await on(0);
+		const mine = await on(1);
 		const t0 = Date.now();
 		const res = await n1.stop("SIGKILL");
 		assert.equal(res.signal, "SIGKILL");
 		await h.waitFor(() => mine.every(s => s.disconnects.length > 0), 5000, { what: "node 1's clients disconnected" });
+		// A dead server is a transport failure (WebSocket: "transport close"; a long-poll request
+		// cut: "transport error"), never "io server disconnect": clients would reconnect.
+		for (const s of mine) {
+			assert.equal(s.disconnects.length, 1, s.disconnects.join());
+			assert.match(s.disconnects[0], /^transport (close|error)$/);
+		}
 		// Still in the producer's registry: the emits pinned to node 0 reach its clients anyway
 		// (its forwarding to the dead node goes nowhere).
 		emitTo(c.producer, n0.nodeID, "$socket.emit", { eventName: "tick", eventParams: "during" });

@@ -3,11 +3,10 @@
 // individualRoomParts, metadataTypes, corsOrigins allow-list, auth.cacheTtl 0; and the balanced
 // `$socket.subscribe.*` emit (one listener of the group gets it).
 const { describe, it, before, after, afterEach } = require("node:test");
-const { h, assert, startCluster, failedToConnect } = require("./fixture");
+const { h, assert, startCluster, failedToConnect, COOKIES, TRANSPORTS } = require("./fixture");
 
 describe("steedos socket: configured gateway", () => {
 	let c, second;
-	const secondEvents = [];
 	before(async () => {
 		c = await startCluster({
 			extra: {
@@ -20,21 +19,9 @@ describe("steedos socket: configured gateway", () => {
 				auth: { cacheTtl: 0 }
 			}
 		});
-		second = h.createBroker("0.14", { nats: c.nats });
-		second.createService({
-			name: "listener",
-			actions: { ping: () => "pong" },
-			events: {
-				"$socket.subscribe.**"(ctx) {
-					secondEvents.push(ctx.eventName);
-				}
-			}
-		});
-		await second.start();
-		await h.waitForCppSees(c.producer, c.node.nodeID, "listener.ping", second.nodeID, 10000);
+		second = await c.addListener();
 	});
 	after(async () => {
-		await h.stopBrokers(second);
 		if (c) await c.stop();
 	});
 	afterEach(async () => {
@@ -51,7 +38,7 @@ describe("steedos socket: configured gateway", () => {
 	});
 
 	it("individualRoomParts is configurable", async () => {
-		const s = await c.connect({ cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
+		const s = await c.connect({ cookie: COOKIES.U1 });
 		assert.ok((await s.emitWithAck("subscribe", { roomParts: "me-U2" })).error);
 		assert.deepEqual(await s.emitWithAck("subscribe", { roomParts: "notification-change-U2" }), { rooms: ["S1-notification-change-U2"] });
 		s.close();
@@ -69,7 +56,7 @@ describe("steedos socket: configured gateway", () => {
 	it("auth.cacheTtl 0 disables the cache", async () => {
 		const before = c.authCalls.filter(x => x === "S3,t-u3b").length;
 		for (let i = 0; i < 2; i++) {
-			const s = await c.connect({ cookie: "X-Space-Id=S3; X-Auth-Token=t-u3b" });
+			const s = await c.connect({ cookie: COOKIES.U3B });
 			assert.equal((await c.info(s)).userId, "U3");
 			s.close();
 		}
@@ -88,43 +75,43 @@ describe("steedos socket: configured gateway", () => {
 		assert.equal(pre.headers.get("access-control-allow-origin"), "http://ok.example");
 		// Not listed: another site, and also the gateway's own site (the list replaces the rule).
 		for (const origin of ["http://evil.example", "https://ok.example", "http://ok.example:8080", "http://127.0.0.1:3000"]) {
-			const bad = await fetch(url, { headers: { Origin: origin, cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" } });
+			const bad = await fetch(url, { headers: { Origin: origin, cookie: COOKIES.U1 } });
 			assert.equal(bad.status, 403, origin);
 			assert.deepEqual(await bad.json(), { code: 4, message: "Forbidden" });
 			assert.equal(bad.headers.get("access-control-allow-origin"), null, origin);
 			assert.equal(bad.headers.get("access-control-allow-credentials"), null, origin);
 		}
-		for (const transports of [undefined, ["websocket"]]) {
-			const s = c.client({ transports, extraHeaders: { origin: "http://evil.example" } });
+		for (const t of TRANSPORTS) {
+			const s = c.client({ transports: t.transports, extraHeaders: { origin: "http://evil.example" } });
 			await failedToConnect(s, "error");
 			s.close();
+			(await c.connect({ transports: t.transports, extraHeaders: { origin: "http://ok.example" } })).close();
 		}
-		const listed = await c.connect({ transports: ["websocket"], extraHeaders: { origin: "http://ok.example" } });
-		listed.close();
 		const after = await c.stats();
-		assert.ok(after.refusedOrigins >= before.refusedOrigins + 6, JSON.stringify(after));
+		assert.ok(after.refusedOrigins >= before.refusedOrigins + 7, JSON.stringify(after));
 	});
 
 	it("$socket.subscribe.* is a balanced emit: exactly one listener node gets each", async () => {
 		c.subscribeEvents.length = 0;
-		secondEvents.length = 0;
-		const s = await c.connect({ cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
+		second.events.length = 0;
+		const s = await c.connect({ cookie: COOKIES.U1 });
 		for (let i = 0; i < 6; i++) await s.emitWithAck("subscribe", { roomParts: `bal${i}` });
 		// Barrier per listener: markers until each listener got one. The node emits in order, so
 		// a listener that has its marker has everything sent to it before.
 		const mine = () => c.subscribeEvents.map(e => e.event);
+		const secondEvents = () => second.events.map(e => e.event);
 		const hasMarker = list => list.some(e => e.startsWith("$socket.subscribe.mark"));
-		for (let i = 0; !(hasMarker(mine()) && hasMarker(secondEvents)); i++) {
+		for (let i = 0; !(hasMarker(mine()) && hasMarker(secondEvents())); i++) {
 			assert.ok(i < 40, "both listeners got a marker");
 			await s.emitWithAck("subscribe", { roomParts: `mark${i}` });
-			await h.waitFor(() => mine().concat(secondEvents).includes(`$socket.subscribe.mark${i}`), 4000, { what: `mark${i}` });
+			await h.waitFor(() => mine().concat(secondEvents()).includes(`$socket.subscribe.mark${i}`), 4000, { what: `mark${i}` });
 		}
-		const all = mine().concat(secondEvents).filter(e => !e.startsWith("$socket.subscribe.mark")).sort();
+		const all = mine().concat(secondEvents()).filter(e => !e.startsWith("$socket.subscribe.mark")).sort();
 		assert.deepEqual(all, [0, 1, 2, 3, 4, 5].map(i => `$socket.subscribe.bal${i}`), "each event exactly once");
 	});
 
 	it("64 roomParts are within the part limit (default maxRoomsPerSocket), 65 are not", async () => {
-		const s = await c.connect({ cookie: "X-Space-Id=S1; X-Auth-Token=t-u1" });
+		const s = await c.connect({ cookie: COOKIES.U1 });
 		const parts = Array.from({ length: 64 }, (_, i) => `q${i}`);
 		assert.deepEqual(await s.emitWithAck("subscribe", { roomParts: parts }), { rooms: parts.map(p => `S1-${p}`) });
 		assert.match((await s.emitWithAck("subscribe", { roomParts: parts.concat("q64") })).error, /roomParts/);

@@ -1,44 +1,40 @@
 "use strict";
 // gateway-contract.md §5, §9 (events): JS producer -> Moleculer events -> Socket.IO clients, with
 // broker.emit and broker.broadcast; bad payloads rejected and counted, node alive.
-const { describe, it, before, after } = require("node:test");
-const { assert, startCluster, TRANSPORTS } = require("./fixture");
-
-const U1 = "X-Space-Id=S1; X-Auth-Token=t-u1";
-const U2 = "X-Space-Id=S2; X-Auth-Token=t-u2";
+const { describe, it, before, after, afterEach } = require("node:test");
+const { assert, startCluster, COOKIES, TRANSPORTS } = require("./fixture");
 
 describe("steedos socket: Moleculer events to clients", () => {
 	let c;
 	before(async () => {
 		c = await startCluster();
 	});
+	afterEach(() => c && c.closeAll());
 	after(async () => {
 		if (c) await c.stop();
 	});
 
 	// Every transport (issue 16): anon, u1 and u2 use the transport under test; u1b stays on
-	// WebSocket on purpose, so each delivery also goes to a socket of another transport.
+	// WebSocket on purpose, so each delivery also goes to a socket of another transport. Each
+	// test connects its own (connectAll) and afterEach closes them.
 	for (const t of TRANSPORTS) describe(`over ${t.name}`, () => {
 		let anon, u1, u1b, u2, all;
-		before(async () => {
+		async function connectAll() {
 			anon = await c.connect({ transports: t.transports });
-			u1 = await c.connect({ transports: t.transports, cookie: U1 });
-			u1b = await c.connect({ transports: ["websocket"], cookie: "X-Space-Id=S1; X-Auth-Token=t-u1b" }); // U1, other token, no rooms
-			u2 = await c.connect({ transports: t.transports, cookie: U2 });
+			u1 = await c.connect({ transports: t.transports, cookie: COOKIES.U1 });
+			u1b = await c.connect({ transports: ["websocket"], cookie: COOKIES.U1B }); // U1, other token, no rooms
+			u2 = await c.connect({ transports: t.transports, cookie: COOKIES.U2 });
 			all = [anon, u1, u1b, u2];
 			await u1.emitWithAck("subscribe", { roomParts: ["space", "record:orders:change-42", "record:orders:change-7"] });
 			await u1.emitWithAck("subscribe", { roomParts: "notification-change", individual: true });
 			await u2.emitWithAck("subscribe", { roomParts: ["space", "record:orders:change-42"] });
 			await u2.emitWithAck("subscribe", { roomParts: "notification-change", individual: true });
-		});
-		after(async () => {
-			if (c) await c.closeAll();
-		});
-		const reset = () => all.forEach(s => (s.events.length = 0));
+			for (const s of all) s.events.length = 0;
+		}
 
 		for (const how of ["emit", "broadcast"]) {
 			it(`$metadata.* -> s:metadata:change to every socket (${how}, ${t.name})`, async () => {
-				reset();
+				await connectAll();
 				// Read before the events are sent: afterwards they may already have been counted.
 				const rejected = (await c.stats()).rejected;
 				c.producer[how]("$metadata.objects", { type: "objects", action: "updated", data: { _id: "o1", id: "ignored", name: "orders", code: "no", object_name: "orders_o", extra: 1 } });
@@ -57,7 +53,7 @@ describe("steedos socket: Moleculer events to clients", () => {
 			});
 
 			it(`$broadcast.$notification.users -> only the named users' individual rooms (${how}, ${t.name})`, async () => {
-				reset();
+				await connectAll();
 				c.producer[how]("$broadcast.$notification.users", { data: { tenantId: "S1", users: ["U1"], message: "hello" } });
 				c.producer[how]("$broadcast.$notification.users", { data: { tenantId: "S2", users: ["U9", "U2"], message: { title: "t" } } });
 				await c.barrier(all, how);
@@ -68,7 +64,7 @@ describe("steedos socket: Moleculer events to clients", () => {
 			});
 
 			it(`$broadcast.socket.emit (nested) and $socket.emit (flat): room verbatim and global (${how}, ${t.name})`, async () => {
-				reset();
+				await connectAll();
 				c.producer[how]("$broadcast.socket.emit", { data: { eventName: "nested-room", eventParams: { a: [1, "x"] }, room: "S1-space" } });
 				c.producer[how]("$broadcast.socket.emit", { data: { eventName: "nested-all", eventParams: "p" } });
 				c.producer[how]("$socket.emit", { eventName: "flat-room", eventParams: { b: null }, room: "S2-space" });
@@ -91,7 +87,7 @@ describe("steedos socket: Moleculer events to clients", () => {
 			});
 
 			it(`@objectRecordEvent.<object>.<action> -> s:record:<object>:change-<id> to its room only (${how}, ${t.name})`, async () => {
-				reset();
+				await connectAll();
 				c.producer[how]("@objectRecordEvent.orders.updated", { objectApiName: "orders", id: "42", spaceId: "S1", doc: { _id: "42", x: 1 } });
 				c.producer[how]("@objectRecordEvent.orders.inserted", { objectName: "orders", doc: { _id: "7" }, spaceId: "S1" });
 				c.producer[how]("@objectRecordEvent.orders.deleted", { id: 7, spaceId: "S1" });
@@ -107,7 +103,7 @@ describe("steedos socket: Moleculer events to clients", () => {
 			});
 
 			it(`bad payloads are rejected and counted, never delivered; node alive (${how}, ${t.name})`, async () => {
-				reset();
+				await connectAll();
 				const before = (await c.stats()).rejected;
 				const bad = [
 					["$metadata.objects", { type: "objects", action: "updated", data: "x" }],

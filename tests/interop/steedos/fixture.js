@@ -9,14 +9,52 @@ const { io } = require("socket.io-client");
 const AUTH_ACTION = "@steedos/service-accounts.getUserSession";
 
 // "<spaceId>,<token>" -> reply. Tokens named fail-* make the mock misbehave (any space).
+// The users who could leak (issue 16 item 4): two users in each tenant (U1 and U4 in S1, U2 and
+// U5 in S2), U6 signed in to both S1 and S2 with one token, U3 alone in S3; tokens that a test
+// revokes come from login() (REVOKED, cluster.revoke).
 const SESSIONS = {
 	"S1,t-u1": { userId: "U1", spaceId: "S1", name: "Ann" },
 	"S1,t-u1b": { userId: "U1", spaceId: "S1", name: "Ann" },
+	"S1,t-u4": { userId: "U4", spaceId: "S1" },
 	"S2,t-u2": { userId: "U2", spaceId: "S2" },
+	"S2,t-u5": { userId: "U5", spaceId: "S2" },
+	"S1,t-u6": { userId: "U6", spaceId: "S1" },
+	"S2,t-u6": { userId: "U6", spaceId: "S2" },
 	"S2,t-u1": { userId: "U1", spaceId: "S1" }, // U1 is not a member of S2
 	"S3,t-u3": { userId: "U3", spaceId: "S3" },
 	"S3,t-u3b": { userId: "U3", spaceId: "S3" }
 };
+
+// Tokens the mock no longer accepts (answers null for, in any space): a revoked login, as the
+// Steedos accounts service after a logout. Per test process.
+const REVOKED = new Set();
+
+/** The Steedos cookie pair of a user: `X-Space-Id=<space>; X-Auth-Token=<token>`. */
+const cookie = (space, token) => `X-Space-Id=${space}; X-Auth-Token=${token}`;
+
+let logins = 0;
+/**
+ * A new login of `userId` valid in each of `spaces` (one token, as a Steedos login token is not
+ * tied to a space), for a test that revokes it. Returns { token, cookies: one per space }.
+ */
+function login(userId, ...spaces) {
+	const token = `t-${userId.toLowerCase()}-login${++logins}`;
+	for (const space of spaces) SESSIONS[`${space},${token}`] = { userId, spaceId: space };
+	return { token, cookies: spaces.map(space => cookie(space, token)) };
+}
+
+// The cookies of the SESSIONS above, by the name the tests give the socket.
+const COOKIES = Object.freeze({
+	U1: cookie("S1", "t-u1"),
+	U1B: cookie("S1", "t-u1b"), // U1 again, another login
+	U4: cookie("S1", "t-u4"),
+	U2: cookie("S2", "t-u2"),
+	U5: cookie("S2", "t-u5"),
+	U6S1: cookie("S1", "t-u6"), // U6 in S1 ...
+	U6S2: cookie("S2", "t-u6"), // ... and in S2, same token
+	U3: cookie("S3", "t-u3"),
+	U3B: cookie("S3", "t-u3b")
+});
 
 function authReply(authorization) {
 	const { Errors } = require("moleculer");
@@ -31,6 +69,7 @@ function authReply(authorization) {
 		case "fail-garbage":
 			return "garbage";
 		default:
+			if (REVOKED.has(token)) return null;
 			return Object.prototype.hasOwnProperty.call(SESSIONS, authorization)
 				? Object.assign({}, SESSIONS[authorization])
 				: null;
@@ -39,9 +78,39 @@ function authReply(authorization) {
 
 const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
+/** The port a steedos-socket node's gateway listens on, from its log (waits up to 10 s). */
 async function gatewayPort(node) {
 	const hit = await node.waitForLog(/gateway listening on [^\s]+:(\d+)/, 10000);
 	return Number(/gateway listening on [^\s]+:(\d+)/.exec(hit.line)[1]);
+}
+
+/**
+ * Starts a steedos-socket node (the product binary). `extra` is its configuration on top of the
+ * harness defaults, with `gateway` merged over { host: 127.0.0.1, port: 0 } and serviceName
+ * "socket"; the other options go to h.startCppNode (nats or transporter, logLevel, ...). Does not
+ * wait: gatewayPort(node) waits for the gateway, `node.exited` for a refused configuration.
+ */
+function startGateway({ extra = {}, ...opts } = {}) {
+	const config = Object.assign({ serviceName: "socket" }, extra, {
+		gateway: Object.assign({ host: "127.0.0.1", port: 0 }, extra.gateway || {})
+	});
+	return h.startCppNode(Object.assign({ binary: "steedos-socket" }, opts, { extra: config }));
+}
+
+/**
+ * Makes `s` (a socket.io-client Socket) record what it sees: s.events ({ event, args } of every
+ * event, onAny), s.disconnects (reasons), s.connectErrors, s.connects (count). Returns `s`.
+ */
+function record(s) {
+	s.events = [];
+	s.disconnects = [];
+	s.connectErrors = [];
+	s.connects = 0;
+	s.on("connect", () => s.connects++);
+	s.onAny((event, ...args) => s.events.push({ event, args }));
+	s.on("disconnect", reason => s.disconnects.push(reason));
+	s.on("connect_error", err => s.connectErrors.push(err));
+	return s;
 }
 
 /**
@@ -49,6 +118,22 @@ async function gatewayPort(node) {
  * `gateways`: how many steedos-socket nodes (contract §7); `node`/`port` are the first one's,
  * `nodes`/`ports` all of them, and `client({ gateway: i })` connects to the i-th.
  */
+/**
+ * The `listener` service of a producer broker: answers listener.ping (so a test can wait until
+ * a node sees it) and records every `$socket.subscribe.**` event as { event, params } in `events`.
+ */
+function listenerService(events) {
+	return {
+		name: "listener",
+		actions: { ping: () => "pong" },
+		events: {
+			"$socket.subscribe.**"(ctx) {
+				events.push({ event: ctx.eventName, params: ctx.params });
+			}
+		}
+	};
+}
+
 async function startCluster({ extra = {}, gateways = 1 } = {}) {
 	const nats = await h.startNats();
 	const authCalls = [];
@@ -64,15 +149,8 @@ async function startCluster({ extra = {}, gateways = 1 } = {}) {
 		}
 	});
 	const producer = h.createBroker("0.14", { nats });
-	producer.createService({
-		name: "listener",
-		actions: { ping: () => "pong" },
-		events: {
-			"$socket.subscribe.**"(ctx) {
-				subscribeEvents.push({ event: ctx.eventName, params: ctx.params });
-			}
-		}
-	});
+	producer.createService(listenerService(subscribeEvents));
+	const listeners = []; // brokers added by addListener
 	await Promise.all([auth.start(), producer.start()]);
 	const config = Object.assign({ serviceName: "socket" }, extra, {
 		gateway: Object.assign({ host: "127.0.0.1", port: 0 }, extra.gateway || {}),
@@ -81,7 +159,7 @@ async function startCluster({ extra = {}, gateways = 1 } = {}) {
 	const nodes = [];
 	const ports = [];
 	for (let i = 0; i < gateways; i++) {
-		const gateway = await h.startCppNode({ binary: "steedos-socket", nats, logLevel: "debug", extra: config });
+		const gateway = await startGateway({ nats, logLevel: "debug", extra: config });
 		nodes.push(gateway);
 		ports.push(await gatewayPort(gateway));
 	}
@@ -109,27 +187,22 @@ async function startCluster({ extra = {}, gateways = 1 } = {}) {
 		stats() {
 			return cluster.call("stats");
 		},
-		/** A recording client, not yet connected. */
+		/**
+		 * A recording client (record()), not yet connected, of the `gateway`-th node, or of any
+		 * gateway by `port` (a node the test started itself). Closed by closeAll and stop.
+		 */
 		client(opts = {}) {
-			const { cookie, transports, bearer, gateway = 0, ...rest } = opts;
+			const { cookie, transports, bearer, gateway = 0, port, ...rest } = opts;
 			const extraHeaders = {};
 			if (cookie) extraHeaders.cookie = cookie;
 			if (bearer) extraHeaders.authorization = `Bearer ${bearer}`;
-			const s = io(`http://127.0.0.1:${ports[gateway]}`, Object.assign({
+			const s = record(io(`http://127.0.0.1:${port || ports[gateway]}`, Object.assign({
 				forceNew: true,
 				reconnection: false,
 				timeout: 5000,
 				transports: transports || ["polling", "websocket"],
 				extraHeaders
-			}, rest));
-			s.events = [];
-			s.disconnects = [];
-			s.connectErrors = [];
-			s.connects = 0;
-			s.on("connect", () => s.connects++);
-			s.onAny((event, ...args) => s.events.push({ event, args }));
-			s.on("disconnect", reason => s.disconnects.push(reason));
-			s.on("connect_error", err => s.connectErrors.push(err));
+			}, rest)));
 			cluster.sockets.add(s);
 			return s;
 		},
@@ -150,10 +223,14 @@ async function startCluster({ extra = {}, gateways = 1 } = {}) {
 		got(s, event) {
 			return s.events.filter(e => e.event === event).map(e => e.args);
 		},
-		/** The socket.clients entry of `s`. */
+		/** The socket.clients entry of `s`, on whichever running node has it. */
 		async info(s) {
-			const list = await cluster.call("clients");
-			return list.find(c => c.id === s.id);
+			for (const n of nodes.filter(n => n.running())) {
+				const list = await producer.call("socket.clients", {}, { nodeID: n.nodeID, timeout: 5000 });
+				const found = list.find(c => c.id === s.id);
+				if (found) return found;
+			}
+			return undefined;
 		},
 		/**
 		 * Sends a global marker through the node (producer -> node, same NATS connection, so it
@@ -164,15 +241,40 @@ async function startCluster({ extra = {}, gateways = 1 } = {}) {
 			producer[how]("$socket.emit", { eventName: "barrier", eventParams: tag });
 			await Promise.all(sockets.map(s => h.waitFor(() => s.events.some(e => e.event === "barrier" && e.args[0] === tag), 4000, { what: "barrier" })));
 		},
+		/**
+		 * Revokes a login as Steedos does: the accounts service stops accepting the token (REVOKED)
+		 * and `$user.logout { authToken }` is broadcast, so every node drops its cached session
+		 * and closes the token's sockets (§2.6, §9).
+		 */
+		revoke(token) {
+			REVOKED.add(token);
+			producer.broadcast("$user.logout", { authToken: token });
+		},
+		/**
+		 * A second listener broker (same `listener` service as the producer's), started and seen
+		 * by every gateway node. Resolves { broker, events }; stopped by stop().
+		 */
+		async addListener() {
+			const events = [];
+			const broker = h.createBroker("0.14", { nats });
+			broker.createService(listenerService(events));
+			listeners.push(broker);
+			await broker.start();
+			for (const n of nodes) await h.waitForCppSees(producer, n.nodeID, "listener.ping", broker.nodeID, 10000);
+			return { broker, events };
+		},
 		/** Closes every client made so far and waits until the node has none. */
 		async closeAll() {
 			for (const s of cluster.sockets) s.close();
 			cluster.sockets.clear();
-			await h.waitFor(async () => (await cluster.stats()).connections.total === 0, 4000, { what: "no connections left" });
+			for (const n of nodes.filter(n => n.running())) {
+				await h.waitFor(async () => (await producer.call("socket.stats", {}, { nodeID: n.nodeID, timeout: 5000 })).connections.total === 0,
+					4000, { what: `no connections left on ${n.nodeID}` });
+			}
 		},
 		async stop() {
 			for (const s of cluster.sockets) s.close();
-			await h.stopBrokers(auth, producer);
+			await h.stopBrokers(auth, producer, ...listeners);
 			await h.stopCppNodes(nodes);
 			await nats.stop();
 		}
@@ -199,7 +301,8 @@ async function failedToConnect(s, expect = "closed") {
 	assert.equal(s.connected, false);
 }
 
-module.exports = { h, assert, startCluster, failedToConnect, ISO_MS, AUTH_ACTION, SESSIONS };
+module.exports = { h, assert, startCluster, failedToConnect, ISO_MS, AUTH_ACTION, SESSIONS, REVOKED, COOKIES, cookie, login,
+	gatewayPort, startGateway, record };
 
 // ---------------------------------------------------------------------------------------------
 // Issue 16, several gateway nodes and the binary (cluster.test.js, binary.test.js, multinode).

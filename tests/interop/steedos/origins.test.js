@@ -7,10 +7,10 @@
 // unchanged but refusedOrigins); a request without Origin is served. The "*" mode and bad
 // values of the key; the allow-list mode is in config.test.js.
 const net = require("net");
-const { describe, it, before, after } = require("node:test");
-const { h, assert, startCluster, failedToConnect } = require("./fixture");
+const { describe, it, before, after, afterEach } = require("node:test");
+const { h, assert, startCluster, failedToConnect, COOKIES, TRANSPORTS } = require("./fixture");
 
-const COOKIE = "X-Space-Id=S1; X-Auth-Token=t-u1";
+const COOKIE = COOKIES.U1;
 const EVIL = "https://evil.example";
 
 /**
@@ -100,6 +100,7 @@ describe("steedos socket: origins, default (corsOrigins null)", () => {
 	before(async () => {
 		c = await startCluster();
 	});
+	afterEach(() => c && c.closeAll());
 	after(async () => {
 		if (c) await c.stop();
 	});
@@ -137,7 +138,10 @@ describe("steedos socket: origins, default (corsOrigins null)", () => {
 		// Logged once each at debug, with origin and remote address, never with the cookie.
 		const logged = () => c.node.logs.map(l => l.line).filter(l => l.includes(EVIL));
 		await h.waitFor(() => logged().length >= 4, 3000, { what: "4 refusals logged" });
-		await h.sleep(100);
+		// Barrier: one more refusal, of another origin; once its line is in, every earlier one is.
+		const MARK = "https://marker.example";
+		assert.equal((await handshake(c.port, { host, origin: MARK })).status, 403);
+		await h.waitFor(() => c.node.logs.some(l => l.line.includes(MARK)), 3000, { what: "marker refusal logged" });
 		const lines = logged();
 		assert.equal(lines.length, 4, lines.join("\n"));
 		for (const line of lines) {
@@ -183,35 +187,36 @@ describe("steedos socket: origins, default (corsOrigins null)", () => {
 		assert.equal((await c.stats()).refusedOrigins, before + 5);
 	});
 
-	it("socket.io-client: another site cannot connect on default transports nor on WebSocket only; its own site can", async () => {
-		const total = (await c.stats()).connections.total;
-		for (const transports of [undefined, ["websocket"]]) {
-			const s = c.client({ transports, extraHeaders: { cookie: COOKIE, origin: EVIL } });
-			await failedToConnect(s, "error");
-			s.close();
-		}
-		assert.equal((await c.stats()).connections.total, total);
+	for (const t of TRANSPORTS) {
+		it(`socket.io-client: another site cannot connect; its own site can and receives (${t.name})`, async () => {
+			const total = (await c.stats()).connections.total;
+			const evil = c.client({ transports: t.transports, extraHeaders: { cookie: COOKIE, origin: EVIL } });
+			await failedToConnect(evil, "error");
+			assert.equal((await c.stats()).connections.total, total);
 
-		for (const transports of [undefined, ["websocket"]]) {
-			const s = await c.connect({ transports, extraHeaders: { cookie: COOKIE, origin: "http://127.0.0.1:3000" } });
+			const s = await c.connect({ transports: t.transports, extraHeaders: { cookie: COOKIE, origin: "http://127.0.0.1:3000" } });
 			assert.equal((await c.info(s)).userId, "U1");
 			c.producer.emit("$socket.emit", { eventName: "to-all", eventParams: "hi" });
 			assert.deepEqual(await c.received(s, "to-all"), [["hi"]]);
-			s.close();
-		}
-	});
+			// The refused client got nothing, not even later (the marker is the barrier for s).
+			await c.barrier([s]);
+			assert.deepEqual(evil.events, []);
+		});
+	}
 
-	it("without Origin (services, Node clients) everything is served as before", async () => {
+	it("without Origin (services, Node clients): the raw handshake and upgrade are served", async () => {
 		const hs = await handshake(c.port, { host: `127.0.0.1:${c.port}`, cookie: COOKIE });
 		assert.equal(hs.status, 200);
 		assertNoCors(hs, "handshake without Origin");
 		assert.equal((await upgrade(c.port, { host: `127.0.0.1:${c.port}` })).status, 101);
-		for (const transports of [["polling"], ["websocket"]]) {
-			const s = await c.connect({ transports, cookie: COOKIE });
-			assert.equal((await c.info(s)).userId, "U1");
-			s.close();
-		}
 	});
+
+	for (const t of TRANSPORTS) {
+		it(`without Origin, socket.io-client connects and is authenticated by its cookies (${t.name})`, async () => {
+			const s = await c.connect({ transports: t.transports, cookie: COOKIE });
+			assert.equal((await c.info(s)).userId, "U1");
+		});
+	}
 });
 
 describe("steedos socket: origins, corsOrigins \"*\" and bad values", () => {

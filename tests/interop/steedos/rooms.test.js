@@ -2,10 +2,9 @@
 // gateway-contract.md §3, §9 (rooms): subscribe / unsubscribe, acks, every refusal rule,
 // `$socket.subscribe.<roomParts>` events, maxRoomsPerSocket, tenant isolation (§5 rooms).
 const { describe, it, before, after, afterEach } = require("node:test");
-const { h, assert, startCluster, TRANSPORTS } = require("./fixture");
+const { h, assert, startCluster, COOKIES, TRANSPORTS } = require("./fixture");
 
-const U1 = "X-Space-Id=S1; X-Auth-Token=t-u1";
-const U2 = "X-Space-Id=S2; X-Auth-Token=t-u2";
+const { U1, U2 } = COOKIES;
 
 describe("steedos socket: rooms", () => {
 	let c;

@@ -824,39 +824,42 @@ TEST_SUITE("gateway engine") {
   }
 
   TEST_CASE("ping timeout closes the session and the sid disappears at once") {
-    // Intervals large enough for a loaded 2-core machine: the checks are windows around the
-    // deadlines (hundreds of ms wide), not instants a few ms apart.
+    // Margins for a loaded 2-core machine: the re-armed deadline is 650 ms after the "still
+    // open" check (so the test thread may wake that late), and every lower bound is measured
+    // from a time taken before the pong was sent (so a slow POST reply cannot make the
+    // server's deadline look early).
     EngineOptions options = test_engine_options();
-    options.ping_interval_ms = 400;
+    options.ping_interval_ms = 1000;
     options.ping_timeout_ms = 300;
     Server server(options);
     const std::string sid = open_polling(server.port);
     const std::string path = "/engine.io/?EIO=4&transport=polling&sid=" + sid;
     // The long poll returns when the first ping is sent; answering it re-arms the heartbeat.
     CHECK(http(server.port, "GET", path).body == "2");
-    const auto pong_sent = std::chrono::steady_clock::now();
+    const auto pong_sent = std::chrono::steady_clock::now();  // before the server has it
     CHECK(http(server.port, "POST", path, "3").body == "ok");
-    // Waiting for a deadline to pass is the point here: the first pong deadline was at most
-    // pong + 300 ms; the next one (pong + 400 + 300) is 350 ms away from this check.
-    std::this_thread::sleep_until(pong_sent + 350ms);
+    // Waiting for a deadline to pass is the point here: without the re-arm the session would
+    // have closed at pong + 300 ms at the latest; the re-armed deadline (pong + 1000 + 300) is
+    // 650 ms after this check.
+    std::this_thread::sleep_until(pong_sent + 650ms);
     CHECK(server.session_exists(sid));
-    // Silence from now on: ping at pong + 400 ms, closed at pong + 700 ms, not earlier.
-    const auto deadline = pong_sent + 5000ms;
+    // Silence from now on: ping at pong + 1000 ms, closed at pong + 1300 ms, not earlier.
+    const auto deadline = pong_sent + 8000ms;
     while (server.session_exists(sid) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
     const auto closed_after = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - pong_sent);
     CHECK_FALSE(server.session_exists(sid));
-    CHECK(closed_after >= 700ms);
+    CHECK(closed_after >= 1300ms);
     CHECK(http(server.port, "GET", path).status == 400);
     CHECK(server.on_server([&] { return server.handler.close_reason(sid); }) == "ping timeout");
 
     WsClient ws(server.port, "EIO=4&transport=websocket");
     open_websocket_sid(ws);
-    CHECK(ws.read_text() == "2");
+    CHECK(ws.read_text(3000ms) == "2");
+    const auto ws_pong = std::chrono::steady_clock::now();  // before the server has it
     ws.send_text("3");
-    const auto ws_pong = std::chrono::steady_clock::now();
-    CHECK(ws.read_text() == "2");
-    CHECK(ws.read_close_code(3000ms) == 1000);  // not answered this time
-    CHECK(std::chrono::steady_clock::now() - ws_pong >= 700ms);
+    CHECK(ws.read_text(3000ms) == "2");
+    CHECK(ws.read_close_code(5000ms) == 1000);  // not answered this time
+    CHECK(std::chrono::steady_clock::now() - ws_pong >= 1300ms);
   }
 
   TEST_CASE("upgrade: probe, noop for the pending poll, switch, then polling refused") {

@@ -333,7 +333,9 @@ TEST_SUITE("nats_transporter") {
     }
     control.transporter->publish("x", "queued");
     control.transporter->flush(1000);
-    std::this_thread::sleep_for(200ms);  // cnats has delivered and posted, the loop has not run
+    // cnats has delivered and posted, the loop has not run (a generous wait for a loaded
+    // machine: if it were too short the test would pass without testing the queued handler).
+    std::this_thread::sleep_for(500ms);
 
     const auto started = std::chrono::steady_clock::now();
     closed.transporter->close();
@@ -439,7 +441,9 @@ TEST_SUITE("nats_transporter") {
     b.transporter->publish("late", "1");
     b.transporter->publish("early", "2");
     b.transporter->flush(1000);
-    std::this_thread::sleep_for(100ms);  // all three wait in a's socket: one read takes them
+    // All three wait in a's socket, so one read takes them; nothing observable says they have
+    // arrived, hence a wait with a margin for a loaded machine.
+    std::this_thread::sleep_for(500ms);
     REQUIRE(run_until(loop, [&] { return a.received.size() == 3; }));
     CHECK(a.received[0].subject == "early");
     CHECK(a.received[1].subject == "late");  // equal ranks: subscription order
