@@ -191,6 +191,36 @@ function waitExit(child, ms) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Certificates
+
+/**
+ * A test CA and a server certificate for 127.0.0.1 and localhost signed by it, in a temporary
+ * directory; with `client: true` also a client certificate (clientCert, clientKey).
+ */
+function makeCertificates({ client = false } = {}) {
+	const { execFileSync } = require("child_process");
+	const dir = makeTempDir("interop-tls-");
+	const file = name => path.join(dir, name);
+	const openssl = args => execFileSync("openssl", args, { stdio: ["ignore", "ignore", "pipe"] });
+	openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=interop-test-ca",
+		"-keyout", file("ca.key"), "-out", file("ca.pem")]);
+	const sign = (name, cn, ext) => {
+		openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", `/CN=${cn}`,
+			"-keyout", file(`${name}.key`), "-out", file(`${name}.csr`)]);
+		fs.writeFileSync(file(`${name}.cnf`), ext);
+		openssl(["x509", "-req", "-days", "2", "-in", file(`${name}.csr`), "-CA", file("ca.pem"), "-CAkey", file("ca.key"),
+			"-CAcreateserial", "-extfile", file(`${name}.cnf`), "-out", file(`${name}.pem`)]);
+	};
+	sign("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+	const out = { dir, ca: file("ca.pem"), cert: file("server.pem"), key: file("server.key") };
+	if (client) {
+		sign("client", "interop-client", "extendedKeyUsage=clientAuth\n");
+		Object.assign(out, { clientCert: file("client.pem"), clientKey: file("client.key") });
+	}
+	return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // nats-server
 
 /**
@@ -863,6 +893,7 @@ module.exports = {
 	startNats,
 	startRedis,
 	startBus,
+	makeCertificates,
 	startCppNode,
 	createBroker,
 	moleculerFor,
