@@ -152,7 +152,7 @@ for (const { version, protocol } of h.VERSIONS) {
 			}
 		});
 
-		test(`${h.BUS === "redis" ? "Redis" : "NATS"} restart on the same port: calls work again both ways", async () => {
+		test(`${h.BUS === "redis" ? "Redis" : "NATS"} restart on the same port: calls work again both ways`, async () => {
 			await nats.stop();
 			await h.sleep(500);
 			await nats.restart();
