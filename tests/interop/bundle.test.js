@@ -119,7 +119,7 @@ async function startRefused(nats, clientBundle) {
 describe("gateway.clientBundle (the socket.io-client bundle of the product)", () => {
 	let nats;
 	before(async () => {
-		nats = await h.startNats();
+		nats = await h.startBus();
 	});
 	after(async () => {
 		await h.stopCppNodes(nodes);

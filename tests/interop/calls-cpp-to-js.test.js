@@ -15,7 +15,7 @@ for (const { version, protocol } of h.VERSIONS) {
 		const seen = []; // contexts seen by jsvc.hello
 
 		before(async () => {
-			nats = await h.startNats();
+			nats = await h.startBus();
 			js = h.createBroker(version, { nats, namespace });
 			js.createService({
 				name: "jsvc",

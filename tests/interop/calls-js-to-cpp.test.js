@@ -13,7 +13,7 @@ for (const { version, protocol } of h.VERSIONS) {
 		let nats, cpp, js, sniffer;
 
 		before(async () => {
-			nats = await h.startNats();
+			nats = await h.startBus();
 			cpp = await h.startCppNode({ nats, protocolVersion: protocol, namespace });
 			js = h.createBroker(version, { nats, namespace });
 			js.createService({

@@ -22,7 +22,7 @@ for (const { version, protocol } of h.VERSIONS) {
 		const connected = []; // $node.connected seen by js2
 
 		before(async () => {
-			nats = await h.startNats();
+			nats = await h.startBus();
 		});
 
 		after(async () => {

@@ -88,7 +88,7 @@ for (const { version, protocol } of h.VERSIONS) {
 		}
 
 		before(async () => {
-			nats = await h.startNats();
+			nats = await h.startBus();
 			cpp1 = await h.startCppNode({ nats, protocolVersion: protocol, namespace });
 			jsA = h.createBroker(version, { nats, namespace });
 			jsA.createService({

@@ -13,7 +13,7 @@ for (const { version, protocol } of h.VERSIONS) {
 		const nodeEvents = []; // $node.connected / $node.disconnected seen by js
 
 		before(async () => {
-			nats = await h.startNats();
+			nats = await h.startBus();
 			js = h.createBroker(version, { nats, namespace });
 			js.createService({
 				name: "jsvc",
@@ -152,7 +152,7 @@ for (const { version, protocol } of h.VERSIONS) {
 			}
 		});
 
-		test("NATS restart on the same port: calls work again both ways", async () => {
+		test(`${h.BUS === "redis" ? "Redis" : "NATS"} restart on the same port: calls work again both ways`, async () => {
 			await nats.stop();
 			await h.sleep(500);
 			await nats.restart();
@@ -160,7 +160,7 @@ for (const { version, protocol } of h.VERSIONS) {
 			assert.equal(h.jsNode(js, cpp.nodeID).available, true);
 		});
 
-		test("NATS down longer than heartbeatTimeout: both sides drop each other, then recover", async () => {
+		test(`${h.BUS === "redis" ? "Redis" : "NATS"} down longer than heartbeatTimeout: both sides drop each other, then recover`, async () => {
 			nodeEvents.length = 0;
 			await nats.stop();
 			await h.waitFor(() => !h.jsNode(js, cpp.nodeID).available, 9000, { what: "JS drops the C++ node" });

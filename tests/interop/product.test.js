@@ -24,7 +24,7 @@ for (const { version, protocol } of h.VERSIONS) {
 		let nats, node, js;
 
 		before(async () => {
-			nats = await h.startNats();
+			nats = await h.startBus();
 			js = h.createBroker(version, { nats, namespace });
 			await js.start();
 			node = await h.startCppNode({ binary: "steedos-socket", nats, protocolVersion: protocol, namespace });

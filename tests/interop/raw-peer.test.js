@@ -15,7 +15,7 @@ for (const { version, protocol } of h.VERSIONS) {
 		let fake; // the raw peer
 
 		before(async () => {
-			nats = await h.startNats();
+			nats = await h.startBus();
 			cpp = await h.startCppNode({ nats, protocolVersion: protocol, namespace });
 			js = h.createBroker(version, { nats, namespace });
 			await js.start();

@@ -7,31 +7,13 @@
 const { describe, test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
 const fs = require("fs");
-const os = require("os");
-const path = require("path");
-const { execFileSync } = require("child_process");
 const h = require("./lib/harness");
-
-/** A CA and a server certificate for 127.0.0.1 signed by it, in a temporary directory. */
-function makeCertificates() {
-	const dir = fs.mkdtempSync(path.join(os.tmpdir(), "interop-tls-"));
-	const file = name => path.join(dir, name);
-	const openssl = args => execFileSync("openssl", args, { stdio: ["ignore", "ignore", "pipe"] });
-	openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=interop-test-ca",
-		"-keyout", file("ca.key"), "-out", file("ca.pem")]);
-	openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-		"-keyout", file("server.key"), "-out", file("server.csr")]);
-	fs.writeFileSync(file("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-	openssl(["x509", "-req", "-days", "2", "-in", file("server.csr"), "-CA", file("ca.pem"), "-CAkey", file("ca.key"),
-		"-CAcreateserial", "-extfile", file("ext.cnf"), "-out", file("server.pem")]);
-	return { dir, ca: file("ca.pem"), cert: file("server.pem"), key: file("server.key") };
-}
 
 describe("tls:// transporter (moleculer 0.14)", () => {
 	let certs, nats, cpp, js;
 
 	before(async () => {
-		certs = makeCertificates();
+		certs = h.makeCertificates();
 		nats = await h.startNats({ tls: { cert: certs.cert, key: certs.key } });
 		assert.match(nats.url, /^tls:\/\//);
 		js = h.createBroker("0.14", {

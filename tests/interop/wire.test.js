@@ -16,7 +16,7 @@ for (const { version, protocol } of h.VERSIONS) {
 		let packets = [];
 
 		before(async () => {
-			nats = await h.startNats();
+			nats = await h.startBus();
 			sniffer = await h.startSniffer(nats.url, namespace);
 			js = h.createBroker(version, { nats, namespace });
 			js.createService({

@@ -16,6 +16,14 @@ const BUILD_DIR = process.env.STEEDOS_BUILD_DIR
 	? path.resolve(process.env.STEEDOS_BUILD_DIR)
 	: path.join(REPO_ROOT, "build");
 const NATS_SERVER = process.env.NATS_SERVER_BIN || "/usr/sbin/nats-server";
+const REDIS_SERVER = process.env.REDIS_SERVER_BIN || "/usr/bin/redis-server";
+/**
+ * The bus the transport-independent suites run on: "nats" (default) or "redis"
+ * (`INTEROP_BUS=redis`, `scripts/test.sh --bus redis`). `startBus()` starts it; tests of what
+ * only one bus has (NATS queue groups, NATS TLS, a Redis ACL) start theirs by name.
+ */
+const BUS = (process.env.INTEROP_BUS || "nats").toLowerCase();
+if (BUS !== "nats" && BUS !== "redis") throw new Error(`INTEROP_BUS must be nats or redis, not ${BUS}`);
 const VERBOSE = !!process.env.INTEROP_VERBOSE;
 
 /** Protocol matrix: every core scenario runs once per entry. */
@@ -183,6 +191,36 @@ function waitExit(child, ms) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Certificates
+
+/**
+ * A test CA and a server certificate for 127.0.0.1 and localhost signed by it, in a temporary
+ * directory; with `client: true` also a client certificate (clientCert, clientKey).
+ */
+function makeCertificates({ client = false } = {}) {
+	const { execFileSync } = require("child_process");
+	const dir = makeTempDir("interop-tls-");
+	const file = name => path.join(dir, name);
+	const openssl = args => execFileSync("openssl", args, { stdio: ["ignore", "ignore", "pipe"] });
+	openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=interop-test-ca",
+		"-keyout", file("ca.key"), "-out", file("ca.pem")]);
+	const sign = (name, cn, ext) => {
+		openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", `/CN=${cn}`,
+			"-keyout", file(`${name}.key`), "-out", file(`${name}.csr`)]);
+		fs.writeFileSync(file(`${name}.cnf`), ext);
+		openssl(["x509", "-req", "-days", "2", "-in", file(`${name}.csr`), "-CA", file("ca.pem"), "-CAkey", file("ca.key"),
+			"-CAcreateserial", "-extfile", file(`${name}.cnf`), "-out", file(`${name}.pem`)]);
+	};
+	sign("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+	const out = { dir, ca: file("ca.pem"), cert: file("server.pem"), key: file("server.key") };
+	if (client) {
+		sign("client", "interop-client", "extendedKeyUsage=clientAuth\n");
+		Object.assign(out, { clientCert: file("client.pem"), clientKey: file("client.key") });
+	}
+	return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // nats-server
 
 /**
@@ -260,6 +298,140 @@ async function startNats(opts = {}) {
 
 	await firstLaunch();
 	return handle;
+}
+
+// ---------------------------------------------------------------------------------------------
+// redis-server
+
+/**
+ * Starts Debian's redis-server on a free loopback port, without persistence. `opts.args`: extra
+ * configuration directives as command-line arguments (e.g. ["--requirepass", "pw"], or
+ * ["--user", "molnode", "on", ">pw", "-@all", "+subscribe", "+publish", "+ping", "&MOL-steedos.*"]);
+ * `opts.password` (requirepass) is also put in `url` (`redis://:pw@...`) and used by `admin`.
+ * `opts.tls = { cert, key, ca, authClients }`: TLS only (`port` is the TLS port, the URL rediss://).
+ * `stop(signal)`, `restart()` (same port), `pause()` / `resume()` (SIGSTOP / SIGCONT); `admin()` is
+ * an ioredis client for PUBSUB CHANNELS, CLIENT LIST, PUBLISH.
+ */
+async function startRedis(opts = {}) {
+	const handle = { kind: "redis", url: null, port: 0, proc: null, logs: [], admins: [] };
+	const password = opts.password != null ? String(opts.password) : "";
+
+	function serverArgs(port) {
+		const args = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no"];
+		if (opts.tls) {
+			args.push("--port", "0", "--tls-port", String(port), "--tls-cert-file", opts.tls.cert,
+				"--tls-key-file", opts.tls.key, "--tls-ca-cert-file", opts.tls.ca,
+				"--tls-auth-clients", opts.tls.authClients || "no");
+		} else {
+			args.push("--port", String(port));
+		}
+		if (password) args.push("--requirepass", password);
+		return args.concat(opts.args || []);
+	}
+
+	async function launch() {
+		const proc = track(spawn(REDIS_SERVER, serverArgs(handle.port), { stdio: ["ignore", "pipe", "pipe"] }));
+		for (const stream of [proc.stdout, proc.stderr]) {
+			stream.setEncoding("utf8");
+			stream.on("data", chunk => handle.logs.push(chunk));
+		}
+		handle.proc = proc;
+		let exited = false;
+		proc.once("exit", () => (exited = true));
+		await waitFor(() => {
+			if (exited) {
+				throw Object.assign(new Error(`redis-server exited: ${handle.logs.join("").slice(-2000)}`), { exited: true });
+			}
+			return handle.logs.join("").includes("Ready to accept connections");
+		}, 10000, { what: `redis-server on port ${handle.port}` });
+	}
+
+	handle.stop = async (signal = "SIGTERM") => {
+		const proc = handle.proc;
+		if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+		try {
+			process.kill(proc.pid, "SIGCONT");
+		} catch (_) {
+			/* ignore */
+		}
+		proc.kill(signal);
+		try {
+			await waitExit(proc, 5000);
+		} catch (_) {
+			proc.kill("SIGKILL");
+			await waitExit(proc, 5000);
+		}
+	};
+	handle.restart = async () => {
+		await handle.stop();
+		handle.logs.length = 0;
+		await launch();
+	};
+	handle.pause = () => process.kill(handle.proc.pid, "SIGSTOP");
+	handle.resume = () => process.kill(handle.proc.pid, "SIGCONT");
+	/** An ioredis client as the default user (closed by close()). */
+	handle.admin = () => {
+		const Redis = require("ioredis");
+		const client = new Redis({
+			host: "127.0.0.1",
+			port: handle.port,
+			password: password || undefined,
+			tls: opts.tls ? { ca: fs.readFileSync(opts.tls.ca), cert: opts.tls.clientCert && fs.readFileSync(opts.tls.clientCert), key: opts.tls.clientKey && fs.readFileSync(opts.tls.clientKey), servername: "localhost" } : undefined,
+			maxRetriesPerRequest: 1,
+			retryStrategy: () => null,
+			lazyConnect: false
+		});
+		client.on("error", () => {});
+		handle.admins.push(client);
+		return client;
+	};
+	/** PUBSUB CHANNELS <pattern>, sorted. */
+	handle.channels = async (pattern = "*") => {
+		const c = handle.admin();
+		try {
+			return (await c.pubsub("CHANNELS", pattern)).sort();
+		} finally {
+			c.disconnect();
+		}
+	};
+	/** CLIENT LIST as objects ({ id, addr, name, sub, omem, flags, ... }). */
+	handle.clientList = async () => {
+		const c = handle.admin();
+		try {
+			const text = await c.client("LIST");
+			return text.trim().split("\n").filter(Boolean).map(line =>
+				Object.fromEntries(line.trim().split(" ").map(kv => {
+					const i = kv.indexOf("=");
+					return [kv.slice(0, i), kv.slice(i + 1)];
+				})));
+		} finally {
+			c.disconnect();
+		}
+	};
+	handle.close = async () => {
+		for (const c of handle.admins) c.disconnect();
+		await handle.stop();
+	};
+
+	for (let attempt = 1; ; attempt++) {
+		handle.port = await freePort();
+		const scheme = opts.tls ? "rediss" : "redis";
+		const host = opts.tls ? "localhost" : "127.0.0.1";
+		handle.url = `${scheme}://${password ? `:${encodeURIComponent(password)}@` : ""}${host}:${handle.port}`;
+		try {
+			await launch();
+			break;
+		} catch (err) {
+			if (!err.exited || attempt >= 3) throw err;
+			handle.logs.length = 0;
+		}
+	}
+	return handle;
+}
+
+/** The bus of this run (see BUS): a startNats or startRedis handle; both have url/stop/restart. */
+function startBus(opts = {}) {
+	return BUS === "redis" ? startRedis(opts) : startNats(opts);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -541,6 +713,7 @@ function cppCall(broker, cppID, params, timeout = 10000) {
  * {t, subject, cmd, target, packet}. `publish(subject, obj)` sends raw JSON.
  */
 async function startSniffer(natsUrl, namespace = "") {
+	if (/^rediss?:/.test(natsUrl)) return startRedisSniffer(natsUrl, namespace);
 	const { connect, StringCodec } = require("nats");
 	const sc = StringCodec();
 	const prefix = namespace ? `MOL-${namespace}` : "MOL";
@@ -609,6 +782,67 @@ async function startSniffer(natsUrl, namespace = "") {
 	};
 }
 
+/**
+ * startSniffer on Redis: the same interface over ioredis. PSUBSCRIBE `<prefix>.*` records every
+ * packet (a sniffer's pattern subscription is not one of a node's 12 channels, so it changes
+ * nothing the node sees); `first(channel)` SUBSCRIBEs that exact channel on its own connection.
+ */
+async function startRedisSniffer(url, namespace = "") {
+	const Redis = require("ioredis");
+	const prefix = namespace ? `MOL-${namespace}` : "MOL";
+	const open = () => {
+		const c = new Redis(url, { maxRetriesPerRequest: 1, retryStrategy: () => null });
+		c.on("error", () => {});
+		return c;
+	};
+	const sub = open();
+	const pub = open();
+	const packets = [];
+	sub.on("pmessage", (_pattern, channel, data) => {
+		let packet;
+		try {
+			packet = JSON.parse(data);
+		} catch (_) {
+			packet = { unparsable: data };
+		}
+		const parts = channel.slice(prefix.length + 1).split(".");
+		packets.push({ t: Date.now(), subject: channel, cmd: parts[0], target: parts.slice(1).join(".") || null, packet });
+	});
+	await sub.psubscribe(`${prefix}.*`);
+	return {
+		prefix,
+		packets,
+		publish(subject, obj) {
+			pub.publish(subject, typeof obj === "string" ? obj : JSON.stringify(obj));
+		},
+		async first(subject, ms = 2000, accept = () => true) {
+			const one = open();
+			await one.subscribe(subject);
+			return {
+				value: withTimeout(
+					new Promise(resolve => {
+						one.on("message", (_channel, data) => {
+							let packet;
+							try {
+								packet = JSON.parse(data);
+							} catch (_) {
+								return;
+							}
+							if (accept(packet)) resolve(packet);
+						});
+					}),
+					ms,
+					`message on ${subject}`
+				).finally(() => one.disconnect())
+			};
+		},
+		async close() {
+			sub.disconnect();
+			pub.disconnect();
+		}
+	};
+}
+
 // ---------------------------------------------------------------------------------------------
 // moleculer-repl command handlers
 
@@ -649,6 +883,7 @@ module.exports = {
 	INTEROP_DIR,
 	BUILD_DIR,
 	VERSIONS,
+	BUS,
 	sleep,
 	uniqueId,
 	waitFor,
@@ -656,6 +891,9 @@ module.exports = {
 	rejectionOf,
 	freePort,
 	startNats,
+	startRedis,
+	startBus,
+	makeCertificates,
 	startCppNode,
 	createBroker,
 	moleculerFor,
