@@ -1,16 +1,29 @@
 "use strict";
 // Request/response and event throughput of the C++ node against a JS node, side by side on one
-// nats-server in one run. Each target is a process of its own; a JS (moleculer 0.14) caller in
+// bus (a nats-server or a redis-server) in one run. Each target is a process of its own; a JS (moleculer 0.14) caller in
 // this process drives both with the same load:
 //   - round trips: `echo` calls at concurrency 1 (latency) and at concurrency C (throughput);
 //   - events: N `bench.tick` emits, timed until the receiver has counted all of them.
 // Prints a table and the C++/JS ratios. Usage (after scripts/build.sh and scripts/setup.sh):
-//   node bench/moleculer_rpc.js [--calls 20000] [--concurrency 32] [--events 50000] [--rounds 3]
+//   node bench/moleculer_rpc.js [--transporter nats|redis|both] [--calls 20000] [--concurrency 32]
+//                               [--events 50000] [--rounds 3]
+// --transporter (default nats): the bus both targets and the caller join, a nats-server or a
+// redis-server started for the run (tests/interop/lib/harness.js); `both` runs the NATS table,
+// then the Redis table, each on its own bus with fresh nodes, and prints both at the end.
 const h = require("../tests/interop/lib/harness");
 
 function arg(name, fallback) {
 	const i = process.argv.indexOf(`--${name}`);
 	return i > 0 ? Number(process.argv[i + 1]) : fallback;
+}
+function stringArg(name, fallback) {
+	const i = process.argv.indexOf(`--${name}`);
+	return i > 0 ? String(process.argv[i + 1]) : fallback;
+}
+const TRANSPORTER = stringArg("transporter", "nats").toLowerCase();
+if (!["nats", "redis", "both"].includes(TRANSPORTER)) {
+	console.error(`--transporter must be nats, redis or both, not ${TRANSPORTER}`);
+	process.exit(2);
 }
 const CALLS = arg("calls", 20000);
 const CONCURRENCY = arg("concurrency", 32);
@@ -74,9 +87,9 @@ async function eventRate(caller, countAction, resetAction, nodeID, events) {
 }
 
 /** The JS target node in its own process, so that both targets are scheduled alike. */
-async function startJsTarget(nats, nodeID) {
+async function startJsTarget(bus, nodeID) {
 	const { spawn } = require("child_process");
-	const child = spawn(process.execPath, [require.resolve("./js_target_node"), nats.url, nodeID], {
+	const child = spawn(process.execPath, [require.resolve("./js_target_node"), bus.url, nodeID], {
 		stdio: ["ignore", "pipe", "inherit"]
 	});
 	await new Promise((resolve, reject) => {
@@ -96,18 +109,18 @@ async function startJsTarget(nats, nodeID) {
 	};
 }
 
-async function main() {
-	process.env.STEEDOS_FIXTURE_BENCH = "1"; // the fixture then adds its `cppbench` counter service
-	const nats = await h.startNats();
+/** One table: both targets and the caller on a fresh bus of `kind` ("nats" or "redis"). */
+async function measureOn(kind) {
+	const bus = kind === "redis" ? await h.startRedis() : await h.startNats();
 	const cpp = await h.startCppNode({
-		nats,
+		transporter: bus.url,
 		nodeID: "bench-cpp",
 		logLevel: "warn",
 		heartbeatInterval: 5,
 		heartbeatTimeout: 15
 	});
-	const js = await startJsTarget(nats, "bench-js");
-	const caller = h.createBroker("0.14", { nats, nodeID: "bench-caller", heartbeatInterval: 5, heartbeatTimeout: 15 });
+	const js = await startJsTarget(bus, "bench-js");
+	const caller = h.createBroker("0.14", { transporter: bus.url, nodeID: "bench-caller", heartbeatInterval: 5, heartbeatTimeout: 15 });
 	await caller.start();
 	await h.waitForRemoteNode(caller, "bench-cpp", ["cpptest.echo", "cppbench.count"], 15000);
 	await h.waitForRemoteNode(caller, "bench-js", ["jsbench.echo"], 15000);
@@ -138,9 +151,18 @@ async function main() {
 		}
 	}
 
+	await h.stopBrokers(caller);
+	await js.stop();
+	await h.stopCppNodes(cpp);
+	await bus.stop();
+	return { kind, results, load: require("os").loadavg()[0] };
+}
+
+function printTable({ kind, results, load }) {
+	const bus = kind === "redis" ? "one redis-server" : "one nats-server";
 	const fmt = (n, d = 0) => n.toFixed(d).padStart(8);
 	console.log(
-		`moleculer 0.14 caller -> target, one nats-server, ${CALLS} calls at concurrency ${CONCURRENCY}, ${EVENTS} events; median of ${ROUNDS} rounds`
+		`[${kind}] moleculer 0.14 caller -> target, ${bus}, ${CALLS} calls at concurrency ${CONCURRENCY}, ${EVENTS} events; median of ${ROUNDS} rounds`
 	);
 	console.log("(cpu: the target process's CPU time per call or event, in microseconds)");
 	console.log(
@@ -160,12 +182,25 @@ async function main() {
 			`events/s ${(c.events.rate / j.events.rate).toFixed(2)}x; ` +
 			`CPU per call ${(c.parallel.cpuUs / j.parallel.cpuUs).toFixed(2)}x, per event ${(c.events.cpuUs / j.events.cpuUs).toFixed(2)}x (lower is better)`
 	);
-	await h.stopBrokers(caller);
-	await js.stop();
-	await h.stopCppNodes(cpp);
-	await nats.stop();
+	console.log(`(1-min load average at the end: ${load.toFixed(2)}; ${require("os").cpus().length} CPUs)`);
 }
 
+async function main() {
+	process.env.STEEDOS_FIXTURE_BENCH = "1"; // the fixture then adds its `cppbench` counter service
+	const kinds = TRANSPORTER === "both" ? ["nats", "redis"] : [TRANSPORTER];
+	const tables = [];
+	for (const kind of kinds) {
+		tables.push(await measureOn(kind));
+		if (kinds.length > 1) printTable(tables[tables.length - 1]); // progress, reprinted below
+	}
+	if (kinds.length > 1) console.log("\n=== summary ===");
+	for (const t of tables) printTable(t);
+	const redis = tables.find(t => t.kind === "redis");
+	if (redis) {
+		const r = redis.results["C++ node"].parallel.rps / redis.results["JS node"].parallel.rps;
+		console.log(`goal on Redis: C++ >= 1.2x the JS node's calls/s at c=${CONCURRENCY}: ${r.toFixed(2)}x ${r >= 1.2 ? "MET" : "MISSED"}`);
+	}
+}
 main().then(
 	() => process.exit(0),
 	err => {
