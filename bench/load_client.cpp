@@ -4,6 +4,7 @@
 //   load-client --port P [--control-port C] --clients N [--phases idle,latency,burst]
 //               [--settle-ms 1000] [--latency-reps 5] [--burst-events 1000] [--burst-reps 3]
 //               [--concurrency 512] [--timeout-s 60] [--browser-headers]
+//   load-client --port P --clients N --no-control --event NAME   (a real gateway, e.g. steedos-socket)
 //
 // Opens N WebSocket connections to ws://127.0.0.1:P/socket.io/?EIO=4&transport=websocket
 // (masked client frames, RFC 6455 §5.3), waits for the Engine.IO open packet, sends the
@@ -21,6 +22,17 @@
 //            deliveries/s = N*K / (time until all N*K frames are received).
 //   interactive  then one measurement per stdin line: `latency`, `burst K`; `quit` (or EOF) ends.
 // CLOCK_MONOTONIC is shared by the processes of one machine, so server and client stamps compare.
+//
+// --no-control: no control port (a real gateway such as build/steedos-socket, driven by
+// bench/steedos_fanout.js). Only the interactive phase runs, after every client has received its
+// Socket.IO CONNECT reply; commands on stdin:
+//   expect T   wait until T event frames have arrived in all since start, then print
+//              `RESULT expect total= done_ns= samples= p50_ms= p99_ms= max_ms=`: done_ns is the
+//              CLOCK_MONOTONIC of the read that completed them; the latencies are receipt time minus
+//              the stamp `"t":<CLOCK_MONOTONIC ns>` found in each event frame since the last
+//              `expect` (frames without a stamp are counted, not timed).
+// --event NAME: only `42["NAME",...]` frames count as events (a real gateway also sends
+// `42["connection-init"]` and others).
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -70,6 +82,8 @@ struct Options {
   size_t concurrency = 512;
   int timeout_s = 60;
   bool browser_headers = false;
+  bool no_control = false;
+  std::string event;  // when set, only 42["<event>" frames are counted
 };
 
 enum class State : uint8_t { Connecting, HttpWait, OpenWait, JoinWait, Ready, Closed };
@@ -433,6 +447,7 @@ class Client {
         fail(index, n == 0 ? "EOF" : "read error");
         return;
       }
+      read_ns_ = mono_ns();
       if (!consume(index, buffer_.data(), size_t(n))) return;
       if (target_ != UINT64_MAX && done_at_ == 0 && total_events_ >= target_) done_at_ = mono_ns();
       if (size_t(n) < buffer_.size()) return;
@@ -497,6 +512,10 @@ class Client {
     }
     if (opcode != 0x1) return true;
     if (p.size() >= 2 && p[0] == '4' && p[1] == '2') {
+      if (!event_prefix_.empty()) {
+        if (p.substr(0, event_prefix_.size()) != event_prefix_) return true;
+        stamp(p);
+      }
       ++c.events;
       ++total_events_;
       return true;
@@ -526,7 +545,30 @@ class Client {
     return true;
   }
 
+  /// Records receipt time minus the frame's `"t":<ns>` stamp, when it has one.
+  void stamp(std::string_view p) {
+    const size_t at = p.find("\"t\":");
+    if (at == std::string_view::npos) return;
+    int64_t t = 0;
+    size_t i = at + 4;
+    while (i < p.size() && p[i] >= '0' && p[i] <= '9') t = t * 10 + (p[i++] - '0');
+    if (t > 0) latencies_ns_.push_back(read_ns_ - t);
+  }
+
+ public:
+  /// Latency samples since the last call (ns), sorted; clears them.
+  std::vector<int64_t> take_latencies() {
+    std::vector<int64_t> out;
+    out.swap(latencies_ns_);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+ private:
   Options o_;
+  std::string event_prefix_ = o_.event.empty() ? std::string() : "42[\"" + o_.event + "\"";
+  std::vector<int64_t> latencies_ns_;
+  int64_t read_ns_ = 0;
   int epoll_ = -1;
   int control_ = -1;
   sockaddr_in addr_{};
@@ -573,12 +615,51 @@ void raise_nofile(size_t needed) {
 
 }  // namespace
 
+/// --no-control: connect everyone, then `expect T` commands from stdin (see the header).
+int run_without_control(Client& client, const Options& o) {
+  const double connect_s = client.connect_all();
+  std::printf("RESULT connect clients=%zu seconds=%.3f\n", o.clients, connect_s);
+  std::printf("RESULT interactive ready\n");
+  std::fflush(stdout);
+  for (;;) {
+    const std::string line = client.next_command();
+    if (line == "quit") break;
+    if (line.rfind("expect ", 0) == 0) {
+      const uint64_t target = std::strtoull(line.c_str() + 7, nullptr, 10);
+      const int64_t done = client.await_events(target, o.timeout_s * 1000);
+      const std::vector<int64_t> l = client.take_latencies();
+      auto pct = [&](double p) {
+        if (l.empty()) return 0.0;
+        return double(l[std::min(l.size() - 1, size_t(p / 100.0 * double(l.size())))]) / 1e6;
+      };
+      std::printf("RESULT expect total=%llu done_ns=%lld samples=%zu p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n",
+                  static_cast<unsigned long long>(client.total_events()), static_cast<long long>(done),
+                  l.size(), pct(50), pct(99), l.empty() ? 0.0 : double(l.back()) / 1e6);
+    } else {
+      std::printf("RESULT error unknown command\n");
+    }
+    std::fflush(stdout);
+  }
+  uint32_t lo = 0, hi = 0;
+  client.per_connection_range(&lo, &hi);
+  std::printf("RESULT check clients=%zu joined=%zu closed=%zu frames_total=%llu per_conn_min=%u per_conn_max=%u\n",
+              o.clients, client.ready(), client.closed(),
+              static_cast<unsigned long long>(client.total_events()), lo, hi);
+  std::fflush(stdout);
+  client.reset_all();
+  return 0;
+}
+
 int main(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string name = argv[i];
     if (name == "--browser-headers") {
       o.browser_headers = true;
+      continue;
+    }
+    if (name == "--no-control") {
+      o.no_control = true;
       continue;
     }
     if (i + 1 >= argc) {
@@ -608,6 +689,8 @@ int main(int argc, char** argv) {
       o.concurrency = std::strtoul(v, nullptr, 10);
     else if (name == "--timeout-s")
       o.timeout_s = std::atoi(v);
+    else if (name == "--event")
+      o.event = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", name.c_str());
       return 2;
@@ -621,6 +704,7 @@ int main(int argc, char** argv) {
   raise_nofile(o.clients + 16);
 
   Client client(o);
+  if (o.no_control) return run_without_control(client, o);
   client.connect_control();
   const std::string before = client.stats();
   const double connect_s = client.connect_all();
