@@ -31,6 +31,12 @@ const std::shared_ptr<spdlog::logger>& logger() {
 constexpr size_t kReadChunk = 64 * 1024;
 constexpr size_t kMaxGather = 64;                             // buffers per socket write
 constexpr auto kDeliverSlice = std::chrono::milliseconds(1);  // messages handed over per turn
+// ... but at least this many (when there are): a consumer whose one message outlasts the slice
+// (an event fanned out to 1,000 WebSockets, one send() each) would otherwise get one message per
+// loop turn and lose everything that batches work per turn (the gateway writes the first packet
+// of a turn to each socket at once and gathers the rest into one writev). The NATS transporter
+// hands over everything pending in one turn; this keeps a bound.
+constexpr size_t kDeliverMinBatch = 64;
 
 bool is_pem(const std::string& value) {
   return value.rfind("-----BEGIN", 0) == 0;
@@ -383,8 +389,9 @@ struct RedisConnection::Impl : std::enable_shared_from_this<RedisConnection::Imp
   }
 
   // ---------------------------------------------------------------------------------------
-  // Delivery of `message` pushes: in arrival order, in slices of about kDeliverSlice, so the
-  // reads (and the PING replies among them) keep their turn on the loop.
+  // Delivery of `message` pushes: in arrival order, in slices of about kDeliverSlice (and at
+  // least kDeliverMinBatch messages), so the reads (and the PING replies among them) keep their
+  // turn on the loop.
 
   void schedule_delivery() {
     if (delivery_posted || inbox.empty()) return;
@@ -399,12 +406,16 @@ struct RedisConnection::Impl : std::enable_shared_from_this<RedisConnection::Imp
 
   void deliver() {
     const auto start = std::chrono::steady_clock::now();
+    size_t delivered = 0;
     while (phase != Phase::closed && !inbox.empty()) {
       Inbound m = std::move(inbox.front());
       inbox.pop_front();
       inbox_bytes -= m.channel.size() + m.payload.size();
       if (handlers.on_message) handlers.on_message(m.channel, m.payload);
-      if (std::chrono::steady_clock::now() - start >= kDeliverSlice) break;
+      if (++delivered >= kDeliverMinBatch &&
+          std::chrono::steady_clock::now() - start >= kDeliverSlice) {
+        break;
+      }
     }
     if (phase == Phase::closed) return;
     if (read_paused && inbox_bytes <= options.max_inbox_bytes / 2) {

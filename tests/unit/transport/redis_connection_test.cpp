@@ -6,11 +6,14 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
 #include <asio/write.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 using steedos::transport::RedisCommand;
@@ -276,6 +279,38 @@ TEST_SUITE("redis_connection") {
     for (int i = 0; i < 200; ++i) {
       CHECK(out.messages[size_t(i)].second == std::to_string(i) + std::string(40, '.'));
     }
+    CHECK(out.failures.empty());
+  }
+
+  TEST_CASE("a slow consumer still gets the messages read together in one loop turn") {
+    // A message that outlasts the delivery slice (an event fanned out to many WebSockets) must
+    // not leave each following message alone in a turn of its own: consumers batch per turn.
+    asio::io_context loop;
+    FakeRedis server(loop);
+    Outcome out;
+    auto h = out.handlers();
+    int turn = 0;
+    bool turn_end_posted = false;
+    std::vector<int> turns;
+    h.on_message = [&](const std::string&, std::string_view) {
+      std::this_thread::sleep_for(2ms);  // longer than the 1 ms slice
+      turns.push_back(turn);
+      if (turn_end_posted) return;
+      turn_end_posted = true;
+      asio::post(loop, [&] {
+        turn_end_posted = false;
+        ++turn;
+      });
+    };
+    auto conn = RedisConnection::create(loop, options_for(server), h);
+    conn->start();
+    REQUIRE(run_until(loop, [&] { return out.ready == 1; }));
+    std::string burst;
+    for (int i = 0; i < 20; ++i) burst += "*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n";
+    server.send(burst);
+    REQUIRE(run_until(loop, [&] { return turns.size() == 20; }));
+    // One read normally carries all 20; a split read may add a turn.
+    CHECK(std::set<int>(turns.begin(), turns.end()).size() <= 2);
     CHECK(out.failures.empty());
   }
 
