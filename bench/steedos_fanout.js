@@ -128,6 +128,7 @@ async function setUp(kind) {
 		extra: { serviceName: "socket" }
 	});
 	pin(node.pid, 0);
+	process.stderr.write(`${kind}: steedos-socket pid ${node.pid}, gateway port ${port}, bus ${bus.url}\n`);
 	const producer = h.createBroker("0.14", { transporter: bus.url, nodeID: `producer-${kind}`, heartbeatInterval: 5, heartbeatTimeout: 15 });
 	await producer.start();
 	await h.waitForRemoteNode(producer, nodeID, ["socket.stats"], 15000);
