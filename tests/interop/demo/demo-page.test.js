@@ -8,7 +8,7 @@ const path = require("path");
 const { spawn } = require("child_process");
 const {
 	REPO_ROOT,
-	startNats,
+	startBus,
 	startCppNode,
 	stopCppNodes,
 	freePort,
@@ -69,7 +69,7 @@ test("demo page: cookie login, subscribe, record event from the example producer
 		if (nats) await nats.stop().catch(() => {});
 	});
 
-	nats = await startNats();
+	nats = await startBus();
 	const port = await freePort();
 	node = await startCppNode({
 		binary: "steedos-socket",

@@ -36,7 +36,7 @@ describe("steedos socket binary: bad configuration stops the node naming the key
 describe("steedos socket binary: Moleculer 0.15 producer, protocolVersion \"5\"", () => {
 	let nats, producer, gateway, port, s;
 	before(async () => {
-		nats = await h.startNats();
+		nats = await h.startBus();
 		producer = h.createBroker("0.15", { nats });
 		await producer.start();
 		gateway = await startGateway({ nats, protocolVersion: "5" });

@@ -135,7 +135,7 @@ function listenerService(events) {
 }
 
 async function startCluster({ extra = {}, gateways = 1 } = {}) {
-	const nats = await h.startNats();
+	const nats = await h.startBus();
 	const authCalls = [];
 	const subscribeEvents = [];
 	const auth = h.createBroker("0.14", { nats });

@@ -223,7 +223,7 @@ describe("steedos socket: origins, corsOrigins \"*\" and bad values", () => {
 	let nats;
 	const nodes = [];
 	before(async () => {
-		nats = await h.startNats();
+		nats = await h.startBus();
 	});
 	after(async () => {
 		await h.stopCppNodes(nodes);
