@@ -155,7 +155,7 @@ for (const { version, protocol } of h.VERSIONS) {
 			await h.waitFor(async () => !(await redis.channels(`${prefix}.*`)).some(c => c.endsWith(other.nodeID)), 3000, { what: "no channel of the stopped node" });
 		});
 
-		test("a JS node that stops or is killed leaves the C++ registry", async () => {
+		test("a JS node that stops leaves the C++ registry (DISCONNECT)", async () => {
 			const leaver = h.createBroker(version, { transporter: redis.url, namespace });
 			leaver.createService({ name: "leaver", actions: { x: () => 1 } });
 			await leaver.start();
@@ -330,13 +330,65 @@ describe("Redis transporter: restarts and a frozen server", () => {
 	});
 });
 
-describe("Redis transporter: down at start", () => {
-	test("no server: the node exits with code 1 and a clear error, as on NATS", async () => {
-		const port = await h.freePort();
-		const cpp = await h.startCppNode({ transporter: `redis://127.0.0.1:${port}`, extra: {} });
-		const r = await h.withTimeout(cpp.exited, 20000, "exit of a node without Redis");
-		assert.equal(r.code, 1);
-		assert.match(cpp.logText(), new RegExp(`cannot start.*127\\.0\\.0\\.1:${port}`));
+describe("down at start: one behaviour on both transporters", () => {
+	for (const scheme of ["redis", "nats"]) {
+		test(`no ${scheme} server: the node exits with code 1 and names the address`, async () => {
+			const port = await h.freePort();
+			const cpp = await h.startCppNode({ transporter: `${scheme}://127.0.0.1:${port}` });
+			const r = await h.withTimeout(cpp.exited, 20000, `exit of a node without ${scheme}`);
+			assert.equal(r.code, 1);
+			assert.match(cpp.logText(), new RegExp(`cannot start.*127\\.0\\.0\\.1:${port}`));
+		});
+	}
+});
+
+describe("Redis transporter: a node that dies without DISCONNECT", () => {
+	let redis, js;
+	before(async () => {
+		redis = await h.startRedis();
+		js = h.createBroker("0.14", { transporter: redis.url, namespace: "steedos", heartbeatInterval: 1, heartbeatTimeout: 3 });
+		await js.start();
+	});
+	after(async () => {
+		await h.stopBrokers(js);
+		if (redis) await redis.close();
+	});
+
+	test("the C++ node killed: the JS node drops it after heartbeatTimeout", async () => {
+		const cpp = await h.startCppNode({ transporter: redis.url, namespace: "steedos", heartbeatInterval: 1, heartbeatTimeout: 3 });
+		await h.waitForRemoteNode(js, cpp.nodeID, ["cpptest.echo"], 10000);
+		const t0 = Date.now();
+		await cpp.stop("SIGKILL");
+		await h.waitFor(() => !(h.jsNode(js, cpp.nodeID) || {}).available, 10000, { what: "JS drops the killed node" });
+		const took = Date.now() - t0;
+		assert.ok(took >= 1500, `dropped after ${took} ms: by the heartbeat check, not by a DISCONNECT`);
+	});
+
+	test("a JS node killed (SIGKILL, its own process): the C++ node drops it after heartbeatTimeout", async () => {
+		const cpp = await h.startCppNode({ transporter: redis.url, namespace: "steedos", heartbeatInterval: 1, heartbeatTimeout: 3 });
+		const { spawn } = require("child_process");
+		const nodeID = h.uniqueId("victim");
+		const script = `
+			const { ServiceBroker } = require("moleculer");
+			const b = new ServiceBroker({ nodeID: ${JSON.stringify(nodeID)}, namespace: "steedos", transporter: ${JSON.stringify(redis.url)},
+				logger: false, heartbeatInterval: 1, heartbeatTimeout: 3 });
+			b.createService({ name: "victim", actions: { x: () => 1 } });
+			b.start().then(() => console.log("started"));`;
+		const child = spawn(process.execPath, ["-e", script], { cwd: h.INTEROP_DIR, stdio: ["ignore", "pipe", "inherit"] });
+		try {
+			await h.waitForCppSees(js, cpp.nodeID, "victim.x", nodeID, 15000);
+			child.kill("SIGKILL");
+			await h.waitFor(async () => {
+				const nodes = await js.call("$node.list", {}, { nodeID: cpp.nodeID });
+				const n = nodes.find(x => x.id === nodeID);
+				return !n || !n.available;
+			}, 10000, { what: "the C++ node drops the killed JS node" });
+			const err = await h.rejectionOf(h.cppCall(js, cpp.nodeID, { action: "victim.x" }).then(r => (r.ok ? r : Promise.reject(r.error))));
+			assert.match(String(err.name || err.type || JSON.stringify(err)), /ServiceNotFound|SERVICE_NOT_FOUND|ServiceNotAvailable/);
+		} finally {
+			child.kill("SIGKILL");
+			await h.stopCppNodes(cpp);
+		}
 	});
 });
 
