@@ -52,6 +52,9 @@ seed fuzz_moleculer_packet event \
 seed fuzz_redis_url plain 'redis://localhost:6379'
 seed fuzz_redis_url auth 'rediss://molnode:p%40ss%3Aw%2Fd%25@[::1]:6380/2?connectTimeout=500'
 seed fuzz_redis_url query 'redis://:pw@redis.example/0?password=x&username=u&db=3'
+seed fuzz_resp_decoder message '*3\r\n$7\r\nmessage\r\n$9\r\nMOL.INFO.\r\n$2\r\n{}\r\n'
+seed fuzz_resp_decoder pong '*2\r\n$4\r\npong\r\n$0\r\n\r\n'
+seed fuzz_resp_decoder replies '+OK\r\n-NOPERM no channel\r\n:12\r\n$-1\r\n*-1\r\n*0\r\n'
 
 # Tokens libFuzzer would take long to guess.
 dict="$build/socketio.dict"
