@@ -284,13 +284,14 @@ describe("Redis transporter: restarts and a frozen server", () => {
 	}
 
 	for (const [name, downMs] of [["short (under heartbeatTimeout)", 1000], ["long (over heartbeatTimeout)", 5000]]) {
-		test(`Redis restarted, ${name}: re-subscribed, re-announced, flowing within 5 s, connection count unchanged`, async () => {
+		test(`Redis restarted, ${name}: re-subscribed, re-announced, flowing within 5 s, connection count unchanged`, async t => {
 			const before = (await redis.clientList()).length;
 			await redis.stop();
 			await h.sleep(downMs); // the outage itself, not a synchronisation
 			const t0 = Date.now();
 			await redis.restart();
 			const took = await flowsAgain(t0, 8000);
+			t.diagnostic(`calls and events both ways again ${took} ms after Redis was back`);
 			assert.ok(took < 5000, `flowing again after ${took} ms`);
 			await cpp.waitForLog(/Redis connection restored; announcing the node again/, 1000);
 			assert.equal(await subscriberCount(), 2, "one subscriber per node");
@@ -299,7 +300,7 @@ describe("Redis transporter: restarts and a frozen server", () => {
 		});
 	}
 
-	test("a frozen server (SIGSTOP) is noticed by the PING timeout; after SIGCONT the node recovers", async () => {
+	test("a frozen server (SIGSTOP) is noticed by the PING timeout; after SIGCONT the node recovers", async t => {
 		const before = cpp.logs.length;
 		redis.pause();
 		try {
@@ -309,6 +310,7 @@ describe("Redis transporter: restarts and a frozen server", () => {
 		}
 		const t0 = Date.now();
 		const took = await flowsAgain(t0, 10000);
+		t.diagnostic(`flowing again ${took} ms after SIGCONT`);
 		assert.ok(took < 8000, `flowing again after ${took} ms`);
 		assert.equal(await subscriberCount(), 2);
 	});
