@@ -86,6 +86,7 @@ class Gateway final : public steedos::app::NodeParts {
 
   void start() override { server_.listen(); }
   void stop() override { server_.stop(); }
+  size_t open_connections() const override { return server_.open_connections(); }
 
  private:
   static steedos::gateway::ServerOptions server_options(const Config& config) {

@@ -884,6 +884,10 @@ void GatewayServer::stop() {
   for (const auto& connection : connections) connection->shutdown();
 }
 
+size_t GatewayServer::open_connections() const {
+  return impl_->connections.size() + impl_->scheduler->live_connections();
+}
+
 GatewayServer::Stats GatewayServer::stats() const {
   Stats stats;
   for (const auto& engine : impl_->engines) {
