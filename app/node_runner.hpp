@@ -16,8 +16,10 @@ class NodeParts {
   virtual ~NodeParts() = default;
   /// Throws std::runtime_error when the part cannot start (e.g. its port is taken).
   virtual void start() {}
-  /// Stops accepting and starts closing what is open (a drain): called on SIGTERM/SIGINT
-  /// before the broker leaves the cluster.
+  /// The first step of a drain (SIGTERM/SIGINT): refuse new connections, keep the open ones.
+  virtual void stop_accepting() {}
+  /// Stops accepting and starts closing what is open: in a drain, called once the broker has
+  /// left the cluster (DISCONNECT sent).
   virtual void stop() {}
   /// Connections still open after stop(); the process exits once this is 0 and the broker has
   /// left, or when `drain_timeout` has passed.
