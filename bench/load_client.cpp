@@ -537,7 +537,8 @@ class Client {
     if (opcode == 0x8) {
       if (c.state == State::Ready) {
         ++close_counts_.close_frames;
-        if (p.size() >= 2 && ((uint8_t(p[0]) << 8) | uint8_t(p[1])) == 1001) ++close_counts_.code_1001;
+        const bool going_away = p.size() >= 2 && ((uint8_t(p[0]) << 8) | uint8_t(p[1])) == 1001;
+        if (going_away) ++close_counts_.code_1001;
       }
       fail(index, "close frame");
       return false;
@@ -677,9 +678,11 @@ int run_without_control(Client& client, const Options& o) {
       const size_t target = std::strtoull(line.c_str() + 7, nullptr, 10);
       const int64_t done = client.await_closed(target, o.timeout_s * 1000);
       const auto& k = client.close_counts();
-      std::printf("RESULT closed total=%zu eio_close=%zu close_frames=%zu code_1001=%zu eof=%zu done_ns=%lld\n",
-                  client.closed(), k.eio_close, k.close_frames, k.code_1001, k.eof,
-                  static_cast<long long>(done));
+      std::printf(
+          "RESULT closed total=%zu eio_close=%zu close_frames=%zu code_1001=%zu eof=%zu "
+          "done_ns=%lld\n",
+          client.closed(), k.eio_close, k.close_frames, k.code_1001, k.eof,
+          static_cast<long long>(done));
     } else {
       std::printf("RESULT error unknown command\n");
     }
