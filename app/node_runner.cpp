@@ -137,7 +137,7 @@ int run_node_with(int argc, char** argv, const Assemble& assemble) {
     const int timeout_ms = parts->drain_timeout_ms();
     log->info("signal {} received; draining (at most {} ms)", signal, timeout_ms);
     deadline.expires_after(std::chrono::milliseconds(timeout_ms));
-    deadline.async_wait([&](const std::error_code& timer_ec) {
+    deadline.async_wait([&, timeout_ms](const std::error_code& timer_ec) {
       if (timer_ec) return;
       log->warn("drain timeout ({} ms): exiting with {} connection(s) open{}", timeout_ms,
                 parts->open_connections(), broker_left ? "" : ", before the broker left");

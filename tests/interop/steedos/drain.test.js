@@ -189,3 +189,35 @@ describe(`drain on SIGTERM: ${CLIENTS} WebSocket clients (bench/load_client.cpp)
 		assert.ok(seen.at - t0 < 1000, `the producer saw the node leave after ${seen.at - t0} ms`);
 	});
 });
+
+describe("drain on SIGTERM: the deadline (gateway.drainTimeout) bounds a client that never answers the close", () => {
+	let nats;
+	let node;
+	before(async () => {
+		nats = await h.startBus();
+	});
+	after(async () => {
+		if (node) await h.stopCppNodes([node]);
+		await nats.stop();
+	});
+
+	it("drainTimeout 300: exit 0 at ~300 ms although a WebSocket peer holds its connection (close wait 1 s)", async () => {
+		node = await startGateway({ nats, logLevel: "info", extra: { serviceName: "socket", gateway: { drainTimeout: 300 } } });
+		const port = await gatewayPort(node);
+		// A raw WebSocket peer that never sends its close frame nor its FIN.
+		const sock = net.connect(port, "127.0.0.1");
+		let got = "";
+		sock.on("data", d => (got += d.toString("latin1")));
+		sock.on("error", () => {});
+		sock.allowHalfOpen = true;
+		sock.write("GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n" +
+			"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+		await h.waitFor(() => got.includes("101 Switching Protocols") && got.includes("\"sid\""), 5000, { what: "Engine.IO open" });
+		const res = await node.stop("SIGTERM", 5000);
+		console.log(`# drain with a silent peer, drainTimeout 300: exit code ${res.code} after ${res.ms} ms`);
+		assert.equal(res.code, 0, node.logText().slice(-2000));
+		assert.ok(res.ms >= 250 && res.ms < 300 + 1000, `exit after ${res.ms} ms`);
+		assert.match(node.logText(), /drain timeout \(300 ms\): exiting with 1 connection\(s\) open/);
+		sock.destroy();
+	});
+});
