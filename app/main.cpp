@@ -85,7 +85,9 @@ class Gateway final : public steedos::app::NodeParts {
   }
 
   void start() override { server_.listen(); }
+  void stop_accepting() override { server_.stop_accepting(); }
   void stop() override { server_.stop(); }
+  size_t open_connections() const override { return server_.open_connections(); }
 
  private:
   static steedos::gateway::ServerOptions server_options(const Config& config) {

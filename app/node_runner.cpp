@@ -5,6 +5,8 @@
 
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <chrono>
 #include <cstring>
 #include <iostream>
 
@@ -88,6 +90,7 @@ int run_node_with(int argc, char** argv, const Assemble& assemble) {
   std::unique_ptr<NodeParts> parts;
   try {
     parts = assemble(broker, config);
+    parts->set_drain_timeout_ms(config.gateway.drain_timeout_ms);
     parts->start();
   } catch (const std::exception& e) {
     log->critical("cannot start: {}", e.what());
@@ -106,11 +109,53 @@ int run_node_with(int argc, char** argv, const Assemble& assemble) {
       loop.stop();
     }
   });
+  // The drain: stop accepting, leave the cluster (broker.stop(): INFO without services, then
+  // DISCONNECT), close every socket (parts->stop()), wait for the sockets' closing handshakes,
+  // exit. The deadline bounds the whole of it.
+  using Clock = std::chrono::steady_clock;
+  asio::steady_timer deadline(loop);
+  asio::steady_timer poll(loop);
+  Clock::time_point drain_start;
+  bool broker_left = false;
+  std::function<void()> finish_when_idle = [&] {
+    if (broker_left && parts->open_connections() == 0) {
+      deadline.cancel();
+      log->info("drained in {} ms",
+                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - drain_start)
+                    .count());
+      loop.stop();
+      return;
+    }
+    poll.expires_after(std::chrono::milliseconds(10));
+    poll.async_wait([&](const std::error_code& ec) {
+      if (!ec) finish_when_idle();
+    });
+  };
   signals.async_wait([&](const std::error_code& ec, int signal) {
     if (ec) return;
-    log->info("signal {} received; stopping", signal);
-    parts->stop();
-    broker.stop([&] { loop.stop(); });
+    drain_start = Clock::now();
+    const int timeout_ms = parts->drain_timeout_ms();
+    log->info("signal {} received; draining (at most {} ms)", signal, timeout_ms);
+    deadline.expires_after(std::chrono::milliseconds(timeout_ms));
+    deadline.async_wait([&, timeout_ms](const std::error_code& timer_ec) {
+      if (timer_ec) return;
+      log->warn("drain timeout ({} ms): exiting with {} connection(s) open{}", timeout_ms,
+                parts->open_connections(), broker_left ? "" : ", before the broker left");
+      loop.stop();
+    });
+    // Refuse new connections, leave the cluster (INFO without services now, DISCONNECT after
+    // kStopDelay), then close the sockets: peers see the node leave within ~0.1 s however many
+    // sockets it has, and its clients reconnect to a node they know has taken over.
+    parts->stop_accepting();
+    broker.stop([&] {
+      broker_left = true;
+      const auto closing = Clock::now();
+      parts->stop();
+      log->info(
+          "sockets closed in {} ms",
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - closing).count());
+      finish_when_idle();
+    });
   });
   loop.run();
   parts.reset();

@@ -31,6 +31,10 @@
 //              CLOCK_MONOTONIC of the read that completed them; the latencies are receipt time minus
 //              the stamp `"t":<CLOCK_MONOTONIC ns>` found in each event frame since the last
 //              `expect` (frames without a stamp are counted, not timed).
+//   closed T   wait until T joined clients have been closed by the server (a drain), then print
+//              `RESULT closed total= eio_close= close_frames= code_1001= eof= done_ns=`: how many
+//              got the Engine.IO close packet `1`, a WebSocket close frame (and how many of those
+//              had status 1001 Going Away), or only a TCP close; done_ns as for expect.
 // --event NAME: only `42["NAME",...]` frames count as events (a real gateway also sends
 // `42["connection-init"]` and others).
 #include <arpa/inet.h>
@@ -219,6 +223,25 @@ class Client {
     return done_at_;
   }
 
+  /// Waits until `total` joined clients have been closed by the server; returns the
+  /// CLOCK_MONOTONIC of the close that completed them, 0 on timeout.
+  int64_t await_closed(size_t total, int timeout_ms) {
+    const int64_t deadline = mono_ns() + int64_t(timeout_ms) * 1000000;
+    while (closed_count_ < total) {
+      if (mono_ns() > deadline) return 0;
+      run_once(5);
+    }
+    return last_close_ns_;
+  }
+
+  struct CloseCounts {
+    size_t eio_close = 0;     // Engine.IO `1` received
+    size_t close_frames = 0;  // WebSocket close frame received
+    size_t code_1001 = 0;     // ... with status 1001
+    size_t eof = 0;           // closed without a close frame
+  };
+  const CloseCounts& close_counts() const { return close_counts_; }
+
   uint64_t total_events() const { return total_events_; }
   size_t ready() const { return ready_; }
   size_t closed() const { return closed_count_; }
@@ -326,7 +349,12 @@ class Client {
     if (was_ready) {
       --ready_;
       ++closed_count_;
-      std::fprintf(stderr, "load-client: client %zu closed after joining (%s)\n", index, why);
+      last_close_ns_ = mono_ns();
+      if (std::strcmp(why, "close frame") != 0) ++close_counts_.eof;
+      // A drain closes every client: name the first few only.
+      if (closed_count_ <= 5) {
+        std::fprintf(stderr, "load-client: client %zu closed after joining (%s)\n", index, why);
+      }
       return;
     }
     --in_flight_;
@@ -507,6 +535,11 @@ class Client {
   bool frame(size_t index, uint8_t opcode, std::string_view p) {
     Conn& c = conns_[index];
     if (opcode == 0x8) {
+      if (c.state == State::Ready) {
+        ++close_counts_.close_frames;
+        const bool going_away = p.size() >= 2 && ((uint8_t(p[0]) << 8) | uint8_t(p[1])) == 1001;
+        if (going_away) ++close_counts_.code_1001;
+      }
       fail(index, "close frame");
       return false;
     }
@@ -522,6 +555,10 @@ class Client {
     }
     if (p == "2") {
       send_text(c.fd, "3");
+      return true;
+    }
+    if (p == "1") {
+      if (c.state == State::Ready) ++close_counts_.eio_close;
       return true;
     }
     if (c.state == State::OpenWait && !p.empty() && p[0] == '0') {
@@ -584,6 +621,8 @@ class Client {
   size_t ready_ = 0;
   size_t failures_ = 0;
   size_t closed_count_ = 0;
+  int64_t last_close_ns_ = 0;
+  CloseCounts close_counts_;
   uint64_t total_events_ = 0;
   uint64_t target_ = UINT64_MAX;
   int64_t done_at_ = 0;
@@ -635,6 +674,15 @@ int run_without_control(Client& client, const Options& o) {
       std::printf("RESULT expect total=%llu done_ns=%lld samples=%zu p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n",
                   static_cast<unsigned long long>(client.total_events()), static_cast<long long>(done),
                   l.size(), pct(50), pct(99), l.empty() ? 0.0 : double(l.back()) / 1e6);
+    } else if (line.rfind("closed ", 0) == 0) {
+      const size_t target = std::strtoull(line.c_str() + 7, nullptr, 10);
+      const int64_t done = client.await_closed(target, o.timeout_s * 1000);
+      const auto& k = client.close_counts();
+      std::printf(
+          "RESULT closed total=%zu eio_close=%zu close_frames=%zu code_1001=%zu eof=%zu "
+          "done_ns=%lld\n",
+          client.closed(), k.eio_close, k.close_frames, k.code_1001, k.eof,
+          static_cast<long long>(done));
     } else {
       std::printf("RESULT error unknown command\n");
     }

@@ -884,6 +884,16 @@ void GatewayServer::stop() {
   for (const auto& connection : connections) connection->shutdown();
 }
 
+void GatewayServer::stop_accepting() {
+  asio::error_code ec;
+  impl_->acceptor.close(ec);
+  impl_->retry_timer.cancel();
+}
+
+size_t GatewayServer::open_connections() const {
+  return impl_->connections.size() + impl_->scheduler->live_connections();
+}
+
 GatewayServer::Stats GatewayServer::stats() const {
   Stats stats;
   for (const auto& engine : impl_->engines) {

@@ -65,6 +65,12 @@ class GatewayServer {
   /// Closes every session (reason "server shutting down"), the acceptor and every HTTP
   /// connection. The io_context's run() returns once the closing handshakes end (≤ 1 s).
   void stop();
+  /// Closes the acceptor only (the first step of a drain): new connections are refused, open
+  /// ones are served until stop().
+  void stop_accepting();
+  /// TCP connections not yet closed: HTTP connections plus WebSocket connections, open or in
+  /// their closing handshake. After stop(), the drain is complete when this reaches 0.
+  size_t open_connections() const;
 
   struct Stats {
     size_t polling = 0;            // open long-polling sessions

@@ -143,9 +143,12 @@ WebSocketConnection::WebSocketConnection(TcpSocket socket, Limits limits,
   asio::error_code ec;
   // Reads and writes are attempted directly and fall back to the reactor on EAGAIN.
   socket_.non_blocking(true, ec);
+  if (scheduler_) ++scheduler_->live_;
 }
 
-WebSocketConnection::~WebSocketConnection() = default;
+WebSocketConnection::~WebSocketConnection() {
+  if (state_ != State::Closed && scheduler_) --scheduler_->live_;
+}
 
 void WebSocketConnection::start(std::string_view input) {
   if (!input.empty()) {
@@ -536,6 +539,7 @@ void WebSocketConnection::on_output_drained() {
 }
 
 void WebSocketConnection::finish() {
+  if (state_ != State::Closed && scheduler_) --scheduler_->live_;
   state_ = State::Closed;
   asio::error_code ec;
   socket_.close(ec);  // completes the pending waits with operation_aborted

@@ -45,14 +45,19 @@ class WriteScheduler : public std::enable_shared_from_this<WriteScheduler> {
   /// connection can tell whether it already did in this turn.
   uint32_t turn() const { return turn_; }
   void note_direct_write();
+  /// Connections made with this scheduler whose TCP socket is not yet closed (open or in their
+  /// closing handshake): a draining server waits for this to reach 0.
+  size_t live_connections() const { return live_; }
 
  private:
+  friend class WebSocketConnection;
   void run();
   asio::io_context& io_;
   std::vector<std::shared_ptr<WebSocketConnection>> dirty_;
   bool posted_ = false;
   bool turn_end_posted_ = false;
   uint32_t turn_ = 0;
+  size_t live_ = 0;
 };
 
 /// RFC 6455 close status codes used by the gateway.

@@ -509,6 +509,7 @@ void read_gateway(const Json& root, GatewaySettings& g) {
   read_int(s, p, "pingInterval", 1, int_max, g.ping_interval_ms);
   read_int(s, p, "pingTimeout", 1, int_max, g.ping_timeout_ms);
   read_int(s, p, "connectTimeout", 0, int_max, g.connect_timeout_ms);
+  read_int(s, p, "drainTimeout", 0, int_max, g.drain_timeout_ms);
   read_int(s, p, "maxHttpBufferSize", 1, std::numeric_limits<long long>::max(),
            g.max_http_buffer_size);
   read_cors_origins(s, g);

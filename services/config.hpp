@@ -23,6 +23,9 @@ struct GatewaySettings {
   int ping_interval_ms = 25000;
   int ping_timeout_ms = 20000;
   int connect_timeout_ms = 45000;
+  /// gateway.drainTimeout: on SIGTERM/SIGINT the node stops accepting, closes every socket so
+  /// its client reconnects elsewhere, leaves the cluster and exits within this many ms.
+  int drain_timeout_ms = 5000;
   size_t max_http_buffer_size = 1000000;
   /// gateway.corsOrigins: null = the gateway's own site (with credentials), an array = exactly
   /// those origins (with credentials), "*" = any origin without credentials.

@@ -114,6 +114,7 @@ void check_defaults(const Config& c) {
   CHECK(g.ping_interval_ms == 25000);
   CHECK(g.ping_timeout_ms == 20000);
   CHECK(g.connect_timeout_ms == 45000);
+  CHECK(g.drain_timeout_ms == 5000);
   CHECK(g.max_http_buffer_size == 1000000);
   CHECK(g.cors_origins.mode() == steedos::gateway::OriginPolicy::Mode::SameSite);
   CHECK(g.max_rooms_per_socket == 1000);
@@ -160,7 +161,7 @@ TEST_SUITE("config") {
     CHECK(j["registry"].contains("preferLocal"));
     CHECK(j["transit"].contains("maxQueueSize"));
     for (const char* key :
-         {"host", "port", "path", "pingInterval", "pingTimeout", "connectTimeout",
+         {"host", "port", "path", "pingInterval", "pingTimeout", "connectTimeout", "drainTimeout",
           "maxHttpBufferSize", "corsOrigins", "maxRoomsPerSocket", "anonymousRooms",
           "individualRoomParts", "metadataTypes", "clientBundle"}) {
       CHECK_MESSAGE(j["gateway"].contains(key), key);
@@ -189,7 +190,7 @@ TEST_SUITE("config") {
       "registry": {"preferLocal": false}, "transit": {"maxQueueSize": 10},
       "serviceName": "socket2",
       "gateway": {"host": "127.0.0.1", "port": 8080, "path": "/ws", "pingInterval": 1000,
-                  "pingTimeout": 2000, "connectTimeout": 0, "maxHttpBufferSize": 42,
+                  "pingTimeout": 2000, "connectTimeout": 0, "drainTimeout": 250, "maxHttpBufferSize": 42,
                   "corsOrigins": ["https://a.example", "https://b.example"],
                   "maxRoomsPerSocket": 7, "anonymousRooms": true,
                   "individualRoomParts": ["me"], "metadataTypes": []},
@@ -219,6 +220,7 @@ TEST_SUITE("config") {
     CHECK(g.ping_interval_ms == 1000);
     CHECK(g.ping_timeout_ms == 2000);
     CHECK(g.connect_timeout_ms == 0);
+    CHECK(g.drain_timeout_ms == 250);
     CHECK(g.max_http_buffer_size == 42);
     REQUIRE(g.cors_origins.mode() == steedos::gateway::OriginPolicy::Mode::List);
     CHECK(g.cors_origins.origins() ==
@@ -661,6 +663,9 @@ TEST_SUITE("config") {
         {R"({"gateway": {"pingInterval": 0}})", "gateway.pingInterval"},
         {R"({"gateway": {"pingTimeout": -5}})", "gateway.pingTimeout"},
         {R"({"gateway": {"connectTimeout": -1}})", "gateway.connectTimeout"},
+        {R"({"gateway": {"drainTimeout": -1}})", "gateway.drainTimeout"},
+        {R"({"gateway": {"drainTimeout": "5s"}})", "gateway.drainTimeout"},
+        {R"({"gateway": {"drainTimeout": 1.5}})", "gateway.drainTimeout"},
         {R"({"gateway": {"maxHttpBufferSize": 0}})", "gateway.maxHttpBufferSize"},
         {R"({"gateway": {"corsOrigins": "https://app.example"}})", "gateway.corsOrigins"},
         {R"({"gateway": {"corsOrigins": true}})", "gateway.corsOrigins"},
