@@ -62,6 +62,7 @@ class Gateway final : public steedos::app::NodeParts {
         hub_(io_.of("/")),
         service_(broker, hub_, config) {
     service_.count_refused_origins([this] { return server_.stats().refused_origins; });
+    service_.count_malformed([this] { return io_.protocol_violations(); });
     steedos::gateway::EngineOptions engine;
     engine.path = config.gateway.path;
     engine.ping_interval_ms = config.gateway.ping_interval_ms;

@@ -180,6 +180,7 @@ void Connection::close(const char* reason) {
 void Connection::violation(const char* what) {
   if (!usable()) return;
   logger()->debug("closing Engine.IO session: {}", what);
+  ++server_.protocol_violations_;
   close("parse error");
 }
 

@@ -290,6 +290,9 @@ class SocketIoServer : public EngineHandler {
   asio::io_context& io() const { return io_; }
   /// Engine.IO sessions currently served.
   size_t connection_count() const { return connections_.size(); }
+  /// Sessions closed with "parse error" since start: malformed Socket.IO packets (JSON nested
+  /// too deeply included) and other protocol violations.
+  uint64_t protocol_violations() const { return protocol_violations_; }
 
   void on_open(EngineSocket& socket) override;
   void on_message(EngineSocket& socket, std::string_view data, bool binary) override;
@@ -311,6 +314,7 @@ class SocketIoServer : public EngineHandler {
   std::unordered_map<std::string, std::unique_ptr<Namespace>> namespaces_;
   std::unordered_map<const EngineSocket*, std::shared_ptr<Connection>> connections_;
   int engine_call_depth_ = 0;
+  uint64_t protocol_violations_ = 0;
   /// Expires with the server; posted work and timers check it before touching anything.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };

@@ -21,9 +21,11 @@ class DomBuilder {
   using string_t = Json::string_t;
   using binary_t = Json::binary_t;
 
-  void reset() {
+  void reset(size_t max_depth) {
     for (size_t i = 0; i < depth_; ++i) frames_[i].clear();
     depth_ = 0;
+    max_depth_ = max_depth;
+    too_deep_ = false;
     root_ = Json();
     // What is kept for the next parse stays small, whatever this document was.
     if (frames_.size() > kKeptFrames) {
@@ -32,6 +34,7 @@ class DomBuilder {
     }
   }
   Json take() { return std::move(root_); }
+  bool too_deep() const { return too_deep_; }
 
   // The SAX interface of Json::sax_parse.
   bool null() { return add(Json(nullptr)); }
@@ -41,10 +44,7 @@ class DomBuilder {
   bool number_float(number_float_t value, const string_t&) { return add(Json(value)); }
   bool string(string_t& value) { return add(Json(std::move(value))); }
   bool binary(binary_t&) { return false; }  // not in JSON text
-  bool start_object(std::size_t) {
-    open(true);
-    return true;
-  }
+  bool start_object(std::size_t) { return open(true); }
   bool key(string_t& key) {
     frames_[depth_ - 1].key = std::move(key);
     return true;
@@ -66,10 +66,7 @@ class DomBuilder {
     frame.clear();
     return add(std::move(object));
   }
-  bool start_array(std::size_t) {
-    open(false);
-    return true;
-  }
+  bool start_array(std::size_t) { return open(false); }
   bool end_array() {
     Frame& frame = frames_[--depth_];
     Json array = std::move(frame.array);
@@ -97,11 +94,17 @@ class DomBuilder {
     }
   };
 
-  void open(bool object) {
+  // False (which stops sax_parse) one level beyond max_depth_.
+  bool open(bool object) {
+    if (depth_ >= max_depth_) {
+      too_deep_ = true;
+      return false;
+    }
     if (depth_ == frames_.size()) frames_.emplace_back();
     Frame& frame = frames_[depth_++];
     frame.object = object;
     if (!object) frame.array = Json(Json::value_t::array);
+    return true;
   }
 
   bool add(Json&& value) {
@@ -120,18 +123,24 @@ class DomBuilder {
 
   std::vector<Frame> frames_;
   size_t depth_ = 0;
+  size_t max_depth_ = 0;
+  bool too_deep_ = false;
   Json root_;
 };
 
 }  // namespace
 
-std::optional<Json> parse_json(std::string_view text) {
+std::optional<Json> parse_json(std::string_view text, std::size_t max_depth, JsonRefusal* why) {
   thread_local DomBuilder builder;
-  builder.reset();
+  builder.reset(max_depth);
   const bool ok = Json::sax_parse(text.begin(), text.end(), &builder);
   std::optional<Json> result;
-  if (ok) result = builder.take();
-  builder.reset();
+  if (ok) {
+    result = builder.take();
+  } else if (why != nullptr) {
+    *why = builder.too_deep() ? JsonRefusal::TooDeep : JsonRefusal::Invalid;
+  }
+  builder.reset(max_depth);
   return result;
 }
 

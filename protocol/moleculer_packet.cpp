@@ -108,10 +108,16 @@ std::optional<PacketType> Topics::classify(std::string_view subject) const {
 DecodedPacket decode_packet(PacketType type, std::string_view bytes,
                             const std::string& expected_version) {
   DecodedPacket result;
-  std::optional<Json> parsed = parse_json(bytes);
+  JsonRefusal why = JsonRefusal::Invalid;
+  std::optional<Json> parsed = parse_json(bytes, kMaxPacketJsonDepth, &why);
   if (!parsed) {
-    result.error = DecodeError::InvalidJson;
-    result.detail = "not valid JSON";
+    if (why == JsonRefusal::TooDeep) {
+      result.error = DecodeError::TooDeep;
+      result.detail = "JSON nested deeper than " + std::to_string(kMaxPacketJsonDepth) + " levels";
+    } else {
+      result.error = DecodeError::InvalidJson;
+      result.detail = "not valid JSON";
+    }
     return result;
   }
   Json& packet = *parsed;

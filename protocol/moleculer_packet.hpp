@@ -49,6 +49,7 @@ class Topics {
 enum class DecodeError {
   None,
   InvalidJson,
+  TooDeep,  // arrays/objects nested deeper than kMaxPacketJsonDepth
   NotAnObject,
   MissingSender,
   VersionMismatch,
@@ -65,9 +66,10 @@ struct DecodedPacket {
   bool ok() const { return error == DecodeError::None; }
 };
 
-/// Parses and validates one packet: a JSON object with string `ver` equal to `expected_version`,
-/// string `sender`, and the fields this node relies on for `type` (id/action for REQ, id/success
-/// for RES, event for EVENT, id for PING/PONG).
+/// Parses and validates one packet: a JSON object nested at most kMaxPacketJsonDepth deep (refused
+/// as TooDeep while parsing), with string `ver` equal to `expected_version`, string `sender`, and
+/// the fields this node relies on for `type` (id/action for REQ, id/success for RES, event for
+/// EVENT, id for PING/PONG).
 DecodedPacket decode_packet(PacketType type, std::string_view bytes,
                             const std::string& expected_version);
 

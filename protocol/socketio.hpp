@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "protocol/json.hpp"
 #include "protocol/result.hpp"
 
 namespace steedos::protocol::sio {
@@ -42,10 +43,11 @@ struct Packet {
 struct DecodeLimits {
   /// socket.io-parser >= 4.2.6 (CVE-2026-33151): more attachments close the connection.
   std::size_t max_attachments = 10;
-  /// Deepest array/object nesting accepted. Not a reference rule: it bounds the recursion of
-  /// whatever later turns the payload into a DOM and serialises it again (nlohmann's dump()
-  /// recurses), so a 1 MB "[[[[..." cannot overflow the stack there.
-  std::size_t max_depth = 1000;
+  /// Deepest array/object nesting accepted (kMaxBrowserJsonDepth, protocol/json.hpp). Not a
+  /// reference rule: it bounds the recursion of whatever later turns the payload into a DOM and
+  /// serialises it again (nlohmann's dump() recurses), so a 1 MB "[[[[..." cannot overflow the
+  /// stack there.
+  std::size_t max_depth = kMaxBrowserJsonDepth;
 };
 
 enum class Error : std::uint8_t {

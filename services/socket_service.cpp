@@ -313,6 +313,7 @@ Json SocketService::stats() const {
               {"rejected", counters_.rejected},
               {"refused", counters_.refused},
               {"refusedOrigins", refused_origins_ ? refused_origins_() : 0},
+              {"malformed", malformed_ ? malformed_() : 0},
               {"auth", {{"calls", counters_.auth_calls}, {"failures", counters_.auth_failures}}},
               {"uptime", uptime}};
 }

@@ -52,6 +52,9 @@ class SocketService {
   void count_refused_origins(std::function<uint64_t()> count) {
     refused_origins_ = std::move(count);
   }
+  /// Where `socket.stats` reads `malformed`: the gateway's count of sessions closed for a
+  /// malformed packet or a protocol violation ("parse error"). Without it the key reads 0.
+  void count_malformed(std::function<uint64_t()> count) { malformed_ = std::move(count); }
 
  private:
   friend const std::vector<std::string>& socket_event_patterns();
@@ -92,6 +95,7 @@ class SocketService {
   std::map<std::string, std::set<std::string>> sockets_by_token_;  // token -> client ids
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::function<uint64_t()> refused_origins_;
+  std::function<uint64_t()> malformed_;
 };
 
 }  // namespace steedos::services

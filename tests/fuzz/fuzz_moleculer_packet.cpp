@@ -1,6 +1,7 @@
 // libFuzzer target: what a Moleculer peer may send (scripts/fuzz.sh). The fast JSON reader must
-// give exactly what nlohmann's own parser gives for any bytes, and decode_packet must never
-// crash; a packet it accepts has a sender and the protocol version asked for.
+// give exactly what nlohmann's own parser gives for any bytes (except that it refuses documents
+// nested deeper than its limit), and decode_packet must never crash; a packet it accepts has a
+// sender and the protocol version asked for.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -18,8 +19,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   const steedos::Json expected =
       steedos::Json::parse(input.begin(), input.end(), nullptr, /*allow_exceptions=*/false);
-  const auto parsed = proto::parse_json(input);
-  FUZZ_ASSERT(parsed.has_value() == !expected.is_discarded());
+  auto why = proto::JsonRefusal::Invalid;
+  const auto parsed = proto::parse_json(input, proto::kMaxPacketJsonDepth, &why);
+  if (parsed) FUZZ_ASSERT(!expected.is_discarded());
+  if (!parsed) FUZZ_ASSERT(expected.is_discarded() || why == proto::JsonRefusal::TooDeep);
   if (parsed) {
     FUZZ_ASSERT(*parsed == expected);
     FUZZ_ASSERT(steedos::dump_json(*parsed) == steedos::dump_json(expected));

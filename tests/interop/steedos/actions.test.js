@@ -29,7 +29,7 @@ describe("steedos socket: actions and logout", () => {
 		const u1 = await c.connect({ transports: ["websocket"], cookie: U1 });
 		await u1.emitWithAck("subscribe", { roomParts: ["space", "orders"] });
 		const st = await c.stats();
-		assert.deepEqual(Object.keys(st).sort(), ["auth", "connections", "events", "nodeID", "refused", "refusedOrigins", "rejected", "rooms", "uptime"]);
+		assert.deepEqual(Object.keys(st).sort(), ["auth", "connections", "events", "malformed", "nodeID", "refused", "refusedOrigins", "rejected", "rooms", "uptime"]);
 		assert.equal(st.nodeID, c.node.nodeID);
 		assert.deepEqual(Object.keys(st.connections).sort(), ["anonymous", "authenticated", "byTransport", "total"]);
 		assert.deepEqual(Object.keys(st.connections.byTransport).sort(), ["polling", "websocket"]);
@@ -37,7 +37,7 @@ describe("steedos socket: actions and logout", () => {
 		assert.equal(st.rooms, 2);
 		assert.deepEqual(Object.keys(st.events).sort(), ["in", "out"]);
 		assert.deepEqual(Object.keys(st.auth).sort(), ["calls", "failures"]);
-		for (const v of [st.events.in, st.events.out, st.rejected, st.refused, st.refusedOrigins, st.auth.calls, st.auth.failures, st.uptime]) {
+		for (const v of [st.events.in, st.events.out, st.rejected, st.refused, st.refusedOrigins, st.malformed, st.auth.calls, st.auth.failures, st.uptime]) {
 			assert.equal(typeof v, "number");
 			assert.ok(Number.isInteger(v) && v >= 0);
 		}

@@ -116,7 +116,8 @@ function record(s) {
 /**
  * Starts the cluster. `extra` is merged into the node config (gateway/auth merged one level).
  * `gateways`: how many steedos-socket nodes (contract §7); `node`/`port` are the first one's,
- * `nodes`/`ports` all of them, and `client({ gateway: i })` connects to the i-th.
+ * `nodes`/`ports` all of them, and `client({ gateway: i })` connects to the i-th. `logLevel`:
+ * the gateway nodes' (default "debug").
  */
 /**
  * The `listener` service of a producer broker: answers listener.ping (so a test can wait until
@@ -134,7 +135,7 @@ function listenerService(events) {
 	};
 }
 
-async function startCluster({ extra = {}, gateways = 1 } = {}) {
+async function startCluster({ extra = {}, gateways = 1, logLevel = "debug" } = {}) {
 	const nats = await h.startBus();
 	const authCalls = [];
 	const subscribeEvents = [];
@@ -159,7 +160,7 @@ async function startCluster({ extra = {}, gateways = 1 } = {}) {
 	const nodes = [];
 	const ports = [];
 	for (let i = 0; i < gateways; i++) {
-		const gateway = await startGateway({ nats, logLevel: "debug", extra: config });
+		const gateway = await startGateway({ nats, logLevel, extra: config });
 		nodes.push(gateway);
 		ports.push(await gatewayPort(gateway));
 	}

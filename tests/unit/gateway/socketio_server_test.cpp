@@ -674,13 +674,16 @@ TEST_SUITE("socketio_server") {
         "7",                                         // unknown type
         "",                                          // empty
         R"(2["x",{"_placeholder":true,"num":0}],)",  // trailing garbage
+        "2" + std::string(100000, '[') + std::string(100000, ']'),  // nested too deeply
     };
     for (const auto& packet : bad) {
       CAPTURE(packet);
       Fixture f;
       auto engine = f.connect("e");
+      CHECK(f.server.protocol_violations() == 0);
       engine->text(packet);
       CHECK(engine->closed);
+      CHECK(f.server.protocol_violations() == 1);
       f.io.poll();
       CHECK(f.server.connection_count() == 0);
       CHECK(f.server.of("/").socket_count() == 0);

@@ -241,8 +241,14 @@ TEST_SUITE("broker") {
     // Garbage on the wire is dropped and counted, never fatal.
     raw.publish("MOL.REQ.b", "{oops");
     raw.publish("MOL.REQ.b", R"({"ver":"4","sender":"js"})");
+    // So is a packet nested 100,000 deep: refused while parsing, nothing recursed over.
+    std::string deep = R"({"ver":"4","sender":"js","event":"e","data":)";
+    for (int i = 0; i < 50000; ++i) deep += R"({"a":[)";
+    deep += "1";
+    for (int i = 0; i < 50000; ++i) deep += "]}";
+    raw.publish("MOL.EVENT.b", deep + "}");
     run_for(loop, 20);
-    CHECK(b.broker->counters().invalid_packets == 2);
+    CHECK(b.broker->counters().invalid_packets == 3);
   }
 
   TEST_CASE("emit is balanced per group, broadcast reaches every node") {

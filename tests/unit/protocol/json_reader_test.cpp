@@ -6,6 +6,8 @@
 #include <vector>
 
 using steedos::Json;
+using steedos::protocol::JsonRefusal;
+using steedos::protocol::kMaxPacketJsonDepth;
 using steedos::protocol::parse_json;
 using steedos::protocol::reserved_object;
 
@@ -65,9 +67,8 @@ TEST_SUITE("json_reader") {
   }
 
   TEST_CASE("deep and wide documents") {
-    std::string deep;
-    for (int i = 0; i < 10000; ++i) deep += "[";
-    for (int i = 0; i < 10000; ++i) deep += "]";
+    const std::string deep =
+        std::string(kMaxPacketJsonDepth, '[') + std::string(kMaxPacketJsonDepth, ']');
     check_same_as_nlohmann(deep);
     std::string wide = "{";
     for (int i = 0; i < 5000; ++i)
@@ -75,6 +76,52 @@ TEST_SUITE("json_reader") {
     wide += "}";
     check_same_as_nlohmann(wide);
     check_same_as_nlohmann(R"({"after":"big ones"})");
+  }
+
+  TEST_CASE("nesting: the limit is accepted, one level more is refused as too deep") {
+    const auto nested = [](size_t depth, bool objects) {
+      std::string text;
+      for (size_t i = 0; i < depth; ++i) text += objects ? R"({"a":)" : "[";
+      text += "1";
+      text += std::string(depth, objects ? '}' : ']');
+      return text;
+    };
+    const auto arrays = [&nested](size_t depth) { return nested(depth, false); };
+    for (size_t limit : {size_t{1}, size_t{5}, kMaxPacketJsonDepth}) {
+      CAPTURE(limit);
+      for (bool objects : {false, true}) {
+        auto why = JsonRefusal::Invalid;
+        const auto at = parse_json(nested(limit, objects), limit, &why);
+        REQUIRE(at.has_value());
+        CHECK(*at == Json::parse(nested(limit, objects)));
+        CHECK_FALSE(parse_json(nested(limit + 1, objects), limit, &why).has_value());
+        CHECK(why == JsonRefusal::TooDeep);
+      }
+    }
+    CHECK(parse_json("1", 0).has_value());  // scalars have no depth
+    CHECK_FALSE(parse_json("[]", 0).has_value());
+    CHECK(parse_json(arrays(kMaxPacketJsonDepth)).has_value());  // the default limit
+    CHECK_FALSE(parse_json(arrays(kMaxPacketJsonDepth + 1)).has_value());
+  }
+
+  TEST_CASE("100,000 levels of arrays or objects: refused as too deep, no crash") {
+    const std::string arrays = std::string(100000, '[') + std::string(100000, ']');
+    std::string objects;
+    for (int i = 0; i < 100000; ++i) objects += R"({"a":)";
+    objects += "null" + std::string(100000, '}');
+    const std::string unclosed = std::string(100000, '[');  // also invalid: too deep comes first
+    for (const std::string* text : std::vector<const std::string*>{&arrays, &objects, &unclosed}) {
+      auto why = JsonRefusal::Invalid;
+      CHECK_FALSE(parse_json(*text, kMaxPacketJsonDepth, &why).has_value());
+      CHECK(why == JsonRefusal::TooDeep);
+    }
+    auto why = JsonRefusal::TooDeep;
+    CHECK_FALSE(parse_json("[[1]", kMaxPacketJsonDepth, &why).has_value());
+    CHECK(why == JsonRefusal::Invalid);
+    // The reused frame stack is back to normal for the next document.
+    const auto next = parse_json(R"({"c":[3]})");
+    REQUIRE(next.has_value());
+    CHECK(next->dump() == R"({"c":[3]})");
   }
 
   TEST_CASE("reserved_object is an empty object that fills without moving") {

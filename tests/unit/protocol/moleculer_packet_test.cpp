@@ -80,6 +80,32 @@ TEST_SUITE("moleculer_packet") {
     CHECK(decode_packet(PacketType::Info, "", "4").error == DecodeError::InvalidJson);
   }
 
+  TEST_CASE("decode refuses a packet nested deeper than kMaxPacketJsonDepth") {
+    using steedos::protocol::kMaxPacketJsonDepth;
+    // An EVENT whose data nests `levels` arrays or objects; the packet object itself is one more.
+    const auto event = [](size_t levels, bool objects) {
+      std::string data;
+      for (size_t i = 0; i < levels; ++i) data += objects ? R"({"a":)" : "[";
+      data += "1";
+      data += std::string(levels, objects ? '}' : ']');
+      return R"({"ver":"4","sender":"x","event":"e","data":)" + data + "}";
+    };
+    for (bool objects : {false, true}) {
+      CAPTURE(objects);
+      CHECK(decode_packet(PacketType::Event, event(kMaxPacketJsonDepth - 1, objects), "4").ok());
+      const auto over = decode_packet(PacketType::Event, event(kMaxPacketJsonDepth, objects), "4");
+      CHECK(over.error == DecodeError::TooDeep);
+      CHECK(over.detail.find("nested deeper") != std::string::npos);
+      const auto hostile = decode_packet(PacketType::Event, event(100000, objects), "4");
+      CHECK(hostile.error == DecodeError::TooDeep);
+    }
+    // Bare 100,000-deep documents, closed or not.
+    CHECK(decode_packet(PacketType::Event, std::string(100000, '['), "4").error ==
+          DecodeError::TooDeep);
+    CHECK(decode_packet(PacketType::Event, std::string(100000, '[') + std::string(100000, ']'), "4")
+              .error == DecodeError::TooDeep);
+  }
+
   TEST_CASE("encode appends ver and sender last and survives invalid UTF-8") {
     Json payload = Json::object();
     payload["cpu"] = 12;

@@ -244,6 +244,16 @@ TEST_SUITE("socketio") {
     // The default bounds a hostile 1 MB payload without touching the stack.
     const std::string deep = "2" + std::string(500000, '[') + std::string(500000, ']');
     CHECK(decode(deep).error == Error::TooDeep);
+    CHECK(decode("2" + std::string(100000, '[')).error == Error::TooDeep);  // not even closed
+    std::string objects = "2[\"x\",";
+    for (int i = 0; i < 100000; ++i) objects += R"({"a":)";
+    objects += "1" + std::string(100000, '}') + "]";
+    CHECK(decode(objects).error == Error::TooDeep);
+    CHECK(std::string(error_text(Error::TooDeep)) == "JSON nested too deeply");
+    // The default is kMaxBrowserJsonDepth, counting the event array itself.
+    const size_t limit = steedos::protocol::kMaxBrowserJsonDepth;
+    CHECK(decode(nested(limit)).ok());
+    CHECK(decode(nested(limit + 1)).error == Error::TooDeep);
   }
 
   TEST_CASE("placeholder rule follows reconstructPacket") {
