@@ -39,6 +39,32 @@ for (const { version, protocol } of h.VERSIONS) {
 		});
 
 		const received = () => js.call("cpptest.received", {}, { nodeID: cpp.nodeID });
+		const isMarker = (data, id) => !!data && typeof data === "object" && "marker" in data && (id === undefined || data.marker === id);
+
+		/**
+		 * Barrier on the JS -> C++ path: `send(event, id)` sends a marker of each event (so on the
+		 * very subject the events under test used), after them. Waits until the C++
+		 * node recorded every marker and returns its records other than markers.
+		 */
+		async function receivedUntil(events, send, ms = 3000) {
+			const id = h.uniqueId("marker");
+			for (const event of events) await send(event, id);
+			const recs = await h.waitFor(async () => {
+				const r = await received();
+				return events.every(event => r.some(x => x.event === event && isMarker(x.data, id))) && r;
+			}, ms, { what: `markers ${id} recorded on ${cpp.nodeID}` });
+			return recs.filter(x => !isMarker(x.data));
+		}
+
+		/**
+		 * The sniffer is a separate connection: its copies may land later than the deliveries.
+		 * Waits until it saw `n` marker EVENTs since `start`; returns the other packets since then.
+		 */
+		async function snifferUntil(start, n) {
+			const markers = () => sniffer.packets.slice(start).filter(p => p.cmd.startsWith("EVENT") && p.packet && isMarker(p.packet.data));
+			await h.waitFor(() => markers().length >= n, 3000, { what: `${n} marker EVENT(s) at the sniffer` });
+			return sniffer.packets.slice(start).filter(p => !(p.cmd.startsWith("EVENT") && p.packet && isMarker(p.packet.data)));
+		}
 
 		test("/connz shows the C++ node's REQB and EVENTB queue subscriptions", async () => {
 			const p = namespace ? `MOL-${namespace}` : "MOL";
@@ -89,9 +115,8 @@ for (const { version, protocol } of h.VERSIONS) {
 			const start = sniffer.packets.length;
 			await js.emit("test.exact", { e: 1 });
 			await js.emit("audit.a.b", { e: 2 });
-			await h.waitFor(async () => (await received()).length >= 2, 3000, { what: "2 deliveries" });
-			await h.sleep(300);
-			const recs = await received();
+			// Barrier: a marker on each subject under test, from the same emitter, after the events.
+			const recs = await receivedUntil(["test.exact", "audit.a.b"], (event, id) => js.emit(event, { marker: id }));
 			// Two subjects read in one socket read are handed over in a fixed order, not in arrival
 			// order (README, "Layout" notes): compare without the order.
 			const byHandler = (x, y) => (x[0] < y[0] ? -1 : 1);
@@ -99,7 +124,7 @@ for (const { version, protocol } of h.VERSIONS) {
 				["audit.**|cppaudit", "audit.a.b", ["cppaudit"], { e: 2 }],
 				["test.exact|cpptest", "test.exact", ["cpptest"], { e: 1 }]
 			]);
-			const subjects = sniffer.packets.slice(start).filter(p => p.cmd.startsWith("EVENT")).map(p => p.subject);
+			const subjects = (await snifferUntil(start, 2)).filter(p => p.cmd.startsWith("EVENT")).map(p => p.subject);
 			assert.deepEqual(subjects, [
 				`${sniffer.prefix}.EVENTB.cpptest.test.exact`,
 				`${sniffer.prefix}.EVENTB.cppaudit.audit.a.b`
@@ -109,9 +134,8 @@ for (const { version, protocol } of h.VERSIONS) {
 		test("JS broadcast still reaches the C++ node (targeted EVENT)", async () => {
 			await js.call("cpptest.clear", {}, { nodeID: cpp.nodeID });
 			await js.broadcast("test.exact", { b: 1 });
-			await h.waitFor(async () => (await received()).length >= 1, 3000, { what: "broadcast delivery" });
-			await h.sleep(300);
-			const recs = await received();
+			// Barrier: a marker broadcast on the same path (EVENT.<cpp>) after the event under test.
+			const recs = await receivedUntil(["test.exact"], (event, id) => js.broadcast(event, { marker: id }));
 			assert.equal(recs.length, 1);
 			assert.equal(recs[0].broadcast, true);
 		});
@@ -121,13 +145,27 @@ for (const { version, protocol } of h.VERSIONS) {
 				const list = await js.call("$node.events", { withEndpoints: true }, { nodeID: cpp.nodeID });
 				return list.some(e => e.name === "cppev.*" && e.group === "jsvc");
 			}, 8000, { what: "C++ knows the JS subscription" });
+			// moleculer makes its EVENTB queue subscriptions after its start resolved: wait for NATS
+			// to hold the JS one, or the emit finds no subscriber.
+			const subject = `${sniffer.prefix}.EVENTB.jsvc.cppev.*`;
+			await h.waitFor(async () => (await nats.connz()).connections.some(c =>
+				(c.subscriptions_list_detail || []).some(s => s.subject === subject && s.qgroup === "jsvc")
+			), 5000, { what: `NATS holds the JS queue subscription ${subject}` });
 			got.length = 0;
 			const start = sniffer.packets.length;
 			await js.call("cpptest.emit", { event: "cppev.x", data: { k: 1 }, mode: "emit" }, { nodeID: cpp.nodeID });
-			await h.waitFor(() => got.length >= 1, 3000, { what: "JS delivery" });
-			await h.sleep(300);
-			assert.deepEqual(got, [{ event: "cppev.x", params: { k: 1 }, groups: ["jsvc"], sender: cpp.nodeID }]);
-			const events = sniffer.packets.slice(start).filter(p => p.cmd.startsWith("EVENT") && p.packet.event === "cppev.x");
+			// Barrier: the same C++ emitter sends a marker of the same event after the one under test.
+			const id = h.uniqueId("marker");
+			await js.call("cpptest.emit", { event: "cppev.x", data: { marker: id }, mode: "emit" }, { nodeID: cpp.nodeID });
+			await h.waitFor(() => got.some(g => isMarker(g.params, id)), 3000, { what: `marker ${id} delivered to JS` }).catch(err => {
+				err.message += `\nJS deliveries: ${JSON.stringify(got)}`;
+				throw err;
+			});
+			const upTo = got.slice(0, got.findIndex(g => isMarker(g.params, id)));
+			assert.deepEqual(got.slice(upTo.length + 1), [], "nothing after the marker");
+			assert.deepEqual(upTo, [{ event: "cppev.x", params: { k: 1 }, groups: ["jsvc"], sender: cpp.nodeID }]);
+			const events = (await snifferUntil(start, 1))
+				.filter(p => p.cmd.startsWith("EVENT") && p.packet.event === "cppev.x" && !isMarker(p.packet.data));
 			assert.deepEqual(events.map(p => p.subject), [`${sniffer.prefix}.EVENTB.jsvc.cppev.x`]);
 		});
 

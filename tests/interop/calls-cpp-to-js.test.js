@@ -204,8 +204,22 @@ for (const { version, protocol } of h.VERSIONS) {
 					{ what: "nested REQ sniffed" }
 				);
 				assert.ok(req.packet.timeout > 0 && req.packet.timeout <= 800, `nested REQ timeout ${req.packet.timeout}`);
-				// Let the nested call run out on the C++ side before the next test.
-				await h.sleep(300);
+				// Let the nested call run out on the C++ side before the next test. Barrier: the C++
+				// node's own RES to the outer request, a RequestTimeoutError sent when the outer
+				// deadline passed there; the nested call has that deadline too (the parent's budget).
+				const outer = sniffer.packets.find(p => p.cmd === "REQ" && p.packet.action === "cpptest.call" && p.packet.params.params && p.packet.params.params.budget === 1);
+				assert.ok(outer, "outer REQ sniffed");
+				const res = await h.waitFor(
+					() => sniffer.packets.find(p => p.cmd === "RES" && p.packet.id === outer.packet.id && p.packet.sender === cpp.nodeID),
+					3000,
+					{ what: "the C++ node's late RES to the outer call" }
+				);
+				// (Whichever of the two timers fires first answers: the outer one with RequestTimeoutError,
+				// or the nested one through cpptest.call's {ok: false}.)
+				const timedOut = res.packet.success
+					? res.packet.data.ok === false && res.packet.data.error.name === "RequestTimeoutError"
+					: res.packet.error.name === "RequestTimeoutError";
+				assert.ok(timedOut, JSON.stringify(res.packet));
 			} finally {
 				await sniffer.close();
 			}

@@ -33,8 +33,8 @@ for (const { version, protocol } of h.VERSIONS) {
 
 		test("C++ started before JS: JS registry shows the C++ node and its services", async () => {
 			cpp1 = await h.startCppNode({ nats, protocolVersion: protocol });
-			// Give the C++ node time to finish its own start before JS appears.
-			await h.sleep(800);
+			// Let the C++ node finish its own start before JS appears.
+			await cpp1.waitForLog(/node '[^']*' started/, 5000);
 			js1 = h.createBroker(version, { nats });
 			js1.createService({ name: "jsdisc", actions: { hi: () => "hi" } });
 			await js1.start();
@@ -280,15 +280,35 @@ for (const { version, protocol } of h.VERSIONS) {
 
 		test("a C++ node speaking the other protocol version is ignored, and ignores the cluster", async () => {
 			const other = protocol === "4" ? "5" : "4";
-			const stranger = await h.startCppNode({ nats, protocolVersion: other });
+			const strangerID = h.uniqueId("stranger");
+			// What the JS node rejects from the stranger: moleculer logs each packet it drops for a
+			// protocol version mismatch through the transit logger, with the packet type.
+			const rejected = [];
+			const tlog = js1.transit.logger;
+			const logError = tlog.error;
+			tlog.error = function (err, cmd, ...rest) {
+				if (err && err.name === "ProtocolVersionMismatchError" && err.data && err.data.nodeID === strangerID) rejected.push(cmd);
+				return logError.call(this, err, cmd, ...rest);
+			};
+			const stranger = await h.startCppNode({ nats, protocolVersion: other, nodeID: strangerID });
 			try {
 				await stranger.waitForLog(new RegExp(`dropping packets of node '${js1.nodeID}'`), 5000);
-				await h.sleep(1500);
+				await cpp1.waitForLog(new RegExp(`dropping packets of node '${strangerID}'`), 5000);
+				// Barrier: the JS node processed (and dropped) two HEARTBEATs of the stranger, which
+				// the stranger sent after its DISCOVER and INFO.
+				await h.waitFor(() => rejected.filter(c => c === "HEARTBEAT").length >= 2, 5000, {
+					what: `js1 drops two HEARTBEATs of ${strangerID}`
+				}).catch(err => {
+					err.message += `\nrejected by js1: ${rejected.join(" ")}`;
+					throw err;
+				});
+				assert.ok(rejected.includes("INFO"), `js1 dropped the stranger's INFO: ${rejected.join(" ")}`);
 				assert.equal(h.jsNode(js1, stranger.nodeID), undefined);
 				const list = await js1.call("$node.list", {}, { nodeID: cpp1.nodeID });
 				assert.deepEqual(list.map(n => n.id).sort(), [cpp1.nodeID, js1.nodeID].sort());
 				assert.equal(stranger.running(), true);
 			} finally {
+				tlog.error = logError;
 				await stranger.stop();
 			}
 		});

@@ -82,7 +82,10 @@ for (const { version, protocol } of h.VERSIONS) {
 			assert.notEqual(res.code, 0, `duplicate exited with ${JSON.stringify(res)}:\n${dup.logText()}`);
 			assert.ok(dup.logText().includes(cpp.nodeID), `message names the nodeID:\n${dup.logText()}`);
 			assert.equal(cpp.running(), true);
-			await h.sleep(300);
+			// Barrier: the answer to this call was published after the duplicate exited, and JS reads
+			// all its subjects from one connection in the server's order, so whatever the duplicate
+			// sent has been processed by JS before the answer.
+			assert.equal(await js.call("cpptest.add", { a: 1, b: 1 }), 2);
 			const now = h.jsNode(js, cpp.nodeID);
 			assert.equal(now.available, true);
 			assert.equal(now.instanceID, before.instanceID, "JS still sees the first instance");
@@ -105,7 +108,13 @@ for (const { version, protocol } of h.VERSIONS) {
 					const res = await h.withTimeout(twin.exited, 10000, "exit of the C++ twin");
 					assert.notEqual(res.code, 0, `C++ twin exited with ${JSON.stringify(res)}:\n${twin.logText()}`);
 					assert.ok(twin.logText().includes(id), twin.logText());
-					await h.sleep(300);
+					// Barrier: a PING to the JS twin sent after the C++ twin exited; the JS twin reads
+					// its subjects from one connection in the server's order, so its PONG shows that it
+					// processed whatever the C++ twin had sent.
+					const pinger = h.uniqueId("pinger");
+					const pong = await sniffer.first(`${sniffer.prefix}.PONG.${pinger}`, 3000, p => p.id === pinger);
+					sniffer.publish(`${sniffer.prefix}.PING.${id}`, { ver: protocol, sender: pinger, id: pinger, time: Date.now() });
+					assert.equal((await pong.value).sender, id);
 					assert.deepEqual(fatal, [], "the JS node saw a conflicting INFO");
 					const infos = sniffer.packets.filter(p => p.cmd === "INFO" && p.packet.sender === id && p.packet.instanceID !== jsTwin.instanceID);
 					assert.deepEqual(infos, [], "the C++ twin announced itself");
@@ -154,7 +163,7 @@ for (const { version, protocol } of h.VERSIONS) {
 
 		test(`${h.BUS === "redis" ? "Redis" : "NATS"} restart on the same port: calls work again both ways`, async () => {
 			await nats.stop();
-			await h.sleep(500);
+			await h.sleep(500); // the outage itself, not a synchronisation
 			await nats.restart();
 			await bothWaysWork(15000);
 			assert.equal(h.jsNode(js, cpp.nodeID).available, true);
@@ -164,7 +173,9 @@ for (const { version, protocol } of h.VERSIONS) {
 			nodeEvents.length = 0;
 			await nats.stop();
 			await h.waitFor(() => !h.jsNode(js, cpp.nodeID).available, 9000, { what: "JS drops the C++ node" });
-			await h.sleep(1000); // the C++ side runs the same check
+			// The outage itself, not a synchronisation: the bus stays down 1 s longer, so the C++
+			// side's own heartbeat check (same timeout) runs out too.
+			await h.sleep(1000);
 			await nats.restart();
 			await bothWaysWork(20000);
 			await h.waitForRemoteNode(js, cpp.nodeID, ["cpptest.echo", "cpptest.call"], 5000);
@@ -197,7 +208,17 @@ for (const { version, protocol } of h.VERSIONS) {
 					[["disconnected", false]]
 				);
 
-				await h.sleep(1500); // any heartbeat after DISCONNECT would show up here
+				// Barrier: two HEARTBEATs of the JS node (interval 1 s) after the DISCONNECT show that
+				// time passed on the bus; a heartbeat of the C++ node after its DISCONNECT would be here.
+				const disc = await h.waitFor(() => {
+					const i = sniffer.packets.findIndex(p => p.cmd === "DISCONNECT" && p.packet.sender === cpp.nodeID);
+					return i >= 0 ? { i } : false;
+				}, 3000, { what: "the sniffer sees the DISCONNECT" }).then(r => r.i);
+				await h.waitFor(
+					() => sniffer.packets.slice(disc + 1).filter(p => p.cmd === "HEARTBEAT" && p.packet.sender === js.nodeID).length >= 2,
+					5000,
+					{ what: "two HEARTBEATs of the JS node after the DISCONNECT" }
+				);
 				const mine = sniffer.packets.filter(p => p.packet.sender === cpp.nodeID);
 				const iInfo = mine.findIndex(p => p.cmd === "INFO" && Array.isArray(p.packet.services) && p.packet.services.length === 0);
 				const iDisc = mine.findIndex(p => p.cmd === "DISCONNECT");

@@ -239,8 +239,30 @@ describe("Redis transporter: credentials", () => {
 		try {
 			await cpp.waitForLog(/NOPERM/, 15000);
 			assert.match(cpp.logText(), /&MOL-steedos\.\*/, "the log says which channel permission is missing");
-			const r = await Promise.race([cpp.exited, h.sleep(1500).then(() => null)]);
-			if (r) assert.ok(r.signal === null && r.code !== null && r.code <= 1, `exited cleanly: ${JSON.stringify(r)}`);
+			// Barrier: after the NOPERM line the server refused two more SUBSCRIBEs of the HEARTBEAT
+			// channel: the node retried twice (with backoff), so it went on running past the
+			// refusal; or it exited, which must be clean.
+			const admin = redis.admin();
+			// ACL LOG: one entry per (reason, channel, user) with a count of refusals.
+			const refusals = async () => (await admin.call("ACL", "LOG", "128")).map(flat => {
+				const e = {};
+				for (let i = 0; i + 1 < flat.length; i += 2) e[flat[i]] = flat[i + 1];
+				return e;
+			}).filter(e => e.reason === "channel" && e.username === "nochan");
+			const heartbeatRefusals = async () => (await refusals())
+				.filter(e => e.object === "MOL-steedos.HEARTBEAT")
+				.reduce((n, e) => n + Number(e.count), 0);
+			const first = await heartbeatRefusals();
+			await h.waitFor(async () => !cpp.running() || (await heartbeatRefusals()) >= first + 2, 15000, {
+				what: "two more refused SUBSCRIBEs of the HEARTBEAT channel (the node's retries), or its exit"
+			}).catch(async err => {
+				err.message += `\nrefusals: ${JSON.stringify((await refusals()).map(e => [e.object, e.count]))}`;
+				throw err;
+			});
+			if (!cpp.running()) {
+				const r = await cpp.exited;
+				assert.ok(r.signal === null && r.code !== null && r.code <= 1, `exited cleanly: ${JSON.stringify(r)}`);
+			}
 		} finally {
 			await h.stopCppNodes(cpp);
 		}

@@ -48,10 +48,28 @@ for (const { version, protocol } of h.VERSIONS) {
 			await js.broadcast("test.exact", { e: 3 });
 			await js.call("cpptest.emit", { event: "wire.ev", data: { e: 4 }, mode: "broadcast" }, { nodeID: cpp.nodeID });
 			sniffer.publish(`${sniffer.prefix}.PING`, { time: Date.now(), id: "wire-ping", ver: protocol, sender: "wire-pinger" });
-			await h.sleep(1500); // heartbeats from both
+			// The sniffer is a separate connection: wait until it holds, from both nodes, every
+			// packet type the tests compare (a HEARTBEAT and the PONG to wire-ping included).
+			const wanted = [
+				["DISCOVER"], ["INFO"], ["HEARTBEAT"], ["REQ"], ["PONG", p => p.id === "wire-ping"],
+				["RES", p => p.success === true], ["RES", p => p.success === false],
+				["EVENT", p => p.broadcast === false], ["EVENT", p => p.broadcast === true]
+			];
+			const missing = ids => wanted.flatMap(([cmd, f = () => true]) => ids
+				.filter(id => !sniffer.packets.some(p => p.cmd === cmd && p.packet.sender === id && f(p.packet)))
+				.map(id => `${cmd} from ${id}`));
+			await h.waitFor(() => missing([js.nodeID, cpp.nodeID]).length === 0, 5000, { what: "the sniffer sees every packet type from both nodes" })
+				.catch(err => {
+					err.message += `\nmissing: ${missing([js.nodeID, cpp.nodeID]).join(", ")}`;
+					throw err;
+				});
 			await h.stopBrokers(js);
 			await cpp.stop("SIGTERM");
-			await h.sleep(300);
+			await h.waitFor(
+				() => [js.nodeID, cpp.nodeID].every(id => sniffer.packets.some(p => p.cmd === "DISCONNECT" && p.packet.sender === id)),
+				3000,
+				{ what: "the sniffer sees the DISCONNECT of both nodes" }
+			);
 			packets = sniffer.packets.slice();
 		});
 

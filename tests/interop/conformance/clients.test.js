@@ -242,6 +242,7 @@ for (const name of targets) {
 		async function crowd(n, opts) {
 			const t0 = Date.now();
 			const counts = new Array(n).fill(0);
+			const sockets = new Array(n);
 			const problems = {}; // disconnect / connect_error reasons, for the failure message
 			const note = what => (problems[what] = (problems[what] || 0) + 1);
 			const { monitorEventLoopDelay } = require("perf_hooks");
@@ -250,7 +251,10 @@ for (const name of targets) {
 			const settled = await Promise.allSettled(
 				Array.from({ length: n }, async (_, i) => {
 					const socket = client(url, opts);
-					socket.on("message-back", () => counts[i]++);
+					sockets[i] = socket;
+					socket.on("message-back", v => {
+						if (!(v && typeof v === "object" && "marker" in v)) counts[i]++;
+					});
 					socket.on("disconnect", reason => note(`disconnect: ${reason}`));
 					socket.on("connect_error", err => note(`connect_error: ${err.message}`));
 					await connected(socket, 15000);
@@ -273,7 +277,18 @@ for (const name of targets) {
 					`${Math.round(lag.max / 1e6)} ms (the 300/200 ms heartbeat tolerates < 200 ms)`
 			);
 			settled.forEach((r, i) => assert.deepEqual(r.value, { i }));
-			await new Promise(r => setTimeout(r, 100));
+			// Barrier: a marker echo on each socket; a second message-back for the first message
+			// would arrive before the marker's answer on the same connection.
+			await Promise.all(sockets.map((socket, i) => new Promise((resolve, reject) => {
+				const timer = setTimeout(() => reject(new Error(`no answer to the marker of client ${i} within 5000 ms`)), 5000);
+				socket.on("message-back", v => {
+					if (v && v.marker === i) {
+						clearTimeout(timer);
+						resolve();
+					}
+				});
+				socket.emit("message", { marker: i });
+			})));
 			assert.deepEqual(counts, new Array(n).fill(1), "each client gets exactly its own message-back");
 			return ms;
 		}

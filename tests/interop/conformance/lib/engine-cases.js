@@ -118,7 +118,7 @@ function makeCases(target, { path, sio }) {
 					// pingInterval + pingTimeout = 500 ms; the official suite waits exactly that, which the
 					// reference server's timers miss now and then on a loaded machine. A server that does
 					// not close still answers 200 "2" (the unanswered ping) until the next ping at 800 ms.
-					await sleep(600);
+					await sleep(600); // the ping timeout under test, not a synchronisation
 					const poll = await request("GET", `${http()}?EIO=4&transport=polling&sid=${sid}`);
 					assertStatus(poll, 400, "GET 600 ms after the handshake");
 				});
