@@ -746,6 +746,10 @@ async function startSniffer(natsUrl, namespace = "") {
 		publish(subject, obj) {
 			nc.publish(subject, sc.encode(typeof obj === "string" ? obj : JSON.stringify(obj)));
 		},
+		/** Resolves once everything published so far reached the server. */
+		flush() {
+			return nc.flush();
+		},
 		/**
 		 * Subscribes `subject` now; `.value` resolves with the first parsed message that satisfies
 		 * `accept` (default: any), or rejects after `ms`.
@@ -814,6 +818,10 @@ async function startRedisSniffer(url, namespace = "") {
 		packets,
 		publish(subject, obj) {
 			pub.publish(subject, typeof obj === "string" ? obj : JSON.stringify(obj));
+		},
+		/** Resolves once everything published so far reached the server (replies come in order). */
+		async flush() {
+			await pub.ping();
 		},
 		async first(subject, ms = 2000, accept = () => true) {
 			const one = open();
