@@ -845,8 +845,10 @@ TEST_SUITE("gateway engine") {
     CHECK(server.session_exists(sid));
     // Silence from now on: ping at pong + 1000 ms, closed at pong + 1300 ms, not earlier.
     const auto deadline = pong_sent + 8000ms;
-    while (server.session_exists(sid) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
-    const auto closed_after = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - pong_sent);
+    while (server.session_exists(sid) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(5ms);
+    const auto closed_after = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - pong_sent);
     CHECK_FALSE(server.session_exists(sid));
     CHECK(closed_after >= 1300ms);
     CHECK(http(server.port, "GET", path).status == 400);
