@@ -515,6 +515,9 @@ void read_gateway(const Json& root, GatewaySettings& g) {
   read_cors_origins(s, g);
   read_int(s, p, "maxRoomsPerSocket", 1, std::numeric_limits<long long>::max(),
            g.max_rooms_per_socket);
+  read_int(s, p, "maxAttachments", 1, int_max, g.max_attachments);
+  read_int(s, p, "maxEventNameLength", 1, int_max, g.max_event_name_length);
+  read_int(s, p, "maxSubscribesPerSecond", 1, int_max, g.max_subscribes_per_second);
   read_bool(s, p, "anonymousRooms", g.anonymous_rooms);
   read_string_list(s, p, "individualRoomParts", g.individual_room_parts);
   read_string_list(s, p, "metadataTypes", g.metadata_types);
@@ -526,6 +529,7 @@ void read_auth(const Json& root, AuthSettings& a) {
   read_string(s, "auth", "action", false, a.action);
   read_int(s, "auth", "timeout", 0, std::numeric_limits<int>::max(), a.timeout_ms);
   read_int(s, "auth", "cacheTtl", 0, std::numeric_limits<int>::max(), a.cache_ttl_s);
+  read_int(s, "auth", "maxInFlight", 1, std::numeric_limits<int>::max(), a.max_in_flight);
 }
 
 const std::string* env_value(const Environment& env, const char* name) {

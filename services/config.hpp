@@ -31,6 +31,15 @@ struct GatewaySettings {
   /// those origins (with credentials), "*" = any origin without credentials.
   gateway::OriginPolicy cors_origins;
   size_t max_rooms_per_socket = 1000;
+  /// gateway.maxAttachments: binary attachments one incoming packet may carry; more closes the
+  /// session as a protocol violation ("parse error").
+  size_t max_attachments = 10;
+  /// gateway.maxEventNameLength: bytes of the name of an event a client sends; a longer event is
+  /// dropped (its ack answers {"error": ...}).
+  size_t max_event_name_length = 256;
+  /// gateway.maxSubscribesPerSecond: subscribe + unsubscribe requests per socket per second
+  /// (a token bucket whose burst is the rate); over it the request is refused.
+  int max_subscribes_per_second = 50;
   bool anonymous_rooms = false;
   std::vector<std::string> individual_room_parts = {"me", "notification-change"};
   std::vector<std::string> metadata_types = {"apps", "objects", "object_listviews",
@@ -47,6 +56,9 @@ struct AuthSettings {
   std::string action = "@steedos/service-accounts.getUserSession";
   int timeout_ms = 5000;
   int cache_ttl_s = 60;
+  /// auth.maxInFlight: distinct auth calls (one per spaceId + token) in flight at once; a
+  /// connect that would start one more is closed (fail closed, the client retries).
+  size_t max_in_flight = 200;
 };
 
 /// Which transporter the node runs (the broker knows only the Transporter interface). For NATS

@@ -808,3 +808,61 @@ TEST_SUITE("config") {
     CHECK(env.count("STEEDOS_UNRELATED_TEST_VAR") == 0);
   }
 }
+
+// Issue 9, the Socket.IO and service limits: gateway.maxAttachments, gateway.maxEventNameLength,
+// gateway.maxSubscribesPerSecond, auth.maxInFlight.
+TEST_SUITE("config: socket limits") {
+  TEST_CASE("defaults, in the parser and in the committed moleculer.config.json") {
+    for (const auto& c : {parse(""), parse_config(read_text(repo_root() + "/moleculer.config.json"),
+                                                  {}, "moleculer.config.json")}) {
+      CHECK(c.gateway.max_attachments == 10);
+      CHECK(c.gateway.max_event_name_length == 256);
+      CHECK(c.gateway.max_subscribes_per_second == 50);
+      CHECK(c.auth.max_in_flight == 200);
+    }
+    const auto j = Json::parse(read_text(repo_root() + "/moleculer.config.json"));
+    for (const char* key : {"maxAttachments", "maxEventNameLength", "maxSubscribesPerSecond"}) {
+      CHECK_MESSAGE(j["gateway"].contains(key), key);
+    }
+    CHECK(j["auth"].contains("maxInFlight"));
+  }
+
+  TEST_CASE("values from the file") {
+    const auto c = parse(R"({"gateway": {"maxAttachments": 3, "maxEventNameLength": 1,
+                                          "maxSubscribesPerSecond": 1000},
+                             "auth": {"maxInFlight": 1}})");
+    CHECK(c.gateway.max_attachments == 3);
+    CHECK(c.gateway.max_event_name_length == 1);
+    CHECK(c.gateway.max_subscribes_per_second == 1000);
+    CHECK(c.auth.max_in_flight == 1);
+    const auto nulls =
+        parse(R"({"gateway": {"maxAttachments": null}, "auth": {"maxInFlight": null}})");
+    CHECK(nulls.gateway.max_attachments == 10);
+    CHECK(nulls.auth.max_in_flight == 200);
+  }
+
+  TEST_CASE("bad values name the key") {
+    const std::pair<const char*, const char*> cases[] = {
+        {R"({"gateway": {"maxAttachments": 0}})", "gateway.maxAttachments"},
+        {R"({"gateway": {"maxAttachments": -1}})", "gateway.maxAttachments"},
+        {R"({"gateway": {"maxAttachments": "10"}})", "gateway.maxAttachments"},
+        {R"({"gateway": {"maxAttachments": 2.5}})", "gateway.maxAttachments"},
+        {R"({"gateway": {"maxEventNameLength": 0}})", "gateway.maxEventNameLength"},
+        {R"({"gateway": {"maxEventNameLength": true}})", "gateway.maxEventNameLength"},
+        {R"({"gateway": {"maxEventNameLength": 1e20}})", "gateway.maxEventNameLength"},
+        {R"({"gateway": {"maxSubscribesPerSecond": 0}})", "gateway.maxSubscribesPerSecond"},
+        {R"({"gateway": {"maxSubscribesPerSecond": -50}})", "gateway.maxSubscribesPerSecond"},
+        {R"({"gateway": {"maxSubscribesPerSecond": [50]}})", "gateway.maxSubscribesPerSecond"},
+        {R"({"auth": {"maxInFlight": 0}})", "auth.maxInFlight"},
+        {R"({"auth": {"maxInFlight": "200"}})", "auth.maxInFlight"},
+        {R"({"auth": {"maxInFlight": 0.5}})", "auth.maxInFlight"},
+    };
+    for (const auto& entry : cases) {
+      const char* text = entry.first;
+      const char* key = entry.second;
+      CAPTURE(text);
+      CHECK(error_key(text) == key);
+      CHECK(error_message(text).rfind(std::string(key) + ": ", 0) == 0);
+    }
+  }
+}
