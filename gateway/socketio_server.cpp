@@ -144,6 +144,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void accept(Socket& socket);
   void start_binary(sio::Packet packet);
   void add_attachment(std::string_view data);
+  /// Counts a decode error that is one of the limits (SocketIoLimitCounts).
+  void count_refusal(sio::Error error);
+  /// gateway.maxEventNameLength: the event is dropped, its ack (if any) answered with an error.
+  void refuse_long_event_name(Socket& socket, size_t length, std::optional<uint64_t> ack_id);
 
   SocketIoServer& server_;
   std::weak_ptr<int> alive_;
@@ -184,6 +188,27 @@ void Connection::violation(const char* what) {
   close("parse error");
 }
 
+void Connection::count_refusal(sio::Error error) {
+  auto& counts = server_.limit_counts_;
+  if (error == sio::Error::TooManyAttachments) ++counts.attachments;
+  if (error == sio::Error::TooDeep) ++counts.json_depth;
+}
+
+void Connection::refuse_long_event_name(Socket& socket, size_t length,
+                                        std::optional<uint64_t> ack_id) {
+  ++server_.limit_counts_.event_name;
+  const size_t limit = server_.options().max_event_name_length;
+  // Not the name itself: it is long, and the client chose it.
+  logger()->debug("event of {} bytes dropped for socket {}: name longer than {} bytes", length,
+                  socket.id(), limit);
+  if (!ack_id) return;
+  // A refusal the client can read, in the shape the application answers its refusals with
+  // (gateway-contract.md §3: `{"error": reason}`), instead of an ack that never comes.
+  const std::string error =
+      dump_json(Json{{"error", "event name longer than " + std::to_string(limit) + " bytes"}});
+  socket.send_ack(*ack_id, RawArgs{error}, {});
+}
+
 void Connection::start_connect_timer() {
   connect_timer_.expires_after(std::chrono::milliseconds(server_.options().connect_timeout_ms));
   connect_timer_.async_wait([weak = weak_from_this(), alive = alive_](const std::error_code& ec) {
@@ -218,8 +243,11 @@ void Connection::handle_message(std::string_view data, bool binary) {
     violation("text message while waiting for binary attachments");
     return;
   }
-  auto decoded = sio::decode(data);
+  sio::DecodeLimits limits;
+  limits.max_attachments = server_.options().max_attachments;
+  auto decoded = sio::decode(data, limits);
   if (!decoded) {
+    count_refusal(decoded.error);
     violation(sio::error_text(decoded.error));
     return;
   }
@@ -258,6 +286,7 @@ void Connection::add_attachment(std::string_view data) {
     case sio::BinaryPacketBuilder::Status::NeedMore:
       return;
     case sio::BinaryPacketBuilder::Status::TooLarge:
+      ++server_.limit_counts_.packet_size;
       violation("binary attachments too large");
       return;
     case sio::BinaryPacketBuilder::Status::Complete:
@@ -293,6 +322,10 @@ void Connection::handle_packet(sio::Packet packet, Attachments attachments) {
       auto name = sio::event_name(packet.payload);
       if (!elements || elements->empty() || !name) {
         violation("invalid event payload");
+        return;
+      }
+      if (name->size() > server_.options().max_event_name_length) {
+        refuse_long_event_name(*socket, name->size(), packet.ack_id);
         return;
       }
       RawArgs args(elements->begin() + 1, elements->end());

@@ -52,6 +52,21 @@ struct SocketIoOptions {
   size_t max_attachment_bytes = 1000000;
   /// Time allowed between a binary packet's header and its last attachment.
   int attachment_timeout_ms = 30000;
+  /// Binary attachments one incoming packet may announce (gateway.maxAttachments); more is a
+  /// protocol violation, as in socket.io-parser >= 4.2.6 (CVE-2026-33151).
+  size_t max_attachments = 10;
+  /// Longest event name, in bytes, of an event a client sends (gateway.maxEventNameLength). A
+  /// longer one is not dispatched; when it asked for an ack, the ack carries
+  /// `{"error": "..."}`, the shape the application uses for its own refusals.
+  size_t max_event_name_length = 256;
+};
+
+/// Incoming packets refused for one of the limits above, by limit, since the server started.
+struct SocketIoLimitCounts {
+  uint64_t attachments = 0;  // more than max_attachments attachments (session closed)
+  uint64_t packet_size = 0;  // attachment bytes over max_attachment_bytes (session closed)
+  uint64_t json_depth = 0;   // JSON nested deeper than kMaxBrowserJsonDepth (session closed)
+  uint64_t event_name = 0;   // event name over max_event_name_length (event dropped)
 };
 
 /// The application's answer to a CONNECT.
@@ -293,6 +308,8 @@ class SocketIoServer : public EngineHandler {
   /// Sessions closed with "parse error" since start: malformed Socket.IO packets (JSON nested
   /// too deeply included) and other protocol violations.
   uint64_t protocol_violations() const { return protocol_violations_; }
+  /// Packets refused for a limit; the closing ones are among protocol_violations() too.
+  const SocketIoLimitCounts& limit_counts() const { return limit_counts_; }
 
   void on_open(EngineSocket& socket) override;
   void on_message(EngineSocket& socket, std::string_view data, bool binary) override;
@@ -315,6 +332,7 @@ class SocketIoServer : public EngineHandler {
   std::unordered_map<const EngineSocket*, std::shared_ptr<Connection>> connections_;
   int engine_call_depth_ = 0;
   uint64_t protocol_violations_ = 0;
+  SocketIoLimitCounts limit_counts_;
   /// Expires with the server; posted work and timers check it before touching anything.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
