@@ -58,11 +58,16 @@ class Gateway final : public steedos::app::NodeParts {
   Gateway(Broker& broker, const Config& config)
       : config_(config),
         server_(broker.loop(), server_options(config)),
-        io_(broker.loop(), steedos::gateway::SocketIoOptions{config.gateway.connect_timeout_ms}),
+        io_(broker.loop(), socketio_options(config)),
         hub_(io_.of("/")),
         service_(broker, hub_, config) {
     service_.count_refused_origins([this] { return server_.stats().refused_origins; });
     service_.count_malformed([this] { return io_.protocol_violations(); });
+    service_.count_packet_limits([this] {
+      const auto& counts = io_.limit_counts();
+      return steedos::services::PacketLimitCounts{counts.attachments, counts.event_name,
+                                                  counts.packet_size, counts.json_depth};
+    });
     steedos::gateway::EngineOptions engine;
     engine.path = config.gateway.path;
     engine.ping_interval_ms = config.gateway.ping_interval_ms;
@@ -91,6 +96,14 @@ class Gateway final : public steedos::app::NodeParts {
   size_t open_connections() const override { return server_.open_connections(); }
 
  private:
+  static steedos::gateway::SocketIoOptions socketio_options(const Config& config) {
+    steedos::gateway::SocketIoOptions options;
+    options.connect_timeout_ms = config.gateway.connect_timeout_ms;
+    options.max_attachments = config.gateway.max_attachments;
+    options.max_event_name_length = config.gateway.max_event_name_length;
+    return options;
+  }
+
   static steedos::gateway::ServerOptions server_options(const Config& config) {
     steedos::gateway::ServerOptions options;
     options.host = config.gateway.host;

@@ -6,6 +6,7 @@
 #include "services/steedos_action_params.hpp"
 #include "services/steedos_events.hpp"
 #include "services/steedos_rooms.hpp"
+#include "services/token_bucket.hpp"
 
 namespace steedos::services {
 
@@ -74,10 +75,22 @@ struct ClientSession {
   Json session;  // §2.7 shape; holds the auth reply: never logged
   rules::SessionView view;
   std::string token;  // empty when no credentials were used
+  /// gateway.maxSubscribesPerSecond, made on the first subscribe or unsubscribe.
+  std::optional<TokenBucket> room_requests;
 };
 
 SocketService::SocketService(Broker& broker, ClientHub& hub, const Config& config)
-    : broker_(broker), hub_(hub), config_(config), auth_cache_(config.auth.cache_ttl_s) {
+    : broker_(broker),
+      hub_(hub),
+      config_(config),
+      auth_cache_(config.auth.cache_ttl_s),
+      auth_calls_(
+          config.auth.max_in_flight,
+          [this](const AuthCoalescer::Key& key,
+                 std::function<void(AuthCoalescer::Decision)> finish) {
+            call_auth(key, std::move(finish));
+          },
+          auth_hooks()) {
   ClientHandlers handlers;
   handlers.connect = [this](Client& client, const Json& auth,
                             std::function<void(ConnectDecision)> decide) {
@@ -136,32 +149,71 @@ void SocketService::authenticate(Client& client, const Json& auth,
     return;
   }
 
+  // Every socket of one (spaceId, token) waits for the same call (a reconnect storm costs the
+  // auth service one call per user, not one per socket).
+  auto admission = auth_calls_.request(
+      {credentials->space_id, credentials->token},
+      [this, set_user, set_anonymous, decide](const AuthCoalescer::Decision& decision) {
+        if (auto* user = std::get_if<rules::Authenticated>(&decision)) {
+          set_user(*user);
+          decide(ConnectDecision::accepted());
+        } else if (std::get_if<rules::Anonymous>(&decision)) {
+          set_anonymous();
+          decide(ConnectDecision::accepted());
+        } else {
+          counters_.auth_failures++;
+          decide(ConnectDecision::close_transport("auth service failed"));
+        }
+      });
+  if (admission == AuthCoalescer::Admission::Refused) {
+    // Fail closed and retryable, as when the auth service fails: the client reconnects with
+    // back-off. Logged once per episode by the coalescer's hooks, not once per socket.
+    counters_.auth_in_flight++;
+    decide(ConnectDecision::close_transport("auth.maxInFlight reached"));
+  }
+}
+
+void SocketService::call_auth(const AuthCoalescer::Key& key,
+                              std::function<void(AuthCoalescer::Decision)> finish) {
   counters_.auth_calls++;
+  rules::Credentials credentials;
+  credentials.space_id = key.first;
+  credentials.token = key.second;
   CallOptions options;
   options.timeout_ms = config_.auth.timeout_ms;
-  Json params = Json{{"authorization", credentials->authorization()}};
+  Json params = Json{{"authorization", credentials.authorization()}};
   broker_.call(config_.auth.action, std::move(params), options,
-               [this, session, credentials = *credentials, set_user, set_anonymous,
-                decide = std::move(decide)](Outcome outcome) {
+               [space_id = key.first, finish = std::move(finish)](Outcome outcome) {
                  Json data = outcome.ok && outcome.has_data ? outcome.data : Json(nullptr);
-                 auto decision = rules::classify_auth_reply(
-                     outcome.ok, data, outcome.ok ? nullptr : &outcome.error, credentials.space_id);
-                 if (auto* user = std::get_if<rules::Authenticated>(&decision)) {
-                   auth_cache_.put(credentials.space_id, credentials.token, *user,
-                                   std::chrono::steady_clock::now());
-                   set_user(*user);
-                   decide(ConnectDecision::accepted());
-                 } else if (std::get_if<rules::Anonymous>(&decision)) {
-                   set_anonymous();
-                   decide(ConnectDecision::accepted());
-                 } else {
-                   counters_.auth_failures++;
-                   const auto& reason = std::get<rules::Failed>(decision).reason;
-                   component_logger("socket")->warn(
-                       "authentication failed, closing the connection: {}", reason);
-                   decide(ConnectDecision::close_transport("auth service failed"));
-                 }
+                 finish(rules::classify_auth_reply(
+                     outcome.ok, data, outcome.ok ? nullptr : &outcome.error, space_id));
                });
+}
+
+AuthCoalescer::Hooks SocketService::auth_hooks() {
+  AuthCoalescer::Hooks hooks;
+  // Once per call, however many sockets waited for it.
+  hooks.on_result = [this](const AuthCoalescer::Key& key, const AuthCoalescer::Decision& decision) {
+    if (auto* user = std::get_if<rules::Authenticated>(&decision)) {
+      auth_cache_.put(key.first, key.second, *user, std::chrono::steady_clock::now());
+    } else if (auto* failed = std::get_if<rules::Failed>(&decision)) {
+      component_logger("socket")->warn("authentication failed, closing the connection(s): {}",
+                                       failed->reason);
+    }
+  };
+  hooks.on_refusing = [](size_t max_in_flight) {
+    component_logger("socket")->warn(
+        "auth.maxInFlight: {} auth calls in flight; new connections with credentials are closed "
+        "(the clients retry) until half of them have finished",
+        max_in_flight);
+  };
+  hooks.on_recovered = [](uint64_t refused) {
+    component_logger("socket")->info(
+        "auth.maxInFlight: auth calls in flight back to half the limit; {} connection(s) were "
+        "closed meanwhile",
+        refused);
+  };
+  return hooks;
 }
 
 void SocketService::on_connected(Client& client) {
@@ -186,10 +238,20 @@ void SocketService::handle_rooms(Client& client, const Args& args, const Reply& 
                                  bool subscribe) {
   auto session = client.session();
   if (!session) return;
+  if (!within_subscribe_rate(*session)) {
+    counters_.refused++;
+    component_logger("socket")->debug("{} refused for socket {}: rate limited",
+                                      subscribe ? "subscribe" : "unsubscribe", client.id());
+    answer(reply, Json{{"error", "rate limited: more than " +
+                                     std::to_string(config_.gateway.max_subscribes_per_second) +
+                                     " subscribe/unsubscribe requests per second"}});
+    return;
+  }
   auto request = rules::resolve_rooms(first_argument(args), session->view, config_.gateway);
   if (request.ok() && subscribe) {
     request.error =
         rules::max_rooms_check(client.rooms(), request.rooms, config_.gateway.max_rooms_per_socket);
+    if (!request.ok()) counters_.rooms_per_socket++;
   }
   if (!request.ok()) {
     counters_.refused++;
@@ -212,6 +274,15 @@ void SocketService::handle_rooms(Client& client, const Args& args, const Reply& 
       broker_.emit(event->first, std::move(event->second));
     }
   }
+}
+
+bool SocketService::within_subscribe_rate(ClientSession& session) {
+  const auto now = std::chrono::steady_clock::now();
+  const double rate = config_.gateway.max_subscribes_per_second;
+  if (!session.room_requests) session.room_requests.emplace(rate, rate, now);
+  if (session.room_requests->try_take(now)) return true;
+  counters_.subscribe_rate++;
+  return false;
 }
 
 size_t SocketService::deliver(const std::string& event, const std::string& args_json,
@@ -283,12 +354,17 @@ void SocketService::apply(const std::string& name, const rules::EventOutcome& ou
 // §2.6: a logout drops the token's cache entries and disconnects its sockets on this node.
 void SocketService::logout(const std::string& token) {
   size_t dropped = auth_cache_.drop_token(token);
+  // A call in flight for the token may answer with the session just revoked: its waiters are
+  // closed now (they reconnect and ask again) and its result is not cached.
+  size_t abandoned =
+      auth_calls_.abandon_token(token, rules::Failed{"logged out while authenticating"});
   auto it = sockets_by_token_.find(token);
   std::vector<std::string> ids;
   if (it != sockets_by_token_.end()) ids.assign(it->second.begin(), it->second.end());
   hub_.disconnect(ids);
-  component_logger("socket")->info("logout: {} cached session(s) dropped, {} socket(s) closed",
-                                   dropped, ids.size());
+  component_logger("socket")->info(
+      "logout: {} cached session(s) dropped, {} socket(s) closed, {} auth call(s) abandoned",
+      dropped, ids.size(), abandoned);
 }
 
 Json SocketService::stats() const {
@@ -315,7 +391,21 @@ Json SocketService::stats() const {
               {"refusedOrigins", refused_origins_ ? refused_origins_() : 0},
               {"malformed", malformed_ ? malformed_() : 0},
               {"auth", {{"calls", counters_.auth_calls}, {"failures", counters_.auth_failures}}},
+              {"limits", socket_limit_counters()},
               {"uptime", uptime}};
+}
+
+// Refusals by limit since start. Socket.IO packets (closed as "parse error", or dropped for the
+// event name) and the service's own limits; each key is the limit's name in socket.stats.
+Json SocketService::socket_limit_counters() const {
+  const PacketLimitCounts packets = packet_limits_ ? packet_limits_() : PacketLimitCounts{};
+  return Json{{"attachments", packets.attachments},
+              {"eventName", packets.event_name},
+              {"packetSize", packets.packet_size},
+              {"jsonDepth", packets.json_depth},
+              {"roomsPerSocket", counters_.rooms_per_socket},
+              {"subscribeRate", counters_.subscribe_rate},
+              {"authInFlight", counters_.auth_in_flight}};
 }
 
 ServiceSchema SocketService::schema() {

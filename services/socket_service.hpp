@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "moleculer/broker.hpp"
+#include "services/auth_coalescer.hpp"
 #include "services/client_hub.hpp"
 #include "services/config.hpp"
 #include "services/steedos_auth_rules.hpp"
@@ -31,6 +32,15 @@ using moleculer::EventSchema;
 using moleculer::Outcome;
 using moleculer::Respond;
 using moleculer::ServiceSchema;
+
+/// Packets the Socket.IO layer refused for a limit (gateway::SocketIoLimitCounts, copied so the
+/// service does not depend on the gateway), for `socket.stats` `limits`.
+struct PacketLimitCounts {
+  uint64_t attachments = 0;  // gateway.maxAttachments
+  uint64_t event_name = 0;   // gateway.maxEventNameLength
+  uint64_t packet_size = 0;  // binary attachment bytes over the bound
+  uint64_t json_depth = 0;   // JSON nested too deeply
+};
 
 /// The event patterns of the contract, §5, in the order they are advertised.
 const std::vector<std::string>& socket_event_patterns();
@@ -55,6 +65,10 @@ class SocketService {
   /// Where `socket.stats` reads `malformed`: the gateway's count of sessions closed for a
   /// malformed packet or a protocol violation ("parse error"). Without it the key reads 0.
   void count_malformed(std::function<uint64_t()> count) { malformed_ = std::move(count); }
+  /// Where `socket.stats` `limits` reads the Socket.IO layer's refusals. Without it they read 0.
+  void count_packet_limits(std::function<PacketLimitCounts()> count) {
+    packet_limits_ = std::move(count);
+  }
 
  private:
   friend const std::vector<std::string>& socket_event_patterns();
@@ -68,9 +82,19 @@ class SocketService {
   struct Counters {
     uint64_t events_in = 0, events_out = 0, rejected = 0, refused = 0;
     uint64_t auth_calls = 0, auth_failures = 0;
+    // Refusals by limit (socket.stats `limits`).
+    uint64_t rooms_per_socket = 0, subscribe_rate = 0, auth_in_flight = 0;
   };
 
   void authenticate(Client& client, const Json& auth, std::function<void(ConnectDecision)> decide);
+  /// The remote auth call of one (spaceId, token), started by the coalescer.
+  void call_auth(const AuthCoalescer::Key& key,
+                 std::function<void(AuthCoalescer::Decision)> finish);
+  AuthCoalescer::Hooks auth_hooks();
+  /// gateway.maxSubscribesPerSecond: false (and counted) when `client` is over its rate.
+  bool within_subscribe_rate(ClientSession& session);
+  /// This service's counters of the `limits` object of socket.stats.
+  Json socket_limit_counters() const;
   void on_connected(Client& client);
   void on_disconnected(Client& client);
   void handle_rooms(Client& client, const std::vector<std::string_view>& args, const Reply& reply,
@@ -91,11 +115,13 @@ class SocketService {
   ClientHub& hub_;
   Config config_;
   rules::AuthCache auth_cache_;
+  AuthCoalescer auth_calls_;
   Counters counters_;
   std::map<std::string, std::set<std::string>> sockets_by_token_;  // token -> client ids
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::function<uint64_t()> refused_origins_;
   std::function<uint64_t()> malformed_;
+  std::function<PacketLimitCounts()> packet_limits_;
 };
 
 }  // namespace steedos::services

@@ -217,6 +217,8 @@ ServiceSchema fake_auth(std::map<std::string, int>* calls) {
       respond(Outcome::success(Json{{"userId", "U2"}, {"spaceId", "S1"}}));
     } else if (authorization == "S1,boom") {
       respond(Outcome::failure(protocol::errors::server_error("database down")));
+    } else if (authorization == "S1,hang") {
+      // Never answers: the caller's timeout decides.
     } else {
       respond(Outcome::success(nullptr));
     }
@@ -256,7 +258,7 @@ struct Fixture {
   std::vector<std::pair<std::string, Json>> subscribe_events;
   std::unique_ptr<SocketService> service;
 
-  Fixture() {
+  explicit Fixture(Config with = test_config()) : config(std::move(with)) {
     service = std::make_unique<SocketService>(*broker, hub, config);
     broker->add_service(service->schema());
     broker->add_service(fake_auth(&auth_calls));
@@ -649,5 +651,111 @@ TEST_SUITE("socket service") {
     REQUIRE(run_until(loop, [&] {
       return service_a.stats()["events"]["in"] == 7 && service_b.stats()["events"]["in"] == 7;
     }));
+  }
+}
+
+// Issue 9: auth coalescing, auth.maxInFlight, gateway.maxSubscribesPerSecond and the `limits`
+// counters of socket.stats.
+TEST_SUITE("socket service limits") {
+  TEST_CASE("sockets of one (spaceId, token) connecting at once make one auth call") {
+    Fixture f;
+    for (int i = 0; i < 20; ++i) f.hub.connect("c" + std::to_string(i), cookie("S1", "T1"));
+    f.hub.connect("other", cookie("S1", "T2"));
+    CHECK_FALSE(f.hub.decided("c0"));  // all twenty wait at once: the cache cannot help
+    REQUIRE(run_until(f.loop, [&] { return f.hub.find("c19") && f.hub.find("other"); }));
+    for (int i = 0; i < 20; ++i) CHECK(f.hub.find("c" + std::to_string(i)) != nullptr);
+    CHECK(f.auth_calls == std::map<std::string, int>{{"S1,T1", 1}, {"S1,T2", 1}});
+    CHECK(f.stats()["auth"] == Json{{"calls", 2}, {"failures", 0}});
+    CHECK(f.stats()["connections"]["authenticated"] == 21);
+  }
+
+  TEST_CASE("a failed shared call closes every socket that waited for it, then is retried") {
+    Fixture f;
+    for (int i = 0; i < 5; ++i) f.hub.connect("b" + std::to_string(i), cookie("S1", "boom"));
+    REQUIRE(run_until(f.loop, [&] { return f.hub.closed.size() == 5; }));
+    CHECK(f.auth_calls["S1,boom"] == 1);
+    CHECK(f.stats()["auth"] == Json{{"calls", 1}, {"failures", 5}});
+    CHECK_FALSE(f.connect("b5", cookie("S1", "boom")));  // not cached, not stuck: a new call
+    CHECK(f.auth_calls["S1,boom"] == 2);
+  }
+
+  TEST_CASE("auth.maxInFlight: a connect that needs one call more is closed at once, and counted") {
+    Config config = test_config();
+    config.auth.max_in_flight = 1;
+    Fixture f(config);
+    f.hub.connect("a", cookie("S1", "T1"));
+    f.hub.connect("a2", cookie("S1", "T1"));               // joins the call in flight: allowed
+    f.hub.connect("b", cookie("S1", "T2"));                // a second distinct call: over the limit
+    CHECK(f.hub.closed == std::vector<std::string>{"b"});  // decided before any call finished
+    REQUIRE(run_until(f.loop, [&] { return f.hub.find("a") && f.hub.find("a2"); }));
+    CHECK(f.auth_calls == std::map<std::string, int>{{"S1,T1", 1}});
+    Json stats = f.stats();
+    CHECK(stats["limits"]["authInFlight"] == 1);
+    CHECK(stats["auth"]["failures"] == 0);
+    CHECK(f.connect("b", cookie("S1", "T2")));  // the client's retry, once the call is done
+  }
+
+  TEST_CASE("a logout while the token's auth call is in flight closes its waiters at once") {
+    Config config = test_config();
+    config.auth.timeout_ms = 300;
+    Fixture f(config);
+    f.hub.connect("w1", cookie("S1", "hang"));
+    f.hub.connect("w2", cookie("S1", "hang"));
+    REQUIRE(run_until(f.loop, [&] { return f.auth_calls["S1,hang"] == 1; }));
+    f.broker->emit("$user.logout", Json{{"authToken", "hang"}});
+    REQUIRE(run_until(
+        f.loop, [&] { return f.hub.decided("w1") && f.hub.decided("w2"); }, 200));
+    CHECK(f.hub.closed == std::vector<std::string>{"w1", "w2"});
+    // The next connect does not join the abandoned call: it asks again.
+    f.hub.connect("w3", cookie("S1", "hang"));
+    REQUIRE(run_until(f.loop, [&] { return f.auth_calls["S1,hang"] == 2; }));
+    REQUIRE(run_until(f.loop, [&] { return f.hub.decided("w3"); }));  // its timeout
+    CHECK(f.hub.closed == std::vector<std::string>{"w1", "w2", "w3"});
+  }
+
+  TEST_CASE("gateway.maxSubscribesPerSecond: over the rate, refused with the refusal reply") {
+    Config config = test_config();
+    config.gateway.max_subscribes_per_second = 3;
+    Fixture f(config);
+    REQUIRE(f.connect("u1", cookie("S1", "T1")));
+    REQUIRE(f.connect("u2", cookie("S1", "T2")));
+    CHECK(f.hub.send("u1", "subscribe", Json{{"roomParts", "a"}}) == Json{{"rooms", {"S1-a"}}});
+    CHECK(f.hub.send("u1", "unsubscribe", Json{{"roomParts", "a"}}) == Json{{"rooms", {"S1-a"}}});
+    CHECK(f.hub.send("u1", "subscribe", Json{{"roomParts", "b"}}) == Json{{"rooms", {"S1-b"}}});
+    auto refused = f.hub.send("u1", "subscribe", Json{{"roomParts", "c"}});
+    REQUIRE(refused);
+    CHECK(*refused ==
+          Json{{"error", "rate limited: more than 3 subscribe/unsubscribe requests per second"}});
+    CHECK(f.hub.find("u1")->rooms() == std::vector<std::string>{"S1-b"});
+    // Per socket: another socket has its own budget.
+    CHECK(f.hub.send("u2", "subscribe", Json{{"roomParts", "c"}}) == Json{{"rooms", {"S1-c"}}});
+    Json stats = f.stats();
+    CHECK(stats["limits"]["subscribeRate"] == 1);
+    CHECK(stats["refused"] == 1);
+  }
+
+  TEST_CASE("socket.stats limits: rooms per socket counted; packet counters read from the hook") {
+    Config config = test_config();
+    config.gateway.max_rooms_per_socket = 2;
+    Fixture f(config);
+    REQUIRE(f.connect("u1", cookie("S1", "T1")));
+    CHECK(f.stats()["limits"] == Json{{"attachments", 0},
+                                      {"eventName", 0},
+                                      {"packetSize", 0},
+                                      {"jsonDepth", 0},
+                                      {"roomsPerSocket", 0},
+                                      {"subscribeRate", 0},
+                                      {"authInFlight", 0}});
+    auto over = f.hub.send("u1", "subscribe", Json{{"roomParts", {"a", "b", "c"}}});
+    REQUIRE(over);
+    CHECK(over->contains("error"));
+    f.hub.send("u1", "subscribe", Json{{"roomParts", "../x"}});  // refused, another reason
+    f.service->count_packet_limits([] { return PacketLimitCounts{1, 2, 3, 4}; });
+    Json limits = f.stats()["limits"];
+    CHECK(limits["roomsPerSocket"] == 1);
+    CHECK(limits["attachments"] == 1);
+    CHECK(limits["eventName"] == 2);
+    CHECK(limits["packetSize"] == 3);
+    CHECK(limits["jsonDepth"] == 4);
   }
 }
