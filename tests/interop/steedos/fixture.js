@@ -135,20 +135,35 @@ function listenerService(events) {
 	};
 }
 
-async function startCluster({ extra = {}, gateways = 1, logLevel = "debug" } = {}) {
-	const nats = await h.startBus();
-	const authCalls = [];
-	const subscribeEvents = [];
-	const auth = h.createBroker("0.14", { nats });
-	auth.createService({
+/**
+ * The mock auth service: records each call's authorization in `authCalls` and answers with
+ * authReply, unless `fault.mode` says the whole service misbehaves: "hang" (never answers) or
+ * "fail" (throws a 500), for every token (auth-faults.test.js).
+ */
+function authService(authCalls, fault = {}) {
+	return {
 		name: "@steedos/service-accounts",
 		actions: {
 			getUserSession(ctx) {
 				authCalls.push(ctx.params.authorization);
+				if (fault.mode === "hang") return new Promise(() => {});
+				if (fault.mode === "fail") {
+					const { Errors } = require("moleculer");
+					throw new Errors.MoleculerError("auth service down", 500, "SERVICE_ERROR");
+				}
 				return authReply(ctx.params.authorization);
 			}
 		}
-	});
+	};
+}
+
+async function startCluster({ extra = {}, gateways = 1, logLevel = "debug" } = {}) {
+	const nats = await h.startBus();
+	const authCalls = [];
+	const authFault = { mode: null };
+	const subscribeEvents = [];
+	const auth = h.createBroker("0.14", { nats });
+	auth.createService(authService(authCalls, authFault));
 	const producer = h.createBroker("0.14", { nats });
 	producer.createService(listenerService(subscribeEvents));
 	const listeners = []; // brokers added by addListener
@@ -180,6 +195,8 @@ async function startCluster({ extra = {}, gateways = 1, logLevel = "debug" } = {
 		auth,
 		producer,
 		authCalls,
+		/** Set `mode` to "hang" or "fail" to make the mock auth service misbehave (authService). */
+		authFault,
 		subscribeEvents,
 		sockets: new Set(),
 		call(action, params = {}) {
@@ -302,7 +319,7 @@ async function failedToConnect(s, expect = "closed") {
 	assert.equal(s.connected, false);
 }
 
-module.exports = { h, assert, startCluster, failedToConnect, ISO_MS, AUTH_ACTION, SESSIONS, REVOKED, COOKIES, cookie, login,
+module.exports = { h, assert, startCluster, authService, failedToConnect, ISO_MS, AUTH_ACTION, SESSIONS, REVOKED, COOKIES, cookie, login,
 	gatewayPort, startGateway, record };
 
 // ---------------------------------------------------------------------------------------------
