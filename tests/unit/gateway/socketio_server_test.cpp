@@ -750,3 +750,80 @@ TEST_SUITE("socketio_server") {
     CHECK(b->last() == "41");
   }
 }
+
+// Issue 9: gateway.maxAttachments and gateway.maxEventNameLength, and the refusals counted by
+// limit (SocketIoLimitCounts, read by socket.stats `limits`).
+TEST_SUITE("socketio_server limits") {
+  TEST_CASE("max_attachments: up to the limit passes, one more is a parse error, counted") {
+    asio::io_context io;
+    SocketIoOptions options;
+    options.max_attachments = 2;
+    SocketIoServer server(io, options);
+    std::vector<size_t> received;
+    server.of("/").on("up", [&](Socket&, const RawArgs&, const Attachments& attachments, Ack) {
+      received.push_back(attachments.size());
+    });
+    FakeEngineSocket engine(server, "e");
+    engine.open();
+    engine.text("0");
+    engine.text(R"(52-["up",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}])");
+    engine.binary("a");
+    engine.binary("b");
+    CHECK(received == std::vector<size_t>{2});
+    CHECK_FALSE(engine.closed);
+    engine.text(R"(53-["up"])");
+    CHECK(engine.closed);
+    CHECK(engine.close_reason == "parse error");
+    CHECK(server.limit_counts().attachments == 1);
+    CHECK(server.protocol_violations() == 1);
+  }
+
+  TEST_CASE("packet size and JSON depth refusals are counted apart from other violations") {
+    Fixture f;
+    auto big = f.connect("big");
+    big->text(R"(52-["x",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}])");
+    big->binary(std::string(60, 'a'));
+    big->binary(std::string(60, 'b'));  // over max_attachment_bytes (100)
+    CHECK(big->closed);
+    auto deep = f.connect("deep");
+    deep->text("2" + std::string(5000, '[') + std::string(5000, ']'));
+    CHECK(deep->closed);
+    auto junk = f.connect("junk");
+    junk->text("2{}");
+    CHECK(junk->closed);
+    const auto& counts = f.server.limit_counts();
+    CHECK(counts.packet_size == 1);
+    CHECK(counts.json_depth == 1);
+    CHECK(counts.attachments == 0);
+    CHECK(counts.event_name == 0);
+    CHECK(f.server.protocol_violations() == 3);
+  }
+
+  TEST_CASE("max_event_name_length: a longer event is dropped, its ack answers an error") {
+    asio::io_context io;
+    SocketIoOptions options;
+    options.max_event_name_length = 8;
+    SocketIoServer server(io, options);
+    std::vector<std::string> seen;
+    server.of("/").on_any(
+        [&](Socket&, std::string_view event, const RawArgs&, const Attachments&, Ack ack) {
+          seen.emplace_back(event);
+          if (ack) ack({"\"ok\""});
+        });
+    FakeEngineSocket engine(server, "e");
+    engine.open();
+    engine.text("0");
+    engine.text(R"(21["12345678"])");  // 8 bytes: dispatched
+    CHECK(engine.last() == R"(431["ok"])");
+    engine.text(R"(22["123456789"])");  // 9 bytes: dropped, the ack says why
+    CHECK(engine.last() == R"(432[{"error":"event name longer than 8 bytes"}])");
+    engine.text(R"(2["123456789"])");  // no ack asked: nothing sent
+    CHECK(engine.last() == R"(432[{"error":"event name longer than 8 bytes"}])");
+    engine.text("23[\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"]");  // 5 characters, 10 bytes
+    CHECK(engine.last() == R"(433[{"error":"event name longer than 8 bytes"}])");
+    CHECK(seen == std::vector<std::string>{"12345678"});
+    CHECK_FALSE(engine.closed);
+    CHECK(server.limit_counts().event_name == 3);
+    CHECK(server.protocol_violations() == 0);
+  }
+}
