@@ -101,6 +101,9 @@ class Gateway final : public steedos::app::NodeParts {
     options.connect_timeout_ms = config.gateway.connect_timeout_ms;
     options.max_attachments = config.gateway.max_attachments;
     options.max_event_name_length = config.gateway.max_event_name_length;
+    // One binary packet may buffer as many attachment bytes as one message may carry
+    // (gateway.maxHttpBufferSize), not more: its parts arrive as separate messages.
+    options.max_attachment_bytes = config.gateway.max_http_buffer_size;
     return options;
   }
 
