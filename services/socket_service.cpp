@@ -302,6 +302,9 @@ Json SocketService::stats() const {
   auto uptime =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
           .count();
+  Json limits = Json::object();
+  // The gateway's connection-level limits (issue 9), as the node's wiring reports them.
+  if (connection_limits_) limits.update(connection_limits_());
   return Json{{"nodeID", broker_.node_id()},
               {"connections",
                {{"total", total},
@@ -315,6 +318,7 @@ Json SocketService::stats() const {
               {"refusedOrigins", refused_origins_ ? refused_origins_() : 0},
               {"malformed", malformed_ ? malformed_() : 0},
               {"auth", {{"calls", counters_.auth_calls}, {"failures", counters_.auth_failures}}},
+              {"limits", std::move(limits)},
               {"uptime", uptime}};
 }
 

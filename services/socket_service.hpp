@@ -55,6 +55,12 @@ class SocketService {
   /// Where `socket.stats` reads `malformed`: the gateway's count of sessions closed for a
   /// malformed packet or a protocol violation ("parse error"). Without it the key reads 0.
   void count_malformed(std::function<uint64_t()> count) { malformed_ = std::move(count); }
+  /// Where `socket.stats` reads the gateway's connection-level limit counters (connections,
+  /// connectionsPerAddress, handshakeRate, pollingSessions, slowConsumers, headerSize,
+  /// headersTimeout, messageSize, acceptPaused): an object merged into `limits`.
+  void count_connection_limits(std::function<Json()> counts) {
+    connection_limits_ = std::move(counts);
+  }
 
  private:
   friend const std::vector<std::string>& socket_event_patterns();
@@ -96,6 +102,7 @@ class SocketService {
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::function<uint64_t()> refused_origins_;
   std::function<uint64_t()> malformed_;
+  std::function<Json()> connection_limits_;
 };
 
 }  // namespace steedos::services
