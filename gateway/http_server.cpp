@@ -756,8 +756,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void on_timeout() {
     switch (state_) {
       case State::Head:
-        if (!request_started_) {
-          close();  // idle keep-alive connection
+        if (!request_started_ || in_.empty()) {
+          close();  // idle keep-alive connection (blank lines at most): no answer owed
           return;
         }
         ++server_->limits.headers_timeout;

@@ -29,7 +29,11 @@ describe("steedos socket: actions and logout", () => {
 		const u1 = await c.connect({ transports: ["websocket"], cookie: U1 });
 		await u1.emitWithAck("subscribe", { roomParts: ["space", "orders"] });
 		const st = await c.stats();
-		assert.deepEqual(Object.keys(st).sort(), ["auth", "connections", "events", "malformed", "nodeID", "refused", "refusedOrigins", "rejected", "rooms", "uptime"]);
+		assert.deepEqual(Object.keys(st).sort(), ["auth", "connections", "events", "limits", "malformed", "nodeID", "refused", "refusedOrigins", "rejected", "rooms", "uptime"]);
+		// The gateway's connection-level limits (issue 9, limits-connections.test.js): nothing refused here.
+		for (const key of ["connections", "connectionsPerAddress", "handshakeRate", "pollingSessions", "slowConsumers", "headerSize", "headersTimeout", "messageSize", "acceptPaused"]) {
+			assert.equal(st.limits[key], 0, `limits.${key}`);
+		}
 		assert.equal(st.nodeID, c.node.nodeID);
 		assert.deepEqual(Object.keys(st.connections).sort(), ["anonymous", "authenticated", "byTransport", "total"]);
 		assert.deepEqual(Object.keys(st.connections.byTransport).sort(), ["polling", "websocket"]);
