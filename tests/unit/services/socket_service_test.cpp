@@ -651,3 +651,16 @@ TEST_SUITE("socket service") {
     }));
   }
 }
+
+TEST_SUITE("socket service: connection limits") {
+  TEST_CASE("socket.stats limits: empty without the gateway's counts, their values with them") {
+    Fixture f;
+    CHECK(f.stats()["limits"] == Json::object());
+    uint64_t refused = 0;
+    f.service->count_connection_limits([&] {
+      return Json{{"connections", refused}, {"acceptPaused", 1}};
+    });
+    refused = 3;  // read when socket.stats is called, not when wired
+    CHECK(f.stats()["limits"] == Json{{"connections", 3}, {"acceptPaused", 1}});
+  }
+}
