@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "common/log.hpp"
+#include "gateway/connection_limits.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/socketio_server.hpp"
 #include "node_runner.hpp"
@@ -13,6 +14,7 @@
 namespace {
 
 namespace fs = std::filesystem;
+using steedos::Json;
 using steedos::moleculer::Broker;
 using steedos::services::Config;
 
@@ -68,11 +70,15 @@ class Gateway final : public steedos::app::NodeParts {
       return steedos::services::PacketLimitCounts{counts.attachments, counts.event_name,
                                                   counts.packet_size, counts.json_depth};
     });
+    service_.count_connection_limits([this] { return connection_limit_counts(); });
     steedos::gateway::EngineOptions engine;
     engine.path = config.gateway.path;
     engine.ping_interval_ms = config.gateway.ping_interval_ms;
     engine.ping_timeout_ms = config.gateway.ping_timeout_ms;
     engine.max_payload = config.gateway.max_http_buffer_size;
+    engine.max_buffered_bytes = config.gateway.max_buffered_bytes;
+    engine.max_handshakes_per_second = config.gateway.max_handshakes_per_second;
+    engine.max_polling_sessions = config.gateway.max_polling_sessions;
     // The socket.io-client bundle, as the Node server serves it (serveClient).
     const std::string dist = client_bundle(config.gateway);
     if (!dist.empty()) {
@@ -113,7 +119,37 @@ class Gateway final : public steedos::app::NodeParts {
     options.port = static_cast<uint16_t>(config.gateway.port);
     options.origins = config.gateway.cors_origins;
     log_origin_policy(options.origins);
+    options.max_connections_per_address = config.gateway.max_connections_per_address;
+    options.max_header_bytes = config.gateway.max_header_bytes;
+    options.headers_timeout = std::chrono::milliseconds(config.gateway.headers_timeout_ms);
+    options.max_connections = max_connections(config.gateway);
     return options;
+  }
+
+  /// gateway.maxConnections, or (null) the open-file limit minus the descriptors kept for the
+  /// transporter, logs and the listener, so refusing with 503 comes before EMFILE.
+  static size_t max_connections(const steedos::services::GatewaySettings& gateway) {
+    if (gateway.max_connections) return *gateway.max_connections;
+    const uint64_t nofile = steedos::gateway::open_file_limit();
+    const size_t derived = steedos::gateway::max_connections_for_fd_limit(nofile);
+    steedos::component_logger("gateway")->info(
+        "gateway.maxConnections null: {} (RLIMIT_NOFILE {} minus {} reserved)", derived, nofile,
+        steedos::gateway::kReservedDescriptors);
+    return derived;
+  }
+
+  /// socket.stats `limits`: what each connection-level limit refused or closed.
+  Json connection_limit_counts() const {
+    const auto limits = server_.stats().limits;
+    return Json{{"connections", limits.connections},
+                {"connectionsPerAddress", limits.connections_per_address},
+                {"handshakeRate", limits.handshake_rate},
+                {"pollingSessions", limits.polling_sessions},
+                {"slowConsumers", limits.slow_consumers},
+                {"headerSize", limits.header_size},
+                {"headersTimeout", limits.headers_timeout},
+                {"messageSize", limits.message_size},
+                {"acceptPaused", limits.accept_paused}};
   }
 
   static void log_origin_policy(const steedos::gateway::OriginPolicy& policy) {

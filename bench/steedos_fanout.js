@@ -125,7 +125,8 @@ async function setUp(kind) {
 		heartbeatInterval: 5,
 		heartbeatTimeout: 15,
 		gatewayPort: port,
-		extra: { serviceName: "socket" }
+		// All clients connect at once: no handshake rate limit (gateway.maxHandshakesPerSecond).
+		extra: { serviceName: "socket", gateway: { host: "127.0.0.1", port, maxHandshakesPerSecond: 0 } }
 	});
 	pin(node.pid, 0);
 	process.stderr.write(`${kind}: steedos-socket pid ${node.pid}, gateway port ${port}, bus ${bus.url}\n`);

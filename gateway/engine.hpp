@@ -39,6 +39,12 @@ struct EngineOptions {
   bool allow_upgrades = true;
   /// Bytes queued for one session before it is closed as a slow consumer.
   size_t max_buffered_bytes = 4 * 1024 * 1024;
+  /// New sessions (handshakes without a sid, polling or WebSocket) per second, as a token
+  /// bucket whose burst is the rate; over it the handshake gets 503. 0: no limit.
+  double max_handshakes_per_second = 0;
+  /// Long-polling sessions not (yet) upgraded; over it new polling handshakes get 503
+  /// (WebSocket handshakes are still taken). 0: no limit.
+  size_t max_polling_sessions = 0;
 };
 
 /// One Engine.IO session (sid), whatever its transport. Owned by the engine; valid from

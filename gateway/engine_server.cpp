@@ -199,6 +199,7 @@ class EngineSession final : public EngineSocket,
   }
 
   void on_ws_closed(WebSocketConnection& connection, uint16_t code) override {
+    if (code == ws_close::kTooBig && server_ != nullptr) ++server_->refusals_.message_size;
     if (upgrade_ && &connection == upgrade_->connection.get()) {
       log()->debug("session {}: upgrade candidate closed (code {})", id_, code);
       upgrade_.reset();
@@ -444,6 +445,7 @@ class EngineSession final : public EngineSocket,
   }
 
   void slow_consumer(size_t queued) {
+    ++server_->refusals_.slow_consumers;
     log()->warn("session {} ({}, {}): slow consumer, {} bytes queued; closing", id_,
                 transport_name(transport_), handshake_.remote_address, queued);
     terminate("slow consumer", Mode::Immediate, Notify::Deferred);
@@ -686,6 +688,8 @@ EngineServer::EngineServer(asio::io_context& io, EngineOptions options, EngineHa
       close_(OutgoingPacket::control('1')),
       probe_(OutgoingPacket::control('3', "probe")),
       timer_(std::make_unique<TimerHolder>(io)) {
+  handshakes_ = TokenBucket(options_.max_handshakes_per_second,
+                            options_.max_handshakes_per_second, Clock::now());
   path_ = options_.path;
   if (path_.empty() || path_.front() != '/') path_.insert(path_.begin(), '/');
   while (!path_.empty() && path_.back() == '/') path_.pop_back();
@@ -832,6 +836,10 @@ void EngineServer::handle_request(HttpRequest request,
     return;
   }
   if (!session) {
+    if (auto refusal = refuse_new_session(TransportKind::Polling, request)) {
+      exchange->respond(std::move(*refusal));
+      return;
+    }
     handshake_polling(std::move(request), exchange);
     return;
   }
@@ -846,7 +854,30 @@ void EngineServer::handle_request(HttpRequest request,
 
 std::optional<HttpResponse> EngineServer::check_upgrade(const HttpRequest& request) {
   std::shared_ptr<EngineSession> session;
-  return verify(request, true, &session);
+  if (auto error = verify(request, true, &session)) return error;
+  if (session) return std::nullopt;  // the upgrade of an existing session: no new session
+  return refuse_new_session(TransportKind::WebSocket, request);
+}
+
+std::optional<HttpResponse> EngineServer::refuse_new_session(TransportKind transport,
+                                                             const HttpRequest& request) {
+  // 503 with Engine.IO's error body: socket.io-client reports a connect_error and retries with
+  // its reconnection backoff. The polling cap is checked first, so it spends no token.
+  if (transport == TransportKind::Polling && options_.max_polling_sessions != 0 &&
+      polling_count_ >= options_.max_polling_sessions) {
+    ++refusals_.polling_sessions;
+    log()->debug("polling handshake from {} refused: {} polling sessions open",
+                 request.remote_address, polling_count_);
+    return HttpResponse::engine_error(3, "Too many polling sessions", 503);
+  }
+  if (!handshakes_.try_take(Clock::now())) {
+    ++refusals_.handshake_rate;
+    log()->debug("{} handshake from {} refused: over {} handshakes per second",
+                 transport_name(transport), request.remote_address,
+                 options_.max_handshakes_per_second);
+    return HttpResponse::engine_error(3, "Too many handshakes", 503);
+  }
+  return std::nullopt;
 }
 
 std::shared_ptr<EngineSession> EngineServer::create_session(TransportKind transport,

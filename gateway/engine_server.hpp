@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "gateway/connection_limits.hpp"
 #include "gateway/engine.hpp"
 #include "gateway/outgoing.hpp"
 
@@ -98,6 +99,15 @@ class EngineServer {
 
   size_t polling_sessions() const { return polling_count_; }
   size_t websocket_sessions() const { return websocket_count_; }
+
+  /// What the engine's limits refused or closed, since it was made.
+  struct Refusals {
+    uint64_t handshake_rate = 0;    // handshakes over max_handshakes_per_second (503)
+    uint64_t polling_sessions = 0;  // polling handshakes over max_polling_sessions (503)
+    uint64_t slow_consumers = 0;    // sessions closed over max_buffered_bytes
+    uint64_t message_size = 0;      // WebSocket messages over max_payload (close 1009)
+  };
+  const Refusals& refusals() const { return refusals_; }
   /// The open session `sid`, or nullptr (for tests and diagnostics).
   EngineSocket* find(std::string_view sid) const;
 
@@ -125,6 +135,10 @@ class EngineServer {
   std::optional<HttpResponse> verify(const HttpRequest& request, bool upgrade,
                                      std::shared_ptr<EngineSession>* session);
   void handshake_polling(HttpRequest request, const std::shared_ptr<HttpExchange>& exchange);
+  /// The 503 for a new session over max_polling_sessions or max_handshakes_per_second, or
+  /// nullopt when it may be made (a token is then taken).
+  std::optional<HttpResponse> refuse_new_session(TransportKind transport,
+                                                 const HttpRequest& request);
   std::shared_ptr<EngineSession> create_session(TransportKind transport, HttpRequest& request);
   void open_session(const std::shared_ptr<EngineSession>& session);
   /// Forgets `sid` at once (later requests get "Session ID unknown").
@@ -142,6 +156,8 @@ class EngineServer {
   std::map<std::shared_ptr<EngineSession>, std::string> pending_notifications_;
   size_t polling_count_ = 0;
   size_t websocket_count_ = 0;
+  TokenBucket handshakes_;
+  Refusals refusals_;
   OutgoingPacketPtr ping_;
   OutgoingPacketPtr noop_;
   OutgoingPacketPtr close_;

@@ -24,9 +24,11 @@
 #include <map>
 #include <sstream>
 #include <stdexcept>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "common/log.hpp"
+#include "gateway/connection_limits.hpp"
 #include "gateway/engine_server.hpp"
 #include "gateway/websocket_connection.hpp"
 #include "protocol/percent.hpp"
@@ -48,7 +50,6 @@ constexpr size_t kMaxOtherBody = 64 * 1024;
 // After an error response with `Connection: close`, unread request bytes are drained this long
 // before closing, so the client sees the response instead of a reset.
 constexpr std::chrono::milliseconds kLingerTimeout{2000};
-constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
 
 const std::shared_ptr<spdlog::logger>& log() {
   static const auto logger = component_logger("gateway");
@@ -233,16 +234,28 @@ class GatewayServer::Impl : public std::enable_shared_from_this<GatewayServer::I
     return nullptr;
   }
 
+  /// Checks a just-accepted connection against max_connections and
+  /// max_connections_per_address; refuses it (503, closed) and returns false when over.
+  bool admit(TcpSocket& socket, const std::string& address);
+  void on_accept_error(const asio::error_code& ec);
+  /// Holds one unit of the per-address count of `address` while the connection lives.
+  std::shared_ptr<void> occupy(const std::string& address);
+
   asio::io_context& io;
   ServerOptions options;
   Acceptor acceptor;
   Timer retry_timer;
+  AcceptBackoff accept_backoff;
+  Clock::time_point accept_paused_at{};
   std::shared_ptr<WriteScheduler> scheduler;
   std::vector<std::unique_ptr<EngineServer>> engines;
   std::map<std::string, FileMount, std::less<>> files;
   std::vector<DirectoryMount> directories;
   std::unordered_set<HttpConnection*> connections;
+  /// Open TCP connections per remote address (only with max_connections_per_address).
+  std::unordered_map<std::string, size_t> per_address;
   uint64_t refused_origins = 0;
+  GatewayServer::Stats::Limits limits;  // the engines' refusals are added by stats()
   bool stopped = false;
 };
 
@@ -280,11 +293,13 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     if (server_ != nullptr) server_->connections.erase(this);
   }
 
-  void start() {
+  /// `address_slot`: the per-address count this connection holds (null when not counted); it
+  /// follows the socket into the WebSocket connection after an upgrade.
+  void start(std::string remote_address, std::shared_ptr<void> address_slot) {
     server_->connections.insert(this);
+    remote_address_ = std::move(remote_address);
+    address_slot_ = std::move(address_slot);
     asio::error_code ec;
-    const auto endpoint = socket_.remote_endpoint(ec);
-    if (!ec) remote_address_ = endpoint.address().to_string();
     socket_.set_option(asio::ip::tcp::no_delay(true), ec);
     socket_.non_blocking(true, ec);
     arm_timer(server_->options.idle_timeout);
@@ -312,6 +327,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       server_ = nullptr;
     }
     std::string().swap(in_);
+    address_slot_.reset();
     if (auto exchange = std::move(exchange_)) exchange->abort();
   }
 
@@ -385,6 +401,12 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
 
   void process() {
     if (state_ == State::Head) {
+      if (!request_started_ && !in_.empty()) {
+        // Slow headers: the head must be complete within headers_timeout of its first byte
+        // (blank lines included). Armed once, never per byte, so trickling does not extend it.
+        request_started_ = true;
+        arm_timer(server_->options.headers_timeout);
+      }
       // RFC 9112 §2.2: empty lines before a request line are ignored.
       size_t skip = 0;
       while (in_.compare(skip, 2, "\r\n") == 0) skip += 2;
@@ -392,10 +414,6 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       if (in_.empty()) {
         std::string().swap(in_);
         return;
-      }
-      if (!request_started_) {
-        request_started_ = true;
-        arm_timer(server_->options.read_timeout);
       }
       const size_t end = in_.find("\r\n\r\n");
       const size_t limit = server_->options.max_header_bytes;
@@ -408,6 +426,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       if (!parse_head(end + 4)) return;
       in_.erase(0, end + 4);
       state_ = State::Body;
+      if (in_.size() < body_needed_) arm_timer(server_->options.read_timeout);
     }
     if (state_ == State::Body) {
       if (in_.size() < body_needed_) return;
@@ -590,6 +609,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     auto connection =
         std::make_shared<WebSocketConnection>(std::move(socket_), limits, server_->scheduler);
     connection->send_raw(std::move(handshake));
+    connection->hold_until_closed(std::move(address_slot_));
     std::string leftover = std::move(in_);
     EngineServer* engine = engine_;
     close();  // detaches this object; the moved-from socket has nothing left to close
@@ -637,6 +657,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void fail(int status, const std::string& what) {
     log()->debug("HTTP {} from {}: {}", status, remote_address_, what);
     keep_alive_ = false;
+    if (status == 431) ++server_->limits.header_size;
+    if (status == 413 && route_ == Route::Engine) ++server_->limits.message_size;
     if (route_ == Route::Engine) {
       // The head was parsed and names the engine: JSON body and CORS headers, as for every
       // engine answer.
@@ -734,10 +756,13 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void on_timeout() {
     switch (state_) {
       case State::Head:
-        if (!request_started_) {
-          close();  // idle keep-alive connection
+        if (!request_started_ || in_.empty()) {
+          close();  // idle keep-alive connection (blank lines at most): no answer owed
           return;
         }
+        ++server_->limits.headers_timeout;
+        log()->debug("HTTP 408 from {}: request head not complete within {} ms", remote_address_,
+                     server_->options.headers_timeout.count());
         [[fallthrough]];
       case State::Body:
         route_ = Route::None;
@@ -752,6 +777,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
 
   // Shared: the server object may be destroyed while this connection finishes its last write.
   std::shared_ptr<GatewayServer::Impl> server_;  // null once closed
+  std::shared_ptr<void> address_slot_;
   TcpSocket socket_;
   Timer timer_;
   std::string in_;  // unparsed input; empty between requests
@@ -785,22 +811,128 @@ void ConnectionExchange::respond(HttpResponse response) {
 
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+
+/// Answers a connection refused by a connection limit: 503 with a short body, written without
+/// blocking (a fresh socket's send buffer is empty, so it fits), then closed at once; holding
+/// it longer would spend the descriptors the limit protects. Input already received is read
+/// first, so closing does not reset the connection before the client reads the answer.
+void refuse_connection(TcpSocket& socket, std::string_view body) {
+  asio::error_code ec;
+  socket.non_blocking(true, ec);
+  char sink[4096];
+  while (::recv(socket.native_handle(), sink, sizeof sink, MSG_DONTWAIT) > 0) {
+  }
+  std::string response =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=UTF-8\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
+  response.append(body);
+  (void)::send(socket.native_handle(), response.data(), response.size(),
+               MSG_DONTWAIT | MSG_NOSIGNAL);
+  socket.shutdown(TcpSocket::shutdown_send, ec);
+  socket.close(ec);
+}
+
+}  // namespace
+
 void GatewayServer::Impl::accept() {
   acceptor.async_accept([self = shared_from_this()](asio::error_code ec, TcpSocket socket) {
     if (self->stopped || !self->acceptor.is_open()) return;
     if (ec) {
-      if (ec == asio::error::operation_aborted) return;
-      // EMFILE and friends: retry shortly rather than spin on an error that persists.
-      log()->warn("accept failed: {}", ec.message());
-      self->retry_timer.expires_after(kAcceptRetryDelay);
-      self->retry_timer.async_wait([self](asio::error_code timer_ec) {
-        if (!timer_ec && !self->stopped) self->accept();
-      });
+      self->on_accept_error(ec);
       return;
     }
-    std::make_shared<HttpConnection>(self, std::move(socket))->start();
+    if (self->accept_backoff.on_success()) {
+      log()->info("accepting connections again after {} ms paused",
+                  std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() -
+                                                                        self->accept_paused_at)
+                      .count());
+    }
+    asio::error_code endpoint_ec;
+    const auto endpoint = socket.remote_endpoint(endpoint_ec);
+    std::string address = endpoint_ec ? std::string() : endpoint.address().to_string();
+    if (self->admit(socket, address)) {
+      auto slot = self->options.max_connections_per_address != 0 ? self->occupy(address) : nullptr;
+      std::make_shared<HttpConnection>(self, std::move(socket))
+          ->start(std::move(address), std::move(slot));
+    }
     self->accept();
   });
+}
+
+void GatewayServer::Impl::on_accept_error(const asio::error_code& ec) {
+  if (ec == asio::error::operation_aborted) return;
+  if (ec == asio::error::connection_aborted || ec == asio::error::interrupted) {
+    accept();  // that one connection is gone; the next may be fine
+    return;
+  }
+  // EMFILE/ENFILE (the open-file limit) and anything else that may persist: pause with a
+  // backoff (50 ms doubling to 1 s) so the loop neither spins nor stops; the listen backlog
+  // holds new clients meanwhile. Logged and counted once per episode.
+  const auto delay = accept_backoff.on_failure();
+  if (accept_backoff.new_episode()) {
+    ++limits.accept_paused;
+    accept_paused_at = Clock::now();
+    log()->warn(
+        "accept failed: {}; {} connections open; pausing accepts (retry after {} ms, backing "
+        "off to {} ms) until sockets close",
+        ec.message(), connections.size() + scheduler->live_connections(), delay.count(),
+        AcceptBackoff::kMax.count());
+  }
+  retry_timer.expires_after(delay);
+  retry_timer.async_wait([self = shared_from_this()](asio::error_code timer_ec) {
+    if (!timer_ec && !self->stopped && self->acceptor.is_open()) self->accept();
+  });
+}
+
+bool GatewayServer::Impl::admit(TcpSocket& socket, const std::string& address) {
+  const size_t open = connections.size() + scheduler->live_connections();
+  if (options.max_connections != 0 && open >= options.max_connections) {
+    ++limits.connections;
+    log()->debug("connection from {} refused: {} connections open (gateway.maxConnections)",
+                 address, open);
+    refuse_connection(socket, "Too many connections");
+    return false;
+  }
+  if (options.max_connections_per_address != 0) {
+    const auto it = per_address.find(address);
+    if (it != per_address.end() && it->second >= options.max_connections_per_address) {
+      ++limits.connections_per_address;
+      log()->debug(
+          "connection from {} refused: {} connections open from it "
+          "(gateway.maxConnectionsPerAddress)",
+          address, it->second);
+      refuse_connection(socket, "Too many connections from this address");
+      return false;
+    }
+  }
+  return true;
+}
+
+namespace {
+
+/// One connection's unit of GatewayServer::Impl::per_address, given back when it is destroyed
+/// (the connection closed; the server may be gone by then).
+struct AddressSlot {
+  std::weak_ptr<GatewayServer::Impl> server;
+  std::string address;
+  ~AddressSlot() {
+    const auto impl = server.lock();
+    if (!impl) return;
+    const auto it = impl->per_address.find(address);
+    if (it != impl->per_address.end() && --it->second == 0) impl->per_address.erase(it);
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<void> GatewayServer::Impl::occupy(const std::string& address) {
+  ++per_address[address];
+  auto slot = std::make_shared<AddressSlot>();
+  slot->server = weak_from_this();
+  slot->address = address;
+  return slot;
 }
 
 GatewayServer::GatewayServer(asio::io_context& io, ServerOptions options)
@@ -902,6 +1034,14 @@ GatewayServer::Stats GatewayServer::stats() const {
   }
   stats.http_connections = impl_->connections.size();
   stats.refused_origins = impl_->refused_origins;
+  stats.limits = impl_->limits;
+  for (const auto& engine : impl_->engines) {
+    const auto& refused = engine->refusals();
+    stats.limits.handshake_rate += refused.handshake_rate;
+    stats.limits.polling_sessions += refused.polling_sessions;
+    stats.limits.slow_consumers += refused.slow_consumers;
+    stats.limits.message_size += refused.message_size;
+  }
   return stats;
 }
 

@@ -33,12 +33,22 @@ struct ServerOptions {
   /// Which browser Origins may use the engines (CORS and the WebSocket upgrade). The default
   /// serves the gateway's own site only; a refused Origin gets 403 and no CORS headers.
   OriginPolicy origins;
-  /// Request line + headers; larger heads are refused with 431.
-  size_t max_header_bytes = 16 * 1024;
+  /// Request line + headers; larger heads are refused with 431. The HTTP parser refuses heads
+  /// over 16000 bytes by itself, so a larger value has no effect.
+  size_t max_header_bytes = 16000;
   /// A keep-alive connection with no request in progress is closed after this.
   std::chrono::milliseconds idle_timeout{60000};
-  /// A started request must be complete (head and body) within this, else 408.
+  /// The whole request head must arrive within this of its first byte, else 408 and close
+  /// (slow headers). Armed once per request: a client trickling bytes does not extend it.
+  std::chrono::milliseconds headers_timeout{10000};
+  /// A request body must be complete within this of the end of its head, else 408; also the
+  /// time a client has to take a response.
   std::chrono::milliseconds read_timeout{30000};
+  /// TCP connections open at once (HTTP and WebSocket); over it a new connection gets 503 and is
+  /// closed. 0: no limit.
+  size_t max_connections = 0;
+  /// As max_connections, per remote IP address. 0: no limit.
+  size_t max_connections_per_address = 0;
 };
 
 class GatewayServer {
@@ -77,6 +87,18 @@ class GatewayServer {
     size_t websocket = 0;          // open WebSocket sessions
     size_t http_connections = 0;   // TCP connections speaking HTTP (not upgraded)
     uint64_t refused_origins = 0;  // engine requests refused for their Origin (403)
+    /// What each connection-level limit refused or closed, since the server was made.
+    struct Limits {
+      uint64_t connections = 0;              // over max_connections (503)
+      uint64_t connections_per_address = 0;  // over max_connections_per_address (503)
+      uint64_t handshake_rate = 0;           // over max_handshakes_per_second (503)
+      uint64_t polling_sessions = 0;         // over max_polling_sessions (503)
+      uint64_t slow_consumers = 0;           // sessions closed over max_buffered_bytes
+      uint64_t header_size = 0;              // heads over max_header_bytes (431)
+      uint64_t headers_timeout = 0;          // heads not complete within headers_timeout (408)
+      uint64_t message_size = 0;   // WebSocket messages (1009) or POST bodies (413) too large
+      uint64_t accept_paused = 0;  // episodes of accept failing (EMFILE/ENFILE): paused, retried
+    } limits;
   };
   Stats stats() const;
 

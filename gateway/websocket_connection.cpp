@@ -541,6 +541,7 @@ void WebSocketConnection::on_output_drained() {
 void WebSocketConnection::finish() {
   if (state_ != State::Closed && scheduler_) --scheduler_->live_;
   state_ = State::Closed;
+  held_until_closed_.reset();
   asio::error_code ec;
   socket_.close(ec);  // completes the pending waits with operation_aborted
   if (close_timer_) close_timer_->cancel();

@@ -107,6 +107,8 @@ class WebSocketConnection : public std::enable_shared_from_this<WebSocketConnect
   /// sent without waiting for the 101), parsed before anything else.
   void start(std::string_view input = {});
   void set_handler(Handler* handler) { handler_ = handler; }
+  /// Keeps `token` until the TCP socket closes (the gateway's per-address connection count).
+  void hold_until_closed(std::shared_ptr<void> token) { held_until_closed_ = std::move(token); }
 
   /// Queues bytes written as they are (the 101 response, before any frame).
   void send_raw(std::string bytes);
@@ -169,6 +171,7 @@ class WebSocketConnection : public std::enable_shared_from_this<WebSocketConnect
   std::unique_ptr<std::string> pending_input_;  // an unfinished frame
   std::unique_ptr<std::string> message_;        // a fragmented message being reassembled
   std::vector<Chunk> queue_;
+  std::shared_ptr<void> held_until_closed_;
   size_t queue_head_ = 0;   // first chunk not fully written
   size_t head_offset_ = 0;  // bytes of queue_[queue_head_] already written
   size_t buffered_ = 0;

@@ -497,6 +497,24 @@ void read_cors_origins(const Json& gateway, GatewaySettings& g) {
   }
 }
 
+/// The connection-level limits of GatewaySettings (issue 9).
+void read_connection_limits(const Json& gateway, GatewaySettings& g) {
+  const std::string p = "gateway";
+  const long long unbounded = std::numeric_limits<long long>::max();
+  if (find(gateway, "maxConnections") != nullptr) {  // null keeps the derived default
+    size_t fixed = 0;
+    read_int(gateway, p, "maxConnections", 1, unbounded, fixed);
+    g.max_connections = fixed;
+  }
+  read_int(gateway, p, "maxConnectionsPerAddress", 0, unbounded, g.max_connections_per_address);
+  read_int(gateway, p, "maxHandshakesPerSecond", 0, 1000000, g.max_handshakes_per_second);
+  read_int(gateway, p, "maxPollingSessions", 0, unbounded, g.max_polling_sessions);
+  read_int(gateway, p, "maxBufferedBytes", 1024, unbounded, g.max_buffered_bytes);
+  // The HTTP parser (websocketpp) refuses heads over 16000 bytes whatever this says.
+  read_int(gateway, p, "maxHeaderBytes", 256, 16000, g.max_header_bytes);
+  read_int(gateway, p, "headersTimeout", 1, std::numeric_limits<int>::max(), g.headers_timeout_ms);
+}
+
 void read_gateway(const Json& root, GatewaySettings& g) {
   const Json& s = section(root, "gateway");
   const std::string p = "gateway";
@@ -522,6 +540,7 @@ void read_gateway(const Json& root, GatewaySettings& g) {
   read_string_list(s, p, "individualRoomParts", g.individual_room_parts);
   read_string_list(s, p, "metadataTypes", g.metadata_types);
   read_client_bundle(s, g);
+  read_connection_limits(s, g);
 }
 
 void read_auth(const Json& root, AuthSettings& a) {

@@ -50,6 +50,26 @@ struct GatewaySettings {
   /// a path: that folder, checked by the parser to hold socket.io.js.
   bool serve_client = true;
   std::string client_bundle;
+
+  // -- Connection-level limits (issue 9), enforced by gateway::GatewayServer and EngineServer;
+  // -- refusals counted in socket.stats `limits`.
+  /// gateway.maxConnections: TCP connections (HTTP + WebSocket) at once. nullopt (null): the
+  /// process's RLIMIT_NOFILE minus a reserve, resolved when the gateway starts.
+  std::optional<size_t> max_connections;
+  /// gateway.maxConnectionsPerAddress: per remote IP; 0 = off.
+  size_t max_connections_per_address = 0;
+  /// gateway.maxHandshakesPerSecond: new Engine.IO sessions per second (burst = the rate);
+  /// 0 = no limit.
+  int max_handshakes_per_second = 2000;
+  /// gateway.maxPollingSessions: long-polling sessions not upgraded; 0 = no limit.
+  size_t max_polling_sessions = 10000;
+  /// gateway.maxBufferedBytes: bytes queued per socket before it is closed ("slow consumer").
+  size_t max_buffered_bytes = 4 * 1024 * 1024;
+  /// gateway.maxHeaderBytes: request line + headers (431 above); at most 16000, the HTTP
+  /// parser's own cap.
+  size_t max_header_bytes = 16000;
+  /// gateway.headersTimeout: ms from a request head's first byte to its end (408 after).
+  int headers_timeout_ms = 10000;
 };
 
 struct AuthSettings {

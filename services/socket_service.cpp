@@ -378,6 +378,10 @@ Json SocketService::stats() const {
   auto uptime =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
           .count();
+  // Refusals by limit (issue 9): the Socket.IO layer's and the service's own, then the
+  // gateway's connection-level ones as the node's wiring reports them.
+  Json limits = socket_limit_counters();
+  if (connection_limits_) limits.update(connection_limits_());
   return Json{{"nodeID", broker_.node_id()},
               {"connections",
                {{"total", total},
@@ -391,7 +395,7 @@ Json SocketService::stats() const {
               {"refusedOrigins", refused_origins_ ? refused_origins_() : 0},
               {"malformed", malformed_ ? malformed_() : 0},
               {"auth", {{"calls", counters_.auth_calls}, {"failures", counters_.auth_failures}}},
-              {"limits", socket_limit_counters()},
+              {"limits", std::move(limits)},
               {"uptime", uptime}};
 }
 

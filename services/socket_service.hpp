@@ -69,6 +69,12 @@ class SocketService {
   void count_packet_limits(std::function<PacketLimitCounts()> count) {
     packet_limits_ = std::move(count);
   }
+  /// Where `socket.stats` reads the gateway's connection-level limit counters (connections,
+  /// connectionsPerAddress, handshakeRate, pollingSessions, slowConsumers, headerSize,
+  /// headersTimeout, messageSize, acceptPaused): an object merged into `limits`.
+  void count_connection_limits(std::function<Json()> counts) {
+    connection_limits_ = std::move(counts);
+  }
 
  private:
   friend const std::vector<std::string>& socket_event_patterns();
@@ -122,6 +128,7 @@ class SocketService {
   std::function<uint64_t()> refused_origins_;
   std::function<uint64_t()> malformed_;
   std::function<PacketLimitCounts()> packet_limits_;
+  std::function<Json()> connection_limits_;
 };
 
 }  // namespace steedos::services

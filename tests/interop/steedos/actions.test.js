@@ -34,6 +34,10 @@ describe("steedos socket: actions and logout", () => {
 		for (const key of ["attachments", "eventName", "packetSize", "jsonDepth", "roomsPerSocket", "subscribeRate", "authInFlight"]) {
 			assert.ok(Number.isInteger(st.limits[key]) && st.limits[key] >= 0, `limits.${key}: ${st.limits[key]}`);
 		}
+		// The gateway's connection-level limits (issue 9, limits-connections.test.js): nothing refused here.
+		for (const key of ["connections", "connectionsPerAddress", "handshakeRate", "pollingSessions", "slowConsumers", "headerSize", "headersTimeout", "messageSize", "acceptPaused"]) {
+			assert.equal(st.limits[key], 0, `limits.${key}`);
+		}
 		assert.equal(st.nodeID, c.node.nodeID);
 		assert.deepEqual(Object.keys(st.connections).sort(), ["anonymous", "authenticated", "byTransport", "total"]);
 		assert.deepEqual(Object.keys(st.connections.byTransport).sort(), ["polling", "websocket"]);

@@ -163,7 +163,9 @@ describe(`drain on SIGTERM: ${CLIENTS} WebSocket clients (bench/load_client.cpp)
 
 	it(`${CLIENTS} clients: every one closed (Engine.IO close + 1001), exit 0 within drainTimeout + 1 s, DISCONNECT at once`, { timeout: 180000 }, async () => {
 		assert.ok(fs.existsSync(LOAD_CLIENT), `${LOAD_CLIENT} missing: make -C build load-client`);
-		node = await startGateway({ nats, logLevel: "info", extra: { serviceName: "socket", gateway: { drainTimeout: DRAIN_TIMEOUT } } });
+		// load-client opens every connection at once (10,000 in bench/drain.sh): no handshake rate
+		// limit here (limits-connections.test.js tests it).
+		node = await startGateway({ nats, logLevel: "info", extra: { serviceName: "socket", gateway: { drainTimeout: DRAIN_TIMEOUT, maxHandshakesPerSecond: 0 } } });
 		const port = await gatewayPort(node);
 		await h.waitForRemoteNode(producer, node.nodeID, ["socket.stats"], 10000);
 		load = await startLoadClient(port, CLIENTS);

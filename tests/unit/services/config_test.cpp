@@ -866,3 +866,72 @@ TEST_SUITE("config: socket limits") {
     }
   }
 }
+
+// Issue 9, the connection-level limits of the gateway (gateway.maxConnections ...).
+TEST_SUITE("config: connection limits") {
+  void check_limit_defaults(const steedos::services::GatewaySettings& g) {
+    CHECK_FALSE(g.max_connections.has_value());  // derived from RLIMIT_NOFILE at start
+    CHECK(g.max_connections_per_address == 0);
+    CHECK(g.max_handshakes_per_second == 2000);
+    CHECK(g.max_polling_sessions == 10000);
+    CHECK(g.max_buffered_bytes == 4 * 1024 * 1024);
+    CHECK(g.max_header_bytes == 16000);
+    CHECK(g.headers_timeout_ms == 10000);
+  }
+
+  TEST_CASE("defaults, without a file and from the committed moleculer.config.json") {
+    check_limit_defaults(parse("").gateway);
+    const auto path = repo_root() + "/moleculer.config.json";
+    const auto c = parse_config(read_text(path), {}, path);
+    check_limit_defaults(c.gateway);
+    const auto j = Json::parse(read_text(path));
+    for (const char* key :
+         {"maxConnections", "maxConnectionsPerAddress", "maxHandshakesPerSecond",
+          "maxPollingSessions", "maxBufferedBytes", "maxHeaderBytes", "headersTimeout"}) {
+      CHECK_MESSAGE(j["gateway"].contains(key), key);
+    }
+  }
+
+  TEST_CASE("file values override the defaults") {
+    const auto g = parse(R"({"gateway": {"maxConnections": 500, "maxConnectionsPerAddress": 20,
+      "maxHandshakesPerSecond": 0, "maxPollingSessions": 7, "maxBufferedBytes": 65536,
+      "maxHeaderBytes": 8192, "headersTimeout": 2500}})")
+                       .gateway;
+    REQUIRE(g.max_connections.has_value());
+    CHECK(*g.max_connections == 500);
+    CHECK(g.max_connections_per_address == 20);
+    CHECK(g.max_handshakes_per_second == 0);
+    CHECK(g.max_polling_sessions == 7);
+    CHECK(g.max_buffered_bytes == 65536);
+    CHECK(g.max_header_bytes == 8192);
+    CHECK(g.headers_timeout_ms == 2500);
+    CHECK_FALSE(parse(R"({"gateway": {"maxConnections": null}})").gateway.max_connections);
+  }
+
+  TEST_CASE("bad values name their key") {
+    const std::pair<const char*, const char*> cases[] = {
+        {R"({"gateway": {"maxConnections": 0}})", "gateway.maxConnections"},
+        {R"({"gateway": {"maxConnections": -1}})", "gateway.maxConnections"},
+        {R"({"gateway": {"maxConnections": "1000"}})", "gateway.maxConnections"},
+        {R"({"gateway": {"maxConnections": 1.5}})", "gateway.maxConnections"},
+        {R"({"gateway": {"maxConnectionsPerAddress": -1}})", "gateway.maxConnectionsPerAddress"},
+        {R"({"gateway": {"maxConnectionsPerAddress": true}})", "gateway.maxConnectionsPerAddress"},
+        {R"({"gateway": {"maxHandshakesPerSecond": -5}})", "gateway.maxHandshakesPerSecond"},
+        {R"({"gateway": {"maxHandshakesPerSecond": 1000001}})", "gateway.maxHandshakesPerSecond"},
+        {R"({"gateway": {"maxHandshakesPerSecond": 2.5}})", "gateway.maxHandshakesPerSecond"},
+        {R"({"gateway": {"maxPollingSessions": -1}})", "gateway.maxPollingSessions"},
+        {R"({"gateway": {"maxPollingSessions": []}})", "gateway.maxPollingSessions"},
+        {R"({"gateway": {"maxBufferedBytes": 1023}})", "gateway.maxBufferedBytes"},
+        {R"({"gateway": {"maxBufferedBytes": "4MB"}})", "gateway.maxBufferedBytes"},
+        {R"({"gateway": {"maxHeaderBytes": 255}})", "gateway.maxHeaderBytes"},
+        {R"({"gateway": {"maxHeaderBytes": 16001}})", "gateway.maxHeaderBytes"},
+        {R"({"gateway": {"headersTimeout": 0}})", "gateway.headersTimeout"},
+        {R"({"gateway": {"headersTimeout": "10s"}})", "gateway.headersTimeout"},
+    };
+    for (const auto& [text, key] : cases) {
+      CAPTURE(text);
+      CHECK(error_key(text) == key);
+      CHECK(error_message(text).rfind(std::string(key) + ": ", 0) == 0);
+    }
+  }
+}

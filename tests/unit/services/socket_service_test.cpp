@@ -759,3 +759,19 @@ TEST_SUITE("socket service limits") {
     CHECK(limits["jsonDepth"] == 4);
   }
 }
+
+TEST_SUITE("socket service: connection limits") {
+  TEST_CASE("socket.stats limits: the gateway's counts merged in when wired, read when called") {
+    Fixture f;
+    CHECK_FALSE(f.stats()["limits"].contains("connections"));
+    uint64_t refused = 0;
+    f.service->count_connection_limits([&] {
+      return Json{{"connections", refused}, {"acceptPaused", 1}};
+    });
+    refused = 3;  // read when socket.stats is called, not when wired
+    Json limits = f.stats()["limits"];
+    CHECK(limits["connections"] == 3);
+    CHECK(limits["acceptPaused"] == 1);
+    CHECK(limits["subscribeRate"] == 0);  // the service's own counters stay beside them
+  }
+}

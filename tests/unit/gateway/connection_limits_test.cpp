@@ -1,0 +1,75 @@
+// The pure pieces of the gateway's connection-level limits (issue 9): the handshake token
+// bucket, the connection cap derived from the open-file limit, the accept loop's backoff.
+#include "gateway/connection_limits.hpp"
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <limits>
+
+using std::chrono::milliseconds;
+using steedos::gateway::AcceptBackoff;
+using steedos::gateway::max_connections_for_fd_limit;
+using steedos::gateway::TokenBucket;
+
+TEST_SUITE("connection limits") {
+  TEST_CASE("token bucket: a full burst, then the rate") {
+    const auto t0 = TokenBucket::Clock::time_point{} + std::chrono::hours(1);
+    TokenBucket bucket(10, 10, t0);
+    for (int i = 0; i < 10; ++i) CHECK(bucket.try_take(t0));
+    CHECK_FALSE(bucket.try_take(t0));  // burst spent
+    CHECK_FALSE(bucket.try_take(t0 + milliseconds(99)));
+    CHECK(bucket.try_take(t0 + milliseconds(100)));  // one token per 100 ms at 10/s
+    CHECK_FALSE(bucket.try_take(t0 + milliseconds(100)));
+    // A long pause refills up to the burst only.
+    const auto later = t0 + std::chrono::seconds(60);
+    int taken = 0;
+    while (bucket.try_take(later)) ++taken;
+    CHECK(taken == 10);
+  }
+
+  TEST_CASE("token bucket: fractional refills add up; a clock going back takes nothing") {
+    const auto t0 = TokenBucket::Clock::time_point{} + std::chrono::hours(1);
+    TokenBucket bucket(4, 4, t0);
+    while (bucket.try_take(t0)) {
+    }
+    CHECK_FALSE(bucket.try_take(t0 + milliseconds(125)));  // half a token
+    CHECK(bucket.try_take(t0 + milliseconds(250)));        // the second half
+    CHECK_FALSE(bucket.try_take(t0 + milliseconds(100)));  // earlier than the last call
+  }
+
+  TEST_CASE("token bucket: rate 0 is no limit") {
+    TokenBucket bucket;
+    for (int i = 0; i < 100000; ++i) REQUIRE(bucket.try_take(TokenBucket::Clock::now()));
+  }
+
+  TEST_CASE("the derived connection cap keeps a reserve of descriptors") {
+    CHECK(max_connections_for_fd_limit(1024) == 1024 - 64);
+    CHECK(max_connections_for_fd_limit(20000, 64) == 19936);
+    CHECK(max_connections_for_fd_limit(200, 100) == 100);
+    CHECK(max_connections_for_fd_limit(64) == 1);  // never 0 (0 would mean no limit)
+    CHECK(max_connections_for_fd_limit(10) == 1);
+    CHECK(max_connections_for_fd_limit(std::numeric_limits<uint64_t>::max()) > 1000000);
+    CHECK(steedos::gateway::open_file_limit() > 0);
+  }
+
+  TEST_CASE("accept backoff: 50 ms doubling to 1 s, one episode until a success") {
+    AcceptBackoff backoff;
+    CHECK_FALSE(backoff.paused());
+    CHECK(backoff.on_failure() == milliseconds(50));
+    CHECK(backoff.new_episode());
+    CHECK(backoff.on_failure() == milliseconds(100));
+    CHECK_FALSE(backoff.new_episode());
+    CHECK(backoff.on_failure() == milliseconds(200));
+    CHECK(backoff.on_failure() == milliseconds(400));
+    CHECK(backoff.on_failure() == milliseconds(800));
+    CHECK(backoff.on_failure() == milliseconds(1000));
+    CHECK(backoff.on_failure() == milliseconds(1000));
+    CHECK(backoff.paused());
+    CHECK(backoff.on_success());        // ends the episode
+    CHECK_FALSE(backoff.on_success());  // nothing to end
+    CHECK(backoff.on_failure() == milliseconds(50));
+    CHECK(backoff.new_episode());
+  }
+}
