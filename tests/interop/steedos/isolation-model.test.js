@@ -233,7 +233,8 @@ class IsolationRun {
 	/** A random credential: the kinds of §2.2 and their mixes, tokens valid, foreign, revoked, unknown. */
 	randomCred() {
 		const { r } = this;
-		const token = r.chance(0.08) ? r.pick(["nope", "t-unknown", "t-u9"]) : r.pick(this.tokens);
+		const current = this.tokens.filter(t => !REVOKED.has(t));
+		const token = r.chance(0.06) ? r.pick(["nope", "t-unknown", "t-u9"]) : r.pick(r.chance(0.85) ? current : this.tokens);
 		// The space: mostly one where the token is valid, sometimes another (not a member: anonymous).
 		const valid = TENANTS.filter(t => SESSIONS[`${t},${token}`]);
 		const space = valid.length && r.chance(0.85) ? r.pick(valid) : r.pick([...TENANTS, "S4"]);
@@ -796,6 +797,7 @@ class IsolationRun {
 				throw new Mismatch(this.report(first.step, `${this.problems.length} mismatch(es) in batch ${batch - 1}:\n${list.join("\n")}`));
 			}
 		}
+		if (process.env.ISOLATION_DUMP) require("fs").writeFileSync(process.env.ISOLATION_DUMP, this.steps.join("\n"));
 		return this.figures;
 	}
 }
