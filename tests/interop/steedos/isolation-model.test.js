@@ -24,7 +24,7 @@
 // ISOLATION_BATCH (default 50) is the number of steps between barriers.
 const crypto = require("node:crypto");
 const { describe, it, before, after } = require("node:test");
-const { h, startCluster, COOKIES, login, SESSIONS, REVOKED, ISO_MS } = require("./fixture");
+const { h, startCluster, COOKIES, login, SESSIONS, REVOKED, ISO_MS, crossBarrier, waitGatewaysKnowEachOther } = require("./fixture");
 
 const SEED = process.env.ISOLATION_SEED !== undefined ? Number(process.env.ISOLATION_SEED) >>> 0 : crypto.randomInt(2 ** 32);
 const STEPS = Number(process.env.ISOLATION_STEPS || 5000);
@@ -171,8 +171,10 @@ function metadataOut(payload) {
 class Mismatch extends Error {}
 
 class IsolationRun {
+	/** `c`: the fixture's cluster, with one gateway node or two (§7: sockets spread over both). */
 	constructor(c, seed) {
 		this.c = c;
+		this.gateways = c.nodes.length;
 		this.seed = seed;
 		this.r = prng(seed);
 		this.sockets = []; // model sockets: { name, cred, transports, client, live, who, rooms, expected, ... }
@@ -304,14 +306,15 @@ class IsolationRun {
 				return { kind: "cookie", cookieSpace: this.r.pick(TENANTS.filter(t => SESSIONS[`${t},${token}`])), cookieToken: token };
 			})()
 			: this.r.chance(0.15) ? this.staticCred() : this.randomCred();
-		const s = { name: `k${this.sockets.length}`, cred, transports, client: null, live: true, rooms: new Set(), expected: [],
+		const gateway = this.r.int(this.gateways);
+		const s = { name: `k${this.sockets.length}`, gateway, cred, transports, client: null, live: true, rooms: new Set(), expected: [],
 			disconnects: [], connects: 1, seen: 0, sids: [] };
 		s.who = identityOf(cred);
 		this.sockets.push(s);
-		const step = this.note(`connect ${s.name} ${transports.join("+")} ${cred.kind} ${short(cred)} -> ${short(s.who)}`);
+		const step = this.note(`connect ${s.name} node ${gateway} ${transports.join("+")} ${cred.kind} ${short(cred)} -> ${short(s.who)}`);
 		this.figures.connects++;
 		run(s, async () => {
-			s.client = await this.c.connect(this.clientOptions(cred, transports)).catch(err => {
+			s.client = await this.c.connect(Object.assign(this.clientOptions(cred, transports), { gateway })).catch(err => {
 				throw new Mismatch(this.report(step, `connect ${s.name}: ${err.message}`));
 			});
 			s.sids.push(s.client.id);
@@ -479,8 +482,21 @@ class IsolationRun {
 		const sends = [];
 		// socket.disconnect first: a call, on another path than events, so it goes before them.
 		while (r.chance(0.2)) await this.disconnectCall();
+		// Two nodes: order across nodes is not promised (§7), so an event sent before a logout may
+		// reach a node after it; logouts go first there, each awaited until its sockets closed.
+		if (this.gateways > 1) {
+			while (r.chance(0.25)) {
+				const closing = this.logoutStep((event, payload, via) => {
+					this.figures.producerEvents++;
+					sends.push(this.c.producer[via](event, payload));
+				});
+				await Promise.all(sends.splice(0));
+				await this.waitServerCloses(closing);
+			}
+		}
 		for (let i = 0; i < n; i++) {
-			const kind = r.weighted({ metadata: 14, notification: 14, nestedEmit: 16, flatEmit: 16, record: 18, rejected: 8, logout: 1.5 });
+			const kind = r.weighted({ metadata: 14, notification: 14, nestedEmit: 16, flatEmit: 16, record: 18, rejected: 8,
+				logout: this.gateways > 1 ? 0 : 1.5 });
 			const how = r.chance(0.5) ? "emit" : "broadcast";
 			const send = (event, payload, via = how) => {
 				this.figures.producerEvents++;
@@ -632,6 +648,7 @@ class IsolationRun {
 		this.serverClose(closed);
 		this.figures.logouts++;
 		send(event, payload, r.chance(0.8) ? "broadcast" : "emit");
+		return closed;
 	}
 
 	serverClose(sockets) {
@@ -652,13 +669,15 @@ class IsolationRun {
 		if (by.includes("sid")) params.sid = live.length && r.chance(0.8) ? r.pick(live).client.id : r.pick([...this.sockets.flatMap(s => s.sids), "nope"]);
 		if (by.includes("userId")) params.userId = r.pick(USERS);
 		if (by.includes("tenantId")) params.tenantId = r.pick([...TENANTS, "S4"]);
-		const closed = live.filter(s => (params.sid === undefined || s.client.id === params.sid) &&
+		const gateway = r.int(this.gateways); // the action answers for its own node (§9)
+		const closed = live.filter(s => s.gateway === gateway && (params.sid === undefined || s.client.id === params.sid) &&
 			(params.userId === undefined || s.who.userId === params.userId) &&
 			(params.tenantId === undefined || s.who.tenantId === params.tenantId));
-		const step = this.note(`call socket.disconnect ${short(params)} -> ${closed.map(s => s.name).join(",") || "nobody"}`);
+		const step = this.note(`call socket.disconnect on node ${gateway} ${short(params)} -> ${closed.map(s => s.name).join(",") || "nobody"}`);
 		this.serverClose(closed);
 		this.figures.disconnectCalls++;
-		const reply = await this.c.call("disconnect", params).catch(err => ({ error: err.message }));
+		const reply = await this.c.producer.call("socket.disconnect", params, { nodeID: this.c.nodes[gateway].nodeID, timeout: 5000 })
+			.catch(err => ({ error: err.message }));
 		if (canonical(reply) !== canonical({ disconnected: closed.length })) {
 			this.problem(step, `socket.disconnect ${short(params)}: ${short(reply)}, model { disconnected: ${closed.length} }`);
 		}
@@ -680,8 +699,14 @@ class IsolationRun {
 	}
 
 	async nodeDiff() {
-		const [clients, stats] = await Promise.all([this.c.call("clients"), this.c.stats()]);
-		const live = this.live();
+		const diffs = await Promise.all(this.c.nodes.map((node, i) => this.nodeDiffOf(node, i)));
+		return diffs.filter(Boolean).join("; ");
+	}
+
+	async nodeDiffOf(node, gateway) {
+		const call = action => this.c.producer.call(`socket.${action}`, {}, { nodeID: node.nodeID, timeout: 5000 });
+		const [clients, stats] = await Promise.all([call("clients"), call("stats")]);
+		const live = this.live().filter(s => s.gateway === gateway);
 		const diffs = [];
 		const byId = new Map(clients.map(x => [x.id, x]));
 		for (const s of live) {
@@ -702,20 +727,26 @@ class IsolationRun {
 		const want = { total: live.length, anonymous, authenticated: live.length - anonymous, rooms };
 		const got = { total: stats.connections.total, anonymous: stats.connections.anonymous,
 			authenticated: stats.connections.authenticated, rooms: stats.rooms };
-		if (canonical(got) !== canonical(want)) diffs.push(`socket.stats ${short(got)}, model ${short(want)}`);
+		if (canonical(got) !== canonical(want)) diffs.push(`socket.stats of node ${gateway} ${short(got)}, model ${short(want)}`);
 		return diffs.join("; ");
+	}
+
+	/** Waits until each of `sockets` that the model closed has seen its close. */
+	async waitServerCloses(sockets) {
+		const closing = sockets.filter(s => s.client && s.client.disconnects.length < s.disconnects.length);
+		await Promise.all(closing.map(s => h.waitFor(() => s.client.disconnects.length >= s.disconnects.length, 4000, { what: `${s.name} closed` })
+			.catch(() => this.problem(this.step - 1, `${s.name}: still open, the model closed it (${short(s.client.disconnects)})`))));
 	}
 
 	async barrierAndCompare(batch) {
 		const { c } = this;
 		// Server-side closes the model expects have reached their clients.
-		const closing = this.sockets.filter(s => s.client && s.client.disconnects.length < s.disconnects.length);
-		await Promise.all(closing.map(s => h.waitFor(() => s.client.disconnects.length >= s.disconnects.length, 4000, { what: `${s.name} closed` })
-			.catch(() => this.problem(this.step - 1, `${s.name}: still open, the model closed it (${short(s.client.disconnects)})`))));
+		await this.waitServerCloses(this.sockets);
 		const live = this.live();
 		this.figures.liveSum += live.length;
 		this.figures.anonymousSum += live.filter(s => s.who.anonymous).length;
-		await c.barrier(live.map(s => s.client)).catch(err => this.problem(this.step - 1, `barrier: ${err.message}`));
+		const clients = live.map(s => s.client);
+		await (this.gateways > 1 ? crossBarrier(c, clients) : c.barrier(clients)).catch(err => this.problem(this.step - 1, `barrier: ${err.message}`));
 		await this.waitNodeMatches("at the barrier");
 		for (const s of this.sockets) this.compareSocket(s);
 		await this.compareSubscribeEvents();
@@ -733,7 +764,7 @@ class IsolationRun {
 		const matches = (w, g) => w.event === g.event &&
 			(w.event === "pong" ? g.args.length === 1 && ISO_MS.test(g.args[0]) : canonical(w.args) === canonical(g.args));
 		this.figures.deliveriesCompared += want.length;
-		// Leaks and missing deliveries, as multisets; then the order (one node, one path: the order sent).
+		// Leaks and missing deliveries, as multisets; then, on one node (one path), the order sent.
 		const pending = want.slice();
 		const leaks = [];
 		for (const g of got) {
@@ -747,7 +778,7 @@ class IsolationRun {
 				`LEAK to ${s.name} (${short(s.who)}, rooms ${short([...s.rooms])}): ${g.event} ${short(g.args)} (sent by step ${steps.join(",") || "?"})`);
 		}
 		for (const w of pending) this.problem(w.step, `MISSING at ${s.name} (${short(s.who)}): ${w.event} ${short(w.args)} (step ${w.step})`);
-		if (!leaks.length && !pending.length && !want.every((w, i) => matches(w, got[i]))) {
+		if (this.gateways === 1 && !leaks.length && !pending.length && !want.every((w, i) => matches(w, got[i]))) {
 			this.problem(want[0].step, `${s.name}: every event arrived, in another order than sent: ${short(got.map(g => g.event), 300)}`);
 		}
 		const reasons = s.client.disconnects;
@@ -802,26 +833,37 @@ class IsolationRun {
 	}
 }
 
-describe("steedos socket: tenant isolation, model-based (issue 9)", () => {
-	let c;
-	before(async () => {
-		console.log(`isolation model: seed ${SEED}, ${STEPS} steps, batches of ${BATCH}, bus ${process.env.INTEROP_BUS || "nats"}`);
-		c = await startCluster({ extra: { gateway: { maxRoomsPerSocket: MAX_ROOMS } }, logLevel: "info" });
-	});
-	after(async () => {
-		if (c) await c.stop();
-	});
+const GATEWAYS = (process.env.ISOLATION_GATEWAYS || "1,2").split(",").map(Number);
+const BUS_NAME = process.env.INTEROP_BUS || "nats";
 
-	it(`random steps agree with the contract's model: 0 leaks, 0 missing deliveries (seed ${SEED})`, async t => {
-		const started = Date.now();
-		const figures = await new IsolationRun(c, SEED).run(STEPS);
-		const line = `isolation model: seed ${SEED}: ${figures.steps} steps in ${figures.batches} batches, ` +
-			`${figures.deliveriesCompared} deliveries compared, ${figures.acksCompared} acks (${figures.refusals} refusals), ` +
-			`${figures.producerEvents} producer events, ${figures.connects} connects ` +
-			`(${(figures.liveSum / figures.batches).toFixed(1)} sockets live at a barrier on average, ${(figures.anonymousSum / figures.batches).toFixed(1)} anonymous), ` +
-			`${figures.logouts} logouts, ` +
-			`${figures.disconnectCalls} socket.disconnect calls, ${figures.serverClosed} server-side closes, ${((Date.now() - started) / 1000).toFixed(1)} s`;
-		console.log(line);
-		t.diagnostic(line);
+for (const gateways of GATEWAYS) {
+	describe(`steedos socket: tenant isolation, model-based, ${gateways} gateway node(s) (issue 9)`, () => {
+		let c;
+		before(async () => {
+			console.log(`isolation model: seed ${SEED}, ${STEPS} steps, batches of ${BATCH}, ${gateways} gateway node(s), bus ${BUS_NAME}`);
+			c = await startCluster({ gateways, extra: { gateway: { maxRoomsPerSocket: MAX_ROOMS } }, logLevel: "info" });
+			if (gateways > 1) await waitGatewaysKnowEachOther(c);
+		});
+		after(async () => {
+			if (c) await c.stop();
+		});
+
+		it(`random steps agree with the contract's model: 0 leaks, 0 missing deliveries (seed ${SEED})`, async t => {
+			const started = Date.now();
+			const run = new IsolationRun(c, SEED);
+			const figures = await run.run(STEPS).catch(err => {
+				// Anything else that went wrong (a stuck call, a dead node) also names the seed and the steps.
+				throw err instanceof Mismatch ? err : new Error(run.report(run.step - 1, err.stack || String(err)));
+			});
+			const f = figures;
+			const line = `isolation model: seed ${SEED}, ${gateways} node(s), ${BUS_NAME}: ${f.steps} steps in ${f.batches} batches, ` +
+				`${f.deliveriesCompared} deliveries compared, ${f.acksCompared} acks (${f.refusals} refusals), ` +
+				`${f.producerEvents} producer events, ${f.connects} connects ` +
+				`(${(f.liveSum / f.batches).toFixed(1)} sockets live at a barrier on average, ${(f.anonymousSum / f.batches).toFixed(1)} anonymous), ` +
+				`${f.logouts} logouts, ${f.disconnectCalls} socket.disconnect calls, ${f.serverClosed} server-side closes, ` +
+				`${((Date.now() - started) / 1000).toFixed(1)} s`;
+			console.log(line);
+			t.diagnostic(line);
+		});
 	});
-});
+}
