@@ -21,14 +21,14 @@
 // index and the steps before it.
 //
 // ISOLATION_SEED (default: random) replays a run; ISOLATION_STEPS (default 5000) sizes it;
-// ISOLATION_BATCH (default 50) is the number of steps between barriers.
+// ISOLATION_BATCH (default 100) is the number of steps between barriers.
 const crypto = require("node:crypto");
 const { describe, it, before, after } = require("node:test");
 const { h, startCluster, COOKIES, login, SESSIONS, REVOKED, ISO_MS, crossBarrier, waitGatewaysKnowEachOther } = require("./fixture");
 
 const SEED = process.env.ISOLATION_SEED !== undefined ? Number(process.env.ISOLATION_SEED) >>> 0 : crypto.randomInt(2 ** 32);
 const STEPS = Number(process.env.ISOLATION_STEPS || 5000);
-const BATCH = Number(process.env.ISOLATION_BATCH || 50);
+const BATCH = Number(process.env.ISOLATION_BATCH || 100);
 
 // A small room limit so that the random subscribes reach it (§3, §9: counted after the join).
 const MAX_ROOMS = 12;
@@ -331,14 +331,15 @@ class IsolationRun {
 		s.live = true;
 		s.rooms = new Set();
 		s.who = identityOf(s.cred); // asked again: a revoked token is anonymous now
-		s.connects++;
+		const connects = ++s.connects; // this reconnect's count (a later step of the phase may reconnect it again)
 		const step = this.note(`reconnect ${s.name} -> ${short(s.who)}`);
 		this.figures.connects++;
 		run(s, async () => {
 			s.client.connect();
-			await h.waitFor(() => s.client.events.filter(e => e.event === "connection-init").length >= s.connects, 6000,
+			await h.waitFor(() => s.client.events.filter(e => e.event === "connection-init").length >= connects, 6000,
 				{ what: `${s.name} reconnected` }).catch(err => {
-				throw new Mismatch(this.report(step, `reconnect ${s.name}: ${err.message}`));
+				const seen = { connected: s.client.connected, disconnects: s.client.disconnects, connectErrors: s.client.connectErrors.map(e => e.message) };
+				throw new Mismatch(this.report(step, `reconnect ${s.name}: ${err.message}; client ${short(seen, 400)}`));
 			});
 			s.sids.push(s.client.id);
 		});
@@ -814,6 +815,14 @@ class IsolationRun {
 	}
 
 	async run(total) {
+		try {
+			return await this.batches(total);
+		} finally {
+			if (process.env.ISOLATION_DUMP) require("fs").writeFileSync(process.env.ISOLATION_DUMP, this.steps.map((x, i) => `#${i} ${x}`).join("\n"));
+		}
+	}
+
+	async batches(total) {
 		let batch = 0;
 		while (this.step < total) {
 			const n = Math.min(BATCH, total - this.step);
@@ -828,7 +837,6 @@ class IsolationRun {
 				throw new Mismatch(this.report(first.step, `${this.problems.length} mismatch(es) in batch ${batch - 1}:\n${list.join("\n")}`));
 			}
 		}
-		if (process.env.ISOLATION_DUMP) require("fs").writeFileSync(process.env.ISOLATION_DUMP, this.steps.join("\n"));
 		return this.figures;
 	}
 }
