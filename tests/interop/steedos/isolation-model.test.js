@@ -187,7 +187,7 @@ class IsolationRun {
 		this.subscribeEventsSeen = c.subscribeEvents.length;
 		this.problems = [];
 		this.figures = { steps: 0, batches: 0, deliveriesCompared: 0, acksCompared: 0, refusals: 0, producerEvents: 0,
-			connects: 0, liveSum: 0, anonymousSum: 0, logouts: 0, disconnectCalls: 0, serverClosed: 0 };
+			pairsChecked: 0, connects: 0, liveSum: 0, anonymousSum: 0, logouts: 0, disconnectCalls: 0, serverClosed: 0 };
 		for (const space of ["S1", "S3"]) this.newLogin("U7", [space, "S1"]); // users in several tenants
 		this.newLogin("U8", ["S2", "S3"]);
 	}
@@ -501,6 +501,7 @@ class IsolationRun {
 			const how = r.chance(0.5) ? "emit" : "broadcast";
 			const send = (event, payload, via = how) => {
 				this.figures.producerEvents++;
+				this.figures.pairsChecked += this.live().length; // each live socket: a delivery or an absence checked
 				sends.push(Promise.resolve(this.c.producer[via](event, payload)).catch(err => this.problem(this.step - 1, `producer ${via} ${event}: ${err.message}`)));
 			};
 			this[`${kind}Step`](send, how);
@@ -866,7 +867,7 @@ for (const gateways of GATEWAYS) {
 			const f = figures;
 			const line = `isolation model: seed ${SEED}, ${gateways} node(s), ${BUS_NAME}: ${f.steps} steps in ${f.batches} batches, ` +
 				`${f.deliveriesCompared} deliveries compared, ${f.acksCompared} acks (${f.refusals} refusals), ` +
-				`${f.producerEvents} producer events, ${f.connects} connects ` +
+				`${f.producerEvents} producer events (${f.pairsChecked} event x socket pairs checked), ${f.connects} connects ` +
 				`(${(f.liveSum / f.batches).toFixed(1)} sockets live at a barrier on average, ${(f.anonymousSum / f.batches).toFixed(1)} anonymous), ` +
 				`${f.logouts} logouts, ${f.disconnectCalls} socket.disconnect calls, ${f.serverClosed} server-side closes, ` +
 				`${((Date.now() - started) / 1000).toFixed(1)} s`;
