@@ -20,8 +20,14 @@
 // delivery one it must have got and did not. Any mismatch fails the test with the seed, the step
 // index and the steps before it.
 //
-// ISOLATION_SEED (default: random) replays a run; ISOLATION_STEPS (default 5000) sizes it;
-// ISOLATION_BATCH (default 100) is the number of steps between barriers.
+// The same run, with the same seed, on one gateway node and on two (§7: each socket on either,
+// balanced emits reach one node and are forwarded, broadcasts reach both; socket.disconnect asks
+// one node; deliveries are compared as multisets there, since order across nodes is not promised,
+// and the barrier is the fixture's crossBarrier).
+//
+// ISOLATION_SEED (default: random) replays a run; ISOLATION_STEPS (default 5000) sizes each run;
+// ISOLATION_BATCH (default 100) is the number of steps between barriers; ISOLATION_GATEWAYS
+// (default "1,2") the runs; ISOLATION_DUMP=<file> writes every step there.
 const crypto = require("node:crypto");
 const { describe, it, before, after } = require("node:test");
 const { h, startCluster, COOKIES, login, SESSIONS, REVOKED, ISO_MS, crossBarrier, waitGatewaysKnowEachOther } = require("./fixture");
