@@ -102,6 +102,9 @@ HeadParse parse_request_head(std::string_view buffered, size_t max_header_bytes)
   if (version != "HTTP/1.1" && version != "HTTP/1.0") {
     return refuse(size, 400, "Unsupported HTTP version");
   }
+  // websocketpp takes a line such as ": value" as a header with an empty name; RFC 9110 §5.1
+  // makes a field name a token of at least one character (found by fuzz_http_request).
+  if (parser.get_headers().count("") != 0) return refuse(size, 400, "Empty header name");
   HeadParse result;
   result.size = size;
   HttpRequest& request = result.head.request;

@@ -126,6 +126,12 @@ TEST_SUITE("http_request") {
     REQUIRE(no_host.error);
     CHECK(no_host.error->status == 400);
 
+    // Found by fuzz_http_request: websocketpp keeps a header line without a name.
+    const auto nameless = parse("GET / HTTP/1.1\r\nHost: h\r\n: value\r\n\r\n");
+    REQUIRE(nameless.error);
+    CHECK(nameless.error->status == 400);
+    CHECK_FALSE(nameless.has_request);
+
     const auto garbage = parse("\x01\x02\x03\r\n\r\n");
     REQUIRE(garbage.error);
     CHECK(garbage.error->status == 400);
