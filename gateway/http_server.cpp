@@ -30,8 +30,8 @@
 #include "common/log.hpp"
 #include "gateway/connection_limits.hpp"
 #include "gateway/engine_server.hpp"
+#include "gateway/http_request.hpp"
 #include "gateway/websocket_connection.hpp"
-#include "protocol/percent.hpp"
 
 namespace steedos::gateway {
 namespace {
@@ -64,51 +64,6 @@ std::string to_lower(std::string_view text) {
   std::string out(text);
   for (char& c : out) c = lower(c);
   return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
-
-// Whether a comma-separated header value (Connection, Upgrade) lists `token`.
-bool has_token(const std::string* value, std::string_view token) {
-  if (value == nullptr) return false;
-  std::string_view rest = *value;
-  while (!rest.empty()) {
-    const size_t comma = rest.find(',');
-    if (iequals(trim(rest.substr(0, comma)), token)) return true;
-    if (comma == std::string_view::npos) break;
-    rest.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
-void parse_query(std::string_view query, std::map<std::string, std::string>& out) {
-  while (!query.empty()) {
-    const size_t amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    if (!pair.empty()) {
-      const size_t eq = pair.find('=');
-      std::string key = protocol::percent_decode(pair.substr(0, eq), protocol::PlusIs::Space);
-      std::string value =
-          eq == std::string_view::npos
-              ? std::string()
-              : protocol::percent_decode(pair.substr(eq + 1), protocol::PlusIs::Space);
-      out.emplace(std::move(key), std::move(value));  // the first of duplicates wins
-    }
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
 }
 
 std::string reason_phrase(int status) {
@@ -415,16 +370,11 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
         std::string().swap(in_);
         return;
       }
-      const size_t end = in_.find("\r\n\r\n");
-      const size_t limit = server_->options.max_header_bytes;
-      if ((end == std::string::npos && in_.size() > limit) ||
-          (end != std::string::npos && end + 4 > limit)) {
-        fail(431, "Request Header Fields Too Large");
-        return;
-      }
-      if (end == std::string::npos) return;
-      if (!parse_head(end + 4)) return;
-      in_.erase(0, end + 4);
+      HeadParse head = parse_request_head(in_, server_->options.max_header_bytes);
+      if (head.incomplete()) return;
+      const size_t head_size = head.size;
+      if (!parse_head(std::move(head))) return;
+      in_.erase(0, head_size);
       state_ = State::Body;
       if (in_.size() < body_needed_) arm_timer(server_->options.read_timeout);
     }
@@ -440,48 +390,18 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     }
   }
 
-  bool parse_head(size_t size) {
-    websocketpp::http::parser::request parser;
-    // Bodies are read here, not by the parser; it must not refuse a Content-Length itself.
-    parser.set_max_body_size(std::numeric_limits<size_t>::max());
-    try {
-      parser.consume(in_.data(), size);
-    } catch (const websocketpp::http::exception& e) {
-      fail(static_cast<int>(e.m_error_code), e.m_msg);
-      return false;
-    } catch (const std::exception& e) {
-      fail(400, e.what());
+  /// Takes the parsed head (parse_request_head) and routes it; false when refused.
+  bool parse_head(HeadParse parsed) {
+    if (parsed.has_request) {
+      request_ = std::move(parsed.head.request);
+      request_.remote_address = remote_address_;
+      keep_alive_ = parsed.head.keep_alive;
+    }
+    if (!parsed.has_path) {
+      fail(parsed.error->status, parsed.error->reason);
       return false;
     }
-    const std::string& version = parser.get_version();
-    if (version != "HTTP/1.1" && version != "HTTP/1.0") {
-      fail(400, "Unsupported HTTP version");
-      return false;
-    }
-    request_ = HttpRequest{};
-    request_.method = parser.get_method();
-    request_.target = parser.get_uri();
-    request_.remote_address = remote_address_;
-    for (const auto& [name, value] : parser.get_headers()) {
-      request_.headers.emplace(to_lower(name), value);
-    }
-    keep_alive_ = version == "HTTP/1.1" && !has_token(request_.header("connection"), "close");
-
-    std::string_view target = request_.target;
-    if (target.substr(0, 7) == "http://" || target.substr(0, 8) == "https://") {
-      // Absolute form (proxies): keep the path and query.
-      const size_t slash = target.find('/', target.find("//") + 2);
-      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
-    }
-    if (target.empty() || target.front() != '/') {
-      fail(400, "Bad request target");
-      return false;
-    }
-    const size_t question = target.find('?');
-    request_.path = std::string(target.substr(0, question));
-    if (question != std::string_view::npos)
-      parse_query(target.substr(question + 1), request_.query);
-    decoded_path_ = protocol::percent_decode(request_.path);
+    decoded_path_ = std::move(parsed.head.decoded_path);
 
     route_ = Route::None;
     engine_ = nullptr;
@@ -497,21 +417,11 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       route_ = Route::Directory;
     }
 
-    // Bodies are delimited by Content-Length only; chunked uploads are refused (no client of
-    // ours sends them, and accepting them would mean a second body parser).
-    if (request_.header("transfer-encoding") != nullptr) {
-      fail(411, "Length Required");
+    if (parsed.error) {
+      fail(parsed.error->status, parsed.error->reason);
       return false;
     }
-    body_needed_ = 0;
-    if (const std::string* length = request_.header("content-length")) {
-      if (length->empty() || length->size() > 18 ||
-          length->find_first_not_of("0123456789") != std::string::npos) {
-        fail(400, "Invalid Content-Length");
-        return false;
-      }
-      body_needed_ = std::stoull(*length);
-    }
+    body_needed_ = parsed.head.content_length;
     const size_t body_limit =
         route_ == Route::Engine ? engine_->options().max_payload : kMaxOtherBody;
     if (body_needed_ > body_limit) {
@@ -519,9 +429,6 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       fail(413, "Payload too large");
       return false;
     }
-    request_.upgrade = request_.method == "GET" &&
-                       has_token(request_.header("upgrade"), "websocket") &&
-                       has_token(request_.header("connection"), "upgrade");
     return true;
   }
 

@@ -23,82 +23,6 @@ constexpr size_t kMaxIov = 1024;
 // Bounded work per readable event, so one fast sender cannot starve the loop.
 constexpr int kMaxReadsPerWakeup = 4;
 
-// Opcodes as the parser reads them off the wire.
-constexpr uint8_t kOpContinuation = static_cast<uint8_t>(ws::Opcode::Continuation);
-constexpr uint8_t kOpText = static_cast<uint8_t>(ws::Opcode::Text);
-constexpr uint8_t kOpBinary = static_cast<uint8_t>(ws::Opcode::Binary);
-constexpr uint8_t kOpClose = static_cast<uint8_t>(ws::Opcode::Close);
-constexpr uint8_t kOpPing = static_cast<uint8_t>(ws::Opcode::Ping);
-constexpr uint8_t kOpPong = static_cast<uint8_t>(ws::Opcode::Pong);
-
-void unmask(char* payload, size_t length, const char* mask) {
-  // Eight bytes at a time: the mask repeats every 4 bytes, so a doubled mask word lines up.
-  uint8_t key[8];
-  for (int i = 0; i < 8; ++i) key[i] = static_cast<uint8_t>(mask[i % 4]);
-  uint64_t word_key;
-  std::memcpy(&word_key, key, 8);
-  size_t i = 0;
-  for (; i + 8 <= length; i += 8) {
-    uint64_t word;
-    std::memcpy(&word, payload + i, 8);
-    word ^= word_key;
-    std::memcpy(payload + i, &word, 8);
-  }
-  for (; i < length; ++i) payload[i] = static_cast<char>(payload[i] ^ mask[i % 4]);
-}
-
-bool valid_utf8(std::string_view text) {
-  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
-  const auto* end = p + text.size();
-  while (p < end) {
-    if (end - p >= 8) {
-      uint64_t word;
-      std::memcpy(&word, p, 8);
-      if ((word & 0x8080808080808080ULL) == 0) {
-        p += 8;
-        continue;
-      }
-    }
-    const unsigned lead = *p;
-    if (lead < 0x80) {
-      ++p;
-      continue;
-    }
-    ptrdiff_t extra;
-    uint32_t code_point;
-    if ((lead & 0xE0) == 0xC0) {
-      if (lead < 0xC2) return false;  // overlong two-byte form
-      extra = 1;
-      code_point = lead & 0x1F;
-    } else if ((lead & 0xF0) == 0xE0) {
-      extra = 2;
-      code_point = lead & 0x0F;
-    } else if ((lead & 0xF8) == 0xF0 && lead <= 0xF4) {
-      extra = 3;
-      code_point = lead & 0x07;
-    } else {
-      return false;
-    }
-    if (end - p <= extra) return false;
-    for (ptrdiff_t i = 1; i <= extra; ++i) {
-      if ((p[i] & 0xC0) != 0x80) return false;
-      code_point = (code_point << 6) | (p[i] & 0x3F);
-    }
-    if (extra == 2 && (code_point < 0x800 || (code_point >= 0xD800 && code_point <= 0xDFFF))) {
-      return false;
-    }
-    if (extra == 3 && (code_point < 0x10000 || code_point > 0x10FFFF)) return false;
-    p += extra + 1;
-  }
-  return true;
-}
-
-// Codes a peer may put in a close frame (RFC 6455 §7.4).
-bool valid_close_code(uint16_t code) {
-  if (code >= 3000 && code <= 4999) return true;
-  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011);
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -138,7 +62,7 @@ WebSocketConnection::WebSocketConnection(TcpSocket socket, Limits limits,
                                          std::shared_ptr<WriteScheduler> scheduler)
     : socket_(std::move(socket)),
       scheduler_(std::move(scheduler)),
-      max_message_bytes_(limits.max_message_bytes),
+      reader_(limits.max_message_bytes),
       close_timeout_(limits.close_timeout) {
   asio::error_code ec;
   // Reads and writes are attempted directly and fall back to the reactor on EAGAIN.
@@ -215,136 +139,58 @@ void WebSocketConnection::feed(char* data, size_t size) {
   if (pending_input_ && (pending_input_->empty() || state_ == State::Closed || discard_input_)) {
     pending_input_.reset();
   }
-  if (state_ == State::Closed) message_.reset();
+  if (state_ == State::Closed) reader_.reset();
 }
+
+// The connection's side of the frame reader: the state checks that decide what a frame does.
+// Every callback answers whether parsing goes on.
+struct WebSocketConnection::FrameSink {
+  WebSocketConnection& c;
+
+  bool more() const { return c.state_ != State::Closed && !c.discard_input_; }
+
+  bool on_message(std::string_view data, bool binary) {
+    if (c.state_ == State::Open) c.deliver(data, binary);
+    return more();
+  }
+  bool on_ping(std::string_view payload) {
+    if (c.state_ == State::Open) {
+      auto frame = std::make_shared<const std::string>(ws::frame(ws::Opcode::Pong, payload));
+      c.queue(std::shared_ptr<const char>(frame, frame->data()), frame->size());
+    }
+    return more();
+  }
+  bool on_pong(std::string_view) { return more(); }
+  bool on_close(uint16_t code, std::string_view) {
+    c.close_received_ = true;
+    if (c.state_ == State::Open) {
+      // Echo the code; the server closes TCP once the echo is written (RFC 6455 §7.1.1).
+      c.state_ = State::Closing;
+      std::string echo;
+      if (code != ws_close::kNoStatus) {
+        echo.push_back(static_cast<char>(code >> 8));
+        echo.push_back(static_cast<char>(code & 0xFF));
+      }
+      auto frame = std::make_shared<const std::string>(ws::frame(ws::Opcode::Close, echo));
+      c.queue(std::shared_ptr<const char>(frame, frame->data()), frame->size());
+      c.close_sent_ = true;
+      c.notify_closed(code);
+    } else if (c.close_sent_ && c.buffered_ == 0) {
+      c.finish();  // the answer to our close frame: the handshake is complete
+    }
+    return false;
+  }
+  void on_error(uint16_t close_code) { c.fail(close_code); }
+};
 
 size_t WebSocketConnection::parse(char* data, size_t size) {
-  size_t pos = 0;
-  while (state_ != State::Closed && !discard_input_) {
-    const size_t avail = size - pos;
-    if (avail < 2) break;
-    const auto* bytes = reinterpret_cast<const uint8_t*>(data + pos);
-    const bool fin = (bytes[0] & 0x80) != 0;
-    const uint8_t opcode = bytes[0] & 0x0F;
-    if ((bytes[0] & 0x70) != 0 || (bytes[1] & 0x80) == 0) {
-      // RSV bits without a negotiated extension, or an unmasked client frame.
-      fail(ws_close::kProtocolError);
-      break;
-    }
-    uint64_t length = bytes[1] & 0x7F;
-    size_t header = 2;
-    if (length == 126) {
-      if (avail < 4) break;
-      length = (uint64_t{bytes[2]} << 8) | bytes[3];
-      header = 4;
-    } else if (length == 127) {
-      if (avail < 10) break;
-      length = 0;
-      for (int i = 2; i < 10; ++i) length = (length << 8) | bytes[i];
-      if (length >> 63) {
-        fail(ws_close::kProtocolError);
-        break;
-      }
-      header = 10;
-    }
-    header += 4;  // masking key
-    if ((opcode & 0x8) != 0) {
-      if (!fin || length > 125 || opcode > kOpPong) {
-        fail(ws_close::kProtocolError);
-        break;
-      }
-    } else {
-      if (opcode > kOpBinary) {
-        fail(ws_close::kProtocolError);
-        break;
-      }
-      const bool continuation = opcode == kOpContinuation;
-      if (continuation != (message_opcode_ != 0)) {
-        // A continuation with nothing to continue, or a new message inside a fragmented one.
-        fail(ws_close::kProtocolError);
-        break;
-      }
-      // Checked on the header, before the payload is buffered.
-      const size_t so_far = continuation ? message_->size() : 0;
-      if (length > max_message_bytes_ - so_far) {
-        fail(ws_close::kTooBig);
-        break;
-      }
-    }
-    if (avail - header < length) break;  // the rest of the frame has not arrived yet
-    char* payload = data + pos + header;
-    unmask(payload, static_cast<size_t>(length), payload - 4);
-    pos += header + static_cast<size_t>(length);
-    if (!handle_frame(opcode, fin, payload, static_cast<size_t>(length))) break;
-  }
-  return pos;
-}
-
-bool WebSocketConnection::handle_frame(uint8_t opcode, bool fin, char* payload, size_t length) {
-  switch (opcode) {
-    case kOpClose: {
-      uint16_t code = ws_close::kNoStatus;
-      if (length == 1) {
-        fail(ws_close::kProtocolError);
-        return false;
-      }
-      if (length >= 2) {
-        code = static_cast<uint16_t>((uint8_t(payload[0]) << 8) | uint8_t(payload[1]));
-        if (!valid_close_code(code) || !valid_utf8({payload + 2, length - 2})) {
-          fail(ws_close::kProtocolError);
-          return false;
-        }
-      }
-      close_received_ = true;
-      if (state_ == State::Open) {
-        // Echo the code; the server closes TCP once the echo is written (RFC 6455 §7.1.1).
-        state_ = State::Closing;
-        std::string echo;
-        if (code != ws_close::kNoStatus) {
-          echo.push_back(static_cast<char>(code >> 8));
-          echo.push_back(static_cast<char>(code & 0xFF));
-        }
-        auto frame = std::make_shared<const std::string>(ws::frame(ws::Opcode::Close, echo));
-        queue(std::shared_ptr<const char>(frame, frame->data()), frame->size());
-        close_sent_ = true;
-        notify_closed(code);
-      } else if (close_sent_ && buffered_ == 0) {
-        finish();  // the answer to our close frame: the handshake is complete
-      }
-      return false;
-    }
-    case kOpPing:
-      if (state_ == State::Open) {
-        auto frame =
-            std::make_shared<const std::string>(ws::frame(ws::Opcode::Pong, {payload, length}));
-        queue(std::shared_ptr<const char>(frame, frame->data()), frame->size());
-      }
-      return true;
-    case kOpPong:
-      return true;
-    case kOpText:
-    case kOpBinary:
-      if (fin) {
-        if (state_ == State::Open) deliver({payload, length}, opcode == kOpBinary);
-      } else {
-        message_opcode_ = opcode;
-        message_ = std::make_unique<std::string>(payload, length);
-      }
-      return state_ != State::Closed;
-    default: {  // continuation
-      message_->append(payload, length);
-      if (!fin) return true;
-      const bool binary = message_opcode_ == kOpBinary;
-      message_opcode_ = 0;
-      const auto message = std::move(message_);  // freed once delivered
-      if (state_ == State::Open) deliver(*message, binary);
-      return state_ != State::Closed;
-    }
-  }
+  if (state_ == State::Closed || discard_input_) return 0;
+  FrameSink sink{*this};
+  return reader_.parse(data, size, sink);
 }
 
 void WebSocketConnection::deliver(std::string_view data, bool binary) {
-  if (!binary && !valid_utf8(data)) {
+  if (!binary && !ws::valid_utf8(data)) {
     fail(ws_close::kInvalidData);
     return;
   }
@@ -355,8 +201,7 @@ void WebSocketConnection::fail(uint16_t code) {
   if (state_ != State::Open) return;
   state_ = State::Closing;
   discard_input_ = true;
-  message_.reset();
-  message_opcode_ = 0;
+  reader_.reset();
   queue_close_frame(code, {});
   notify_closed(code);
 }
@@ -548,7 +393,7 @@ void WebSocketConnection::finish() {
   release_queue();
   if (!in_parse_) {
     pending_input_.reset();
-    message_.reset();
+    reader_.reset();
   }
 }
 

@@ -26,6 +26,7 @@
 #include <asio/steady_timer.hpp>
 
 #include "gateway/outgoing.hpp"
+#include "gateway/ws_frame_reader.hpp"
 
 namespace steedos::gateway {
 
@@ -146,7 +147,7 @@ class WebSocketConnection : public std::enable_shared_from_this<WebSocketConnect
   /// payloads are unmasked in place.
   size_t parse(char* data, size_t size);
   void feed(char* data, size_t size);
-  bool handle_frame(uint8_t opcode, bool fin, char* payload, size_t length);
+  struct FrameSink;  // what the frame reader reports, applied to this connection
   void deliver(std::string_view data, bool binary);
   void fail(uint16_t code);
   void peer_gone();
@@ -169,19 +170,17 @@ class WebSocketConnection : public std::enable_shared_from_this<WebSocketConnect
   std::unique_ptr<asio::steady_timer> close_timer_;  // only while closing
   // Allocated only while needed, so an idle connection holds two null pointers.
   std::unique_ptr<std::string> pending_input_;  // an unfinished frame
-  std::unique_ptr<std::string> message_;        // a fragmented message being reassembled
+  ws::FrameReader reader_;                      // holds a fragmented message being reassembled
   std::vector<Chunk> queue_;
   std::shared_ptr<void> held_until_closed_;
   size_t queue_head_ = 0;   // first chunk not fully written
   size_t head_offset_ = 0;  // bytes of queue_[queue_head_] already written
   size_t buffered_ = 0;
   uint32_t direct_write_turn_ = ~uint32_t{0};  // WriteScheduler::turn() of the last direct write
-  size_t max_message_bytes_;
   std::chrono::milliseconds close_timeout_;
   State state_ = State::Open;
-  uint8_t message_opcode_ = 0;  // opcode of the fragmented message, 0 when none
-  bool reading_ = false;        // a readable wait is pending
-  bool in_parse_ = false;       // guards poll_input() against re-entry from a callback
+  bool reading_ = false;   // a readable wait is pending
+  bool in_parse_ = false;  // guards poll_input() against re-entry from a callback
   bool flush_scheduled_ = false;
   bool writing_wait_ = false;
   bool close_sent_ = false;      // our close frame is queued

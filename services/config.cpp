@@ -637,7 +637,8 @@ Config parse_config(const std::string& file_text, const Environment& env,
     Json root;
     try {
       root = Json::parse(file_text);
-    } catch (const Json::parse_error& e) {
+    } catch (const Json::exception& e) {
+      // parse_error, and out_of_range.406 for a number beyond a double (found by fuzz_config).
       fail(source, json_error_text(e.what()));
     }
     if (!root.is_object()) fail(source, "must contain a JSON object");

@@ -699,6 +699,13 @@ TEST_SUITE("config") {
     CHECK(parse(R"({"gateway": {"port": 8080.0}})").gateway.port == 8080);
   }
 
+  TEST_CASE("a number beyond a double is invalid JSON, not a JSON library exception") {
+    // Found by fuzz_config: nlohmann reports it as out_of_range.406, not as a parse_error.
+    CHECK(error_key(R"({"transit": {"maxQueueSize": 500001e308}})") == "moleculer.config.json");
+    CHECK(error_message("[1e999]") ==
+          "moleculer.config.json: invalid JSON: number overflow parsing '1e999'");
+  }
+
   TEST_CASE("invalid JSON names the file") {
     const std::string bad = "{\n  \"gateway\": {\n    \"port\": 5100,\n  }\n}";
     CHECK(error_key(bad) == "moleculer.config.json");
