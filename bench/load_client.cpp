@@ -60,7 +60,10 @@
 //                clients left out)
 //   stall I      client I stops reading (its fd leaves epoll)
 //   probe I      `RESULT probe index= tcp_state=` (TCP_INFO: 1 established, 7 closed, 8 close-wait)
-//   ready N T    waits up to T ms until N clients are ready: `RESULT ready count= done_ns=`
+//   ready N T    waits up to T ms until N clients are ready: `RESULT ready count= done_ns=
+//                closed= failures=` (closed: by the server after joining; failures: attempts)
+//   receivers G  `RESULT receivers n= counts=c0,c1,...`: for each seq of target G's total, how many
+//                clients received it
 // --reconnect: a client closed by the server opens again (a browser's socket.io-client does);
 // --retry-ms M: a failed connection attempt is retried after M ms, without limit (default: at
 // once, and at most 100 failures in all). --small-rcvbuf I: client I gets a 16 KiB receive buffer
@@ -809,6 +812,22 @@ class Client {
     if (c.fd >= 0) epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
   }
 
+  /// For each seq of `target` below its total: how many clients received it.
+  std::vector<uint32_t> receivers(uint32_t target) const {
+    const uint64_t total = target < totals_.size() ? totals_[target] : 0;
+    std::vector<uint32_t> out(total, 0);
+    for (const auto& tracks : tracks_) {
+      for (const Track& t : tracks) {
+        if (t.target != target) continue;
+        for (uint64_t seq = 0; seq < total && seq / 64 < t.bits.size(); ++seq) {
+          if (t.bits[seq / 64] >> (seq % 64) & 1) ++out[seq];
+        }
+      }
+    }
+    return out;
+  }
+  size_t failures() const { return failures_; }
+
   /// TCP state of client `index` (tcp_info.tcpi_state), -1 without a socket.
   int tcp_state(size_t index) const {
     const Conn& c = conns_[index];
@@ -1065,8 +1084,13 @@ int run_without_control(Client& client, const Options& o) {
       int timeout = 60000;
       std::sscanf(line.c_str() + 6, "%zu %d", &count, &timeout);
       const int64_t done = client.await_ready(count, timeout);
-      std::printf("RESULT ready count=%zu done_ns=%lld closed=%zu\n", client.ready(),
-                  static_cast<long long>(done), client.closed());
+      std::printf("RESULT ready count=%zu done_ns=%lld closed=%zu failures=%zu\n", client.ready(),
+                  static_cast<long long>(done), client.closed(), client.failures());
+    } else if (line.rfind("receivers ", 0) == 0) {
+      const auto counts = client.receivers(uint32_t(std::strtoul(line.c_str() + 10, nullptr, 10)));
+      std::string list;
+      for (uint32_t n : counts) list += (list.empty() ? "" : ",") + std::to_string(n);
+      std::printf("RESULT receivers n=%zu counts=%s\n", counts.size(), list.c_str());
     } else {
       std::printf("RESULT error unknown command\n");
     }

@@ -161,7 +161,7 @@ async function startLoadClient({ port, clients, planFile, args = [], readyMs = 3
 		if (exited !== null) return Promise.reject(new Error(`load-client exited with ${exited}`));
 		return h.withTimeout(new Promise((resolve, reject) => waiters.push({ prefix, resolve, reject })), ms, `load-client ${prefix}`);
 	};
-	const parse = line => Object.fromEntries(line.split(" ").slice(2).map(kv => kv.split("=")).map(([k, v]) => [k, Number(v)]));
+	const parse = line => Object.fromEntries(line.split(" ").slice(2).map(kv => kv.split("=")).map(([k, v]) => [k, Number.isNaN(Number(v)) ? v : Number(v)]));
 	const connect = parse(await next("RESULT connect", readyMs + 5000));
 	await next("RESULT interactive ready", 5000);
 	const lc = {

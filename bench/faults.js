@@ -1,0 +1,200 @@
+"use strict";
+// Faults with figures (issue 9): the product binary (build/steedos-socket) with a real nats-server,
+// a moleculer 0.14 producer, the fixture's mock auth service and Steedos users as
+// bench/load_client.cpp --plan clients (bench/steedos_load.js). One summary line per scenario.
+//
+//   bench/faults.sh [--only nats,slow,storm] [--clients N] [--outage-s 30] [--storm-clients 10000]
+//
+// nats   N clients (default 1,000; global events at 10/s before, during and after): nats-server
+//        stopped for --outage-s, then started on the same port. Clients dropped (the load client
+//        counts closes), the node's "connection restored; announcing the node again", the INFO the
+//        producer receives from it, the time from NATS's return until an event emitted after it
+//        reaches every client (resolution: the 100 ms between emits), and what became of the
+//        events emitted during the outage. Node and brokers use the repo's heartbeats (10 s / 30 s).
+// slow   N clients, one global event of ~2 KB every 10 ms to all. Phase A 20 s; then client 0
+//        (16 KiB receive buffer) stops reading, and phase B lasts until the node closes it (its
+//        log: "slow consumer, <bytes> queued"). p99 of the others in A and in B; the node's RSS
+//        in A and its peak in B; every other client must have every event.
+// storm  --storm-clients clients (default 10,000) connected and subscribed; the node gets SIGTERM
+//        (drain), a new process starts on the same port as soon as the old one has exited, and every
+//        client reconnects at once (retrying every 500 ms while the port is closed, re-subscribing).
+//        All served (connected, authenticated, subscribed): count and time; peak RSS (VmHWM) of
+//        the new node.
+const { startCluster, startGateway, gatewayPort, h } = require("../tests/interop/steedos/fixture");
+const { population, emitTo, startLoadClient, rssKb, median, arg, now } = require("./steedos_load");
+
+const ONLY = String(arg("only", "nats,slow,storm")).split(",");
+const CLIENTS = Number(arg("clients", 1000));
+const OUTAGE_S = Number(arg("outage-s", 30));
+const STORM_CLIENTS = Number(arg("storm-clients", 10000));
+const log = text => process.stderr.write(`faults: ${text}\n`);
+const summaries = [];
+
+/** Emits the global target every `everyMs` until stop(); returns { stop, emits: [{ seq, t }] }. */
+function globalTicker(producer, pop, everyMs, pad = "") {
+	const emits = [];
+	let timer = null;
+	const tick = () => {
+		emits.push({ seq: pop.targets[0].seq, t: now() });
+		emitTo(producer, pop.targets, 0, pad);
+	};
+	timer = setInterval(tick, everyMs);
+	return { emits, stop: () => clearInterval(timer) };
+}
+
+async function natsOutage() {
+	const HB = { heartbeatInterval: 10, heartbeatTimeout: 30 }; // moleculer.config.json's
+	const c = await startCluster({ logLevel: "info", broker: HB, extra: HB });
+	try {
+		const infos = [];
+		const processNodeInfo = c.producer.registry.processNodeInfo.bind(c.producer.registry);
+		c.producer.registry.processNodeInfo = payload => {
+			if (payload.sender === c.node.nodeID) infos.push(now());
+			return processNodeInfo(payload);
+		};
+		const nodeEvents = [];
+		c.producer.localBus.on("$node.disconnected", ({ node }) => node.id === c.node.nodeID && nodeEvents.push(`disconnected ${msSince()}`));
+		c.producer.localBus.on("$node.connected", ({ node, reconnected }) => node.id === c.node.nodeID && nodeEvents.push(`connected again (reconnected: ${reconnected}) ${msSince()}`));
+		const msSince = () => `${((now() - tStop) / 1e6).toFixed(0)} ms after the stop`;
+		const pop = population({ clients: CLIENTS, subscribe: false });
+		const lc = await startLoadClient({ port: c.port, clients: CLIENTS, planFile: pop.planFile, args: ["--concurrency", "256"] });
+		const ticker = globalTicker(c.producer, pop, 100);
+		await h.sleep(5000);
+		const tStop = now();
+		await c.nats.stop();
+		log(`nats-server stopped; outage of ${OUTAGE_S} s (deliberate)`);
+		await h.sleep(OUTAGE_S * 1000);
+		await c.nats.restart();
+		const tBack = now();
+		log("nats-server back on the same port");
+		const restored = await c.node.waitForLog(/connection restored; announcing the node again/, 30000).then(() => now(), () => 0);
+		await h.sleep(10000);
+		ticker.stop();
+		await h.sleep(2000);
+		lc.send(`total 0 ${pop.targets[0].seq}`);
+		const check = await lc.command("check 3000 30000", "RESULT check_soak", 40000);
+		const { counts } = await lc.command("receivers 0", "RESULT receivers");
+		const receivers = String(counts).split(",").map(Number);
+		await lc.stop();
+		const phase = e => (e.t < tStop ? "before" : e.t < tBack ? "outage" : "after");
+		const tally = { before: [0, 0, 0], outage: [0, 0, 0], after: [0, 0, 0] }; // all, some, none
+		for (const e of ticker.emits) {
+			const n = receivers[e.seq] || 0;
+			tally[phase(e)][n === CLIENTS ? 0 : n > 0 ? 1 : 2]++;
+		}
+		const firstAfter = ticker.emits.find(e => e.t >= tBack && receivers[e.seq] === CLIENTS);
+		const flowMs = firstAfter ? (firstAfter.t - tBack) / 1e6 : NaN;
+		const infoAfter = infos.find(t => t >= tBack);
+		const fmt = ([all, some, none]) => `${all} to all, ${some} to some, ${none} to none`;
+		log(`node log "connection restored" ${restored ? ((restored - tBack) / 1e6).toFixed(0) + " ms" : "never"} after NATS's return; ` +
+			`producer got its INFO ${infoAfter ? ((infoAfter - tBack) / 1e6).toFixed(0) + " ms" : "never"} after; producer registry: ${nodeEvents.join(", ") || "no change"}`);
+		log(`events before: ${fmt(tally.before)}; during the outage: ${fmt(tally.outage)}; after: ${fmt(tally.after)}`);
+		summaries.push(`nats outage ${OUTAGE_S} s, ${CLIENTS} clients: ${check.closed} dropped, re-announced (INFO at producer) ` +
+			`${infoAfter ? ((infoAfter - tBack) / 1e6).toFixed(0) : "never"} ms after NATS returned, events flow again after ${flowMs.toFixed(0)} ms, ` +
+			`outage events: ${tally.outage[0] + tally.outage[1] + tally.outage[2]} emitted, ${tally.outage[0]} delivered to all, ${tally.outage[2]} lost`);
+		return !check.closed && flowMs < 5000;
+	} finally {
+		await c.stop();
+	}
+}
+
+async function slowConsumer() {
+	const c = await startCluster({ logLevel: "info" });
+	try {
+		const pop = population({ clients: CLIENTS, subscribe: false });
+		const lc = await startLoadClient({ port: c.port, clients: CLIENTS, planFile: pop.planFile,
+			args: ["--concurrency", "256", "--small-rcvbuf", "0"] });
+		const pad = "x".repeat(2000);
+		const rss = [];
+		const sampler = setInterval(() => rss.push({ t: now(), kb: rssKb(c.node.pid).rss }), 200);
+		const ticker = globalTicker(c.producer, pop, 10, pad);
+		await h.sleep(2000);
+		await lc.command("window", "RESULT window"); // the first 2 s: connections warm up
+		const tA = now();
+		await h.sleep(20000);
+		const a = await lc.command("window", "RESULT window");
+		const tB = now();
+		await lc.command("stall 0", "RESULT stall");
+		log(`phase A: p99 ${a.p99_ms} ms over ${a.samples} deliveries; client 0 stops reading`);
+		const closed = await c.node.waitForLog(/slow consumer, \d+ bytes queued; closing/, 180000).catch(() => null);
+		const tClosed = now();
+		const b = await lc.command("window", "RESULT window");
+		ticker.stop();
+		clearInterval(sampler);
+		await h.sleep(1000);
+		const probe = await lc.command("probe 0", "RESULT probe");
+		lc.send(`total 0 ${pop.targets[0].seq}`);
+		const check = await lc.command("check 3000 30000", "RESULT check_soak", 40000);
+		const stats = await c.stats().catch(() => ({}));
+		await lc.stop();
+		const queued = closed ? Number(/slow consumer, (\d+) bytes/.exec(closed.line)[1]) : NaN;
+		const rssA = median(rss.filter(s => s.t >= tA && s.t < tB).map(s => s.kb));
+		const rssB = Math.max(...rss.filter(s => s.t >= tB && s.t <= tClosed).map(s => s.kb));
+		const change = ((b.p99_ms - a.p99_ms) / a.p99_ms) * 100;
+		log(`phase B: ${((tClosed - tB) / 1e9).toFixed(1)} s until closed; p99 ${b.p99_ms} ms over ${b.samples} deliveries; ` +
+			`client 0 TCP state ${probe.tcp_state} (7 = closed); node log: ${closed ? closed.line.replace(/^.*\] /, "") : "none"}`);
+		log(`others: ${check.delivered} delivered, ${check.lost} lost, ${check.duplicated} duplicated; closed ${check.closed}; ` +
+			`node RSS median in A ${rssA} KiB, peak in B ${rssB} KiB; stats ${JSON.stringify(stats.limits || stats.connections || {})}`);
+		summaries.push(`slow consumer, ${CLIENTS} clients, 100 events/s of ~2 KB: closed after ${((tClosed - tB) / 1e9).toFixed(1)} s ` +
+			`with ${queued} bytes queued (budget 4194304) ("slow consumer"), node RSS +${((rssB - rssA) / 1024).toFixed(1)} MiB, ` +
+			`others' p99 ${a.p99_ms} ms without, ${b.p99_ms} ms with (${change >= 0 ? "+" : ""}${change.toFixed(1)} %), others lost ${check.lost}`);
+		return closed && queued <= 4194304 && Math.abs(change) < 20 && !check.lost;
+	} finally {
+		await c.stop();
+	}
+}
+
+async function storm() {
+	const N = STORM_CLIENTS;
+	const c = await startCluster({ logLevel: "info" });
+	let fresh = null;
+	try {
+		const pop = population({ clients: N });
+		const lc = await startLoadClient({ port: c.port, clients: N, planFile: pop.planFile,
+			args: ["--concurrency", "512", "--reconnect", "--retry-ms", "500"] });
+		log(`${N} clients connected and subscribed in ${lc.connectSeconds.toFixed(1)} s; SIGTERM to the node`);
+		const tTerm = now();
+		const stopped = await c.node.stop("SIGTERM", 15000);
+		fresh = await startGateway({ nats: c.nats, logLevel: "info", extra: { auth: { timeout: 1000 }, gateway: { port: c.port } } });
+		const tSpawn = now();
+		await gatewayPort(fresh);
+		const tListen = now();
+		const ready = await lc.command(`ready ${N} 180000`, "RESULT ready", 190000);
+		const mem = rssKb(fresh.pid);
+		await h.waitForRemoteNode(c.producer, fresh.nodeID, ["socket.stats"], 10000);
+		const stats = await c.producer.call("socket.stats", {}, { nodeID: fresh.nodeID, timeout: 5000 });
+		await lc.stop();
+		const served = ready.count === N && ready.done_ns > 0;
+		const s = t => ((t - tListen) / 1e9).toFixed(2);
+		log(`old node exit ${stopped.code} after ${stopped.ms} ms; new process listening ${((tListen - tSpawn) / 1e6).toFixed(0)} ms after spawn; ` +
+			`${ready.count} ready, ${ready.failures} failed attempts in all; node counts ${stats.connections && stats.connections.total} connections`);
+		summaries.push(`reconnect storm, ${N} clients: ${ready.count} served ${served ? `${s(ready.done_ns)} s after the new node listened ` +
+			`(${((ready.done_ns - tTerm) / 1e9).toFixed(2)} s after SIGTERM)` : "NOT all"}, peak RSS of the new node ${(mem.hwm / 1024).toFixed(1)} MiB ` +
+			`(RSS ${(mem.rss / 1024).toFixed(1)} MiB when all were served)`);
+		return served;
+	} finally {
+		if (fresh) await h.stopCppNodes(fresh);
+		await c.stop();
+	}
+}
+
+async function main() {
+	const scenarios = { nats: natsOutage, slow: slowConsumer, storm };
+	let ok = true;
+	for (const name of ONLY) {
+		if (!scenarios[name]) throw new Error(`unknown section ${name} (nats, slow, storm)`);
+		log(`--- ${name}`);
+		ok = (await scenarios[name]()) && ok;
+	}
+	log(`load average ${require("os").loadavg().map(x => x.toFixed(2)).join(" ")}`);
+	for (const line of summaries) console.log(line);
+	return ok ? 0 : 1;
+}
+
+main().then(
+	code => process.exit(code),
+	err => {
+		console.error(err);
+		process.exit(2);
+	}
+);
