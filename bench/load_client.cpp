@@ -66,8 +66,8 @@
 //                clients received it
 // --reconnect: a client closed by the server opens again (a browser's socket.io-client does);
 // --retry-ms M: a failed connection attempt is retried after M ms, without limit (default: at
-// once, and at most 100 failures in all). --small-rcvbuf I: client I gets a 16 KiB receive buffer
-// (so a stalled client backs up into the server's queue quickly).
+// once, and at most 100 failures in all). --small-rcvbuf N: clients 0..N-1 get a 16 KiB receive
+// buffer (so a stalled client backs up into the server's queue quickly).
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -121,8 +121,8 @@ struct Options {
   std::string event;  // when set, only 42["<event>" frames are counted
   std::string plan;   // --plan FILE: cookies and subscriptions per client, marker checks
   bool reconnect = false;
-  int retry_ms = -1;  // < 0: retry at once, at most 100 failures
-  size_t small_rcvbuf = SIZE_MAX;
+  int retry_ms = -1;        // < 0: retry at once, at most 100 failures
+  size_t small_rcvbuf = 0;  // clients below this index get a small receive buffer
 };
 
 enum class State : uint8_t { Connecting, HttpWait, OpenWait, JoinWait, SubWait, Ready, Closed };
@@ -417,7 +417,7 @@ class Client {
     if (c.fd < 0) die("socket");
     int one = 1;
     setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (index == o_.small_rcvbuf) {
+    if (index < o_.small_rcvbuf) {
       int small = 16 * 1024;
       setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     }
