@@ -100,6 +100,7 @@ async function main() {
 	// for it while deliveries still come, up to half the run's length.
 	const drainMs = Math.max(120000, durationMs / 2);
 	const r = await lc.command(`check 10000 ${drainMs}`, "RESULT check_soak", drainMs + 60000);
+	log(`latency p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, max ${r.max_ms} ms over ${r.samples} deliveries`);
 	log(`last deliveries in ${((Date.now() - t0 - durationMs) / 1000).toFixed(0)} s after the last emit`);
 	const stats = await cluster.stats().catch(() => null);
 	await lc.stop();
