@@ -195,7 +195,9 @@ async function storm() {
 		const served = ready.count === N && ready.done_ns > 0;
 		const s = t => ((t - tListen) / 1e9).toFixed(2);
 		log(`old node exit ${stopped.code} after ${stopped.ms} ms; new process listening ${((tListen - tSpawn) / 1e6).toFixed(0)} ms after spawn; ` +
-			`${ready.count} ready, ${ready.failures} failed attempts in all; node counts ${stats.connections && stats.connections.total} connections`);
+			`${ready.count} ready, ${ready.failures} failed attempts in all; node counts ${stats.connections && stats.connections.total} connections; ` +
+			`its limits ${JSON.stringify(stats.limits || {})}; auth calls ${JSON.stringify(stats.auth || {})}`);
+		for (const l of fresh.logs.filter(l => /maxInFlight|limit|refus/i.test(l.line)).slice(0, 4)) log(`new node: ${l.line}`);
 		summaries.push(`reconnect storm, ${N} clients: ${ready.count} served ${served ? `${s(ready.done_ns)} s after the new node listened ` +
 			`(${((ready.done_ns - tTerm) / 1e9).toFixed(2)} s after SIGTERM)` : "NOT all"}, peak RSS of the new node ${(mem.hwm / 1024).toFixed(1)} MiB ` +
 			`(RSS ${(mem.rss / 1024).toFixed(1)} MiB when all were served)`);
