@@ -4,7 +4,8 @@
 //   load-client --port P [--control-port C] --clients N [--phases idle,latency,burst]
 //               [--settle-ms 1000] [--latency-reps 5] [--burst-events 1000] [--burst-reps 3]
 //               [--concurrency 512] [--timeout-s 60] [--browser-headers]
-//   load-client --port P --clients N --no-control --event NAME   (a real gateway, e.g. steedos-socket)
+//   load-client --port P --clients N --no-control --event NAME   (a real gateway, e.g.
+//   steedos-socket)
 //
 // Opens N WebSocket connections to ws://127.0.0.1:P/socket.io/?EIO=4&transport=websocket
 // (masked client frames, RFC 6455 §5.3), waits for the Engine.IO open packet, sends the
@@ -28,8 +29,8 @@
 // Socket.IO CONNECT reply; commands on stdin:
 //   expect T   wait until T event frames have arrived in all since start, then print
 //              `RESULT expect total= done_ns= samples= p50_ms= p99_ms= max_ms=`: done_ns is the
-//              CLOCK_MONOTONIC of the read that completed them; the latencies are receipt time minus
-//              the stamp `"t":<CLOCK_MONOTONIC ns>` found in each event frame since the last
+//              CLOCK_MONOTONIC of the read that completed them; the latencies are receipt time
+//              minus the stamp `"t":<CLOCK_MONOTONIC ns>` found in each event frame since the last
 //              `expect` (frames without a stamp are counted, not timed).
 //   closed T   wait until T joined clients have been closed by the server (a drain), then print
 //              `RESULT closed total= eio_close= close_frames= code_1001= eof= done_ns=`: how many
@@ -37,6 +38,36 @@
 //              had status 1001 Going Away), or only a TCP close; done_ns as for expect.
 // --event NAME: only `42["NAME",...]` frames count as events (a real gateway also sends
 // `42["connection-init"]` and others).
+//
+// --plan FILE (with --no-control; bench/soak.js and bench/faults.js write it): the clients are
+// Steedos users. Line i of FILE is client i: `<Cookie header value>` then, tab-separated, one
+// `<target>,<individual 0|1>,<roomParts>` per subscription. After its CONNECT reply the client
+// sends `subscribe` with an ack id for each and is ready when every ack says `rooms` (an `error`
+// ack is fatal). Target 0 is the global one, which every client receives. An event frame whose
+// payload holds the marker `~<target>~<seq>~<t>~` (seq counts from 0 per target, t the producer's
+// CLOCK_MONOTONIC ns) is checked: delivered (first copy), duplicated (seen before), leaked (a
+// target the client is not subscribed to); its latency goes to a histogram (10 us buckets up to
+// 100 ms, then 1 ms). Extra commands:
+//   soak         `RESULT soak delivered= duplicated= leaked= ready= closed= p50_ms= p99_ms=
+//   max_ms=`
+//                (latency since the start)
+//   window       `RESULT window samples= p50_ms= p99_ms= max_ms=` since the last `window`, then
+//                starts a new window
+//   total G N    target G had N events emitted (for `check`)
+//   check Q T    waits until every subscribed client has every event of the totals, or no marked
+//                frame for Q ms, or T ms; `RESULT check_soak delivered= lost= duplicated= leaked=
+//                closed= p50_ms= p99_ms= max_ms=` (lost: expected minus distinct received, stalled
+//                clients left out)
+//   stall I      client I stops reading (its fd leaves epoll)
+//   probe I      `RESULT probe index= tcp_state=` (TCP_INFO: 1 established, 7 closed, 8 close-wait)
+//   ready N T    waits up to T ms until N clients are ready: `RESULT ready count= done_ns=
+//                closed= failures=` (closed: by the server after joining; failures: attempts)
+//   receivers G  `RESULT receivers n= counts=c0,c1,...`: for each seq of target G's total, how many
+//                clients received it
+// --reconnect: a client closed by the server opens again (a browser's socket.io-client does);
+// --retry-ms M: a failed connection attempt is retried after M ms, without limit (default: at
+// once, and at most 100 failures in all). --small-rcvbuf N: clients 0..N-1 get a 16 KiB receive
+// buffer (so a stalled client backs up into the server's queue quickly).
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -88,15 +119,73 @@ struct Options {
   bool browser_headers = false;
   bool no_control = false;
   std::string event;  // when set, only 42["<event>" frames are counted
+  std::string plan;   // --plan FILE: cookies and subscriptions per client, marker checks
+  bool reconnect = false;
+  int retry_ms = -1;        // < 0: retry at once, at most 100 failures
+  size_t small_rcvbuf = 0;  // clients below this index get a small receive buffer
 };
 
-enum class State : uint8_t { Connecting, HttpWait, OpenWait, JoinWait, Ready, Closed };
+enum class State : uint8_t { Connecting, HttpWait, OpenWait, JoinWait, SubWait, Ready, Closed };
 
 struct Conn {
   int fd = -1;
   State state = State::Closed;
   uint32_t events = 0;                   // `42` frames received
+  uint16_t acks_pending = 0;             // --plan: subscribe acks still awaited
+  bool stalled = false;                  // `stall`: not read any more
   std::unique_ptr<std::string> pending;  // HTTP head or an unfinished frame
+};
+
+/// Latency histogram: 10 us buckets up to 100 ms, then 1 ms buckets up to 120 s.
+class Histogram {
+ public:
+  Histogram() : counts_(kFine + kCoarse, 0) {}
+  void add(int64_t ns) {
+    const int64_t us = std::max<int64_t>(ns / 1000, 0);
+    size_t bucket = us < 100000 ? size_t(us / 10) : kFine + size_t((us - 100000) / 1000);
+    counts_[std::min(bucket, counts_.size() - 1)]++;
+    ++samples_;
+    max_ns_ = std::max(max_ns_, ns);
+  }
+  uint64_t samples() const { return samples_; }
+  double max_ms() const { return double(max_ns_) / 1e6; }
+  /// The upper bound (ms) of the bucket holding the p-th percentile.
+  double percentile_ms(double p) const {
+    if (samples_ == 0) return 0;
+    const uint64_t rank = std::max<uint64_t>(1, uint64_t(p / 100.0 * double(samples_) + 0.5));
+    uint64_t seen = 0;
+    for (size_t i = 0; i < counts_.size(); ++i) {
+      seen += counts_[i];
+      if (seen >= rank) return i < kFine ? double(i + 1) / 100.0 : 100.0 + double(i - kFine + 1);
+    }
+    return max_ms();
+  }
+  void clear() { *this = Histogram(); }
+
+ private:
+  static constexpr size_t kFine = 10000;     // 0-100 ms by 10 us
+  static constexpr size_t kCoarse = 119900;  // 100 ms-120 s by 1 ms
+  std::vector<uint64_t> counts_;
+  uint64_t samples_ = 0;
+  int64_t max_ns_ = 0;
+};
+
+/// --plan: one client's cookie and subscriptions.
+struct PlanEntry {
+  struct Sub {
+    uint32_t target = 0;
+    bool individual = false;
+    std::string parts;
+  };
+  std::string cookie;
+  std::vector<Sub> subs;
+};
+
+/// --plan: which events of one target a client has received (bit per per-target seq).
+struct Track {
+  uint32_t target = 0;
+  std::vector<uint64_t> bits;
+  uint64_t distinct = 0;
 };
 
 constexpr uint64_t kControlId = ~uint64_t{0};
@@ -114,6 +203,7 @@ class Client {
     conns_.resize(o_.clients);
     buffer_.resize(256 * 1024);
     build_request();
+    if (!o_.plan.empty()) load_plan();
   }
 
   // --- control channel ---------------------------------------------------------------------
@@ -327,10 +417,15 @@ class Client {
     if (c.fd < 0) die("socket");
     int one = 1;
     setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (index < o_.small_rcvbuf) {
+      int small = 16 * 1024;
+      setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    }
     const int rc = connect(c.fd, reinterpret_cast<const sockaddr*>(&addr_), sizeof addr_);
     if (rc != 0 && errno != EINPROGRESS) die("connect");
     c.state = State::Connecting;
     c.events = 0;
+    c.acks_pending = 0;
     c.pending.reset();
     epoll_event event{};
     event.events = EPOLLIN | EPOLLOUT;
@@ -355,17 +450,46 @@ class Client {
       if (closed_count_ <= 5) {
         std::fprintf(stderr, "load-client: client %zu closed after joining (%s)\n", index, why);
       }
+      if (o_.reconnect) {
+        ++in_flight_;
+        retry_later(index);
+      }
       return;
     }
     --in_flight_;
-    if (++failures_ > 100) {
+    ++failures_;
+    if (o_.retry_ms >= 0) {
+      ++in_flight_;
+      retry_later(index);
+      return;
+    }
+    if (failures_ > 100) {
       std::fprintf(stderr, "load-client: too many connection failures (last: %s)\n", why);
       std::_Exit(1);
     }
     open(index);  // retry
   }
 
+  void retry_later(size_t index) {
+    retries_.push_back({mono_ns() + int64_t(std::max(o_.retry_ms, 0)) * 1000000, index});
+  }
+
+  void run_due_retries() {
+    const int64_t now = mono_ns();
+    while (!retries_.empty() && retries_.front().first <= now) {
+      const size_t index = retries_.front().second;
+      retries_.pop_front();
+      --in_flight_;  // open() counts it again
+      open(index);
+    }
+  }
+
   void run_once(int timeout_ms) {
+    run_due_retries();
+    if (!retries_.empty()) {
+      const int64_t wait_ms = (retries_.front().first - mono_ns()) / 1000000 + 1;
+      timeout_ms = int(std::max<int64_t>(0, std::min<int64_t>(timeout_ms, wait_ms)));
+    }
     epoll_event events[1024];
     const int n = epoll_wait(epoll_, events, 1024, timeout_ms);
     if (n < 0) {
@@ -393,7 +517,8 @@ class Client {
           fail(index, "connect failed");
           continue;
         }
-        if (!write_all(c.fd, request_.data(), request_.size())) {
+        const std::string& request = plan_.empty() ? request_ : plan_request(index);
+        if (!write_all(c.fd, request.data(), request.size())) {
           fail(index, "request write");
           continue;
         }
@@ -545,6 +670,7 @@ class Client {
     }
     if (opcode != 0x1) return true;
     if (p.size() >= 2 && p[0] == '4' && p[1] == '2') {
+      if (!plan_.empty()) check_marker(index, p);
       if (!event_prefix_.empty()) {
         if (p.substr(0, event_prefix_.size()) != event_prefix_) return true;
         stamp(p);
@@ -570,9 +696,31 @@ class Client {
       return true;
     }
     if (c.state == State::JoinWait && p.size() >= 2 && p[0] == '4' && p[1] == '0') {
-      c.state = State::Ready;
-      --in_flight_;
-      ++ready_;
+      if (!plan_.empty() && !plan_[index].subs.empty()) {
+        c.state = State::SubWait;
+        uint16_t ack = 0;
+        for (const PlanEntry::Sub& sub : plan_[index].subs) {
+          const std::string packet =
+              "42" + std::to_string(ack++) + "[\"subscribe\",{\"roomParts\":\"" + sub.parts +
+              "\",\"individual\":" + (sub.individual ? "true" : "false") + "}]";
+          if (!send_text(c.fd, packet)) {
+            fail(index, "subscribe write");
+            return false;
+          }
+        }
+        c.acks_pending = ack;
+        return true;
+      }
+      set_ready(c);
+      return true;
+    }
+    if (c.state == State::SubWait && p.size() >= 2 && p[0] == '4' && p[1] == '3') {
+      if (p.find("\"rooms\"") == std::string_view::npos) {
+        std::fprintf(stderr, "load-client: client %zu: subscribe refused: %.*s\n", index,
+                     int(std::min<size_t>(p.size(), 200)), p.data());
+        std::_Exit(1);
+      }
+      if (--c.acks_pending == 0) set_ready(c);
       return true;
     }
     if (p.size() >= 2 && p[0] == '4' && p[1] == '4') {
@@ -601,7 +749,217 @@ class Client {
     return out;
   }
 
+  // --- --plan: soak checks ------------------------------------------------------------------
+
+  struct SoakCounts {
+    uint64_t delivered = 0;   // distinct marked events received by a client subscribed to them
+    uint64_t duplicated = 0;  // a copy of one already received
+    uint64_t leaked = 0;      // an event of a target the client is not subscribed to
+    uint64_t lost = 0;        // set by check(): expected minus distinct received
+  };
+  const SoakCounts& soak() const { return soak_; }
+  const Histogram& latency() const { return latency_; }
+  Histogram take_window() {
+    Histogram out = window_;
+    window_.clear();
+    return out;
+  }
+
+  void set_total(uint32_t target, uint64_t count) {
+    if (totals_.size() <= target) totals_.resize(target + 1, 0);
+    totals_[target] = count;
+  }
+
+  /// Events of the totals a subscribed, non-stalled client has not (yet) received.
+  uint64_t missing() const {
+    uint64_t out = 0;
+    for (size_t i = 0; i < conns_.size(); ++i) {
+      if (conns_[i].stalled) continue;
+      for (const Track& t : tracks_[i]) {
+        const uint64_t expected = t.target < totals_.size() ? totals_[t.target] : 0;
+        uint64_t got = 0;
+        for (size_t w = 0; w < t.bits.size() && w * 64 < expected; ++w) {
+          const uint64_t left = expected - w * 64;
+          const uint64_t mask = left >= 64 ? ~uint64_t{0} : (uint64_t{1} << left) - 1;
+          got += uint64_t(__builtin_popcountll(t.bits[w] & mask));
+        }
+        out += expected - got;
+      }
+    }
+    return out;
+  }
+
+  /// Waits until nothing is missing, or no marked frame came for `quiet_ms`, or `timeout_ms`;
+  /// then sets the lost count.
+  void check(int quiet_ms, int timeout_ms) {
+    const int64_t deadline = mono_ns() + int64_t(timeout_ms) * 1000000;
+    int64_t next_count = 0;
+    for (;;) {
+      run_once(20);
+      const int64_t now = mono_ns();
+      if (now >= next_count) {  // counting walks every bit: not on every turn
+        if (missing() == 0) break;
+        next_count = now + 500 * 1000000LL;
+      }
+      if (now > deadline || now - last_mark_ns_ > int64_t(quiet_ms) * 1000000) break;
+    }
+    soak_.lost = missing();
+  }
+
+  void stall(size_t index) {
+    Conn& c = conns_[index];
+    c.stalled = true;
+    if (c.fd >= 0) epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
+  }
+
+  /// For each seq of `target` below its total: how many clients received it.
+  std::vector<uint32_t> receivers(uint32_t target) const {
+    const uint64_t total = target < totals_.size() ? totals_[target] : 0;
+    std::vector<uint32_t> out(total, 0);
+    for (const auto& tracks : tracks_) {
+      for (const Track& t : tracks) {
+        if (t.target != target) continue;
+        for (uint64_t seq = 0; seq < total && seq / 64 < t.bits.size(); ++seq) {
+          if (t.bits[seq / 64] >> (seq % 64) & 1) ++out[seq];
+        }
+      }
+    }
+    return out;
+  }
+  size_t failures() const { return failures_; }
+
+  /// TCP state of client `index` (tcp_info.tcpi_state), -1 without a socket.
+  int tcp_state(size_t index) const {
+    const Conn& c = conns_[index];
+    if (c.fd < 0) return -1;
+    tcp_info info{};
+    socklen_t length = sizeof info;
+    if (getsockopt(c.fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0) return -1;
+    return info.tcpi_state;
+  }
+
+  /// Waits until `count` clients are ready; the CLOCK_MONOTONIC when they were, 0 on timeout.
+  int64_t await_ready(size_t count, int timeout_ms) {
+    const int64_t deadline = mono_ns() + int64_t(timeout_ms) * 1000000;
+    while (ready_ < count) {
+      if (mono_ns() > deadline) return 0;
+      run_once(5);
+    }
+    return last_ready_ns_;
+  }
+
  private:
+  void set_ready(Conn& c) {
+    c.state = State::Ready;
+    --in_flight_;
+    ++ready_;
+    last_ready_ns_ = mono_ns();
+  }
+
+  void load_plan() {
+    std::FILE* f = std::fopen(o_.plan.c_str(), "r");
+    if (!f) die("cannot open --plan");
+    char* line = nullptr;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0 && plan_.size() < o_.clients) {
+      std::string text(line, size_t(n));
+      while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+      PlanEntry entry;
+      size_t start = 0;
+      bool first = true;
+      for (;;) {
+        const size_t tab = text.find('\t', start);
+        const std::string field =
+            text.substr(start, tab == std::string::npos ? std::string::npos : tab - start);
+        if (first) {
+          entry.cookie = field;
+          first = false;
+        } else if (!field.empty()) {
+          PlanEntry::Sub sub;
+          const size_t a = field.find(','), b = field.find(',', a + 1);
+          if (a == std::string::npos || b == std::string::npos) die("bad --plan subscription");
+          sub.target = uint32_t(std::strtoul(field.c_str(), nullptr, 10));
+          sub.individual = field[a + 1] == '1';
+          sub.parts = field.substr(b + 1);
+          entry.subs.push_back(std::move(sub));
+        }
+        if (tab == std::string::npos) break;
+        start = tab + 1;
+      }
+      plan_.push_back(std::move(entry));
+    }
+    std::free(line);
+    std::fclose(f);
+    if (plan_.size() < o_.clients) {
+      std::fprintf(stderr, "load-client: --plan has %zu lines for %zu clients\n", plan_.size(),
+                   o_.clients);
+      std::_Exit(2);
+    }
+    tracks_.resize(o_.clients);
+    for (size_t i = 0; i < o_.clients; ++i) {
+      tracks_[i].push_back(Track{0, {}, 0});  // the global target
+      for (const PlanEntry::Sub& sub : plan_[i].subs)
+        tracks_[i].push_back(Track{sub.target, {}, 0});
+    }
+  }
+
+  std::string plan_request(size_t index) const {
+    const std::string head = request_.substr(0, request_.size() - 2);  // without the blank line
+    if (plan_[index].cookie.empty()) return request_;
+    return head + "Cookie: " + plan_[index].cookie + "\r\n\r\n";
+  }
+
+  /// Checks a `42` frame's marker `~target~seq~t~` against client `index`'s subscriptions.
+  void check_marker(size_t index, std::string_view p) {
+    const size_t at = p.find("\"~");
+    if (at == std::string_view::npos) return;
+    uint64_t v[3] = {0, 0, 0};
+    size_t i = at + 2;
+    for (int k = 0; k < 3; ++k) {
+      if (i >= p.size() || p[i] < '0' || p[i] > '9') return;
+      while (i < p.size() && p[i] >= '0' && p[i] <= '9') v[k] = v[k] * 10 + uint64_t(p[i++] - '0');
+      if (i >= p.size() || p[i] != '~') return;
+      ++i;
+    }
+    last_mark_ns_ = read_ns_;
+    const uint32_t target = uint32_t(v[0]);
+    const uint64_t seq = v[1];
+    for (Track& t : tracks_[index]) {
+      if (t.target != target) continue;
+      if (t.bits.size() <= seq / 64) t.bits.resize(seq / 64 + 1, 0);
+      uint64_t& word = t.bits[seq / 64];
+      const uint64_t bit = uint64_t{1} << (seq % 64);
+      if (word & bit) {
+        if (++soak_.duplicated <= 5) {
+          std::fprintf(stderr, "load-client: client %zu: duplicate of target %u seq %llu\n", index,
+                       target, static_cast<unsigned long long>(seq));
+        }
+        return;
+      }
+      word |= bit;
+      ++t.distinct;
+      ++soak_.delivered;
+      latency_.add(read_ns_ - int64_t(v[2]));
+      window_.add(read_ns_ - int64_t(v[2]));
+      return;
+    }
+    if (++soak_.leaked <= 5) {
+      std::fprintf(stderr, "load-client: client %zu: LEAK of target %u seq %llu\n", index, target,
+                   static_cast<unsigned long long>(seq));
+    }
+  }
+
+  std::vector<PlanEntry> plan_;
+  std::vector<std::vector<Track>> tracks_;
+  std::vector<uint64_t> totals_;
+  SoakCounts soak_;
+  Histogram latency_;
+  Histogram window_;
+  int64_t last_mark_ns_ = 0;
+  int64_t last_ready_ns_ = 0;
+  std::deque<std::pair<int64_t, size_t>> retries_;
+
   Options o_;
   std::string event_prefix_ = o_.event.empty() ? std::string() : "42[\"" + o_.event + "\"";
   std::vector<int64_t> latencies_ns_;
@@ -671,9 +1029,10 @@ int run_without_control(Client& client, const Options& o) {
         if (l.empty()) return 0.0;
         return double(l[std::min(l.size() - 1, size_t(p / 100.0 * double(l.size())))]) / 1e6;
       };
-      std::printf("RESULT expect total=%llu done_ns=%lld samples=%zu p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n",
-                  static_cast<unsigned long long>(client.total_events()), static_cast<long long>(done),
-                  l.size(), pct(50), pct(99), l.empty() ? 0.0 : double(l.back()) / 1e6);
+      std::printf(
+          "RESULT expect total=%llu done_ns=%lld samples=%zu p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n",
+          static_cast<unsigned long long>(client.total_events()), static_cast<long long>(done),
+          l.size(), pct(50), pct(99), l.empty() ? 0.0 : double(l.back()) / 1e6);
     } else if (line.rfind("closed ", 0) == 0) {
       const size_t target = std::strtoull(line.c_str() + 7, nullptr, 10);
       const int64_t done = client.await_closed(target, o.timeout_s * 1000);
@@ -683,6 +1042,55 @@ int run_without_control(Client& client, const Options& o) {
           "done_ns=%lld\n",
           client.closed(), k.eio_close, k.close_frames, k.code_1001, k.eof,
           static_cast<long long>(done));
+    } else if (line == "soak" || line.rfind("check ", 0) == 0) {
+      const char* name = "soak";
+      if (line != "soak") {
+        int quiet = 3000, timeout = 60000;
+        std::sscanf(line.c_str() + 6, "%d %d", &quiet, &timeout);
+        client.check(quiet, timeout);
+        name = "check_soak";
+      }
+      const auto& k = client.soak();
+      const Histogram& l = client.latency();
+      std::printf(
+          "RESULT %s delivered=%llu lost=%llu duplicated=%llu leaked=%llu ready=%zu closed=%zu "
+          "samples=%llu p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
+          name, static_cast<unsigned long long>(k.delivered),
+          static_cast<unsigned long long>(k.lost), static_cast<unsigned long long>(k.duplicated),
+          static_cast<unsigned long long>(k.leaked), client.ready(), client.closed(),
+          static_cast<unsigned long long>(l.samples()), l.percentile_ms(50), l.percentile_ms(99),
+          l.max_ms());
+    } else if (line == "window") {
+      const Histogram w = client.take_window();
+      std::printf("RESULT window samples=%llu p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
+                  static_cast<unsigned long long>(w.samples()), w.percentile_ms(50),
+                  w.percentile_ms(99), w.max_ms());
+    } else if (line.rfind("total ", 0) == 0) {
+      unsigned target = 0;
+      unsigned long long count = 0;
+      if (std::sscanf(line.c_str() + 6, "%u %llu", &target, &count) == 2)
+        client.set_total(target, count);
+      continue;  // no reply: the driver sends thousands
+    } else if (line.rfind("stall ", 0) == 0) {
+      const size_t index = std::strtoull(line.c_str() + 6, nullptr, 10);
+      if (index < o.clients) client.stall(index);
+      std::printf("RESULT stall index=%zu\n", index);
+    } else if (line.rfind("probe ", 0) == 0) {
+      const size_t index = std::strtoull(line.c_str() + 6, nullptr, 10);
+      std::printf("RESULT probe index=%zu tcp_state=%d\n", index,
+                  index < o.clients ? client.tcp_state(index) : -1);
+    } else if (line.rfind("ready ", 0) == 0) {
+      size_t count = 0;
+      int timeout = 60000;
+      std::sscanf(line.c_str() + 6, "%zu %d", &count, &timeout);
+      const int64_t done = client.await_ready(count, timeout);
+      std::printf("RESULT ready count=%zu done_ns=%lld closed=%zu failures=%zu\n", client.ready(),
+                  static_cast<long long>(done), client.closed(), client.failures());
+    } else if (line.rfind("receivers ", 0) == 0) {
+      const auto counts = client.receivers(uint32_t(std::strtoul(line.c_str() + 10, nullptr, 10)));
+      std::string list;
+      for (uint32_t n : counts) list += (list.empty() ? "" : ",") + std::to_string(n);
+      std::printf("RESULT receivers n=%zu counts=%s\n", counts.size(), list.c_str());
     } else {
       std::printf("RESULT error unknown command\n");
     }
@@ -690,9 +1098,11 @@ int run_without_control(Client& client, const Options& o) {
   }
   uint32_t lo = 0, hi = 0;
   client.per_connection_range(&lo, &hi);
-  std::printf("RESULT check clients=%zu joined=%zu closed=%zu frames_total=%llu per_conn_min=%u per_conn_max=%u\n",
-              o.clients, client.ready(), client.closed(),
-              static_cast<unsigned long long>(client.total_events()), lo, hi);
+  std::printf(
+      "RESULT check clients=%zu joined=%zu closed=%zu frames_total=%llu per_conn_min=%u "
+      "per_conn_max=%u\n",
+      o.clients, client.ready(), client.closed(),
+      static_cast<unsigned long long>(client.total_events()), lo, hi);
   std::fflush(stdout);
   client.reset_all();
   return 0;
@@ -708,6 +1118,10 @@ int main(int argc, char** argv) {
     }
     if (name == "--no-control") {
       o.no_control = true;
+      continue;
+    }
+    if (name == "--reconnect") {
+      o.reconnect = true;
       continue;
     }
     if (i + 1 >= argc) {
@@ -739,6 +1153,12 @@ int main(int argc, char** argv) {
       o.timeout_s = std::atoi(v);
     else if (name == "--event")
       o.event = v;
+    else if (name == "--plan")
+      o.plan = v;
+    else if (name == "--retry-ms")
+      o.retry_ms = std::atoi(v);
+    else if (name == "--small-rcvbuf")
+      o.small_rcvbuf = std::strtoul(v, nullptr, 10);
     else {
       std::fprintf(stderr, "unknown option %s\n", name.c_str());
       return 2;

@@ -228,7 +228,14 @@ void WebSocketConnection::close(uint16_t code, std::string_view reason) {
 
 void WebSocketConnection::abort() {
   handler_ = nullptr;
-  if (state_ != State::Closed) finish();
+  if (state_ == State::Closed) return;
+  // Reset rather than close: a plain close leaves what the kernel still holds for a peer that
+  // does not read (up to the socket's send buffer, several MiB) queued behind a FIN that never
+  // goes out, and the peer is not told (bench/faults.sh slow: the stalled client's TCP state was
+  // still ESTABLISHED after its session was closed as a slow consumer).
+  asio::error_code ec;
+  socket_.set_option(asio::socket_base::linger(true, 0), ec);
+  finish();
 }
 
 void WebSocketConnection::queue_close_frame(uint16_t code, std::string_view reason) {

@@ -126,7 +126,8 @@ class WebSocketConnection : public std::enable_shared_from_this<WebSocketConnect
   /// Sends a close frame after what is queued, then closes TCP once the peer answers (or after
   /// close_timeout). The handler is not called.
   void close(uint16_t code, std::string_view reason = {});
-  /// Closes the socket now, dropping queued output. The handler is not called.
+  /// Closes the socket now with a TCP reset, dropping queued output (also the kernel's). The
+  /// handler is not called.
   void abort();
   /// Reads and handles the input that has already arrived, without waiting. Lets the engine
   /// apply frames sent before an HTTP request that raced them on another connection.

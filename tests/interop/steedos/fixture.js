@@ -117,7 +117,8 @@ function record(s) {
  * Starts the cluster. `extra` is merged into the node config (gateway/auth merged one level).
  * `gateways`: how many steedos-socket nodes (contract §7); `node`/`port` are the first one's,
  * `nodes`/`ports` all of them, and `client({ gateway: i })` connects to the i-th. `logLevel`:
- * the gateway nodes' (default "debug").
+ * the gateway nodes' (default "debug"). `broker`: options for the auth and producer brokers (e.g.
+ * heartbeatInterval / heartbeatTimeout; the harness defaults are 1 s / 3 s).
  */
 /**
  * The `listener` service of a producer broker: answers listener.ping (so a test can wait until
@@ -157,14 +158,14 @@ function authService(authCalls, fault = {}) {
 	};
 }
 
-async function startCluster({ extra = {}, gateways = 1, logLevel = "debug" } = {}) {
+async function startCluster({ extra = {}, gateways = 1, logLevel = "debug", broker = {} } = {}) {
 	const nats = await h.startBus();
 	const authCalls = [];
 	const authFault = { mode: null };
 	const subscribeEvents = [];
-	const auth = h.createBroker("0.14", { nats });
+	const auth = h.createBroker("0.14", Object.assign({ nats }, broker));
 	auth.createService(authService(authCalls, authFault));
-	const producer = h.createBroker("0.14", { nats });
+	const producer = h.createBroker("0.14", Object.assign({ nats }, broker));
 	producer.createService(listenerService(subscribeEvents));
 	const listeners = []; // brokers added by addListener
 	await Promise.all([auth.start(), producer.start()]);
