@@ -138,8 +138,11 @@ class EngineSession final : public EngineSocket,
     if (transport_ == TransportKind::WebSocket) {
       if (is_volatile && ws_->has_pending_output()) return false;
       if (ws_->buffered_bytes() + packet->size() > budget) {
-        slow_consumer(ws_->buffered_bytes());
-        return false;
+        ws_->write_queued_now();  // only what the client's socket cannot take counts
+        if (ws_->buffered_bytes() + packet->size() > budget) {
+          slow_consumer(ws_->buffered_bytes());
+          return false;
+        }
       }
       write_websocket(packet);
       return true;
@@ -688,8 +691,8 @@ EngineServer::EngineServer(asio::io_context& io, EngineOptions options, EngineHa
       close_(OutgoingPacket::control('1')),
       probe_(OutgoingPacket::control('3', "probe")),
       timer_(std::make_unique<TimerHolder>(io)) {
-  handshakes_ = TokenBucket(options_.max_handshakes_per_second,
-                            options_.max_handshakes_per_second, Clock::now());
+  handshakes_ = TokenBucket(options_.max_handshakes_per_second, options_.max_handshakes_per_second,
+                            Clock::now());
   path_ = options_.path;
   if (path_.empty() || path_.front() != '/') path_.insert(path_.begin(), '/');
   while (!path_.empty() && path_.back() == '/') path_.pop_back();

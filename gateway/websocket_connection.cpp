@@ -299,21 +299,41 @@ void WebSocketConnection::schedule_flush() {
   scheduler_->add(shared_from_this());
 }
 
+size_t WebSocketConnection::gather(iovec* iov, size_t& total) const {
+  size_t count = 0;
+  for (size_t i = queue_head_; i < queue_.size() && count < kMaxIov; ++i, ++count) {
+    const size_t skip = i == queue_head_ ? head_offset_ : 0;
+    iov[count].iov_base = const_cast<char*>(queue_[i].data.get() + skip);
+    iov[count].iov_len = queue_[i].size - skip;
+    total += iov[count].iov_len;
+  }
+  return count;
+}
+
+void WebSocketConnection::write_queued_now() {
+  if (state_ == State::Closed || writing_wait_) return;
+  while (queue_head_ < queue_.size()) {
+    iovec iov[kMaxIov];
+    size_t total = 0;
+    msghdr message{};
+    message.msg_iov = iov;
+    message.msg_iovlen = gather(iov, total);
+    const ssize_t written =
+        ::sendmsg(socket_.native_handle(), &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (written <= 0) return;  // full, or an error: the scheduled flush() handles both
+    consume_output(static_cast<size_t>(written));
+    if (static_cast<size_t>(written) < total) return;
+  }
+}
+
 void WebSocketConnection::flush() {
   if (state_ == State::Closed || writing_wait_) return;
   while (queue_head_ < queue_.size()) {
     iovec iov[kMaxIov];
-    size_t count = 0;
     size_t total = 0;
-    for (size_t i = queue_head_; i < queue_.size() && count < kMaxIov; ++i, ++count) {
-      const size_t skip = i == queue_head_ ? head_offset_ : 0;
-      iov[count].iov_base = const_cast<char*>(queue_[i].data.get() + skip);
-      iov[count].iov_len = queue_[i].size - skip;
-      total += iov[count].iov_len;
-    }
     msghdr message{};
     message.msg_iov = iov;
-    message.msg_iovlen = count;
+    message.msg_iovlen = gather(iov, total);
     const ssize_t written = ::sendmsg(socket_.native_handle(), &message, MSG_NOSIGNAL);
     if (written < 0) {
       if (errno == EINTR) continue;

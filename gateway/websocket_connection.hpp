@@ -28,6 +28,8 @@
 #include "gateway/outgoing.hpp"
 #include "gateway/ws_frame_reader.hpp"
 
+struct iovec;
+
 namespace steedos::gateway {
 
 /// Sockets bound to the io_context executor: half the size of the type-erased default.
@@ -121,6 +123,11 @@ class WebSocketConnection : public std::enable_shared_from_this<WebSocketConnect
   /// Bytes queued and not yet accepted by the kernel.
   size_t buffered_bytes() const { return buffered_; }
   bool has_pending_output() const { return buffered_ != 0; }
+  /// Hands what is queued to the kernel now rather than at the end of the loop turn, as far
+  /// as the socket takes it; an error or a full socket is left to the scheduled flush, so no
+  /// handler is called from here. For the slow-consumer budget: a burst queued in one turn
+  /// (a backlog read at once from the bus) must not count against a client that reads.
+  void write_queued_now();
   bool is_open() const { return state_ == State::Open; }
 
   /// Sends a close frame after what is queued, then closes TCP once the peer answers (or after
@@ -157,6 +164,9 @@ class WebSocketConnection : public std::enable_shared_from_this<WebSocketConnect
   void queue_close_frame(uint16_t code, std::string_view reason);
   void schedule_flush();
   void flush();
+  /// Gathers the queued chunks (at most kMaxIov) into `iov`; returns their count, adds the
+  /// bytes to `total`.
+  size_t gather(iovec* iov, size_t& total) const;
   void wait_writable();
   void on_output_drained();
   void finish();

@@ -26,6 +26,7 @@
 
 #include "gateway/engine_echo.hpp"
 #include "gateway/engine_server.hpp"
+#include "gateway/outgoing.hpp"
 #include "protocol/json.hpp"
 
 using namespace std::chrono_literals;
@@ -34,6 +35,8 @@ using steedos::gateway::EchoEngineHandler;
 using steedos::gateway::EngineOptions;
 using steedos::gateway::EngineSocket;
 using steedos::gateway::GatewayServer;
+using steedos::gateway::MessagePart;
+using steedos::gateway::OutgoingPacket;
 using steedos::gateway::ServerOptions;
 
 namespace {
@@ -821,6 +824,32 @@ TEST_SUITE("gateway engine") {
     }
     CHECK(server.on_server([&] { return server.handler.close_reason(sid); }) == "slow consumer");
     if (!write_failed) CHECK(ws.closed_within(5000ms));
+  }
+
+  TEST_CASE("a burst above the budget in one loop turn does not close a client that reads") {
+    // A backlog read at once from the bus is queued in one turn: what the client's socket
+    // takes at once must not count against maxBufferedBytes, only what stays queued.
+    EngineOptions options = test_engine_options();
+    options.max_buffered_bytes = 64 * 1024;
+    Server server(options);
+    WsClient ws(server.port, "EIO=4&transport=websocket");
+    const std::string sid = open_websocket_sid(ws);
+    const std::string payload(16 * 1024, 'b');
+    constexpr int kPackets = 12;  // 192 KB, three times the budget, in one turn
+    const bool all_taken = server.on_server([&] {
+      EngineSocket* socket = server.server->engine("/engine.io/")->find(sid);
+      bool taken = socket != nullptr;
+      for (int i = 0; i < kPackets && taken; ++i) {
+        taken = socket->send(OutgoingPacket::messages({MessagePart{false, payload}}));
+      }
+      return taken;
+    });
+    CHECK(all_taken);
+    int received = 0;
+    while (received < kPackets && ws.read_text() == "4" + payload) ++received;
+    CHECK(received == kPackets);
+    CHECK(server.session_exists(sid));
+    CHECK_FALSE(server.on_server([&] { return server.handler.close_reason(sid); }).has_value());
   }
 
   TEST_CASE("ping timeout closes the session and the sid disappears at once") {
