@@ -7,18 +7,6 @@
 
 namespace steedos::gateway {
 
-bool TokenBucket::try_take(Clock::time_point now) {
-  if (rate_ <= 0) return true;
-  if (now > last_) {
-    const double elapsed = std::chrono::duration<double>(now - last_).count();
-    tokens_ = std::min(burst_, tokens_ + elapsed * rate_);
-    last_ = now;
-  }
-  if (tokens_ < 1) return false;
-  tokens_ -= 1;
-  return true;
-}
-
 size_t max_connections_for_fd_limit(uint64_t nofile, uint64_t reserve) {
   const uint64_t cap = std::numeric_limits<size_t>::max();
   if (nofile <= reserve) return 1;

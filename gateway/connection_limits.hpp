@@ -1,35 +1,13 @@
 #pragma once
-// The pure pieces of the gateway's connection-level limits (issue 9): the handshake-rate token
-// bucket, the default connection cap derived from the open-file limit, and the backoff of the
-// accept loop at that limit. GatewayServer and EngineServer apply them; nothing here does I/O
-// except default_max_connections(), which reads RLIMIT_NOFILE.
+// The pure pieces of the gateway's connection-level limits (issue 9): the default connection cap
+// derived from the open-file limit, and the backoff of the accept loop at that limit.
+// GatewayServer applies them; nothing here does I/O except open_file_limit(), which reads
+// RLIMIT_NOFILE. (The handshake-rate bucket is common/token_bucket.hpp.)
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 
 namespace steedos::gateway {
-
-/// A token bucket: `rate` tokens per second, holding at most `burst`; starts full. Used for new
-/// Engine.IO sessions per second (gateway.maxHandshakesPerSecond). Times are passed in, so it
-/// is testable without a clock.
-class TokenBucket {
- public:
-  using Clock = std::chrono::steady_clock;
-  /// rate 0: no limit (try_take always succeeds).
-  TokenBucket(double rate, double burst, Clock::time_point now)
-      : rate_(rate), burst_(burst), tokens_(burst), last_(now) {}
-  TokenBucket() : TokenBucket(0, 0, Clock::time_point{}) {}
-
-  /// Takes one token if there is one (after refilling for the time since the last call).
-  bool try_take(Clock::time_point now);
-  double tokens() const { return tokens_; }
-
- private:
-  double rate_;
-  double burst_;
-  double tokens_;
-  Clock::time_point last_;
-};
 
 /// How many open-file descriptors are kept for the rest of the process (NATS or Redis
 /// connections, log files, timers, the listening socket) when the connection cap is derived

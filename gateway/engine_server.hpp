@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/token_bucket.hpp"
 #include "gateway/connection_limits.hpp"
 #include "gateway/engine.hpp"
 #include "gateway/outgoing.hpp"

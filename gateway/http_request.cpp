@@ -6,28 +6,11 @@
 #include <exception>
 #include <limits>
 
+#include "common/ascii.hpp"
 #include "protocol/percent.hpp"
 
 namespace steedos::gateway {
 namespace {
-
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string to_lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = lower(c);
-  return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 std::string_view trim(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
@@ -54,7 +37,7 @@ bool has_token(const std::string* value, std::string_view token) {
   std::string_view rest = *value;
   while (!rest.empty()) {
     const size_t comma = rest.find(',');
-    if (iequals(trim(rest.substr(0, comma)), token)) return true;
+    if (ascii::iequals(trim(rest.substr(0, comma)), token)) return true;
     if (comma == std::string_view::npos) break;
     rest.remove_prefix(comma + 1);
   }
@@ -111,7 +94,7 @@ HeadParse parse_request_head(std::string_view buffered, size_t max_header_bytes)
   request.method = parser.get_method();
   request.target = parser.get_uri();
   for (const auto& [name, value] : parser.get_headers()) {
-    request.headers.emplace(to_lower(name), value);
+    request.headers.emplace(ascii::lower(name), value);
   }
   result.head.keep_alive =
       version == "HTTP/1.1" && !has_token(request.header("connection"), "close");

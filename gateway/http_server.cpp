@@ -27,6 +27,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/ascii.hpp"
 #include "common/log.hpp"
 #include "gateway/connection_limits.hpp"
 #include "gateway/engine_server.hpp"
@@ -54,16 +55,6 @@ constexpr std::chrono::milliseconds kLingerTimeout{2000};
 const std::shared_ptr<spdlog::logger>& log() {
   static const auto logger = component_logger("gateway");
   return logger;
-}
-
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string to_lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = lower(c);
-  return out;
 }
 
 std::string reason_phrase(int status) {
@@ -107,7 +98,7 @@ std::string mime_type(std::string_view path) {
       {"woff", "font/woff"},
       {"woff2", "font/woff2"},
   };
-  const auto it = kTypes.find(to_lower(extension_of(path)));
+  const auto it = kTypes.find(ascii::lower(extension_of(path)));
   return it == kTypes.end() ? "application/octet-stream" : it->second;
 }
 

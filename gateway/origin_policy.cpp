@@ -7,12 +7,10 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "common/ascii.hpp"
+
 namespace steedos::gateway {
 namespace {
-
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
 
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
@@ -61,7 +59,7 @@ std::optional<std::string> domain_or_ipv4(std::string_view text) {
     } else {
       return std::nullopt;
     }
-    host.push_back(lower(c));
+    host.push_back(ascii::lower(c));
   }
   if (label == 0) return std::nullopt;
   // A numeric last label makes it an IPv4 address for browsers: only a canonical dotted quad.
@@ -143,7 +141,7 @@ std::optional<Origin> parse_origin(std::string_view text) {
     if (!(is_alpha(c) || (i > 0 && (is_digit(c) || c == '+' || c == '-' || c == '.')))) {
       return std::nullopt;
     }
-    origin.scheme.push_back(lower(c));
+    origin.scheme.push_back(ascii::lower(c));
   }
   const std::string_view authority = text.substr(sep + 3);
   // A serialised origin has no user info, path, query or fragment.

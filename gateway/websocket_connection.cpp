@@ -299,59 +299,54 @@ void WebSocketConnection::schedule_flush() {
   scheduler_->add(shared_from_this());
 }
 
-size_t WebSocketConnection::gather(iovec* iov, size_t& total) const {
-  size_t count = 0;
-  for (size_t i = queue_head_; i < queue_.size() && count < kMaxIov; ++i, ++count) {
-    const size_t skip = i == queue_head_ ? head_offset_ : 0;
-    iov[count].iov_base = const_cast<char*>(queue_[i].data.get() + skip);
-    iov[count].iov_len = queue_[i].size - skip;
-    total += iov[count].iov_len;
+// Hands the queue to the kernel until it is empty or the socket is full. No handler is called
+// here: the caller decides what a full socket or an error means.
+WebSocketConnection::WriteResult WebSocketConnection::write_queue() {
+  while (queue_head_ < queue_.size()) {
+    iovec iov[kMaxIov];
+    size_t count = 0;
+    size_t total = 0;
+    for (size_t i = queue_head_; i < queue_.size() && count < kMaxIov; ++i, ++count) {
+      const size_t skip = i == queue_head_ ? head_offset_ : 0;
+      iov[count].iov_base = const_cast<char*>(queue_[i].data.get() + skip);
+      iov[count].iov_len = queue_[i].size - skip;
+      total += iov[count].iov_len;
+    }
+    msghdr message{};
+    message.msg_iov = iov;
+    message.msg_iovlen = count;
+    const ssize_t written =
+        ::sendmsg(socket_.native_handle(), &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return WriteResult::Full;
+      return WriteResult::Failed;  // EPIPE, ECONNRESET: nothing more can be delivered
+    }
+    consume_output(static_cast<size_t>(written));
+    if (static_cast<size_t>(written) < total) return WriteResult::Full;
   }
-  return count;
+  return WriteResult::Drained;
 }
 
 void WebSocketConnection::write_queued_now() {
-  if (state_ == State::Closed || writing_wait_) return;
-  while (queue_head_ < queue_.size()) {
-    iovec iov[kMaxIov];
-    size_t total = 0;
-    msghdr message{};
-    message.msg_iov = iov;
-    message.msg_iovlen = gather(iov, total);
-    const ssize_t written =
-        ::sendmsg(socket_.native_handle(), &message, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (written <= 0) return;  // full, or an error: the scheduled flush() handles both
-    consume_output(static_cast<size_t>(written));
-    if (static_cast<size_t>(written) < total) return;
-  }
+  // A full socket or an error is left to the flush scheduled for this turn.
+  if (state_ != State::Closed && !writing_wait_) write_queue();
 }
 
 void WebSocketConnection::flush() {
   if (state_ == State::Closed || writing_wait_) return;
-  while (queue_head_ < queue_.size()) {
-    iovec iov[kMaxIov];
-    size_t total = 0;
-    msghdr message{};
-    message.msg_iov = iov;
-    message.msg_iovlen = gather(iov, total);
-    const ssize_t written = ::sendmsg(socket_.native_handle(), &message, MSG_NOSIGNAL);
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        wait_writable();
-        return;
-      }
-      peer_gone();  // EPIPE, ECONNRESET: nothing more can be delivered
+  switch (write_queue()) {
+    case WriteResult::Full:
+      wait_writable();  // let the reactor say when the socket drains
       return;
-    }
-    consume_output(static_cast<size_t>(written));
-    if (static_cast<size_t>(written) < total) {
-      wait_writable();  // the socket buffer is full: let the reactor say when it drains
+    case WriteResult::Failed:
+      peer_gone();
       return;
-    }
+    case WriteResult::Drained:
+      release_queue();
+      on_output_drained();
+      return;
   }
-  release_queue();
-  on_output_drained();
 }
 
 void WebSocketConnection::consume_output(size_t bytes) {

@@ -28,8 +28,6 @@
 #include "gateway/outgoing.hpp"
 #include "gateway/ws_frame_reader.hpp"
 
-struct iovec;
-
 namespace steedos::gateway {
 
 /// Sockets bound to the io_context executor: half the size of the type-erased default.
@@ -164,9 +162,8 @@ class WebSocketConnection : public std::enable_shared_from_this<WebSocketConnect
   void queue_close_frame(uint16_t code, std::string_view reason);
   void schedule_flush();
   void flush();
-  /// Gathers the queued chunks (at most kMaxIov) into `iov`; returns their count, adds the
-  /// bytes to `total`.
-  size_t gather(iovec* iov, size_t& total) const;
+  enum class WriteResult { Drained, Full, Failed };
+  WriteResult write_queue();
   void wait_writable();
   void on_output_drained();
   void finish();

@@ -3,10 +3,10 @@
 #include <ctime>
 
 #include "common/log.hpp"
+#include "common/token_bucket.hpp"
 #include "services/steedos_action_params.hpp"
 #include "services/steedos_events.hpp"
 #include "services/steedos_rooms.hpp"
-#include "services/token_bucket.hpp"
 
 namespace steedos::services {
 

@@ -1,5 +1,5 @@
-// The pure pieces of the gateway's connection-level limits (issue 9): the handshake token
-// bucket, the connection cap derived from the open-file limit, the accept loop's backoff.
+// The pure pieces of the gateway's connection-level limits (issue 9): the connection cap derived
+// from the open-file limit, the accept loop's backoff.
 #include "gateway/connection_limits.hpp"
 
 #include <doctest/doctest.h>
@@ -11,39 +11,8 @@
 using std::chrono::milliseconds;
 using steedos::gateway::AcceptBackoff;
 using steedos::gateway::max_connections_for_fd_limit;
-using steedos::gateway::TokenBucket;
 
 TEST_SUITE("connection limits") {
-  TEST_CASE("token bucket: a full burst, then the rate") {
-    const auto t0 = TokenBucket::Clock::time_point{} + std::chrono::hours(1);
-    TokenBucket bucket(10, 10, t0);
-    for (int i = 0; i < 10; ++i) CHECK(bucket.try_take(t0));
-    CHECK_FALSE(bucket.try_take(t0));  // burst spent
-    CHECK_FALSE(bucket.try_take(t0 + milliseconds(99)));
-    CHECK(bucket.try_take(t0 + milliseconds(100)));  // one token per 100 ms at 10/s
-    CHECK_FALSE(bucket.try_take(t0 + milliseconds(100)));
-    // A long pause refills up to the burst only.
-    const auto later = t0 + std::chrono::seconds(60);
-    int taken = 0;
-    while (bucket.try_take(later)) ++taken;
-    CHECK(taken == 10);
-  }
-
-  TEST_CASE("token bucket: fractional refills add up; a clock going back takes nothing") {
-    const auto t0 = TokenBucket::Clock::time_point{} + std::chrono::hours(1);
-    TokenBucket bucket(4, 4, t0);
-    while (bucket.try_take(t0)) {
-    }
-    CHECK_FALSE(bucket.try_take(t0 + milliseconds(125)));  // half a token
-    CHECK(bucket.try_take(t0 + milliseconds(250)));        // the second half
-    CHECK_FALSE(bucket.try_take(t0 + milliseconds(100)));  // earlier than the last call
-  }
-
-  TEST_CASE("token bucket: rate 0 is no limit") {
-    TokenBucket bucket;
-    for (int i = 0; i < 100000; ++i) REQUIRE(bucket.try_take(TokenBucket::Clock::now()));
-  }
-
   TEST_CASE("the derived connection cap keeps a reserve of descriptors") {
     CHECK(max_connections_for_fd_limit(1024) == 1024 - 64);
     CHECK(max_connections_for_fd_limit(20000, 64) == 19936);

@@ -1,12 +1,12 @@
-// services/token_bucket.hpp: the per-socket rate of subscribe/unsubscribe requests.
-#include "services/token_bucket.hpp"
+// common/token_bucket.hpp: handshakes per second (gateway), subscribes per socket (service).
+#include "common/token_bucket.hpp"
 
 #include <doctest/doctest.h>
 
-using steedos::services::TokenBucket;
+using steedos::TokenBucket;
 using namespace std::chrono_literals;
 
-TEST_SUITE("services token bucket") {
+TEST_SUITE("token bucket") {
   TEST_CASE("a full bucket allows a burst of `burst`, then refuses") {
     const auto t0 = TokenBucket::Clock::time_point{} + 1h;
     TokenBucket bucket(50, 50, t0);
@@ -42,5 +42,19 @@ TEST_SUITE("services token bucket") {
     CHECK(bucket.try_take(t0));
     CHECK_FALSE(bucket.try_take(t0 - 10s));
     CHECK(bucket.try_take(t0 + 1s));
+  }
+
+  TEST_CASE("fractional refills add up") {
+    const auto t0 = TokenBucket::Clock::time_point{} + 1h;
+    TokenBucket bucket(4, 4, t0);
+    while (bucket.try_take(t0)) {
+    }
+    CHECK_FALSE(bucket.try_take(t0 + 125ms));  // half a token
+    CHECK(bucket.try_take(t0 + 250ms));        // the second half
+  }
+
+  TEST_CASE("rate 0 is no limit") {
+    TokenBucket bucket;
+    for (int i = 0; i < 100000; ++i) REQUIRE(bucket.try_take(TokenBucket::Clock::now()));
   }
 }
