@@ -69,34 +69,9 @@ async function startLoadClient(port) {
 	const child = spawn(LOAD_CLIENT, ["--port", String(port), "--clients", String(CLIENTS), "--no-control",
 		"--event", "bench", "--timeout-s", "60", "--concurrency", "256"], { stdio: ["pipe", "pipe", "inherit"] });
 	pin(child.pid, 1);
-	let buf = "";
-	const waiters = [];
-	const lines = [];
-	child.stdout.setEncoding("utf8");
-	child.stdout.on("data", chunk => {
-		buf += chunk;
-		let i;
-		while ((i = buf.indexOf("\n")) >= 0) {
-			const line = buf.slice(0, i);
-			buf = buf.slice(i + 1);
-			const w = waiters.findIndex(x => line.startsWith(x.prefix));
-			if (w >= 0) waiters.splice(w, 1)[0].resolve(line);
-			else lines.push(line);
-		}
-	});
-	let exited = null;
-	child.once("exit", code => {
-		exited = code;
-		for (const w of waiters.splice(0)) w.reject(new Error(`load-client exited with ${code}`));
-	});
-	const next = prefix => {
-		const i = lines.findIndex(l => l.startsWith(prefix));
-		if (i >= 0) return Promise.resolve(lines.splice(i, 1)[0]);
-		if (exited !== null) return Promise.reject(new Error(`load-client exited with ${exited}`));
-		return new Promise((resolve, reject) => waiters.push({ prefix, resolve, reject }));
-	};
+	const { next } = h.resultLines(child, { name: "load-client" });
 	await h.withTimeout(next("RESULT interactive ready"), 60000, "load clients connected");
-	const parse = line => Object.fromEntries(line.split(" ").slice(2).map(kv => kv.split("=")).map(([k, v]) => [k, Number(v)]));
+	const parse = h.parseResult;
 	return {
 		pid: child.pid,
 		async expect(total) {

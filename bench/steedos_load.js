@@ -127,41 +127,17 @@ function emitTo(producer, targets, id, pad = "") {
 /**
  * Starts build/load-client in --plan mode and waits until every client is connected and
  * subscribed. Returns { pid, child, command(line, prefix, ms), send(line), stop() }; the
- * RESULT lines are parsed into objects of numbers.
+ * RESULT lines are parsed into objects (h.parseResult).
  */
 async function startLoadClient({ port, clients, planFile, args = [], readyMs = 300000 }) {
 	if (!fs.existsSync(LOAD_CLIENT)) throw new Error(`${LOAD_CLIENT} missing: cmake --build build --target load-client`);
 	const child = spawn(LOAD_CLIENT, ["--port", String(port), "--clients", String(clients), "--no-control",
 		"--plan", planFile, "--timeout-s", String(Math.ceil(readyMs / 1000)), ...args], { stdio: ["pipe", "pipe", "pipe"] });
-	const lines = [];
-	const waiters = [];
-	let buf = "";
-	child.stdout.setEncoding("utf8");
-	child.stdout.on("data", chunk => {
-		buf += chunk;
-		let i;
-		while ((i = buf.indexOf("\n")) >= 0) {
-			const line = buf.slice(0, i);
-			buf = buf.slice(i + 1);
-			const w = waiters.findIndex(x => line.startsWith(x.prefix));
-			if (w >= 0) waiters.splice(w, 1)[0].resolve(line);
-			else lines.push(line);
-		}
-	});
 	child.stderr.setEncoding("utf8");
 	child.stderr.on("data", chunk => process.stderr.write(chunk.replace(/^(?=.)/gm, "  [load-client] ")));
-	let exited = null;
-	child.once("exit", code => {
-		exited = code;
-		for (const w of waiters.splice(0)) w.reject(new Error(`load-client exited with ${code}`));
-	});
-	const next = (prefix, ms) => {
-		const i = lines.findIndex(l => l.startsWith(prefix));
-		if (i >= 0) return Promise.resolve(lines.splice(i, 1)[0]);
-		if (exited !== null) return Promise.reject(new Error(`load-client exited with ${exited}`));
-		return h.withTimeout(new Promise((resolve, reject) => waiters.push({ prefix, resolve, reject })), ms, `load-client ${prefix}`);
-	};
-	const parse = line => Object.fromEntries(line.split(" ").slice(2).map(kv => kv.split("=")).map(([k, v]) => [k, Number.isNaN(Number(v)) ? v : Number(v)]));
+	const results = h.resultLines(child, { name: "load-client" });
+	const next = (prefix, ms) => h.withTimeout(results.next(prefix), ms, `load-client ${prefix}`);
+	const parse = h.parseResult;
 	const connect = parse(await next("RESULT connect", readyMs + 5000));
 	await next("RESULT interactive ready", 5000);
 	const lc = {
@@ -177,7 +153,7 @@ async function startLoadClient({ port, clients, planFile, args = [], readyMs = 3
 			return parse(await next(prefix, ms));
 		},
 		async stop() {
-			if (exited !== null) return;
+			if (child.exitCode !== null || child.signalCode !== null) return;
 			child.stdin.end("quit\n");
 			await h.withTimeout(new Promise(r => (child.exitCode !== null ? r() : child.once("exit", r))), 10000, "load-client exit")
 				.catch(() => child.kill("SIGKILL"));

@@ -886,8 +886,55 @@ function replRow(output, needle) {
 		.filter(c => c.length > 0);
 }
 
+/**
+ * The result lines a child prints on stdout (bench/load_client.cpp's `RESULT ...`): `next(prefix)`
+ * resolves with the first line that starts with `prefix`, printed already or still to come, and
+ * rejects once the child has exited without printing it (with the end of its stderr when
+ * `stderr` is collected). Lines nobody asked for are kept for a later `next`.
+ */
+function resultLines(child, { name = "child" } = {}) {
+	const lines = [];
+	const waiters = [];
+	let buf = "";
+	let err = "";
+	let exited = null;
+	child.stdout.setEncoding("utf8");
+	child.stdout.on("data", chunk => {
+		buf += chunk;
+		let i;
+		while ((i = buf.indexOf("\n")) >= 0) {
+			const line = buf.slice(0, i);
+			buf = buf.slice(i + 1);
+			const w = waiters.findIndex(x => line.startsWith(x.prefix));
+			if (w >= 0) waiters.splice(w, 1)[0].resolve(line);
+			else lines.push(line);
+		}
+	});
+	if (child.stderr) child.stderr.on("data", d => (err = (err + d).slice(-2000)));
+	const failure = () => new Error(`${name} exited with ${exited}${err ? `: ${err.slice(-500)}` : ""}`);
+	child.once("exit", code => {
+		exited = code;
+		for (const w of waiters.splice(0)) w.reject(failure());
+	});
+	const next = prefix => {
+		const i = lines.findIndex(l => l.startsWith(prefix));
+		if (i >= 0) return Promise.resolve(lines.splice(i, 1)[0]);
+		if (exited !== null) return Promise.reject(failure());
+		return new Promise((resolve, reject) => waiters.push({ prefix, resolve, reject }));
+	};
+	return { next, lines };
+}
+
+/** `RESULT <name> k=v k=v ...` as an object; values that are numbers become numbers. */
+function parseResult(line) {
+	return Object.fromEntries(line.split(" ").slice(2).map(kv => kv.split("="))
+		.map(([k, v]) => [k, v !== "" && !Number.isNaN(Number(v)) ? Number(v) : v]));
+}
+
 module.exports = {
 	REPO_ROOT,
+	resultLines,
+	parseResult,
 	INTEROP_DIR,
 	BUILD_DIR,
 	VERSIONS,

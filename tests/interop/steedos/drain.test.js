@@ -102,33 +102,9 @@ const LOAD_CLIENT = path.join(process.env.STEEDOS_BUILD_DIR || path.join(__dirna
 async function startLoadClient(port, clients) {
 	const child = spawn(LOAD_CLIENT, ["--port", String(port), "--clients", String(clients), "--no-control",
 		"--event", "none", "--timeout-s", "60", "--concurrency", "256"], { stdio: ["pipe", "pipe", "pipe"] });
-	let buf = "";
-	let err = "";
-	const lines = [];
-	const waiters = [];
-	child.stderr.on("data", d => (err += d));
-	child.stdout.setEncoding("utf8");
-	child.stdout.on("data", chunk => {
-		buf += chunk;
-		let i;
-		while ((i = buf.indexOf("\n")) >= 0) {
-			const line = buf.slice(0, i);
-			buf = buf.slice(i + 1);
-			const w = waiters.findIndex(x => line.startsWith(x.prefix));
-			if (w >= 0) waiters.splice(w, 1)[0].resolve(line);
-			else lines.push(line);
-		}
-	});
 	const exited = new Promise(r => child.once("exit", r));
-	const next = prefix => {
-		const i = lines.findIndex(l => l.startsWith(prefix));
-		if (i >= 0) return Promise.resolve(lines.splice(i, 1)[0]);
-		return Promise.race([
-			new Promise(resolve => waiters.push({ prefix, resolve })),
-			exited.then(code => { throw new Error(`load-client exited with ${code}: ${err.slice(-500)}`); })
-		]);
-	};
-	const parse = line => Object.fromEntries(line.split(" ").slice(2).map(kv => kv.split("=")).map(([k, v]) => [k, Number(v)]));
+	const { next } = h.resultLines(child, { name: "load-client" });
+	const parse = h.parseResult;
 	const connected = parse(await h.withTimeout(next("RESULT connect"), 90000, "load clients connected"));
 	await h.withTimeout(next("RESULT interactive ready"), 5000, "load client ready");
 	return {
