@@ -72,6 +72,8 @@ struct BrokerCounters {
   uint64_t handler_errors = 0;
   /// REQ packets whose (sender, id) this node had already taken in: dropped, not run twice.
   uint64_t duplicate_requests = 0;
+  /// Of the invalid packets, those refused for JSON nested deeper than kMaxPacketJsonDepth.
+  uint64_t too_deep_packets = 0;
 };
 
 }  // namespace steedos::moleculer

@@ -325,6 +325,7 @@ void Transit::on_message(const std::string& subject, std::string_view data) {
       }
     } else {
       counters_.invalid_packets++;
+      if (decoded.error == protocol::DecodeError::TooDeep) counters_.too_deep_packets++;
       component_logger("transit")->warn("invalid packet on {} from '{}': {}", subject,
                                         decoded.sender.empty() ? "?" : decoded.sender,
                                         decoded.detail);

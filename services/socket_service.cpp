@@ -407,6 +407,7 @@ Json SocketService::socket_limit_counters() const {
               {"eventName", packets.event_name},
               {"packetSize", packets.packet_size},
               {"jsonDepth", packets.json_depth},
+              {"busJsonDepth", broker_.counters().too_deep_packets},
               {"roomsPerSocket", counters_.rooms_per_socket},
               {"subscribeRate", counters_.subscribe_rate},
               {"authInFlight", counters_.auth_in_flight}};

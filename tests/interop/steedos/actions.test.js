@@ -31,7 +31,7 @@ describe("steedos socket: actions and logout", () => {
 		const st = await c.stats();
 		assert.deepEqual(Object.keys(st).sort(), ["auth", "connections", "events", "limits", "malformed", "nodeID", "refused", "refusedOrigins", "rejected", "rooms", "uptime"]);
 		// Refusals by limit (issue 9), each a count since start.
-		for (const key of ["attachments", "eventName", "packetSize", "jsonDepth", "roomsPerSocket", "subscribeRate", "authInFlight"]) {
+		for (const key of ["attachments", "eventName", "packetSize", "jsonDepth", "busJsonDepth", "roomsPerSocket", "subscribeRate", "authInFlight"]) {
 			assert.ok(Number.isInteger(st.limits[key]) && st.limits[key] >= 0, `limits.${key}: ${st.limits[key]}`);
 		}
 		// The gateway's connection-level limits (issue 9, limits-connections.test.js): nothing refused here.

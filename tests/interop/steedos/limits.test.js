@@ -41,6 +41,7 @@ describe("JSON nesting depth (issue 9)", () => {
 		await sniffer.flush();
 		const refused = /invalid packet on MOL\.EVENT\.\S+ from '\?': JSON nested deeper than \d+ levels/;
 		await h.waitFor(() => cluster.node.logs.filter(l => refused.test(l.line)).length >= 3, 5000, { what: "3 refusals logged" });
+		assert.equal((await cluster.stats()).limits.busJsonDepth, 3, "counted in socket.stats limits.busJsonDepth");
 		await stillServes();
 	});
 

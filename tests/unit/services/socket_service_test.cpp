@@ -743,6 +743,7 @@ TEST_SUITE("socket service limits") {
                                       {"eventName", 0},
                                       {"packetSize", 0},
                                       {"jsonDepth", 0},
+                                      {"busJsonDepth", 0},
                                       {"roomsPerSocket", 0},
                                       {"subscribeRate", 0},
                                       {"authInFlight", 0}});
