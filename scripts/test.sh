@@ -4,23 +4,29 @@
 # and exits non-zero when a case failed or a suite could not run (a suite that did not run
 # counts as one failure). Logs: build/test-logs/*.log.
 #
-# Usage: scripts/test.sh [--unit | --interop]
+# Usage: scripts/test.sh [--unit | --interop] [--sanitize]
 #   No nats-server or redis-server is started here: every interop test starts its own on a free
 #   port. The interop suites run on NATS, then the bus-independent ones again on Redis
 #   (INTEROP_BUS=redis).
 #   STEEDOS_INTEROP_TIMEOUT (seconds, default 1800) bounds the whole interop run.
+#   --sanitize builds with ASan + UBSan in build-asan (its own tree: the flags never reach build/)
+#   and runs the same suites against it, without the fuzz step (sanitized already). Every process
+#   writes its sanitizer reports to build-asan/sanitizer/ (the interop harness does not forward
+#   the nodes' stderr); each report file there counts as one failure.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
 
 run_unit=1
 run_interop=1
+sanitize=0
 for arg in "$@"; do
   case "$arg" in
     --unit) run_interop=0 ;;
     --interop) run_unit=0 ;;
+    --sanitize) sanitize=1 ;;
     -h | --help)
-      echo "usage: scripts/test.sh [--unit | --interop]"
+      echo "usage: scripts/test.sh [--unit | --interop] [--sanitize]"
       exit 0
       ;;
     *)
@@ -34,7 +40,25 @@ if [ "$run_unit" -eq 0 ] && [ "$run_interop" -eq 0 ]; then
   run_interop=1
 fi
 
-build_dir=${BUILD_DIR:-build}
+build_args=()
+if [ "$sanitize" -eq 1 ]; then
+  build_dir=${BUILD_DIR:-build-asan}
+  # clang: its UBSan lives in the ASan runtime and honours log_path; GCC's separate libubsan
+  # writes to stderr whatever UBSAN_OPTIONS says, and the interop harness swallows the nodes'.
+  export CC=clang CXX=clang++
+  build_args+=(-DSTEEDOS_SANITIZE=ON)
+  # What the suites run (ctest's unit binaries, the interop harness's nodes, drain.test.js's
+  # load-client); not the benchmarks.
+  build_args+=(--target unit-common unit-protocol unit-transport unit-moleculer unit-gateway
+    unit-services steedos-socket interop-node sio-conformance-server load-client)
+  if command -v ccache >/dev/null; then
+    # Relative paths in the cache key: other checkouts' objects are hits too.
+    export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-true}
+    build_args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  fi
+else
+  build_dir=${BUILD_DIR:-build}
+fi
 export STEEDOS_BUILD_DIR="$root/$build_dir"
 logs="$STEEDOS_BUILD_DIR/test-logs"
 mkdir -p "$logs"
@@ -129,8 +153,25 @@ fail_suites() {
 
 setup_args=()
 [ "$run_interop" -eq 0 ] && setup_args+=(--no-npm)
+# clang and its sanitizer runtimes, llvm-symbolizer for the reports' stacks.
+[ "$sanitize" -eq 1 ] && setup_args+=(--fuzz)
 run_step setup bash scripts/setup.sh "${setup_args[@]}" || fail_suites "setup failed"
-run_step build bash scripts/build.sh || fail_suites "build failed"
+BUILD_DIR=$build_dir run_step build bash scripts/build.sh "${build_args[@]}" || fail_suites "build failed"
+
+sanitizer_dir="$STEEDOS_BUILD_DIR/sanitizer"
+if [ "$sanitize" -eq 1 ]; then
+  rm -rf "$sanitizer_dir"
+  mkdir -p "$sanitizer_dir"
+  # log_path: one file per reporting process (PREFIX.PID), whoever started it. UBSan's findings
+  # halt (also built with -fno-sanitize-recover); leaks are reported when a process exits normally
+  # (the interop harness SIGKILLs what is left at the end of a file: those are not checked).
+  export ASAN_OPTIONS="log_path=$sanitizer_dir/asan:detect_leaks=1"
+  export UBSAN_OPTIONS="log_path=$sanitizer_dir/ubsan:halt_on_error=1:print_stacktrace=1"
+  suppressions="$root/tests/sanitizer/lsan.supp"
+  [ -f "$suppressions" ] && export LSAN_OPTIONS="suppressions=$suppressions:print_suppressions=0"
+  # Timeouts of the tests that scale them (STEEDOS_TIMEOUT_SCALE in tests/interop/lib/harness.js).
+  export STEEDOS_TIMEOUT_SCALE=${STEEDOS_TIMEOUT_SCALE:-3}
+fi
 
 if [ "$run_unit" -eq 1 ]; then
   rc=0
@@ -144,7 +185,7 @@ fi
 
 # The Engine.IO and Socket.IO decoders under libFuzzer with ASan/UBSan, briefly (longer runs:
 # scripts/fuzz.sh SECONDS). Each target that ends without a crash counts as one passed test.
-if [ "$run_unit" -eq 1 ] && [ -z "${STEEDOS_SKIP_FUZZ:-}" ]; then
+if [ "$run_unit" -eq 1 ] && [ "$sanitize" -eq 0 ] && [ -z "${STEEDOS_SKIP_FUZZ:-}" ]; then
   rc=0
   run_step fuzz bash scripts/fuzz.sh "${STEEDOS_FUZZ_SECONDS:-10}" || rc=$?
   fuzz_ok=$(plain "$logs/fuzz.log" | grep -c '^fuzz: .*executions, ok$' || true)
@@ -197,6 +238,19 @@ if [ "$run_interop" -eq 1 ]; then
     run_step interop-redis "${redis_cmd[@]}" || rc=$?
     add_counts interop-redis "$(node_counts "$logs/interop-redis.log")" "$rc"
   fi
+fi
+
+# Every sanitizer report file is one failure: the test that provoked it may well have passed.
+if [ "$sanitize" -eq 1 ]; then
+  reports=0
+  for file in "$sanitizer_dir"/*; do
+    [ -f "$file" ] || continue
+    reports=$((reports + 1))
+    echo "test: sanitizer report $file:"
+    head -n 12 "$file" | sed 's/^/    /'
+  done
+  failed=$((failed + reports))
+  notes+=("sanitizer: $reports report(s) in $sanitizer_dir")
 fi
 
 summary
