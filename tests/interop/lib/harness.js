@@ -25,6 +25,15 @@ const REDIS_SERVER = process.env.REDIS_SERVER_BIN || "/usr/bin/redis-server";
 const BUS = (process.env.INTEROP_BUS || "nats").toLowerCase();
 if (BUS !== "nats" && BUS !== "redis") throw new Error(`INTEROP_BUS must be nats or redis, not ${BUS}`);
 const VERBOSE = !!process.env.INTEROP_VERBOSE;
+/**
+ * STEEDOS_TIMEOUT_SCALE (default 1; `scripts/test.sh --sanitize` sets 3): a factor for the time
+ * the tests wait for something to happen, so that a sanitized build's slowdown is not a failure.
+ * It scales waits only, never a bound the test asserts on a measured duration.
+ */
+const TIMEOUT_SCALE = Number(process.env.STEEDOS_TIMEOUT_SCALE || 1);
+if (!(TIMEOUT_SCALE >= 1)) throw new Error(`STEEDOS_TIMEOUT_SCALE must be a number >= 1, not ${process.env.STEEDOS_TIMEOUT_SCALE}`);
+/** `ms` times STEEDOS_TIMEOUT_SCALE: a wait's limit. */
+const scaled = ms => Math.round(ms * TIMEOUT_SCALE);
 
 /** Protocol matrix: every core scenario runs once per entry. */
 const VERSIONS = [
@@ -100,6 +109,7 @@ function uniqueId(prefix) {
  * Exceptions from the predicate count as "not yet". Rejects after `ms` with the last error.
  */
 async function waitFor(predicate, ms = 5000, { interval = 50, what = "condition" } = {}) {
+	ms = scaled(ms);
 	const deadline = Date.now() + ms;
 	let lastError = null;
 	for (;;) {
@@ -120,6 +130,7 @@ async function waitFor(predicate, ms = 5000, { interval = 50, what = "condition"
 
 /** Resolves `p`, or rejects after `ms` so a stuck promise cannot hang the suite. */
 function withTimeout(p, ms, what = "operation") {
+	ms = scaled(ms);
 	let timer;
 	return Promise.race([
 		p,
@@ -943,6 +954,7 @@ module.exports = {
 	uniqueId,
 	waitFor,
 	withTimeout,
+	scaled,
 	rejectionOf,
 	freePort,
 	startNats,

@@ -83,7 +83,10 @@ class FakeHub final : public ClientHub {
   size_t deliver_to(const std::vector<std::string>& rooms, std::string_view event,
                     std::string_view arg_json) override {
     size_t n = 0;
-    for (auto& [id, client] : connected_) {
+    for (auto& entry : connected_) {
+      // Not a structured binding: C++17 lambdas may not capture one (clang refuses it).
+      const auto& id = entry.first;
+      auto& client = entry.second;
       bool member = std::any_of(rooms.begin(), rooms.end(), [&](const std::string& room) {
         return room == id || client->in_room(room);
       });
