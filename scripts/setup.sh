@@ -109,6 +109,12 @@ fi
 npm_ci() {
   local dir=$1
   shift
+  # A linked node_modules (a git worktree sharing another checkout's) is left alone: `npm ci`
+  # would empty the directory it points to.
+  if [ -L "$dir/node_modules" ]; then
+    echo "setup: $dir/node_modules is a symbolic link, left as it is"
+    return 0
+  fi
   local stamp="$dir/node_modules/.package-lock.json"
   if [ -f "$stamp" ] && ! [ "$dir/package-lock.json" -nt "$stamp" ]; then
     echo "setup: $dir/node_modules up to date"
