@@ -935,7 +935,10 @@ TEST_SUITE("config: connection limits") {
         {R"({"gateway": {"headersTimeout": 0}})", "gateway.headersTimeout"},
         {R"({"gateway": {"headersTimeout": "10s"}})", "gateway.headersTimeout"},
     };
-    for (const auto& [text, key] : cases) {
+    for (const auto& one_case : cases) {
+      // Not a structured binding: CAPTURE's lambda may not capture one in C++17 (clang refuses).
+      const auto& text = one_case.first;
+      const auto& key = one_case.second;
       CAPTURE(text);
       CHECK(error_key(text) == key);
       CHECK(error_message(text).rfind(std::string(key) + ": ", 0) == 0);
