@@ -274,7 +274,11 @@ describe("connection-level limits (issue 9)", () => {
 		await h.stopCppNodes(node);
 	});
 
-	test("open-file limit: the accept loop pauses (no spin, no exit) and serves again once sockets close", async () => {
+	// Not under scripts/test.sh --sanitize: at the open-file limit the sanitizer runtime itself
+	// has no descriptor left (UBSan's vptr check probes memory through a pipe and then reports a
+	// false "invalid vptr" in std::error_code's operator==; no report file can be opened either).
+	const sanitized = process.env.STEEDOS_SANITIZE ? "the sanitizer runtime needs file descriptors too" : false;
+	test("open-file limit: the accept loop pauses (no spin, no exit) and serves again once sockets close", { skip: sanitized }, async () => {
 		const { node, port, limits } = await limitedNode({});
 		const fds = fs.readdirSync(`/proc/${node.pid}/fd`).length;
 		const limit = fds + 30;
