@@ -518,16 +518,16 @@ void read_connection_limits(const Json& gateway, GatewaySettings& g) {
   read_int(gateway, p, "headersTimeout", 1, std::numeric_limits<int>::max(), g.headers_timeout_ms);
 }
 
-/// gateway.healthPath / gateway.readyPath: an absolute path outside the engine path (read
-/// after gateway.path), since a probe must not be taken for an Engine.IO request.
+/// gateway.healthPath / gateway.readyPath: an absolute path other than the engine's (read after
+/// gateway.path). Exact probe paths are matched before the engine, so one below gateway.path
+/// works, but the engine path itself would no longer reach Engine.IO.
 void read_probe_path(const Json& gateway, const char* name, const GatewaySettings& g,
                      std::string& out) {
   const std::string key = std::string("gateway.") + name;
   read_string(gateway, "gateway", name, false, out);
   if (out.front() != '/') fail(key, "must start with '/'");
-  const std::string engine = g.path.substr(0, g.path.size() - 1);  // without the trailing '/'
-  if (out == engine || out.compare(0, g.path.size(), g.path) == 0) {
-    fail(key, "must not be under gateway.path (" + g.path + ")");
+  if (out == g.path || out + "/" == g.path) {
+    fail(key, "must differ from gateway.path (" + g.path + ")");
   }
 }
 

@@ -959,6 +959,10 @@ TEST_SUITE("config: probes and log format") {
     CHECK(c.log_format == "json");
     CHECK(c.gateway.health_path == "/-/live");
     CHECK(c.gateway.ready_path == "/-/ready");
+    // Below the engine path is fine (probes are matched first), and so is an engine at "/".
+    CHECK(parse(R"({"gateway": {"healthPath": "/socket.io/health"}})").gateway.health_path ==
+          "/socket.io/health");
+    CHECK(parse(R"({"gateway": {"path": "/"}})").gateway.ready_path == "/ready");
     CHECK(steedos::services::check_log_format("--log-format", "text") == "text");
     CHECK_THROWS_WITH_AS(steedos::services::check_log_format("--log-format", "yaml"),
                          doctest::Contains("--log-format: "), ConfigError);
@@ -972,9 +976,9 @@ TEST_SUITE("config: probes and log format") {
         {R"({"gateway": {"healthPath": "health"}})", "gateway.healthPath"},
         {R"({"gateway": {"healthPath": ""}})", "gateway.healthPath"},
         {R"({"gateway": {"healthPath": 5}})", "gateway.healthPath"},
-        {R"({"gateway": {"healthPath": "/socket.io/health"}})", "gateway.healthPath"},
+        {R"({"gateway": {"healthPath": "/socket.io/"}})", "gateway.healthPath"},
         {R"({"gateway": {"readyPath": "/socket.io"}})", "gateway.readyPath"},
-        {R"({"gateway": {"path": "/io/", "readyPath": "/io/ready"}})", "gateway.readyPath"},
+        {R"({"gateway": {"path": "/", "readyPath": "/"}})", "gateway.readyPath"},
         {R"({"gateway": {"readyPath": "/health"}})", "gateway.readyPath"},
     };
     for (const auto& [text, key] : cases) {
