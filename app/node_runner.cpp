@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <iostream>
+#include <optional>
 
 #include "common/log.hpp"
 #include "transporter_factory.hpp"
