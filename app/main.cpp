@@ -9,6 +9,7 @@
 #include "gateway/socketio_server.hpp"
 #include "node_runner.hpp"
 #include "services/gateway_hub.hpp"
+#include "services/health_probes.hpp"
 #include "services/socket_service.hpp"
 
 namespace {
@@ -62,7 +63,8 @@ class Gateway final : public steedos::app::NodeParts {
         server_(broker.loop(), server_options(config)),
         io_(broker.loop(), socketio_options(config)),
         hub_(io_.of("/")),
-        service_(broker, hub_, config) {
+        service_(broker, hub_, config),
+        readiness_(broker, config.service_name, config.auth.action) {
     service_.count_refused_origins([this] { return server_.stats().refused_origins; });
     service_.count_malformed([this] { return io_.protocol_violations(); });
     service_.count_packet_limits([this] {
@@ -90,6 +92,11 @@ class Gateway final : public steedos::app::NodeParts {
                                : "application/javascript; charset=utf-8");
       }
     }
+    // Probes first: never behind the Origin policy, auth or the static folder.
+    server_.mount_handler(config.gateway.health_path, steedos::services::health_response);
+    server_.mount_handler(config.gateway.ready_path, [this] {
+      return steedos::services::readiness_response(readiness_.reasons());
+    });
     server_.mount_engine(engine, io_);
     std::string web = find_folder({"web", "share/steedos-socket/web"});
     if (!web.empty()) server_.mount_directory("/", web);
@@ -97,7 +104,10 @@ class Gateway final : public steedos::app::NodeParts {
   }
 
   void start() override { server_.listen(); }
-  void stop_accepting() override { server_.stop_accepting(); }
+  void stop_accepting() override {
+    readiness_.set_draining();  // connections kept open (keep-alive probes) now read 503
+    server_.stop_accepting();
+  }
   void stop() override { server_.stop(); }
   size_t open_connections() const override { return server_.open_connections(); }
 
@@ -176,6 +186,7 @@ class Gateway final : public steedos::app::NodeParts {
   steedos::gateway::SocketIoServer io_;
   steedos::services::GatewayHub hub_;  // the namespace `/`, as the service sees it
   steedos::services::SocketService service_;
+  steedos::services::Readiness readiness_;
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <iostream>
+#include <optional>
 
 #include "common/log.hpp"
 #include "transporter_factory.hpp"
@@ -18,9 +19,11 @@ namespace steedos::app {
 namespace {
 
 void print_usage(const char* program) {
-  std::cout << "Usage: " << program << " [--config FILE]\n"
+  std::cout << "Usage: " << program << " [--config FILE] [--log-format text|json]\n"
             << "  --config FILE  configuration file (default: $MOLECULER_CONFIG, else "
                "./moleculer.config.json)\n"
+            << "  --log-format text|json  log lines as text (default) or one JSON object per "
+               "line (overrides logFormat)\n"
             << "Environment: TRANSPORTER, NAMESPACE, NODEID, PORT, LOGLEVEL override the file.\n";
 }
 
@@ -33,11 +36,15 @@ spdlog::level::level_enum log_level(const std::string& name) {
   return spdlog::level::info;
 }
 
-void setup_logging(const std::string& level) {
+void setup_logging(const std::string& level, const std::string& format) {
   auto logger = spdlog::stderr_color_mt("node");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %n: %v");
   spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %n: %v");
+  // Every component logger shares these sinks, and a sink holds the formatter: one setting.
+  if (format == "json") {
+    spdlog::set_formatter(json_log_formatter());
+  } else {
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %n: %v");
+  }
   spdlog::set_level(log_level(level));
   spdlog::flush_on(spdlog::level::info);
 }
@@ -54,9 +61,12 @@ int run_node(int argc, char** argv,
 
 int run_node_with(int argc, char** argv, const Assemble& assemble) {
   std::string config_path;
+  std::optional<std::string> log_format;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
       config_path = argv[++i];
+    } else if (std::strcmp(argv[i], "--log-format") == 0 && i + 1 < argc) {
+      log_format = argv[++i];
     } else if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
       print_usage(argv[0]);
       return 0;
@@ -70,11 +80,12 @@ int run_node_with(int argc, char** argv, const Assemble& assemble) {
   services::Config config;
   try {
     config = services::load_config(config_path, services::read_environment());
+    if (log_format) config.log_format = services::check_log_format("--log-format", *log_format);
   } catch (const services::ConfigError& e) {
     std::cerr << "configuration error: " << e.what() << "\n";
     return 1;
   }
-  setup_logging(config.broker.log_level);
+  setup_logging(config.broker.log_level, config.log_format);
   auto log = component_logger("broker");
 
   asio::io_context loop(1);

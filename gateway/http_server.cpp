@@ -196,6 +196,7 @@ class GatewayServer::Impl : public std::enable_shared_from_this<GatewayServer::I
   std::shared_ptr<WriteScheduler> scheduler;
   std::vector<std::unique_ptr<EngineServer>> engines;
   std::map<std::string, FileMount, std::less<>> files;
+  std::map<std::string, std::function<HttpResponse()>, std::less<>> handlers;
   std::vector<DirectoryMount> directories;
   std::unordered_set<HttpConnection*> connections;
   /// Open TCP connections per remote address (only with max_connections_per_address).
@@ -292,7 +293,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     Lingering,  // response sent with Connection: close; draining input before closing
     Closed,
   };
-  enum class Route : uint8_t { None, File, Engine, Directory };
+  enum class Route : uint8_t { None, Handler, File, Engine, Directory };
 
   void wait_readable() {
     if (reading_ || state_ == State::Closed) return;
@@ -398,7 +399,11 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     engine_ = nullptr;
     directory_ = nullptr;
     file_ = nullptr;
-    if (const auto it = server_->files.find(decoded_path_); it != server_->files.end()) {
+    handler_ = nullptr;
+    if (const auto it = server_->handlers.find(decoded_path_); it != server_->handlers.end()) {
+      route_ = Route::Handler;
+      handler_ = &it->second;
+    } else if (const auto it = server_->files.find(decoded_path_); it != server_->files.end()) {
       route_ = Route::File;
       file_ = &it->second;
     } else if ((engine_ = server_->engine_for(request_.path)) != nullptr) {
@@ -437,6 +442,10 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
           const auto exchange = exchange_;  // the engine may answer (and reset exchange_) inline
           engine_->handle_request(std::move(request_), exchange);
         }
+        return;
+      case Route::Handler:
+        if (!allow_get_or_head()) return;
+        respond((*handler_)());
         return;
       case Route::File:
         serve(file_->file, file_->content_type);
@@ -515,13 +524,17 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     connection->start(leftover);
   }
 
+  /// False (405 sent) unless the request is a GET or a HEAD.
+  bool allow_get_or_head() {
+    if (request_.method == "GET" || request_.method == "HEAD") return true;
+    HttpResponse response = text_response(405, "Method Not Allowed");
+    response.headers.emplace_back("Allow", "GET, HEAD");
+    respond(std::move(response));
+    return false;
+  }
+
   void serve(const std::string& file, const std::string& content_type) {
-    if (request_.method != "GET" && request_.method != "HEAD") {
-      HttpResponse response = text_response(405, "Method Not Allowed");
-      response.headers.emplace_back("Allow", "GET, HEAD");
-      respond(std::move(response));
-      return;
-    }
+    if (!allow_get_or_head()) return;
     respond(file_response(file, content_type, request_.header("if-none-match")));
   }
 
@@ -687,6 +700,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   EngineServer* engine_ = nullptr;
   const DirectoryMount* directory_ = nullptr;
   const FileMount* file_ = nullptr;
+  const std::function<HttpResponse()>* handler_ = nullptr;
   size_t body_needed_ = 0;
   uint64_t sequence_ = 0;
   uint32_t timer_generation_ = 0;
@@ -851,6 +865,10 @@ void GatewayServer::mount_engine(EngineOptions options, EngineHandler& handler) 
 void GatewayServer::mount_file(std::string url_path, std::string file_path,
                                std::string content_type) {
   impl_->files[std::move(url_path)] = FileMount{std::move(file_path), std::move(content_type)};
+}
+
+void GatewayServer::mount_handler(std::string url_path, std::function<HttpResponse()> handler) {
+  impl_->handlers[std::move(url_path)] = std::move(handler);
 }
 
 void GatewayServer::mount_directory(std::string url_prefix, std::string dir) {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +27,7 @@ class io_context;
 namespace steedos::gateway {
 
 class EngineServer;
+struct HttpResponse;  // gateway/engine_server.hpp
 
 struct ServerOptions {
   std::string host = "0.0.0.0";
@@ -65,6 +67,10 @@ class GatewayServer {
   /// GET/HEAD of exactly `url_path` returns the file (read on each request, ETag + 304).
   /// Checked before the engine paths, so a file may sit under an engine path.
   void mount_file(std::string url_path, std::string file_path, std::string content_type);
+  /// GET/HEAD of exactly `url_path` answers what `handler` returns, computed per request (HEAD
+  /// without the body); other methods get 405. Checked before files and engines, with no
+  /// Origin check (for probes such as /health). `handler` runs on the loop thread.
+  void mount_handler(std::string url_path, std::function<HttpResponse()> handler);
   /// GET/HEAD below `url_prefix` serve files of `dir` (index.html for the prefix itself and
   /// for subfolders); paths with `..` segments are refused.
   void mount_directory(std::string url_prefix, std::string dir);

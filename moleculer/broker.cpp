@@ -197,6 +197,7 @@ void Broker::start(std::function<void(std::optional<std::string>)> done) {
     state_ = State::Running;
     sync_balanced_subscriptions();
     transit_->send_info("", registry_.local_node());
+    announced_ = true;
     send_heartbeat();
     arm_heartbeat();
     arm_registry_checks();
@@ -205,6 +206,10 @@ void Broker::start(std::function<void(std::optional<std::string>)> done) {
                                      settings_.protocol_version, transit_->topics().prefix());
     done(std::nullopt);
   });
+}
+
+bool Broker::connected() const {
+  return transit_->transporter_connected();
 }
 
 void Broker::stop(std::function<void()> done) {
@@ -300,6 +305,7 @@ void Broker::on_connection_restored() {
   component_logger("transit")->info("{} connection restored; announcing the node again",
                                     settings_.transporter_name);
   transit_->send_info("", registry_.local_node());
+  announced_ = true;
   transit_->send_discover("");
   if (on_reconnected) on_reconnected();
 }

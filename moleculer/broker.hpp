@@ -106,6 +106,11 @@ class Broker : private TransitHandler {
   const BrokerCounters& counters() const { return counters_; }
   asio::io_context& loop() { return loop_; }
   bool started() const { return state_ == State::Running; }
+  /// The transporter is connected to the bus now.
+  bool connected() const;
+  /// Running, connected, and this node's INFO was broadcast since the connection was last
+  /// (re)established: peers know its services (readiness).
+  bool announced() const { return started() && announced_ && connected(); }
   /// Called when the transport comes back after an outage (tests, metrics).
   std::function<void()> on_reconnected;
 
@@ -122,6 +127,7 @@ class Broker : private TransitHandler {
   void on_request(ContextPtr ctx) override;
   void on_event(ContextPtr ctx, const std::vector<std::string>& groups) override;
   void on_connection_restored() override;
+  void on_connection_lost() override { announced_ = false; }
 
   void send_heartbeat();
   void schedule_info_broadcast();
@@ -163,6 +169,7 @@ class Broker : private TransitHandler {
   asio::steady_timer info_debounce_timer_;
   asio::steady_timer start_timer_;
   bool info_broadcast_scheduled_ = false;
+  bool announced_ = false;  // INFO broadcast since the last (re)connection
   class CpuMeterHolder;
   std::unique_ptr<CpuMeterHolder> cpu_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards posted callbacks

@@ -91,6 +91,7 @@ void Transit::connect() {
     if (alive.expired()) return;
     component_logger("transit")->warn("{} connection lost; reconnecting", transporter_->name());
     fail_requests_in_flight();
+    handler_.on_connection_lost();
   };
   handlers.on_reconnected = [this, alive] {
     if (!alive.expired()) handler_.on_connection_restored();
@@ -99,6 +100,7 @@ void Transit::connect() {
     if (alive.expired()) return;
     component_logger("transit")->warn("{} connection closed", transporter_->name());
     fail_requests_in_flight();
+    handler_.on_connection_lost();
   };
   transporter_->connect(std::move(handlers));
 

@@ -44,6 +44,8 @@ class TransitHandler {
   virtual void on_event(ContextPtr ctx, const std::vector<std::string>& groups) = 0;
   /// The bus is back after an outage; subscriptions are active again.
   virtual void on_connection_restored() = 0;
+  /// The bus connection was lost (the transporter reconnects by itself).
+  virtual void on_connection_lost() {}
 
  protected:
   ~TransitHandler() = default;
@@ -103,6 +105,7 @@ class Transit {
   void reject_pending_for(const std::string& node_id);
   std::string transporter_name() const { return transporter_->name(); }
   bool transporter_balances() const { return transporter_->has_builtin_balancer(); }
+  bool transporter_connected() const { return transporter_->connected(); }
   /// Fails every waiting request at once (the node stops).
   void reject_all_pending(const MoleculerError& error);
 

@@ -444,6 +444,9 @@ void read_broker(const Json& root, Config& config) {
   read_int(section(root, "transit"), "transit", "maxQueueSize", 1,
            std::numeric_limits<long long>::max(), b.max_queue_size);
   read_string(root, "", "serviceName", false, config.service_name);
+  std::string format;
+  read_string(root, "", "logFormat", false, format);
+  if (!format.empty()) config.log_format = check_log_format("logFormat", format);
 }
 
 /// gateway.clientBundle: null/true = the installed default, false/"" = none, else a folder that
@@ -515,6 +518,31 @@ void read_connection_limits(const Json& gateway, GatewaySettings& g) {
   read_int(gateway, p, "headersTimeout", 1, std::numeric_limits<int>::max(), g.headers_timeout_ms);
 }
 
+/// gateway.healthPath / gateway.readyPath: an absolute path other than the engine's (read after
+/// gateway.path). Exact probe paths are matched before the engine, so one below gateway.path
+/// works, but the engine path itself would no longer reach Engine.IO.
+void read_probe_path(const Json& gateway, const char* name, const GatewaySettings& g,
+                     std::string& out) {
+  const std::string key = std::string("gateway.") + name;
+  read_string(gateway, "gateway", name, false, out);
+  if (out.front() != '/') fail(key, "must start with '/'");
+  if (out == g.path || out + "/" == g.path) {
+    fail(key, "must differ from gateway.path (" + g.path + ")");
+  }
+}
+
+}  // namespace
+
+std::string check_log_format(const std::string& key, const std::string& value) {
+  const auto format = lower(value);
+  if (format != "text" && format != "json") {
+    fail(key, "must be \"text\" or \"json\" (got " + shown(value) + ")");
+  }
+  return format;
+}
+
+namespace {
+
 void read_gateway(const Json& root, GatewaySettings& g) {
   const Json& s = section(root, "gateway");
   const std::string p = "gateway";
@@ -541,6 +569,11 @@ void read_gateway(const Json& root, GatewaySettings& g) {
   read_string_list(s, p, "metadataTypes", g.metadata_types);
   read_client_bundle(s, g);
   read_connection_limits(s, g);
+  read_probe_path(s, "healthPath", g, g.health_path);
+  read_probe_path(s, "readyPath", g, g.ready_path);
+  if (g.health_path == g.ready_path) {
+    fail("gateway.readyPath", "must differ from gateway.healthPath (" + g.health_path + ")");
+  }
 }
 
 void read_auth(const Json& root, AuthSettings& a) {

@@ -70,6 +70,11 @@ struct GatewaySettings {
   size_t max_header_bytes = 16000;
   /// gateway.headersTimeout: ms from a request head's first byte to its end (408 after).
   int headers_timeout_ms = 10000;
+
+  /// gateway.healthPath / gateway.readyPath: liveness and readiness probes (GET/HEAD, JSON,
+  /// 200 or 503), served outside the engine path, without Origin checks or auth.
+  std::string health_path = "/health";
+  std::string ready_path = "/ready";
 };
 
 struct AuthSettings {
@@ -96,7 +101,9 @@ struct Config {
   GatewaySettings gateway;
   AuthSettings auth;
   std::string service_name = "socket";  // "serviceName"
-  std::string source;                   // the file it was read from, for the log
+  /// "logFormat" (or --log-format): "text" lines, or "json" (one object per line).
+  std::string log_format = "text";
+  std::string source;  // the file it was read from, for the log
 };
 
 /// Invalid configuration: `key` names the offending key ("gateway.port", "TRANSPORTER", ...).
@@ -129,6 +136,10 @@ Config parse_config(const std::string& file_text, const Environment& env);
 /// As above; `source` (the file path) names the file in JSON syntax errors and in Config::source.
 Config parse_config(const std::string& file_text, const Environment& env,
                     const std::string& source);
+
+/// "text" or "json" (any case) as lower case; else ConfigError naming `key` ("logFormat",
+/// "--log-format").
+std::string check_log_format(const std::string& key, const std::string& value);
 
 /// choose_config_path + read + parse_config. Throws ConfigError.
 Config load_config(const std::string& cli_path, const Environment& env);

@@ -451,7 +451,8 @@ function startBus(opts = {}) {
 /**
  * Spawns a C++ node (`interop-node` fixture or the `steedos-socket` product) with a temporary
  * moleculer.config.json. Environment overrides that the node honours are removed so the file
- * alone decides; `opts.env` adds variables (e.g. SSL_CERT_FILE).
+ * alone decides; `opts.env` adds variables (e.g. SSL_CERT_FILE); `opts.args` more command-line
+ * arguments (e.g. ["--log-format", "json"]).
  */
 async function startCppNode(opts = {}) {
 	const binaryName = opts.binary || "interop-node";
@@ -490,7 +491,7 @@ async function startCppNode(opts = {}) {
 	Object.assign(env, opts.env || {});
 	const started = Date.now();
 	const proc = track(
-		spawn(binary, ["--config", configFile], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] })
+		spawn(binary, ["--config", configFile, ...(opts.args || [])], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] })
 	);
 	const logs = [];
 	const waiters = new Set();

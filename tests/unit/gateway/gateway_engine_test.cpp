@@ -985,6 +985,41 @@ TEST_SUITE("gateway engine") {
     ::rmdir(dir.c_str());
   }
 
+  TEST_CASE("mount_handler: GET and HEAD answer the handler's response per request, others 405") {
+    Server server;
+    int calls = 0;
+    server.on_server([&] {
+      server.server->mount_handler("/probe", [&calls] {
+        steedos::gateway::HttpResponse response;
+        response.status = ++calls % 2 == 1 ? 200 : 503;
+        response.content_type = "application/json";
+        response.body = "{\"call\":" + std::to_string(calls) + "}";
+        response.headers.emplace_back("Cache-Control", "no-store");
+        return response;
+      });
+    });
+    HttpReply reply = http(server.port, "GET", "/probe");
+    CHECK(reply.status == 200);
+    CHECK(reply.body == "{\"call\":1}");
+    CHECK(reply.header("content-type") == "application/json");
+    CHECK(reply.header("cache-control") == "no-store");
+    reply = http(server.port, "HEAD", "/probe");  // computed again: the handler is dynamic
+    CHECK(reply.status == 503);
+    CHECK(reply.header("content-length") == "10");
+    CHECK(reply.body.empty());
+    // A cross-site Origin changes nothing and earns no CORS header: probes are not engine routes.
+    reply = http(server.port, "GET", "/probe", {}, "Origin: https://evil.example\r\n");
+    CHECK(reply.status == 200);
+    CHECK(reply.body == "{\"call\":3}");
+    CHECK(reply.header("access-control-allow-origin").empty());
+    reply = http(server.port, "POST", "/probe", "x");
+    CHECK(reply.status == 405);
+    CHECK(reply.header("allow") == "GET, HEAD");
+    CHECK(http(server.port, "DELETE", "/probe").status == 405);
+    CHECK(calls == 3);  // refused methods do not run the handler
+    CHECK(http(server.port, "GET", "/probe/more").status == 404);  // exact path only
+  }
+
   TEST_CASE("listen reports a taken port; stop closes sessions") {
     Server server;
     asio::io_context io;

@@ -945,3 +945,49 @@ TEST_SUITE("config: connection limits") {
     }
   }
 }
+
+TEST_SUITE("config: probes and log format") {
+  TEST_CASE("defaults, from the committed file, and values") {
+    const auto defaults = parse("");
+    CHECK(defaults.gateway.health_path == "/health");
+    CHECK(defaults.gateway.ready_path == "/ready");
+    CHECK(defaults.log_format == "text");
+    const auto path = repo_root() + "/moleculer.config.json";
+    const auto j = Json::parse(read_text(path));
+    CHECK(j["gateway"]["healthPath"] == "/health");
+    CHECK(j["gateway"]["readyPath"] == "/ready");
+    CHECK(j["logFormat"] == "text");
+    const auto c = parse(
+        R"({"logFormat": "JSON", "gateway": {"healthPath": "/-/live", "readyPath": "/-/ready"}})");
+    CHECK(c.log_format == "json");
+    CHECK(c.gateway.health_path == "/-/live");
+    CHECK(c.gateway.ready_path == "/-/ready");
+    // Below the engine path is fine (probes are matched first), and so is an engine at "/".
+    CHECK(parse(R"({"gateway": {"healthPath": "/socket.io/health"}})").gateway.health_path ==
+          "/socket.io/health");
+    CHECK(parse(R"({"gateway": {"path": "/"}})").gateway.ready_path == "/ready");
+    CHECK(steedos::services::check_log_format("--log-format", "text") == "text");
+    CHECK_THROWS_WITH_AS(steedos::services::check_log_format("--log-format", "yaml"),
+                         doctest::Contains("--log-format: "), ConfigError);
+  }
+
+  TEST_CASE("bad values name their key") {
+    const std::pair<const char*, const char*> cases[] = {
+        {R"({"logFormat": "yaml"})", "logFormat"},
+        {R"({"logFormat": ""})", "logFormat"},
+        {R"({"logFormat": 1})", "logFormat"},
+        {R"({"gateway": {"healthPath": "health"}})", "gateway.healthPath"},
+        {R"({"gateway": {"healthPath": ""}})", "gateway.healthPath"},
+        {R"({"gateway": {"healthPath": 5}})", "gateway.healthPath"},
+        {R"({"gateway": {"healthPath": "/socket.io/"}})", "gateway.healthPath"},
+        {R"({"gateway": {"readyPath": "/socket.io"}})", "gateway.readyPath"},
+        {R"({"gateway": {"path": "/", "readyPath": "/"}})", "gateway.readyPath"},
+        {R"({"gateway": {"readyPath": "/health"}})", "gateway.readyPath"},
+    };
+    for (const auto& [text, key] : cases) {
+      CAPTURE(text);
+      CHECK(error_key(text) == key);
+      CHECK(error_message(text).rfind(std::string(key) + ": ", 0) == 0);
+    }
+  }
+}
