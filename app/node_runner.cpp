@@ -11,6 +11,7 @@
 #include <iostream>
 #include <optional>
 
+#include "common/json_log.hpp"
 #include "common/log.hpp"
 #include "transporter_factory.hpp"
 

@@ -4,6 +4,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/json_log.hpp"
 #include "common/log.hpp"
 
 namespace {
