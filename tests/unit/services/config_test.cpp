@@ -44,6 +44,18 @@ std::string error_message(const std::string& text, const Environment& env = {}) 
   return "";
 }
 
+/// Each file text is refused with a ConfigError naming its key, the message starting "<key>: ".
+template <size_t N>
+void check_errors_name_keys(const std::pair<const char*, const char*> (&cases)[N]) {
+  for (const auto& entry : cases) {
+    const char* text = entry.first;
+    const std::string key = entry.second;
+    CAPTURE(text);
+    CHECK(error_key(text) == key);
+    CHECK(error_message(text).rfind(key + ": ", 0) == 0);
+  }
+}
+
 /// The repository root, given by CMake.
 std::string repo_root() {
   return STEEDOS_SOURCE_DIR;
@@ -686,13 +698,7 @@ TEST_SUITE("config") {
         {R"({"auth": {"timeout": -1}})", "auth.timeout"},
         {R"({"auth": {"cacheTtl": "60"}})", "auth.cacheTtl"},
     };
-    for (const auto& entry : cases) {
-      const char* text = entry.first;
-      const char* key = entry.second;
-      CAPTURE(text);
-      CHECK(error_key(text) == key);
-      CHECK(error_message(text).rfind(std::string(key) + ": ", 0) == 0);
-    }
+    check_errors_name_keys(cases);
   }
 
   TEST_CASE("integral floats are accepted as integers") {
@@ -864,13 +870,7 @@ TEST_SUITE("config: socket limits") {
         {R"({"auth": {"maxInFlight": "200"}})", "auth.maxInFlight"},
         {R"({"auth": {"maxInFlight": 0.5}})", "auth.maxInFlight"},
     };
-    for (const auto& entry : cases) {
-      const char* text = entry.first;
-      const char* key = entry.second;
-      CAPTURE(text);
-      CHECK(error_key(text) == key);
-      CHECK(error_message(text).rfind(std::string(key) + ": ", 0) == 0);
-    }
+    check_errors_name_keys(cases);
   }
 }
 
@@ -984,10 +984,6 @@ TEST_SUITE("config: probes and log format") {
         {R"({"gateway": {"path": "/", "readyPath": "/"}})", "gateway.readyPath"},
         {R"({"gateway": {"readyPath": "/health"}})", "gateway.readyPath"},
     };
-    for (const auto& [text, key] : cases) {
-      CAPTURE(text);
-      CHECK(error_key(text) == key);
-      CHECK(error_message(text).rfind(std::string(key) + ": ", 0) == 0);
-    }
+    check_errors_name_keys(cases);
   }
 }
