@@ -11,8 +11,8 @@
 #include <iostream>
 #include <optional>
 
-#include "common/json_log.hpp"
 #include "common/log.hpp"
+#include "common/log_format.hpp"
 #include "transporter_factory.hpp"
 
 namespace steedos::app {
@@ -41,11 +41,7 @@ void setup_logging(const std::string& level, const std::string& format) {
   auto logger = spdlog::stderr_color_mt("node");
   spdlog::set_default_logger(logger);
   // Every component logger shares these sinks, and a sink holds the formatter: one setting.
-  if (format == "json") {
-    spdlog::set_formatter(json_log_formatter());
-  } else {
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %n: %v");
-  }
+  spdlog::set_formatter(format == "json" ? json_log_formatter() : text_log_formatter());
   spdlog::set_level(log_level(level));
   spdlog::flush_on(spdlog::level::info);
 }
