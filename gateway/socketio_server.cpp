@@ -414,6 +414,10 @@ void Connection::decide(Socket& socket, const ConnectResult& result) {
   auto hold = socket.shared_from_this();
   switch (result.kind) {
     case ConnectResult::Kind::Accept:
+      // Links the Engine.IO sid of the gateway's lines to the socket id of the service's.
+      log_with(logger(), spdlog::level::debug,
+               {{"sid", sid()}, {"socket", socket.id()}, {"namespace", socket.nsp_->name()}},
+               "socket connected");
       accept(socket);
       return;
     case ConnectResult::Kind::Reject: {

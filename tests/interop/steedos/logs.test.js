@@ -64,6 +64,8 @@ describe("JSON logs of a whole end-to-end run (issue 10)", () => {
 			for (const [sid, transport] of [[wsSid, "websocket"], [pollingSid, "polling"]]) {
 				await record(node, { level: "debug", component: "gateway", message: "session opened", sid, transport, address: "127.0.0.1" });
 			}
+			// The Socket.IO socket id (what socket.clients and the service's lines name) next to the sid.
+			await record(node, { level: "debug", component: "socketio", message: "socket connected", sid: wsSid, socket: ws.id });
 
 			// Auth refused (the auth service fails): the failure with its reason, the close with the sid.
 			const refused = c.client({ cookie: cookie("S1", "fail-500"), transports: ["websocket"] });
