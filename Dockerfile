@@ -1,52 +1,51 @@
+# syntax=docker/dockerfile:1
 # steedos-socket: a C++17 Moleculer node with a Socket.IO gateway.
 #   docker build -t steedos-socket .
 #   docker run --rm -p 5100:5100 -e TRANSPORTER=nats://nats:4222 steedos-socket
-# The config baked in is /app/moleculer.config.json; mount another one over it or pass
-# `--config /path` as the container's arguments. The socket.io-client bundle (served at
-# /socket.io/socket.io.js) and the demo page lie in /usr/local/share/steedos-socket/, where the
-# binary in /usr/local/bin finds them by default (gateway.clientBundle null).
+# Every RUN line calls one project script with arguments: scripts/container-steps.sh runs the
+# same commands on a host into a staging root (same paths below it) and then starts, probes,
+# connects to and stops the result, which is how CI tests this file without a Docker engine.
+#
+# Configuration: from the environment (TRANSPORTER, NAMESPACE, NODEID, PORT, LOGLEVEL,
+# PROTOCOL_VERSION), over the file MOLECULER_CONFIG names (the repository's defaults, installed in
+# /opt/steedos-socket/etc/steedos-socket/); mount another file and point MOLECULER_CONFIG at it
+# rather than passing --config, so that the HEALTHCHECK reads the same file.
 
-# ---- build ------------------------------------------------------------------------------------
+# ---- build: scripts/setup.sh (the one package list) and the project's build --------------------
 FROM debian:12-slim AS build
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      nats-server libnats-dev libwebsocketpp-dev libasio-dev libspdlog-dev nlohmann-json3-dev \
-      doctest-dev libssl-dev libpsl-dev publicsuffix pkg-config cmake g++ make \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# setup.sh and the client's lockfile first: the apt and npm layer is rebuilt only when they change.
+COPY scripts/setup.sh scripts/
+COPY client/package.json client/package-lock.json client/
+# Debian packages for building (and nodejs/npm), the socket.io-client bundle (npm ci in client/).
+RUN bash scripts/setup.sh --product
+# The host's build/ and node_modules/ are not in the context (.dockerignore).
 COPY . .
-# Build outside the source tree so that a host build/ copied along with the context is not reused.
-RUN cmake -S /src -B /tmp/build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTEEDOS_BUILD_TESTS=OFF \
- && cmake --build /tmp/build -j"$(nproc)" --target steedos-socket \
- && strip --strip-debug -o /tmp/steedos-socket /tmp/build/steedos-socket
-
-# ---- socket.io-client bundle: npm ci in client/, pinned by its lockfile -----------------------
-FROM debian:12-slim AS bundle
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      nodejs npm ca-certificates \
- && rm -rf /var/lib/apt/lists/*
-WORKDIR /src/client
-COPY client/package.json client/package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund \
- && mkdir -p /tmp/socket.io-client \
- && cd node_modules/socket.io-client \
- && cp LICENSE dist/socket.io.js dist/socket.io.js.map dist/socket.io.min.js \
-       dist/socket.io.min.js.map /tmp/socket.io-client/
+# scripts/build.sh into /src/build, then cmake --install --strip: bin/, share/steedos-socket/
+# (client bundle, web/), etc/steedos-socket/moleculer.config.json.
+RUN bash scripts/image.sh build /opt/steedos-socket
+# The runtime packages, derived from the installed binary (ldd + dpkg -S, plus the libraries'
+# Recommends: publicsuffix; ca-certificates for libssl), so no second package list is kept here:
+# a library added to the build (prometheus-cpp, say) reaches the runtime image by itself.
+RUN bash scripts/image.sh runtime-deps /opt/steedos-socket/bin/steedos-socket \
+      /opt/steedos-socket/share/steedos-socket/runtime-packages
 
 # ---- runtime ----------------------------------------------------------------------------------
 FROM debian:12-slim
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libnats3.4 libspdlog1.10 libfmt9 libssl3 libpsl5 publicsuffix ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --system --no-create-home --shell /usr/sbin/nologin steedos
-COPY --from=build /tmp/steedos-socket /usr/local/bin/steedos-socket
-COPY --from=bundle /tmp/socket.io-client/ /usr/local/share/steedos-socket/socket.io-client/
-COPY web/ /usr/local/share/steedos-socket/web/
-COPY moleculer.config.json /app/moleculer.config.json
-WORKDIR /app
-USER steedos
+COPY --from=build /opt/steedos-socket /opt/steedos-socket
+# apt-get install of exactly the derived list (no recommends), apt lists dropped afterwards. The
+# script is bind-mounted for this step only: nothing of the source tree stays in the image.
+RUN --mount=type=bind,source=scripts/image.sh,target=/tmp/image.sh \
+    bash /tmp/image.sh install-runtime /opt/steedos-socket/share/steedos-socket/runtime-packages
+ENV PATH=/opt/steedos-socket/bin:$PATH \
+    MOLECULER_CONFIG=/opt/steedos-socket/etc/steedos-socket/moleculer.config.json
+# A numeric non-root user (no passwd entry needed): Kubernetes' runAsNonRoot can verify it.
+USER 10001:10001
 EXPOSE 5100
-ENTRYPOINT ["/usr/local/bin/steedos-socket"]
-CMD ["--config", "/app/moleculer.config.json"]
+# The binary's own probe: it reads MOLECULER_CONFIG and PORT as the node does, so it follows
+# gateway.port and gateway.healthPath; no curl in the image.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["/opt/steedos-socket/bin/steedos-socket", "--probe", "health"]
+# SIGTERM (docker stop) drains: new connections refused, the node leaves the cluster, sockets
+# closed; exit 0 within gateway.drainTimeout (5 s), inside docker stop's default 10 s.
+ENTRYPOINT ["/opt/steedos-socket/bin/steedos-socket"]

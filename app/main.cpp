@@ -8,6 +8,7 @@
 #include "gateway/http_server.hpp"
 #include "gateway/socketio_server.hpp"
 #include "node_runner.hpp"
+#include "probe.hpp"
 #include "services/gateway_hub.hpp"
 #include "services/health_probes.hpp"
 #include "services/socket_service.hpp"
@@ -192,6 +193,8 @@ class Gateway final : public steedos::app::NodeParts {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The container's HEALTHCHECK: a client of a running node, not a second node.
+  if (steedos::app::probe_requested(argc, argv)) return steedos::app::run_probe(argc, argv);
   return steedos::app::run_node_with(argc, argv, [](Broker& broker, const Config& config) {
     return std::make_unique<Gateway>(broker, config);
   });

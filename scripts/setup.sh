@@ -63,6 +63,9 @@ fi
 if [ "$with_npm" -eq 1 ]; then
   command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs)
   command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
+  # npm fetches over HTTPS; Debian's nodejs only recommends the CA store (a slim image, e.g. the
+  # Dockerfile's build stage, has none without it).
+  APT_PACKAGES+=(ca-certificates)
 fi
 
 # --- apt ---------------------------------------------------------------------------------------
