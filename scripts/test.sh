@@ -8,6 +8,8 @@
 #   The unit tests include each fuzz target replayed over its committed corpus (replay-fuzz_*);
 #   --fuzz adds a short libFuzzer run of every target under ASan/UBSan (STEEDOS_FUZZ_SECONDS
 #   each, default 5; it builds its own clang tree: minutes). Long runs: scripts/fuzz.sh SECONDS.
+#   After the unit tests (with the interop half, not under --sanitize): the container image's steps
+#   on this host, scripts/container-steps.sh (log: build/test-logs/container.log).
 #   No nats-server or redis-server is started here: every interop test starts its own on a free
 #   port. The interop suites run on NATS, then the bus-independent ones again on Redis
 #   (INTEROP_BUS=redis).
@@ -191,6 +193,22 @@ if [ "$run_unit" -eq 1 ]; then
   counts=$(doctest_counts "$logs/unit.log")
   [ -n "$counts" ] || counts=$(ctest_counts "$logs/unit.log")
   add_counts unit "$counts" "$rc"
+fi
+
+# The container image's steps on this host (scripts/container-steps.sh: the Dockerfile's RUN lines
+# into a staging root, reusing this build; then the node started as the image's non-root USER,
+# health-checked, connected to, stopped). It needs the interop half's npm modules
+# (socket.io-client) and root (setpriv); not under --sanitize (the image is a normal build).
+if [ "$run_interop" -eq 1 ] && [ "$sanitize" -eq 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    rc=0
+    BUILD_DIR=$build_dir run_step container bash scripts/container-steps.sh || rc=$?
+    add_counts container "$(plain "$logs/container.log" |
+      sed -n 's/^container-steps: \([0-9]*\) passed, \([0-9]*\) failed.*/\1 \2/p' | tail -n 1)" "$rc"
+  else
+    echo "test: container: skipped (scripts/container-steps.sh switches users: run as root, as CI does)"
+    notes+=("container: skipped (not root)")
+  fi
 fi
 
 # --fuzz: every fuzz target under libFuzzer with ASan/UBSan, briefly (longer runs: scripts/fuzz.sh
