@@ -11,7 +11,11 @@
 #   3. The ENTRYPOINT runs as the image's USER (setpriv; the numeric uid needs no passwd entry)
 #      from /, with only the image's ENV and the environment an operator would pass (TRANSPORTER
 #      to a nats-server started here on a free port, PORT, NODEID, NAMESPACE).
-#   4. Checks: the HEALTHCHECK command fails before the start and passes after it; the process's
+#   4. deploy/ (tests/container/check_deploy.py): the Kubernetes manifests and the Compose file
+#      parse and agree with the node's configuration and the Dockerfile (ports, probe paths,
+#      grace period against gateway.drainTimeout, the non-root uid); the node's own parser
+#      accepts the ConfigMap's moleculer.config.json.
+#   5. Checks: the HEALTHCHECK command fails before the start and passes after it; the process's
 #      uid; an Engine.IO open, a Socket.IO connect upgraded to WebSocket, the client bundle as
 #      installed, the demo page (tests/container/client.js); `--probe ready` 503 without an auth
 #      service and 200 once examples/mock-auth.js runs; SIGTERM closes a connected socket, the
@@ -91,6 +95,18 @@ wait_for() {
   done
 }
 
+# Counts the "ok: ..." / "FAIL: ..." lines a checking program prints on stdin; shows the others.
+count_checks() {
+  local line
+  while IFS= read -r line; do
+    case "$line" in
+      ok:*) ok "${line#ok: }" ;;
+      FAIL:*) not_ok "${line#FAIL: }" ;;
+      *) echo "$line" ;;
+    esac
+  done
+}
+
 if [ "$(id -u)" -ne 0 ]; then
   not_ok "must run as root (setpriv switches to the image's non-root USER)"
   finish
@@ -155,6 +171,20 @@ else
   not_ok "installed tree misses ${missing[*]}"
 fi
 
+# --- deploy/: Kubernetes and Compose files parse and agree with the config and the Dockerfile ---
+config_map_file="$stage/configmap-moleculer.config.json"
+count_checks < <(python3 tests/container/check_deploy.py "$root" "$config_map_file" 2>&1)
+# The node's own parser on the ConfigMap's file: --probe loads the configuration first and exits 2
+# when it is invalid (1 or 0 is the probe's answer, whatever listens on its port).
+probe_output=$(cd / && env -i "${image_env[@]}" "${healthcheck[0]}" --probe health \
+  --config "$config_map_file" 2>&1)
+probe_rc=$?
+if [ "$probe_rc" -le 1 ]; then
+  ok "the node's configuration parser accepts the ConfigMap's moleculer.config.json"
+else
+  not_ok "the node rejects the ConfigMap's moleculer.config.json: $probe_output"
+fi
+
 # --- 3. the container -----------------------------------------------------------------------------
 nats_port=$(free_port)
 gateway_port=$(free_port)
@@ -208,13 +238,7 @@ else
 fi
 
 url="http://127.0.0.1:$gateway_port"
-while IFS= read -r line; do
-  case "$line" in
-    ok:*) ok "${line#ok: }" ;;
-    FAIL:*) not_ok "${line#FAIL: }" ;;
-    *) echo "$line" ;;
-  esac
-done < <(node tests/container/client.js check "$url" \
+count_checks < <(node tests/container/client.js check "$url" \
   "$prefix/share/steedos-socket/socket.io-client/socket.io.js" 2>&1)
 if grep -q "no socket.io-client bundle installed" "$node_log"; then
   not_ok "the node found no client bundle in its prefix (see $node_log)"
