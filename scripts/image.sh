@@ -103,12 +103,17 @@ cmd_install_runtime() {
   [ $# -eq 1 ] || die "usage: scripts/image.sh install-runtime FILE"
   local file=$1 pkg status
   [ -s "$file" ] || die "$file is missing or empty"
+  local wanted=()
+  mapfile -t wanted < <(grep -v '^[[:space:]]*$' "$file")
+  # One dpkg-query for all (each call reads the status database); unknown packages print nothing.
+  declare -A installed=()
+  while read -r pkg status; do
+    [ "$status" = installed ] && installed[$pkg]=1
+  done < <(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${wanted[@]}" 2>/dev/null)
   local missing=()
-  while read -r pkg; do
-    [ -n "$pkg" ] || continue
-    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
-    [ "$status" = installed ] || missing+=("$pkg")
-  done <"$file"
+  for pkg in "${wanted[@]}"; do
+    [ -n "${installed[$pkg]:-}" ] || missing+=("$pkg")
+  done
   if [ "${#missing[@]}" -eq 0 ]; then
     echo "image: runtime packages present ($(wc -l <"$file"))"
     return 0
