@@ -77,6 +77,7 @@ finish() {
   exit
 }
 trap 'not_ok "interrupted"; finish' INT TERM
+trap cleanup EXIT # an unexpected exit (set -u) leaves no process or staging root behind
 
 free_port() {
   node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => {
@@ -183,6 +184,16 @@ if [ "$probe_rc" -le 1 ]; then
   ok "the node's configuration parser accepts the ConfigMap's moleculer.config.json"
 else
   not_ok "the node rejects the ConfigMap's moleculer.config.json: $probe_output"
+fi
+# ... and that parse can fail: the same file with gateway.drainTimeout negative.
+sed 's/"drainTimeout": [0-9]*/"drainTimeout": -1/' "$config_map_file" >"$config_map_file.bad"
+probe_output=$(cd / && env -i "${image_env[@]}" "${healthcheck[0]}" --probe health \
+  --config "$config_map_file.bad" 2>&1)
+probe_rc=$?
+if [ "$probe_rc" -eq 2 ] && [[ "$probe_output" == *drainTimeout* ]]; then
+  ok "--probe exits 2 on an invalid configuration ($probe_output)"
+else
+  not_ok "--probe on gateway.drainTimeout -1: exit $probe_rc, expected 2 naming the key ($probe_output)"
 fi
 
 # --- 3. the container -----------------------------------------------------------------------------
