@@ -32,11 +32,15 @@ RUN bash scripts/image.sh runtime-deps /opt/steedos-socket/bin/steedos-socket \
 
 # ---- runtime ----------------------------------------------------------------------------------
 FROM debian:12-slim
-COPY --from=build /opt/steedos-socket /opt/steedos-socket
+# The package list first: the apt layer is reused while the list stays the same, whatever changed
+# in the binary.
+COPY --from=build /opt/steedos-socket/share/steedos-socket/runtime-packages \
+     /opt/steedos-socket/share/steedos-socket/runtime-packages
 # apt-get install of exactly the derived list (no recommends), apt lists dropped afterwards. The
 # script is bind-mounted for this step only: nothing of the source tree stays in the image.
 RUN --mount=type=bind,source=scripts/image.sh,target=/tmp/image.sh \
     bash /tmp/image.sh install-runtime /opt/steedos-socket/share/steedos-socket/runtime-packages
+COPY --from=build /opt/steedos-socket /opt/steedos-socket
 ENV PATH=/opt/steedos-socket/bin:$PATH \
     MOLECULER_CONFIG=/opt/steedos-socket/etc/steedos-socket/moleculer.config.json
 # A numeric non-root user (no passwd entry needed): Kubernetes' runAsNonRoot can verify it.

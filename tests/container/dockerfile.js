@@ -10,7 +10,8 @@
 //   EXPOSE <tab> port
 //   HEALTHCHECK <tab> arg <tab> arg ...          its exec-form CMD
 //   ENTRYPOINT <tab> arg <tab> arg ...
-//   PREFIX <tab> /image/path <tab> STAGE/image/path   the COPY --from=build folder
+//   PREFIX <tab> /image/path <tab> STAGE/image/path   the COPY --from=build folder (files copied
+//                                                     apart must lie inside it)
 //
 // Usage: node tests/container/dockerfile.js DOCKERFILE STAGE REPO_ROOT
 // Only the forms the project's Dockerfile uses are understood; anything else (a shell-form
@@ -46,6 +47,9 @@ for (const raw of fs.readFileSync(file, "utf8").split("\n")) {
 }
 
 let stageName = "";
+// What the runtime stage copies from the build stage, each to the same path: the installed
+// prefix, and files inside it.
+const copies = [];
 let prefix = "";
 const runs = [];
 const runtime = { env: [], user: "", expose: [], healthcheck: null, entrypoint: null };
@@ -65,7 +69,7 @@ for (const ins of instructions) {
 			const from = rest.match(/^--from=build (\S+) (\S+)$/);
 			if (from) {
 				if (from[1] !== from[2]) fail(`COPY --from=build to another path: ${rest}`);
-				prefix = from[1];
+				copies.push(from[1]);
 			}
 			break;
 		}
@@ -113,7 +117,11 @@ for (const ins of instructions) {
 			break;
 	}
 }
-if (!prefix) fail("no COPY --from=build PREFIX PREFIX");
+if (copies.length === 0) fail("no COPY --from=build PREFIX PREFIX");
+prefix = copies.reduce((a, b) => (a.length <= b.length ? a : b));
+for (const copy of copies) {
+	if (copy !== prefix && !copy.startsWith(prefix + "/")) fail(`COPY --from=build ${copy} is outside ${prefix}`);
+}
 if (!/^\d+:\d+$/.test(runtime.user)) fail(`USER is not numeric uid:gid: "${runtime.user}"`);
 if (!runtime.healthcheck || !runtime.entrypoint) fail("no HEALTHCHECK or no ENTRYPOINT");
 
