@@ -113,7 +113,7 @@ if [ "$(id -u)" -ne 0 ]; then
   finish
 fi
 
-# --- 1. the Dockerfile ----------------------------------------------------------------------------
+# --- the Dockerfile -------------------------------------------------------------------------------
 stage=$(mktemp -d /tmp/steedos-container.XXXXXX)
 chmod 755 "$stage" # the image's filesystem: readable by its non-root user
 if ! plan=$(node tests/container/dockerfile.js Dockerfile "$stage" "$root"); then
@@ -147,7 +147,7 @@ else
   not_ok "USER $user is root"
 fi
 
-# --- 2. the RUN steps -----------------------------------------------------------------------------
+# --- the RUN steps --------------------------------------------------------------------------------
 for run in "${runs[@]}"; do
   stage_name=${run%%$'\t'*}
   command=${run#*$'\t'}
@@ -196,7 +196,7 @@ else
   not_ok "--probe on gateway.drainTimeout -1: exit $probe_rc, expected 2 naming the key ($probe_output)"
 fi
 
-# --- 3. the container -----------------------------------------------------------------------------
+# --- the container --------------------------------------------------------------------------------
 nats_port=$(free_port)
 gateway_port=$(free_port)
 namespace="container-steps-$$"
@@ -271,7 +271,7 @@ else
   not_ok "--probe ready did not pass within 20 s of mock-auth's start: $(as_image_user "${healthcheck[0]}" --probe ready 2>&1)"
 fi
 
-# --- 4. SIGTERM: drain and exit 0 -----------------------------------------------------------------
+# --- SIGTERM: drain and exit 0 -----------------------------------------------------------------
 hold_log="$logs/container-hold.log"
 node tests/container/client.js hold "$url" >"$hold_log" 2>&1 &
 hold_pid=$!
