@@ -23,10 +23,26 @@
 # One line per check ("ok: ..." / "FAIL: ..."), the last one `container-steps: N passed, N failed`;
 # exit 1 when a check failed. The node's log: $BUILD_DIR/test-logs/container-node.log.
 #
-# Usage: scripts/container-steps.sh      (as root: CI; setpriv needs to change the uid)
+# Usage: scripts/container-steps.sh [--root DIR]     (as root: CI; setpriv needs to change the uid)
+#   --root DIR: DIR is a Debian 12 root without the node's libraries standing for the runtime
+#     image (e.g. `debootstrap --variant=minbase bookworm DIR`, what debian:12-slim is made of):
+#     the build-stage lines install into DIR/opt/..., the runtime-stage RUN lines, the
+#     ENTRYPOINT and the HEALTHCHECK run inside DIR (chroot, /proc and /dev mounted for the run,
+#     resolv.conf copied for apt), so install-runtime really installs the derived package list
+#     into a root that lacked it: the proof that the list is enough, which on the host (where
+#     everything is installed already) the default run cannot give. Not in CI (debootstrap
+#     downloads a Debian base); DIR is kept, the packages stay installed in it.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 root=$(pwd)
+image_root=""
+if [ "${1:-}" = --root ] && [ -n "${2:-}" ]; then
+  image_root=$(cd "$2" && pwd) || exit 2
+elif [ $# -gt 0 ]; then
+  echo "usage: scripts/container-steps.sh [--root DIR]" >&2
+  exit 2
+fi
+mounted=()
 build_dir=${BUILD_DIR:-build}
 logs="$root/$build_dir/test-logs"
 mkdir -p "$logs"
@@ -67,7 +83,11 @@ cleanup() {
   stop_pid "$node_pid"
   stop_pid "$auth_pid"
   stop_pid "$nats_pid"
-  [ -n "$stage" ] && rm -rf "$stage"
+  local point
+  for point in "${mounted[@]}"; do umount "$point"; done
+  mounted=()
+  [ -n "$stage" ] && [ -z "$image_root" ] && rm -rf "$stage"
+  stage=""
 }
 
 finish() {
@@ -114,13 +134,37 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # --- the Dockerfile -------------------------------------------------------------------------------
-stage=$(mktemp -d /tmp/steedos-container.XXXXXX)
-chmod 755 "$stage" # the image's filesystem: readable by its non-root user
+if [ -n "$image_root" ]; then
+  if ! [ -f "$image_root/etc/debian_version" ] || ! [ -x "$image_root/usr/bin/env" ]; then
+    not_ok "--root $image_root: not a Debian root (no etc/debian_version or usr/bin/env)"
+    finish
+  fi
+  stage=$image_root
+  for point in proc dev; do
+    if ! mountpoint -q "$stage/$point"; then
+      if [ "$point" = proc ]; then mount -t proc proc "$stage/proc"; else mount --bind /dev "$stage/dev"; fi
+      mounted+=("$stage/$point")
+    fi
+  done
+  cp /etc/resolv.conf "$stage/etc/resolv.conf"
+  rm -rf "$stage/opt/steedos-socket" # this run's install only
+else
+  stage=$(mktemp -d /tmp/steedos-container.XXXXXX)
+  chmod 755 "$stage" # the image's filesystem: readable by its non-root user
+fi
 if ! plan=$(node tests/container/dockerfile.js Dockerfile "$stage" "$root"); then
   not_ok "Dockerfile: not understood (see above)"
   finish
 fi
+# With --root, what runs inside the image (runtime RUN lines, ENV, HEALTHCHECK, ENTRYPOINT) keeps
+# the image's own paths; the build stage's lines still write under DIR.
+if [ -n "$image_root" ]; then
+  image_plan=$(node tests/container/dockerfile.js --keep-mounts Dockerfile / "$root") || finish
+  plan="$(grep -P '^(PREFIX|RUN\tbuild)\t' <<<"$plan")
+$(grep -vP '^(PREFIX|RUN\tbuild)\t' <<<"$image_plan")"
+fi
 runs=()
+mounts=()
 image_env=()
 healthcheck=()
 entrypoint=()
@@ -131,6 +175,7 @@ while IFS=$'\t' read -r -a fields; do
   case "${fields[0]}" in
     PREFIX) prefix=${fields[2]} ;;
     RUN) runs+=("${fields[1]}"$'\t'"${fields[2]}") ;;
+    MOUNT) mounts+=("${fields[1]}"$'\t'"${fields[2]}") ;;
     ENV) image_env+=("${fields[1]}") ;;
     USER) user=${fields[1]} ;;
     EXPOSE) expose+=("${fields[1]}") ;;
@@ -153,11 +198,24 @@ for run in "${runs[@]}"; do
   command=${run#*$'\t'}
   step_start=$SECONDS
   echo "==> [$stage_name] $command"
-  if bash -c "$command"; then
+  run_cmd=(bash -c "$command")
+  if [ -n "$image_root" ] && [ "$stage_name" = runtime ]; then
+    # A bind mount of the context for one step: a copy, removed after it.
+    for mount in "${mounts[@]}"; do
+      mkdir -p "$(dirname "$stage/${mount#*$'\t'}")"
+      cp "${mount%%$'\t'*}" "$stage/${mount#*$'\t'}"
+    done
+    run_cmd=(chroot "$stage" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+      bash -c "$command")
+  fi
+  if "${run_cmd[@]}"; then
     ok "RUN [$stage_name] ${command//$stage/STAGE} ($((SECONDS - step_start)) s)"
   else
     not_ok "RUN [$stage_name] ${command//$stage/STAGE} exited $?"
     finish
+  fi
+  if [ -n "$image_root" ] && [ "$stage_name" = runtime ]; then
+    for mount in "${mounts[@]}"; do rm -f "$stage/${mount#*$'\t'}"; done
   fi
 done
 missing=()
@@ -177,8 +235,8 @@ config_map_file="$stage/configmap-moleculer.config.json"
 count_checks < <(python3 tests/container/check_deploy.py "$root" "$config_map_file" 2>&1)
 # The node's own parser on the ConfigMap's file: --probe loads the configuration first and exits 2
 # when it is invalid (1 or 0 is the probe's answer, whatever listens on its port).
-probe_output=$(cd / && env -i "${image_env[@]}" "${healthcheck[0]}" --probe health \
-  --config "$config_map_file" 2>&1)
+host_bin="$prefix/bin/steedos-socket" # the installed binary, run on the host
+probe_output=$(cd / && env -i "$host_bin" --probe health --config "$config_map_file" 2>&1)
 probe_rc=$?
 if [ "$probe_rc" -le 1 ]; then
   ok "the node's configuration parser accepts the ConfigMap's moleculer.config.json"
@@ -187,8 +245,7 @@ else
 fi
 # ... and that parse can fail: the same file with gateway.drainTimeout negative.
 sed 's/"drainTimeout": [0-9]*/"drainTimeout": -1/' "$config_map_file" >"$config_map_file.bad"
-probe_output=$(cd / && env -i "${image_env[@]}" "${healthcheck[0]}" --probe health \
-  --config "$config_map_file.bad" 2>&1)
+probe_output=$(cd / && env -i "$host_bin" --probe health --config "$config_map_file.bad" 2>&1)
 probe_rc=$?
 if [ "$probe_rc" -eq 2 ] && [[ "$probe_output" == *drainTimeout* ]]; then
   ok "--probe exits 2 on an invalid configuration ($probe_output)"
@@ -210,9 +267,21 @@ fi
 operator_env=("TRANSPORTER=nats://127.0.0.1:$nats_port" "PORT=$gateway_port"
   "NODEID=container-steps-$$" "NAMESPACE=$namespace")
 # As `docker run -e ...` USER and WORKDIR / would: only the image's ENV and the operator's.
+# The command line that runs a command as the image would: its USER, only its ENV and the
+# operator's, from /. --root: inside DIR (chroot). In `argv`, so that `"${argv[@]}" &` gives
+# the command's own pid.
+image_user_argv() {
+  if [ -n "$image_root" ]; then
+    argv=(chroot --userspec="$uid:$gid" "$stage" /usr/bin/env -i)
+  else
+    argv=(setpriv --reuid="$uid" --regid="$gid" --clear-groups env -i -C /)
+  fi
+  argv+=("${image_env[@]}" "${operator_env[@]}" "$@")
+}
 as_image_user() {
-  (cd / && exec setpriv --reuid="$uid" --regid="$gid" --clear-groups \
-    env -i "${image_env[@]}" "${operator_env[@]}" "$@")
+  local argv
+  image_user_argv "$@"
+  "${argv[@]}"
 }
 
 probe_output=$(as_image_user "${healthcheck[@]}" 2>&1)
@@ -223,8 +292,8 @@ else
   not_ok "HEALTHCHECK before the start: exit $probe_rc, expected 1 ($probe_output)"
 fi
 
-(cd / && exec setpriv --reuid="$uid" --regid="$gid" --clear-groups \
-  env -i "${image_env[@]}" "${operator_env[@]}" "${entrypoint[@]}") >"$node_log" 2>&1 &
+image_user_argv "${entrypoint[@]}"
+"${argv[@]}" >"$node_log" 2>&1 &
 node_pid=$!
 health_start=$SECONDS
 if wait_for 15 as_image_user "${healthcheck[@]}"; then
@@ -253,6 +322,13 @@ count_checks < <(node tests/container/client.js check "$url" \
   "$prefix/share/steedos-socket/socket.io-client/socket.io.js" 2>&1)
 if grep -q "no socket.io-client bundle installed" "$node_log"; then
   not_ok "the node found no client bundle in its prefix (see $node_log)"
+fi
+# publicsuffix comes into the runtime list as libpsl5's Recommends: the node must be using it.
+psl_source=$(grep -o 'Public Suffix List: [^)]*' "$node_log" | head -n 1)
+if [[ "$psl_source" == *"/usr/share/publicsuffix/"* ]]; then
+  ok "the Origin policy reads the packaged list ($psl_source)"
+else
+  not_ok "the Origin policy does not read /usr/share/publicsuffix (node log: '${psl_source:-no such line}')"
 fi
 
 # /ready: the auth action is not known yet (503), then examples/mock-auth.js provides it.

@@ -13,15 +13,22 @@
 //   PREFIX <tab> /image/path <tab> STAGE/image/path   the COPY --from=build folder (files copied
 //                                                     apart must lie inside it)
 //
-// Usage: node tests/container/dockerfile.js DOCKERFILE STAGE REPO_ROOT
+// With --keep-mounts (scripts/container-steps.sh --root: the runtime stage runs in a chroot), a
+// RUN line keeps its bind mounts' targets and each mount is printed as
+//   MOUNT <tab> source (absolute, in the repository) <tab> target (in the image)
+//
+// Usage: node tests/container/dockerfile.js [--keep-mounts] DOCKERFILE STAGE REPO_ROOT
 // Only the forms the project's Dockerfile uses are understood; anything else (a shell-form
 // HEALTHCHECK, a RUN without a project script) is an error, so the host run cannot drift from it.
 const fs = require("fs");
 const path = require("path");
 
-const [file, stage, repo] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const keepMounts = args[0] === "--keep-mounts";
+if (keepMounts) args.shift();
+const [file, stage, repo] = args;
 if (!file || !stage || !repo) {
-	console.error("usage: dockerfile.js DOCKERFILE STAGE REPO_ROOT");
+	console.error("usage: dockerfile.js [--keep-mounts] DOCKERFILE STAGE REPO_ROOT");
 	process.exit(2);
 }
 // Debian's default PATH in debian:12-slim.
@@ -52,6 +59,7 @@ let stageName = "";
 const copies = [];
 let prefix = "";
 const runs = [];
+const mountLines = [];
 const runtime = { env: [], user: "", expose: [], healthcheck: null, entrypoint: null };
 
 const staged = (text) => (prefix ? text.split(prefix).join(path.join(stage, prefix)) : text);
@@ -81,16 +89,18 @@ for (const ins of instructions) {
 				mounts.push(Object.fromEntries(m[1].split(",").map((kv) => kv.split("="))));
 				command = command.slice(m[0].length);
 			}
+			let onHost = command; // a bind mount's target replaced by its source in the repository
 			for (const mount of mounts) {
 				if (mount.type !== "bind" || mount.from || !mount.source || !mount.target) {
 					fail(`RUN mount not understood (a bind mount of the context only): ${JSON.stringify(mount)}`);
 				}
-				command = command.split(mount.target).join(path.join(repo, mount.source));
+				onHost = onHost.split(mount.target).join(path.join(repo, mount.source));
+				if (keepMounts) mountLines.push(["MOUNT", path.join(repo, mount.source), mount.target]);
 			}
-			if (!/^bash (scripts\/|\S+\/scripts\/)\S+\.sh( |$)/.test(command)) {
+			if (!/^bash (scripts\/|\S+\/scripts\/)\S+\.sh( |$)/.test(onHost)) {
 				fail(`RUN is not one project script: ${rest}`);
 			}
-			runs.push([stageName, command]);
+			runs.push([stageName, keepMounts ? command : onHost]);
 			break;
 		}
 		case "ENV":
@@ -128,6 +138,7 @@ if (!runtime.healthcheck || !runtime.entrypoint) fail("no HEALTHCHECK or no ENTR
 const out = [];
 out.push(["PREFIX", prefix, path.join(stage, prefix)]);
 for (const [name, command] of runs) out.push(["RUN", name, staged(command)]);
+out.push(...mountLines);
 for (const [name, value] of runtime.env) {
 	out.push(["ENV", `${name}=${staged(value).replace(/\$PATH|\$\{PATH\}/g, IMAGE_PATH)}`]);
 }
