@@ -6,7 +6,7 @@
 # same commands on a host into a staging root (same paths below it) and then starts, probes,
 # connects to and stops the result, which is how CI tests this file without a Docker engine.
 #
-# Configuration: from the environment (TRANSPORTER, NAMESPACE, NODEID, PORT, LOGLEVEL,
+# Configuration: from the environment (TRANSPORTER, NAMESPACE, NODEID, PORT, LOGLEVEL, LOGFORMAT,
 # PROTOCOL_VERSION), over the file MOLECULER_CONFIG names (the repository's defaults, installed in
 # /opt/steedos-socket/etc/steedos-socket/); mount another file and point MOLECULER_CONFIG at it
 # rather than passing --config, so that the HEALTHCHECK reads the same file.
