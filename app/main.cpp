@@ -195,7 +195,11 @@ class Gateway final : public steedos::app::NodeParts {
 int main(int argc, char** argv) {
   // The container's HEALTHCHECK: a client of a running node, not a second node.
   if (steedos::app::probe_requested(argc, argv)) return steedos::app::run_probe(argc, argv);
-  return steedos::app::run_node_with(argc, argv, [](Broker& broker, const Config& config) {
-    return std::make_unique<Gateway>(broker, config);
-  });
+  return steedos::app::run_node_with(
+      argc, argv,
+      [](Broker& broker, const Config& config) {
+        return std::make_unique<Gateway>(broker, config);
+      },
+      "  --probe health|ready  GET the running node's probe on this host: exit 0 on 200, else 1 "
+      "(2: bad configuration)\n");
 }

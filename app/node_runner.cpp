@@ -21,14 +21,15 @@ namespace steedos::app {
 
 namespace {
 
-void print_usage(const char* program) {
+void print_usage(const char* program, const std::string& more_usage) {
   std::cout << "Usage: " << program << " [--config FILE] [--log-format text|json]\n"
             << "  --config FILE  configuration file (default: $MOLECULER_CONFIG, else "
                "./moleculer.config.json)\n"
             << "  --log-format text|json  log lines as text (default) or one JSON object per "
                "line (overrides logFormat)\n"
-            << "Environment: TRANSPORTER, NAMESPACE, NODEID, PORT, LOGLEVEL, LOGFORMAT override "
-               "the file.\n";
+            << more_usage
+            << "Environment: TRANSPORTER, NAMESPACE, NODEID, PORT, LOGLEVEL, LOGFORMAT, "
+               "PROTOCOL_VERSION override the file; MOLECULER_CONFIG names it.\n";
 }
 
 spdlog::level::level_enum log_level(const std::string& name) {
@@ -84,7 +85,7 @@ int run_node(int argc, char** argv,
   });
 }
 
-int run_node_with(int argc, char** argv, const Assemble& assemble) {
+int run_node_with(int argc, char** argv, const Assemble& assemble, const std::string& more_usage) {
   std::string config_path;
   std::optional<std::string> log_format;
   for (int i = 1; i < argc; ++i) {
@@ -93,11 +94,11 @@ int run_node_with(int argc, char** argv, const Assemble& assemble) {
     } else if (std::strcmp(argv[i], "--log-format") == 0 && i + 1 < argc) {
       log_format = argv[++i];
     } else if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
-      print_usage(argv[0]);
+      print_usage(argv[0], more_usage);
       return 0;
     } else {
       std::cerr << "unknown argument: " << argv[i] << "\n";
-      print_usage(argv[0]);
+      print_usage(argv[0], more_usage);
       return 1;
     }
   }

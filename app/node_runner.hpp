@@ -3,6 +3,7 @@
 // main.cpp (the product) and the interop test fixture differ only in the services they add.
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "moleculer/broker.hpp"
 #include "services/config.hpp"
@@ -36,7 +37,9 @@ using Assemble =
     std::function<std::unique_ptr<NodeParts>(moleculer::Broker&, const services::Config&)>;
 
 /// As run_node, with parts that live as long as the broker.
-int run_node_with(int argc, char** argv, const Assemble& assemble);
+/// `more_usage`: lines of --help for the binary's own options.
+int run_node_with(int argc, char** argv, const Assemble& assemble,
+                  const std::string& more_usage = {});
 
 /// Parses `--config FILE` (and `--help`), loads the configuration, connects and runs the broker
 /// until SIGTERM/SIGINT, then drains: the parts stop (the gateway stops accepting and closes
