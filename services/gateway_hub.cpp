@@ -70,9 +70,9 @@ void GatewayHub::set_handlers(ClientHandlers handlers) {
   }
   if (handlers.disconnected) {
     nsp_.on_disconnect([disconnected = std::move(handlers.disconnected)](gateway::Socket& socket,
-                                                                         const std::string&) {
+                                                                         const std::string& reason) {
       SocketClient client(socket);
-      disconnected(client);
+      disconnected(client, reason);
     });
   }
   for (auto& [event, handler] : handlers.events) {
