@@ -111,6 +111,7 @@ class Transit {
   std::string transporter_name() const { return transporter_->name(); }
   bool transporter_balances() const { return transporter_->has_builtin_balancer(); }
   bool transporter_connected() const { return transporter_->connected(); }
+  transport::TransporterStats transporter_stats() const { return transporter_->stats(); }
   /// Fails every waiting request at once (the node stops).
   void reject_all_pending(const MoleculerError& error);
 
