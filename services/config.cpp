@@ -698,6 +698,7 @@ Config parse_config(const std::string& file_text, const Environment& env,
     read_broker(root, config);
     read_gateway(root, config.gateway);
     read_auth(root, config.auth);
+    read_metrics(root, config.gateway, config.metrics);
     config.source = source;
   }
   apply_environment(env, config);

@@ -69,8 +69,8 @@ void GatewayHub::set_handlers(ClientHandlers handlers) {
     });
   }
   if (handlers.disconnected) {
-    nsp_.on_disconnect([disconnected = std::move(handlers.disconnected)](gateway::Socket& socket,
-                                                                         const std::string& reason) {
+    nsp_.on_disconnect([disconnected = std::move(handlers.disconnected)](
+                           gateway::Socket& socket, const std::string& reason) {
       SocketClient client(socket);
       disconnected(client, reason);
     });

@@ -115,11 +115,16 @@ const char* subscribe_refusal_label(SubscribeRefusal refusal) {
 namespace {
 
 // The labels of DisconnectReason, in its order; the last is the catch-all.
-constexpr const char* kDisconnectLabels[kDisconnectReasons] = {
-    "transport close",      "ping timeout",         "client namespace disconnect",
-    "server namespace disconnect", "parse error",   "transport error",
-    "server shutting down", "forced close",         "slow consumer",
-    "other"};
+constexpr const char* kDisconnectLabels[kDisconnectReasons] = {"transport close",
+                                                               "ping timeout",
+                                                               "client namespace disconnect",
+                                                               "server namespace disconnect",
+                                                               "parse error",
+                                                               "transport error",
+                                                               "server shutting down",
+                                                               "forced close",
+                                                               "slow consumer",
+                                                               "other"};
 
 }  // namespace
 
@@ -257,20 +262,20 @@ void SocketService::call_auth(const AuthCoalescer::Key& key,
   // The clock is read only when the latency histogram is on (metrics.enabled).
   const auto started = latency_.auth_call ? std::chrono::steady_clock::now()
                                           : std::chrono::steady_clock::time_point{};
-  broker_.call(config_.auth.action, std::move(params), options,
-               [this, started, space_id = key.first, finish = std::move(finish)](Outcome outcome) {
-                 if (latency_.auth_call) {
-                   latency_.auth_call(std::chrono::duration<double>(
-                                          std::chrono::steady_clock::now() - started)
-                                          .count());
-                 }
-                 if (!outcome.ok && outcome.error.name == "RequestTimeoutError") {
-                   metrics_.auth_timeouts++;
-                 }
-                 Json data = outcome.ok && outcome.has_data ? outcome.data : Json(nullptr);
-                 finish(rules::classify_auth_reply(
-                     outcome.ok, data, outcome.ok ? nullptr : &outcome.error, space_id));
-               });
+  broker_.call(
+      config_.auth.action, std::move(params), options,
+      [this, started, space_id = key.first, finish = std::move(finish)](Outcome outcome) {
+        if (latency_.auth_call) {
+          latency_.auth_call(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        }
+        if (!outcome.ok && outcome.error.name == "RequestTimeoutError") {
+          metrics_.auth_timeouts++;
+        }
+        Json data = outcome.ok && outcome.has_data ? outcome.data : Json(nullptr);
+        finish(rules::classify_auth_reply(outcome.ok, data, outcome.ok ? nullptr : &outcome.error,
+                                          space_id));
+      });
 }
 
 AuthCoalescer::Hooks SocketService::auth_hooks() {
@@ -344,7 +349,7 @@ void SocketService::handle_rooms(Client& client, const Args& args, const Reply& 
     }
   }
   if (!request.ok()) {
-    refuse_subscription(rooms_refused     ? SubscribeRefusal::RoomsPerSocket
+    refuse_subscription(rooms_refused       ? SubscribeRefusal::RoomsPerSocket
                         : request.forbidden ? SubscribeRefusal::Forbidden
                                             : SubscribeRefusal::Invalid);
     component_logger("socket")->debug("{} refused for socket {}: {}",
@@ -449,8 +454,8 @@ void SocketService::logout(const std::string& token) {
   size_t dropped = auth_cache_.drop_token(token);
   // A call in flight for the token may answer with the session just revoked: its waiters are
   // closed now (they reconnect and ask again) and its result is not cached.
-  size_t abandoned =
-      auth_calls_.abandon_token(token, rules::Failed{"logged out while authenticating", rules::Failed::Kind::LoggedOut});
+  size_t abandoned = auth_calls_.abandon_token(
+      token, rules::Failed{"logged out while authenticating", rules::Failed::Kind::LoggedOut});
   auto it = sockets_by_token_.find(token);
   std::vector<std::string> ids;
   if (it != sockets_by_token_.end()) ids.assign(it->second.begin(), it->second.end());
@@ -460,14 +465,22 @@ void SocketService::logout(const std::string& token) {
       dropped, ids.size(), abandoned);
 }
 
-Json SocketService::stats() const {
-  size_t total = 0, anonymous = 0, polling = 0, websocket = 0;
+ConnectionCounts SocketService::connection_counts() const {
+  ConnectionCounts counts;
   hub_.for_each_client([&](Client& client) {
-    total++;
     auto session = client.session();
-    if (!session || session->view.anonymous) anonymous++;
-    (client.transport() == ClientTransport::Polling ? polling : websocket)++;
+    const bool authenticated = session && !session->view.anonymous;
+    counts.by_transport_auth[static_cast<size_t>(client.transport())][authenticated ? 1 : 0]++;
   });
+  return counts;
+}
+
+Json SocketService::stats() const {
+  const auto counts = connection_counts().by_transport_auth;
+  const size_t polling = counts[0][0] + counts[0][1];
+  const size_t websocket = counts[1][0] + counts[1][1];
+  const size_t anonymous = counts[0][0] + counts[1][0];
+  const size_t total = polling + websocket;
   auto uptime =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
           .count();
@@ -512,7 +525,8 @@ ServiceSchema SocketService::schema() {
   const auto& routes = event_routes();
   for (size_t index = 0; index < routes.size(); ++index) {
     service.events.push_back(EventSchema{
-        routes[index].pattern, kGroup, [this, index, handle = routes[index].handle](ContextPtr ctx) {
+        routes[index].pattern, kGroup,
+        [this, index, handle = routes[index].handle](ContextPtr ctx) {
           fan_out_to_other_gateways(*ctx);
           counters_.events_in++;
           metrics_.events_by_pattern[index]++;

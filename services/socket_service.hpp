@@ -77,6 +77,12 @@ inline constexpr size_t kDisconnectReasons = 10;
 const char* disconnect_reason_label(DisconnectReason reason);
 DisconnectReason disconnect_reason_from(std::string_view reason);
 
+/// Connected clients by transport (index ClientTransport) and by auth ([0] anonymous,
+/// [1] authenticated): the one count socket.stats and the connections gauge both read.
+struct ConnectionCounts {
+  size_t by_transport_auth[2][2] = {{0, 0}, {0, 0}};
+};
+
 struct SocketMetricCounters {
   uint64_t connects[2] = {0, 0};  // accepted CONNECTs: [0] anonymous, [1] authenticated
   uint64_t connects_refused[kConnectRefusals] = {};
@@ -129,6 +135,7 @@ class SocketService {
   void count_connection_limits(std::function<Json()> counts) {
     connection_limits_ = std::move(counts);
   }
+  ConnectionCounts connection_counts() const;
   /// The counters of the metrics that socket.stats does not show.
   const SocketMetricCounters& metric_counters() const { return metrics_; }
   /// Turns the latency measurements on (metrics.enabled).

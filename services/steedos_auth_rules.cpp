@@ -191,8 +191,10 @@ AuthDecision classify_auth_reply(bool ok, const Json& data, const protocol::Mole
   // rather than anonymous: it means the action is misconfigured or broken, and downgrading would
   // silently log every user out of their rooms while hiding the fault; closing the transport
   // makes clients retry with back-off and the warning and metric show the operator the problem.
-  if (!data.is_object()) return Failed{"auth reply is not a session object", Failed::Kind::InvalidReply};
-  if (!is_non_empty_string(data, "userId")) return Failed{"auth reply has no userId string", Failed::Kind::InvalidReply};
+  if (!data.is_object())
+    return Failed{"auth reply is not a session object", Failed::Kind::InvalidReply};
+  if (!is_non_empty_string(data, "userId"))
+    return Failed{"auth reply has no userId string", Failed::Kind::InvalidReply};
   auto space = data.find("spaceId");
   if (space != data.end() && !space->is_null() && !space->is_string()) {
     return Failed{"auth reply has a spaceId that is not a string", Failed::Kind::InvalidReply};

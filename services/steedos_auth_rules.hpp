@@ -5,8 +5,8 @@
 // these functions and act on their answers, so every rule is testable without a network.
 #include <array>
 #include <chrono>
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <list>
 #include <map>

@@ -134,7 +134,8 @@ EventOutcome map_metadata(std::string_view event_name, const Json& payload,
     return Ignored{};
   }
   const Json* data = member(payload, "data");
-  if (data == nullptr || !data->is_object()) return Rejected{"data is not an object", RejectReason::NotAnObject};
+  if (data == nullptr || !data->is_object())
+    return Rejected{"data is not an object", RejectReason::NotAnObject};
 
   Json change = Json::object();
   change["type"] = *type;
@@ -147,12 +148,15 @@ EventOutcome map_metadata(std::string_view event_name, const Json& payload,
 
 EventOutcome map_notification_users(const Json& payload) {
   const Json* data = member(payload, "data");
-  if (data == nullptr || !data->is_object()) return Rejected{"data is not an object", RejectReason::NotAnObject};
+  if (data == nullptr || !data->is_object())
+    return Rejected{"data is not an object", RejectReason::NotAnObject};
   // A missing tenant would make rooms named "undefined-..." as in the original: refuse instead.
   const std::string* tenant = non_empty_string(*data, "tenantId");
-  if (tenant == nullptr) return Rejected{"tenantId is not a non-empty string", RejectReason::MissingField};
+  if (tenant == nullptr)
+    return Rejected{"tenantId is not a non-empty string", RejectReason::MissingField};
   const Json* users = member(*data, "users");
-  if (users == nullptr || !users->is_array()) return Rejected{"users is not an array of strings", RejectReason::InvalidField};
+  if (users == nullptr || !users->is_array())
+    return Rejected{"users is not an array of strings", RejectReason::InvalidField};
   std::vector<std::string> rooms;
   std::unordered_set<std::string> seen;
   for (const auto& user : *users) {
@@ -174,22 +178,26 @@ EventOutcome map_socket_emit(const Json& payload, bool nested) {
   const Json* body = &payload;
   if (nested) {
     body = member(payload, "data");
-    if (body == nullptr || !body->is_object()) return Rejected{"data is not an object", RejectReason::NotAnObject};
+    if (body == nullptr || !body->is_object())
+      return Rejected{"data is not an object", RejectReason::NotAnObject};
   }
   const std::string* event = non_empty_string(*body, "eventName");
-  if (event == nullptr) return Rejected{"eventName is missing or empty", RejectReason::MissingField};
+  if (event == nullptr)
+    return Rejected{"eventName is missing or empty", RejectReason::MissingField};
   if (protocol::sio::is_reserved_event(*event)) {
     return Rejected{"eventName '" + *event + "' is reserved", RejectReason::ReservedEventName};
   }
   // Only absent or null counts as missing: 0, false and "" are real values (§9).
   const Json* params = member(*body, "eventParams");
-  if (params == nullptr || params->is_null()) return Rejected{"eventParams is missing", RejectReason::MissingField};
+  if (params == nullptr || params->is_null())
+    return Rejected{"eventParams is missing", RejectReason::MissingField};
   const Json* room = member(*body, "room");
   // null is "no room" as in the original's `if (room)`; "" is refused rather than broadcast,
   // so an empty variable on the producer side cannot leak an event to every tenant.
   if (room == nullptr || room->is_null()) return deliver_one(*event, *params, GlobalTarget{});
   if (!room->is_string()) return Rejected{"room is not a string", RejectReason::InvalidField};
-  if (room->get_ref<const std::string&>().empty()) return Rejected{"room is empty", RejectReason::InvalidField};
+  if (room->get_ref<const std::string&>().empty())
+    return Rejected{"room is empty", RejectReason::InvalidField};
   return deliver_one(*event, *params, RoomsTarget{{room->get<std::string>()}});
 }
 
@@ -199,7 +207,8 @@ EventOutcome map_object_record_event(std::string_view event_name, const Json& pa
   // `@objectRecordEvent.<object>` and `@objectRecordEvent.<object>.<action>` (the matcher lets
   // the two-segment form through `*.*`).
   if (segments[0] != "@objectRecordEvent" || segments.size() < 2 || segments.size() > 3) {
-    return Rejected{"not an @objectRecordEvent.<object>.<action> event", RejectReason::InvalidEventName};
+    return Rejected{"not an @objectRecordEvent.<object>.<action> event",
+                    RejectReason::InvalidEventName};
   }
   std::string object;
   if (const std::string* name = non_empty_string(payload, "objectApiName")) {
