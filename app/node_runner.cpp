@@ -1,18 +1,20 @@
 #include "node_runner.hpp"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <iostream>
 #include <optional>
 
-#include "common/json_log.hpp"
 #include "common/log.hpp"
+#include "common/log_format.hpp"
 #include "transporter_factory.hpp"
 
 namespace steedos::app {
@@ -25,7 +27,8 @@ void print_usage(const char* program) {
                "./moleculer.config.json)\n"
             << "  --log-format text|json  log lines as text (default) or one JSON object per "
                "line (overrides logFormat)\n"
-            << "Environment: TRANSPORTER, NAMESPACE, NODEID, PORT, LOGLEVEL override the file.\n";
+            << "Environment: TRANSPORTER, NAMESPACE, NODEID, PORT, LOGLEVEL, LOGFORMAT override "
+               "the file.\n";
 }
 
 spdlog::level::level_enum log_level(const std::string& name) {
@@ -41,13 +44,34 @@ void setup_logging(const std::string& level, const std::string& format) {
   auto logger = spdlog::stderr_color_mt("node");
   spdlog::set_default_logger(logger);
   // Every component logger shares these sinks, and a sink holds the formatter: one setting.
-  if (format == "json") {
-    spdlog::set_formatter(json_log_formatter());
-  } else {
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %n: %v");
-  }
+  spdlog::set_formatter(format == "json" ? json_log_formatter() : text_log_formatter());
   spdlog::set_level(log_level(level));
   spdlog::flush_on(spdlog::level::info);
+}
+
+/// A configuration error, printed before logging is set up: one JSON record (component
+/// "config", the offending key as a field) when the command line or LOGFORMAT asks for JSON,
+/// since the file, which may say so too, may be what failed; else the text line.
+void report_config_error(const services::ConfigError& error,
+                         const std::optional<std::string>& cli_format,
+                         const services::Environment& env) {
+  const auto wants_json = [](const std::string& value) {
+    std::string lower = value;
+    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return lower == "json";
+  };
+  const auto env_format = env.find("LOGFORMAT");
+  const bool json = cli_format ? wants_json(*cli_format)
+                               : env_format != env.end() && wants_json(env_format->second);
+  if (!json) {
+    std::cerr << "configuration error: " << error.what() << "\n";
+    return;
+  }
+  spdlog::logger logger("config", std::make_shared<spdlog::sinks::stderr_sink_st>());
+  logger.set_formatter(json_log_formatter());
+  log_with(logger, spdlog::level::critical, {{"key", error.key()}}, "configuration error: {}",
+           error.what());
+  logger.flush();
 }
 
 }  // namespace
@@ -79,11 +103,12 @@ int run_node_with(int argc, char** argv, const Assemble& assemble) {
   }
 
   services::Config config;
+  const auto env = services::read_environment();
   try {
-    config = services::load_config(config_path, services::read_environment());
+    config = services::load_config(config_path, env);
     if (log_format) config.log_format = services::check_log_format("--log-format", *log_format);
   } catch (const services::ConfigError& e) {
-    std::cerr << "configuration error: " << e.what() << "\n";
+    report_config_error(e, log_format, env);
     return 1;
   }
   setup_logging(config.broker.log_level, config.log_format);

@@ -22,6 +22,11 @@
 //
 //   node bench/steedos_fanout.js [--clients 1000] [--events 300] [--paced 40] [--interval 10]
 //                                [--rounds 5] [--transports nats,redis] [--no-pin]
+//   node bench/steedos_fanout.js --metrics-cost [...]
+// --metrics-cost: the cost of the Prometheus metrics instead: two NATS setups, one with the
+// default configuration, scraped on /metrics every second as Prometheus would, and one with
+// `metrics.enabled: false` (no endpoint, no histogram work); ratios metrics/none.
+// Setup names (--transports): nats, redis, and nats-nometrics (NATS with metrics disabled).
 // Pinning (unless --no-pin, with 2+ CPUs): steedos-socket nodes on CPU 0, load clients on CPU 1;
 // the buses and this process float.
 const path = require("path");
@@ -39,7 +44,9 @@ const EVENTS = Number(arg("events", 300));
 const PACED = Number(arg("paced", 40));
 const INTERVAL_MS = Number(arg("interval", 10));
 const ROUNDS = Number(arg("rounds", 5));
-const KINDS = String(arg("transports", "nats,redis")).split(",");
+const METRICS_COST = process.argv.includes("--metrics-cost");
+const KINDS = METRICS_COST ? ["nats", "nats-nometrics"] : String(arg("transports", "nats,redis")).split(",");
+const SCRAPE_MS = 1000;
 const PIN = !process.argv.includes("--no-pin") && os.cpus().length >= 2;
 const LOAD_CLIENT = path.join(process.env.STEEDOS_BUILD_DIR || path.join(__dirname, "..", "build"), "load-client");
 
@@ -88,8 +95,24 @@ async function startLoadClient(port) {
 	};
 }
 
+/** GET /metrics every SCRAPE_MS until stopped; counts the scrapes and their bytes. */
+function startScraper(port) {
+	const stats = { scrapes: 0, bytes: 0, failures: 0 };
+	let timer = null;
+	const scrape = () => {
+		require("http").get({ host: "127.0.0.1", port, path: "/metrics", agent: false }, res => {
+			res.on("data", chunk => (stats.bytes += chunk.length));
+			res.on("end", () => (res.statusCode === 200 ? stats.scrapes++ : stats.failures++));
+		}).on("error", () => stats.failures++);
+		timer = setTimeout(scrape, SCRAPE_MS);
+	};
+	scrape();
+	return { stats, stop: () => clearTimeout(timer) };
+}
+
 async function setUp(kind) {
-	const bus = kind === "redis" ? await h.startRedis() : await h.startNats();
+	const bus = kind.startsWith("redis") ? await h.startRedis() : await h.startNats();
+	const metricsEnabled = !kind.endsWith("-nometrics");
 	const port = await h.freePort();
 	const nodeID = `fanout-${kind}`;
 	const node = await h.startCppNode({
@@ -101,7 +124,7 @@ async function setUp(kind) {
 		heartbeatTimeout: 15,
 		gatewayPort: port,
 		// All clients connect at once: no handshake rate limit (gateway.maxHandshakesPerSecond).
-		extra: { serviceName: "socket", gateway: { host: "127.0.0.1", port, maxHandshakesPerSecond: 0 } }
+		extra: { serviceName: "socket", gateway: { host: "127.0.0.1", port, maxHandshakesPerSecond: 0 }, metrics: { enabled: metricsEnabled } }
 	});
 	pin(node.pid, 0);
 	process.stderr.write(`${kind}: steedos-socket pid ${node.pid}, gateway port ${port}, bus ${bus.url}\n`);
@@ -110,7 +133,8 @@ async function setUp(kind) {
 	await h.waitForRemoteNode(producer, nodeID, ["socket.stats"], 15000);
 	await h.waitFor(() => canConnect(port), 10000, { what: `gateway port ${port}` });
 	const client = await startLoadClient(port);
-	const state = { kind, bus, node, producer, client, received: 0 };
+	const scraper = METRICS_COST && metricsEnabled ? startScraper(port) : null;
+	const state = { kind, bus, node, producer, client, scraper, received: 0 };
 	await burst(state, 20); // warm-up (and proof that events reach every client)
 	return state;
 }
@@ -143,6 +167,7 @@ async function paced(s, p) {
 }
 
 async function tearDown(s) {
+	if (s.scraper) s.scraper.stop();
 	const check = await s.client.stop();
 	await h.stopBrokers(s.producer);
 	await h.stopCppNodes(s.node);
@@ -192,6 +217,15 @@ async function main() {
 		const r = res[k];
 		console.log(`${k.padEnd(9)} |${fmt(r.rate, 0, 13)} |${fmt(r.bp50, 2, 13)} |${fmt(r.bp99, 2, 13)} |${fmt(r.cpuUs, 3, 16)} |` +
 			`${fmt(r.pp50, 2, 13)} |${fmt(r.pp99, 2, 13)} |${fmt(r.pmax, 2, 13)}`);
+	}
+	if (res.nats && res["nats-nometrics"]) {
+		const q = (a, b) => (a / b).toFixed(3);
+		const m = res.nats, n = res["nats-nometrics"];
+		console.log(`ratio metrics/none: deliveries/s ${q(m.rate, n.rate)}x, burst p99 ${q(m.bp99, n.bp99)}x, ` +
+			`paced p50 ${q(m.pp50, n.pp50)}x, paced p99 ${q(m.pp99, n.pp99)}x (latency: lower is better), ` +
+			`CPU per delivery ${q(m.cpuUs, n.cpuUs)}x`);
+		const sc = setups.find(s => s.scraper).scraper.stats;
+		console.log(`scrapes of /metrics during the run: ${sc.scrapes} (${Math.round(sc.bytes / Math.max(sc.scrapes, 1))} bytes each), failures ${sc.failures}`);
 	}
 	if (res.redis && res.nats) {
 		const q = (a, b) => (a / b).toFixed(2);

@@ -204,7 +204,8 @@ class EngineSession final : public EngineSocket,
   void on_ws_closed(WebSocketConnection& connection, uint16_t code) override {
     if (code == ws_close::kTooBig && server_ != nullptr) ++server_->refusals_.message_size;
     if (upgrade_ && &connection == upgrade_->connection.get()) {
-      log()->debug("session {}: upgrade candidate closed (code {})", id_, code);
+      log_with(log(), spdlog::level::debug, {{"sid", id_}, {"code", code}},
+               "upgrade candidate closed");
       upgrade_.reset();
       return;
     }
@@ -263,7 +264,8 @@ class EngineSession final : public EngineSocket,
     if (polling_->parked) {
       // One GET at a time (§1.4): the reference answers 400 and closes the session, so the
       // parked GET completes with `1`.
-      log()->debug("session {}: overlapping GET", id_);
+      log_with(log(), spdlog::level::debug, {{"sid", id_}, {"reason", "overlapping GET"}},
+               "session refused a request");
       exchange->respond(bad_request());
       terminate("transport error", Mode::Immediate, Notify::Now);
       return;
@@ -316,7 +318,7 @@ class EngineSession final : public EngineSocket,
     upgrade_->timer.async_wait(
         [self = shared_from_this(), candidate = upgrade_->connection.get()](asio::error_code ec) {
           if (ec || !self->upgrade_ || self->upgrade_->connection.get() != candidate) return;
-          log()->debug("session {}: upgrade timed out", self->id_);
+          log_with(log(), spdlog::level::debug, {{"sid", self->id_}}, "upgrade timed out");
           self->abort_upgrade();
         });
   }
@@ -428,7 +430,9 @@ class EngineSession final : public EngineSocket,
         break;
       case eio::Type::Ping:
         // v4 heartbeats go server → client; the reference closes on a client ping.
-        log()->debug("session {}: invalid heartbeat direction", id_);
+        log_with(log(), spdlog::level::debug,
+                 {{"sid", id_}, {"reason", "ping from the client (invalid heartbeat direction)"}},
+                 "malformed Engine.IO packet");
         terminate("transport error", Mode::Immediate, Notify::Now);
         break;
       case eio::Type::Close:
@@ -443,14 +447,19 @@ class EngineSession final : public EngineSocket,
   }
 
   void parse_error(const char* what) {
-    log()->debug("session {}: parse error ({})", id_, what);
+    log_with(log(), spdlog::level::debug, {{"sid", id_}, {"reason", what}},
+             "malformed Engine.IO packet");
     terminate("parse error", Mode::Immediate, Notify::Now);
   }
 
   void slow_consumer(size_t queued) {
     ++server_->refusals_.slow_consumers;
-    log()->warn("session {} ({}, {}): slow consumer, {} bytes queued; closing", id_,
-                transport_name(transport_), handshake_.remote_address, queued);
+    log_with(log(), spdlog::level::warn,
+             {{"sid", id_},
+              {"transport", transport_name(transport_)},
+              {"address", handshake_.remote_address},
+              {"reason", "slow consumer"}},
+             "slow consumer, {} bytes queued; closing", queued);
     terminate("slow consumer", Mode::Immediate, Notify::Deferred);
   }
 
@@ -542,7 +551,8 @@ class EngineSession final : public EngineSocket,
       complete_upgrade();
       return;
     }
-    log()->debug("session {}: unexpected packet during upgrade", id_);
+    log_with(log(), spdlog::level::debug,
+             {{"sid", id_}, {"reason", "unexpected packet during upgrade"}}, "upgrade aborted");
     abort_upgrade();
   }
 
@@ -556,7 +566,8 @@ class EngineSession final : public EngineSocket,
     polling_.reset();
     --server_->polling_count_;
     ++server_->websocket_count_;
-    log()->debug("session {} upgraded to websocket", id_);
+    log_with(log(), spdlog::level::debug, {{"sid", id_}, {"transport", "websocket"}},
+             "session upgraded");
   }
 
   void abort_upgrade() {
@@ -581,8 +592,12 @@ class EngineSession final : public EngineSocket,
     } else {
       --server_->polling_count_;
     }
-    log()->debug("session {} ({}, {}) closed: {}", id_, transport_name(transport_),
-                 handshake_.remote_address, reason);
+    log_with(log(), spdlog::level::debug,
+             {{"sid", id_},
+              {"transport", transport_name(transport_)},
+              {"address", handshake_.remote_address},
+              {"reason", reason}},
+             "session closed");
 
     bool keep_for_final_get = false;
     if (transport_ == TransportKind::WebSocket) {
@@ -869,15 +884,21 @@ std::optional<HttpResponse> EngineServer::refuse_new_session(TransportKind trans
   if (transport == TransportKind::Polling && options_.max_polling_sessions != 0 &&
       polling_count_ >= options_.max_polling_sessions) {
     ++refusals_.polling_sessions;
-    log()->debug("polling handshake from {} refused: {} polling sessions open",
-                 request.remote_address, polling_count_);
+    log_with(log(), spdlog::level::debug,
+             {{"address", request.remote_address},
+              {"transport", "polling"},
+              {"reason", "gateway.maxPollingSessions"}},
+             "handshake refused: {} polling sessions open", polling_count_);
     return HttpResponse::engine_error(3, "Too many polling sessions", 503);
   }
   if (!handshakes_.try_take(Clock::now())) {
     ++refusals_.handshake_rate;
-    log()->debug("{} handshake from {} refused: over {} handshakes per second",
-                 transport_name(transport), request.remote_address,
-                 options_.max_handshakes_per_second);
+    log_with(log(), spdlog::level::debug,
+             {{"address", request.remote_address},
+              {"transport", transport_name(transport)},
+              {"reason", "gateway.maxHandshakesPerSecond"}},
+             "handshake refused: over {} handshakes per second",
+             options_.max_handshakes_per_second);
     return HttpResponse::engine_error(3, "Too many handshakes", 503);
   }
   return std::nullopt;
@@ -922,8 +943,11 @@ void EngineServer::open_session(const std::shared_ptr<EngineSession>& session) {
   json += ",\"pingTimeout\":" + std::to_string(options_.ping_timeout_ms);
   json += ",\"maxPayload\":" + std::to_string(options_.max_payload) + "}";
   session->send_control(OutgoingPacket::control('0', std::move(json)));
-  log()->debug("session {} ({}, {}) opened", session->id(), transport_name(session->transport()),
-               session->handshake().remote_address);
+  log_with(log(), spdlog::level::debug,
+           {{"sid", session->id()},
+            {"transport", transport_name(session->transport())},
+            {"address", session->handshake().remote_address}},
+           "session opened");
 }
 
 void EngineServer::handshake_polling(HttpRequest request,
@@ -951,7 +975,8 @@ void EngineServer::accept_websocket(HttpRequest request,
       session->transport() != TransportKind::Polling || session->upgrading()) {
     // Already upgraded, already upgrading, or gone: the reference completes the handshake and
     // closes the new socket (§1.5).
-    log()->debug("session {}: extra WebSocket refused", *sid);
+    log_with(log(), spdlog::level::debug, {{"sid", *sid}, {"reason", "extra WebSocket"}},
+             "WebSocket upgrade refused");
     connection->close(ws_close::kNormal);
     return;
   }

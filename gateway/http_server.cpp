@@ -464,9 +464,12 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void refuse_origin() {
     ++server_->refused_origins;
     const std::string* origin = request_.header("origin");
-    log()->debug("{} {} from {} refused: origin {} not allowed",
-                 request_.upgrade ? "WebSocket upgrade" : request_.method, request_.path,
-                 remote_address_, printable_origin(origin != nullptr ? *origin : ""));
+    log_with(log(), spdlog::level::debug,
+             {{"address", remote_address_},
+              {"origin", printable_origin(origin != nullptr ? *origin : "")},
+              {"reason", "origin not allowed"}},
+             "{} {} refused", request_.upgrade ? "WebSocket upgrade" : request_.method,
+             request_.path);
     HttpResponse response = HttpResponse::engine_error(4, "Forbidden", 403);
     if (request_.upgrade) {
       fail_engine(std::move(response));
@@ -566,7 +569,9 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   /// An error found while reading the request: answered with Connection: close, then the
   /// connection drains and closes. Engine routes get the JSON error shape and CORS headers.
   void fail(int status, const std::string& what) {
-    log()->debug("HTTP {} from {}: {}", status, remote_address_, what);
+    log_with(log(), spdlog::level::debug,
+             {{"address", remote_address_}, {"status", status}, {"reason", what}},
+             "HTTP request refused");
     keep_alive_ = false;
     if (status == 431) ++server_->limits.header_size;
     if (status == 413 && route_ == Route::Engine) ++server_->limits.message_size;
@@ -672,8 +677,10 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
           return;
         }
         ++server_->limits.headers_timeout;
-        log()->debug("HTTP 408 from {}: request head not complete within {} ms", remote_address_,
-                     server_->options.headers_timeout.count());
+        log_with(log(), spdlog::level::debug,
+                 {{"address", remote_address_}, {"status", 408}, {"reason", "headers timeout"}},
+                 "HTTP request refused: head not complete within {} ms",
+                 server_->options.headers_timeout.count());
         [[fallthrough]];
       case State::Body:
         route_ = Route::None;
@@ -802,8 +809,9 @@ bool GatewayServer::Impl::admit(TcpSocket& socket, const std::string& address) {
   const size_t open = connections.size() + scheduler->live_connections();
   if (options.max_connections != 0 && open >= options.max_connections) {
     ++limits.connections;
-    log()->debug("connection from {} refused: {} connections open (gateway.maxConnections)",
-                 address, open);
+    log_with(log(), spdlog::level::debug,
+             {{"address", address}, {"reason", "gateway.maxConnections"}},
+             "connection refused: {} connections open", open);
     refuse_connection(socket, "Too many connections");
     return false;
   }
@@ -811,10 +819,9 @@ bool GatewayServer::Impl::admit(TcpSocket& socket, const std::string& address) {
     const auto it = per_address.find(address);
     if (it != per_address.end() && it->second >= options.max_connections_per_address) {
       ++limits.connections_per_address;
-      log()->debug(
-          "connection from {} refused: {} connections open from it "
-          "(gateway.maxConnectionsPerAddress)",
-          address, it->second);
+      log_with(log(), spdlog::level::debug,
+               {{"address", address}, {"reason", "gateway.maxConnectionsPerAddress"}},
+               "connection refused: {} connections open from this address", it->second);
       refuse_connection(socket, "Too many connections from this address");
       return false;
     }

@@ -133,6 +133,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   EngineSocket* engine_for_reading() const { return engine_; }
   TransportKind transport() const { return engine() ? engine_->transport() : transport_; }
   bool usable() const { return !engine_gone_ && !closing_; }
+  /// The Engine.IO session id, for log fields ("" once the session is gone).
+  std::string_view sid() const {
+    return engine() != nullptr ? std::string_view(engine_->id()) : std::string_view();
+  }
 
  private:
   friend class SocketIoServer;
@@ -192,7 +196,8 @@ void Connection::close(const char* reason) {
 
 void Connection::violation(const char* what) {
   if (!usable()) return;
-  logger()->debug("closing Engine.IO session: {}", what);
+  log_with(logger(), spdlog::level::debug, {{"sid", sid()}, {"reason", what}},
+           "closing Engine.IO session: protocol violation");
   ++server_.protocol_violations_;
   close("parse error");
 }
@@ -208,8 +213,9 @@ void Connection::refuse_long_event_name(Socket& socket, size_t length,
   ++server_.limit_counts_.event_name;
   const size_t limit = server_.options().max_event_name_length;
   // Not the name itself: it is long, and the client chose it.
-  logger()->debug("event of {} bytes dropped for socket {}: name longer than {} bytes", length,
-                  socket.id(), limit);
+  log_with(logger(), spdlog::level::debug,
+           {{"sid", sid()}, {"socket", socket.id()}, {"reason", "gateway.maxEventNameLength"}},
+           "event of {} bytes dropped: name longer than {} bytes", length, limit);
   if (!ack_id) return;
   // A refusal the client can read, in the shape the application answers its refusals with
   // (gateway-contract.md §3: `{"error": reason}`), instead of an ack that never comes.
@@ -224,7 +230,9 @@ void Connection::start_connect_timer() {
     if (ec || alive.expired()) return;
     auto self = weak.lock();
     if (!self || self->joined_once_ || !self->usable()) return;
-    logger()->debug("closing Engine.IO session: no namespace joined within connectTimeout");
+    log_with(logger(), spdlog::level::debug,
+             {{"sid", self->sid()}, {"reason", "no namespace joined within connectTimeout"}},
+             "closing Engine.IO session");
     self->close("forced close");
   });
 }
@@ -415,6 +423,10 @@ void Connection::decide(Socket& socket, const ConnectResult& result) {
   auto hold = socket.shared_from_this();
   switch (result.kind) {
     case ConnectResult::Kind::Accept:
+      // Links the Engine.IO sid of the gateway's lines to the socket id of the service's.
+      log_with(logger(), spdlog::level::debug,
+               {{"sid", sid()}, {"socket", socket.id()}, {"namespace", socket.nsp_->name()}},
+               "socket connected");
       accept(socket);
       return;
     case ConnectResult::Kind::Reject: {
@@ -437,8 +449,9 @@ void Connection::decide(Socket& socket, const ConnectResult& result) {
       socket.nsp_->rooms_.leave_all(&socket);
       remove_socket(socket);
       socket.connection_ = nullptr;
-      logger()->debug("closing Engine.IO session on CONNECT to {}: {}", socket.nsp_->name(),
-                      result.message);
+      log_with(logger(), spdlog::level::debug,
+               {{"sid", sid()}, {"namespace", socket.nsp_->name()}, {"reason", result.message}},
+               "closing Engine.IO session on CONNECT");
       close("forced close");
       return;
   }

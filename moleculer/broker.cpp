@@ -280,9 +280,9 @@ void Broker::on_info(const Json& packet) {
   auto outcome = registry_.process_info(packet, Clock::now(), uptime());
   auto log = component_logger("registry");
   if (outcome == InfoOutcome::Connected) {
-    log->info("node '{}' connected", sender);
+    log_with(log, spdlog::level::info, {{"nodeID", sender}}, "node joined");
   } else if (outcome == InfoOutcome::Reconnected) {
-    log->info("node '{}' reconnected", sender);
+    log_with(log, spdlog::level::info, {{"nodeID", sender}}, "node joined again");
   }
 }
 
@@ -295,15 +295,17 @@ void Broker::on_heartbeat(const Json& packet) {
 
 void Broker::on_disconnect(const std::string& sender) {
   if (registry_.disconnect_node(sender, Clock::now(), uptime())) {
-    component_logger("registry")->info("node '{}' disconnected", sender);
+    log_with(component_logger("registry"), spdlog::level::info,
+             {{"nodeID", sender}, {"reason", "DISCONNECT"}}, "node left");
     transit_->reject_pending_for(sender);
   }
 }
 
 void Broker::on_connection_restored() {
   if (state_ != State::Running) return;
-  component_logger("transit")->info("{} connection restored; announcing the node again",
-                                    settings_.transporter_name);
+  log_with(component_logger("transit"), spdlog::level::warn,
+           {{"transporter", settings_.transporter_name}},
+           "{} connection restored; announcing the node again", settings_.transporter_name);
   transit_->send_info("", registry_.local_node());
   announced_ = true;
   transit_->send_discover("");
@@ -659,13 +661,14 @@ void Broker::check_remote_nodes() {
   auto log = component_logger("registry");
   for (const auto& id :
        registry_.expired_nodes(now, seconds_to_ms(settings_.heartbeat_timeout_s))) {
-    log->warn("heartbeat is not received from node '{}'; marking it disconnected", id);
+    log_with(log, spdlog::level::warn, {{"nodeID", id}, {"reason", "heartbeat timeout"}},
+             "node left: no heartbeat within heartbeatTimeout");
     registry_.disconnect_node(id, now, uptime());
     transit_->reject_pending_for(id);
   }
   for (const auto& id : registry_.remove_offline_nodes(
            now, seconds_to_ms(settings_.clean_offline_nodes_timeout_s))) {
-    log->info("removed offline node '{}' from the registry", id);
+    log_with(log, spdlog::level::info, {{"nodeID", id}}, "offline node removed from the registry");
   }
 }
 

@@ -89,7 +89,9 @@ void Transit::connect() {
   };
   handlers.on_disconnected = [this, alive] {
     if (alive.expired()) return;
-    component_logger("transit")->warn("{} connection lost; reconnecting", transporter_->name());
+    log_with(component_logger("transit"), spdlog::level::warn,
+             {{"transporter", transporter_->name()}}, "{} connection lost; reconnecting",
+             transporter_->name());
     fail_requests_in_flight();
     handler_.on_connection_lost();
   };
@@ -98,7 +100,8 @@ void Transit::connect() {
   };
   handlers.on_closed = [this, alive] {
     if (alive.expired()) return;
-    component_logger("transit")->warn("{} connection closed", transporter_->name());
+    log_with(component_logger("transit"), spdlog::level::warn,
+             {{"transporter", transporter_->name()}}, "{} connection closed", transporter_->name());
     fail_requests_in_flight();
     handler_.on_connection_lost();
   };
@@ -325,16 +328,18 @@ void Transit::on_message(const std::string& subject, std::string_view data) {
       counters_.version_mismatches++;
       if (!version_warned_[decoded.sender]) {
         version_warned_[decoded.sender] = true;
-        component_logger("transit")->warn(
-            "dropping packets of node '{}': protocol version {} (this node speaks \"{}\")",
-            decoded.sender, decoded.received_version, settings_.protocol_version);
+        log_with(component_logger("transit"), spdlog::level::warn,
+                 {{"nodeID", decoded.sender}, {"reason", "protocol version mismatch"}},
+                 "dropping packets of node '{}': protocol version {} (this node speaks \"{}\")",
+                 decoded.sender, decoded.received_version, settings_.protocol_version);
       }
     } else {
       counters_.invalid_packets++;
       if (decoded.error == protocol::DecodeError::TooDeep) counters_.too_deep_packets++;
-      component_logger("transit")->warn("invalid packet on {} from '{}': {}", subject,
-                                        decoded.sender.empty() ? "?" : decoded.sender,
-                                        decoded.detail);
+      log_with(component_logger("transit"), spdlog::level::warn,
+               {{"nodeID", decoded.sender}, {"subject", subject}, {"reason", decoded.detail}},
+               "invalid packet on {} from '{}': {}", subject,
+               decoded.sender.empty() ? "?" : decoded.sender, decoded.detail);
     }
     return;
   }

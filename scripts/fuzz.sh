@@ -7,8 +7,14 @@
 # SECONDS, keeps the corpus between runs and prints one line per target with the executions
 # and the coverage (libFuzzer's cov: edges) it reached.
 # Exits non-zero when a target crashes; the input is saved under build-fuzz/artifacts/.
+# Each target starts from its committed corpus (tests/fuzz/corpus/TARGET.b64, which the unit
+# tests replay: tests/fuzz/replay_main.cpp) plus the seeds below.
 #
 # Usage: scripts/fuzz.sh [SECONDS per target, default 30] [TARGET...]  (default: all targets)
+#        scripts/fuzz.sh --minimize [TARGET...]
+#   --minimize: no fuzzing; rewrites tests/fuzz/corpus/TARGET.b64 as the smallest set of inputs of
+#   build-fuzz/corpus/TARGET that covers what all of them cover (libFuzzer -set_cover_merge), so
+#   what a long run found is replayed by every test run once committed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,6 +25,12 @@ usage() {
   exit 2
 }
 
+minimize=0
+if [ "${1:-}" = --minimize ]; then
+  minimize=1
+  shift
+  set -- 0 "$@"
+fi
 seconds=${1:-30}
 case "$seconds" in
   '' | *[!0-9]*) usage ;;
@@ -118,6 +130,32 @@ $(ws_frame 0x88 $'\x03\xe8bye')"
 seed fuzz_ws_frames lengths "\xff\x01\x00\x05$(ws_frame 0x82 "$(printf 'm%.0s' {1..300})")\
 $(ws_frame 0x81 "$(printf 'x%.0s' {1..126})")$(ws_frame 0x88 '')"
 seed fuzz_ws_frames toobig "\x10\x00$(ws_frame 0x02 aaaaaaaaaa)$(ws_frame 0x80 bbbbbbbbbb)"
+
+# The committed corpus: one base64 input per line.
+for target in "${targets[@]}"; do
+  committed=tests/fuzz/corpus/$target.b64
+  [ -f "$committed" ] || continue
+  mkdir -p "$build/corpus/$target"
+  while IFS= read -r line; do
+    file="$build/corpus/$target/$(printf '%s' "$line" | base64 -d | sha1sum | cut -c1-40)"
+    [ -f "$file" ] || printf '%s' "$line" | base64 -d >"$file"
+  done <"$committed"
+done
+
+if [ "$minimize" -eq 1 ]; then
+  for target in "${targets[@]}"; do
+    minimal=$(mktemp -d)
+    "$build/$target" -set_cover_merge=1 -timeout=10 "$minimal" "$build/corpus/$target" \
+      >"$build/logs/$target-minimize.log" 2>&1
+    for file in "$minimal"/*; do
+      base64 -w0 "$file"
+      echo
+    done | sort -u >"tests/fuzz/corpus/$target.b64"
+    rm -rf "$minimal"
+    echo "fuzz: $target: $(wc -l <"tests/fuzz/corpus/$target.b64") inputs in tests/fuzz/corpus/$target.b64"
+  done
+  exit 0
+fi
 
 # Tokens libFuzzer would take long to guess.
 dict="$build/socketio.dict"

@@ -4,7 +4,10 @@
 # and exits non-zero when a case failed or a suite could not run (a suite that did not run
 # counts as one failure). Logs: build/test-logs/*.log.
 #
-# Usage: scripts/test.sh [--unit | --interop] [--sanitize]
+# Usage: scripts/test.sh [--unit | --interop] [--sanitize] [--fuzz]
+#   The unit tests include each fuzz target replayed over its committed corpus (replay-fuzz_*);
+#   --fuzz adds a short libFuzzer run of every target under ASan/UBSan (STEEDOS_FUZZ_SECONDS
+#   each, default 5; it builds its own clang tree: minutes). Long runs: scripts/fuzz.sh SECONDS.
 #   No nats-server or redis-server is started here: every interop test starts its own on a free
 #   port. The interop suites run on NATS, then the bus-independent ones again on Redis
 #   (INTEROP_BUS=redis).
@@ -20,13 +23,15 @@ root=$(pwd)
 run_unit=1
 run_interop=1
 sanitize=0
+fuzz=0
 for arg in "$@"; do
   case "$arg" in
     --unit) run_interop=0 ;;
     --interop) run_unit=0 ;;
     --sanitize) sanitize=1 ;;
+    --fuzz) fuzz=1 ;;
     -h | --help)
-      echo "usage: scripts/test.sh [--unit | --interop] [--sanitize]"
+      echo "usage: scripts/test.sh [--unit | --interop] [--sanitize] [--fuzz]"
       exit 0
       ;;
     *)
@@ -50,7 +55,10 @@ if [ "$sanitize" -eq 1 ]; then
   # What the suites run (ctest's unit binaries, the interop harness's nodes, drain.test.js's
   # load-client); not the benchmarks.
   build_args+=(--target unit-common unit-protocol unit-transport unit-moleculer unit-gateway
-    unit-services steedos-socket interop-node sio-conformance-server load-client)
+    unit-services steedos-socket interop-node sio-conformance-server load-client
+    replay-fuzz_engineio_payload replay-fuzz_socketio_packet replay-fuzz_moleculer_packet
+    replay-fuzz_redis_url replay-fuzz_resp_decoder replay-fuzz_http_request replay-fuzz_config
+    replay-fuzz_ws_frames)
   if command -v ccache >/dev/null; then
     # Relative paths in the cache key: other checkouts' objects are hits too.
     export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-true}
@@ -185,9 +193,9 @@ if [ "$run_unit" -eq 1 ]; then
   add_counts unit "$counts" "$rc"
 fi
 
-# The Engine.IO and Socket.IO decoders under libFuzzer with ASan/UBSan, briefly (longer runs:
-# scripts/fuzz.sh SECONDS). Each target that ends without a crash counts as one passed test.
-if [ "$run_unit" -eq 1 ] && [ "$sanitize" -eq 0 ] && [ -z "${STEEDOS_SKIP_FUZZ:-}" ]; then
+# --fuzz: every fuzz target under libFuzzer with ASan/UBSan, briefly (longer runs: scripts/fuzz.sh
+# SECONDS). Each target that ends without a crash counts as one passed test.
+if [ "$fuzz" -eq 1 ] && [ "$sanitize" -eq 0 ]; then
   rc=0
   run_step fuzz bash scripts/fuzz.sh "${STEEDOS_FUZZ_SECONDS:-5}" || rc=$?
   fuzz_ok=$(plain "$logs/fuzz.log" | grep -c '^fuzz: .*executions, ok$' || true)

@@ -618,6 +618,9 @@ void apply_environment(const Environment& env, Config& config) {
   if (const auto* v = env_value(env, "NAMESPACE")) b.moleculer_namespace = *v;
   if (const auto* v = env_value(env, "NODEID")) b.node_id = *v;
   if (const auto* v = env_value(env, "LOGLEVEL")) b.log_level = check_log_level("LOGLEVEL", *v);
+  if (const auto* v = env_value(env, "LOGFORMAT")) {
+    config.log_format = check_log_format("LOGFORMAT", *v);
+  }
   if (const auto* v = env_value(env, "PROTOCOL_VERSION")) {
     b.protocol_version = check_protocol_version("PROTOCOL_VERSION", trim(*v));
   }
@@ -658,8 +661,9 @@ std::string json_error_text(const std::string& what) {
 }  // namespace
 
 Environment read_environment() {
-  static const char* const kNames[] = {"TRANSPORTER", "NAMESPACE",        "NODEID",          "PORT",
-                                       "LOGLEVEL",    "PROTOCOL_VERSION", "MOLECULER_CONFIG"};
+  static const char* const kNames[] = {
+      "TRANSPORTER", "NAMESPACE", "NODEID",           "PORT",
+      "LOGLEVEL",    "LOGFORMAT", "PROTOCOL_VERSION", "MOLECULER_CONFIG"};
   Environment env;
   for (const char* name : kNames) {
     if (const char* value = std::getenv(name)) env[name] = value;

@@ -140,9 +140,9 @@ Environment read_environment();
 std::string choose_config_path(const std::string& cli_path, const Environment& env);
 
 /// Parses file text plus environment overrides (TRANSPORTER, NAMESPACE, NODEID, PORT, LOGLEVEL,
-/// PROTOCOL_VERSION; empty values count as unset) into a validated Config. "" means no file (all
-/// defaults). Throws ConfigError naming the key. Unknown keys are ignored; a null value keeps the
-/// default. Invalid JSON is reported with the key "moleculer.config.json".
+/// LOGFORMAT, PROTOCOL_VERSION; empty values count as unset) into a validated Config. "" means no
+/// file (all defaults). Throws ConfigError naming the key. Unknown keys are ignored; a null value
+/// keeps the default. Invalid JSON is reported with the key "moleculer.config.json".
 Config parse_config(const std::string& file_text, const Environment& env);
 
 /// As above; `source` (the file path) names the file in JSON syntax errors and in Config::source.
@@ -150,7 +150,7 @@ Config parse_config(const std::string& file_text, const Environment& env,
                     const std::string& source);
 
 /// "text" or "json" (any case) as lower case; else ConfigError naming `key` ("logFormat",
-/// "--log-format").
+/// "LOGFORMAT", "--log-format").
 std::string check_log_format(const std::string& key, const std::string& value);
 
 /// choose_config_path + read + parse_config. Throws ConfigError.

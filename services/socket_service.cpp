@@ -238,7 +238,9 @@ void SocketService::authenticate(Client& client, const Json& auth,
         } else {
           counters_.auth_failures++;
           refuse_connect(connect_refusal(std::get<rules::Failed>(decision)));
-          decide(ConnectDecision::close_transport("auth service failed"));
+          // Only logged (with the sid) by the gateway: the client just sees the close.
+          const auto& failed = std::get<rules::Failed>(decision);
+          decide(ConnectDecision::close_transport("auth service failed: " + failed.reason));
         }
       });
   if (admission == AuthCoalescer::Admission::Refused) {
@@ -285,8 +287,9 @@ AuthCoalescer::Hooks SocketService::auth_hooks() {
     if (auto* user = std::get_if<rules::Authenticated>(&decision)) {
       auth_cache_.put(key.first, key.second, *user, std::chrono::steady_clock::now());
     } else if (auto* failed = std::get_if<rules::Failed>(&decision)) {
-      component_logger("socket")->warn("authentication failed, closing the connection(s): {}",
-                                       failed->reason);
+      log_with(component_logger("socket"), spdlog::level::warn,
+               {{"spaceId", key.first}, {"reason", failed->reason}},
+               "authentication failed, closing the connection(s)");
     }
   };
   hooks.on_refusing = [](size_t max_in_flight) {
@@ -331,8 +334,9 @@ void SocketService::handle_rooms(Client& client, const Args& args, const Reply& 
   if (!session) return;
   if (!within_subscribe_rate(*session)) {
     refuse_subscription(SubscribeRefusal::SubscribeRate);
-    component_logger("socket")->debug("{} refused for socket {}: rate limited",
-                                      subscribe ? "subscribe" : "unsubscribe", client.id());
+    log_with(component_logger("socket"), spdlog::level::debug,
+             {{"socket", client.id()}, {"reason", "gateway.maxSubscribesPerSecond"}},
+             "{} refused: rate limited", subscribe ? "subscribe" : "unsubscribe");
     answer(reply, Json{{"error", "rate limited: more than " +
                                      std::to_string(config_.gateway.max_subscribes_per_second) +
                                      " subscribe/unsubscribe requests per second"}});
@@ -352,9 +356,9 @@ void SocketService::handle_rooms(Client& client, const Args& args, const Reply& 
     refuse_subscription(rooms_refused       ? SubscribeRefusal::RoomsPerSocket
                         : request.forbidden ? SubscribeRefusal::Forbidden
                                             : SubscribeRefusal::Invalid);
-    component_logger("socket")->debug("{} refused for socket {}: {}",
-                                      subscribe ? "subscribe" : "unsubscribe", client.id(),
-                                      request.error);
+    log_with(component_logger("socket"), spdlog::level::debug,
+             {{"socket", client.id()}, {"reason", request.error}}, "{} refused",
+             subscribe ? "subscribe" : "unsubscribe");
     answer(reply, Json{{"error", request.error}});
     return;
   }
@@ -406,23 +410,23 @@ void SocketService::fan_out_to_other_gateways(const Context& ctx) {
 }
 
 void SocketService::on_metadata(const Context& ctx) {
-  apply(ctx.name, rules::map_metadata(ctx.name, ctx.params, config_.gateway.metadata_types));
+  apply(ctx, rules::map_metadata(ctx.name, ctx.params, config_.gateway.metadata_types));
 }
 
 void SocketService::on_notification_users(const Context& ctx) {
-  apply(ctx.name, rules::map_notification_users(ctx.params));
+  apply(ctx, rules::map_notification_users(ctx.params));
 }
 
 void SocketService::on_broadcast_socket_emit(const Context& ctx) {
-  apply(ctx.name, rules::map_socket_emit(ctx.params, true));
+  apply(ctx, rules::map_socket_emit(ctx.params, true));
 }
 
 void SocketService::on_socket_emit(const Context& ctx) {
-  apply(ctx.name, rules::map_socket_emit(ctx.params, false));
+  apply(ctx, rules::map_socket_emit(ctx.params, false));
 }
 
 void SocketService::on_object_record_event(const Context& ctx) {
-  apply(ctx.name, rules::map_object_record_event(ctx.name, ctx.params));
+  apply(ctx, rules::map_object_record_event(ctx.name, ctx.params));
 }
 
 void SocketService::on_logout(const Context& ctx) {
@@ -430,15 +434,19 @@ void SocketService::on_logout(const Context& ctx) {
     logout(*token);
   } else {
     reject_payload(rules::RejectReason::MissingField);
-    component_logger("socket")->warn("event '{}' rejected: no authToken", ctx.name);
+    log_with(component_logger("socket"), spdlog::level::warn,
+             {{"event", ctx.name}, {"nodeID", ctx.node_id}, {"reason", "no authToken"}},
+             "event rejected");
   }
 }
 
 // Sends what a mapper decided; a rejection is logged with its reason and counted.
-void SocketService::apply(const std::string& name, const rules::EventOutcome& outcome) {
+void SocketService::apply(const Context& ctx, const rules::EventOutcome& outcome) {
   if (auto* rejected = std::get_if<rules::Rejected>(&outcome)) {
     reject_payload(rejected->kind);
-    component_logger("socket")->warn("event '{}' rejected: {}", name, rejected->reason);
+    log_with(component_logger("socket"), spdlog::level::warn,
+             {{"event", ctx.name}, {"nodeID", ctx.node_id}, {"reason", rejected->reason}},
+             "event rejected");
     return;
   }
   if (auto* deliver_all = std::get_if<rules::Deliver>(&outcome)) {

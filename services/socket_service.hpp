@@ -187,7 +187,7 @@ class SocketService {
   void on_socket_emit(const Context& ctx);
   void on_object_record_event(const Context& ctx);
   void on_logout(const Context& ctx);
-  void apply(const std::string& name, const rules::EventOutcome& outcome);
+  void apply(const Context& ctx, const rules::EventOutcome& outcome);
   void fan_out_to_other_gateways(const Context& ctx);
   void logout(const std::string& token);
   size_t deliver(const std::string& event, const std::string& args_json,

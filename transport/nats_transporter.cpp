@@ -487,7 +487,9 @@ void NatsTransporter::Impl::on_reconnected(natsConnection* nc, void* closure) no
   if (impl->open.load()) {
     char url[256] = "";
     natsConnection_GetConnectedUrl(nc, url, sizeof url);
-    logger()->info("NATS reconnected to {}", redact_credentials(url));
+    const std::string address = redact_credentials(url);
+    log_with(logger(), spdlog::level::info, {{"address", address}}, "NATS reconnected to {}",
+             address);
   }
   impl->post_guarded([](Impl& self) {
     if (self.handlers.on_reconnected) self.handlers.on_reconnected();

@@ -355,13 +355,17 @@ struct RedisTransporter::Impl : std::enable_shared_from_this<RedisTransporter::I
     }
     const int delay = backoff_ms(attempt);
     if (was_live) {
-      logger()->warn("Redis {} connection to {} lost: {}; reconnecting", role, where, reason);
+      log_with(logger(), spdlog::level::warn,
+               {{"role", role}, {"address", where}, {"reason", reason}},
+               "Redis {} connection to {} lost: {}; reconnecting", role, where, reason);
       state = State::down;
       if (handlers.on_disconnected) handlers.on_disconnected();
       if (state == State::closed) return;  // the handler closed us
     } else {
-      logger()->warn("Redis {} connection to {} failed: {}; retrying in {} ms", role, where, reason,
-                     delay);
+      log_with(logger(), spdlog::level::warn,
+               {{"role", role}, {"address", where}, {"reason", reason}, {"retryMs", delay}},
+               "Redis {} connection to {} failed: {}; retrying in {} ms", role, where, reason,
+               delay);
     }
     retry_timer.expires_after(std::chrono::milliseconds(delay));
     retry_timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {

@@ -85,7 +85,7 @@ test("demo page: cookie login, subscribe, record event from the example producer
 	// node fails closed and the page retries, which also works but takes longer).
 	await withTimeout(startExample("mock-auth.js", [], env, /mock-auth ready/).seen, 15000, "mock-auth ready");
 	// The node's registry has taken mock-auth's INFO (and so its action) when it logs the node.
-	await node.waitForLog(/node 'mock-auth' connected/, 10000);
+	await node.waitForLog(/node joined nodeID=mock-auth/, 10000);
 
 	chromium = await launchChromium();
 	const origin = `http://127.0.0.1:${port}`;

@@ -485,7 +485,7 @@ async function startCppNode(opts = {}) {
 	fs.writeFileSync(configFile, JSON.stringify(config, null, 2));
 
 	const env = Object.assign({}, process.env);
-	for (const key of ["TRANSPORTER", "NAMESPACE", "NODEID", "PORT", "LOGLEVEL", "MOLECULER_CONFIG"]) {
+	for (const key of ["TRANSPORTER", "NAMESPACE", "NODEID", "PORT", "LOGLEVEL", "LOGFORMAT", "MOLECULER_CONFIG"]) {
 		delete env[key];
 	}
 	Object.assign(env, opts.env || {});

@@ -118,7 +118,8 @@ function record(s) {
  * `gateways`: how many steedos-socket nodes (contract §7); `node`/`port` are the first one's,
  * `nodes`/`ports` all of them, and `client({ gateway: i })` connects to the i-th. `logLevel`:
  * the gateway nodes' (default "debug"). `broker`: options for the auth and producer brokers (e.g.
- * heartbeatInterval / heartbeatTimeout; the harness defaults are 1 s / 3 s).
+ * heartbeatInterval / heartbeatTimeout; the harness defaults are 1 s / 3 s). `args`: more
+ * command-line arguments of the gateway nodes (e.g. ["--log-format", "json"]).
  */
 /**
  * The `listener` service of a producer broker: answers listener.ping (so a test can wait until
@@ -158,7 +159,7 @@ function authService(authCalls, fault = {}) {
 	};
 }
 
-async function startCluster({ extra = {}, gateways = 1, logLevel = "debug", broker = {} } = {}) {
+async function startCluster({ extra = {}, gateways = 1, logLevel = "debug", broker = {}, args = [] } = {}) {
 	const nats = await h.startBus();
 	const authCalls = [];
 	const authFault = { mode: null };
@@ -176,7 +177,7 @@ async function startCluster({ extra = {}, gateways = 1, logLevel = "debug", brok
 	const nodes = [];
 	const ports = [];
 	for (let i = 0; i < gateways; i++) {
-		const gateway = await startGateway({ nats, logLevel, extra: config });
+		const gateway = await startGateway({ nats, logLevel, extra: config, args });
 		nodes.push(gateway);
 		ports.push(await gatewayPort(gateway));
 	}

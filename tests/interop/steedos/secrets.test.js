@@ -81,7 +81,7 @@ describe("secrets never reach the log (issue 9)", () => {
 			const text = node.logText();
 			if (process.env.DUMP_LOGS) require("fs").writeFileSync(`${process.env.DUMP_LOGS}/${node.nodeID}.log`, text);
 			assert.ok(node.logs.length > 20, `${node.nodeID}: only ${node.logs.length} log lines`);
-			assert.ok((text.match(/ debug gateway: session \S+ \(\w+, [^)]+\) opened/g) || []).length >= 10, `${node.nodeID}: sessions not logged`);
+			assert.ok((text.match(/ debug gateway: session opened sid=\S+ transport=\w+ address=\S+/g) || []).length >= 10, `${node.nodeID}: sessions not logged`);
 			assert.match(text, / info {2}socket: logout: 1 cached session/, `${node.nodeID}: no logout line`);
 			assert.match(text, /authentication failed/, `${node.nodeID}: no auth failure line`);
 		}

@@ -309,6 +309,11 @@ TEST_SUITE("config") {
       CHECK(parse(file, {{"LOGLEVEL", "trace"}}).broker.log_level == "trace");
       CHECK(parse(file, {{"LOGLEVEL", "ERROR"}}).broker.log_level == "error");
     }
+    SUBCASE("LOGFORMAT") {
+      CHECK(parse(R"({"logFormat": "text"})", {{"LOGFORMAT", "JSON"}}).log_format == "json");
+      CHECK(parse(R"({"logFormat": "json"})", {{"LOGFORMAT", "text"}}).log_format == "text");
+      CHECK(parse(R"({"logFormat": "json"})", {{"LOGFORMAT", ""}}).log_format == "json");
+    }
     SUBCASE("PROTOCOL_VERSION") {
       CHECK(parse(file, {{"PROTOCOL_VERSION", "5"}}).broker.protocol_version == "5");
     }
@@ -343,6 +348,7 @@ TEST_SUITE("config") {
     CHECK(error_key("", {{"PORT", "80x"}}) == "PORT");
     CHECK(error_message("", {{"PORT", "abc"}}).rfind("PORT: ", 0) == 0);
     CHECK(error_key("", {{"LOGLEVEL", "warning"}}) == "LOGLEVEL");
+    CHECK(error_key("", {{"LOGFORMAT", "yaml"}}) == "LOGFORMAT");
     CHECK(error_key("", {{"TRANSPORTER", "mqtt://localhost:1883"}}) == "TRANSPORTER");
     CHECK(error_key("", {{"TRANSPORTER", "redis://localhost:0"}}) == "TRANSPORTER");
     CHECK(error_key("", {{"PROTOCOL_VERSION", "3"}}) == "PROTOCOL_VERSION");
