@@ -57,4 +57,17 @@ describe("tls:// transporter (moleculer 0.14)", () => {
 		assert.notEqual(exit.code, 0);
 		assert.match(untrusting.logText(), /cannot connect to tls:\/\/127\.0\.0\.1:\d+: .*(SSL|certificate|TLS)/i);
 	});
+
+	test("a tls:// URL to a server without TLS stops the node instead of going on in plain text", async () => {
+		const plain = await h.startNats();
+		try {
+			const url = plain.url.replace(/^nats:/, "tls:");
+			const node = await h.startCppNode({ transporter: url, env: { SSL_CERT_FILE: certs.ca } });
+			const exit = await h.withTimeout(node.exited, 15000, "exit of the node on a plain server");
+			assert.notEqual(exit.code, 0);
+			assert.match(node.logText(), /cannot connect to tls:\/\/127\.0\.0\.1:\d+: .*secure/i);
+		} finally {
+			await plain.stop();
+		}
+	});
 });
