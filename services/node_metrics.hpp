@@ -1,10 +1,11 @@
 #pragma once
-// The node's Prometheus metrics (GET metrics.path; the names are the contract of
-// /work/brief/metrics-names.md, repeated in docs): prometheus-cpp's registry holds the two
-// latency histograms, and a Collectable builds every gauge and counter at scrape time from the
-// sources `socket.stats` and `$node.list` read (SocketService::stats(), the service's metric
-// counters, the gateway's packet counts, the broker's registry and transporter), so a scrape and
-// those answers agree exactly. prometheus-cpp's TextSerializer writes the exposition.
+// The node's Prometheus metrics (GET metrics.path). The names, types and label sets are a
+// contract: the docs, the Grafana dashboard and the Prometheus tests use them as they are, so a
+// rename breaks them. prometheus-cpp's registry holds the two latency histograms, and a
+// Collectable builds every gauge and counter at scrape time from the sources `socket.stats` and
+// `$node.list` read (SocketService::stats(), the service's metric counters, the gateway's packet
+// counts, the broker's registry and transporter), so a scrape and those answers agree exactly.
+// prometheus-cpp's TextSerializer writes the exposition.
 //
 // Only this unit and app/ include prometheus-cpp: gateway/, moleculer/ and transport/ expose
 // plain counters.
