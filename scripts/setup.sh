@@ -51,6 +51,10 @@ APT_PACKAGES=(
 if [ "$with_test_npm" -eq 1 ] || [ "${STEEDOS_WITH_REDIS:-0}" = 1 ]; then
   APT_PACKAGES+=(redis-server redis-tools)
 fi
+# tests/interop/steedos/metrics-prometheus.test.js starts a Prometheus server and runs promtool.
+if [ "$with_test_npm" -eq 1 ]; then
+  APT_PACKAGES+=(prometheus)
+fi
 # Headless Chromium for the browser tests; running the node does not need it.
 if [ "$with_browser" -eq 1 ]; then
   APT_PACKAGES+=(chromium)
