@@ -114,6 +114,9 @@ class Broker : private TransitHandler {
   /// Running, connected, and this node's INFO was broadcast since the connection was last
   /// (re)established: peers know its services (readiness).
   bool announced() const { return started() && announced_ && connected(); }
+  /// Stamp remote events with the time they came off the bus (Context::received), for the
+  /// emit-to-write metric. Off by default: a clock read per event.
+  void stamp_received_events(bool on);
   /// Called when the transport comes back after an outage (tests, metrics).
   std::function<void()> on_reconnected;
 
