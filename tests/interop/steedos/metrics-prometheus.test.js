@@ -84,8 +84,14 @@ describe("a Prometheus server scraping the node", () => {
 			assert.equal(r.metric.job, prometheus.job);
 		}
 		// Nothing connected meanwhile: the node still shows what Prometheus returned.
-		const later = samplesOf((await scrape(port)).text, CONNECTS);
+		const latest = (await scrape(port)).text;
+		const later = samplesOf(latest, CONNECTS);
 		assert.deepEqual(Object.fromEntries(later.map(x => [labelKey(x.labels), x.value])), expected);
+		// The bus and process figures arrive too: the bus is up, the start time is the node's.
+		const bus = await prometheus.query("steedos_socket_transporter_connected");
+		assert.deepEqual(bus.map(r => [r.metric.transporter, r.value[1]]), [[h.BUS, "1"]]);
+		const [startTime] = await prometheus.query("process_start_time_seconds");
+		assert.equal(Number(startTime.value[1]), samplesOf(latest, "process_start_time_seconds")[0].value);
 		t.diagnostic(`from the start of the file to the counter in Prometheus: ${Date.now() - started} ms`);
 	});
 });
