@@ -51,12 +51,12 @@ APT_PACKAGES=(
 # The Redis transporter's tests and `scripts/run.sh --redis` start a local redis-server.
 if [ "$with_test_npm" -eq 1 ] || [ "${STEEDOS_WITH_REDIS:-0}" = 1 ]; then
   APT_PACKAGES+=(redis-server redis-tools)
+fi
+if [ "$with_test_npm" -eq 1 ]; then
+  # PyYAML: scripts/container-steps.sh reads deploy/'s Kubernetes and Compose files with it.
+  APT_PACKAGES+=(python3-yaml)
   # The metrics tests check the exposition with promtool and scrape it with a Prometheus server.
   APT_PACKAGES+=(prometheus)
-fi
-# PyYAML: scripts/container-steps.sh reads deploy/'s Kubernetes and Compose files with it.
-if [ "$with_test_npm" -eq 1 ]; then
-  APT_PACKAGES+=(python3-yaml)
 fi
 # Headless Chromium for the browser tests; running the node does not need it.
 if [ "$with_browser" -eq 1 ]; then

@@ -55,9 +55,12 @@ class NatsTransporter final : public Transporter {
   bool connected() const override;
   std::string last_error() const override;
   std::string name() const override { return "NATS"; }
-  /// cnats' own connection statistics (natsConnection_GetStats): messages and payload bytes in
-  /// and out as the client library parsed and buffered them (the private inbox round trip of
-  /// flush() included), and successful reconnections. After close() the last figures stay.
+  /// Sent: publish() calls cnats accepted (buffered for the socket, or for the reconnect
+  /// buffer while down); received: messages handed to on_message (not those cnats dropped for
+  /// a subscription's pending limit or after an unsubscribe); bytes: their payloads;
+  /// reconnects: cnats' reconnected callbacks. Never blocks: no cnats lock is taken, so a
+  /// scrape during an outage does not wait for cnats' reconnect attempts. Figures stay after
+  /// close().
   TransporterStats stats() const override;
 
   struct Impl;

@@ -11,8 +11,8 @@ namespace steedos::transport {
 
 /// What went over the bus since the transporter was created (counters never go back, not even
 /// across reconnections): the figures behind the steedos_socket_transporter_* metrics.
-/// Messages are bus messages (one per publish() or per message handed to on_message); bytes are
-/// their payloads only, without subjects or protocol framing.
+/// Messages are bus messages (one per accepted publish(), one per message read off the bus);
+/// bytes are their payloads only, without subjects or protocol framing.
 struct TransporterStats {
   bool connected = false;
   uint64_t reconnects = 0, messages_received = 0, messages_sent = 0, bytes_received = 0,

@@ -977,3 +977,7 @@ module.exports = {
 	replRow,
 	killAllChildren
 };
+
+// Process bookkeeping for helpers kept in files of their own (lib/prometheus.js): their children
+// and temporary directories are killed and removed with the others.
+Object.assign(module.exports, { track, makeTempDir, waitExit });

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
@@ -95,6 +96,7 @@ class NatsServer {
   /// SIGKILL: the clients see the TCP connection drop, as on a crash.
   void kill() {
     if (pid_ <= 0) return;
+    ::kill(pid_, SIGCONT);  // a stopped process is killed as well, but not reaped before
     ::kill(pid_, SIGKILL);
     int status = 0;
     ::waitpid(pid_, &status, 0);
@@ -102,6 +104,9 @@ class NatsServer {
   }
 
   std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+  /// SIGSTOP / SIGCONT: the kernel still accepts connections, the server answers nothing.
+  void freeze() { ::kill(pid_, SIGSTOP); }
+  void thaw() { ::kill(pid_, SIGCONT); }
 
  private:
   unsigned short port_;
@@ -347,6 +352,47 @@ TEST_SUITE("nats_transporter") {
     CHECK_FALSE(closed.connected);
     CHECK(closed.messages_received >= a1.messages_received);
     CHECK(closed.reconnects == 1);
+  }
+
+  TEST_CASE(
+      "stats and connected never wait for cnats, not while it reconnects to a frozen server") {
+    SKIP_WITHOUT_NATS_SERVER();
+    const unsigned short port = free_port();
+    auto server = std::make_unique<NatsServer>(port);
+    asio::io_context loop;
+    NatsOptions o = Peer::options(server->url(), 100);
+    o.connect_timeout_ms = 1000;
+    Peer a(loop, server->url());
+    a.transporter = std::make_unique<NatsTransporter>(loop, o);
+    a.connect();
+    server->kill();
+    REQUIRE(run_until(loop, [&] { return a.disconnects == 1; }));
+    // A frozen server on the same port: each reconnect attempt connects, then waits up to
+    // connect_timeout_ms for INFO inside cnats' connection lock (natsConnection_GetStats and
+    // natsConnection_Status waited for it: 1.0 s each).
+    server = std::make_unique<NatsServer>(port);
+    server->freeze();
+    double worst_ms = 0;
+    const auto until = std::chrono::steady_clock::now() + 1500ms;
+    while (std::chrono::steady_clock::now() < until) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const auto stats = a.transporter->stats();
+      const bool connected = a.transporter->connected();
+      worst_ms = std::max(
+          worst_ms,
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      CHECK_FALSE(stats.connected);
+      CHECK_FALSE(connected);
+      loop.restart();
+      loop.run_for(10ms);
+    }
+    CHECK(worst_ms < 100);  // microseconds in fact; the bound only absorbs a busy host
+    CHECK(a.reconnects == 0);
+    server->thaw();
+    REQUIRE(run_until(
+        loop, [&] { return a.reconnects == 1; }, 5000ms));
+    CHECK(a.transporter->stats().connected);
+    CHECK(a.transporter->stats().reconnects == 1);
   }
 
   TEST_CASE("without reconnect a lost connection is closed for good") {
