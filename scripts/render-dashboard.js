@@ -272,4 +272,4 @@ if (require.main === module) {
 	});
 }
 
-module.exports = { render, legendOf, expand, formatValue, ticks };
+module.exports = { render, screenshot, legendOf, expand, formatValue, ticks };
