@@ -155,3 +155,42 @@ describe("the node's /metrics against the docs and the dashboard", () => {
 		assert.deepEqual(missing, [], "the dashboard queries metrics the node does not serve");
 	});
 });
+
+describe("scripts/render-dashboard.js", () => {
+	const http = require("node:http");
+	const { render } = require("../../scripts/render-dashboard");
+	let server;
+	let url;
+	const queries = [];
+	before(async () => {
+		// A stand-in for Prometheus' range API: one series per query, labelled for the legend
+		// templates, with a NaN in the middle (a gap, as histogram_quantile gives without data).
+		server = http.createServer((req, res) => {
+			const u = new URL(req.url, "http://x");
+			const query = u.searchParams.get("query");
+			queries.push({ path: u.pathname, query, step: u.searchParams.get("step") });
+			const start = Number(u.searchParams.get("start"));
+			const values = Array.from({ length: 10 }, (_, i) => [start + i * 10, i === 5 ? "NaN" : String(i + 1)]);
+			res.setHeader("content-type", "application/json");
+			res.end(JSON.stringify({ status: "success", data: { resultType: "matrix", result: [{ metric: { transport: "websocket", reason: "ping timeout", instance: "n1:5100" }, values }] } }));
+		});
+		await new Promise(r => server.listen(0, "127.0.0.1", r));
+		url = `http://127.0.0.1:${server.address().port}`;
+	});
+	after(() => server && server.close());
+
+	it("runs every panel's queries as range queries and draws one SVG chart per panel, with legends and gaps", async () => {
+		const { html, summary } = await render({ dashboard: DASHBOARD, prometheus: url, start: 1000, end: 1090, step: 10, width: 1600, vars: { instance: "n1:5100" } });
+		const panels = queryPanels();
+		assert.equal(queries.length, dashboardExprs().length, "one range query per target");
+		assert.ok(queries.every(q => q.path === "/api/v1/query_range" && q.step === "10"));
+		assert.ok(queries.every(q => !q.query.includes("$instance") && q.query.includes('instance=~"n1:5100"')), "the $instance variable is expanded");
+		assert.equal((html.match(/<svg /g) || []).length, panels.length, "one chart per panel");
+		for (const p of panels) assert.ok(html.includes(`>${p.title.replace(/&/g, "&amp;")}</text>`), p.title);
+		assert.ok(html.includes(">websocket  "), "{{transport}} legend of the Connections panel");
+		assert.ok(html.includes(">refused ping timeout  ") || html.includes(">ping timeout  "), "{{reason}} legends");
+		// The NaN splits each line in two: two "M" moves in one path.
+		assert.ok(/<path d="M[^"]*M[^"]*"/.test(html), "a NaN breaks the line");
+		assert.ok(summary.every(s => s.series > 0 && s.errors.length === 0));
+	});
+});
