@@ -7,9 +7,11 @@
 #include "gateway/connection_limits.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/socketio_server.hpp"
+#include "moleculer/system_info.hpp"
 #include "node_runner.hpp"
 #include "services/gateway_hub.hpp"
 #include "services/health_probes.hpp"
+#include "services/node_metrics.hpp"
 #include "services/socket_service.hpp"
 
 namespace {
@@ -97,19 +99,33 @@ class Gateway final : public steedos::app::NodeParts {
     server_.mount_handler(config.gateway.ready_path, [this] {
       return steedos::services::readiness_response(readiness_.reasons());
     });
+    if (config.metrics.enabled) mount_metrics(broker, config);
     server_.mount_engine(engine, io_);
     std::string web = find_folder({"web", "share/steedos-socket/web"});
     if (!web.empty()) server_.mount_directory("/", web);
     broker.add_service(service_.schema());
   }
 
-  void start() override { server_.listen(); }
+  void start() override {
+    server_.listen();
+    if (metrics_server_) {
+      const auto port = metrics_server_->listen();
+      steedos::component_logger("gateway")->info("metrics.port: {} served on port {}",
+                                                 config_.metrics.path, port);
+    }
+  }
   void stop_accepting() override {
     readiness_.set_draining();  // connections kept open (keep-alive probes) now read 503
     server_.stop_accepting();
+    if (metrics_server_) metrics_server_->stop_accepting();
   }
-  void stop() override { server_.stop(); }
-  size_t open_connections() const override { return server_.open_connections(); }
+  void stop() override {
+    server_.stop();
+    if (metrics_server_) metrics_server_->stop();
+  }
+  size_t open_connections() const override {
+    return server_.open_connections() + (metrics_server_ ? metrics_server_->open_connections() : 0);
+  }
 
  private:
   static steedos::gateway::SocketIoOptions socketio_options(const Config& config) {
@@ -146,6 +162,32 @@ class Gateway final : public steedos::app::NodeParts {
         "gateway.maxConnections null: {} (RLIMIT_NOFILE {} minus {} reserved)", derived, nofile,
         steedos::gateway::kReservedDescriptors);
     return derived;
+  }
+
+  /// metrics.*: GET metrics.path on the gateway port (before the engine, no Origin check, as the
+  /// probes), and on metrics.port when set: a second listener that serves nothing else.
+  void mount_metrics(Broker& broker, const Config& config) {
+    steedos::services::NodeMetrics::Sources sources;
+    sources.service = &service_;
+    sources.broker = &broker;
+    sources.sent = [this] { return io_.sent(); };
+    sources.transporter = config.transport.kind == steedos::services::TransportSettings::Kind::Redis
+                              ? "redis"
+                              : "nats";
+    sources.version = steedos::moleculer::client_info().value("version", "");
+    metrics_ = std::make_unique<steedos::services::NodeMetrics>(std::move(sources));
+    service_.observe_latencies(metrics_->observers());
+    broker.stamp_received_events(true);
+    auto scrape = [this] { return metrics_->response(); };
+    server_.mount_handler(config.metrics.path, scrape);
+    if (config.metrics.port) {
+      steedos::gateway::ServerOptions options;
+      options.host = config.gateway.host;
+      options.port = static_cast<uint16_t>(*config.metrics.port);
+      metrics_server_ =
+          std::make_unique<steedos::gateway::GatewayServer>(broker.loop(), std::move(options));
+      metrics_server_->mount_handler(config.metrics.path, scrape);
+    }
   }
 
   /// socket.stats `limits`: what each connection-level limit refused or closed.
@@ -187,6 +229,8 @@ class Gateway final : public steedos::app::NodeParts {
   steedos::services::GatewayHub hub_;  // the namespace `/`, as the service sees it
   steedos::services::SocketService service_;
   steedos::services::Readiness readiness_;
+  std::unique_ptr<steedos::services::NodeMetrics> metrics_;  // null when metrics.enabled false
+  std::unique_ptr<steedos::gateway::GatewayServer> metrics_server_;  // metrics.port only
 };
 
 }  // namespace

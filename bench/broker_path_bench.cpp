@@ -40,6 +40,13 @@ class CaptureTransporter final : public steedos::transport::Transporter {
   bool connected() const override { return true; }
   std::string last_error() const override { return {}; }
   std::string name() const override { return "Capture"; }
+  steedos::transport::TransporterStats stats() const override {
+    steedos::transport::TransporterStats stats;
+    stats.connected = true;
+    stats.messages_sent = published;
+    stats.bytes_sent = published_bytes;
+    return stats;
+  }
 };
 
 // What a moleculer 0.14 caller sends (captured from bench/moleculer_rpc.js).

@@ -168,6 +168,15 @@ bool Connection::send(const OutgoingPacketPtr& packet, bool is_volatile) {
   ++server_.engine_call_depth_;
   const bool sent = engine->send(packet, is_volatile);
   --server_.engine_call_depth_;
+  if (sent) {
+    // Two array slots per delivery, for the metrics (no lookup on the broadcast path).
+    const TransportKind transport = engine->transport();
+    const auto slot = static_cast<size_t>(transport);
+    ++server_.sent_.packets[slot];
+    server_.sent_.bytes[slot] += transport == TransportKind::WebSocket
+                                     ? packet->websocket_frames().size()
+                                     : packet->polling_payload().size();
+  }
   return sent;
 }
 

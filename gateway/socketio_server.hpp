@@ -69,6 +69,14 @@ struct SocketIoLimitCounts {
   uint64_t event_name = 0;   // event name over max_event_name_length (event dropped)
 };
 
+/// Socket.IO packets queued to clients since the server started, by the transport they went out
+/// on (index static_cast<size_t>(TransportKind)), and their bytes as written: WebSocket frames,
+/// or the polling payload of the packet.
+struct SentCounts {
+  uint64_t packets[2] = {0, 0};
+  uint64_t bytes[2] = {0, 0};
+};
+
 /// The application's answer to a CONNECT.
 struct ConnectResult {
   enum class Kind { Accept, Reject, CloseTransport };
@@ -310,6 +318,7 @@ class SocketIoServer : public EngineHandler {
   uint64_t protocol_violations() const { return protocol_violations_; }
   /// Packets refused for a limit; the closing ones are among protocol_violations() too.
   const SocketIoLimitCounts& limit_counts() const { return limit_counts_; }
+  const SentCounts& sent() const { return sent_; }
 
   void on_open(EngineSocket& socket) override;
   void on_message(EngineSocket& socket, std::string_view data, bool binary) override;
@@ -333,6 +342,7 @@ class SocketIoServer : public EngineHandler {
   int engine_call_depth_ = 0;
   uint64_t protocol_violations_ = 0;
   SocketIoLimitCounts limit_counts_;
+  SentCounts sent_;
   /// Expires with the server; posted work and timers check it before touching anything.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };

@@ -455,6 +455,10 @@ void Broker::deliver_local_event(const ContextPtr& ctx,
 // ---------------------------------------------------------------------------------------------
 // Calls
 
+void Broker::stamp_received_events(bool on) {
+  transit_->stamp_received_events(on);
+}
+
 ContextPtr Broker::make_context(const std::string& name, Json params, const Json& meta,
                                 const Json& headers, const ContextPtr& parent) {
   auto ctx = std::make_shared<Context>();

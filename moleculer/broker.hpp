@@ -108,9 +108,15 @@ class Broker : private TransitHandler {
   bool started() const { return state_ == State::Running; }
   /// The transporter is connected to the bus now.
   bool connected() const;
+  /// The bus traffic so far (messages, payload bytes, reconnections) and the connection state,
+  /// as the transporter counts them (metrics). Loop thread only.
+  transport::TransporterStats transporter_stats() const { return transit_->transporter_stats(); }
   /// Running, connected, and this node's INFO was broadcast since the connection was last
   /// (re)established: peers know its services (readiness).
   bool announced() const { return started() && announced_ && connected(); }
+  /// Stamp remote events with the time they came off the bus (Context::received), for the
+  /// emit-to-write metric. Off by default: a clock read per event.
+  void stamp_received_events(bool on);
   /// Called when the transport comes back after an outage (tests, metrics).
   std::function<void()> on_reconnected;
 

@@ -58,6 +58,9 @@ struct Context {
   std::vector<std::string> event_groups;
   int timeout_ms = 0;  // 0 = no budget
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  /// When the EVENT packet was read off the bus (Broker::stamp_received_events); the epoch
+  /// (default) for local events or when stamping is off. The emit-to-write metric starts here.
+  std::chrono::steady_clock::time_point received{};
   std::string service;  // fullName of the service whose handler runs (caller of nested calls)
 };
 using ContextPtr = std::shared_ptr<Context>;

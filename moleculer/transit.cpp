@@ -315,6 +315,10 @@ void Transit::reject_all_pending(const MoleculerError& error) {
 void Transit::on_message(const std::string& subject, std::string_view data) {
   auto type = topics_.classify(subject);
   if (!type || closed_) return;
+  // Before decoding: the emit-to-write metric includes the time spent parsing the packet.
+  const auto received = stamp_events_ && *type == PacketType::Event
+                            ? std::chrono::steady_clock::now()
+                            : std::chrono::steady_clock::time_point{};
   auto decoded = protocol::decode_packet(*type, data, settings_.protocol_version);
   if (!decoded.ok()) {
     if (decoded.error == protocol::DecodeError::VersionMismatch) {
@@ -335,7 +339,7 @@ void Transit::on_message(const std::string& subject, std::string_view data) {
     return;
   }
   if (decoded.sender == settings_.node_id && consume_own_packet(*type, decoded.payload)) return;
-  dispatch(*type, decoded.payload);
+  dispatch(*type, decoded.payload, received);
 }
 
 bool Transit::consume_own_packet(PacketType type, const Json& packet) {
@@ -359,7 +363,8 @@ bool Transit::consume_own_packet(PacketType type, const Json& packet) {
   return type != PacketType::Event && type != PacketType::Request && type != PacketType::Response;
 }
 
-void Transit::dispatch(PacketType type, Json& packet) {
+void Transit::dispatch(PacketType type, Json& packet,
+                       std::chrono::steady_clock::time_point received) {
   switch (type) {
     case PacketType::Discover:
       handler_.on_discover(string_field(packet, "sender"));
@@ -386,7 +391,7 @@ void Transit::dispatch(PacketType type, Json& packet) {
       handle_response(packet);
       break;
     case PacketType::Event:
-      handle_event(packet);
+      handle_event(packet, received);
       break;
   }
 }
@@ -431,9 +436,10 @@ void Transit::handle_response(Json& packet) {
   settle_request(key, packets::response_outcome(packet));
 }
 
-void Transit::handle_event(Json& packet) {
+void Transit::handle_event(Json& packet, std::chrono::steady_clock::time_point received) {
   counters_.events_in++;
   ContextPtr ctx = packets::event_context(packet);
+  ctx->received = received;
   handler_.on_event(std::move(ctx), packets::string_list(packet, "groups"));
 }
 

@@ -14,6 +14,7 @@
 //
 // Threading: as the broker, everything runs on the io_context thread that owns it.
 #include <asio/io_context.hpp>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -63,6 +64,10 @@ class Transit {
   Transit(const Transit&) = delete;
   Transit& operator=(const Transit&) = delete;
 
+  /// Stamp each EVENT with the time its message came off the bus (Context::received): one clock
+  /// read per event, for the emit-to-write metric. Off by default.
+  void stamp_received_events(bool on) { stamp_events_ = on; }
+
   // Connection.
   /// Connects and subscribes the node's own subjects; throws if the bus is unreachable.
   void connect();
@@ -106,6 +111,7 @@ class Transit {
   std::string transporter_name() const { return transporter_->name(); }
   bool transporter_balances() const { return transporter_->has_builtin_balancer(); }
   bool transporter_connected() const { return transporter_->connected(); }
+  transport::TransporterStats transporter_stats() const { return transporter_->stats(); }
   /// Fails every waiting request at once (the node stops).
   void reject_all_pending(const MoleculerError& error);
 
@@ -120,11 +126,12 @@ class Transit {
   /// Packets carrying our own nodeID: the nodeID-conflict checks; true when nothing else is to
   /// be done with the packet.
   bool consume_own_packet(protocol::PacketType type, const Json& packet);
-  void dispatch(protocol::PacketType type, Json& packet);
+  void dispatch(protocol::PacketType type, Json& packet,
+                std::chrono::steady_clock::time_point received);
   void handle_ping(const Json& packet);
   void handle_request(Json& packet);
   void handle_response(Json& packet);
-  void handle_event(Json& packet);
+  void handle_event(Json& packet, std::chrono::steady_clock::time_point received);
 
   void publish(const std::string& subject, Json payload);
   void settle_request(const std::string& id, Outcome outcome);
@@ -145,6 +152,7 @@ class Transit {
   bool probing_ = false;
   bool node_id_conflict_ = false;
   bool closed_ = false;
+  bool stamp_events_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards posted callbacks
 };
 

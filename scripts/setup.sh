@@ -46,10 +46,13 @@ done
 APT_PACKAGES=(
   nats-server libnats-dev libwebsocketpp-dev libasio-dev libspdlog-dev nlohmann-json3-dev
   doctest-dev libssl-dev libpsl-dev publicsuffix pkg-config cmake g++ make openssl libhiredis-dev
+  prometheus-cpp-dev
 )
 # The Redis transporter's tests and `scripts/run.sh --redis` start a local redis-server.
 if [ "$with_test_npm" -eq 1 ] || [ "${STEEDOS_WITH_REDIS:-0}" = 1 ]; then
   APT_PACKAGES+=(redis-server redis-tools)
+  # The metrics tests check the exposition with promtool and scrape it with a Prometheus server.
+  APT_PACKAGES+=(prometheus)
 fi
 # Headless Chromium for the browser tests; running the node does not need it.
 if [ "$with_browser" -eq 1 ]; then

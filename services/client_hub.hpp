@@ -71,7 +71,8 @@ struct ClientHandlers {
       connect;
   /// After the connect reply went out, so what is emitted here follows it.
   std::function<void(Client&)> connected;
-  std::function<void(Client&)> disconnected;
+  /// Gone, with the Socket.IO disconnect reason ("transport close", "ping timeout", ...).
+  std::function<void(Client&, std::string_view reason)> disconnected;
   /// Client events by name, with the JSON text of each argument.
   using EventHandler = std::function<void(Client&, const std::vector<std::string_view>& args_json,
                                           const Reply& reply)>;

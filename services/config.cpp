@@ -584,6 +584,26 @@ void read_auth(const Json& root, AuthSettings& a) {
   read_int(s, "auth", "maxInFlight", 1, std::numeric_limits<int>::max(), a.max_in_flight);
 }
 
+/// metrics.*: read after the gateway, whose paths and port the metrics must not take.
+void read_metrics(const Json& root, const GatewaySettings& g, MetricsSettings& m) {
+  const Json& s = section(root, "metrics");
+  read_bool(s, "metrics", "enabled", m.enabled);
+  read_string(s, "metrics", "path", false, m.path);
+  if (m.path.front() != '/') fail("metrics.path", "must start with '/'");
+  if (m.path == g.path || m.path + "/" == g.path) {
+    fail("metrics.path", "must differ from gateway.path (" + g.path + ")");
+  }
+  if (m.path == g.health_path || m.path == g.ready_path) {
+    fail("metrics.path", "must differ from gateway.healthPath and gateway.readyPath");
+  }
+  if (find(s, "port") != nullptr) {
+    int port = 0;
+    read_int(s, "metrics", "port", 1, 65535, port);
+    if (port == g.port) fail("metrics.port", "must differ from gateway.port (or be null)");
+    m.port = port;
+  }
+}
+
 const std::string* env_value(const Environment& env, const char* name) {
   const auto it = env.find(name);
   if (it == env.end() || it->second.empty()) return nullptr;
@@ -678,6 +698,7 @@ Config parse_config(const std::string& file_text, const Environment& env,
     read_broker(root, config);
     read_gateway(root, config.gateway);
     read_auth(root, config.auth);
+    read_metrics(root, config.gateway, config.metrics);
     config.source = source;
   }
   apply_environment(env, config);

@@ -86,6 +86,17 @@ struct AuthSettings {
   size_t max_in_flight = 200;
 };
 
+/// metrics.*: the Prometheus endpoint (services/node_metrics.hpp).
+struct MetricsSettings {
+  /// metrics.enabled: false = no endpoint and no latency histograms (no per-event clock reads).
+  bool enabled = true;
+  /// metrics.path: GET path of the text exposition, on the gateway port (no Origin check).
+  std::string path = "/metrics";
+  /// metrics.port: nullopt (null) = the gateway port only; a port = also a listener of its own
+  /// that serves the metrics path and nothing else.
+  std::optional<int> port;
+};
+
 /// Which transporter the node runs (the broker knows only the Transporter interface). For NATS
 /// the URL list stays in BrokerSettings::transporter; for Redis that string is a description
 /// without credentials (transport::describe_redis) and `redis` holds the options.
@@ -100,6 +111,7 @@ struct Config {
   TransportSettings transport;
   GatewaySettings gateway;
   AuthSettings auth;
+  MetricsSettings metrics;
   std::string service_name = "socket";  // "serviceName"
   /// "logFormat" (or --log-format): "text" lines, or "json" (one object per line).
   std::string log_format = "text";

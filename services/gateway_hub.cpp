@@ -69,10 +69,10 @@ void GatewayHub::set_handlers(ClientHandlers handlers) {
     });
   }
   if (handlers.disconnected) {
-    nsp_.on_disconnect([disconnected = std::move(handlers.disconnected)](gateway::Socket& socket,
-                                                                         const std::string&) {
+    nsp_.on_disconnect([disconnected = std::move(handlers.disconnected)](
+                           gateway::Socket& socket, const std::string& reason) {
       SocketClient client(socket);
-      disconnected(client);
+      disconnected(client, reason);
     });
   }
   for (auto& [event, handler] : handlers.events) {

@@ -40,6 +40,19 @@ void answer(const Reply& reply, const Json& value) {
   if (reply) reply(dump_json(value));
 }
 
+ConnectRefusal connect_refusal(const rules::Failed& failed) {
+  switch (failed.kind) {
+    case rules::Failed::Kind::InvalidReply:
+      return ConnectRefusal::AuthFailed;
+    case rules::Failed::Kind::LoggedOut:
+      return ConnectRefusal::LoggedOut;
+    case rules::Failed::Kind::Unavailable:
+    case rules::Failed::Kind::Timeout:
+      break;
+  }
+  return ConnectRefusal::AuthUnavailable;
+}
+
 Json nullable(const std::optional<std::string>& value) {
   return value ? Json(*value) : Json(nullptr);
 }
@@ -71,6 +84,64 @@ const std::vector<std::string>& socket_event_patterns() {
   return patterns;
 }
 
+const char* connect_refusal_label(ConnectRefusal refusal) {
+  switch (refusal) {
+    case ConnectRefusal::AuthFailed:
+      return "auth_failed";
+    case ConnectRefusal::AuthUnavailable:
+      return "auth_unavailable";
+    case ConnectRefusal::AuthInFlight:
+      return "auth_in_flight";
+    case ConnectRefusal::LoggedOut:
+      return "logged_out";
+  }
+  return "auth_failed";
+}
+
+const char* subscribe_refusal_label(SubscribeRefusal refusal) {
+  switch (refusal) {
+    case SubscribeRefusal::Forbidden:
+      return "forbidden";
+    case SubscribeRefusal::Invalid:
+      return "invalid";
+    case SubscribeRefusal::RoomsPerSocket:
+      return "rooms_per_socket";
+    case SubscribeRefusal::SubscribeRate:
+      return "subscribe_rate";
+  }
+  return "invalid";
+}
+
+namespace {
+
+// The labels of DisconnectReason, in its order; the last is the catch-all.
+constexpr const char* kDisconnectLabels[kDisconnectReasons] = {"transport close",
+                                                               "ping timeout",
+                                                               "client namespace disconnect",
+                                                               "server namespace disconnect",
+                                                               "parse error",
+                                                               "transport error",
+                                                               "server shutting down",
+                                                               "forced close",
+                                                               "slow consumer",
+                                                               "other"};
+
+}  // namespace
+
+const char* disconnect_reason_label(DisconnectReason reason) {
+  return kDisconnectLabels[static_cast<size_t>(reason)];
+}
+
+// Once per disconnect, not per delivery: a short linear search is fine.
+DisconnectReason disconnect_reason_from(std::string_view reason) {
+  for (size_t i = 0; i + 1 < kDisconnectReasons; ++i) {
+    if (reason == kDisconnectLabels[i]) return static_cast<DisconnectReason>(i);
+  }
+  // The server's own transport close after a server disconnect of every namespace.
+  if (reason == "forced server close") return DisconnectReason::ForcedClose;
+  return DisconnectReason::Other;
+}
+
 struct ClientSession {
   Json session;  // §2.7 shape; holds the auth reply: never logged
   rules::SessionView view;
@@ -91,13 +162,16 @@ SocketService::SocketService(Broker& broker, ClientHub& hub, const Config& confi
             call_auth(key, std::move(finish));
           },
           auth_hooks()) {
+  metrics_.events_by_pattern.assign(event_routes().size(), 0);
   ClientHandlers handlers;
   handlers.connect = [this](Client& client, const Json& auth,
                             std::function<void(ConnectDecision)> decide) {
     authenticate(client, auth, std::move(decide));
   };
   handlers.connected = [this](Client& client) { on_connected(client); };
-  handlers.disconnected = [this](Client& client) { on_disconnected(client); };
+  handlers.disconnected = [this](Client& client, std::string_view reason) {
+    on_disconnected(client, reason);
+  };
   handlers.events["subscribe"] = [this](Client& client, const Args& args, const Reply& reply) {
     handle_rooms(client, args, reply, true);
   };
@@ -144,6 +218,7 @@ void SocketService::authenticate(Client& client, const Json& auth,
   session->token = credentials->token;
   auto now = std::chrono::steady_clock::now();
   if (auto cached = auth_cache_.get(credentials->space_id, credentials->token, now)) {
+    metrics_.auth_cache_hits++;
     set_user(*cached);
     decide(ConnectDecision::accepted());
     return;
@@ -162,6 +237,7 @@ void SocketService::authenticate(Client& client, const Json& auth,
           decide(ConnectDecision::accepted());
         } else {
           counters_.auth_failures++;
+          refuse_connect(connect_refusal(std::get<rules::Failed>(decision)));
           decide(ConnectDecision::close_transport("auth service failed"));
         }
       });
@@ -169,6 +245,7 @@ void SocketService::authenticate(Client& client, const Json& auth,
     // Fail closed and retryable, as when the auth service fails: the client reconnects with
     // back-off. Logged once per episode by the coalescer's hooks, not once per socket.
     counters_.auth_in_flight++;
+    refuse_connect(ConnectRefusal::AuthInFlight);
     decide(ConnectDecision::close_transport("auth.maxInFlight reached"));
   }
 }
@@ -182,12 +259,23 @@ void SocketService::call_auth(const AuthCoalescer::Key& key,
   CallOptions options;
   options.timeout_ms = config_.auth.timeout_ms;
   Json params = Json{{"authorization", credentials.authorization()}};
-  broker_.call(config_.auth.action, std::move(params), options,
-               [space_id = key.first, finish = std::move(finish)](Outcome outcome) {
-                 Json data = outcome.ok && outcome.has_data ? outcome.data : Json(nullptr);
-                 finish(rules::classify_auth_reply(
-                     outcome.ok, data, outcome.ok ? nullptr : &outcome.error, space_id));
-               });
+  // The clock is read only when the latency histogram is on (metrics.enabled).
+  const auto started = latency_.auth_call ? std::chrono::steady_clock::now()
+                                          : std::chrono::steady_clock::time_point{};
+  broker_.call(
+      config_.auth.action, std::move(params), options,
+      [this, started, space_id = key.first, finish = std::move(finish)](Outcome outcome) {
+        if (latency_.auth_call) {
+          latency_.auth_call(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        }
+        if (!outcome.ok && outcome.error.name == "RequestTimeoutError") {
+          metrics_.auth_timeouts++;
+        }
+        Json data = outcome.ok && outcome.has_data ? outcome.data : Json(nullptr);
+        finish(rules::classify_auth_reply(outcome.ok, data, outcome.ok ? nullptr : &outcome.error,
+                                          space_id));
+      });
 }
 
 AuthCoalescer::Hooks SocketService::auth_hooks() {
@@ -217,13 +305,16 @@ AuthCoalescer::Hooks SocketService::auth_hooks() {
 }
 
 void SocketService::on_connected(Client& client) {
+  auto connected = client.session();
+  metrics_.connects[connected && !connected->view.anonymous ? 1 : 0]++;
   if (auto session = client.session(); session && !session->token.empty()) {
     sockets_by_token_[session->token].insert(client.id());
   }
   client.emit("connection-init");
 }
 
-void SocketService::on_disconnected(Client& client) {
+void SocketService::on_disconnected(Client& client, std::string_view reason) {
+  metrics_.disconnects[static_cast<size_t>(disconnect_reason_from(reason))]++;
   auto session = client.session();
   if (!session || session->token.empty()) return;
   auto it = sockets_by_token_.find(session->token);
@@ -239,7 +330,7 @@ void SocketService::handle_rooms(Client& client, const Args& args, const Reply& 
   auto session = client.session();
   if (!session) return;
   if (!within_subscribe_rate(*session)) {
-    counters_.refused++;
+    refuse_subscription(SubscribeRefusal::SubscribeRate);
     component_logger("socket")->debug("{} refused for socket {}: rate limited",
                                       subscribe ? "subscribe" : "unsubscribe", client.id());
     answer(reply, Json{{"error", "rate limited: more than " +
@@ -248,13 +339,19 @@ void SocketService::handle_rooms(Client& client, const Args& args, const Reply& 
     return;
   }
   auto request = rules::resolve_rooms(first_argument(args), session->view, config_.gateway);
+  bool rooms_refused = false;
   if (request.ok() && subscribe) {
     request.error =
         rules::max_rooms_check(client.rooms(), request.rooms, config_.gateway.max_rooms_per_socket);
-    if (!request.ok()) counters_.rooms_per_socket++;
+    if (!request.ok()) {
+      counters_.rooms_per_socket++;
+      rooms_refused = true;
+    }
   }
   if (!request.ok()) {
-    counters_.refused++;
+    refuse_subscription(rooms_refused       ? SubscribeRefusal::RoomsPerSocket
+                        : request.forbidden ? SubscribeRefusal::Forbidden
+                                            : SubscribeRefusal::Invalid);
     component_logger("socket")->debug("{} refused for socket {}: {}",
                                       subscribe ? "subscribe" : "unsubscribe", client.id(),
                                       request.error);
@@ -291,6 +388,7 @@ size_t SocketService::deliver(const std::string& event, const std::string& args_
   size_t recipients =
       rooms ? hub_.deliver_to(*rooms, event, args_json) : hub_.deliver_all(event, args_json);
   counters_.events_out += recipients;
+  event_recipients_ += recipients;
   return recipients;
 }
 
@@ -331,7 +429,7 @@ void SocketService::on_logout(const Context& ctx) {
   if (auto token = rules::map_logout(ctx.params)) {
     logout(*token);
   } else {
-    counters_.rejected++;
+    reject_payload(rules::RejectReason::MissingField);
     component_logger("socket")->warn("event '{}' rejected: no authToken", ctx.name);
   }
 }
@@ -339,7 +437,7 @@ void SocketService::on_logout(const Context& ctx) {
 // Sends what a mapper decided; a rejection is logged with its reason and counted.
 void SocketService::apply(const std::string& name, const rules::EventOutcome& outcome) {
   if (auto* rejected = std::get_if<rules::Rejected>(&outcome)) {
-    counters_.rejected++;
+    reject_payload(rejected->kind);
     component_logger("socket")->warn("event '{}' rejected: {}", name, rejected->reason);
     return;
   }
@@ -356,8 +454,8 @@ void SocketService::logout(const std::string& token) {
   size_t dropped = auth_cache_.drop_token(token);
   // A call in flight for the token may answer with the session just revoked: its waiters are
   // closed now (they reconnect and ask again) and its result is not cached.
-  size_t abandoned =
-      auth_calls_.abandon_token(token, rules::Failed{"logged out while authenticating"});
+  size_t abandoned = auth_calls_.abandon_token(
+      token, rules::Failed{"logged out while authenticating", rules::Failed::Kind::LoggedOut});
   auto it = sockets_by_token_.find(token);
   std::vector<std::string> ids;
   if (it != sockets_by_token_.end()) ids.assign(it->second.begin(), it->second.end());
@@ -367,14 +465,22 @@ void SocketService::logout(const std::string& token) {
       dropped, ids.size(), abandoned);
 }
 
-Json SocketService::stats() const {
-  size_t total = 0, anonymous = 0, polling = 0, websocket = 0;
+ConnectionCounts SocketService::connection_counts() const {
+  ConnectionCounts counts;
   hub_.for_each_client([&](Client& client) {
-    total++;
     auto session = client.session();
-    if (!session || session->view.anonymous) anonymous++;
-    (client.transport() == ClientTransport::Polling ? polling : websocket)++;
+    const bool authenticated = session && !session->view.anonymous;
+    counts.by_transport_auth[static_cast<size_t>(client.transport())][authenticated ? 1 : 0]++;
   });
+  return counts;
+}
+
+Json SocketService::stats() const {
+  const auto counts = connection_counts().by_transport_auth;
+  const size_t polling = counts[0][0] + counts[0][1];
+  const size_t websocket = counts[1][0] + counts[1][1];
+  const size_t anonymous = counts[0][0] + counts[1][0];
+  const size_t total = polling + websocket;
   auto uptime =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
           .count();
@@ -416,13 +522,25 @@ Json SocketService::socket_limit_counters() const {
 ServiceSchema SocketService::schema() {
   ServiceSchema service;
   service.name = config_.service_name;
-  for (const auto& route : event_routes()) {
-    service.events.push_back(
-        EventSchema{route.pattern, kGroup, [this, handle = route.handle](ContextPtr ctx) {
-                      fan_out_to_other_gateways(*ctx);
-                      counters_.events_in++;
-                      (this->*handle)(*ctx);
-                    }});
+  const auto& routes = event_routes();
+  for (size_t index = 0; index < routes.size(); ++index) {
+    service.events.push_back(EventSchema{
+        routes[index].pattern, kGroup,
+        [this, index, handle = routes[index].handle](ContextPtr ctx) {
+          fan_out_to_other_gateways(*ctx);
+          counters_.events_in++;
+          metrics_.events_by_pattern[index]++;
+          event_recipients_ = 0;
+          (this->*handle)(*ctx);
+          // After the hub's last delivery call returned: every socket write of the fan-out was
+          // issued. One clock read per event, none per socket.
+          if (latency_.emit_to_write && event_recipients_ > 0 &&
+              ctx->received != std::chrono::steady_clock::time_point{}) {
+            latency_.emit_to_write(
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx->received)
+                    .count());
+          }
+        }});
   }
   auto action = [&service](std::string name, Json params_schema, ActionHandler handler) {
     ActionSchema schema;

@@ -45,6 +45,66 @@ struct PacketLimitCounts {
 /// The event patterns of the contract, §5, in the order they are advertised.
 const std::vector<std::string>& socket_event_patterns();
 
+// What the metrics count beyond socket.stats (services/node_metrics.hpp). Each label is a small
+// fixed enum, so counting is an array increment; the labels themselves are the *_label
+// functions.
+
+/// Why a CONNECT was refused (closed without a reply, fail closed).
+enum class ConnectRefusal : uint8_t { AuthFailed, AuthUnavailable, AuthInFlight, LoggedOut };
+inline constexpr size_t kConnectRefusals = 4;
+const char* connect_refusal_label(ConnectRefusal refusal);  // "auth_failed", ...
+
+/// Why a subscribe/unsubscribe was refused.
+enum class SubscribeRefusal : uint8_t { Forbidden, Invalid, RoomsPerSocket, SubscribeRate };
+inline constexpr size_t kSubscribeRefusals = 4;
+const char* subscribe_refusal_label(SubscribeRefusal refusal);  // "forbidden", ...
+
+/// A Socket.IO disconnect reason; reasons outside the list count as Other.
+enum class DisconnectReason : uint8_t {
+  TransportClose,
+  PingTimeout,
+  ClientNamespaceDisconnect,
+  ServerNamespaceDisconnect,
+  ParseError,
+  TransportError,
+  ServerShuttingDown,
+  ForcedClose,
+  SlowConsumer,
+  Other,
+};
+inline constexpr size_t kDisconnectReasons = 10;
+/// The reason as Socket.IO spells it ("transport close", ...; "other").
+const char* disconnect_reason_label(DisconnectReason reason);
+DisconnectReason disconnect_reason_from(std::string_view reason);
+
+/// Connected clients by transport (index ClientTransport) and by auth ([0] anonymous,
+/// [1] authenticated): the one count socket.stats and the connections gauge both read.
+struct ConnectionCounts {
+  size_t by_transport_auth[2][2] = {{0, 0}, {0, 0}};
+};
+
+struct SocketMetricCounters {
+  uint64_t connects[2] = {0, 0};  // accepted CONNECTs: [0] anonymous, [1] authenticated
+  uint64_t connects_refused[kConnectRefusals] = {};
+  uint64_t disconnects[kDisconnectReasons] = {};
+  uint64_t subscriptions_refused[kSubscribeRefusals] = {};
+  uint64_t payloads_rejected[rules::kRejectReasons] = {};
+  /// Events handled, by the index of their pattern in socket_event_patterns().
+  std::vector<uint64_t> events_by_pattern;
+  uint64_t auth_timeouts = 0;    // auth calls that timed out
+  uint64_t auth_cache_hits = 0;  // CONNECTs answered from the auth cache
+};
+
+/// Latencies for the metrics' histograms, in seconds. The service measures only what is set,
+/// so a node with metrics off reads no extra clock.
+struct LatencyObservers {
+  /// One remote auth call, from the call to its answer (or failure).
+  std::function<void(double seconds)> auth_call;
+  /// One event off the bus (Context::received set) that reached at least one client: from its
+  /// read to the return of the last delivery call of its fan-out.
+  std::function<void(double seconds)> emit_to_write;
+};
+
 class SocketService {
  public:
   /// Installs the connect hook and the client event handlers on `hub`, which must outlive the
@@ -75,6 +135,11 @@ class SocketService {
   void count_connection_limits(std::function<Json()> counts) {
     connection_limits_ = std::move(counts);
   }
+  ConnectionCounts connection_counts() const;
+  /// The counters of the metrics that socket.stats does not show.
+  const SocketMetricCounters& metric_counters() const { return metrics_; }
+  /// Turns the latency measurements on (metrics.enabled).
+  void observe_latencies(LatencyObservers observers) { latency_ = std::move(observers); }
 
  private:
   friend const std::vector<std::string>& socket_event_patterns();
@@ -102,7 +167,18 @@ class SocketService {
   /// This service's counters of the `limits` object of socket.stats.
   Json socket_limit_counters() const;
   void on_connected(Client& client);
-  void on_disconnected(Client& client);
+  void on_disconnected(Client& client, std::string_view reason);
+  void refuse_connect(ConnectRefusal refusal) {
+    metrics_.connects_refused[static_cast<size_t>(refusal)]++;
+  }
+  void refuse_subscription(SubscribeRefusal refusal) {
+    counters_.refused++;
+    metrics_.subscriptions_refused[static_cast<size_t>(refusal)]++;
+  }
+  void reject_payload(rules::RejectReason reason) {
+    counters_.rejected++;
+    metrics_.payloads_rejected[static_cast<size_t>(reason)]++;
+  }
   void handle_rooms(Client& client, const std::vector<std::string_view>& args, const Reply& reply,
                     bool subscribe);
   void on_metadata(const Context& ctx);
@@ -123,6 +199,10 @@ class SocketService {
   rules::AuthCache auth_cache_;
   AuthCoalescer auth_calls_;
   Counters counters_;
+  SocketMetricCounters metrics_;
+  LatencyObservers latency_;
+  /// Recipients of the event being handled (summed by deliver(), read by the event wrapper).
+  size_t event_recipients_ = 0;
   std::map<std::string, std::set<std::string>> sockets_by_token_;  // token -> client ids
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::function<uint64_t()> refused_origins_;

@@ -181,7 +181,9 @@ AuthDecision classify_auth_reply(bool ok, const Json& data, const protocol::Mole
   if (!ok || error != nullptr) {
     if (error == nullptr) return Failed{"auth call failed without an error"};
     if (is_not_authenticated_error(*error)) return Anonymous{};
-    return Failed{failure_reason(*error)};
+    return Failed{failure_reason(*error), error->name == "RequestTimeoutError"
+                                              ? Failed::Kind::Timeout
+                                              : Failed::Kind::Unavailable};
   }
   // null/undefined: the token is unknown.
   if (data.is_null()) return Anonymous{};
@@ -189,11 +191,13 @@ AuthDecision classify_auth_reply(bool ok, const Json& data, const protocol::Mole
   // rather than anonymous: it means the action is misconfigured or broken, and downgrading would
   // silently log every user out of their rooms while hiding the fault; closing the transport
   // makes clients retry with back-off and the warning and metric show the operator the problem.
-  if (!data.is_object()) return Failed{"auth reply is not a session object"};
-  if (!is_non_empty_string(data, "userId")) return Failed{"auth reply has no userId string"};
+  if (!data.is_object())
+    return Failed{"auth reply is not a session object", Failed::Kind::InvalidReply};
+  if (!is_non_empty_string(data, "userId"))
+    return Failed{"auth reply has no userId string", Failed::Kind::InvalidReply};
   auto space = data.find("spaceId");
   if (space != data.end() && !space->is_null() && !space->is_string()) {
-    return Failed{"auth reply has a spaceId that is not a string"};
+    return Failed{"auth reply has a spaceId that is not a string", Failed::Kind::InvalidReply};
   }
   // A valid user of another space (or of none) is not a member of the requested space: as in
   // the original, the connection stays open, anonymous.

@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <list>
 #include <map>
@@ -66,7 +67,15 @@ struct Authenticated {
 struct Anonymous {};
 /// The auth service could not answer: fail closed, close the transport (§2.5).
 struct Failed {
+  /// What went wrong, for the refusal counters (metrics).
+  enum class Kind : uint8_t {
+    Unavailable,   // the call failed (no endpoint, network, an error from the action)
+    Timeout,       // the call timed out (auth.timeout)
+    InvalidReply,  // the action answered something that is not a session
+    LoggedOut,     // the token was logged out while its call was in flight
+  };
   std::string reason;  // for the one warning line; never contains the token
+  Kind kind = Kind::Unavailable;
 };
 using AuthDecision = std::variant<Authenticated, Anonymous, Failed>;
 

@@ -103,13 +103,29 @@ EventOutcome deliver_one(std::string event, const Json& argument, Target target)
 
 }  // namespace
 
+const char* reject_reason_label(RejectReason reason) {
+  switch (reason) {
+    case RejectReason::InvalidEventName:
+      return "invalid_event_name";
+    case RejectReason::NotAnObject:
+      return "not_an_object";
+    case RejectReason::MissingField:
+      return "missing_field";
+    case RejectReason::InvalidField:
+      return "invalid_field";
+    case RejectReason::ReservedEventName:
+      return "reserved_event_name";
+  }
+  return "invalid_field";
+}
+
 EventOutcome map_metadata(std::string_view event_name, const Json& payload,
                           const std::vector<std::string>& metadata_types) {
   auto segments = split_name(event_name);
   if (segments.size() != 2 || segments[0] != "$metadata" || segments[1].empty()) {
-    return Rejected{"not a $metadata.<type> event"};
+    return Rejected{"not a $metadata.<type> event", RejectReason::InvalidEventName};
   }
-  if (!payload.is_object()) return Rejected{"payload is not an object"};
+  if (!payload.is_object()) return Rejected{"payload is not an object", RejectReason::NotAnObject};
   const Json* type = member(payload, "type");
   // A type outside the list is someone else's metadata, not a broken payload (§9): ignored.
   if (type == nullptr || !type->is_string() ||
@@ -118,7 +134,8 @@ EventOutcome map_metadata(std::string_view event_name, const Json& payload,
     return Ignored{};
   }
   const Json* data = member(payload, "data");
-  if (data == nullptr || !data->is_object()) return Rejected{"data is not an object"};
+  if (data == nullptr || !data->is_object())
+    return Rejected{"data is not an object", RejectReason::NotAnObject};
 
   Json change = Json::object();
   change["type"] = *type;
@@ -131,18 +148,21 @@ EventOutcome map_metadata(std::string_view event_name, const Json& payload,
 
 EventOutcome map_notification_users(const Json& payload) {
   const Json* data = member(payload, "data");
-  if (data == nullptr || !data->is_object()) return Rejected{"data is not an object"};
+  if (data == nullptr || !data->is_object())
+    return Rejected{"data is not an object", RejectReason::NotAnObject};
   // A missing tenant would make rooms named "undefined-..." as in the original: refuse instead.
   const std::string* tenant = non_empty_string(*data, "tenantId");
-  if (tenant == nullptr) return Rejected{"tenantId is not a non-empty string"};
+  if (tenant == nullptr)
+    return Rejected{"tenantId is not a non-empty string", RejectReason::MissingField};
   const Json* users = member(*data, "users");
-  if (users == nullptr || !users->is_array()) return Rejected{"users is not an array of strings"};
+  if (users == nullptr || !users->is_array())
+    return Rejected{"users is not an array of strings", RejectReason::InvalidField};
   std::vector<std::string> rooms;
   std::unordered_set<std::string> seen;
   for (const auto& user : *users) {
     // An empty id names a room no socket can be in; it is a producer bug worth counting.
     if (!user.is_string() || user.get_ref<const std::string&>().empty()) {
-      return Rejected{"users is not an array of strings"};
+      return Rejected{"users is not an array of strings", RejectReason::InvalidField};
     }
     std::string room = *tenant + "-notification-change-" + user.get<std::string>();
     if (seen.insert(room).second) rooms.push_back(std::move(room));
@@ -154,36 +174,41 @@ EventOutcome map_notification_users(const Json& payload) {
 }
 
 EventOutcome map_socket_emit(const Json& payload, bool nested) {
-  if (!payload.is_object()) return Rejected{"payload is not an object"};
+  if (!payload.is_object()) return Rejected{"payload is not an object", RejectReason::NotAnObject};
   const Json* body = &payload;
   if (nested) {
     body = member(payload, "data");
-    if (body == nullptr || !body->is_object()) return Rejected{"data is not an object"};
+    if (body == nullptr || !body->is_object())
+      return Rejected{"data is not an object", RejectReason::NotAnObject};
   }
   const std::string* event = non_empty_string(*body, "eventName");
-  if (event == nullptr) return Rejected{"eventName is missing or empty"};
+  if (event == nullptr)
+    return Rejected{"eventName is missing or empty", RejectReason::MissingField};
   if (protocol::sio::is_reserved_event(*event)) {
-    return Rejected{"eventName '" + *event + "' is reserved"};
+    return Rejected{"eventName '" + *event + "' is reserved", RejectReason::ReservedEventName};
   }
   // Only absent or null counts as missing: 0, false and "" are real values (§9).
   const Json* params = member(*body, "eventParams");
-  if (params == nullptr || params->is_null()) return Rejected{"eventParams is missing"};
+  if (params == nullptr || params->is_null())
+    return Rejected{"eventParams is missing", RejectReason::MissingField};
   const Json* room = member(*body, "room");
   // null is "no room" as in the original's `if (room)`; "" is refused rather than broadcast,
   // so an empty variable on the producer side cannot leak an event to every tenant.
   if (room == nullptr || room->is_null()) return deliver_one(*event, *params, GlobalTarget{});
-  if (!room->is_string()) return Rejected{"room is not a string"};
-  if (room->get_ref<const std::string&>().empty()) return Rejected{"room is empty"};
+  if (!room->is_string()) return Rejected{"room is not a string", RejectReason::InvalidField};
+  if (room->get_ref<const std::string&>().empty())
+    return Rejected{"room is empty", RejectReason::InvalidField};
   return deliver_one(*event, *params, RoomsTarget{{room->get<std::string>()}});
 }
 
 EventOutcome map_object_record_event(std::string_view event_name, const Json& payload) {
-  if (!payload.is_object()) return Rejected{"payload is not an object"};
+  if (!payload.is_object()) return Rejected{"payload is not an object", RejectReason::NotAnObject};
   auto segments = split_name(event_name);
   // `@objectRecordEvent.<object>` and `@objectRecordEvent.<object>.<action>` (the matcher lets
   // the two-segment form through `*.*`).
   if (segments[0] != "@objectRecordEvent" || segments.size() < 2 || segments.size() > 3) {
-    return Rejected{"not an @objectRecordEvent.<object>.<action> event"};
+    return Rejected{"not an @objectRecordEvent.<object>.<action> event",
+                    RejectReason::InvalidEventName};
   }
   std::string object;
   if (const std::string* name = non_empty_string(payload, "objectApiName")) {
@@ -193,18 +218,18 @@ EventOutcome map_object_record_event(std::string_view event_name, const Json& pa
   } else {
     object = std::string(segments[1]);
   }
-  if (object.empty()) return Rejected{"no object name"};
+  if (object.empty()) return Rejected{"no object name", RejectReason::InvalidEventName};
 
   // The tenant is spaceId only (§9): a record event without it cannot be scoped to a tenant.
   const std::string* space = non_empty_string(payload, "spaceId");
-  if (space == nullptr) return Rejected{"spaceId is missing"};
+  if (space == nullptr) return Rejected{"spaceId is missing", RejectReason::MissingField};
 
   const Json* id = member(payload, "id");
   if (!is_record_id(id)) {
     const Json* doc = member(payload, "doc");
     id = doc == nullptr ? nullptr : member(*doc, "_id");
   }
-  if (!is_record_id(id)) return Rejected{"id is missing"};
+  if (!is_record_id(id)) return Rejected{"id is missing", RejectReason::MissingField};
 
   // `_id` keeps the JSON type it came with (a number stays a number); names use its text.
   const std::string channel = "record:" + object + ":change-" + id_text(*id);

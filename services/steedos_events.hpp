@@ -35,8 +35,21 @@ struct Deliver {
 /// Not for clients, not an error either ($metadata.* of a type outside metadataTypes).
 struct Ignored {};
 /// A payload that breaks the contract: logged with the reason and counted, never delivered.
+/// Why a payload was refused, as a small fixed set (the metrics' `reason` label).
+enum class RejectReason : uint8_t {
+  InvalidEventName,   // the event name lacks the parts its pattern maps
+  NotAnObject,        // the payload or its data is not an object
+  MissingField,       // a required field is absent or empty
+  InvalidField,       // a field has the wrong type or shape
+  ReservedEventName,  // eventName is one Socket.IO reserves
+};
+inline constexpr size_t kRejectReasons = 5;
+/// snake_case label of `reason` ("invalid_event_name", ...).
+const char* reject_reason_label(RejectReason reason);
+
 struct Rejected {
   std::string reason;
+  RejectReason kind = RejectReason::InvalidField;
 };
 using EventOutcome = std::variant<Deliver, Ignored, Rejected>;
 

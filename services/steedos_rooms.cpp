@@ -43,6 +43,12 @@ RoomRequest refuse(RoomRequest request, std::string reason) {
   return request;
 }
 
+/// A well-formed request the session may not make (the `forbidden` refusals of the metrics).
+RoomRequest forbid(RoomRequest request, std::string reason) {
+  request.forbidden = true;
+  return refuse(std::move(request), std::move(reason));
+}
+
 }  // namespace
 
 RoomRequest resolve_rooms(const Json& args, const SessionView& session,
@@ -91,23 +97,23 @@ RoomRequest resolve_rooms(const Json& args, const SessionView& session,
   }
 
   if (!session.tenant_id || session.tenant_id->empty()) {
-    return refuse(std::move(request), "no tenant for this connection");
+    return forbid(std::move(request), "no tenant for this connection");
   }
   if (session.anonymous) {
     if (request.individual) {
-      return refuse(std::move(request), "anonymous sockets cannot join individual rooms");
+      return forbid(std::move(request), "anonymous sockets cannot join individual rooms");
     }
     if (!settings.anonymous_rooms) {
-      return refuse(std::move(request), "anonymous sockets cannot join tenant rooms");
+      return forbid(std::move(request), "anonymous sockets cannot join tenant rooms");
     }
   }
   if (request.individual && (!session.user_id || session.user_id->empty())) {
-    return refuse(std::move(request), "no user for individual rooms");
+    return forbid(std::move(request), "no user for individual rooms");
   }
   if (!request.individual) {
     for (const auto& part : parts) {
       if (names_personal_room(part, settings.individual_room_parts)) {
-        return refuse(std::move(request), "'" + part + "' is a personal room: use individual");
+        return forbid(std::move(request), "'" + part + "' is a personal room: use individual");
       }
     }
   }

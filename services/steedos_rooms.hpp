@@ -29,6 +29,8 @@ struct SessionView {
 struct RoomRequest {
   std::vector<std::string> rooms;  // full names, in the order of roomParts, duplicates removed
   std::string error;               // empty: accepted; else the reason for `{ error }`
+  /// Refused by an isolation rule (tenant, anonymous, personal room), not for its shape.
+  bool forbidden = false;
   bool individual = false;
   Json room_parts_original;  // `roomParts` as the client sent it (null when missing)
   bool string_form = false;  // roomParts was a string (only then is $socket.subscribe.* emitted)

@@ -111,6 +111,8 @@ void MemoryTransporter::subscribe(const std::string& subject, const std::string&
   sub->queue = queue;
   sub->owner_connected = &connected_;
   sub->receive = [this](const std::string& subj, std::string_view data) {
+    counts_.messages_received++;
+    counts_.bytes_received += data.size();
     if (handlers_.on_message) handlers_.on_message(subj, data);
   };
   subscriptions_.push_back(sub);
@@ -130,6 +132,8 @@ void MemoryTransporter::unsubscribe(const std::string& subject, const std::strin
 
 bool MemoryTransporter::publish(const std::string& subject, std::string_view data) {
   if (!connected_) return false;
+  counts_.messages_sent++;
+  counts_.bytes_sent += data.size();
   bus_.published.emplace_back(subject, std::string(data));
   bus_.deliver(subject, bus_.published.back().second);
   return true;
@@ -152,8 +156,15 @@ void MemoryTransporter::simulate_disconnect() {
   });
 }
 
+TransporterStats MemoryTransporter::stats() const {
+  TransporterStats stats = counts_;
+  stats.connected = connected_;
+  return stats;
+}
+
 void MemoryTransporter::simulate_reconnect() {
   connected_ = true;
+  counts_.reconnects++;
   asio::post(bus_.loop(), [this, alive = alive_] {
     if (*alive && handlers_.on_reconnected) handlers_.on_reconnected();
   });

@@ -52,6 +52,8 @@ class MemoryTransporter final : public Transporter {
   std::string last_error() const override { return {}; }
   std::string name() const override { return "Memory"; }
   bool has_builtin_balancer() const override { return balances_; }
+  /// Sent: accepted by publish(); received: handed to on_message; reconnects: simulated ones.
+  TransporterStats stats() const override;
 
   /// Test hooks: simulate a lost and a restored connection; a bus without queue groups (as
   /// Redis), set before the broker is built.
@@ -65,6 +67,7 @@ class MemoryTransporter final : public Transporter {
   std::vector<std::shared_ptr<MemoryBus::Subscriber>> subscriptions_;
   bool connected_ = false;
   bool balances_ = true;
+  TransporterStats counts_;  // `connected` is read from connected_
   /// Captured by posted handlers; false after close() so queued ones do nothing.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -91,10 +91,14 @@ struct SubscriptionDeleter {
 struct InboxDeleter {
   void operator()(natsInbox* i) const { natsInbox_Destroy(i); }
 };
+struct StatisticsDeleter {
+  void operator()(natsStatistics* s) const { natsStatistics_Destroy(s); }
+};
 using OptionsPtr = std::unique_ptr<natsOptions, OptionsDeleter>;
 using ConnectionPtr = std::unique_ptr<natsConnection, ConnectionDeleter>;
 using SubscriptionPtr = std::unique_ptr<natsSubscription, SubscriptionDeleter>;
 using InboxPtr = std::unique_ptr<natsInbox, InboxDeleter>;
+using StatisticsPtr = std::unique_ptr<natsStatistics, StatisticsDeleter>;
 
 using SubKey = std::pair<std::string, std::string>;  // (subject, queue)
 using Clock = std::chrono::steady_clock;
@@ -184,6 +188,26 @@ struct NatsTransporter::Impl : std::enable_shared_from_this<NatsTransporter::Imp
   std::condition_variable cv;
   bool closed_fired = false;
   std::string error;
+
+  // stats(), loop thread only. `counts` keeps the last figures read, for after close().
+  StatisticsPtr statistics;
+  TransporterStats counts;
+
+  /// Copies cnats' counters into `counts`. natsConnection_GetStats takes the connection's
+  /// lock, as natsConnection_Status (connected()) does: safe against cnats' threads, and brief
+  /// except while cnats' reconnect thread is inside a connect attempt (bounded by
+  /// connect_timeout_ms).
+  void read_statistics() {
+    if (!conn) return;
+    if (!statistics) {
+      natsStatistics* raw = nullptr;
+      if (natsStatistics_Create(&raw) != NATS_OK) return;
+      statistics.reset(raw);
+    }
+    if (natsConnection_GetStats(conn.get(), statistics.get()) != NATS_OK) return;
+    natsStatistics_GetCounts(statistics.get(), &counts.messages_received, &counts.bytes_received,
+                             &counts.messages_sent, &counts.bytes_sent, &counts.reconnects);
+  }
 
   void set_error(std::string text) {
     std::lock_guard<std::mutex> lock(mu);
@@ -710,6 +734,7 @@ void NatsTransporter::close() {
     new std::shared_ptr<Impl>(impl_);  // NOLINT: intentional leak, with its subs and connection
     return;
   }
+  im.read_statistics();  // the final figures, kept for stats() after close
   im.drain_order.clear();
   im.subs.clear();
   im.conn.reset();
@@ -725,6 +750,13 @@ bool NatsTransporter::connected() const {
 std::string NatsTransporter::last_error() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->error;
+}
+
+TransporterStats NatsTransporter::stats() const {
+  impl_->read_statistics();
+  TransporterStats stats = impl_->counts;
+  stats.connected = connected();
+  return stats;
 }
 
 }  // namespace steedos::transport

@@ -55,6 +55,10 @@ class NatsTransporter final : public Transporter {
   bool connected() const override;
   std::string last_error() const override;
   std::string name() const override { return "NATS"; }
+  /// cnats' own connection statistics (natsConnection_GetStats): messages and payload bytes in
+  /// and out as the client library parsed and buffered them (the private inbox round trip of
+  /// flush() included), and successful reconnections. After close() the last figures stay.
+  TransporterStats stats() const override;
 
   struct Impl;
 

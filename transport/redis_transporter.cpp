@@ -54,7 +54,8 @@ struct RedisTransporter::Impl : std::enable_shared_from_this<RedisTransporter::I
   struct Held {
     std::string channel;
     std::string command;
-    uint64_t after = 0;  // wait until every subscribe() up to this seq is settled
+    size_t payload_bytes = 0;  // of `command`, for the byte counter
+    uint64_t after = 0;        // wait until every subscribe() up to this seq is settled
   };
 
   Impl(asio::io_context& l, RedisOptions o)
@@ -90,6 +91,7 @@ struct RedisTransporter::Impl : std::enable_shared_from_this<RedisTransporter::I
   std::deque<Held> held;        // publishes waiting for the publisher or for the barrier
   size_t unanswered_bytes = 0;  // held + sent without reply
   std::set<std::string> publish_refusals_logged;
+  TransporterStats counts;  // `connected` is derived from `state`
 
   // -----------------------------------------------------------------------------------------
 
@@ -257,7 +259,10 @@ struct RedisTransporter::Impl : std::enable_shared_from_this<RedisTransporter::I
   bool resubscribe_pending = false;
 
   void on_message(const std::string& channel, std::string_view payload) {
-    if (state == State::closed || subs.count(channel) == 0) return;
+    if (state == State::closed) return;
+    counts.messages_received++;
+    counts.bytes_received += payload.size();
+    if (subs.count(channel) == 0) return;
     if (!handlers.on_message) return;
     try {
       handlers.on_message(channel, payload);
@@ -283,7 +288,10 @@ struct RedisTransporter::Impl : std::enable_shared_from_this<RedisTransporter::I
     while (pub_ready && !held.empty() && barrier_allows(held.front())) {
       Held& h = held.front();
       const size_t bytes = h.command.size();
-      if (!pub_conn->send(RedisCommand::publish, h.channel, std::move(h.command), bytes)) {
+      if (pub_conn->send(RedisCommand::publish, h.channel, std::move(h.command), bytes)) {
+        counts.messages_sent++;
+        counts.bytes_sent += h.payload_bytes;
+      } else {
         // Cannot happen within max_write_bytes; drop rather than spin.
         unanswered_bytes -= bytes;
         logger()->warn("Redis publisher queue full; dropped a packet to {}", h.channel);
@@ -316,6 +324,7 @@ struct RedisTransporter::Impl : std::enable_shared_from_this<RedisTransporter::I
     attempt_reached_up = true;
     const std::string where = sub_conn->describe();
     if (was_down) {
+      counts.reconnects++;
       logger()->info("Redis reconnected to {}", where);
       if (handlers.on_reconnected) handlers.on_reconnected();
     } else {
@@ -504,7 +513,7 @@ bool RedisTransporter::publish(const std::string& subject, std::string_view data
     return false;
   }
   im.unanswered_bytes += command.size();
-  im.held.push_back(Impl::Held{subject, std::move(command), im.subscribe_seq});
+  im.held.push_back(Impl::Held{subject, std::move(command), data.size(), im.subscribe_seq});
   im.drain_held();
   return true;
 }
@@ -548,6 +557,12 @@ bool RedisTransporter::connected() const {
 
 std::string RedisTransporter::last_error() const {
   return impl_->error;
+}
+
+TransporterStats RedisTransporter::stats() const {
+  TransporterStats stats = impl_->counts;
+  stats.connected = connected();
+  return stats;
 }
 
 }  // namespace steedos::transport

@@ -63,6 +63,10 @@ class RedisTransporter final : public Transporter {
   std::string last_error() const override;
   std::string name() const override { return "Redis"; }
   bool has_builtin_balancer() const override { return false; }
+  /// Sent: PUBLISH commands handed to the publisher connection (not those refused by publish()
+  /// or dropped with a lost connection while waiting); received: messages read by the
+  /// subscriber; bytes: their payloads; reconnects: returns to "connected" after an outage.
+  TransporterStats stats() const override;
 
   struct Impl;
 

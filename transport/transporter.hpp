@@ -2,11 +2,22 @@
 // What the broker needs from a message bus: subjects and bytes, nothing of Moleculer semantics
 // (spec: moleculer-node.md §1.5). Every callback runs on the owner's executor (the Asio loop),
 // never on a library thread.
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
 
 namespace steedos::transport {
+
+/// What went over the bus since the transporter was created (counters never go back, not even
+/// across reconnections): the figures behind the steedos_socket_transporter_* metrics.
+/// Messages are bus messages (one per publish() or per message handed to on_message); bytes are
+/// their payloads only, without subjects or protocol framing.
+struct TransporterStats {
+  bool connected = false;
+  uint64_t reconnects = 0, messages_received = 0, messages_sent = 0, bytes_received = 0,
+           bytes_sent = 0;
+};
 
 struct TransporterHandlers {
   /// One message received on a subscribed subject.
@@ -43,6 +54,8 @@ class Transporter {
   virtual std::string last_error() const = 0;
   /// The transporter's name for logs and `$node.options`: "NATS", "Redis".
   virtual std::string name() const = 0;
+  /// The counters so far; call it on the loop's thread, like the other members.
+  virtual TransporterStats stats() const = 0;
   /// true when the bus itself balances REQB/EVENTB among a queue group (NATS). Without it
   /// (Redis) the broker keeps its own balancer even when `disableBalancer` is set, as JS does.
   virtual bool has_builtin_balancer() const { return true; }

@@ -141,6 +141,21 @@ TEST_SUITE("broker") {
     CHECK(packets_on(bus, "MOL.HEARTBEAT").size() == 1);  // the first heartbeat comes at once
   }
 
+  TEST_CASE("transporter_stats are the transporter's: the packets the broker put on the bus") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node a(bus, node_settings("a"));
+    CHECK_FALSE(a.broker->transporter_stats().connected);
+    a.start(loop);
+    const auto stats = a.broker->transporter_stats();
+    CHECK(stats.connected);
+    uint64_t bytes = 0;
+    for (const auto& packet : bus.published) bytes += packet.second.size();
+    CHECK(stats.messages_sent == bus.published.size());  // DISCOVER, INFO, HEARTBEAT, ...
+    CHECK(stats.bytes_sent == bytes);
+    CHECK(stats.messages_received >= 1);  // its own DISCOVER and INFO broadcasts come back
+  }
+
   TEST_CASE("two nodes discover each other and call both ways with meta") {
     asio::io_context loop;
     MemoryBus bus(loop);

@@ -987,3 +987,38 @@ TEST_SUITE("config: probes and log format") {
     check_errors_name_keys(cases);
   }
 }
+
+TEST_SUITE("config: metrics") {
+  TEST_CASE("defaults, from the committed file, and values") {
+    const auto defaults = parse("");
+    CHECK(defaults.metrics.enabled);
+    CHECK(defaults.metrics.path == "/metrics");
+    CHECK_FALSE(defaults.metrics.port.has_value());
+    const auto j = Json::parse(read_text(repo_root() + "/moleculer.config.json"));
+    CHECK(j["metrics"]["enabled"] == true);
+    CHECK(j["metrics"]["path"] == "/metrics");
+    CHECK(j["metrics"]["port"].is_null());
+    const auto c = parse(R"({"metrics": {"enabled": false, "path": "/-/metrics", "port": 9464}})");
+    CHECK_FALSE(c.metrics.enabled);
+    CHECK(c.metrics.path == "/-/metrics");
+    REQUIRE(c.metrics.port.has_value());
+    CHECK(*c.metrics.port == 9464);
+    CHECK_FALSE(parse(R"({"metrics": {"port": null}})").metrics.port.has_value());
+  }
+
+  TEST_CASE("bad values name their key") {
+    const std::pair<const char*, const char*> cases[] = {
+        {R"({"metrics": 1})", "metrics"},
+        {R"({"metrics": {"enabled": "yes"}})", "metrics.enabled"},
+        {R"({"metrics": {"path": "metrics"}})", "metrics.path"},
+        {R"({"metrics": {"path": ""}})", "metrics.path"},
+        {R"({"metrics": {"path": "/socket.io/"}})", "metrics.path"},
+        {R"({"metrics": {"path": "/health"}})", "metrics.path"},
+        {R"({"metrics": {"port": 0}})", "metrics.port"},
+        {R"({"metrics": {"port": 70000}})", "metrics.port"},
+        {R"({"metrics": {"port": "9464"}})", "metrics.port"},
+        {R"({"gateway": {"port": 9464}, "metrics": {"port": 9464}})", "metrics.port"},
+    };
+    check_errors_name_keys(cases);
+  }
+}

@@ -116,7 +116,7 @@ class FakeHub final : public ClientHub {
       server_disconnected.push_back(id);
       auto client = std::move(it->second);
       connected_.erase(it);
-      handlers_.disconnected(*client);
+      handlers_.disconnected(*client, "server namespace disconnect");
     }
   }
   size_t room_count() const override {
@@ -173,7 +173,7 @@ class FakeHub final : public ClientHub {
     REQUIRE(it != connected_.end());
     auto client = std::move(it->second);
     connected_.erase(it);
-    handlers_.disconnected(*client);
+    handlers_.disconnected(*client, "client namespace disconnect");
   }
   size_t count_of(const std::string& event) const {
     return std::count_if(deliveries.begin(), deliveries.end(),

@@ -190,6 +190,42 @@ TEST_SUITE("memory_transporter") {
     CHECK(a.received[0].second == "after");
   }
 
+  TEST_CASE("stats count what was published and handed over, payload bytes, reconnections") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Node a(bus), b(bus);
+    CHECK_FALSE(a.transporter.stats().connected);
+    a.connect();
+    b.connect();
+    a.transporter.subscribe("x");
+    const std::vector<std::string> payloads{"", "1", std::string(1000, 'p'), "{\"a\":1}"};
+    for (const auto& p : payloads) CHECK(b.transporter.publish("x", p));
+    CHECK(b.transporter.publish("nobody.listens", "12345"));  // sent, received by no one
+    drain(loop);
+    REQUIRE(a.received.size() == payloads.size());
+    const auto sent = b.transporter.stats();
+    CHECK(sent.connected);
+    CHECK(sent.messages_sent == 5);
+    CHECK(sent.bytes_sent == 0 + 1 + 1000 + 7 + 5);
+    CHECK(sent.messages_received == 0);
+    CHECK(sent.bytes_received == 0);
+    const auto received = a.transporter.stats();
+    CHECK(received.messages_received == 4);
+    CHECK(received.bytes_received == 0 + 1 + 1000 + 7);
+    CHECK(received.messages_sent == 0);
+    CHECK(received.reconnects == 0);
+
+    // A refused publish is not counted; a reconnection is, once.
+    a.transporter.simulate_disconnect();
+    CHECK_FALSE(a.transporter.stats().connected);
+    CHECK_FALSE(a.transporter.publish("x", "refused"));
+    CHECK(a.transporter.stats().messages_sent == 0);
+    a.transporter.simulate_reconnect();
+    drain(loop);
+    CHECK(a.transporter.stats().reconnects == 1);
+    CHECK(a.transporter.stats().connected);
+  }
+
   TEST_CASE("a queue member that is offline is skipped") {
     asio::io_context loop;
     MemoryBus bus(loop);

@@ -342,6 +342,60 @@ TEST_SUITE("redis_transporter") {
     CHECK(r.reconnected == 2);
   }
 
+  TEST_CASE("stats: PUBLISH and message payload bytes, a restart is one reconnect") {
+    SKIP_WITHOUT_REDIS();
+    RedisServer server;
+    asio::io_context loop;
+    RedisTransporter a(loop, server.options());
+    RedisTransporter b(loop, server.options());
+    Recorder ra, rb;
+    CHECK_FALSE(a.stats().connected);
+    a.connect(ra.handlers());
+    b.connect(rb.handlers());
+    a.subscribe("MOL-s.EVENT.a");
+    REQUIRE(run_until(loop, [&] { return a.connected() && b.connected(); }));
+    const auto a0 = a.stats();
+    const auto b0 = b.stats();
+    CHECK(a0.connected);
+    CHECK(a0.messages_received == 0);
+    CHECK(b0.messages_sent == 0);
+
+    constexpr int kMessages = 50;
+    uint64_t payload_bytes = 0;
+    for (int i = 0; i < kMessages; ++i) {
+      const std::string payload(size_t(i * 37), char('a' + i % 26));  // 0 .. 1813 bytes
+      payload_bytes += payload.size();
+      REQUIRE(b.publish("MOL-s.EVENT.a", payload));
+    }
+    CHECK(b.publish("MOL-s.nobody", "12345"));  // sent; nobody subscribed
+    REQUIRE(run_until(loop, [&] { return ra.messages.size() == size_t(kMessages); }));
+    b.flush(5000);
+    const auto a1 = a.stats();
+    const auto b1 = b.stats();
+    CHECK(b1.messages_sent == kMessages + 1);
+    CHECK(b1.bytes_sent == payload_bytes + 5);  // payloads only: no RESP framing, no channel
+    CHECK(a1.messages_received == kMessages);
+    CHECK(a1.bytes_received == payload_bytes);
+    CHECK(a1.messages_sent == 0);
+    CHECK(b1.messages_received == 0);
+
+    // Refused while down: not counted as sent.
+    server.kill();
+    REQUIRE(run_until(loop, [&] { return ra.disconnected == 1 && rb.disconnected == 1; }));
+    CHECK_FALSE(a.stats().connected);
+    CHECK_FALSE(b.publish("MOL-s.EVENT.a", "refused"));
+    CHECK(b.stats().messages_sent == kMessages + 1);
+    server.start();
+    REQUIRE(run_until(loop, [&] { return ra.reconnected == 1; }));
+    const auto a2 = a.stats();
+    CHECK(a2.connected);
+    CHECK(a2.reconnects == 1);
+    CHECK(a2.messages_received == kMessages);
+    a.close();
+    CHECK_FALSE(a.stats().connected);
+    CHECK(a.stats().reconnects == 1);
+  }
+
   TEST_CASE("flush inside a loop handler drives the I/O before close, as the broker's stop does") {
     SKIP_WITHOUT_REDIS();
     RedisServer server;
