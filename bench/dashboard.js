@@ -4,8 +4,10 @@
 // (tests/interop/steedos/fixture.js startCluster), a Prometheus server (Debian's /usr/bin/prometheus,
 // scraping the node's /metrics every second into a temporary folder) and `--clients`
 // bench/load_client.cpp clients subscribed as in the soak (bench/steedos_load.js), for `--seconds`.
-// Then scripts/render-dashboard.js runs every panel of deploy/grafana/steedos-socket.json against
-// that Prometheus and screenshots it with headless Chromium into `--png`.
+// Then, with the clients still connected, scripts/render-dashboard.js runs every panel of
+// deploy/grafana/steedos-socket.json against that Prometheus ($__rate_interval: `--rate-interval`,
+// default 10s, so that a 10 s fault shows as 10 s and not as a 1-minute window) and screenshots it
+// with headless Chromium into `--png`.
 //
 //   bench/dashboard.sh [--seconds 120] [--clients 1000] [--rate 200] [--png docs/dashboard.png]
 //
@@ -13,7 +15,8 @@
 //   throughout   `--rate` events/s mixed as the soak (global, tenant, personal, record rooms), and
 //                one socket.io-client connect + disconnect per second (anonymous and authenticated)
 //   0.20-0.30    producer payloads the service rejects (no eventName), anonymous subscribes to
-//                tenant rooms and shared subscribes to personal rooms (refused)
+//                tenant rooms and shared subscribes to personal rooms (refused), clients over
+//                gateway.maxSubscribesPerSecond and gateway.maxEventNameLength (limit refusals)
 //   0.40-0.50    the auth service fails (500) then hangs (auth.timeout 1 s) while new logins connect
 //   0.60         NATS stopped for 5 s (a deliberate outage; no events are emitted meanwhile)
 //   0.75         socket.disconnect of 50 users (server namespace disconnect)
@@ -28,6 +31,7 @@ const SECONDS = Number(arg("seconds", 120));
 const CLIENTS = Number(arg("clients", 1000));
 const RATE = Number(arg("rate", 200));
 const PNG = arg("png", path.join(__dirname, "..", "docs", "dashboard.png"));
+const RATE_INTERVAL = arg("rate-interval", "10s");
 const DASHBOARD = path.join(__dirname, "..", "deploy", "grafana", "steedos-socket.json");
 const PROMETHEUS = process.env.PROMETHEUS_BIN || "/usr/bin/prometheus";
 const MIX = [["global", 1], ["tenant", 4], ["personal", 495], ["record", 500]];
@@ -90,6 +94,24 @@ async function churn(cluster, opts, subscribe) {
 	}
 }
 
+/** An authenticated client over gateway.maxSubscribesPerSecond and gateway.maxEventNameLength. */
+async function overLimits(cluster, user) {
+	const s = cluster.client({ transports: ["websocket"], cookie: user.cookies[0] });
+	try {
+		await h.waitFor(() => s.events.some(e => e.event === "connection-init") || s.disconnects.length || s.connectErrors.length, 5000, { what: "limits client" });
+		if (!s.connected) return;
+		const acks = [];
+		for (let i = 0; i < 60; i++) acks.push(s.timeout(2000).emitWithAck("subscribe", { roomParts: `orders-${i}` }).catch(() => {}));
+		acks.push(s.timeout(2000).emitWithAck("x".repeat(300), {}).catch(() => {}));
+		await Promise.all(acks);
+	} catch (_) {
+		/* part of the picture */
+	} finally {
+		s.close();
+		cluster.sockets.delete(s);
+	}
+}
+
 async function main() {
 	const cluster = await startCluster({ logLevel: "info", extra: { auth: { timeout: 1000 } } });
 	const { node, port, producer } = cluster;
@@ -138,6 +160,7 @@ async function main() {
 				background.push(churn(cluster, {}, { roomParts: "space" })); // anonymous: forbidden
 				const user = login(`peek${emitted}`, "S2");
 				background.push(churn(cluster, { cookie: user.cookies[0] }, { roomParts: "notification-change-u1" })); // personal room as shared
+				background.push(overLimits(cluster, login(`greedy${emitted}`, "S1")));
 			}
 		}
 		if (once("auth-fail", 0.4, elapsed)) {
@@ -179,17 +202,16 @@ async function main() {
 	}
 	await Promise.allSettled(background);
 	const stats = await cluster.stats();
-	log(`emitted ${emitted}; socket.stats events in ${stats.events.in}, out ${stats.events.out}, auth calls ${stats.auth.calls}, failures ${stats.auth.failures}`);
-	await lc.stop();
-	await h.sleep(3000); // three more scrapes, so the closes show
+	log(`emitted ${emitted}; socket.stats events in ${stats.events.in}, out ${stats.events.out}, auth calls ${stats.auth.calls}, failures ${stats.auth.failures}, limits ${JSON.stringify(Object.fromEntries(Object.entries(stats.limits).filter(([, v]) => v)))}`);
+	await h.sleep(2000); // two more scrapes of the last state
 	const end = Math.floor(Date.now() / 1000);
 	const dashboard = JSON.parse(fs.readFileSync(DASHBOARD, "utf8"));
 	const step = Math.max(1, Math.round((end - start) / 240));
 	const width = 1600;
 	const { html, height, summary } = await render({
 		dashboard, prometheus: prometheus.url, start, end, step, width,
-		vars: { instance: ".+", __rate_interval: "1m", __interval: `${step}s` },
-		subtitle: `bench/dashboard.sh: ${CLIENTS} load clients, ${RATE} events/s, ${SECONDS} s, one node on NATS`
+		vars: { instance: ".+", __rate_interval: RATE_INTERVAL, __interval: `${step}s` },
+		subtitle: `bench/dashboard.sh: ${CLIENTS} load clients, ${RATE} events/s, ${SECONDS} s, one node on NATS; rates over ${RATE_INTERVAL}`
 	});
 	for (const p of summary) log(`panel ${p.title}: ${p.series} series${p.errors.length ? `, errors: ${p.errors.join("; ")}` : ""}`);
 	const htmlFile = path.join(require("os").tmpdir(), `dashboard-${process.pid}.html`);
@@ -197,6 +219,7 @@ async function main() {
 	require("../scripts/render-dashboard").screenshot(htmlFile, PNG, width, height);
 	fs.rmSync(htmlFile, { force: true });
 	log(`wrote ${PNG} (${width}x${height})`);
+	await lc.stop();
 	await prometheus.stop();
 	await cluster.stop();
 	const empty = summary.filter(p => p.series === 0 || p.errors.length);

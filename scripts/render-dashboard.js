@@ -8,11 +8,12 @@
 //   node scripts/render-dashboard.js --prometheus http://127.0.0.1:9090 \
 //        [--dashboard deploy/grafana/steedos-socket.json] [--start <unix s>] [--end <unix s>] \
 //        [--minutes 5] [--step <s>] [--instance <regex>] [--html out.html] [--png out.png] \
-//        [--width 1600] [--subtitle text]
+//        [--width 1600] [--rate-interval 1m] [--subtitle text]
 //
 // --start/--end default to the last --minutes; --step to about 240 points per chart. Dashboard
-// variables: $instance becomes --instance (default ".+"), $__rate_interval / $__interval become
-// 1m / the step. Queries that fail are shown in their panel as the error, not hidden.
+// variables: $instance becomes --instance (default ".+"), $__rate_interval --rate-interval
+// (default 1m; Grafana derives it from the scrape interval and the zoom), $__interval the step.
+// Queries that fail are shown in their panel as the error, not hidden.
 const fs = require("fs");
 const os = require("os");
 const path = require("path");
@@ -250,7 +251,7 @@ async function main() {
 	const start = Number(arg("start", end - Number(arg("minutes", 5)) * 60));
 	const step = Number(arg("step", Math.max(1, Math.round((end - start) / 240))));
 	const width = Number(arg("width", 1600));
-	const vars = { instance: arg("instance", ".+"), __rate_interval: "1m", __interval: `${step}s`, DS_PROMETHEUS: "" };
+	const vars = { instance: arg("instance", ".+"), __rate_interval: arg("rate-interval", "1m"), __interval: `${step}s` };
 	const { html, height, summary } = await render({ dashboard, prometheus, start, end, step, vars, width, subtitle: arg("subtitle", "") });
 	const htmlFile = arg("html", path.join(os.tmpdir(), `dashboard-${process.pid}.html`));
 	fs.writeFileSync(htmlFile, html);

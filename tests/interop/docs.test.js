@@ -180,11 +180,12 @@ describe("scripts/render-dashboard.js", () => {
 	after(() => server && server.close());
 
 	it("runs every panel's queries as range queries and draws one SVG chart per panel, with legends and gaps", async () => {
-		const { html, summary } = await render({ dashboard: DASHBOARD, prometheus: url, start: 1000, end: 1090, step: 10, width: 1600, vars: { instance: "n1:5100" } });
+		const { html, summary } = await render({ dashboard: DASHBOARD, prometheus: url, start: 1000, end: 1090, step: 10, width: 1600, vars: { instance: "n1:5100", __rate_interval: "30s" } });
 		const panels = queryPanels();
 		assert.equal(queries.length, dashboardExprs().length, "one range query per target");
 		assert.ok(queries.every(q => q.path === "/api/v1/query_range" && q.step === "10"));
-		assert.ok(queries.every(q => !q.query.includes("$instance") && q.query.includes('instance=~"n1:5100"')), "the $instance variable is expanded");
+		assert.ok(queries.every(q => !q.query.includes("$") && q.query.includes('instance=~"n1:5100"')), "the dashboard variables are expanded");
+		assert.ok(queries.some(q => q.query.includes("rate(steedos_socket_deliveries_total{instance=~\"n1:5100\"}[30s])")), "$__rate_interval");
 		assert.equal((html.match(/<svg /g) || []).length, panels.length, "one chart per panel");
 		for (const p of panels) assert.ok(html.includes(`>${p.title.replace(/&/g, "&amp;")}</text>`), p.title);
 		assert.ok(html.includes(">websocket  "), "{{transport}} legend of the Connections panel");
