@@ -103,9 +103,13 @@ const hhmmss = t => new Date(t * 1000).toISOString().slice(11, 19);
 
 // ---- one panel as SVG -------------------------------------------------------------------------
 
-function chartSvg(panel, series, errors, width, height, start, end) {
+function chartSvg(panel, allSeries, errors, width, height, start, end) {
 	const unit = panel.fieldConfig?.defaults?.unit || "short";
-	const legendRows = Math.min(4, Math.ceil(series.length / 2)) || (errors.length ? 1 : 0);
+	const legendRows = Math.min(4, Math.ceil(allSeries.length / 2)) || (errors.length ? 1 : 0);
+	// When the legend cannot name every series, the ones that rose highest come first (the
+	// legend of Grafana sorted by max), so a limit that was hit is not among the hidden ones.
+	const peak = s => Math.max(0, ...s.points.map(p => p[1]).filter(Number.isFinite));
+	const series = allSeries.length > legendRows * 2 ? allSeries.slice().sort((a, b) => peak(b) - peak(a)) : allSeries;
 	const legendH = legendRows * 15 + 6;
 	const titleH = 24;
 	const axisW = 62;
