@@ -90,6 +90,25 @@ describe("docs/operations.md: configuration and environment", () => {
 	});
 });
 
+describe("docs/operations.md: links", () => {
+	/** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
+	const anchors = text => new Set([...text.matchAll(/^#{1,6} (.+)$/gm)].map(m => m[1].toLowerCase().replace(/[^\w\- ]/g, "").replace(/ /g, "-")));
+	it("every #anchor of docs/operations.md and every README link into it resolves", () => {
+		const own = anchors(DOCS);
+		const local = [...DOCS.matchAll(/\]\(#([^)]+)\)/g)].map(m => m[1]);
+		assert.ok(local.length >= 10);
+		assert.deepEqual(local.filter(a => !own.has(a)), [], "dangling anchors in docs/operations.md");
+		const readme = read("README.md");
+		const fromReadme = [...readme.matchAll(/\]\(docs\/operations\.md(?:#([^)]+))?\)/g)];
+		assert.ok(fromReadme.length >= 2, "the README links docs/operations.md");
+		assert.deepEqual(fromReadme.map(m => m[1]).filter(a => a && !own.has(a)), [], "README links to missing anchors");
+		const readmeAnchors = anchors(readme);
+		const intoReadme = [...DOCS.matchAll(/\]\(\.\.\/README\.md#([^)]+)\)/g)].map(m => m[1]);
+		assert.deepEqual(intoReadme.filter(a => !readmeAnchors.has(a)), [], "links into README.md sections that do not exist");
+		for (const m of DOCS.matchAll(/!\[[^\]]*\]\(([^)]+)\)/g)) assert.ok(fs.existsSync(path.join(ROOT, "docs", m[1])), `image ${m[1]}`);
+	});
+});
+
 describe("deploy/grafana/steedos-socket.json", () => {
 	it("is a Grafana import whose panels query the documented metrics through DS_PROMETHEUS", () => {
 		assert.equal(DASHBOARD.schemaVersion, 38);
