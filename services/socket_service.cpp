@@ -476,7 +476,8 @@ ConnectionCounts SocketService::connection_counts() const {
 }
 
 Json SocketService::stats() const {
-  const auto counts = connection_counts().by_transport_auth;
+  const ConnectionCounts connections = connection_counts();
+  const auto& counts = connections.by_transport_auth;
   const size_t polling = counts[0][0] + counts[0][1];
   const size_t websocket = counts[1][0] + counts[1][1];
   const size_t anonymous = counts[0][0] + counts[1][0];

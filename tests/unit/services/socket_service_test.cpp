@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "services/client_hub.hpp"
+#include "services/node_metrics.hpp"
 #include "tests/unit/support/memory_nodes.hpp"
 #include "transport/memory_transporter.hpp"
 
@@ -777,5 +778,151 @@ TEST_SUITE("socket service: connection limits") {
     CHECK(limits["connections"] == 3);
     CHECK(limits["acceptPaused"] == 1);
     CHECK(limits["subscribeRate"] == 0);  // the service's own counters stay beside them
+  }
+}
+
+// ============================================================ metrics (services/node_metrics)
+
+namespace {
+
+/// The value of one series (`name` or `name{labels}` exactly as serialized); nullopt if absent.
+std::optional<double> sample(const std::string& text, const std::string& series) {
+  const std::string needle = "\n" + series + " ";
+  const auto at = ("\n" + text).find(needle);
+  if (at == std::string::npos) return std::nullopt;
+  return std::stod(text.substr(at + needle.size() - 1));
+}
+
+/// How many series of the family `name` the text holds (lines starting with `name{`).
+size_t series_count(const std::string& text, const std::string& name) {
+  size_t count = 0;
+  for (size_t at = ("\n" + text).find("\n" + name + "{"); at != std::string::npos;
+       at = ("\n" + text).find("\n" + name + "{", at + 1)) {
+    count++;
+  }
+  return count;
+}
+
+NodeMetrics make_metrics(Fixture& f) {
+  NodeMetrics::Sources sources;
+  sources.service = f.service.get();
+  sources.broker = f.broker.get();
+  sources.transporter = "nats";
+  sources.version = "test";
+  return NodeMetrics(std::move(sources));
+}
+
+}  // namespace
+
+TEST_SUITE("node metrics") {
+  TEST_CASE("every family of the contract has HELP and TYPE, with fixed label sets") {
+    Fixture f;
+    NodeMetrics metrics = make_metrics(f);
+    const std::string text = metrics.scrape();
+    const std::pair<const char*, const char*> families[] = {
+        {"steedos_socket_connections", "gauge"},
+        {"steedos_socket_connects_total", "counter"},
+        {"steedos_socket_connects_refused_total", "counter"},
+        {"steedos_socket_disconnects_total", "counter"},
+        {"steedos_socket_rooms", "gauge"},
+        {"steedos_socket_subscriptions_refused_total", "counter"},
+        {"steedos_socket_events_received_total", "counter"},
+        {"steedos_socket_deliveries_total", "counter"},
+        {"steedos_socket_packets_sent_total", "counter"},
+        {"steedos_socket_sent_bytes_total", "counter"},
+        {"steedos_socket_payloads_rejected_total", "counter"},
+        {"steedos_socket_limit_refusals_total", "counter"},
+        {"steedos_socket_slow_consumer_disconnects_total", "counter"},
+        {"steedos_socket_refused_origins_total", "counter"},
+        {"steedos_socket_malformed_total", "counter"},
+        {"steedos_socket_auth_calls_total", "counter"},
+        {"steedos_socket_auth_failures_total", "counter"},
+        {"steedos_socket_auth_timeouts_total", "counter"},
+        {"steedos_socket_auth_cache_hits_total", "counter"},
+        {"steedos_socket_auth_duration_seconds", "histogram"},
+        {"steedos_socket_emit_to_write_seconds", "histogram"},
+        {"steedos_socket_transporter_connected", "gauge"},
+        {"steedos_socket_transporter_reconnects_total", "counter"},
+        {"steedos_socket_transporter_messages_received_total", "counter"},
+        {"steedos_socket_transporter_messages_sent_total", "counter"},
+        {"steedos_socket_transporter_received_bytes_total", "counter"},
+        {"steedos_socket_transporter_sent_bytes_total", "counter"},
+        {"steedos_socket_remote_nodes", "gauge"},
+        {"steedos_socket_info", "gauge"},
+        {"process_resident_memory_bytes", "gauge"},
+        {"process_virtual_memory_bytes", "gauge"},
+        {"process_cpu_seconds_total", "counter"},
+        {"process_open_fds", "gauge"},
+        {"process_max_fds", "gauge"},
+        {"process_start_time_seconds", "gauge"},
+    };
+    for (const auto& [name, type] : families) {
+      CAPTURE(name);
+      CHECK(text.find(std::string("# HELP ") + name + " ") != std::string::npos);
+      CHECK(text.find(std::string("# TYPE ") + name + " " + type + "\n") != std::string::npos);
+    }
+    // Every label value is there from the start (a series never appears out of nowhere).
+    CHECK(series_count(text, "steedos_socket_connections") == 4);
+    CHECK(series_count(text, "steedos_socket_connects_total") == 2);
+    CHECK(series_count(text, "steedos_socket_connects_refused_total") == kConnectRefusals);
+    CHECK(series_count(text, "steedos_socket_disconnects_total") == kDisconnectReasons);
+    CHECK(series_count(text, "steedos_socket_subscriptions_refused_total") == kSubscribeRefusals);
+    CHECK(series_count(text, "steedos_socket_events_received_total") ==
+          socket_event_patterns().size());
+    CHECK(series_count(text, "steedos_socket_payloads_rejected_total") == rules::kRejectReasons);
+    CHECK(series_count(text, "steedos_socket_packets_sent_total") == 2);
+    CHECK(series_count(text, "steedos_socket_limit_refusals_total") == f.stats()["limits"].size());
+    CHECK(sample(text, R"(steedos_socket_disconnects_total{reason="transport close"})") == 0.0);
+    CHECK(sample(text, R"(steedos_socket_emit_to_write_seconds_bucket{le="0.0001"})") == 0.0);
+    CHECK(sample(text, R"(steedos_socket_auth_duration_seconds_bucket{le="10"})") == 0.0);
+    CHECK(sample(text, R"(steedos_socket_info{node_id="gw",version="test",transporter="nats"})") ==
+          1.0);
+    CHECK(sample(text, "steedos_socket_remote_nodes") == 0.0);
+  }
+
+  TEST_CASE("counters move with their sources and agree with socket.stats") {
+    Fixture f;
+    NodeMetrics metrics = make_metrics(f);
+    f.service->observe_latencies(metrics.observers());
+    f.connect_three();                              // u1, u2 by auth call; anon
+    REQUIRE(f.connect("u1b", cookie("S1", "T1")));  // from the cache
+    REQUIRE_FALSE(f.connect("bad", cookie("S1", "boom")));
+    f.hub.send("anon", "subscribe", Json{{"roomParts", "space"}});  // anonymous: forbidden
+    f.hub.send("u1", "subscribe", Json::object());                  // no roomParts: invalid
+    f.hub.send("u1", "subscribe", Json{{"roomParts", "space"}});
+    f.emit("$socket.emit", Json{{"eventName", "hello"}, {"eventParams", 1}});
+    f.emit("$socket.emit", Json{{"eventName", "hello"}});  // no eventParams
+    f.hub.leave("anon");
+
+    const std::string text = metrics.scrape();
+    const Json stats = f.stats();
+    CAPTURE(text);
+    CHECK(
+        sample(text, R"(steedos_socket_connections{transport="websocket",auth="authenticated"})") ==
+        3.0);
+    CHECK(sample(text, R"(steedos_socket_connections{transport="websocket",auth="anonymous"})") ==
+          0.0);
+    CHECK(sample(text, R"(steedos_socket_connects_total{auth="authenticated"})") == 3.0);
+    CHECK(sample(text, R"(steedos_socket_connects_total{auth="anonymous"})") == 1.0);
+    CHECK(sample(text, R"(steedos_socket_connects_refused_total{reason="auth_unavailable"})") ==
+          1.0);
+    CHECK(
+        sample(text, R"(steedos_socket_disconnects_total{reason="client namespace disconnect"})") ==
+        1.0);
+    CHECK(sample(text, R"(steedos_socket_subscriptions_refused_total{reason="forbidden"})") == 1.0);
+    CHECK(sample(text, R"(steedos_socket_subscriptions_refused_total{reason="invalid"})") == 1.0);
+    CHECK(sample(text, R"(steedos_socket_events_received_total{pattern="$socket.emit"})") == 2.0);
+    CHECK(sample(text, R"(steedos_socket_payloads_rejected_total{reason="missing_field"})") == 1.0);
+    CHECK(sample(text, "steedos_socket_auth_calls_total") == 3.0);  // T1, T2, boom
+    CHECK(sample(text, "steedos_socket_auth_failures_total") == 1.0);
+    CHECK(sample(text, "steedos_socket_auth_cache_hits_total") == 1.0);
+    CHECK(sample(text, "steedos_socket_auth_duration_seconds_count") == 3.0);
+    // Emitted by this node itself, not read off the bus: no emit-to-write sample.
+    CHECK(sample(text, "steedos_socket_emit_to_write_seconds_count") == 0.0);
+    CHECK(sample(text, "steedos_socket_rooms") == stats["rooms"].get<double>());
+    CHECK(sample(text, "steedos_socket_deliveries_total") == stats["events"]["out"].get<double>());
+    CHECK(stats["events"]["out"] == 4);  // u1, u2, u1b and anon, before anon left
+    CHECK(stats["refused"] == 2);
+    CHECK(stats["rejected"] == 1);
   }
 }
