@@ -22,9 +22,9 @@
 //   0.75         socket.disconnect of 50 users (server namespace disconnect)
 const fs = require("fs");
 const path = require("path");
-const { spawn } = require("child_process");
 const { startCluster, h, login } = require("../tests/interop/steedos/fixture");
-const { population, emitTo, startLoadClient, arg, rng } = require("./steedos_load");
+const { population, emitTo, startLoadClient, arg, rng, targetPicker } = require("./steedos_load");
+const { startPrometheus: startPrometheusServer } = require("../tests/interop/lib/prometheus");
 const { render } = require("../scripts/render-dashboard");
 
 const SECONDS = Number(arg("seconds", 120));
@@ -33,51 +33,18 @@ const RATE = Number(arg("rate", 200));
 const PNG = arg("png", path.join(__dirname, "..", "docs", "dashboard.png"));
 const RATE_INTERVAL = arg("rate-interval", "10s");
 const DASHBOARD = path.join(__dirname, "..", "deploy", "grafana", "steedos-socket.json");
-const PROMETHEUS = process.env.PROMETHEUS_BIN || "/usr/bin/prometheus";
-const MIX = [["global", 1], ["tenant", 4], ["personal", 495], ["record", 500]];
 
 const log = text => process.stderr.write(`dashboard: ${text}\n`);
 
+/** Prometheus (tests/interop/lib/prometheus.js) scraping the node every second, once its first
+ * scrape is done; a failed one is reported (the panels then say "No data" and the run exits with
+ * 1), not waited out. */
 async function startPrometheus(targetPort) {
-	const dir = fs.mkdtempSync(path.join(require("os").tmpdir(), "dashboard-prom-"));
-	const port = await h.freePort();
-	fs.writeFileSync(path.join(dir, "prometheus.yml"), [
-		"global:",
-		"  scrape_interval: 1s",
-		"  evaluation_interval: 1s",
-		"scrape_configs:",
-		"  - job_name: steedos-socket",
-		"    static_configs:",
-		`      - targets: ['127.0.0.1:${targetPort}']`,
-		""
-	].join("\n"));
-	const child = spawn(PROMETHEUS, [`--config.file=${dir}/prometheus.yml`, `--storage.tsdb.path=${dir}/data`,
-		`--web.listen-address=127.0.0.1:${port}`, "--log.level=warn"], { stdio: ["ignore", "ignore", "pipe"] });
-	child.stderr.setEncoding("utf8");
-	child.stderr.on("data", d => process.stderr.write(d.replace(/^(?=.)/gm, "  [prometheus] ")));
-	const url = `http://127.0.0.1:${port}`;
-	const stop = async () => {
-		if (child.exitCode === null && child.signalCode === null) {
-			child.kill("SIGTERM");
-			await new Promise(r => child.once("exit", r));
-		}
-		fs.rmSync(dir, { recursive: true, force: true });
-	};
-	process.on("exit", () => child.exitCode === null && child.kill("SIGKILL"));
-	// Ready once the node's first scrape is done; a failed one is reported (the panels then say
-	// "No data" and the run exits with 1), not waited out.
-	let target = null;
-	await h.waitFor(async () => {
-		try {
-			const body = await (await fetch(`${url}/api/v1/targets`)).json();
-			target = body.data.activeTargets.find(t => t.health !== "unknown") || null;
-			return target !== null;
-		} catch (_) {
-			return false;
-		}
-	}, 30000, { interval: 250, what: "prometheus scraping the node" });
+	const prometheus = await startPrometheusServer({ targets: [`127.0.0.1:${targetPort}`], interval: "1s" });
+	const target = await h.waitFor(async () => (await prometheus.targets()).find(t => t.health !== "unknown"),
+		30000, { interval: 250, what: "prometheus scraping the node" });
 	if (target.health !== "up") log(`the node's /metrics scrape failed: ${target.lastError}`);
-	return { url, stop };
+	return prometheus;
 }
 
 /** One client that connects, optionally subscribes, and leaves: connects/disconnects panels. */
@@ -124,18 +91,7 @@ async function main() {
 	const lc = await startLoadClient({ port, clients: CLIENTS, planFile: pop.planFile, args: ["--concurrency", "64"] });
 	log(`${CLIENTS} clients connected and subscribed in ${lc.connectSeconds.toFixed(1)} s; ${RATE} events/s for ${SECONDS} s`);
 
-	const random = rng(11);
-	const weightTotal = MIX.reduce((a, [, w]) => a + w, 0);
-	const pick = () => {
-		let r = random() * weightTotal;
-		for (const [kind, w] of MIX) {
-			if ((r -= w) < 0) {
-				const ids = pop.byKind[kind];
-				return ids[Math.floor(random() * ids.length)];
-			}
-		}
-		return 0;
-	};
+	const pick = targetPicker(pop, rng(11));
 	const done = new Set();
 	const once = (name, fraction, elapsed) => elapsed >= fraction * SECONDS && !done.has(name) && done.add(name);
 	const t0 = Date.now();

@@ -22,12 +22,11 @@
 // Exit code 1 when anything was lost, duplicated or leaked, a client was dropped, or growth >= 5 %.
 const os = require("os");
 const { startCluster, h } = require("../tests/interop/steedos/fixture");
-const { population, emitTo, startLoadClient, rssKb, median, arg, rng, now } = require("./steedos_load");
+const { population, emitTo, startLoadClient, rssKb, median, arg, rng, now, targetPicker } = require("./steedos_load");
 
 const MINUTES = Number(arg("minutes", 10));
 const CLIENTS = Number(arg("clients", 10000));
 const RATE = Number(arg("rate", 1000));
-const MIX = [["global", 1], ["tenant", 4], ["personal", 495], ["record", 500]];
 
 // --inject-faults: proves the checks can fail. One record event is counted but not emitted (lost
 // at each of its subscribers), one is emitted twice (duplicated), and one record's marker is sent
@@ -57,18 +56,7 @@ async function main() {
 	const lc = await startLoadClient({ port, clients: CLIENTS, planFile: pop.planFile, args: ["--concurrency", "256"] });
 	log(`all connected and subscribed in ${lc.connectSeconds.toFixed(1)} s; emitting ${RATE}/s for ${MINUTES} min`);
 
-	const random = rng(7);
-	const weightTotal = MIX.reduce((a, [, w]) => a + w, 0);
-	const pick = () => {
-		let r = random() * weightTotal;
-		for (const [kind, w] of MIX) {
-			if ((r -= w) < 0) {
-				const ids = pop.byKind[kind];
-				return ids[Math.floor(random() * ids.length)];
-			}
-		}
-		return 0;
-	};
+	const pick = targetPicker(pop, rng(7));
 	const durationMs = MINUTES * 60000;
 	const samples = []; // { t (ms since the start of emission), rss }
 	let emitted = 0;

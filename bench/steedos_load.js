@@ -103,6 +103,25 @@ function population({ clients, tenants = 5, recordsPerClient = 2, subscribersPer
  * ones with `$socket.emit` to the record's room (`@objectRecordEvent` has no field for a marker).
  * `pad` adds that many bytes to the payload.
  */
+/** The Steedos event mix of the soak and the dashboard run: weights per target kind (a global
+ * event reaches every client, so it is rare). */
+const MIX = [["global", 1], ["tenant", 4], ["personal", 495], ["record", 500]];
+
+/** A function returning the id of a random target of `pop`, its kind drawn by MIX's weights. */
+function targetPicker(pop, random) {
+	const weightTotal = MIX.reduce((a, [, w]) => a + w, 0);
+	return () => {
+		let r = random() * weightTotal;
+		for (const [kind, w] of MIX) {
+			if ((r -= w) < 0) {
+				const ids = pop.byKind[kind];
+				return ids[Math.floor(random() * ids.length)];
+			}
+		}
+		return 0;
+	};
+}
+
 function emitTo(producer, targets, id, pad = "") {
 	const t = targets[id];
 	const m = `~${id}~${t.seq++}~${now()}~`;
@@ -181,4 +200,4 @@ function arg(name, fallback) {
 	return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
 }
 
-module.exports = { population, emitTo, startLoadClient, rssKb, median, arg, now, rng };
+module.exports = { population, emitTo, startLoadClient, rssKb, median, arg, now, rng, MIX, targetPicker };
