@@ -79,9 +79,10 @@ class NodeMetrics::Collector final : public prometheus::Collectable {
   void collect_service(std::vector<MetricFamily>& out) const {
     const SocketService& service = *sources_.service;
     // The very reply of socket.stats: whatever it says, the scrape says.
-    const Json stats = service.stats();
-    const SocketMetricCounters& counters = service.metric_counters();
+    // One pass over the clients for both (it is most of a scrape's cost: 10,000 clients ~5 ms).
     const ConnectionCounts connections = service.connection_counts();
+    const Json stats = service.stats(connections);
+    const SocketMetricCounters& counters = service.metric_counters();
 
     auto now =
         family("steedos_socket_connections", "Connected Socket.IO clients now.", MetricType::Gauge);

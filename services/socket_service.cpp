@@ -484,7 +484,10 @@ ConnectionCounts SocketService::connection_counts() const {
 }
 
 Json SocketService::stats() const {
-  const ConnectionCounts connections = connection_counts();
+  return stats(connection_counts());
+}
+
+Json SocketService::stats(const ConnectionCounts& connections) const {
   const auto& counts = connections.by_transport_auth;
   const size_t polling = counts[0][0] + counts[0][1];
   const size_t websocket = counts[1][0] + counts[1][1];

@@ -117,6 +117,8 @@ class SocketService {
   ServiceSchema schema();
   /// The `socket.stats` reply.
   Json stats() const;
+  /// The same from connection counts already taken (a scrape takes them once for both).
+  Json stats(const ConnectionCounts& connections) const;
   /// Where `socket.stats` reads `refusedOrigins`: the gateway's count of requests refused for
   /// their Origin (gateway-contract.md §2.1). Without it the key reads 0.
   void count_refused_origins(std::function<uint64_t()> count) {
