@@ -45,7 +45,7 @@ const PROJECT = /(^|\/)(gateway|services|moleculer|transport|protocol|app|common
 const KINDS = [
 	["session JSON (the auth reply, copied per socket)", /build_session/],
 	["auth cache (per token, not per socket)", /AuthCache|Authenticated/],
-	["session struct (ClientSession, std::any holder)", /SocketService::authenticate|set_session|ClientSession/],
+	["session struct (ClientSession, std::any holder)", /SocketService::authenticate|set_session|ClientSession|socket_service\.cpp:\d+ operator/],
 	["token index (sockets_by_token_)", /SocketService::on_connected/],
 	["room index", /rooms\.cpp|RoomIndex/],
 	["handshake copy (headers, query, url)", /compact_string_map|CompactStringMap|parse_request_head|http_request\.cpp/],
@@ -57,6 +57,8 @@ const KINDS = [
 
 const shortFunction = name => {
 	if (!name) return "?";
+	const inplace = /_Sp_counted_ptr_inplace<([\w:]+)/.exec(name);
+	if (inplace) return `make_shared<${inplace[1].replace(/steedos::/g, "")}>`;
 	let s = name.replace(/\(.*$/s, ""); // arguments
 	// Template arguments: drop the innermost <...> repeatedly.
 	for (let i = 0; i < 10 && /<[^<>]*>/.test(s); i++) s = s.replace(/<[^<>]*>/g, "");

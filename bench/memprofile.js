@@ -11,7 +11,8 @@
 //     killed with SIGKILL, so the allocations heaptrack still counts live are the idle live set
 //     (a SIGTERM would close every client and free it). bench/heaptrack_live.js reads the file.
 //
-//   node bench/memprofile.js --clients 2000 [--workload issue|soak] [--heaptrack] [--settle-ms 3000]
+//   node bench/memprofile.js --clients 2000 [--workload issue|soak|plain] [--reply mock|steedos]
+//                            [--browser-headers] [--long-ids] [--heaptrack] [--settle-ms 3000]
 //
 // Workloads (both use the fixture's login(): one token per user, cookies `X-Space-Id` /
 // `X-Auth-Token`):
@@ -35,6 +36,12 @@ const CLIENTS = Number(arg("clients", 2000));
 const WORKLOAD = arg("workload", "issue");
 const HEAPTRACK = process.argv.includes("--heaptrack");
 const REPLY = arg("reply", "mock");
+// --browser-headers: the clients send the headers a desktop Chrome sends (load-client's option), which
+// the node copies per connection with the handshake.
+const BROWSER_HEADERS = process.argv.includes("--browser-headers");
+// --long-ids: user and tenant ids of a Steedos (Meteor) id's length, 17 characters, instead of `u12`
+// and `S1`: room names and tokens then no longer fit std::string's 15-character inline buffer.
+const LONG_IDS = process.argv.includes("--long-ids");
 const SETTLE_MS = Number(arg("settle-ms", 3000)); // a deliberate idle period before measuring
 
 const log = text => process.stderr.write(`memprofile: ${text}\n`);
@@ -74,7 +81,8 @@ const steedosReply = {
 /** The issue's workload as a --plan file: see the header. */
 function issuePlan(clients, users = 50, tenants = 5) {
 	const cookies = [];
-	for (let u = 0; u < users; u++) cookies.push(login(`u${u}`, `S${(u % tenants) + 1}`).cookies[0]);
+	const id = (prefix, n) => (LONG_IDS ? `${prefix}${String(n).padStart(16, "0")}` : `${prefix}${n}`);
+	for (let u = 0; u < users; u++) cookies.push(login(id("u", u), id("S", (u % tenants) + 1)).cookies[0]);
 	const lines = [];
 	for (let i = 0; i < clients; i++) {
 		if (WORKLOAD === "plain") {
@@ -110,6 +118,9 @@ function msSinceStart(pid) {
 }
 
 async function main() {
+	if (!["issue", "soak", "plain"].includes(WORKLOAD)) throw new Error(`--workload ${WORKLOAD}: issue, soak or plain`);
+	if (!["mock", "steedos"].includes(REPLY)) throw new Error(`--reply ${REPLY}: mock or steedos`);
+	if (LONG_IDS && WORKLOAD === "soak") throw new Error("--long-ids: with --workload issue or plain");
 	// The handshake rate limit (default 2,000/s) would refuse some of the clients connecting at full
 	// speed, and the load client gives up after too many refusals: lifted, this run measures the
 	// idle footprint, not admission control.
@@ -131,13 +142,11 @@ async function measure(cluster, pid) {
 	const { node, port } = cluster;
 	const rss0 = rssKb(pid).rss;
 	log(`nats ${cluster.nats.url}, steedos-socket pid ${pid}${HEAPTRACK ? " (under heaptrack)" : ""}, rss ${rss0} KiB with 0 clients`);
-	if (!["issue", "soak", "plain"].includes(WORKLOAD)) throw new Error(`--workload ${WORKLOAD}: issue, soak or plain`);
-	if (!["mock", "steedos"].includes(REPLY)) throw new Error(`--reply ${REPLY}: mock or steedos`);
 	const plan = WORKLOAD === "soak" ? population({ clients: CLIENTS }) : issuePlan(CLIENTS);
 	// heaptrack stamps its records with the milliseconds since the process started: the analysis
 	// counts what was live before this moment as the node's own, not the clients'.
 	if (HEAPTRACK) console.log(`RESULT heaptrack_t0 ms=${msSinceStart(pid)}`);
-	const lc = await startLoadClient({ port, clients: CLIENTS, planFile: plan.planFile, args: ["--concurrency", "256"] });
+	const lc = await startLoadClient({ port, clients: CLIENTS, planFile: plan.planFile, args: ["--concurrency", "256", ...(BROWSER_HEADERS ? ["--browser-headers"] : [])] });
 	// The load client is ready when every client has its CONNECT reply and every subscribe ack
 	// said `rooms` (a refusal is fatal there); the node must also count them all.
 	const stats = await cluster.stats();
@@ -147,7 +156,7 @@ async function measure(cluster, pid) {
 	await h.sleep(SETTLE_MS);
 	const rssN = rssKb(pid).rss;
 	const perClient = ((rssN - rss0) * 1024) / CLIENTS;
-	console.log(`RESULT rss clients=${CLIENTS} workload=${WORKLOAD} reply=${REPLY} heaptrack=${HEAPTRACK ? 1 : 0} rss0_kb=${rss0} rssN_kb=${rssN} ` +
+	console.log(`RESULT rss clients=${CLIENTS} workload=${WORKLOAD} reply=${REPLY} browser_headers=${BROWSER_HEADERS ? 1 : 0} long_ids=${LONG_IDS ? 1 : 0} heaptrack=${HEAPTRACK ? 1 : 0} rss0_kb=${rss0} rssN_kb=${rssN} ` +
 		`per_client_bytes=${perClient.toFixed(0)} auth_calls=${cluster.authCalls.length}`);
 	if (HEAPTRACK) {
 		// Nothing is allocated during the settle period, and what heaptrack has seen is in its pipe

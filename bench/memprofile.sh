@@ -5,7 +5,7 @@
 # (bench/heaptrack_live.js), then a second run without the profiler for the RSS per client.
 #
 #   bench/memprofile.sh [--clients 2000] [--workload issue|soak|plain] [--reply mock|steedos] [--top 40]
-#                       [--no-heaptrack] [--keep DIR]
+#                       [--browser-headers] [--long-ids] [--no-heaptrack] [--keep DIR]
 # (bench/memprofile.js describes the workloads and replies.)
 #
 # Needs build/steedos-socket and build/load-client (RelWithDebInfo: heaptrack needs the debug
@@ -16,12 +16,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-clients=2000 workload=issue reply=mock top=40 heaptrack=1 keep=""
+clients=2000 workload=issue reply=mock top=40 extra=() heaptrack=1 keep=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--clients) clients=$2; shift 2 ;;
 	--workload) workload=$2; shift 2 ;;
 	--reply) reply=$2; shift 2 ;;
+	--browser-headers | --long-ids) extra+=("$1"); shift ;;
 	--top) top=$2; shift 2 ;;
 	--no-heaptrack) heaptrack=0; shift ;;
 	--keep) keep=$2; shift 2 ;;
@@ -48,15 +49,15 @@ if [ "$heaptrack" = 1 ]; then
 	mkdir -p "$work/bin"
 	cat >"$work/bin/steedos-socket" <<WRAP
 #!/bin/sh
-exec heaptrack -o "$out/heaptrack-$workload-$reply-$clients" "$build/steedos-socket" "\$@" >/dev/null
+exec heaptrack -o "$out/heaptrack-$workload-$reply$(printf '%s' "${extra[@]+"${extra[@]}"}" | tr -d ' ')-$clients" "$build/steedos-socket" "\$@" >/dev/null
 WRAP
 	chmod +x "$work/bin/steedos-socket"
 	ln -s "$build/load-client" "$work/bin/load-client"
-	rm -f "$out/heaptrack-$workload-$reply-$clients".*
-	result=$(STEEDOS_BUILD_DIR=$work/bin node bench/memprofile.js --clients "$clients" --workload "$workload" --reply "$reply" --heaptrack 2> >(quiet))
+	rm -f "$out/heaptrack-$workload-$reply$(printf '%s' "${extra[@]+"${extra[@]}"}" | tr -d ' ')-$clients".*
+	result=$(STEEDOS_BUILD_DIR=$work/bin node bench/memprofile.js --clients "$clients" --workload "$workload" --reply "$reply" ${extra[@]+"${extra[@]}"} --heaptrack 2> >(quiet))
 	echo "$result" | sed 's/^/heaptrack run: /'
 	t0=$(echo "$result" | sed -n 's/^RESULT heaptrack_t0 ms=//p')
-	node bench/heaptrack_live.js "$out/heaptrack-$workload-$reply-$clients".zst --clients "$clients" --t0-ms "$t0" --top "$top"
+	node bench/heaptrack_live.js "$out/heaptrack-$workload-$reply$(printf '%s' "${extra[@]+"${extra[@]}"}" | tr -d ' ')-$clients".zst --clients "$clients" --t0-ms "$t0" --top "$top"
 	echo
 fi
-STEEDOS_BUILD_DIR=$build node bench/memprofile.js --clients "$clients" --workload "$workload" --reply "$reply" 2> >(quiet)
+STEEDOS_BUILD_DIR=$build node bench/memprofile.js --clients "$clients" --workload "$workload" --reply "$reply" ${extra[@]+"${extra[@]}"} 2> >(quiet)
