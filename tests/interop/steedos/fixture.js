@@ -94,7 +94,26 @@ function startGateway({ extra = {}, ...opts } = {}) {
 	const config = Object.assign({ serviceName: "socket" }, extra, {
 		gateway: Object.assign({ host: "127.0.0.1", port: 0 }, extra.gateway || {})
 	});
+	if (GATEWAY_IMPL === "baseline") return startBaselineGateway(opts, config);
 	return h.startCppNode(Object.assign({ binary: "steedos-socket" }, opts, { extra: config }));
+}
+
+// STEEDOS_GATEWAY_IMPL=baseline runs the same tests against bench/baseline (socket.io 4.8 +
+// moleculer 0.14, the issue-11 benchmark's yardstick) instead of the product binary, to show
+// which contract checks that implementation meets. Its handle has the members of a C++ node's.
+const GATEWAY_IMPL = process.env.STEEDOS_GATEWAY_IMPL || "cpp";
+
+async function startBaselineGateway(opts, config) {
+	const { spawnBaseline } = require("../../../bench/baseline/start");
+	const node = spawnBaseline({
+		transporter: opts.transporter || (opts.nats && opts.nats.url),
+		namespace: opts.namespace || "",
+		nodeID: opts.nodeID,
+		port: config.gateway.port,
+		config: Object.assign({ heartbeatInterval: 1, heartbeatTimeout: 3, logLevel: opts.logLevel || "debug" }, config)
+	});
+	h.track(node.proc);
+	return node;
 }
 
 /**
