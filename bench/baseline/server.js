@@ -131,7 +131,8 @@ function createSocketService(config) {
 		},
 
 		async started() {
-			this.server = http.createServer();
+			// Anything that is not Socket.IO gets a 404, as from the Express app Nest puts under it.
+			this.server = http.createServer((req, res) => res.writeHead(404).end());
 			const cors = settings.corsOrigins === "*" ? { origin: "*" } : { origin: settings.corsOrigins || true, credentials: true };
 			this.io = new Server(this.server, {
 				path: settings.path,
@@ -350,6 +351,8 @@ function createSocketService(config) {
 						}
 					)
 					.then(reply => {
+						// Neither a session nor "no session": the service is broken (fail closed, §2.5).
+						if (reply != null && typeof reply !== "object") throw new Errors.MoleculerError("auth reply is not an object", 500, "BAD_AUTH_REPLY");
 						const authenticated = reply && typeof reply === "object" && reply.spaceId === spaceId && reply.userId;
 						if (authenticated && authSettings.cacheTtl > 0) {
 							this.authCache.set(key, { reply, expires: Date.now() + authSettings.cacheTtl * 1000 });
@@ -370,7 +373,7 @@ function createSocketService(config) {
 						reply = await this.lookup(spaceId, token);
 					} catch (err) {
 						this.counters.authFailures++;
-						this.logger.warn(`auth service failed (${err && err.name}): connection closed`);
+						this.logger.warn(`authentication failed: auth service ${(err && err.name) || "error"}; connection closed`);
 						socket.conn.close();
 						return;
 					}
