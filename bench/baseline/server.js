@@ -108,13 +108,14 @@ function roomsFor(session, args, settings) {
 	if (session.anonymous && !settings.anonymousRooms) return { error: "not authenticated: anonymous sockets may not join tenant rooms" };
 	const tenant = session.portal.tenantId;
 	if (!tenant) return { error: "no tenant" };
-	if (individual) return { rooms: parts.map(p => `${tenant}-${p}-${session.user.id}`), individual };
+	const unique = list => [...new Set(list)]; // ["space", "space"] joins (and answers) one room
+	if (individual) return { rooms: unique(parts.map(p => `${tenant}-${p}-${session.user.id}`)), individual };
 	for (const p of parts) {
 		if (settings.individualRoomParts.some(q => p === q || p.startsWith(`${q}-`))) {
 			return { error: `forbidden: ${p} is a personal room` };
 		}
 	}
-	return { rooms: parts.map(p => `${tenant}-${p}`), individual };
+	return { rooms: unique(parts.map(p => `${tenant}-${p}`)), individual };
 }
 
 function createSocketService(config) {
@@ -385,13 +386,18 @@ function createSocketService(config) {
 					system: false,
 					portal: { tenantId: spaceId }
 				};
-				if (authenticated) socket.data.token = token;
+				if (token) socket.data.token = token; // $user.logout closes every socket opened with it (§9)
 				next();
 			},
 
 			onConnection(socket) {
-				socket.on("subscribe", (args, ack) => this.subscribe(socket, args, ack));
-				socket.on("unsubscribe", (args, ack) => this.unsubscribe(socket, args, ack));
+				// The ack is the last argument: `emit("subscribe", ack)` sends no arguments at all.
+				const withAck = handler => (...args) => {
+					const ack = typeof args[args.length - 1] === "function" ? args.pop() : undefined;
+					handler.call(this, socket, args[0], ack);
+				};
+				socket.on("subscribe", withAck(this.subscribe));
+				socket.on("unsubscribe", withAck(this.unsubscribe));
 				socket.on("ping", () => socket.emit("pong", new Date().toISOString()));
 				socket.emit("connection-init");
 			},
