@@ -162,13 +162,12 @@ function createSocketService(config) {
 		events: {
 			"$metadata.*"(ctx) {
 				this.counters.eventsIn++;
-				const type = ctx.eventName.slice("$metadata.".length);
 				const p = ctx.params;
 				if (!p || typeof p !== "object" || (p.data != null && typeof p.data !== "object")) return this.reject(ctx, "payload or data is not an object");
 				if (!settings.metadataTypes.includes(p.type)) return;
 				const data = p.data || {};
 				this.emitTo(undefined, "s:metadata:change", {
-					type: p.type || type,
+					type: p.type,
 					action: p.action,
 					_id: data._id || data.id,
 					name: p.type === "apps" ? data.code : data.name,
