@@ -7,7 +7,7 @@
 // clients and after they are all subscribed and idle, and the bytes per client.
 //
 //   STEEDOS_BUILD_DIR=$PWD/build node bench/baseline/idle_rss.js [--clients 2000] [--users 50]
-//                                                              [--settle-ms 5000]
+//                                                              [--settle-ms 15000] [--concurrency 256]
 const fs = require("fs");
 const path = require("path");
 const { h, authService, login, AUTH_ACTION } = require("../../tests/interop/steedos/fixture");
@@ -17,7 +17,8 @@ const { startBaseline } = require("./start");
 async function main() {
 	const clients = Number(arg("clients", 2000));
 	const users = Number(arg("users", 50));
-	const settleMs = Number(arg("settle-ms", 5000));
+	const settleMs = Number(arg("settle-ms", 15000)); // V8 shrinks its heap only some seconds after the burst
+	const concurrency = Number(arg("concurrency", 256)); // connects in flight in the load client
 	const nats = await h.startNats();
 	const auth = h.createBroker("0.14", { nats });
 	auth.createService(authService([]));
@@ -36,7 +37,7 @@ async function main() {
 		process.kill(baseline.pid, "SIGUSR2");
 		await h.sleep(1000); // deliberate: as after the clients, so both readings are taken alike
 		const before = rssKb(baseline.pid).rss;
-		lc = await startLoadClient({ port: baseline.port, clients, planFile, args: ["--concurrency", "256"] });
+		lc = await startLoadClient({ port: baseline.port, clients, planFile, args: ["--concurrency", String(concurrency)] });
 		const ready = await lc.command(`ready ${clients} 120000`, "RESULT ready", 130000);
 		if (Number(ready.count) !== clients) throw new Error(`only ${ready.count} of ${clients} clients ready`);
 		await h.sleep(settleMs); // deliberate: idle period before the N-client reading
@@ -47,7 +48,7 @@ async function main() {
 		const memory = baseline.logs.filter(l => l.line.startsWith("memory ")).map(l => l.line);
 		console.log(`baseline process.memoryUsage() after GC, 0 then ${clients} clients:\n  ${memory.join("\n  ")}`);
 		const per = kb => (((kb - before) * 1024) / clients);
-		console.log(`RESULT baseline_idle clients=${clients} users=${users} rss_before_kb=${before} rss_after_kb=${after} ` +
+		console.log(`RESULT baseline_idle clients=${clients} users=${users} concurrency=${concurrency} rss_before_kb=${before} rss_after_kb=${after} ` +
 			`per_client_bytes=${Math.round(per(after))} per_client_kib=${(per(after) / 1024).toFixed(1)} ` +
 			`rss_after_gc_kb=${afterGc} per_client_after_gc_kib=${(per(afterGc) / 1024).toFixed(1)} connect_s=${lc.connectSeconds}`);
 	} finally {
