@@ -100,7 +100,8 @@ function startGateway({ extra = {}, ...opts } = {}) {
 
 // STEEDOS_GATEWAY_IMPL=baseline runs the same tests against bench/baseline (socket.io 4.8 +
 // moleculer 0.14, the issue-11 benchmark's yardstick) instead of the product binary, to show
-// which contract checks that implementation meets. Its handle has the members of a C++ node's.
+// which contract checks that implementation meets (needs `npm ci` in bench/baseline once). Its
+// handle has the members of a C++ node's.
 const GATEWAY_IMPL = process.env.STEEDOS_GATEWAY_IMPL || "cpp";
 
 async function startBaselineGateway(opts, config) {
