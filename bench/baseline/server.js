@@ -129,6 +129,7 @@ function createSocketService(config) {
 			this.authCache = new Map(); // "<space>,<token>" -> { session reply, expires }
 			this.authPending = new Map(); // "<space>,<token>" -> in-flight lookup, shared
 			this.startedAt = Date.now();
+			this.peers = []; // other nodes of this service, for received()
 		},
 
 		async started() {
@@ -143,6 +144,10 @@ function createSocketService(config) {
 				maxHttpBufferSize: settings.maxHttpBufferSize,
 				cors
 			});
+			this.onServicesChanged = () => this.updatePeers();
+			this.broker.localBus.on("$services.changed", this.onServicesChanged);
+			this.broker.localBus.on("$node.disconnected", this.onServicesChanged);
+			this.updatePeers();
 			this.io.use((socket, next) => this.authenticate(socket, next));
 			this.io.on("connection", socket => this.onConnection(socket));
 			await new Promise((resolve, reject) => {
@@ -155,13 +160,15 @@ function createSocketService(config) {
 		},
 
 		async stopped() {
+			this.broker.localBus.off("$services.changed", this.onServicesChanged);
+			this.broker.localBus.off("$node.disconnected", this.onServicesChanged);
 			if (!this.io) return;
 			await new Promise(resolve => this.io.close(() => resolve()));
 		},
 
 		events: {
 			"$metadata.*"(ctx) {
-				this.counters.eventsIn++;
+				this.received(ctx);
 				const p = ctx.params;
 				if (!p || typeof p !== "object" || (p.data != null && typeof p.data !== "object")) return this.reject(ctx, "payload or data is not an object");
 				if (!settings.metadataTypes.includes(p.type)) return;
@@ -175,7 +182,7 @@ function createSocketService(config) {
 				});
 			},
 			"$broadcast.$notification.users"(ctx) {
-				this.counters.eventsIn++;
+				this.received(ctx);
 				const data = ctx.params && ctx.params.data;
 				if (!data || !data.tenantId || !Array.isArray(data.users) || !data.users.every(u => typeof u === "string")) {
 					return this.reject(ctx, "data.tenantId and data.users (array of strings) are required");
@@ -184,15 +191,15 @@ function createSocketService(config) {
 				this.emitTo(rooms, "s:notification-change", { message: data.message });
 			},
 			"$broadcast.socket.emit"(ctx) {
-				this.counters.eventsIn++;
+				this.received(ctx);
 				this.genericEmit(ctx, ctx.params && ctx.params.data);
 			},
 			"$socket.emit"(ctx) {
-				this.counters.eventsIn++;
+				this.received(ctx);
 				this.genericEmit(ctx, ctx.params);
 			},
 			"@objectRecordEvent.*.*"(ctx) {
-				this.counters.eventsIn++;
+				this.received(ctx);
 				const p = ctx.params;
 				if (!p || typeof p !== "object") return this.reject(ctx, "payload is not an object");
 				const objectApiName = p.objectApiName || p.objectName || ctx.eventName.split(".")[1];
@@ -201,11 +208,11 @@ function createSocketService(config) {
 				this.emitTo(`${p.spaceId}-record:${objectApiName}:change-${id}`, `s:record:${objectApiName}:change-${id}`, { _id: id });
 			},
 			"$user.logout"(ctx) {
-				this.counters.eventsIn++;
+				this.received(ctx);
 				this.logout(ctx);
 			},
 			"$broadcast.$user.logout"(ctx) {
-				this.counters.eventsIn++;
+				this.received(ctx);
 				this.logout(ctx);
 			}
 		},
@@ -286,6 +293,36 @@ function createSocketService(config) {
 		},
 
 		methods: {
+			/**
+			 * Counts an incoming event and, when it came as a balanced emit (Moleculer gave it to
+			 * this node only), hands it on to the other `socket` nodes as a broadcast, so every
+			 * client gets it exactly once whichever node holds it (§7; the job Steedos gives its
+			 * socket.io adapter). A broadcast is not handed on again. Free on a single node.
+			 */
+			received(ctx) {
+				this.counters.eventsIn++;
+				if (ctx.eventType !== "emit" || this.peers.length === 0) return;
+				const groups = [this.name];
+				const forward = this.broker.ContextFactory.create(this.broker, null, ctx.params, { groups });
+				forward.eventName = ctx.eventName;
+				forward.eventType = "broadcast";
+				forward.eventGroups = groups;
+				for (const nodeID of this.peers) {
+					const copy = forward.copy({ id: nodeID, local: false });
+					copy.eventGroups = groups;
+					this.broker.transit.sendEvent(copy);
+				}
+			},
+
+			/** The other available nodes that run this service (recomputed when the registry changes). */
+			updatePeers() {
+				const self = this.broker.nodeID;
+				this.peers = this.broker.registry
+					.getServiceList({ onlyAvailable: true, skipInternal: true })
+					.filter(svc => svc.name === this.name && svc.nodeID !== self)
+					.map(svc => svc.nodeID);
+			},
+
 			/** Emits to a room, a list of rooms, or every socket (room undefined); returns the recipients. */
 			emitTo(room, event, payload) {
 				const nsp = this.io.of("/");
