@@ -208,32 +208,6 @@ AuthDecision classify_auth_reply(bool ok, const Json& data, const protocol::Mole
   return Authenticated{data["userId"].get<std::string>(), data};
 }
 
-Json build_session(const std::optional<Authenticated>& user,
-                   const std::optional<std::string>& tenant_id) {
-  Json session = Json::object();
-  if (user) {
-    // `{ id, ...reply }`: `id` first, then the reply's keys in their order. `id` is always the
-    // validated userId: a reply key `id` would override it in JS, but rooms and socket.clients
-    // must name the user the decision was made for.
-    Json record = Json::object();
-    record["id"] = user->user_id;
-    if (user->session.is_object()) {
-      for (const auto& [key, value] : user->session.items()) {
-        if (key != "id") record[key] = value;
-      }
-    }
-    session["user"] = std::move(record);
-  } else {
-    session["user"] = nullptr;
-  }
-  session["anonymous"] = !user.has_value();
-  session["system"] = false;
-  Json portal = Json::object();
-  portal["tenantId"] = tenant_id ? Json(*tenant_id) : Json(nullptr);
-  session["portal"] = std::move(portal);
-  return session;
-}
-
 AuthCache::AuthCache(int ttl_s, size_t capacity)
     : ttl_(ttl_s > 0 ? ttl_s : 0), capacity_(capacity) {}
 

@@ -87,11 +87,6 @@ AuthDecision classify_auth_reply(bool ok, const Json& data, const protocol::Mole
 /// True for the error shapes that mean "not authenticated" (anonymous, not a failure).
 bool is_not_authenticated_error(const protocol::MoleculerError& error);
 
-/// The session kept per socket (§2.7): `{ user: { id, ...reply } | null, anonymous,
-/// system: false, portal: { tenantId } }`, tenantId JSON null when there is no tenant.
-Json build_session(const std::optional<Authenticated>& user,
-                   const std::optional<std::string>& tenant_id);
-
 /// Successful lookups per (spaceId, token) for `ttl_s` seconds (§2.6, §9). Bounded: past
 /// `capacity` entries the oldest goes first, so a flood of distinct valid tokens cannot grow
 /// memory without limit. Time is passed in so tests do not sleep. Not thread-safe: the gateway

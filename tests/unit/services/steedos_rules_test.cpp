@@ -333,21 +333,6 @@ TEST_CASE("classify_auth_reply: garbage fails closed") {
         "auth reply has a spaceId that is not a string");
 }
 
-TEST_CASE("build_session: { user: { id, ...reply }, anonymous, system: false, portal }") {
-  rules::Authenticated user{"U1", parse(R"({"userId":"U1","spaceId":"S1","name":"Ann"})")};
-  CHECK(dump_json(rules::build_session(user, std::string("S1"))) ==
-        R"({"user":{"id":"U1","userId":"U1","spaceId":"S1","name":"Ann"},"anonymous":false,)"
-        R"("system":false,"portal":{"tenantId":"S1"}})");
-  CHECK(dump_json(rules::build_session(std::nullopt, std::string("S1"))) ==
-        R"({"user":null,"anonymous":true,"system":false,"portal":{"tenantId":"S1"}})");
-  CHECK(dump_json(rules::build_session(std::nullopt, std::nullopt)) ==
-        R"({"user":null,"anonymous":true,"system":false,"portal":{"tenantId":null}})");
-  // `id` is the validated userId even when the reply carries its own `id`.
-  rules::Authenticated with_id{"U1", parse(R"({"id":"other","userId":"U1","spaceId":"S1"})")};
-  CHECK(dump_json(rules::build_session(with_id, std::string("S1"))["user"]) ==
-        R"({"id":"U1","userId":"U1","spaceId":"S1"})");
-}
-
 // ===================================================================== auth cache (§2.6, §9)
 
 TEST_CASE("AuthCache: hits within the TTL, misses after it") {
