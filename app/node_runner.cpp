@@ -173,7 +173,6 @@ int run_node_with(int argc, char** argv, const Assemble& assemble, const std::st
     if (ec) return;
     drain_start = Clock::now();
     const int timeout_ms = parts->drain_timeout_ms();
-    log->info("signal {} received; draining (at most {} ms)", signal, timeout_ms);
     deadline.expires_after(std::chrono::milliseconds(timeout_ms));
     deadline.async_wait([&, timeout_ms](const std::error_code& timer_ec) {
       if (timer_ec) return;
@@ -183,8 +182,11 @@ int run_node_with(int argc, char** argv, const Assemble& assemble, const std::st
     });
     // Refuse new connections, leave the cluster (INFO without services now, DISCONNECT after
     // kStopDelay), then close the sockets: peers see the node leave within ~0.1 s however many
-    // sockets it has, and its clients reconnect to a node they know has taken over.
+    // sockets it has, and its clients reconnect to a node they know has taken over. The line
+    // "draining" is logged once the listeners are closed, so whoever reads it can rely on a new
+    // connection being refused.
     parts->stop_accepting();
+    log->info("signal {} received; draining (at most {} ms)", signal, timeout_ms);
     broker.stop([&] {
       broker_left = true;
       const auto closing = Clock::now();
