@@ -438,7 +438,7 @@ void Connection::decide(Socket& socket, const ConnectResult& result) {
       reply.nsp = socket.nsp_->name();
       reply.payload = dump_json(body);
       socket.state_ = Socket::State::Disconnected;
-      socket.nsp_->rooms_.leave_all(&socket);
+      socket.nsp_->rooms_.leave_all(socket);
       remove_socket(socket);
       socket.connection_ = nullptr;
       send_text(sio::encode(reply));
@@ -446,7 +446,7 @@ void Connection::decide(Socket& socket, const ConnectResult& result) {
     }
     case ConnectResult::Kind::CloseTransport:
       socket.state_ = Socket::State::Disconnected;
-      socket.nsp_->rooms_.leave_all(&socket);
+      socket.nsp_->rooms_.leave_all(socket);
       remove_socket(socket);
       socket.connection_ = nullptr;
       log_with(logger(), spdlog::level::debug,
@@ -484,7 +484,7 @@ void Connection::disconnect_all(const std::string& reason) {
       socket->finish_disconnect(reason);
     } else {
       socket->state_ = Socket::State::Disconnected;
-      socket->nsp_->rooms_.leave_all(socket.get());
+      socket->nsp_->rooms_.leave_all(*socket);
       socket->connection_ = nullptr;
     }
   }
@@ -628,17 +628,17 @@ bool Socket::send_ack(uint64_t ack_id, const RawArgs& raw_args, Attachments atta
 
 bool Socket::join(const std::string& room) {
   if (state_ == State::Disconnected) return false;
-  return nsp_->rooms_.join(this, room);
+  return nsp_->rooms_.join(*this, room);
 }
 
 bool Socket::leave(const std::string& room) {
   if (state_ == State::Disconnected) return false;
-  return nsp_->rooms_.leave(this, room);
+  return nsp_->rooms_.leave(*this, room);
 }
 
 bool Socket::in_room(const std::string& room) const {
   if (room == id_) return state_ != State::Disconnected;
-  return nsp_->rooms_.contains(const_cast<Socket*>(this), room);
+  return nsp_->rooms_.contains(*this, room);
 }
 
 // The index is the truth: the `disconnecting` hook still sees the rooms, `disconnect` none.
@@ -677,7 +677,7 @@ void Socket::finish_disconnect(const std::string& reason) {
   if (nsp_->on_disconnecting_) {
     guarded("disconnecting", [&] { nsp_->on_disconnecting_(*this, reason); });
   }
-  nsp_->rooms_.leave_all(this);
+  nsp_->rooms_.leave_all(*this);
   nsp_->remove_socket(*this);
   if (connection_ != nullptr) connection_->remove_socket(*this);
   connection_ = nullptr;
@@ -748,54 +748,76 @@ OutgoingPacketPtr Namespace::encode_event(std::string_view event, const RawArgs&
                       attachments);
 }
 
-template <class Fn>
-void Namespace::visit_room(const std::string& room, Fn&& fn) const {
-  const RoomIndex::MemberSet* members = rooms_.members(room);
-  if (members != nullptr) {
-    for (Socket* member : *members) fn(member);
-  }
-  // The implicit own-id room.
-  auto own = sockets_.find(room);
-  if (own != sockets_.end() && (members == nullptr || members->count(own->second) == 0)) {
-    fn(own->second);
-  }
-}
-
 bool Namespace::deliver(Socket& socket, const OutgoingPacketPtr& packet, bool is_volatile) {
   return socket.connected() && socket.connection_ != nullptr &&
          socket.connection_->send(packet, is_volatile);
 }
 
+namespace {
+
+/// Room names resolved once per broadcast: named rooms to ids, own-id rooms to their socket.
+/// A name may be both (a named room called like a socket id).
+struct ResolvedRooms {
+  std::vector<RoomIndex::RoomId> ids;
+  std::vector<Socket*> sockets;
+
+  template <class T>
+  static void add_once(std::vector<T>& list, T value) {
+    if (std::find(list.begin(), list.end(), value) == list.end()) list.push_back(value);
+  }
+};
+
+}  // namespace
+
 size_t Namespace::send_to(const std::vector<std::string>& rooms, const OutgoingPacketPtr& packet,
                           std::string_view except_id, const std::vector<std::string>& except_rooms,
                           bool is_volatile) {
   if (!packet || rooms.empty()) return 0;
-  // A close reported by the engine from inside send() is deferred (run_or_defer), so the room
-  // sets walked here cannot change under the loop.
-  std::unordered_set<Socket*> excluded;
+  // A close reported by the engine from inside send() is deferred (run_or_defer), so the member
+  // vectors walked here cannot change under the loop. Names are resolved once; per member there
+  // is no lookup and no allocation: membership tests scan the socket's few room slots.
+  auto resolve = [this](const std::vector<std::string>& names, ResolvedRooms& into) {
+    for (const auto& name : names) {
+      const RoomIndex::RoomId id = rooms_.find(name);
+      if (id != RoomIndex::kNoRoom) ResolvedRooms::add_once(into.ids, id);
+      if (Socket* own = find(name)) ResolvedRooms::add_once(into.sockets, own);
+    }
+  };
+  ResolvedRooms targets;
+  ResolvedRooms excluded;
+  resolve(rooms, targets);
+  resolve(except_rooms, excluded);
   if (!except_id.empty()) {
-    auto own = sockets_.find(except_id);
-    if (own != sockets_.end()) excluded.insert(own->second);
+    if (Socket* own = find(except_id)) ResolvedRooms::add_once(excluded.sockets, own);
   }
-  for (const auto& room : except_rooms) {
-    visit_room(room, [&](Socket* socket) { excluded.insert(socket); });
-  }
+  auto is_excluded = [&](Socket* socket) {
+    for (Socket* other : excluded.sockets) {
+      if (other == socket) return true;
+    }
+    for (RoomIndex::RoomId id : excluded.ids) {
+      if (RoomIndex::is_in(*socket, id)) return true;
+    }
+    return false;
+  };
+  // A member of several targeted rooms is served by the first of them that lists it.
+  auto in_target_before = [&](const Socket& socket, size_t count) {
+    for (size_t j = 0; j < count; ++j) {
+      if (RoomIndex::is_in(socket, targets.ids[j])) return true;
+    }
+    return false;
+  };
   size_t delivered = 0;
-  const bool excluding = !excluded.empty();
-  if (rooms.size() == 1) {
-    // One room lists each member once: no de-duplication set needed.
-    visit_room(rooms.front(), [&](Socket* socket) {
-      if (excluding && excluded.count(socket) != 0) return;
+  for (size_t k = 0; k < targets.ids.size(); ++k) {
+    for (RoomMember* member : rooms_.members(targets.ids[k])) {
+      Socket* socket = socket_of(member);
+      if (k > 0 && in_target_before(*socket, k)) continue;
+      if (is_excluded(socket)) continue;
       if (deliver(*socket, packet, is_volatile)) ++delivered;
-    });
-    return delivered;
+    }
   }
-  std::unordered_set<Socket*> seen;
-  for (const auto& room : rooms) {
-    visit_room(room, [&](Socket* socket) {
-      if ((excluding && excluded.count(socket) != 0) || !seen.insert(socket).second) return;
-      if (deliver(*socket, packet, is_volatile)) ++delivered;
-    });
+  for (Socket* socket : targets.sockets) {
+    if (in_target_before(*socket, targets.ids.size()) || is_excluded(socket)) continue;
+    if (deliver(*socket, packet, is_volatile)) ++delivered;
   }
   return delivered;
 }
@@ -856,16 +878,23 @@ Socket* Namespace::find(std::string_view id) const {
 
 size_t Namespace::room_size(const std::string& room) const {
   size_t count = 0;
-  visit_room(room, [&](Socket* socket) {
-    if (socket->connected()) ++count;
-  });
+  const RoomIndex::RoomId id = rooms_.find(room);
+  if (id != RoomIndex::kNoRoom) {
+    for (RoomMember* member : rooms_.members(id)) {
+      if (socket_of(member)->connected()) ++count;
+    }
+  }
+  // The implicit own-id room.
+  Socket* own = find(room);
+  if (own != nullptr && own->connected() &&
+      (id == RoomIndex::kNoRoom || !RoomIndex::is_in(*own, id))) {
+    ++count;
+  }
   return count;
 }
 
 std::vector<std::string> Namespace::rooms_of(const Socket& socket) const {
-  const RoomIndex::RoomSet* rooms = rooms_.rooms_of(const_cast<Socket*>(&socket));
-  if (rooms == nullptr) return {};
-  return {rooms->begin(), rooms->end()};
+  return rooms_.rooms_of(socket);
 }
 
 void Namespace::for_each_socket(const std::function<void(Socket&)>& fn) const {

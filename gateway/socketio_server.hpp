@@ -134,7 +134,8 @@ using AckCallback =
 
 /// One client in one namespace (the reference's `Socket`). Owned by its Engine.IO connection;
 /// keep a `shared_from_this()` (or `weak_from_this()`) to hold it across asynchronous work.
-class Socket : public std::enable_shared_from_this<Socket> {
+/// Its room memberships live in it (the RoomMember base, reached by the namespace's RoomIndex).
+class Socket : private RoomMember, public std::enable_shared_from_this<Socket> {
  public:
   enum class State { Connecting, Connected, Disconnected };
 
@@ -276,9 +277,8 @@ class Namespace {
   friend class Connection;
   Namespace(std::string name, SocketIoServer& server) : name_(std::move(name)), server_(server) {}
 
-  /// Resolves a room to its connected members, own-id rooms included; calls fn(Socket*).
-  template <class Fn>
-  void visit_room(const std::string& room, Fn&& fn) const;
+  /// The socket a RoomIndex member is (every member of rooms_ is a Socket of this namespace).
+  static Socket* socket_of(RoomMember* member) { return static_cast<Socket*>(member); }
   bool deliver(Socket& socket, const OutgoingPacketPtr& packet, bool is_volatile);
   void prefetch_recipients_after(size_t i) const;
   void add_socket(Socket& socket);
