@@ -98,21 +98,40 @@ const HandshakeInfo& empty_handshake() {
 }  // namespace
 
 //------------------------------------------------------------------------------------------------
+// SocketIoServer::ConnectDeadlines (defined below Connection)
+
+// Every deadline is the open time plus the same connectTimeout, taken from a non-decreasing
+// clock: appending keeps the list sorted, and one timer for the server replaces a timer (and
+// its pending wait) per connection.
+struct SocketIoServer::ConnectDeadlines {
+  using Clock = std::chrono::steady_clock;
+
+  ConnectDeadlines(SocketIoServer& server, asio::io_context& io) : server(server), timer(io) {}
+
+  void add(Connection& connection, Clock::time_point at);
+  void remove(Connection& connection);
+  void arm();
+  void on_timer();
+
+  SocketIoServer& server;
+  asio::steady_timer timer;
+  bool armed = false;
+  Connection* head = nullptr;
+  Connection* tail = nullptr;
+};
+
+//------------------------------------------------------------------------------------------------
 // Connection: the Socket.IO state of one Engine.IO session (the reference's `Client`).
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(SocketIoServer& server, EngineSocket& engine)
-      : server_(server),
-        alive_(server.alive_),
-        engine_(&engine),
-        transport_(engine.transport()),
-        connect_timer_(server.io()) {}
+      : server_(server), alive_(server.alive_), engine_(&engine), transport_(engine.transport()) {}
+  ~Connection();
 
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  void start_connect_timer();
   void handle_message(std::string_view data, bool binary);
   /// The Engine.IO session is gone: every socket is disconnected with `reason`.
   void teardown(const std::string& reason);
@@ -160,7 +179,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closing_ = false;
   bool joined_once_ = false;
   TransportKind transport_;
-  asio::steady_timer connect_timer_;
+  /// Place in the server's connect-deadline queue (SocketIoServer::ConnectDeadlines) until the
+  /// first namespace is joined or the session goes.
+  bool connect_due_queued_ = false;
+  Connection* connect_due_prev_ = nullptr;
+  Connection* connect_due_next_ = nullptr;
+  std::chrono::steady_clock::time_point connect_due_at_;
   std::vector<std::shared_ptr<Socket>> sockets_;  // connecting and connected, one per namespace
   std::unique_ptr<sio::BinaryPacketBuilder> binary_;
   std::unique_ptr<asio::steady_timer> binary_timer_;  // allocated on the first binary packet
@@ -224,17 +248,9 @@ void Connection::refuse_long_event_name(Socket& socket, size_t length,
   socket.send_ack(*ack_id, RawArgs{error}, {});
 }
 
-void Connection::start_connect_timer() {
-  connect_timer_.expires_after(std::chrono::milliseconds(server_.options().connect_timeout_ms));
-  connect_timer_.async_wait([weak = weak_from_this(), alive = alive_](const std::error_code& ec) {
-    if (ec || alive.expired()) return;
-    auto self = weak.lock();
-    if (!self || self->joined_once_ || !self->usable()) return;
-    log_with(logger(), spdlog::level::debug,
-             {{"sid", self->sid()}, {"reason", "no namespace joined within connectTimeout"}},
-             "closing Engine.IO session");
-    self->close("forced close");
-  });
+Connection::~Connection() {
+  // Normally unqueued at join or close already; a server being destroyed has no queue left.
+  if (connect_due_queued_ && !alive_.expired()) server_.connect_deadlines_->remove(*this);
 }
 
 Socket* Connection::socket_for(const std::string& nsp) const {
@@ -387,8 +403,11 @@ void Connection::handle_connect(sio::Packet& packet) {
     violation("invalid CONNECT payload");
     return;
   }
-  auto socket = std::shared_ptr<Socket>(
-      new Socket(random_base64url_id(), *nsp, *this, std::move(auth_raw), std::move(auth)));
+  // An empty payload (the usual case) is kept as a null Json, read back as `{}` by auth(): an
+  // empty object would still cost a heap block per socket.
+  if (auth.empty()) auth = Json();
+  auto socket = std::make_shared<Socket>(Socket::Key{}, random_base64url_id(), *nsp, *this,
+                                         std::move(auth_raw), std::move(auth));
   sockets_.push_back(socket);
   if (!nsp->connect_hook_) {
     accept(*socket);
@@ -416,7 +435,7 @@ void Connection::handle_connect(sio::Packet& packet) {
       asio::post(io, std::move(apply));
     }
   };
-  nsp->connect_hook_(*socket, socket->auth_, std::move(decide));
+  nsp->connect_hook_(*socket, socket->auth(), std::move(decide));
 }
 
 void Connection::decide(Socket& socket, const ConnectResult& result) {
@@ -464,7 +483,7 @@ void Connection::accept(Socket& socket) {
   socket.nsp_->add_socket(socket);
   if (!joined_once_) {
     joined_once_ = true;
-    connect_timer_.cancel();
+    server_.connect_deadlines_->remove(*this);
   }
   sio::Packet reply;
   reply.type = sio::Type::Connect;
@@ -492,7 +511,7 @@ void Connection::disconnect_all(const std::string& reason) {
 
 void Connection::teardown(const std::string& reason) {
   closing_ = true;
-  connect_timer_.cancel();
+  server_.connect_deadlines_->remove(*this);
   if (binary_timer_) binary_timer_->cancel();
   binary_.reset();
   disconnect_all(reason);
@@ -536,7 +555,7 @@ struct Socket::Extras {
   std::unordered_map<uint64_t, PendingAck> pending_acks;
 };
 
-Socket::Socket(std::string id, Namespace& nsp, Connection& connection, std::string auth_raw,
+Socket::Socket(Key, std::string id, Namespace& nsp, Connection& connection, std::string auth_raw,
                Json auth)
     : id_(std::move(id)),
       nsp_(&nsp),
@@ -551,6 +570,11 @@ Socket::~Socket() = default;
 
 bool Socket::connected() const {
   return state_ == State::Connected && connection_ != nullptr && connection_->usable();
+}
+
+const Json& Socket::auth() const {
+  static const Json empty = Json::object();
+  return auth_.is_null() ? empty : auth_;
 }
 
 Socket::Extras& Socket::extras() {
@@ -928,8 +952,63 @@ void Namespace::remove_socket(Socket& socket) {
 //------------------------------------------------------------------------------------------------
 // SocketIoServer
 
+//------------------------------------------------------------------------------------------------
+// SocketIoServer::ConnectDeadlines
+
+void SocketIoServer::ConnectDeadlines::add(Connection& connection, Clock::time_point at) {
+  connection.connect_due_queued_ = true;
+  connection.connect_due_at_ = at;
+  connection.connect_due_prev_ = tail;
+  connection.connect_due_next_ = nullptr;
+  (tail != nullptr ? tail->connect_due_next_ : head) = &connection;
+  tail = &connection;
+  if (!armed) arm();
+}
+
+void SocketIoServer::ConnectDeadlines::remove(Connection& connection) {
+  if (!connection.connect_due_queued_) return;
+  Connection* prev = connection.connect_due_prev_;
+  Connection* next = connection.connect_due_next_;
+  (prev != nullptr ? prev->connect_due_next_ : head) = next;
+  (next != nullptr ? next->connect_due_prev_ : tail) = prev;
+  connection.connect_due_prev_ = connection.connect_due_next_ = nullptr;
+  connection.connect_due_queued_ = false;
+  if (head == nullptr && armed) {
+    // Nothing left to time: a pending wait would keep io_context::run() busy for nothing.
+    armed = false;
+    timer.cancel();
+  }
+}
+
+void SocketIoServer::ConnectDeadlines::arm() {
+  if (head == nullptr) return;
+  armed = true;
+  timer.expires_at(head->connect_due_at_);
+  timer.async_wait([this, alive = std::weak_ptr<int>(server.alive_)](const std::error_code& ec) {
+    if (ec || alive.expired()) return;
+    armed = false;
+    on_timer();
+  });
+}
+
+void SocketIoServer::ConnectDeadlines::on_timer() {
+  const auto now = Clock::now();
+  while (head != nullptr && head->connect_due_at_ <= now) {
+    auto connection = head->shared_from_this();
+    remove(*connection);
+    if (connection->joined_once_ || !connection->usable()) continue;
+    log_with(logger(), spdlog::level::debug,
+             {{"sid", connection->sid()}, {"reason", "no namespace joined within connectTimeout"}},
+             "closing Engine.IO session");
+    connection->close("forced close");
+  }
+  if (!armed) arm();
+}
+
 SocketIoServer::SocketIoServer(asio::io_context& io, SocketIoOptions options)
-    : io_(io), options_(options) {
+    : io_(io),
+      options_(options),
+      connect_deadlines_(std::make_unique<ConnectDeadlines>(*this, io)) {
   of("/");
 }
 
@@ -970,7 +1049,8 @@ void SocketIoServer::on_open(EngineSocket& socket) {
   auto connection = std::make_shared<Connection>(*this, socket);
   socket.user_data = connection.get();
   connections_[&socket] = connection;
-  connection->start_connect_timer();
+  connect_deadlines_->add(*connection, std::chrono::steady_clock::now() +
+                                           std::chrono::milliseconds(options_.connect_timeout_ms));
 }
 
 void SocketIoServer::on_message(EngineSocket& socket, std::string_view data, bool binary) {
@@ -993,6 +1073,7 @@ void SocketIoServer::on_close(EngineSocket& socket, const std::string& reason) {
   auto connection = it->second;
   connections_.erase(it);
   socket.user_data = nullptr;
+  connect_deadlines_->remove(*connection);
   connection->transport_ = socket.transport();
   connection->engine_gone_ = true;
   if (engine_call_depth_ == 0) {

@@ -139,6 +139,14 @@ class Socket : private RoomMember, public std::enable_shared_from_this<Socket> {
  public:
   enum class State { Connecting, Connected, Disconnected };
 
+  /// Only the server makes sockets (Key is private); the constructor is public for make_shared,
+  /// which puts the socket and its control block in one allocation.
+  class Key {
+    friend class Connection;
+    Key() = default;
+  };
+  Socket(Key, std::string id, Namespace& nsp, Connection& connection, std::string auth_raw,
+         Json auth);
   Socket(const Socket&) = delete;
   Socket& operator=(const Socket&) = delete;
   ~Socket();
@@ -154,7 +162,7 @@ class Socket : private RoomMember, public std::enable_shared_from_this<Socket> {
   /// The current transport (the last one seen once the session is closed).
   TransportKind transport() const;
   /// The CONNECT payload, parsed (`{}` when the client sent none) and as received (`{}` too).
-  const Json& auth() const { return auth_; }
+  const Json& auth() const;
   const std::string& auth_raw() const { return auth_raw_; }
   /// Free slot for the application's session data.
   std::any& data() { return data_; }
@@ -197,7 +205,6 @@ class Socket : private RoomMember, public std::enable_shared_from_this<Socket> {
   friend class SocketIoServer;
   struct Extras;
 
-  Socket(std::string id, Namespace& nsp, Connection& connection, std::string auth_raw, Json auth);
   Extras& extras();
   void dispatch_event(std::string_view event, const RawArgs& raw_args,
                       const Attachments& attachments, std::optional<uint64_t> ack_id);
@@ -211,7 +218,7 @@ class Socket : private RoomMember, public std::enable_shared_from_this<Socket> {
   State state_ = State::Connecting;
   TransportKind last_transport_ = TransportKind::Polling;
   std::string auth_raw_;
-  Json auth_;
+  Json auth_;  // null for an empty payload (auth() gives `{}`)
   std::any data_;
   std::unique_ptr<Extras> extras_;  // handlers and pending acks, allocated on first use
   uint32_t member_index_ = 0;       // position in Namespace::members_
@@ -335,8 +342,12 @@ class SocketIoServer : public EngineHandler {
   /// there would free objects the caller is still using).
   void run_or_defer(std::function<void()> fn);
 
+  struct ConnectDeadlines;
+
   asio::io_context& io_;
   SocketIoOptions options_;
+  /// Sessions that have not joined a namespace yet, closed at connectTimeout (one timer).
+  std::unique_ptr<ConnectDeadlines> connect_deadlines_;
   std::unordered_map<std::string, std::unique_ptr<Namespace>> namespaces_;
   std::unordered_map<const EngineSocket*, std::shared_ptr<Connection>> connections_;
   int engine_call_depth_ = 0;

@@ -166,6 +166,7 @@ TEST_SUITE("socketio_server") {
     Socket* socket = f.server.of("/").find(sid);
     REQUIRE(socket != nullptr);
     CHECK(socket->connected());
+    CHECK(socket->auth() == Json::object());  // no payload reads as `{}`
     CHECK(socket->in_room(sid));
     CHECK(socket->rooms().empty());
     CHECK(socket->transport() == TransportKind::WebSocket);
@@ -179,6 +180,10 @@ TEST_SUITE("socketio_server") {
     a->text(R"(0{"token":"123"})");
     CHECK(a->last() == R"(42["auth",{"token":"123"}])");
     CHECK(f.socket_of(*a).auth().at("token") == "123");
+    auto empty = f.open("empty");
+    empty->text("0{}");
+    CHECK(empty->last() == R"(42["auth",{}])");
+    CHECK(f.socket_of(*empty).auth() == Json::object());
 
     auto b = f.open("b");
     b->text("0/custom,");
@@ -306,6 +311,36 @@ TEST_SUITE("socketio_server") {
     CHECK(idle->closed);
     CHECK_FALSE(joined->closed);
     CHECK(f.server.connection_count() == 1);
+  }
+
+  TEST_CASE("connectTimeout: each session at its own deadline; joined and closed ones leave") {
+    // One timer serves every session (a deadline queue): a session that joins or goes from the
+    // middle of the queue must not disturb the deadlines of the others.
+    asio::io_context io;
+    SocketIoOptions options;
+    options.connect_timeout_ms = 200;  // deliberate waits below are fractions of it
+    SocketIoServer server(io, options);
+    auto early = std::make_unique<FakeEngineSocket>(server, "early");
+    auto joins = std::make_unique<FakeEngineSocket>(server, "joins");
+    auto goes = std::make_unique<FakeEngineSocket>(server, "goes");
+    early->open();
+    joins->open();
+    goes->open();
+    io.run_for(std::chrono::milliseconds(120));
+    auto late = std::make_unique<FakeEngineSocket>(server, "late");
+    late->open();
+    joins->text("0");
+    goes->end("transport close");
+    CHECK(server.connection_count() == 3);
+    io.run_for(std::chrono::milliseconds(120));  // past early's deadline, before late's
+    CHECK(early->closed);
+    CHECK(early->close_reason == "forced close");
+    CHECK_FALSE(late->closed);
+    CHECK_FALSE(joins->closed);
+    io.run_for(std::chrono::milliseconds(200));
+    CHECK(late->closed);
+    CHECK_FALSE(joins->closed);
+    CHECK(server.connection_count() == 1);
   }
 
   TEST_CASE("events keep their raw arguments byte for byte; acks answer once") {
