@@ -52,7 +52,8 @@ struct EngineOptions {
 class EngineSocket {
  public:
   virtual ~EngineSocket() = default;
-  virtual const std::string& id() const = 0;
+  /// The sid, valid as long as the session.
+  virtual std::string_view id() const = 0;
   virtual TransportKind transport() const = 0;
   virtual const HandshakeInfo& handshake() const = 0;
   /// Queues a packet. A volatile packet is dropped (returns false) when the transport cannot

@@ -115,12 +115,9 @@ class EngineSession final : public EngineSocket,
     Closed,
   };
 
-  EngineSession(EngineServer& server, std::string id, TransportKind transport,
+  EngineSession(EngineServer& server, std::string_view id, TransportKind transport,
                 HandshakeInfo handshake)
-      : server_(&server),
-        id_(std::move(id)),
-        handshake_(std::move(handshake)),
-        transport_(transport) {
+      : server_(&server), id_(id), handshake_(std::move(handshake)), transport_(transport) {
     // The reference's `supportsBinary = !req._query.b64`: any non-empty value asks for base64.
     const auto b64 = handshake_.query.find("b64");
     base64_ = b64 != handshake_.query.end() && !b64->second.empty();
@@ -128,7 +125,7 @@ class EngineSession final : public EngineSocket,
 
   // EngineSocket ------------------------------------------------------------------------------
 
-  const std::string& id() const override { return id_; }
+  std::string_view id() const override { return id_.view(); }
   TransportKind transport() const override { return transport_; }
   const HandshakeInfo& handshake() const override { return handshake_; }
 
@@ -204,7 +201,7 @@ class EngineSession final : public EngineSocket,
   void on_ws_closed(WebSocketConnection& connection, uint16_t code) override {
     if (code == ws_close::kTooBig && server_ != nullptr) ++server_->refusals_.message_size;
     if (upgrade_ && &connection == upgrade_->connection.get()) {
-      log_with(log(), spdlog::level::debug, {{"sid", id_}, {"code", code}},
+      log_with(log(), spdlog::level::debug, {{"sid", id()}, {"code", code}},
                "upgrade candidate closed");
       upgrade_.reset();
       return;
@@ -264,7 +261,7 @@ class EngineSession final : public EngineSocket,
     if (polling_->parked) {
       // One GET at a time (§1.4): the reference answers 400 and closes the session, so the
       // parked GET completes with `1`.
-      log_with(log(), spdlog::level::debug, {{"sid", id_}, {"reason", "overlapping GET"}},
+      log_with(log(), spdlog::level::debug, {{"sid", id()}, {"reason", "overlapping GET"}},
                "session refused a request");
       exchange->respond(bad_request());
       terminate("transport error", Mode::Immediate, Notify::Now);
@@ -318,7 +315,7 @@ class EngineSession final : public EngineSocket,
     upgrade_->timer.async_wait(
         [self = shared_from_this(), candidate = upgrade_->connection.get()](asio::error_code ec) {
           if (ec || !self->upgrade_ || self->upgrade_->connection.get() != candidate) return;
-          log_with(log(), spdlog::level::debug, {{"sid", self->id_}}, "upgrade timed out");
+          log_with(log(), spdlog::level::debug, {{"sid", self->id()}}, "upgrade timed out");
           self->abort_upgrade();
         });
   }
@@ -431,7 +428,7 @@ class EngineSession final : public EngineSocket,
       case eio::Type::Ping:
         // v4 heartbeats go server → client; the reference closes on a client ping.
         log_with(log(), spdlog::level::debug,
-                 {{"sid", id_}, {"reason", "ping from the client (invalid heartbeat direction)"}},
+                 {{"sid", id()}, {"reason", "ping from the client (invalid heartbeat direction)"}},
                  "malformed Engine.IO packet");
         terminate("transport error", Mode::Immediate, Notify::Now);
         break;
@@ -447,7 +444,7 @@ class EngineSession final : public EngineSocket,
   }
 
   void parse_error(const char* what) {
-    log_with(log(), spdlog::level::debug, {{"sid", id_}, {"reason", what}},
+    log_with(log(), spdlog::level::debug, {{"sid", id()}, {"reason", what}},
              "malformed Engine.IO packet");
     terminate("parse error", Mode::Immediate, Notify::Now);
   }
@@ -455,7 +452,7 @@ class EngineSession final : public EngineSocket,
   void slow_consumer(size_t queued) {
     ++server_->refusals_.slow_consumers;
     log_with(log(), spdlog::level::warn,
-             {{"sid", id_},
+             {{"sid", id()},
               {"transport", transport_name(transport_)},
               {"address", handshake_.remote_address},
               {"reason", "slow consumer"}},
@@ -552,7 +549,7 @@ class EngineSession final : public EngineSocket,
       return;
     }
     log_with(log(), spdlog::level::debug,
-             {{"sid", id_}, {"reason", "unexpected packet during upgrade"}}, "upgrade aborted");
+             {{"sid", id()}, {"reason", "unexpected packet during upgrade"}}, "upgrade aborted");
     abort_upgrade();
   }
 
@@ -566,7 +563,7 @@ class EngineSession final : public EngineSocket,
     polling_.reset();
     --server_->polling_count_;
     ++server_->websocket_count_;
-    log_with(log(), spdlog::level::debug, {{"sid", id_}, {"transport", "websocket"}},
+    log_with(log(), spdlog::level::debug, {{"sid", id()}, {"transport", "websocket"}},
              "session upgraded");
   }
 
@@ -593,7 +590,7 @@ class EngineSession final : public EngineSocket,
       --server_->polling_count_;
     }
     log_with(log(), spdlog::level::debug,
-             {{"sid", id_},
+             {{"sid", id()},
               {"transport", transport_name(transport_)},
               {"address", handshake_.remote_address},
               {"reason", reason}},
@@ -642,7 +639,7 @@ class EngineSession final : public EngineSocket,
     } else {
       state_ = State::Closed;
       polling_.reset();
-      server_->erase(id_);
+      server_->erase(id());
     }
 
     if (notify == Notify::Now) {
@@ -659,7 +656,7 @@ class EngineSession final : public EngineSocket,
     state_ = State::Closed;
     server_->unschedule(*this);
     polling_.reset();
-    server_->erase(id_);
+    server_->erase(id());
   }
 
   void release_transports() {
@@ -675,7 +672,7 @@ class EngineSession final : public EngineSocket,
   }
 
   EngineServer* server_;
-  std::string id_;
+  InlineId id_;  // the sid: 20 characters, inline
   HandshakeInfo handshake_;
   std::unique_ptr<Polling> polling_;  // polling sessions only
   std::unique_ptr<Upgrade> upgrade_;  // while a WebSocket candidate is being probed
@@ -923,7 +920,7 @@ std::shared_ptr<EngineSession> EngineServer::create_session(TransportKind transp
   info.headers = CompactStringMap(request.headers);
   std::string sid = random_base64url_id();  // 20 characters, the reference's sid length
   while (sessions_.count(sid) != 0) sid = random_base64url_id();
-  auto session = std::make_shared<EngineSession>(*this, std::move(sid), transport, std::move(info));
+  auto session = std::make_shared<EngineSession>(*this, sid, transport, std::move(info));
   sessions_.emplace(session->id(), session);
   if (transport == TransportKind::Polling) {
     ++polling_count_;
@@ -935,7 +932,7 @@ std::shared_ptr<EngineSession> EngineServer::create_session(TransportKind transp
 }
 
 void EngineServer::open_session(const std::shared_ptr<EngineSession>& session) {
-  std::string json = "{\"sid\":\"" + session->id() + "\",\"upgrades\":";
+  std::string json = "{\"sid\":\"" + std::string(session->id()) + "\",\"upgrades\":";
   json += session->transport() == TransportKind::Polling && options_.allow_upgrades
               ? "[\"websocket\"]"
               : "[]";

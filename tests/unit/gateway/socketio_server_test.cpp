@@ -24,7 +24,7 @@ class FakeEngineSocket : public EngineSocket {
   }
   ~FakeEngineSocket() override { end("transport close"); }
 
-  const std::string& id() const override { return id_; }
+  std::string_view id() const override { return id_; }
   TransportKind transport() const override { return TransportKind::WebSocket; }
   const HandshakeInfo& handshake() const override { return handshake_; }
   bool send(const OutgoingPacketPtr& packet, bool /*is_volatile*/) override {
