@@ -14,6 +14,7 @@
 #include "services/health_probes.hpp"
 #include "services/node_metrics.hpp"
 #include "services/socket_service.hpp"
+#include "services/steedos_auth_rules.hpp"
 
 namespace {
 
@@ -84,6 +85,11 @@ class Gateway final : public steedos::app::NodeParts {
     engine.max_buffered_bytes = config.gateway.max_buffered_bytes;
     engine.max_handshakes_per_second = config.gateway.max_handshakes_per_second;
     engine.max_polling_sessions = config.gateway.max_polling_sessions;
+    // Each session keeps only the handshake headers the service reads (at CONNECT), not the
+    // URL and query: an idle connection holds no copy of the rest of its request.
+    engine.handshake_headers.emplace(steedos::services::rules::kHeadersRead.begin(),
+                                     steedos::services::rules::kHeadersRead.end());
+    engine.keep_handshake_url = false;
     // The socket.io-client bundle, as the Node server serves it (serveClient).
     const std::string dist = client_bundle(config.gateway);
     if (!dist.empty()) {

@@ -21,12 +21,12 @@ enum class TransportKind { Polling, WebSocket };
 /// What the handshake request carried, kept per session for the application (auth reads the
 /// Cookie and Authorization headers). Header names are lower-case. For a session opened over
 /// WebSocket, the handshake's own headers (Connection, Upgrade, Sec-WebSocket-Key/-Version/
-/// -Extensions) are not kept.
+/// -Extensions) are not kept; EngineOptions can narrow what is kept further.
 struct HandshakeInfo {
-  CompactStringMap headers;  // names lower-case
-  CompactStringMap query;
+  CompactStringMap headers;  // names lower-case; EngineOptions::handshake_headers only if set
+  CompactStringMap query;    // empty unless EngineOptions::keep_handshake_url
   std::string remote_address;
-  std::string url;
+  std::string url;  // empty unless EngineOptions::keep_handshake_url
   std::chrono::system_clock::time_point time;
 };
 
@@ -45,6 +45,12 @@ struct EngineOptions {
   /// Long-polling sessions not (yet) upgraded; over it new polling handshakes get 503
   /// (WebSocket handshakes are still taken). 0: no limit.
   size_t max_polling_sessions = 0;
+  /// The handshake headers kept per session (HandshakeInfo::headers): the lower-case names the
+  /// application reads. nullopt keeps them all. Every byte kept stays for the session's life.
+  std::optional<std::vector<std::string>> handshake_headers;
+  /// Keep the handshake's URL and query per session (HandshakeInfo::url, query). The engine's
+  /// own parameters (`b64`) are read at the handshake either way.
+  bool keep_handshake_url = true;
 };
 
 /// One Engine.IO session (sid), whatever its transport. Owned by the engine; valid from

@@ -116,12 +116,12 @@ class EngineSession final : public EngineSocket,
   };
 
   EngineSession(EngineServer& server, std::string_view id, TransportKind transport,
-                HandshakeInfo handshake)
-      : server_(&server), id_(id), handshake_(std::move(handshake)), transport_(transport) {
-    // The reference's `supportsBinary = !req._query.b64`: any non-empty value asks for base64.
-    const auto b64 = handshake_.query.find("b64");
-    base64_ = b64 != handshake_.query.end() && !b64->second.empty();
-  }
+                HandshakeInfo handshake, bool base64)
+      : server_(&server),
+        id_(id),
+        handshake_(std::move(handshake)),
+        transport_(transport),
+        base64_(base64) {}
 
   // EngineSocket ------------------------------------------------------------------------------
 
@@ -901,13 +901,15 @@ std::optional<HttpResponse> EngineServer::refuse_new_session(TransportKind trans
   return std::nullopt;
 }
 
-std::shared_ptr<EngineSession> EngineServer::create_session(TransportKind transport,
-                                                            HttpRequest& request) {
-  const auto created = Clock::now();
-  HandshakeInfo info;
-  info.time = std::chrono::system_clock::now();
-  info.remote_address = std::move(request.remote_address);
-  info.url = std::move(request.target);
+CompactStringMap EngineServer::kept_headers(HttpRequest& request) const {
+  if (options_.handshake_headers) {
+    std::map<std::string, std::string> kept;
+    for (const auto& name : *options_.handshake_headers) {
+      auto it = request.headers.find(name);
+      if (it != request.headers.end()) kept.emplace(name, std::move(it->second));
+    }
+    return CompactStringMap(kept);
+  }
   // The WebSocket handshake's own headers mean nothing once it is done; dropping them saves
   // memory on every idle WebSocket.
   if (request.upgrade) {
@@ -916,11 +918,26 @@ std::shared_ptr<EngineSession> EngineServer::create_session(TransportKind transp
       request.headers.erase(name);
     }
   }
-  info.query = CompactStringMap(request.query);
-  info.headers = CompactStringMap(request.headers);
+  return CompactStringMap(request.headers);
+}
+
+std::shared_ptr<EngineSession> EngineServer::create_session(TransportKind transport,
+                                                            HttpRequest& request) {
+  const auto created = Clock::now();
+  HandshakeInfo info;
+  info.time = std::chrono::system_clock::now();
+  info.remote_address = std::move(request.remote_address);
+  if (options_.keep_handshake_url) {
+    info.url = std::move(request.target);
+    info.query = CompactStringMap(request.query);
+  }
+  info.headers = kept_headers(request);
+  // The reference's `supportsBinary = !req._query.b64`: any non-empty value asks for base64.
+  const std::string* b64 = request.param("b64");
+  const bool base64 = b64 != nullptr && !b64->empty();
   std::string sid = random_base64url_id();  // 20 characters, the reference's sid length
   while (sessions_.count(sid) != 0) sid = random_base64url_id();
-  auto session = std::make_shared<EngineSession>(*this, sid, transport, std::move(info));
+  auto session = std::make_shared<EngineSession>(*this, sid, transport, std::move(info), base64);
   sessions_.emplace(session->id(), session);
   if (transport == TransportKind::Polling) {
     ++polling_count_;
