@@ -182,6 +182,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   /// Place in the server's connect-deadline queue (SocketIoServer::ConnectDeadlines) until the
   /// first namespace is joined or the session goes.
   bool connect_due_queued_ = false;
+  uint32_t index_ = 0;  // position in SocketIoServer::connections_
   Connection* connect_due_prev_ = nullptr;
   Connection* connect_due_next_ = nullptr;
   std::chrono::steady_clock::time_point connect_due_at_;
@@ -1015,8 +1016,8 @@ SocketIoServer::SocketIoServer(asio::io_context& io, SocketIoOptions options)
 SocketIoServer::~SocketIoServer() {
   alive_.reset();
   // The engine may outlive this object: leave it no pointer into us.
-  for (auto& entry : connections_) {
-    if (EngineSocket* engine = entry.second->engine()) engine->user_data = nullptr;
+  for (auto& connection : connections_) {
+    if (EngineSocket* engine = connection->engine()) engine->user_data = nullptr;
   }
 }
 
@@ -1048,7 +1049,8 @@ void SocketIoServer::run_or_defer(std::function<void()> fn) {
 void SocketIoServer::on_open(EngineSocket& socket) {
   auto connection = std::make_shared<Connection>(*this, socket);
   socket.user_data = connection.get();
-  connections_[&socket] = connection;
+  connection->index_ = static_cast<uint32_t>(connections_.size());
+  connections_.push_back(connection);
   connect_deadlines_->add(*connection, std::chrono::steady_clock::now() +
                                            std::chrono::milliseconds(options_.connect_timeout_ms));
 }
@@ -1068,10 +1070,19 @@ void SocketIoServer::on_message(EngineSocket& socket, std::string_view data, boo
 }
 
 void SocketIoServer::on_close(EngineSocket& socket, const std::string& reason) {
-  auto it = connections_.find(&socket);
-  if (it == connections_.end()) return;
-  auto connection = it->second;
-  connections_.erase(it);
+  auto* raw = static_cast<Connection*>(socket.user_data);
+  if (raw == nullptr || raw->index_ >= connections_.size() ||
+      connections_[raw->index_].get() != raw) {
+    return;
+  }
+  const uint32_t index = raw->index_;
+  auto connection = std::move(connections_[index]);
+  if (index + 1 != connections_.size()) {
+    // Swap-remove: the last connection takes the freed slot.
+    connections_[index] = std::move(connections_.back());
+    connections_[index]->index_ = index;
+  }
+  connections_.pop_back();
   socket.user_data = nullptr;
   connect_deadlines_->remove(*connection);
   connection->transport_ = socket.transport();

@@ -349,7 +349,9 @@ class SocketIoServer : public EngineHandler {
   /// Sessions that have not joined a namespace yet, closed at connectTimeout (one timer).
   std::unique_ptr<ConnectDeadlines> connect_deadlines_;
   std::unordered_map<std::string, std::unique_ptr<Namespace>> namespaces_;
-  std::unordered_map<const EngineSocket*, std::shared_ptr<Connection>> connections_;
+  /// One per Engine.IO session, dense (a Connection knows its index; removal swaps the last
+  /// in): the session's user_data leads to its Connection, so no map is needed.
+  std::vector<std::shared_ptr<Connection>> connections_;
   int engine_call_depth_ = 0;
   uint64_t protocol_violations_ = 0;
   SocketIoLimitCounts limit_counts_;
