@@ -138,6 +138,9 @@ class Gateway final : public steedos::app::NodeParts {
   static steedos::gateway::SocketIoOptions socketio_options(const Config& config) {
     steedos::gateway::SocketIoOptions options;
     options.connect_timeout_ms = config.gateway.connect_timeout_ms;
+    // The service reads the headers in its connect hook only (one namespace): the credentials
+    // they carry are not kept for the session's life.
+    options.keep_handshake_headers = false;
     options.max_attachments = config.gateway.max_attachments;
     options.max_event_name_length = config.gateway.max_event_name_length;
     // One binary packet may buffer as many attachment bytes as one message may carry

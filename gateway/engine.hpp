@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,11 +24,22 @@ enum class TransportKind { Polling, WebSocket };
 /// WebSocket, the handshake's own headers (Connection, Upgrade, Sec-WebSocket-Key/-Version/
 /// -Extensions) are not kept; EngineOptions can narrow what is kept further.
 struct HandshakeInfo {
+  /// The request's URL and query, kept together out of line: a session that does not keep
+  /// them (EngineOptions::keep_handshake_url) holds one null pointer.
+  struct Url {
+    std::string url;
+    CompactStringMap query;
+  };
+
   CompactStringMap headers;  // names lower-case; EngineOptions::handshake_headers only if set
-  CompactStringMap query;    // empty unless EngineOptions::keep_handshake_url
   std::string remote_address;
-  std::string url;  // empty unless EngineOptions::keep_handshake_url
   std::chrono::system_clock::time_point time;
+  std::unique_ptr<const Url> request_url;  // null unless EngineOptions::keep_handshake_url
+
+  /// The request-target as sent (path and query); empty when not kept.
+  const std::string& url() const;
+  /// The URL-decoded query parameters; empty when not kept.
+  const CompactStringMap& query() const;
 };
 
 struct EngineOptions {
@@ -73,6 +85,9 @@ class EngineSocket {
   virtual size_t buffered_bytes() const = 0;
   /// Brings the session's and its transport's hot state into cache (broadcast loops).
   virtual void prefetch() const {}
+  /// Drops the kept handshake headers (HandshakeInfo::headers), once the application has read
+  /// what it needs: an idle session then holds no copy of its credentials.
+  virtual void drop_handshake_headers() = 0;
   /// Free for the layer above (the Socket.IO connection of this session).
   void* user_data = nullptr;
 };

@@ -85,6 +85,16 @@ const std::string* HttpRequest::header(const std::string& lower_name) const {
   return it == headers.end() ? nullptr : &it->second;
 }
 
+const std::string& HandshakeInfo::url() const {
+  static const std::string none;
+  return request_url ? request_url->url : none;
+}
+
+const CompactStringMap& HandshakeInfo::query() const {
+  static const CompactStringMap none;
+  return request_url ? request_url->query : none;
+}
+
 const std::string* HttpRequest::param(const std::string& name) const {
   const auto it = query.find(name);
   return it == query.end() ? nullptr : &it->second;
@@ -128,6 +138,7 @@ class EngineSession final : public EngineSocket,
   std::string_view id() const override { return id_.view(); }
   TransportKind transport() const override { return transport_; }
   const HandshakeInfo& handshake() const override { return handshake_; }
+  void drop_handshake_headers() override { handshake_.headers = CompactStringMap(); }
 
   bool send(const OutgoingPacketPtr& packet, bool is_volatile) override {
     if (state_ != State::Open || !packet) return false;
@@ -928,8 +939,8 @@ std::shared_ptr<EngineSession> EngineServer::create_session(TransportKind transp
   info.time = std::chrono::system_clock::now();
   info.remote_address = std::move(request.remote_address);
   if (options_.keep_handshake_url) {
-    info.url = std::move(request.target);
-    info.query = CompactStringMap(request.query);
+    info.request_url = std::make_unique<const HandshakeInfo::Url>(
+        HandshakeInfo::Url{std::move(request.target), CompactStringMap(request.query)});
   }
   info.headers = kept_headers(request);
   // The reference's `supportsBinary = !req._query.b64`: any non-empty value asks for base64.

@@ -485,6 +485,7 @@ void Connection::accept(Socket& socket) {
   if (!joined_once_) {
     joined_once_ = true;
     server_.connect_deadlines_->remove(*this);
+    if (!server_.options().keep_handshake_headers) engine_->drop_handshake_headers();
   }
   sio::Packet reply;
   reply.type = sio::Type::Connect;

@@ -59,6 +59,10 @@ struct SocketIoOptions {
   /// longer one is not dispatched; when it asked for an ack, the ack carries
   /// `{"error": "..."}`, the shape the application uses for its own refusals.
   size_t max_event_name_length = 256;
+  /// Keep the Engine.IO session's handshake headers after its first CONNECT was accepted. When
+  /// false they are dropped then (the connect hook has read them): idle sessions hold no
+  /// credentials, and a CONNECT to another namespace on the same session sees no headers.
+  bool keep_handshake_headers = true;
 };
 
 /// Incoming packets refused for one of the limits above, by limit, since the server started.

@@ -408,9 +408,9 @@ TEST_SUITE("gateway engine") {
         const auto& info = server.server->engine("/engine.io/")->find(sid)->handshake();
         std::map<std::string, std::string> kept;
         for (const auto& [name, value] : info.headers) kept.emplace(name, value);
-        const auto b64 = info.query.find("b64");
-        return std::make_tuple(kept, info.url,
-                               b64 == info.query.end() ? std::string() : std::string(b64->second),
+        const auto b64 = info.query().find("b64");
+        return std::make_tuple(kept, info.url(),
+                               b64 == info.query().end() ? std::string() : std::string(b64->second),
                                info.remote_address);
       });
     };

@@ -20,13 +20,13 @@ class FakeEngineSocket : public EngineSocket {
  public:
   FakeEngineSocket(SocketIoServer& server, std::string id) : server_(server), id_(std::move(id)) {
     handshake_.headers = {{"cookie", "X-Space-Id=s1"}};
-    handshake_.url = "/socket.io/?EIO=4&transport=websocket";
   }
   ~FakeEngineSocket() override { end("transport close"); }
 
   std::string_view id() const override { return id_; }
   TransportKind transport() const override { return TransportKind::WebSocket; }
   const HandshakeInfo& handshake() const override { return handshake_; }
+  void drop_handshake_headers() override { handshake_.headers = CompactStringMap(); }
   bool send(const OutgoingPacketPtr& packet, bool /*is_volatile*/) override {
     if (closed) return false;
     packets.push_back(packet);
@@ -171,6 +171,29 @@ TEST_SUITE("socketio_server") {
     CHECK(socket->rooms().empty());
     CHECK(socket->transport() == TransportKind::WebSocket);
     CHECK(socket->handshake().headers.at("cookie") == "X-Space-Id=s1");
+  }
+
+  TEST_CASE(
+      "keep_handshake_headers = false: the hook reads them, the accepted session drops them") {
+    asio::io_context io;
+    SocketIoOptions options;
+    options.keep_handshake_headers = false;
+    SocketIoServer server(io, options);
+    std::function<void(ConnectResult)> pending;
+    std::string seen_in_hook;
+    server.of("/").set_connect_hook(
+        [&](Socket& socket, const Json&, std::function<void(ConnectResult)> decide) {
+          seen_in_hook = std::string(socket.handshake().headers.at("cookie"));
+          pending = std::move(decide);
+        });
+    FakeEngineSocket engine(server, "e");
+    engine.open();
+    engine.text("0");
+    CHECK(seen_in_hook == "X-Space-Id=s1");
+    CHECK(engine.handshake().headers.size() == 1);  // kept while the decision is pending
+    pending(ConnectResult::accept());
+    CHECK(engine.handshake().headers.empty());
+    CHECK(engine.last().rfind("40{", 0) == 0);
   }
 
   TEST_CASE("CONNECT forms: payload, custom namespace with and without comma") {
