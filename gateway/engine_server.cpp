@@ -138,7 +138,7 @@ class EngineSession final : public EngineSocket,
   std::string_view id() const override { return id_.view(); }
   TransportKind transport() const override { return transport_; }
   const HandshakeInfo& handshake() const override { return handshake_; }
-  void drop_handshake_headers() override { handshake_.headers = CompactStringMap(); }
+  void drop_handshake_headers() override { handshake_.headers.clear(); }
 
   bool send(const OutgoingPacketPtr& packet, bool is_volatile) override {
     if (state_ != State::Open || !packet) return false;

@@ -26,7 +26,7 @@ class FakeEngineSocket : public EngineSocket {
   std::string_view id() const override { return id_; }
   TransportKind transport() const override { return TransportKind::WebSocket; }
   const HandshakeInfo& handshake() const override { return handshake_; }
-  void drop_handshake_headers() override { handshake_.headers = CompactStringMap(); }
+  void drop_handshake_headers() override { handshake_.headers.clear(); }
   bool send(const OutgoingPacketPtr& packet, bool /*is_volatile*/) override {
     if (closed) return false;
     packets.push_back(packet);
