@@ -4,6 +4,7 @@
 // the upgrade between them), heartbeats, HTTP parsing and CORS live below this line
 // (spec: socketio-server.md §1). Everything runs on one io_context thread.
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -17,7 +18,7 @@
 
 namespace steedos::gateway {
 
-enum class TransportKind { Polling, WebSocket };
+enum class TransportKind : uint8_t { Polling, WebSocket };
 
 /// What the handshake request carried, kept per session for the application (auth reads the
 /// Cookie and Authorization headers). Header names are lower-case. For a session opened over

@@ -98,6 +98,68 @@ const HandshakeInfo& empty_handshake() {
 }  // namespace
 
 //------------------------------------------------------------------------------------------------
+// ConnectionSockets
+
+/// The sockets of one connection, one per namespace joined or joining, in CONNECT order. Nearly
+/// always one (Steedos uses "/" only): that one is held inline, without a heap block; the
+/// sockets of further namespaces go to a vector allocated then.
+class ConnectionSockets {
+ public:
+  /// The first socket `pred` accepts, or nullptr.
+  template <class Pred>
+  Socket* find_if(Pred&& pred) const {
+    if (first_ && pred(*first_)) return first_.get();
+    if (more_) {
+      for (const auto& socket : *more_) {
+        if (pred(*socket)) return socket.get();
+      }
+    }
+    return nullptr;
+  }
+  void add(std::shared_ptr<Socket> socket) {
+    if (!first_) {
+      first_ = std::move(socket);
+      return;
+    }
+    if (!more_) more_ = std::make_unique<std::vector<std::shared_ptr<Socket>>>();
+    more_->push_back(std::move(socket));
+  }
+  void remove(const Socket& socket) {
+    if (first_.get() == &socket) {
+      first_.reset();
+      if (more_ && !more_->empty()) {
+        // The next one moves up, so the order stays CONNECT order.
+        first_ = std::move(more_->front());
+        more_->erase(more_->begin());
+      }
+    } else if (more_) {
+      auto it = std::find_if(more_->begin(), more_->end(),
+                             [&](const auto& entry) { return entry.get() == &socket; });
+      if (it != more_->end()) more_->erase(it);
+    }
+    if (more_ && more_->empty()) more_.reset();
+  }
+  /// A copy of the list, for loops that may change it.
+  std::vector<std::shared_ptr<Socket>> snapshot() const {
+    std::vector<std::shared_ptr<Socket>> all;
+    if (first_) all.push_back(first_);
+    if (more_) all.insert(all.end(), more_->begin(), more_->end());
+    return all;
+  }
+  /// Empties the list and returns what it held.
+  std::vector<std::shared_ptr<Socket>> take() {
+    auto all = snapshot();
+    first_.reset();
+    more_.reset();
+    return all;
+  }
+
+ private:
+  std::shared_ptr<Socket> first_;
+  std::unique_ptr<std::vector<std::shared_ptr<Socket>>> more_;  // only past one namespace
+};
+
+//------------------------------------------------------------------------------------------------
 // SocketIoServer::ConnectDeadlines (defined below Connection)
 
 // Every deadline is the open time plus the same connectTimeout, taken from a non-decreasing
@@ -186,7 +248,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Connection* connect_due_prev_ = nullptr;
   Connection* connect_due_next_ = nullptr;
   std::chrono::steady_clock::time_point connect_due_at_;
-  std::vector<std::shared_ptr<Socket>> sockets_;  // connecting and connected, one per namespace
+  ConnectionSockets sockets_;  // connecting and connected, one per namespace
   std::unique_ptr<sio::BinaryPacketBuilder> binary_;
   std::unique_ptr<asio::steady_timer> binary_timer_;  // allocated on the first binary packet
 };
@@ -255,16 +317,11 @@ Connection::~Connection() {
 }
 
 Socket* Connection::socket_for(const std::string& nsp) const {
-  for (const auto& socket : sockets_) {
-    if (socket->nsp_->name() == nsp) return socket.get();
-  }
-  return nullptr;
+  return sockets_.find_if([&](const Socket& socket) { return socket.nsp_->name() == nsp; });
 }
 
 void Connection::remove_socket(const Socket& socket) {
-  auto it = std::find_if(sockets_.begin(), sockets_.end(),
-                         [&](const auto& entry) { return entry.get() == &socket; });
-  if (it != sockets_.end()) sockets_.erase(it);
+  sockets_.remove(socket);
 }
 
 void Connection::handle_message(std::string_view data, bool binary) {
@@ -409,7 +466,7 @@ void Connection::handle_connect(sio::Packet& packet) {
   if (auth.empty()) auth = Json();
   auto socket = std::make_shared<Socket>(Socket::Key{}, random_base64url_id(), *nsp, *this,
                                          std::move(auth_raw), std::move(auth));
-  sockets_.push_back(socket);
+  sockets_.add(socket);
   if (!nsp->connect_hook_) {
     accept(*socket);
     return;
@@ -498,8 +555,7 @@ void Connection::accept(Socket& socket) {
 
 void Connection::disconnect_all(const std::string& reason) {
   // Moved out first: finish_disconnect() removes entries from sockets_.
-  auto sockets = std::move(sockets_);
-  sockets_.clear();
+  auto sockets = sockets_.take();
   for (auto& socket : sockets) {
     if (socket->state_ == Socket::State::Connected) {
       socket->finish_disconnect(reason);
@@ -678,7 +734,7 @@ void Socket::disconnect(bool close_transport) {
   if (close_transport) {
     // Reference: every namespace of the client gets its DISCONNECT, then the transport closes.
     auto connection = connection_->shared_from_this();
-    for (const auto& socket : std::vector<std::shared_ptr<Socket>>(connection->sockets_)) {
+    for (const auto& socket : connection->sockets_.snapshot()) {
       if (socket->connected()) socket->disconnect(false);
     }
     connection->close("forced server close");

@@ -141,7 +141,7 @@ using AckCallback =
 /// Its room memberships live in it (the RoomMember base, reached by the namespace's RoomIndex).
 class Socket : private RoomMember, public std::enable_shared_from_this<Socket> {
  public:
-  enum class State { Connecting, Connected, Disconnected };
+  enum class State : uint8_t { Connecting, Connected, Disconnected };
 
   /// Only the server makes sockets (Key is private); the constructor is public for make_shared,
   /// which puts the socket and its control block in one allocation.
@@ -221,11 +221,11 @@ class Socket : private RoomMember, public std::enable_shared_from_this<Socket> {
   Connection* connection_;  // cleared when the socket is disconnected
   State state_ = State::Connecting;
   TransportKind last_transport_ = TransportKind::Polling;
+  uint32_t member_index_ = 0;  // position in Namespace::members_ (packed with the two above)
   std::string auth_raw_;
   Json auth_;  // null for an empty payload (auth() gives `{}`)
   std::any data_;
   std::unique_ptr<Extras> extras_;  // handlers and pending acks, allocated on first use
-  uint32_t member_index_ = 0;       // position in Namespace::members_
 };
 
 /// A Socket.IO namespace: its connect hook, handlers, connected sockets and rooms. Owned by the

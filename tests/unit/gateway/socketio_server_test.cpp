@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <asio/io_context.hpp>
 #include <chrono>
 #include <memory>
@@ -478,6 +479,45 @@ TEST_SUITE("socketio_server") {
     other->text(R"(61-/custom,0[{"_placeholder":true,"num":0}])");
     other->binary("bytes");
     CHECK(got == R"({"_placeholder":true,"num":0}+bytes)");
+  }
+
+  TEST_CASE("one session in three namespaces: leave the first, rejoin, close them all") {
+    Fixture f;
+    auto& root = f.server.of("/");
+    auto& a = f.server.of("/a");
+    auto& b = f.server.of("/b");
+    std::vector<std::string> events;
+    for (Namespace* nsp : {&root, &a, &b}) {
+      nsp->on("ping", [&events, nsp](Socket&, const RawArgs&, const Attachments&, Ack) {
+        events.push_back(nsp->name());
+      });
+    }
+    auto engine = f.connect("e");
+    engine->text("0/a,");
+    engine->text("0/b,");
+    CHECK(root.socket_count() == 1);
+    CHECK(a.socket_count() == 1);
+    CHECK(b.socket_count() == 1);
+    engine->text("1");  // the client leaves "/", the first of its sockets
+    CHECK(root.socket_count() == 0);
+    engine->text(R"(2/b,["ping"])");
+    engine->text(R"(2/a,["ping"])");
+    CHECK(events == std::vector<std::string>{"/b", "/a"});
+    CHECK_FALSE(engine->closed);
+    engine->text("0");  // and joins it again
+    REQUIRE(root.socket_count() == 1);
+    engine->text(R"(2["ping"])");
+    CHECK(events.back() == "/");
+
+    f.socket_of(*engine, "/a").disconnect(true);  // every namespace, then the transport
+    CHECK(root.socket_count() == 0);
+    CHECK(a.socket_count() == 0);
+    CHECK(b.socket_count() == 0);
+    CHECK(engine->closed);
+    const auto messages = engine->messages();
+    for (const char* disconnect : {"41", "41/a,", "41/b,"}) {
+      CHECK(std::count(messages.begin(), messages.end(), disconnect) == 1);
+    }
   }
 
   TEST_CASE("binary protocol violations close the connection") {
