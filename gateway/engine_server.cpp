@@ -127,11 +127,11 @@ class EngineSession final : public EngineSocket,
 
   EngineSession(EngineServer& server, std::string_view id, TransportKind transport,
                 HandshakeInfo handshake, bool base64)
-      : server_(&server),
+      : transport_(transport),
+        base64_(base64),
+        server_(&server),
         id_(id),
-        handshake_(std::move(handshake)),
-        transport_(transport),
-        base64_(base64) {}
+        handshake_(std::move(handshake)) {}
 
   // EngineSocket ------------------------------------------------------------------------------
 
@@ -392,6 +392,15 @@ class EngineSession final : public EngineSocket,
   EngineServer::Due due_kind = EngineServer::Due::None;
 
  private:
+  // The one-byte fields come right after due_kind, in the padding of its 8-byte slot (a
+  // session is 8 B smaller, one malloc size class less).
+  TransportKind transport_;
+  State state_ = State::Open;
+  bool awaiting_pong_ = false;
+  bool base64_ = false;  // the client cannot take binary WebSocket frames
+  bool client_close_ = false;
+  bool notified_ = false;
+
   enum class Mode {
     Graceful,   // application close: deliver what is queued, then `1`
     Immediate,  // errors, timeouts, client close: stop now
@@ -688,12 +697,6 @@ class EngineSession final : public EngineSocket,
   std::unique_ptr<Polling> polling_;  // polling sessions only
   std::unique_ptr<Upgrade> upgrade_;  // while a WebSocket candidate is being probed
   std::shared_ptr<WebSocketConnection> ws_;
-  TransportKind transport_;
-  State state_ = State::Open;
-  bool awaiting_pong_ = false;
-  bool base64_ = false;  // the client cannot take binary WebSocket frames
-  bool client_close_ = false;
-  bool notified_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
