@@ -30,6 +30,7 @@ class Client {
  public:
   virtual ~Client() = default;
 
+  /// The same string object for as long as the client exists (its session may point to it).
   virtual const std::string& id() const = 0;
   virtual ClientTransport transport() const = 0;
   /// A header of the handshake request, by lower-case name; nullopt when absent.

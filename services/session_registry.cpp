@@ -18,15 +18,15 @@ std::optional<std::string> copy(std::optional<std::string_view> text) {
 }  // namespace
 
 ClientSession::~ClientSession() {
-  token_->registry->close(*this);
+  login_->registry->close(*this);
 }
 
 std::optional<std::string_view> ClientSession::tenant_id() const {
-  return text_of(token_->registry->ids(), tenant_);
+  return text_of(login_->registry->ids(), login_->key->tenant);
 }
 
 std::optional<std::string_view> ClientSession::user_id() const {
-  return text_of(token_->registry->ids(), user_);
+  return text_of(login_->registry->ids(), login_->key->user);
 }
 
 rules::SessionView ClientSession::view() const {
@@ -42,28 +42,61 @@ std::unique_ptr<ClientSession> SessionRegistry::open(std::optional<std::string_v
                                                      std::optional<std::string_view> user_id,
                                                      std::string_view token,
                                                      TokenBucket room_requests) {
-  auto [it, inserted] = tokens_.try_emplace(std::string(token));
-  TokenRecord& record = it->second;
-  if (inserted) record = TokenRecord{this, &it->first, 0};
-  record.sessions++;
-  sessions_++;
   const auto tenant = tenant_id ? ids_.acquire(*tenant_id) : InternedIds::kNone;
   const auto user = user_id ? ids_.acquire(*user_id) : InternedIds::kNone;
-  return std::unique_ptr<ClientSession>(new ClientSession(record, tenant, user, room_requests));
+  auto [it, inserted] = logins_.try_emplace(Login::Key{std::string(token), tenant, user});
+  Login& login = it->second;
+  if (inserted) {
+    login.registry = this;
+    login.key = &it->first;
+  } else {
+    // The login holds the ids once for all its sessions.
+    ids_.release(tenant);
+    ids_.release(user);
+  }
+  login.sessions++;
+  sessions_++;
+  return std::unique_ptr<ClientSession>(new ClientSession(login, room_requests));
 }
 
-const TokenRecord* SessionRegistry::find_token(std::string_view token) const {
-  if (token.empty()) return nullptr;
-  auto it = tokens_.find(std::string(token));
-  return it == tokens_.end() ? nullptr : &it->second;
+void SessionRegistry::connected(ClientSession& session, const std::string& client_id) {
+  if (session.client_id_ != nullptr) return;
+  Login& login = *session.login_;
+  session.client_id_ = &client_id;
+  session.prev_ = login.last;
+  session.next_ = nullptr;
+  if (login.last != nullptr) {
+    login.last->next_ = &session;
+  } else {
+    login.first = &session;
+  }
+  login.last = &session;
+}
+
+std::vector<std::string> SessionRegistry::clients_of_token(std::string_view token) const {
+  std::vector<std::string> ids;
+  if (token.empty()) return ids;
+  const std::string key(token);
+  for (auto it = logins_.lower_bound(Login::Key{key, InternedIds::kNone, InternedIds::kNone});
+       it != logins_.end() && it->first.token == key; ++it) {
+    for (const ClientSession* s = it->second.first; s != nullptr; s = s->next_) {
+      ids.push_back(*s->client_id_);
+    }
+  }
+  return ids;
 }
 
 void SessionRegistry::close(ClientSession& session) {
-  ids_.release(session.tenant_);
-  ids_.release(session.user_);
+  Login& login = *session.login_;
+  if (session.client_id_ != nullptr) {
+    (session.prev_ != nullptr ? session.prev_->next_ : login.first) = session.next_;
+    (session.next_ != nullptr ? session.next_->prev_ : login.last) = session.prev_;
+  }
   sessions_--;
-  TokenRecord& record = *session.token_;
-  if (--record.sessions == 0) tokens_.erase(tokens_.find(*record.token));
+  if (--login.sessions > 0) return;
+  ids_.release(login.key->tenant);
+  ids_.release(login.key->user);
+  logins_.erase(logins_.find(*login.key));
 }
 
 }  // namespace steedos::services

@@ -300,8 +300,10 @@ AuthCoalescer::Hooks SocketService::auth_hooks() {
 }
 
 void SocketService::on_connected(Client& client) {
-  const auto* session = client.session();
+  auto* session = client.session();
   metrics_.connects[session && !session->anonymous() ? 1 : 0]++;
+  // From now on a logout of its token finds it (the client owns the id and the session both).
+  if (session) sessions_.connected(*session, client.id());
   client.emit("connection-init");
 }
 
@@ -447,16 +449,8 @@ void SocketService::logout(const std::string& token) {
   // closed now (they reconnect and ask again) and its result is not cached.
   size_t abandoned = auth_calls_.abandon_token(
       token, rules::Failed{"logged out while authenticating", rules::Failed::Kind::LoggedOut});
-  // A node without the token's sockets (most nodes: the event is broadcast) stops at the lookup;
-  // one with some scans its clients (tens of microseconds at 10,000; session_registry.hpp says
-  // why the record does not list them).
-  std::vector<std::string> ids;
-  if (const TokenRecord* record = sessions_.find_token(token)) {
-    hub_.for_each_client([&](Client& client) {
-      const auto* session = client.session();
-      if (session && session->uses(record)) ids.push_back(client.id());
-    });
-  }
+  // The token's own sockets only: the others are not visited.
+  const auto ids = sessions_.clients_of_token(token);
   hub_.disconnect(ids);
   component_logger("socket")->info(
       "logout: {} cached session(s) dropped, {} socket(s) closed, {} auth call(s) abandoned",

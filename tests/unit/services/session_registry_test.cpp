@@ -1,10 +1,11 @@
 // services/interned_ids.hpp and services/session_registry.hpp: ids stored once and freed with
-// their last holder; sessions sharing their token's record, released when freed; a token's
-// record found while (and only while) a session uses it.
+// their last holder; sessions sharing their login's record, listed once connected, unlisted and
+// released when freed; a logout's lookup finding exactly its token's connected clients.
 #include "services/session_registry.hpp"
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,12 +17,29 @@ using steedos::services::SessionRegistry;
 
 namespace {
 
-std::unique_ptr<ClientSession> open(SessionRegistry& registry, const char* tenant, const char* user,
-                                    const char* token) {
-  auto text = [](const char* s) {
-    return s ? std::optional<std::string_view>(s) : std::optional<std::string_view>();
-  };
-  return registry.open(text(tenant), text(user), token, TokenBucket());
+std::optional<std::string_view> text(const char* s) {
+  return s ? std::optional<std::string_view>(s) : std::nullopt;
+}
+
+/// A client as a hub holds one: its id and, once accepted, its session.
+struct TestClient {
+  std::string id;
+  std::unique_ptr<ClientSession> session;
+};
+
+/// Opens a session and marks it connected, as the service does on accept and on connection.
+std::unique_ptr<TestClient> connect(SessionRegistry& registry, std::string id, const char* tenant,
+                                    const char* user, const char* token) {
+  auto client = std::make_unique<TestClient>();
+  client->id = std::move(id);
+  client->session = registry.open(text(tenant), text(user), token, TokenBucket());
+  registry.connected(*client->session, client->id);
+  return client;
+}
+
+std::vector<std::string> sorted(std::vector<std::string> ids) {
+  std::sort(ids.begin(), ids.end());
+  return ids;
 }
 
 }  // namespace
@@ -89,78 +107,103 @@ TEST_SUITE("interned_ids") {
 TEST_SUITE("session_registry") {
   TEST_CASE("a session reads back its tenant, its user and whether it is anonymous") {
     SessionRegistry registry;
-    auto user = open(registry, "S1", "U1", "T1");
-    auto anonymous = open(registry, "S1", nullptr, "");
-    auto no_tenant = open(registry, nullptr, nullptr, "");
-    CHECK(user->tenant_id() == std::optional<std::string_view>("S1"));
-    CHECK(user->user_id() == std::optional<std::string_view>("U1"));
-    CHECK_FALSE(user->anonymous());
-    CHECK(anonymous->tenant_id() == std::optional<std::string_view>("S1"));
-    CHECK_FALSE(anonymous->user_id().has_value());
-    CHECK(anonymous->anonymous());
-    CHECK_FALSE(no_tenant->tenant_id().has_value());
+    auto user = connect(registry, "a", "S1", "U1", "T1");
+    auto anonymous = connect(registry, "b", "S1", nullptr, "");
+    auto no_tenant = connect(registry, "c", nullptr, nullptr, "");
+    CHECK(user->session->tenant_id() == std::optional<std::string_view>("S1"));
+    CHECK(user->session->user_id() == std::optional<std::string_view>("U1"));
+    CHECK_FALSE(user->session->anonymous());
+    CHECK(anonymous->session->tenant_id() == std::optional<std::string_view>("S1"));
+    CHECK_FALSE(anonymous->session->user_id().has_value());
+    CHECK(anonymous->session->anonymous());
+    CHECK_FALSE(no_tenant->session->tenant_id().has_value());
 
-    const auto view = user->view();
+    const auto view = user->session->view();
     CHECK(view.tenant_id == std::optional<std::string>("S1"));
     CHECK(view.user_id == std::optional<std::string>("U1"));
     CHECK_FALSE(view.anonymous);
-    CHECK(anonymous->view().anonymous);
+    CHECK(anonymous->session->view().anonymous);
   }
 
-  TEST_CASE("a user's tabs share one token record and the ids; the last one frees them") {
+  TEST_CASE("a user's tabs share one login and the ids; the last one frees them") {
     SessionRegistry registry;
-    auto tab1 = open(registry, "S1", "U1", "T1");
-    auto tab2 = open(registry, "S1", "U1", "T1");
-    auto other = open(registry, "S1", "U2", "T2");
+    auto tab1 = connect(registry, "tab1", "S1", "U1", "T1");
+    auto tab2 = connect(registry, "tab2", "S1", "U1", "T1");
+    auto other = connect(registry, "other", "S1", "U2", "T2");
     CHECK(registry.size() == 3);
-    CHECK(registry.token_count() == 2);
-    CHECK(registry.ids().size() == 3);  // S1, U1, U2: each once
-    const auto* t1 = registry.find_token("T1");
-    REQUIRE(t1 != nullptr);
-    CHECK(t1->sessions == 2);
-    CHECK(tab1->uses(t1));
-    CHECK(tab2->uses(t1));
-    CHECK_FALSE(other->uses(t1));
+    CHECK(registry.login_count() == 2);
+    CHECK(registry.ids().size() == 3);                              // S1, U1, U2: each once
+    CHECK(registry.ids().holders(registry.ids().find("S1")) == 2);  // once per login
 
     tab1.reset();
-    CHECK(registry.find_token("T1") == t1);  // tab2 still uses it
-    CHECK(t1->sessions == 1);
+    CHECK(registry.login_count() == 2);  // tab2 still uses it
     CHECK(registry.ids().find("U1") != InternedIds::kNone);
     tab2.reset();
-    CHECK(registry.find_token("T1") == nullptr);
+    CHECK(registry.login_count() == 1);
     CHECK(registry.ids().find("U1") == InternedIds::kNone);
     CHECK(registry.ids().find("S1") != InternedIds::kNone);  // `other` holds it
     other.reset();
     CHECK(registry.size() == 0);
-    CHECK(registry.token_count() == 0);
+    CHECK(registry.login_count() == 0);
     CHECK(registry.ids().size() == 0);
   }
 
-  TEST_CASE("a logout's lookup finds exactly the sessions of its token, never those without") {
+  TEST_CASE("a logout's lookup finds exactly the connected clients of its token") {
     SessionRegistry registry;
-    std::vector<std::unique_ptr<ClientSession>> sessions;
-    sessions.push_back(open(registry, "S1", "U1", "T1"));
-    sessions.push_back(open(registry, "S2", "U1", "T1"));     // the same token in another space
-    sessions.push_back(open(registry, "S1", nullptr, "T1"));  // the token, not vouched for
-    sessions.push_back(open(registry, "S1", "U1", "T1b"));
-    sessions.push_back(open(registry, "S1", nullptr, ""));
-    const auto* t1 = registry.find_token("T1");
-    REQUIRE(t1 != nullptr);
-    std::vector<size_t> found;
-    for (size_t i = 0; i < sessions.size(); ++i) {
-      if (sessions[i]->uses(t1)) found.push_back(i);
+    std::vector<std::unique_ptr<TestClient>> clients;
+    clients.push_back(connect(registry, "s1", "S1", "U1", "T1"));
+    clients.push_back(connect(registry, "s2", "S2", "U1", "T1"));  // the token in another space
+    clients.push_back(connect(registry, "anon", "S3", nullptr, "T1"));  // not vouched for there
+    clients.push_back(connect(registry, "tab", "S1", "U1", "T1"));      // a second tab
+    clients.push_back(connect(registry, "prefix", "S1", "U1", "T1b"));
+    clients.push_back(connect(registry, "short", "S1", "U1", "T"));
+    clients.push_back(connect(registry, "none", "S1", nullptr, ""));
+    CHECK(sorted(registry.clients_of_token("T1")) ==
+          std::vector<std::string>{"anon", "s1", "s2", "tab"});
+    CHECK(registry.clients_of_token("T") == std::vector<std::string>{"short"});
+    CHECK(registry.clients_of_token("").empty());  // sockets without credentials: nobody's
+    CHECK(registry.clients_of_token("absent").empty());
+  }
+
+  TEST_CASE("a session leaves its login's list when freed, wherever it is in the list") {
+    SessionRegistry registry;
+    std::vector<std::unique_ptr<TestClient>> tabs;
+    for (int i = 0; i < 5; ++i) {
+      tabs.push_back(connect(registry, "tab" + std::to_string(i), "S1", "U1", "T1"));
     }
-    CHECK(found == std::vector<size_t>{0, 1, 2});
-    CHECK(registry.find_token("") == nullptr);  // sockets without credentials: no token's
-    CHECK(registry.find_token("T") == nullptr);
-    CHECK(registry.find_token("none") == nullptr);
+    tabs[2].reset();  // the middle
+    CHECK(registry.clients_of_token("T1") ==
+          std::vector<std::string>{"tab0", "tab1", "tab3", "tab4"});
+    tabs[4].reset();  // the last
+    tabs[0].reset();  // the first
+    CHECK(registry.clients_of_token("T1") == std::vector<std::string>{"tab1", "tab3"});
+    tabs.push_back(connect(registry, "tab5", "S1", "U1", "T1"));  // appended after a removal
+    CHECK(registry.clients_of_token("T1") == std::vector<std::string>{"tab1", "tab3", "tab5"});
+    tabs[5].reset();
+    tabs[1].reset();
+    tabs[3].reset();
+    CHECK(registry.clients_of_token("T1").empty());
+    CHECK(registry.login_count() == 0);
+  }
+
+  TEST_CASE("a session not yet connected is not listed, and is freed cleanly") {
+    SessionRegistry registry;
+    auto pending = registry.open(text("S1"), text("U1"), "T1", TokenBucket());
+    auto client = connect(registry, "c", "S1", "U1", "T1");
+    CHECK(registry.clients_of_token("T1") == std::vector<std::string>{"c"});
+    pending.reset();
+    CHECK(registry.clients_of_token("T1") == std::vector<std::string>{"c"});
+    client.reset();
+    CHECK(registry.size() == 0);
+    CHECK(registry.ids().size() == 0);
   }
 
   TEST_CASE("the subscribe bucket is the session's own, full until first used") {
     SessionRegistry registry;
     const auto t0 = TokenBucket::Clock::now();
-    auto a = registry.open("S1", "U1", "T1", TokenBucket(2, 2, TokenBucket::Clock::time_point{}));
-    auto b = registry.open("S1", "U1", "T1", TokenBucket(2, 2, TokenBucket::Clock::time_point{}));
+    const TokenBucket full(2, 2, TokenBucket::Clock::time_point{});
+    auto a = registry.open(text("S1"), text("U1"), "T1", full);
+    auto b = registry.open(text("S1"), text("U1"), "T1", full);
     CHECK(a->room_requests().try_take(t0));
     CHECK(a->room_requests().try_take(t0));
     CHECK_FALSE(a->room_requests().try_take(t0));
@@ -168,8 +211,8 @@ TEST_SUITE("session_registry") {
   }
 
   TEST_CASE("a session is one small allocation") {
-    // vtable pointer, token record, two ids, the bucket: a 64-byte malloc chunk. A field added
-    // here is paid by every socket: measure it (bench/memprofile.sh) before raising this bound.
-    CHECK(sizeof(ClientSession) <= 56);
+    // vtable pointer, login, list links, client id, the bucket: an 80-byte malloc chunk. A field
+    // added here is paid by every socket: measure it (bench/memprofile.sh) before raising this.
+    CHECK(sizeof(ClientSession) <= 72);
   }
 }
