@@ -68,6 +68,13 @@ void GatewayHub::set_handlers(ClientHandlers handlers) {
             decide(decision.accept
                        ? gateway::ConnectResult::accept()
                        : gateway::ConnectResult::close_transport(std::move(decision.close_reason)));
+            // Decided on the loop's thread, so applied by now. A socket the gateway did not
+            // connect after all (its connection was closing) drops the session at once: a
+            // session lives only in a connected socket, where the service can still reach it
+            // (~SocketService), never in one that might outlive the service.
+            if (target && target->state() == gateway::Socket::State::Connecting) {
+              target->data().reset();
+            }
           });
     });
   }

@@ -206,7 +206,8 @@ class SocketService {
   Broker& broker_;
   ClientHub& hub_;
   Config config_;
-  /// Before everything that could hold a session, so it is destroyed after them.
+  /// The connected clients' sessions (each owned by its client; ~SocketService frees those
+  /// still connected, as they release into this registry).
   SessionRegistry sessions_;
   rules::AuthCache auth_cache_;
   AuthCoalescer auth_calls_;
