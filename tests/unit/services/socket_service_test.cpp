@@ -922,7 +922,11 @@ TEST_SUITE("node metrics") {
         {"process_max_fds", "gauge"},
         {"process_start_time_seconds", "gauge"},
     };
-    for (const auto& [name, type] : families) {
+    // Not a structured binding: CAPTURE makes a lambda, and C++17 lambdas may not capture one
+    // (clang refuses it: the sanitizer build).
+    for (const auto& family : families) {
+      const auto& name = family.first;
+      const auto& type = family.second;
       CAPTURE(name);
       CHECK(text.find(std::string("# HELP ") + name + " ") != std::string::npos);
       CHECK(text.find(std::string("# TYPE ") + name + " " + type + "\n") != std::string::npos);
