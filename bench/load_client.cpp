@@ -71,6 +71,11 @@
 // CONNECT reply and, with a plan that has subscriptions, every subscribe ack; failed: attempts
 // that failed, each retried).
 //
+// --polling-upgrade: each client opens as socket.io-client does by default: long-polling
+// handshake (GET), CONNECT (POST `40`), GET until the CONNECT reply, then the WebSocket upgrade of
+// the session (`2probe`, `3probe`, `5`) on a second connection; the polling connection is closed
+// after `5`. With the plan's cookie on every request.
+//
 // Every RESULT line ends with `client_cpu_pct=`: this process's CPU time (getrusage user + sys)
 // over the phase it reports, 100 = one full core. The phase starts with the measurement (the
 // connects, a control-mode latency or burst, an `expect`, `closed` or `ready` command) or else
@@ -201,20 +206,35 @@ struct Options {
   std::string event;  // when set, only 42["<event>" frames are counted
   std::string plan;   // --plan FILE: cookies and subscriptions per client, marker checks
   bool reconnect = false;
-  bool connect_bench = false;  // --connect-bench: connect every client once, time it, exit
-  int retry_ms = -1;           // < 0: retry at once, at most 100 failures
-  size_t small_rcvbuf = 0;     // clients below this index get a small receive buffer
+  bool connect_bench = false;    // --connect-bench: connect every client once, time it, exit
+  bool polling_upgrade = false;  // --polling-upgrade: open on long-polling, then upgrade
+  int retry_ms = -1;             // < 0: retry at once, at most 100 failures
+  size_t small_rcvbuf = 0;       // clients below this index get a small receive buffer
 };
 
-enum class State : uint8_t { Connecting, HttpWait, OpenWait, JoinWait, SubWait, Ready, Closed };
+enum class State : uint8_t {
+  Connecting,
+  HttpWait,
+  OpenWait,
+  JoinWait,
+  SubWait,
+  Ready,
+  Closed,
+  PollOpen,   // --polling-upgrade: GET handshake sent, awaiting the open packet
+  PollPost,   // POST `40` sent, awaiting `ok`
+  PollGet,    // GET sent, awaiting the CONNECT reply `40{...}`
+  ProbeWait,  // WebSocket upgraded, `2probe` sent, awaiting `3probe`
+};
 
 struct Conn {
   int fd = -1;
+  int poll_fd = -1;  // --polling-upgrade: the long-polling connection, closed after the upgrade
   State state = State::Closed;
   uint32_t events = 0;                   // `42` frames received
   uint16_t acks_pending = 0;             // --plan: subscribe acks still awaited
   bool stalled = false;                  // `stall`: not read any more
   std::unique_ptr<std::string> pending;  // HTTP head or an unfinished frame
+  std::string sid;                       // --polling-upgrade: the Engine.IO session id
 };
 
 /// Latency histogram: 10 us buckets up to 100 ms, then 1 ms buckets up to 120 s.
@@ -463,6 +483,8 @@ class Client {
   void reset_all() {
     linger l{1, 0};
     for (Conn& c : conns_) {
+      if (c.poll_fd >= 0) close(c.poll_fd);
+      c.poll_fd = -1;
       if (c.fd < 0) continue;
       setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
       close(c.fd);
@@ -508,6 +530,7 @@ class Client {
     const int rc = connect(c.fd, reinterpret_cast<const sockaddr*>(&addr_), sizeof addr_);
     if (rc != 0 && errno != EINPROGRESS) die("connect");
     c.state = State::Connecting;
+    c.sid.clear();
     c.events = 0;
     c.acks_pending = 0;
     c.pending.reset();
@@ -523,6 +546,8 @@ class Client {
     const bool was_ready = c.state == State::Ready;
     if (c.fd >= 0) close(c.fd);
     c.fd = -1;
+    if (c.poll_fd >= 0) close(c.poll_fd);
+    c.poll_fd = -1;
     c.pending.reset();
     c.state = State::Closed;
     if (was_ready) {
@@ -601,12 +626,16 @@ class Client {
           fail(index, "connect failed");
           continue;
         }
-        const std::string& request = plan_.empty() ? request_ : plan_request(index);
+        const bool poll = o_.polling_upgrade && c.sid.empty();
+        const std::string request = poll             ? polling_request(index, "GET", "")
+                                    : !c.sid.empty() ? upgrade_request(index)
+                                    : plan_.empty()  ? request_
+                                                     : plan_request(index);
         if (!write_all(c.fd, request.data(), request.size())) {
           fail(index, "request write");
           continue;
         }
-        c.state = State::HttpWait;
+        c.state = poll ? State::PollOpen : State::HttpWait;
         epoll_event event{};
         event.events = EPOLLIN;
         event.data.u64 = index;
@@ -703,6 +732,9 @@ class Client {
       size = joined.size();
     }
     size_t pos = 0;
+    if (c.state == State::PollOpen || c.state == State::PollPost || c.state == State::PollGet) {
+      return polling_response(index, data, size);
+    }
     if (c.state == State::HttpWait) {
       const std::string_view view(data, size);
       const size_t end = view.find("\r\n\r\n");
@@ -715,6 +747,13 @@ class Client {
         return false;
       }
       c.state = State::OpenWait;
+      if (!c.sid.empty()) {  // an upgrade: probe, as socket.io-client does
+        if (!send_text(c.fd, "2probe")) {
+          fail(index, "probe write");
+          return false;
+        }
+        c.state = State::ProbeWait;
+      }
       pos = end + 4;
     }
     while (size - pos >= 2) {
@@ -771,6 +810,16 @@ class Client {
       if (c.state == State::Ready) ++close_counts_.eio_close;
       return true;
     }
+    if (c.state == State::ProbeWait && p == "3probe") {
+      // No GET is pending on the polling connection, so the upgrade completes at once.
+      if (!send_text(c.fd, "5")) {
+        fail(index, "upgrade write");
+        return false;
+      }
+      close(c.poll_fd);
+      c.poll_fd = -1;
+      return joined(index);
+    }
     if (c.state == State::OpenWait && !p.empty() && p[0] == '0') {
       if (!send_text(c.fd, "40")) {
         fail(index, "connect write");
@@ -780,23 +829,7 @@ class Client {
       return true;
     }
     if (c.state == State::JoinWait && p.size() >= 2 && p[0] == '4' && p[1] == '0') {
-      if (!plan_.empty() && !plan_[index].subs.empty()) {
-        c.state = State::SubWait;
-        uint16_t ack = 0;
-        for (const PlanEntry::Sub& sub : plan_[index].subs) {
-          const std::string packet =
-              "42" + std::to_string(ack++) + "[\"subscribe\",{\"roomParts\":\"" + sub.parts +
-              "\",\"individual\":" + (sub.individual ? "true" : "false") + "}]";
-          if (!send_text(c.fd, packet)) {
-            fail(index, "subscribe write");
-            return false;
-          }
-        }
-        c.acks_pending = ack;
-        return true;
-      }
-      set_ready(c);
-      return true;
+      return joined(index);
     }
     if (c.state == State::SubWait && p.size() >= 2 && p[0] == '4' && p[1] == '3') {
       if (p.find("\"rooms\"") == std::string_view::npos) {
@@ -812,6 +845,139 @@ class Client {
       return false;
     }
     return true;
+  }
+
+  /// The Socket.IO CONNECT reply is here (and the transport is WebSocket): the --plan
+  /// subscriptions, or ready. False when the connection was closed.
+  bool joined(size_t index) {
+    Conn& c = conns_[index];
+    if (!plan_.empty() && !plan_[index].subs.empty()) {
+      c.state = State::SubWait;
+      uint16_t ack = 0;
+      for (const PlanEntry::Sub& sub : plan_[index].subs) {
+        const std::string packet =
+            "42" + std::to_string(ack++) + "[\"subscribe\",{\"roomParts\":\"" + sub.parts +
+            "\",\"individual\":" + (sub.individual ? "true" : "false") + "}]";
+        if (!send_text(c.fd, packet)) {
+          fail(index, "subscribe write");
+          return false;
+        }
+      }
+      c.acks_pending = ack;
+      return true;
+    }
+    set_ready(c);
+    return true;
+  }
+
+  // --- --polling-upgrade: what socket.io-client does with its default transports -----------
+
+  /// A long-polling request (`sid` once the handshake gave one), with the plan's cookie.
+  std::string polling_request(size_t index, const char* method, std::string_view body) const {
+    const Conn& c = conns_[index];
+    std::string out = std::string(method) + " /socket.io/?EIO=4&transport=polling" +
+                      (c.sid.empty() ? "" : "&sid=" + c.sid) + " HTTP/1.1\r\nHost: " + o_.host +
+                      ":" + std::to_string(o_.port) + "\r\n";
+    if (!plan_.empty() && !plan_[index].cookie.empty()) {
+      out += "Cookie: " + plan_[index].cookie + "\r\n";
+    }
+    if (!body.empty()) {
+      out += "Content-Type: text/plain;charset=UTF-8\r\nContent-Length: " +
+             std::to_string(body.size()) + "\r\n";
+    }
+    out += "\r\n";
+    out.append(body);
+    return out;
+  }
+
+  /// The WebSocket upgrade of an open polling session.
+  std::string upgrade_request(size_t index) const {
+    const std::string base = plan_.empty() ? request_ : plan_request(index);
+    const std::string from = "transport=websocket";
+    return base.substr(0, base.find(from) + from.size()) + "&sid=" + conns_[index].sid +
+           base.substr(base.find(from) + from.size());
+  }
+
+  /// A complete HTTP response on the polling connection: the next step of the handshake. False
+  /// when the connection was closed (or left for the upgrade).
+  bool polling_response(size_t index, const char* data, size_t size) {
+    Conn& c = conns_[index];
+    const std::string_view view(data, size);
+    const size_t end = view.find("\r\n\r\n");
+    size_t length = 0;
+    if (end != std::string_view::npos) {
+      const std::string_view head = view.substr(0, end);
+      for (const char* name : {"Content-Length: ", "content-length: "}) {
+        const size_t at = head.find(name);
+        if (at != std::string_view::npos) length = std::strtoul(data + at + 16, nullptr, 10);
+      }
+    }
+    if (end == std::string_view::npos || size - end - 4 < length) {
+      c.pending = std::make_unique<std::string>(data, size);
+      return true;
+    }
+    if (view.substr(0, 12) != "HTTP/1.1 200") {
+      fail(index, "polling refused");
+      return false;
+    }
+    const std::string_view body = view.substr(end + 4, length);
+    if (size > end + 4 + length) {
+      fail(index, "unexpected bytes after a polling response");
+      return false;
+    }
+    std::string request;
+    if (c.state == State::PollOpen) {  // `0{"sid":"...",...}`: send the CONNECT
+      const size_t at = body.find("\"sid\":\"");
+      if (body.empty() || body[0] != '0' || at == std::string_view::npos) {
+        fail(index, "no open packet");
+        return false;
+      }
+      const size_t from = at + 7;
+      c.sid = std::string(body.substr(from, body.find('"', from) - from));
+      request = polling_request(index, "POST", "40");
+      c.state = State::PollPost;
+    } else if (c.state == State::PollPost) {  // `ok`: fetch the CONNECT reply
+      request = polling_request(index, "GET", "");
+      c.state = State::PollGet;
+    } else {  // packets separated by \x1e: wait for `40{...}`, refuse on `44`
+      bool connected = false;
+      for (size_t from = 0; from <= body.size();) {
+        const size_t to = std::min(body.find('\x1e', from), body.size());
+        const std::string_view packet = body.substr(from, to - from);
+        if (packet.substr(0, 2) == "44") {
+          fail(index, "connect error");
+          return false;
+        }
+        connected = connected || packet.substr(0, 2) == "40";
+        from = to + 1;
+      }
+      if (connected) return upgrade(index);
+      request = polling_request(index, "GET", "");
+    }
+    if (!write_all(c.fd, request.data(), request.size())) {
+      fail(index, "polling write");
+      return false;
+    }
+    return true;
+  }
+
+  /// Opens the WebSocket of the session; the polling connection stays open until `5`.
+  bool upgrade(size_t index) {
+    Conn& c = conns_[index];
+    epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
+    c.poll_fd = c.fd;
+    c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) die("socket");
+    int one = 1;
+    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    const int rc = connect(c.fd, reinterpret_cast<const sockaddr*>(&addr_), sizeof addr_);
+    if (rc != 0 && errno != EINPROGRESS) die("connect");
+    c.state = State::Connecting;
+    epoll_event event{};
+    event.events = EPOLLIN | EPOLLOUT;
+    event.data.u64 = index;
+    if (epoll_ctl(epoll_, EPOLL_CTL_ADD, c.fd, &event) != 0) die("epoll_ctl add");
+    return false;  // the bytes read so far belonged to the polling connection
   }
 
   /// Records receipt time minus the frame's `"t":<ns>` stamp, when it has one.
@@ -1249,6 +1415,10 @@ int main(int argc, char** argv) {
     }
     if (name == "--reconnect") {
       o.reconnect = true;
+      continue;
+    }
+    if (name == "--polling-upgrade") {
+      o.polling_upgrade = true;
       continue;
     }
     if (name == "--connect-bench") {

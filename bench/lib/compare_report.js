@@ -14,11 +14,19 @@ const mark = (text, genBound) => (genBound && text !== "n/a" ? text + GEN : text
 /** The highest rate of a fan-out ladder with p99 <= limit and nothing lost: { rate, atLeast, step }. */
 function highestSustained(steps) {
 	if (!steps || !steps.length) return null;
+	// The highest passing step below the first failing one.
 	let best = null;
-	for (const s of steps) if (s.ok) best = s;
+	let failed = null;
+	for (const s of steps) {
+		if (!s.ok) {
+			failed = s;
+			break;
+		}
+		best = s;
+	}
 	const last = steps[steps.length - 1];
 	// The ladder ended without a failing step: the real limit is above its top.
-	return { rate: best ? best.rate : 0, atLeast: !!best && best === last, step: best, failed: last.ok ? null : last };
+	return { rate: best ? best.rate : 0, atLeast: !failed && best === last, step: best, failed };
 }
 
 /** One summary row per metric: { metric, product, baseline, ratio, target, met }. */
@@ -98,16 +106,17 @@ function rows(results) {
 	}
 	// e
 	if (p.connects || b.connects) {
-		for (const round of ["cold", "warm"]) {
+		const titles = { cold: "cold cache, WebSocket only", warm: "warm cache, WebSocket only", "polling-cold": "cold cache, polling then upgrade", "polling-warm": "warm cache, polling then upgrade" };
+		for (const round of Object.keys(titles)) {
 			const pc = p.connects && p.connects[round], bc = b.connects && b.connects[round];
+			if (!pc && !bc) continue;
 			const r = ratio(pc && pc.per_s, bc && bc.per_s, true);
-			add(`connects/s with auth, ${round} cache, WebSocket only`, pc && pc.per_s, bc && bc.per_s, Object.assign({
+			add(`connects/s with auth, ${titles[round]}`, pc && pc.per_s, bc && bc.per_s, Object.assign({
 				higherBetter: true, pGen: pc && pc.genBound, bGen: bc && bc.genBound
 			}, round === "warm" ? { target: "≥ 5,000/s and ≥ 3× the baseline", met: pc && bc ? pc.per_s >= 5000 && r >= 3 : null } : {}));
 		}
 		const pw = p.connects && p.connects.warm, bw = b.connects && b.connects.warm;
 		add("connect time with auth, warm cache: p99 (ms)", pw && pw.p99_ms, bw && bw.p99_ms, { digits: 1, pGen: pw && pw.genBound, bGen: bw && bw.genBound });
-		add("connects/s, polling then upgrade", null, null, { pText: "not measured", bText: "not measured" });
 	}
 	return out;
 }
@@ -132,7 +141,9 @@ function markdown(meta, results) {
 	out.push(`# Product vs socket.io baseline, ${meta.date}${meta.quick ? " (--quick)" : ""}`, "");
 	out.push("Command:", "", `    ${meta.command}`, "");
 	out.push(`Commit: ${meta.git}. Machine: ${meta.machine}. Run time: ${Math.round(meta.seconds)} s.`);
-	out.push(`Pinning: ${meta.pin ? "each server on CPU 0, the load clients on CPU 1 (taskset); the producer/auth broker (node) and nats-server float" : "off"}.`, "");
+	out.push(`Pinning: ${meta.pin ? "each server on CPU 0, the load clients on CPU 1 (taskset); the producer/auth broker (node) and nats-server float" : "off"}. ` +
+		`Priority: nice ${meta.nice} for the benchmark and all it starts. Load average (1 min) at the end: ${meta.loadEnd}; at the start of each workload: ` +
+		meta.impls.map(i => `${i} ${Object.entries((results[i] || {}).load || {}).map(([k, v]) => `${k} ${v}`).join(", ")}`).join("; ") + ".", "");
 	out.push("Product: `build/steedos-socket` (the binary as built). Baseline: `bench/baseline/server.js` (socket.io 4.8 + moleculer 0.14, the Steedos `socket` service). " +
 		"Each workload of each implementation: a fresh nats-server, a fresh server, a moleculer 0.14 broker with the interop fixture's mock auth service that also produces the events, " +
 		"and build/load-client (C++, one thread) with Steedos-like clients (cookies of a fixture login, the Steedos subscribe calls with acks). " +
@@ -164,9 +175,9 @@ function markdown(meta, results) {
 			out.push(`Personal rooms (workload d): ${num(d.users)} users, ${num(d.count)} notifications at ${num(d.rate)}/s (emitted at ${num(d.achievedRate)}/s): p50 ${num(d.p50, 2)}, p99 ${num(d.p99, 2)}, max ${num(d.max, 2)} ms, lost ${d.lost}${d.genBound ? GEN : ""}.`, "");
 		}
 		if (x.connects) {
-			out.push("Connects (workload e), each client a distinct login, 512 attempts in flight:", "");
+			out.push("Connects (workload e), each client a distinct login, 512 attempts in flight; a connection's time runs from its first attempt until the CONNECT reply (polling: until `5` after `3probe` on the upgraded WebSocket); cold: logins the server has not seen; warm: the same again:", "");
 			out.push("| cache | connects | seconds | per s | p50 ms | p99 ms | max ms | failed | auth calls | load client CPU % |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-			for (const round of ["cold", "warm"]) {
+			for (const round of ["cold", "warm", "polling-cold", "polling-warm"]) {
 				const c = x.connects[round];
 				if (c) out.push(`| ${round} | ${num(c.connects)} | ${num(c.seconds, 2)} | ${num(c.per_s)} | ${num(c.p50_ms, 1)} | ${num(c.p99_ms, 1)} | ${num(c.max_ms, 1)} | ${c.failed} | ${num(c.authCalls)} | ${mark(num(c.client_cpu_pct), c.genBound)} |`);
 			}
@@ -197,17 +208,17 @@ function chart(results, pngPath) {
 		const x = results[impl];
 		if (x.fanout && x.fanout.length) {
 			script += block(`${impl}_fanout`, x.fanout.map(s => `${s.rate} ${Math.max(s.p99, 0.01)}`));
-			plots.fanout.push(`$${impl}_fanout using 1:2 with linespoints title "${impl}"`);
+			plots.fanout.push(`$${impl}_fanout using 1:2 with linespoints pt 7 ps 0.8 lw 2 title "${impl}"`);
 		}
 		if (x.idle && x.idle.length) {
 			script += block(`${impl}_idle`, x.idle.map(s => `${s.clients} ${Math.round(s.bytes)}`));
-			plots.idle.push(`$${impl}_idle using 1:2 with linespoints title "${impl}"`);
+			plots.idle.push(`$${impl}_idle using 1:2 with linespoints pt 7 ps 0.8 lw 2 title "${impl}"`);
 		}
 	}
 	const panels = [];
 	if (plots.fanout.length) {
 		panels.push(`set title "fan-out to one room: p99 emit->receipt vs rate"\nset logscale xy\nset xlabel "events/s"\nset ylabel "p99 (ms)"\n` +
-			`set arrow from graph 0, first 50 to graph 1, first 50 nohead dashtype 2\nplot ${plots.fanout.join(", ")}\nunset arrow\nunset logscale`);
+			`set arrow from graph 0, first 50 to graph 1, first 50 nohead dashtype 2\nset label "p99 limit 50 ms" at graph 0.02, first 56\nplot ${plots.fanout.join(", ")}\nunset arrow\nunset label\nunset logscale`);
 	}
 	if (plots.idle.length) {
 		panels.push(`set title "idle RSS per Steedos-like client"\nset logscale x\nset xlabel "clients"\nset ylabel "bytes per client"\nset yrange [0:*]\nplot ${plots.idle.join(", ")}\nunset logscale`);
