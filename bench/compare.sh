@@ -30,4 +30,4 @@ fi
 # 19,000 clients: the load clients are split in processes of 9,500; the server needs ~N descriptors.
 ulimit -n "$(ulimit -Hn)"
 export STEEDOS_BUILD_DIR=$build
-BENCH_COMMAND="bench/compare.sh $*" exec node bench/compare.js "$@"
+BENCH_COMMAND=$(echo "bench/compare.sh $*" | sed "s/ *$//") exec node bench/compare.js "$@"

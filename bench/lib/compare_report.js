@@ -221,7 +221,7 @@ function chart(results, pngPath) {
 			`set arrow from graph 0, first 50 to graph 1, first 50 nohead dashtype 2\nset label "p99 limit 50 ms" at graph 0.02, first 56\nplot ${plots.fanout.join(", ")}\nunset arrow\nunset label\nunset logscale`);
 	}
 	if (plots.idle.length) {
-		panels.push(`set title "idle RSS per Steedos-like client"\nset logscale x\nset xlabel "clients"\nset ylabel "bytes per client"\nset yrange [0:*]\nplot ${plots.idle.join(", ")}\nunset logscale`);
+		panels.push(`set title "idle RSS per Steedos-like client"\nset logscale x\nset xrange [1000:30000]\nset key center right\nset xlabel "clients"\nset ylabel "bytes per client"\nset yrange [0:*]\nplot ${plots.idle.join(", ")}\nunset logscale`);
 	}
 	if (!panels.length) return "";
 	script = `set terminal pngcairo size ${560 * panels.length},420 font ",10"\nset output "${pngPath}"\nset key top left\nset grid\n${script}` +
