@@ -301,7 +301,8 @@ async function oneEvent(impl) {
 				writeMs = Number(/emit_to_write_ms=(\S+)/.exec(line)[1]);
 			}
 			const r = {
-				delivered, lost: clients - delivered, lastMs: (lastNs - t0) / 1e6, p50: median(results.map(x => x.window.p50_ms)), writeMs,
+				// With a loss, the last receipt is not that of the last client: no figure.
+				delivered, lost: clients - delivered, lastMs: delivered === clients ? (lastNs - t0) / 1e6 : null, p50: median(results.map(x => x.window.p50_ms)), writeMs,
 				genBound: results.some(x => x.check.client_cpu_pct >= 90)
 			};
 			log(`${impl} one event to ${clients}: last received after ${r.lastMs.toFixed(2)} ms, written in ${writeMs == null ? "n/a" : writeMs.toFixed(2)} ms, lost ${r.lost}`);
@@ -313,7 +314,7 @@ async function oneEvent(impl) {
 		await env.stop();
 	}
 	return {
-		clients: SIZES.one, reps, lastMs: median(reps.map(r => r.lastMs)), writeMs: reps.every(r => r.writeMs != null) ? median(reps.map(r => r.writeMs)) : null,
+		clients: SIZES.one, reps, lastMs: reps.every(r => r.lastMs != null) ? median(reps.map(r => r.lastMs)) : null, writeMs: reps.every(r => r.writeMs != null) ? median(reps.map(r => r.writeMs)) : null,
 		lost: reps.reduce((a, r) => a + r.lost, 0), genBound: reps.some(r => r.genBound)
 	};
 }

@@ -56,9 +56,9 @@
 //                brought the last marked frame so far)
 //   total G N    target G had N events emitted (for `check`)
 //   check Q T    waits until every subscribed client has every event of the totals, or no marked
-//                frame for Q ms, or T ms; `RESULT check_soak delivered= lost= duplicated= leaked=
-//                closed= p50_ms= p99_ms= max_ms=` (lost: expected minus distinct received, stalled
-//                clients left out)
+//                frame for Q ms (counted from the check's start at the earliest), or T ms; `RESULT
+//                check_soak delivered= lost= duplicated= leaked= closed= p50_ms= p99_ms= max_ms=`
+//                (lost: expected minus distinct received, stalled clients left out)
 //   stall I      client I stops reading (its fd leaves epoll)
 //   probe I      `RESULT probe index= tcp_state=` (TCP_INFO: 1 established, 7 closed, 8 close-wait)
 //   ready N T    waits up to T ms until N clients are ready: `RESULT ready count= done_ns=
@@ -1051,7 +1051,8 @@ class Client {
   /// Waits until nothing is missing, or no marked frame came for `quiet_ms`, or `timeout_ms`;
   /// then sets the lost count.
   void check(int quiet_ms, int timeout_ms) {
-    const int64_t deadline = mono_ns() + int64_t(timeout_ms) * 1000000;
+    const int64_t start = mono_ns();
+    const int64_t deadline = start + int64_t(timeout_ms) * 1000000;
     int64_t next_count = 0;
     for (;;) {
       run_once(20);
@@ -1060,7 +1061,10 @@ class Client {
         if (missing() == 0) break;
         next_count = now + 500 * 1000000LL;
       }
-      if (now > deadline || now - last_mark_ns_ > int64_t(quiet_ms) * 1000000) break;
+      // Quiet since the last marked frame and since the check began (an event emitted just
+      // before the check may not have started to arrive, long after the previous one).
+      const int64_t quiet_since = std::max(last_mark_ns_, start);
+      if (now > deadline || now - quiet_since > int64_t(quiet_ms) * 1000000) break;
     }
     soak_.lost = missing();
   }
