@@ -25,7 +25,8 @@
 //      --expose-gc, SIGUSR2), the lower of the two is compared.
 //   b  fan-out to 1,000 clients in one room (`S1-space`, `$socket.emit` with `room`) at rising
 //      rates (10, 20, 50, 100, ... 20,000 ev/s, 3 s or 6,000 events each) until p99 > 50 ms or an
-//      event is lost (100 ev/s is always measured): p50/p99/max emit->receipt, deliveries/s, lost;
+//      event is lost, twice in a row (100 ev/s is always measured): p50/p99/max emit->receipt,
+//      deliveries/s, lost;
 //      f  the server's CPU µs per delivery over each step (/proc/<pid>/stat), reported at 100 ev/s.
 //   c  one event to 10,000 Steedos-like clients (`$socket.emit`, no room): until the last client
 //      received it, and the server-side write time (product: delta of
@@ -62,13 +63,13 @@ const OUT = arg("out", path.join(__dirname, "results", QUICK ? `${DATE}-quick` :
 const LOAD_CLIENT = path.join(h.BUILD_DIR, "load-client");
 
 const SIZES = QUICK
-	? { idle: [1000, 2000], fanoutClients: 500, rates: [20, 100, 1000, 5000], stepS: 1, one: 2000, oneReps: 3, personal: 2000, personalRate: 2000, personalS: 2, connects: 2000 }
+	? { idle: [1000], fanoutClients: 500, rates: [20, 100, 1000, 5000], stepS: 1, one: 2000, oneReps: 3, personal: 2000, personalRate: 2000, personalS: 2, connects: 2000 }
 	: { idle: [2000, 10000, 19000], fanoutClients: 1000, rates: [10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000], stepS: 3, one: 10000, oneReps: 5, personal: 10000, personalRate: 2000, personalS: 5, connects: 10000 };
 const MAX_STEP_EVENTS = 6000; // a fan-out step emits rate * stepS events, at most this many
 const P99_LIMIT_MS = 50;
 // Deliberate idle periods before an RSS reading: the product's RSS is flat after the connects;
 // V8 shrinks its heap only some seconds after the burst (bench/baseline/idle_rss.js: 15 s).
-const SETTLE_MS = { product: 5000, baseline: 15000 };
+const SETTLE_MS = QUICK ? { product: 2000, baseline: 3000 } : { product: 5000, baseline: 15000 };
 const PER_LOAD_CLIENT = 9500; // clients per load-client process (20,000 descriptors each)
 
 const log = text => process.stderr.write(`compare: ${text}\n`);
@@ -231,7 +232,8 @@ async function fanout(impl) {
 		await paced(200, 50, emitOne);
 		lc.send(`total 1 ${seq}`);
 		await checkAndWindow(lc, 2000, 20000);
-		for (const rate of SIZES.rates) {
+		/** One step of the ladder: `rate` ev/s for stepS seconds (at most MAX_STEP_EVENTS events). */
+		const runStep = async rate => {
 			const count = Math.min(MAX_STEP_EVENTS, Math.round(rate * SIZES.stepS));
 			const cpu0 = proc.cpuSeconds(env.pid);
 			await lc.command("window", "RESULT window"); // starts the step's window and CPU meter
@@ -253,8 +255,18 @@ async function fanout(impl) {
 			step.ok = step.lost === 0 && step.lostTotal === 0 && step.p99 <= P99_LIMIT_MS;
 			log(`${impl} fan-out ${rate} ev/s (${count} events, emitted at ${Math.round(step.achievedRate)}/s): p50 ${step.p50} p99 ${step.p99} max ${step.max} ms, ` +
 				`${Math.round(step.deliveriesPerS)} deliveries/s, lost ${lost}, server ${step.serverCpuUs.toFixed(2)} µs/delivery, load client ${step.clientCpu}% CPU`);
+			return step;
+		};
+		for (const rate of SIZES.rates) {
+			let step = await runStep(rate);
+			if (!step.ok) {
+				// Once more: on a shared machine one disturbed step should not end the ladder.
+				const first = step;
+				step = await runStep(rate);
+				step.firstTry = { p99: first.p99, lost: first.lost };
+			}
 			steps.push(step);
-			// The ladder ends at the first step that fails, but always measures 100 ev/s (a
+			// The ladder ends at the first step that fails twice, but always measures 100 ev/s (a
 			// reported figure and the rate of the CPU per delivery).
 			if (!step.ok && rate >= 100) break;
 		}
@@ -451,6 +463,8 @@ async function main() {
 	const started = Date.now();
 	const meta = { command: process.env.BENCH_COMMAND || `node bench/compare.js ${process.argv.slice(2).join(" ")}`.trim(), machine: machineLine(), git: gitLine(), date: DATE, quick: QUICK, sizes: SIZES, pin: PIN, impls: IMPLS };
 	log(`${meta.git}; ${meta.machine}; pinning ${PIN ? "servers CPU 0, load clients CPU 1" : "off"}`);
+	// The benchmark itself keeps about one core busy; more than that at the start is someone else.
+	if (os.loadavg()[0] > 1) log(`WARN load average ${os.loadavg()[0].toFixed(2)} before the run: other jobs share the 2 cores, the figures will be noisy`);
 	const results = {};
 	const load = () => os.loadavg()[0].toFixed(2);
 	for (const impl of IMPLS) {
