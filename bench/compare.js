@@ -1,6 +1,6 @@
 "use strict";
 // The issue-11 benchmark in one command: the product (build/steedos-socket) and then the Node.js
-// baseline (bench/baseline: socket.io 4.8 + moleculer 0.14) on the same Steedos workloads, each
+// baseline (bench/baseline: socket.io 4.8 + moleculer 0.14), workload by workload, each
 // figure for both and the ratio, the targets met or not; writes bench/results/<date>.md (table,
 // command, machine, commit) and bench/results/<date>.png (gnuplot).
 //
@@ -467,11 +467,14 @@ async function main() {
 	if (os.loadavg()[0] > 1) log(`WARN load average ${os.loadavg()[0].toFixed(2)} before the run: other jobs share the 2 cores, the figures will be noisy`);
 	const results = {};
 	const load = () => os.loadavg()[0].toFixed(2);
-	for (const impl of IMPLS) {
-		const r = (results[impl] = { load: {} });
-		const workloads = [["a", "idle", idleMemory], ["b", "fanout", fanout], ["c", "one", oneEvent], ["d", "personal", personal], ["e", "connects", connects]];
-		for (const [letter, key, run] of workloads) {
-			if (!ONLY.has(letter)) continue;
+	for (const impl of IMPLS) results[impl] = { load: {} };
+	const workloads = [["a", "idle", idleMemory], ["b", "fanout", fanout], ["c", "one", oneEvent], ["d", "personal", personal], ["e", "connects", connects]];
+	// Workload by workload, each implementation in turn: the two figures of a row are taken
+	// minutes apart at most, under about the same load of the machine.
+	for (const [letter, key, run] of workloads) {
+		if (!ONLY.has(letter)) continue;
+		for (const impl of IMPLS) {
+			const r = results[impl];
 			r.load[key] = load();
 			log(`${impl}: workload ${letter} (${key}), load average ${r.load[key]}`);
 			r[key] = await run(impl);
