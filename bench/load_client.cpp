@@ -51,19 +51,38 @@
 //   soak         `RESULT soak delivered= duplicated= leaked= ready= closed= p50_ms= p99_ms=
 //   max_ms=`
 //                (latency since the start)
-//   window       `RESULT window samples= p50_ms= p99_ms= max_ms=` since the last `window`, then
-//                starts a new window
+//   window       `RESULT window samples= p50_ms= p99_ms= max_ms= last_ns=` since the last
+//                `window`, then starts a new window (last_ns: CLOCK_MONOTONIC of the read that
+//                brought the last marked frame so far)
 //   total G N    target G had N events emitted (for `check`)
 //   check Q T    waits until every subscribed client has every event of the totals, or no marked
-//                frame for Q ms, or T ms; `RESULT check_soak delivered= lost= duplicated= leaked=
-//                closed= p50_ms= p99_ms= max_ms=` (lost: expected minus distinct received, stalled
-//                clients left out)
+//                frame for Q ms (counted from the check's start at the earliest), or T ms; `RESULT
+//                check_soak delivered= lost= duplicated= leaked= closed= p50_ms= p99_ms= max_ms=`
+//                (lost: expected minus distinct received, stalled clients left out)
 //   stall I      client I stops reading (its fd leaves epoll)
 //   probe I      `RESULT probe index= tcp_state=` (TCP_INFO: 1 established, 7 closed, 8 close-wait)
 //   ready N T    waits up to T ms until N clients are ready: `RESULT ready count= done_ns=
 //                closed= failures=` (closed: by the server after joining; failures: attempts)
 //   receivers G  `RESULT receivers n= counts=c0,c1,...`: for each seq of target G's total, how many
 //                clients received it
+// --connect-bench (with or without --plan): every client connects once, --concurrency attempts
+// in flight, then all are reset and the client exits: `RESULT connects connects= seconds= per_s=
+// p50_ms= p99_ms= max_ms= failed=` (per connection: from its first attempt until ready, i.e. the
+// CONNECT reply and, with a plan that has subscriptions, every subscribe ack; failed: attempts
+// that failed, each retried).
+//
+// --polling-upgrade: each client opens as socket.io-client does by default: long-polling
+// handshake (GET), CONNECT (POST `40`), GET until the CONNECT reply, then the WebSocket upgrade of
+// the session (`2probe`, `3probe`, `5`) on a second connection; the polling connection is closed
+// after `5`. With the plan's cookie on every request.
+//
+// Every RESULT line ends with `client_cpu_pct=`: this process's CPU time (getrusage user + sys)
+// over the phase it reports, 100 = one full core. The phase starts with the measurement (the
+// connects, a control-mode latency or burst, an `expect`, `closed` or `ready` command) or else
+// at the previous RESULT line (`check`, `window` and `soak` report on what happened since).
+// At >= 90 % over >= 50 ms, stderr gets `WARN load-client saturated (cpu NN%) during RESULT x`:
+// the generator, one thread, then sets the pace and the figure is a bound of the generator.
+//
 // --reconnect: a client closed by the server opens again (a browser's socket.io-client does);
 // --retry-ms M: a failed connection attempt is retried after M ms, without limit (default: at
 // once, and at most 100 failures in all). --small-rcvbuf N: clients 0..N-1 get a 16 KiB receive
@@ -80,6 +99,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -96,6 +116,71 @@ int64_t mono_ns() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return int64_t(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+/// This process's CPU time (getrusage user + sys) over a measured phase against the wall time:
+/// 100 % is one full core. The generator is one thread, so near 100 % it, not the server, sets
+/// the pace, and what it measured is a bound of the generator.
+class CpuMeter {
+ public:
+  CpuMeter() { reset(); }
+  void reset() {
+    wall_ns_ = mono_ns();
+    cpu_ns_ = cpu_ns();
+  }
+  double wall_ms() const { return double(mono_ns() - wall_ns_) / 1e6; }
+  double percent() const {
+    const int64_t wall = mono_ns() - wall_ns_;
+    return wall > 0 ? 100.0 * double(cpu_ns() - cpu_ns_) / double(wall) : 0.0;
+  }
+
+ private:
+  static int64_t cpu_ns() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    auto ns = [](const timeval& t) {
+      return int64_t(t.tv_sec) * 1000000000LL + t.tv_usec * 1000LL;
+    };
+    return ns(usage.ru_utime) + ns(usage.ru_stime);
+  }
+  int64_t wall_ns_ = 0;
+  int64_t cpu_ns_ = 0;
+};
+
+/// The meter of the phase in progress: reset when a measurement starts and after each RESULT line.
+CpuMeter& phase_cpu() {
+  static CpuMeter meter;
+  return meter;
+}
+
+/// At or above this share of one core the generator is the bottleneck (the figure is marked).
+constexpr double kSaturatedPercent = 90.0;
+/// Phases shorter than this are too short for getrusage to say anything (no warning).
+constexpr double kMinPhaseMs = 50.0;
+
+/// Prints one `RESULT ...` line (printf format, ending in a newline) with ` client_cpu_pct=` the
+/// generator's CPU over the phase it reports, warns on stderr when that is saturation, flushes,
+/// and starts the next phase's meter.
+void result(const char* format, ...) {
+  va_list args, again;
+  va_start(args, format);
+  va_copy(again, args);
+  const int n = std::vsnprintf(nullptr, 0, format, args);  // `receivers` lines can be long
+  va_end(args);
+  std::string text(size_t(std::max(n, 0)) + 1, '\0');
+  std::vsnprintf(text.data(), text.size(), format, again);
+  va_end(again);
+  text.resize(size_t(std::max(n, 0)));
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  const double pct = phase_cpu().percent();
+  std::printf("%s client_cpu_pct=%.0f\n", text.c_str(), pct);
+  std::fflush(stdout);
+  if (pct >= kSaturatedPercent && phase_cpu().wall_ms() >= kMinPhaseMs) {
+    const size_t name_end = text.find(' ', 7);
+    std::fprintf(stderr, "WARN load-client saturated (cpu %.0f%%) during %s\n", pct,
+                 text.substr(0, name_end).c_str());
+  }
+  phase_cpu().reset();
 }
 
 [[noreturn]] void die(const char* what) {
@@ -121,19 +206,35 @@ struct Options {
   std::string event;  // when set, only 42["<event>" frames are counted
   std::string plan;   // --plan FILE: cookies and subscriptions per client, marker checks
   bool reconnect = false;
-  int retry_ms = -1;        // < 0: retry at once, at most 100 failures
-  size_t small_rcvbuf = 0;  // clients below this index get a small receive buffer
+  bool connect_bench = false;    // --connect-bench: connect every client once, time it, exit
+  bool polling_upgrade = false;  // --polling-upgrade: open on long-polling, then upgrade
+  int retry_ms = -1;             // < 0: retry at once, at most 100 failures
+  size_t small_rcvbuf = 0;       // clients below this index get a small receive buffer
 };
 
-enum class State : uint8_t { Connecting, HttpWait, OpenWait, JoinWait, SubWait, Ready, Closed };
+enum class State : uint8_t {
+  Connecting,
+  HttpWait,
+  OpenWait,
+  JoinWait,
+  SubWait,
+  Ready,
+  Closed,
+  PollOpen,   // --polling-upgrade: GET handshake sent, awaiting the open packet
+  PollPost,   // POST `40` sent, awaiting `ok`
+  PollGet,    // GET sent, awaiting the CONNECT reply `40{...}`
+  ProbeWait,  // WebSocket upgraded, `2probe` sent, awaiting `3probe`
+};
 
 struct Conn {
   int fd = -1;
+  int poll_fd = -1;  // --polling-upgrade: the long-polling connection, closed after the upgrade
   State state = State::Closed;
   uint32_t events = 0;                   // `42` frames received
   uint16_t acks_pending = 0;             // --plan: subscribe acks still awaited
   bool stalled = false;                  // `stall`: not read any more
   std::unique_ptr<std::string> pending;  // HTTP head or an unfinished frame
+  std::string sid;                       // --polling-upgrade: the Engine.IO session id
 };
 
 /// Latency histogram: 10 us buckets up to 100 ms, then 1 ms buckets up to 120 s.
@@ -201,6 +302,7 @@ class Client {
     addr_.sin_port = htons(uint16_t(o_.port));
     if (inet_pton(AF_INET, o_.host.c_str(), &addr_.sin_addr) != 1) die("bad --host");
     conns_.resize(o_.clients);
+    if (o_.connect_bench) opened_ns_.assign(o_.clients, 0);
     buffer_.resize(256 * 1024);
     build_request();
     if (!o_.plan.empty()) load_plan();
@@ -381,6 +483,8 @@ class Client {
   void reset_all() {
     linger l{1, 0};
     for (Conn& c : conns_) {
+      if (c.poll_fd >= 0) close(c.poll_fd);
+      c.poll_fd = -1;
       if (c.fd < 0) continue;
       setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
       close(c.fd);
@@ -421,9 +525,12 @@ class Client {
       int small = 16 * 1024;
       setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     }
+    // --connect-bench: a connection's time runs from its first attempt (a retry is part of it).
+    if (!opened_ns_.empty() && opened_ns_[index] == 0) opened_ns_[index] = mono_ns();
     const int rc = connect(c.fd, reinterpret_cast<const sockaddr*>(&addr_), sizeof addr_);
     if (rc != 0 && errno != EINPROGRESS) die("connect");
     c.state = State::Connecting;
+    c.sid.clear();
     c.events = 0;
     c.acks_pending = 0;
     c.pending.reset();
@@ -439,6 +546,8 @@ class Client {
     const bool was_ready = c.state == State::Ready;
     if (c.fd >= 0) close(c.fd);
     c.fd = -1;
+    if (c.poll_fd >= 0) close(c.poll_fd);
+    c.poll_fd = -1;
     c.pending.reset();
     c.state = State::Closed;
     if (was_ready) {
@@ -517,12 +626,16 @@ class Client {
           fail(index, "connect failed");
           continue;
         }
-        const std::string& request = plan_.empty() ? request_ : plan_request(index);
+        const bool poll = o_.polling_upgrade && c.sid.empty();
+        const std::string request = poll             ? polling_request(index, "GET", "")
+                                    : !c.sid.empty() ? upgrade_request(index)
+                                    : plan_.empty()  ? request_
+                                                     : plan_request(index);
         if (!write_all(c.fd, request.data(), request.size())) {
           fail(index, "request write");
           continue;
         }
-        c.state = State::HttpWait;
+        c.state = poll ? State::PollOpen : State::HttpWait;
         epoll_event event{};
         event.events = EPOLLIN;
         event.data.u64 = index;
@@ -619,6 +732,9 @@ class Client {
       size = joined.size();
     }
     size_t pos = 0;
+    if (c.state == State::PollOpen || c.state == State::PollPost || c.state == State::PollGet) {
+      return polling_response(index, data, size);
+    }
     if (c.state == State::HttpWait) {
       const std::string_view view(data, size);
       const size_t end = view.find("\r\n\r\n");
@@ -631,6 +747,13 @@ class Client {
         return false;
       }
       c.state = State::OpenWait;
+      if (!c.sid.empty()) {  // an upgrade: probe, as socket.io-client does
+        if (!send_text(c.fd, "2probe")) {
+          fail(index, "probe write");
+          return false;
+        }
+        c.state = State::ProbeWait;
+      }
       pos = end + 4;
     }
     while (size - pos >= 2) {
@@ -687,6 +810,16 @@ class Client {
       if (c.state == State::Ready) ++close_counts_.eio_close;
       return true;
     }
+    if (c.state == State::ProbeWait && p == "3probe") {
+      // No GET is pending on the polling connection, so the upgrade completes at once.
+      if (!send_text(c.fd, "5")) {
+        fail(index, "upgrade write");
+        return false;
+      }
+      close(c.poll_fd);
+      c.poll_fd = -1;
+      return joined(index);
+    }
     if (c.state == State::OpenWait && !p.empty() && p[0] == '0') {
       if (!send_text(c.fd, "40")) {
         fail(index, "connect write");
@@ -696,23 +829,7 @@ class Client {
       return true;
     }
     if (c.state == State::JoinWait && p.size() >= 2 && p[0] == '4' && p[1] == '0') {
-      if (!plan_.empty() && !plan_[index].subs.empty()) {
-        c.state = State::SubWait;
-        uint16_t ack = 0;
-        for (const PlanEntry::Sub& sub : plan_[index].subs) {
-          const std::string packet =
-              "42" + std::to_string(ack++) + "[\"subscribe\",{\"roomParts\":\"" + sub.parts +
-              "\",\"individual\":" + (sub.individual ? "true" : "false") + "}]";
-          if (!send_text(c.fd, packet)) {
-            fail(index, "subscribe write");
-            return false;
-          }
-        }
-        c.acks_pending = ack;
-        return true;
-      }
-      set_ready(c);
-      return true;
+      return joined(index);
     }
     if (c.state == State::SubWait && p.size() >= 2 && p[0] == '4' && p[1] == '3') {
       if (p.find("\"rooms\"") == std::string_view::npos) {
@@ -730,6 +847,139 @@ class Client {
     return true;
   }
 
+  /// The Socket.IO CONNECT reply is here (and the transport is WebSocket): the --plan
+  /// subscriptions, or ready. False when the connection was closed.
+  bool joined(size_t index) {
+    Conn& c = conns_[index];
+    if (!plan_.empty() && !plan_[index].subs.empty()) {
+      c.state = State::SubWait;
+      uint16_t ack = 0;
+      for (const PlanEntry::Sub& sub : plan_[index].subs) {
+        const std::string packet =
+            "42" + std::to_string(ack++) + "[\"subscribe\",{\"roomParts\":\"" + sub.parts +
+            "\",\"individual\":" + (sub.individual ? "true" : "false") + "}]";
+        if (!send_text(c.fd, packet)) {
+          fail(index, "subscribe write");
+          return false;
+        }
+      }
+      c.acks_pending = ack;
+      return true;
+    }
+    set_ready(c);
+    return true;
+  }
+
+  // --- --polling-upgrade: what socket.io-client does with its default transports -----------
+
+  /// A long-polling request (`sid` once the handshake gave one), with the plan's cookie.
+  std::string polling_request(size_t index, const char* method, std::string_view body) const {
+    const Conn& c = conns_[index];
+    std::string out = std::string(method) + " /socket.io/?EIO=4&transport=polling" +
+                      (c.sid.empty() ? "" : "&sid=" + c.sid) + " HTTP/1.1\r\nHost: " + o_.host +
+                      ":" + std::to_string(o_.port) + "\r\n";
+    if (!plan_.empty() && !plan_[index].cookie.empty()) {
+      out += "Cookie: " + plan_[index].cookie + "\r\n";
+    }
+    if (!body.empty()) {
+      out += "Content-Type: text/plain;charset=UTF-8\r\nContent-Length: " +
+             std::to_string(body.size()) + "\r\n";
+    }
+    out += "\r\n";
+    out.append(body);
+    return out;
+  }
+
+  /// The WebSocket upgrade of an open polling session.
+  std::string upgrade_request(size_t index) const {
+    const std::string base = plan_.empty() ? request_ : plan_request(index);
+    const std::string from = "transport=websocket";
+    return base.substr(0, base.find(from) + from.size()) + "&sid=" + conns_[index].sid +
+           base.substr(base.find(from) + from.size());
+  }
+
+  /// A complete HTTP response on the polling connection: the next step of the handshake. False
+  /// when the connection was closed (or left for the upgrade).
+  bool polling_response(size_t index, const char* data, size_t size) {
+    Conn& c = conns_[index];
+    const std::string_view view(data, size);
+    const size_t end = view.find("\r\n\r\n");
+    size_t length = 0;
+    if (end != std::string_view::npos) {
+      const std::string_view head = view.substr(0, end);
+      for (const char* name : {"Content-Length: ", "content-length: "}) {
+        const size_t at = head.find(name);
+        if (at != std::string_view::npos) length = std::strtoul(data + at + 16, nullptr, 10);
+      }
+    }
+    if (end == std::string_view::npos || size - end - 4 < length) {
+      c.pending = std::make_unique<std::string>(data, size);
+      return true;
+    }
+    if (view.substr(0, 12) != "HTTP/1.1 200") {
+      fail(index, "polling refused");
+      return false;
+    }
+    const std::string_view body = view.substr(end + 4, length);
+    if (size > end + 4 + length) {
+      fail(index, "unexpected bytes after a polling response");
+      return false;
+    }
+    std::string request;
+    if (c.state == State::PollOpen) {  // `0{"sid":"...",...}`: send the CONNECT
+      const size_t at = body.find("\"sid\":\"");
+      if (body.empty() || body[0] != '0' || at == std::string_view::npos) {
+        fail(index, "no open packet");
+        return false;
+      }
+      const size_t from = at + 7;
+      c.sid = std::string(body.substr(from, body.find('"', from) - from));
+      request = polling_request(index, "POST", "40");
+      c.state = State::PollPost;
+    } else if (c.state == State::PollPost) {  // `ok`: fetch the CONNECT reply
+      request = polling_request(index, "GET", "");
+      c.state = State::PollGet;
+    } else {  // packets separated by \x1e: wait for `40{...}`, refuse on `44`
+      bool connected = false;
+      for (size_t from = 0; from <= body.size();) {
+        const size_t to = std::min(body.find('\x1e', from), body.size());
+        const std::string_view packet = body.substr(from, to - from);
+        if (packet.substr(0, 2) == "44") {
+          fail(index, "connect error");
+          return false;
+        }
+        connected = connected || packet.substr(0, 2) == "40";
+        from = to + 1;
+      }
+      if (connected) return upgrade(index);
+      request = polling_request(index, "GET", "");
+    }
+    if (!write_all(c.fd, request.data(), request.size())) {
+      fail(index, "polling write");
+      return false;
+    }
+    return true;
+  }
+
+  /// Opens the WebSocket of the session; the polling connection stays open until `5`.
+  bool upgrade(size_t index) {
+    Conn& c = conns_[index];
+    epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
+    c.poll_fd = c.fd;
+    c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) die("socket");
+    int one = 1;
+    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    const int rc = connect(c.fd, reinterpret_cast<const sockaddr*>(&addr_), sizeof addr_);
+    if (rc != 0 && errno != EINPROGRESS) die("connect");
+    c.state = State::Connecting;
+    epoll_event event{};
+    event.events = EPOLLIN | EPOLLOUT;
+    event.data.u64 = index;
+    if (epoll_ctl(epoll_, EPOLL_CTL_ADD, c.fd, &event) != 0) die("epoll_ctl add");
+    return false;  // the bytes read so far belonged to the polling connection
+  }
+
   /// Records receipt time minus the frame's `"t":<ns>` stamp, when it has one.
   void stamp(std::string_view p) {
     const size_t at = p.find("\"t\":");
@@ -741,6 +991,13 @@ class Client {
   }
 
  public:
+  /// --connect-bench: from each client's first attempt until it was ready (ns), sorted.
+  std::vector<int64_t> connect_latencies() const {
+    std::vector<int64_t> out = connect_latencies_ns_;
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
   /// Latency samples since the last call (ns), sorted; clears them.
   std::vector<int64_t> take_latencies() {
     std::vector<int64_t> out;
@@ -759,6 +1016,8 @@ class Client {
   };
   const SoakCounts& soak() const { return soak_; }
   const Histogram& latency() const { return latency_; }
+  /// CLOCK_MONOTONIC of the read that brought the last marked frame (0: none yet).
+  int64_t last_mark_ns() const { return last_mark_ns_; }
   Histogram take_window() {
     Histogram out = window_;
     window_.clear();
@@ -792,7 +1051,8 @@ class Client {
   /// Waits until nothing is missing, or no marked frame came for `quiet_ms`, or `timeout_ms`;
   /// then sets the lost count.
   void check(int quiet_ms, int timeout_ms) {
-    const int64_t deadline = mono_ns() + int64_t(timeout_ms) * 1000000;
+    const int64_t start = mono_ns();
+    const int64_t deadline = start + int64_t(timeout_ms) * 1000000;
     int64_t next_count = 0;
     for (;;) {
       run_once(20);
@@ -801,7 +1061,10 @@ class Client {
         if (missing() == 0) break;
         next_count = now + 500 * 1000000LL;
       }
-      if (now > deadline || now - last_mark_ns_ > int64_t(quiet_ms) * 1000000) break;
+      // Quiet since the last marked frame and since the check began (an event emitted just
+      // before the check may not have started to arrive, long after the previous one).
+      const int64_t quiet_since = std::max(last_mark_ns_, start);
+      if (now > deadline || now - quiet_since > int64_t(quiet_ms) * 1000000) break;
     }
     soak_.lost = missing();
   }
@@ -850,6 +1113,9 @@ class Client {
 
  private:
   void set_ready(Conn& c) {
+    if (!opened_ns_.empty()) {
+      connect_latencies_ns_.push_back(mono_ns() - opened_ns_[size_t(&c - conns_.data())]);
+    }
     c.state = State::Ready;
     --in_flight_;
     ++ready_;
@@ -963,6 +1229,8 @@ class Client {
   Options o_;
   std::string event_prefix_ = o_.event.empty() ? std::string() : "42[\"" + o_.event + "\"";
   std::vector<int64_t> latencies_ns_;
+  std::vector<int64_t> opened_ns_;             // --connect-bench: first attempt per client
+  std::vector<int64_t> connect_latencies_ns_;  // --connect-bench: first attempt to ready
   int64_t read_ns_ = 0;
   int epoll_ = -1;
   int control_ = -1;
@@ -1012,15 +1280,44 @@ void raise_nofile(size_t needed) {
 
 }  // namespace
 
+/// The p-th percentile of sorted nanoseconds, in ms.
+double percentile_ms(const std::vector<int64_t>& sorted, double p) {
+  if (sorted.empty()) return 0.0;
+  return double(sorted[std::min(sorted.size() - 1, size_t(p / 100.0 * double(sorted.size())))]) /
+         1e6;
+}
+
+/// --connect-bench: every client connects once (--concurrency attempts in flight), the rate and
+/// each connection's time from its first attempt until it is ready (CONNECT reply, and the
+/// --plan subscribe acks when the plan has any); then every connection is reset.
+int run_connect_bench(Client& client) {
+  phase_cpu().reset();
+  const double seconds = client.connect_all();
+  const std::vector<int64_t> l = client.connect_latencies();
+  result(
+      "RESULT connects connects=%zu seconds=%.3f per_s=%.0f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f "
+      "failed=%zu\n",
+      client.ready(), seconds, double(client.ready()) / seconds, percentile_ms(l, 50),
+      percentile_ms(l, 99), l.empty() ? 0.0 : double(l.back()) / 1e6, client.failures());
+  client.reset_all();
+  return 0;
+}
+
 /// --no-control: connect everyone, then `expect T` commands from stdin (see the header).
 int run_without_control(Client& client, const Options& o) {
+  phase_cpu().reset();
   const double connect_s = client.connect_all();
-  std::printf("RESULT connect clients=%zu seconds=%.3f\n", o.clients, connect_s);
-  std::printf("RESULT interactive ready\n");
+  result("RESULT connect clients=%zu seconds=%.3f\n", o.clients, connect_s);
+  result("RESULT interactive ready\n");
   std::fflush(stdout);
   for (;;) {
     const std::string line = client.next_command();
     if (line == "quit") break;
+    // These start a measurement: their CPU is counted from here. Others (`check`, `window`,
+    // `soak`) report on what happened since the previous RESULT line.
+    for (const char* starts : {"expect ", "closed ", "ready "}) {
+      if (line.rfind(starts, 0) == 0) phase_cpu().reset();
+    }
     if (line.rfind("expect ", 0) == 0) {
       const uint64_t target = std::strtoull(line.c_str() + 7, nullptr, 10);
       const int64_t done = client.await_events(target, o.timeout_s * 1000);
@@ -1029,7 +1326,7 @@ int run_without_control(Client& client, const Options& o) {
         if (l.empty()) return 0.0;
         return double(l[std::min(l.size() - 1, size_t(p / 100.0 * double(l.size())))]) / 1e6;
       };
-      std::printf(
+      result(
           "RESULT expect total=%llu done_ns=%lld samples=%zu p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n",
           static_cast<unsigned long long>(client.total_events()), static_cast<long long>(done),
           l.size(), pct(50), pct(99), l.empty() ? 0.0 : double(l.back()) / 1e6);
@@ -1037,7 +1334,7 @@ int run_without_control(Client& client, const Options& o) {
       const size_t target = std::strtoull(line.c_str() + 7, nullptr, 10);
       const int64_t done = client.await_closed(target, o.timeout_s * 1000);
       const auto& k = client.close_counts();
-      std::printf(
+      result(
           "RESULT closed total=%zu eio_close=%zu close_frames=%zu code_1001=%zu eof=%zu "
           "done_ns=%lld\n",
           client.closed(), k.eio_close, k.close_frames, k.code_1001, k.eof,
@@ -1052,7 +1349,7 @@ int run_without_control(Client& client, const Options& o) {
       }
       const auto& k = client.soak();
       const Histogram& l = client.latency();
-      std::printf(
+      result(
           "RESULT %s delivered=%llu lost=%llu duplicated=%llu leaked=%llu ready=%zu closed=%zu "
           "samples=%llu p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
           name, static_cast<unsigned long long>(k.delivered),
@@ -1062,9 +1359,9 @@ int run_without_control(Client& client, const Options& o) {
           l.max_ms());
     } else if (line == "window") {
       const Histogram w = client.take_window();
-      std::printf("RESULT window samples=%llu p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
-                  static_cast<unsigned long long>(w.samples()), w.percentile_ms(50),
-                  w.percentile_ms(99), w.max_ms());
+      result("RESULT window samples=%llu p50_ms=%.2f p99_ms=%.2f max_ms=%.2f last_ns=%lld\n",
+             static_cast<unsigned long long>(w.samples()), w.percentile_ms(50), w.percentile_ms(99),
+             w.max_ms(), static_cast<long long>(client.last_mark_ns()));
     } else if (line.rfind("total ", 0) == 0) {
       unsigned target = 0;
       unsigned long long count = 0;
@@ -1074,31 +1371,31 @@ int run_without_control(Client& client, const Options& o) {
     } else if (line.rfind("stall ", 0) == 0) {
       const size_t index = std::strtoull(line.c_str() + 6, nullptr, 10);
       if (index < o.clients) client.stall(index);
-      std::printf("RESULT stall index=%zu\n", index);
+      result("RESULT stall index=%zu\n", index);
     } else if (line.rfind("probe ", 0) == 0) {
       const size_t index = std::strtoull(line.c_str() + 6, nullptr, 10);
-      std::printf("RESULT probe index=%zu tcp_state=%d\n", index,
-                  index < o.clients ? client.tcp_state(index) : -1);
+      result("RESULT probe index=%zu tcp_state=%d\n", index,
+             index < o.clients ? client.tcp_state(index) : -1);
     } else if (line.rfind("ready ", 0) == 0) {
       size_t count = 0;
       int timeout = 60000;
       std::sscanf(line.c_str() + 6, "%zu %d", &count, &timeout);
       const int64_t done = client.await_ready(count, timeout);
-      std::printf("RESULT ready count=%zu done_ns=%lld closed=%zu failures=%zu\n", client.ready(),
-                  static_cast<long long>(done), client.closed(), client.failures());
+      result("RESULT ready count=%zu done_ns=%lld closed=%zu failures=%zu\n", client.ready(),
+             static_cast<long long>(done), client.closed(), client.failures());
     } else if (line.rfind("receivers ", 0) == 0) {
       const auto counts = client.receivers(uint32_t(std::strtoul(line.c_str() + 10, nullptr, 10)));
       std::string list;
       for (uint32_t n : counts) list += (list.empty() ? "" : ",") + std::to_string(n);
-      std::printf("RESULT receivers n=%zu counts=%s\n", counts.size(), list.c_str());
+      result("RESULT receivers n=%zu counts=%s\n", counts.size(), list.c_str());
     } else {
-      std::printf("RESULT error unknown command\n");
+      result("RESULT error unknown command\n");
     }
     std::fflush(stdout);
   }
   uint32_t lo = 0, hi = 0;
   client.per_connection_range(&lo, &hi);
-  std::printf(
+  result(
       "RESULT check clients=%zu joined=%zu closed=%zu frames_total=%llu per_conn_min=%u "
       "per_conn_max=%u\n",
       o.clients, client.ready(), client.closed(),
@@ -1122,6 +1419,14 @@ int main(int argc, char** argv) {
     }
     if (name == "--reconnect") {
       o.reconnect = true;
+      continue;
+    }
+    if (name == "--polling-upgrade") {
+      o.polling_upgrade = true;
+      continue;
+    }
+    if (name == "--connect-bench") {
+      o.connect_bench = o.no_control = true;
       continue;
     }
     if (i + 1 >= argc) {
@@ -1172,11 +1477,13 @@ int main(int argc, char** argv) {
   raise_nofile(o.clients + 16);
 
   Client client(o);
+  if (o.connect_bench) return run_connect_bench(client);
   if (o.no_control) return run_without_control(client, o);
   client.connect_control();
   const std::string before = client.stats();
+  phase_cpu().reset();
   const double connect_s = client.connect_all();
-  std::printf("RESULT connect clients=%zu seconds=%.3f\n", o.clients, connect_s);
+  result("RESULT connect clients=%zu seconds=%.3f\n", o.clients, connect_s);
 
   // The server's count must match before anything is measured.
   for (int i = 0;; ++i) {
@@ -1194,7 +1501,7 @@ int main(int argc, char** argv) {
     const long rss0 = Client::field(before, "rss_kb"), rssn = Client::field(after, "rss_kb");
     const long heap0 = Client::field(before, "heap_inuse"),
                heapn = Client::field(after, "heap_inuse");
-    std::printf(
+    result(
         "RESULT idle clients=%zu rss0_kb=%ld rssN_kb=%ld rss_per_client_bytes=%.1f "
         "heap_inuse_per_client_bytes=%.1f heap_free_N=%ld\n",
         o.clients, rss0, rssn, double(rssn - rss0) * 1024.0 / double(o.clients),
@@ -1204,6 +1511,7 @@ int main(int argc, char** argv) {
   // One `emit 1`: from the server's emit call until all N frames are here.
   auto latency_once = [&](int rep, double* c_out, double* s_out, double* e_out) {
     client.idle(100);
+    phase_cpu().reset();
     const uint64_t target = client.total_events() + o.clients;
     client.command("emit 1");
     const int64_t done = client.await_events(target, 20000);
@@ -1213,7 +1521,7 @@ int main(int argc, char** argv) {
     *c_out = double(done - t0) / 1e6;
     *s_out = double(Client::field_ll(sent, "t_ns") - t0) / 1e6;
     *e_out = double(Client::field_ll(emitted, "end_ns") - t0) / 1e6;
-    std::printf(
+    result(
         "RESULT latency rep=%d clients=%zu client_ms=%.3f server_ms=%.3f emit_call_ms=%.3f "
         "recipients=%ld\n",
         rep, o.clients, *c_out, *s_out, *e_out, Client::field(emitted, "recipients"));
@@ -1222,6 +1530,7 @@ int main(int argc, char** argv) {
   // One `emit K`: deliveries/s = N*K / time until all N*K frames are here.
   auto burst_once = [&](int rep, size_t events, double* c_out, double* s_out, double* rate_out) {
     client.idle(300);
+    phase_cpu().reset();
     const uint64_t frames = uint64_t(o.clients) * events;
     const uint64_t target = client.total_events() + frames;
     client.command("emit " + std::to_string(events));
@@ -1233,7 +1542,7 @@ int main(int argc, char** argv) {
     *s_out = double(Client::field_ll(sent, "t_ns") - t0) / 1e6;
     const double e_ms = double(Client::field_ll(emitted, "end_ns") - t0) / 1e6;
     *rate_out = double(frames) / (*c_out / 1e3);
-    std::printf(
+    result(
         "RESULT burst rep=%d clients=%zu events=%zu client_ms=%.3f server_ms=%.3f "
         "emit_call_ms=%.3f deliveries_per_s=%.0f\n",
         rep, o.clients, events, *c_out, *s_out, e_ms, *rate_out);
@@ -1249,9 +1558,8 @@ int main(int argc, char** argv) {
       server_ms.push_back(s);
       emit_ms.push_back(e);
     }
-    std::printf(
-        "RESULT latency_median clients=%zu client_ms=%.3f server_ms=%.3f emit_call_ms=%.3f\n",
-        o.clients, median(client_ms), median(server_ms), median(emit_ms));
+    result("RESULT latency_median clients=%zu client_ms=%.3f server_ms=%.3f emit_call_ms=%.3f\n",
+           o.clients, median(client_ms), median(server_ms), median(emit_ms));
   }
 
   if (has_phase(o.phases, "burst")) {
@@ -1263,21 +1571,21 @@ int main(int argc, char** argv) {
       c_ms_all.push_back(c);
       s_ms_all.push_back(s);
     }
-    std::printf(
+    result(
         "RESULT burst_median clients=%zu events=%zu client_ms=%.3f server_ms=%.3f "
         "deliveries_per_s=%.0f\n",
         o.clients, o.burst_events, median(c_ms_all), median(s_ms_all), median(rate));
     client.idle(500);
     const std::string after = client.stats();
-    std::printf("RESULT after_burst rss_kb=%ld heap_inuse=%ld heap_free=%ld\n",
-                Client::field(after, "rss_kb"), Client::field(after, "heap_inuse"),
-                Client::field(after, "heap_free"));
+    result("RESULT after_burst rss_kb=%ld heap_inuse=%ld heap_free=%ld\n",
+           Client::field(after, "rss_kb"), Client::field(after, "heap_inuse"),
+           Client::field(after, "heap_free"));
   }
 
   if (has_phase(o.phases, "interactive")) {
     // Driven line by line from stdin (the run script alternates two clients, one per server, so
     // both servers are measured under the same machine load): `latency`, `burst K`, `quit`.
-    std::printf("RESULT interactive ready\n");
+    result("RESULT interactive ready\n");
     std::fflush(stdout);
     int rep = 0;
     for (;;) {
@@ -1290,7 +1598,7 @@ int main(int argc, char** argv) {
       } else if (line == "quit") {
         break;
       } else {
-        std::printf("RESULT error unknown command\n");
+        result("RESULT error unknown command\n");
         std::fflush(stdout);
       }
     }
@@ -1298,7 +1606,7 @@ int main(int argc, char** argv) {
 
   uint32_t lo = 0, hi = 0;
   client.per_connection_range(&lo, &hi);
-  std::printf(
+  result(
       "RESULT check clients=%zu joined=%zu closed=%zu frames_total=%llu per_conn_min=%u "
       "per_conn_max=%u\n",
       o.clients, client.ready(), client.closed(),

@@ -27,10 +27,8 @@
 // representative values, not captured from a Steedos server), since the node keeps the reply per
 // socket.
 const fs = require("fs");
-const os = require("os");
-const path = require("path");
-const { startCluster, h, login } = require("../tests/interop/steedos/fixture");
-const { population, startLoadClient, rssKb, arg } = require("./steedos_load");
+const { startCluster, h } = require("../tests/interop/steedos/fixture");
+const { population, issuePlan, startLoadClient, rssKb, arg } = require("./steedos_load");
 
 const CLIENTS = Number(arg("clients", 2000));
 const WORKLOAD = arg("workload", "issue");
@@ -78,25 +76,6 @@ const steedosReply = {
 	}
 };
 
-/** The issue's workload as a --plan file: see the header. */
-function issuePlan(clients, users = 50, tenants = 5) {
-	const cookies = [];
-	const id = (prefix, n) => (LONG_IDS ? `${prefix}${String(n).padStart(16, "0")}` : `${prefix}${n}`);
-	for (let u = 0; u < users; u++) cookies.push(login(id("u", u), id("S", (u % tenants) + 1)).cookies[0]);
-	const lines = [];
-	for (let i = 0; i < clients; i++) {
-		if (WORKLOAD === "plain") {
-			lines.push("");
-			continue;
-		}
-		lines.push([cookies[i % users], "0,0,space", "0,1,me", "0,1,notification-change"].join("\t"));
-	}
-	const dir = fs.mkdtempSync(path.join(os.tmpdir(), "memprofile-"));
-	const planFile = path.join(dir, "plan.txt");
-	fs.writeFileSync(planFile, lines.join("\n") + "\n");
-	return { planFile };
-}
-
 /** The pid of the product under the heaptrack wrapper (a child of the heaptrack script). */
 function productPid(wrapperPid) {
 	for (const task of fs.readdirSync(`/proc/${wrapperPid}/task`)) {
@@ -142,7 +121,7 @@ async function measure(cluster, pid) {
 	const { node, port } = cluster;
 	const rss0 = rssKb(pid).rss;
 	log(`nats ${cluster.nats.url}, steedos-socket pid ${pid}${HEAPTRACK ? " (under heaptrack)" : ""}, rss ${rss0} KiB with 0 clients`);
-	const plan = WORKLOAD === "soak" ? population({ clients: CLIENTS }) : issuePlan(CLIENTS);
+	const plan = WORKLOAD === "soak" ? population({ clients: CLIENTS }) : issuePlan({ clients: CLIENTS, plain: WORKLOAD === "plain", longIds: LONG_IDS });
 	// heaptrack stamps its records with the milliseconds since the process started: the analysis
 	// counts what was live before this moment as the node's own, not the clients'.
 	if (HEAPTRACK) console.log(`RESULT heaptrack_t0 ms=${msSinceStart(pid)}`);

@@ -33,8 +33,9 @@
 const path = require("path");
 const fs = require("fs");
 const os = require("os");
-const { spawn, execFileSync } = require("child_process");
+const { spawn } = require("child_process");
 const h = require("../tests/interop/lib/harness");
+const proc = require("./lib/proc");
 
 function arg(name, fallback) {
 	const i = process.argv.indexOf(`--${name}`);
@@ -48,16 +49,13 @@ const ROUNDS = Number(arg("rounds", 5));
 const METRICS_COST = process.argv.includes("--metrics-cost");
 const KINDS = String(arg("transports", METRICS_COST ? "nats,nats-nometrics" : "nats,redis")).split(",");
 const SCRAPE_MS = 1000;
-const PIN = !process.argv.includes("--no-pin") && os.cpus().length >= 2;
+const PIN = !process.argv.includes("--no-pin") && proc.canPin();
 const LOAD_CLIENT = path.join(process.env.STEEDOS_BUILD_DIR || path.join(__dirname, "..", "build"), "load-client");
 
 const sleep = ms => new Promise(r => setTimeout(r, ms));
 const now = () => Number(process.hrtime.bigint()); // CLOCK_MONOTONIC ns (< 2^53 for ~100 days of uptime)
 
-function cpuSeconds(pid) {
-	const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-	return (Number(fields[11]) + Number(fields[12])) / 100;
-}
+const { cpuSeconds } = proc;
 
 function canConnect(port) {
 	return new Promise(resolve => {
@@ -68,7 +66,7 @@ function canConnect(port) {
 }
 
 function pin(pid, cpu) {
-	if (PIN) execFileSync("taskset", ["-a", "-p", "-c", String(cpu), String(pid)], { stdio: "ignore" });
+	if (PIN) proc.pin(pid, cpu);
 }
 
 /** The load client in --no-control mode; `expect(total)` resolves its RESULT expect line as an object. */

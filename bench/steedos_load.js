@@ -97,6 +97,29 @@ function population({ clients, tenants = 5, recordsPerClient = 2, subscribersPer
 	return { planFile, dir, targets, byKind };
 }
 
+/** The Steedos subscriptions of issue 11's idle-memory workload: `space`, and individual `me` and
+ * `notification-change` (3 rooms per client), all as target 0 (no event is checked per room). */
+const ISSUE_SUBSCRIPTIONS = ["0,0,space", "0,1,me", "0,1,notification-change"];
+
+/**
+ * Issue 11's Steedos-like clients as a --plan file: `users` logins (fixture login(), cookies
+ * `X-Space-Id` / `X-Auth-Token`), user u in tenant S<u % tenants + 1>, client i is user i % users
+ * and sends `subscriptions` (plan fields `<target>,<individual 0|1>,<roomParts>`). `plain`: no
+ * cookie, no subscription (an anonymous client). `longIds`: user and tenant ids of a Steedos (Meteor)
+ * id's length, 17 characters. Returns { planFile }.
+ */
+function issuePlan({ clients, users = 50, tenants = 5, subscriptions = ISSUE_SUBSCRIPTIONS, plain = false, longIds = false }) {
+	const id = (prefix, n) => (longIds ? `${prefix}${String(n).padStart(16, "0")}` : `${prefix}${n}`);
+	const cookies = [];
+	for (let u = 0; u < users; u++) cookies.push(login(id("u", u), id("S", (u % tenants) + 1)).cookies[0]);
+	const lines = [];
+	for (let i = 0; i < clients; i++) lines.push(plain ? "" : [cookies[i % users], ...subscriptions].join("\t"));
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), "steedos-plan-"));
+	const planFile = path.join(dir, "plan.txt");
+	fs.writeFileSync(planFile, lines.join("\n") + "\n");
+	return { planFile, dir };
+}
+
 /**
  * Emits the next event of `target` through `producer`, as a Steedos service would: global and
  * tenant events with `$socket.emit`, personal ones as `$broadcast.$notification.users`, record
@@ -200,4 +223,4 @@ function arg(name, fallback) {
 	return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
 }
 
-module.exports = { population, emitTo, startLoadClient, rssKb, median, arg, now, rng, MIX, targetPicker };
+module.exports = { population, issuePlan, ISSUE_SUBSCRIPTIONS, emitTo, startLoadClient, rssKb, median, arg, now, rng, MIX, targetPicker };

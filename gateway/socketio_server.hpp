@@ -11,7 +11,6 @@
 // Raw arguments: event and ack arguments are passed as the JSON text of each array element
 // (`std::string_view`s into the received message), so a relay re-emits them byte for byte. The
 // views are valid only during the callback; copy what must outlive it.
-#include <any>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -26,6 +25,7 @@
 #include "gateway/engine.hpp"
 #include "gateway/outgoing.hpp"
 #include "gateway/rooms.hpp"
+#include "gateway/socket_data.hpp"
 #include "protocol/json.hpp"
 
 namespace asio {
@@ -168,8 +168,8 @@ class Socket : private RoomMember, public std::enable_shared_from_this<Socket> {
   /// The CONNECT payload, parsed (`{}` when the client sent none) and as received (`{}` too).
   const Json& auth() const;
   const std::string& auth_raw() const { return auth_raw_; }
-  /// Free slot for the application's session data.
-  std::any& data() { return data_; }
+  /// Free slot for the application's session data (freed with the socket).
+  std::unique_ptr<SocketData>& data() { return data_; }
 
   /// Per-socket handlers; they take precedence over the namespace's (Namespace::on).
   void on(const std::string& event, EventHandler handler);
@@ -224,7 +224,7 @@ class Socket : private RoomMember, public std::enable_shared_from_this<Socket> {
   uint32_t member_index_ = 0;  // position in Namespace::members_ (packed with the two above)
   std::string auth_raw_;
   Json auth_;  // null for an empty payload (auth() gives `{}`)
-  std::any data_;
+  std::unique_ptr<SocketData> data_;
   std::unique_ptr<Extras> extras_;  // handlers and pending acks, allocated on first use
 };
 

@@ -7,7 +7,8 @@
 // tests implement it with a fake, so the service is tested without sockets.
 //
 // Threading: every call in and out happens on the one thread of the event loop, except the
-// `decide` function of a connect, which may be called later (after the connect hook returned).
+// `decide` function of a connect, which may be called later (after the connect hook returned),
+// on that thread too.
 #include <cstddef>
 #include <functional>
 #include <map>
@@ -18,11 +19,9 @@
 #include <vector>
 
 #include "protocol/json.hpp"
+#include "services/session_registry.hpp"
 
 namespace steedos::services {
-
-/// The service's per-client state. Defined by the service; a hub only stores it.
-struct ClientSession;
 
 enum class ClientTransport { Polling, WebSocket };
 
@@ -31,14 +30,17 @@ class Client {
  public:
   virtual ~Client() = default;
 
+  /// The same string object for as long as the client exists (its session may point to it).
   virtual const std::string& id() const = 0;
   virtual ClientTransport transport() const = 0;
   /// A header of the handshake request, by lower-case name; nullopt when absent.
   virtual std::optional<std::string_view> header(std::string_view name) const = 0;
 
-  /// The session the service attached (nullptr before it did).
-  virtual std::shared_ptr<ClientSession> session() const = 0;
-  virtual void set_session(std::shared_ptr<ClientSession> session) = 0;
+  /// The session attached on accept (ConnectDecision::session); nullptr before, and after the
+  /// service dropped it.
+  virtual ClientSession* session() const = 0;
+  /// Replaces the client's session; the client owns it (nullptr frees it).
+  virtual void set_session(std::unique_ptr<ClientSession> session) = 0;
 
   /// Named rooms; the client's own-id room is implicit and not listed.
   virtual std::vector<std::string> rooms() const = 0;
@@ -51,14 +53,21 @@ class Client {
                     const std::vector<std::string_view>& args_json = {}) = 0;
 };
 
-/// The answer to a connect: accept, or close the transport without a reply (fail closed; the
-/// reason is for the log only).
+/// The answer to a connect: accept with the client's session, or close the transport without a
+/// reply (fail closed; the reason is for the log only). The session travels with the decision,
+/// so nothing refers to a client whose decision is pending (it may be gone by then): the hub
+/// attaches it before the client is connected, or frees it when the client is gone.
 struct ConnectDecision {
   bool accept = true;
   std::string close_reason;
+  std::unique_ptr<ClientSession> session;  // when accepted
 
-  static ConnectDecision accepted() { return {}; }
-  static ConnectDecision close_transport(std::string reason) { return {false, std::move(reason)}; }
+  static ConnectDecision accepted(std::unique_ptr<ClientSession> session) {
+    return {true, {}, std::move(session)};
+  }
+  static ConnectDecision close_transport(std::string reason) {
+    return {false, std::move(reason), nullptr};
+  }
 };
 
 /// Answers a client event that asked for an acknowledgement with one JSON argument. Empty when

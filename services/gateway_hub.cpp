@@ -1,6 +1,5 @@
 #include "services/gateway_hub.hpp"
 
-#include <any>
 #include <utility>
 
 namespace steedos::services {
@@ -26,11 +25,12 @@ class SocketClient final : public Client {
     return it->second;
   }
 
-  std::shared_ptr<ClientSession> session() const override {
-    auto* session = std::any_cast<std::shared_ptr<ClientSession>>(&socket_.data());
-    return session ? *session : nullptr;
+  // This hub is the only writer of the slot, and it writes only ClientSessions: no dynamic_cast
+  // (connection_counts reads every socket's session on each scrape).
+  ClientSession* session() const override {
+    return static_cast<ClientSession*>(socket_.data().get());
   }
-  void set_session(std::shared_ptr<ClientSession> session) override {
+  void set_session(std::unique_ptr<ClientSession> session) override {
     socket_.data() = std::move(session);
   }
 
@@ -55,11 +55,27 @@ void GatewayHub::set_handlers(ClientHandlers handlers) {
                               gateway::Socket& socket, const Json& auth,
                               std::function<void(gateway::ConnectResult)> decide) {
       SocketClient client(socket);
-      connect(client, auth, [decide = std::move(decide)](ConnectDecision decision) {
-        decide(decision.accept
-                   ? gateway::ConnectResult::accept()
-                   : gateway::ConnectResult::close_transport(std::move(decision.close_reason)));
-      });
+      connect(
+          client, auth,
+          [socket = socket.weak_from_this(), decide = std::move(decide)](ConnectDecision decision) {
+            // Attached before the accept, so the connection handler finds it. A socket gone
+            // or no longer connecting will not be accepted: its session is freed here.
+            auto target = socket.lock();
+            if (decision.accept && target &&
+                target->state() == gateway::Socket::State::Connecting) {
+              target->data() = std::move(decision.session);
+            }
+            decide(decision.accept
+                       ? gateway::ConnectResult::accept()
+                       : gateway::ConnectResult::close_transport(std::move(decision.close_reason)));
+            // Decided on the loop's thread, so applied by now. A socket the gateway did not
+            // connect after all (its connection was closing) drops the session at once: a
+            // session lives only in a connected socket, where the service can still reach it
+            // (~SocketService), never in one that might outlive the service.
+            if (target && target->state() == gateway::Socket::State::Connecting) {
+              target->data().reset();
+            }
+          });
     });
   }
   if (handlers.connected) {

@@ -53,7 +53,7 @@ ConnectRefusal connect_refusal(const rules::Failed& failed) {
   return ConnectRefusal::AuthUnavailable;
 }
 
-Json nullable(const std::optional<std::string>& value) {
+Json nullable(std::optional<std::string_view> value) {
   return value ? Json(*value) : Json(nullptr);
 }
 
@@ -142,17 +142,6 @@ DisconnectReason disconnect_reason_from(std::string_view reason) {
   return DisconnectReason::Other;
 }
 
-// The session kept per socket (§2.7: user id, anonymous, tenant; `system` is always false) is
-// its view: every rule, `socket.clients` and the metrics read only that. The auth reply itself
-// is not kept per socket: nothing reads it, it may hold the token, and it was the largest part
-// of an idle client's memory (720 of 3,500 bytes, bench/results/memprofile-2026-12-05.md).
-struct ClientSession {
-  rules::SessionView view;
-  std::string token;  // empty when no credentials were used
-  /// gateway.maxSubscribesPerSecond, made on the first subscribe or unsubscribe.
-  std::optional<TokenBucket> room_requests;
-};
-
 SocketService::SocketService(Broker& broker, ClientHub& hub, const Config& config)
     : broker_(broker),
       hub_(hub),
@@ -188,6 +177,25 @@ SocketService::SocketService(Broker& broker, ClientHub& hub, const Config& confi
   hub_.set_handlers(std::move(handlers));
 }
 
+SocketService::~SocketService() {
+  // The hub outlives the service; its sockets may too (the node destroys the gateway last).
+  hub_.for_each_client([](Client& client) { client.set_session(nullptr); });
+}
+
+// The session kept per socket (§2.7: user id, anonymous, tenant; `system` is always false):
+// every rule, `socket.clients` and the metrics read only that. The auth reply itself is not kept
+// per socket: nothing reads it, it may hold the token, and it was the largest part of an idle
+// client's memory (720 of 3,500 bytes, bench/results/memprofile-2026-12-05.md).
+std::unique_ptr<ClientSession> SocketService::open_session(
+    const std::optional<std::string>& tenant_id, const std::optional<std::string>& user_id,
+    const std::string& token) {
+  // Full until the first subscribe or unsubscribe, however late (the bucket fills from the
+  // clock's epoch), so opening one reads no clock.
+  const double rate = config_.gateway.max_subscribes_per_second;
+  return sessions_.open(tenant_id, user_id, token,
+                        TokenBucket(rate, rate, TokenBucket::Clock::time_point{}));
+}
+
 // §2: credentials from the cookie, the CONNECT payload or the Authorization header; a remote
 // auth call unless cached; anonymous without (valid) credentials; fail closed on failures.
 void SocketService::authenticate(Client& client, const Json& auth,
@@ -198,30 +206,14 @@ void SocketService::authenticate(Client& client, const Json& auth,
   }
   auto credentials = rules::find_credentials(headers, auth);
   auto tenant = rules::session_tenant(headers, credentials);
-  auto session = std::make_shared<ClientSession>();
-  session->view.tenant_id = tenant;
-
-  auto set_anonymous = [session] {
-    session->view.anonymous = true;
-    session->view.user_id.reset();
-  };
-  auto set_user = [session](const rules::Authenticated& user) {
-    session->view.anonymous = false;
-    session->view.user_id = user.user_id;
-  };
-
-  client.set_session(session);
   if (!credentials) {
-    set_anonymous();
-    decide(ConnectDecision::accepted());
+    decide(ConnectDecision::accepted(open_session(tenant, std::nullopt, std::string())));
     return;
   }
-  session->token = credentials->token;
   auto now = std::chrono::steady_clock::now();
   if (auto cached = auth_cache_.get(credentials->space_id, credentials->token, now)) {
     metrics_.auth_cache_hits++;
-    set_user(*cached);
-    decide(ConnectDecision::accepted());
+    decide(ConnectDecision::accepted(open_session(tenant, cached->user_id, credentials->token)));
     return;
   }
 
@@ -229,13 +221,12 @@ void SocketService::authenticate(Client& client, const Json& auth,
   // auth service one call per user, not one per socket).
   auto admission = auth_calls_.request(
       {credentials->space_id, credentials->token},
-      [this, set_user, set_anonymous, decide](const AuthCoalescer::Decision& decision) {
+      // The session is made once decided: until then only strings are held, never the client.
+      [this, tenant, token = credentials->token, decide](const AuthCoalescer::Decision& decision) {
         if (auto* user = std::get_if<rules::Authenticated>(&decision)) {
-          set_user(*user);
-          decide(ConnectDecision::accepted());
+          decide(ConnectDecision::accepted(open_session(tenant, user->user_id, token)));
         } else if (std::get_if<rules::Anonymous>(&decision)) {
-          set_anonymous();
-          decide(ConnectDecision::accepted());
+          decide(ConnectDecision::accepted(open_session(tenant, std::nullopt, token)));
         } else {
           counters_.auth_failures++;
           refuse_connect(connect_refusal(std::get<rules::Failed>(decision)));
@@ -309,29 +300,24 @@ AuthCoalescer::Hooks SocketService::auth_hooks() {
 }
 
 void SocketService::on_connected(Client& client) {
-  auto connected = client.session();
-  metrics_.connects[connected && !connected->view.anonymous ? 1 : 0]++;
-  if (auto session = client.session(); session && !session->token.empty()) {
-    sockets_by_token_[session->token].insert(client.id());
-  }
+  auto* session = client.session();
+  metrics_.connects[session && !session->anonymous() ? 1 : 0]++;
+  // From now on a logout of its token finds it (the client owns the id and the session both).
+  if (session) sessions_.connected(*session, client.id());
   client.emit("connection-init");
 }
 
 void SocketService::on_disconnected(Client& client, std::string_view reason) {
   metrics_.disconnects[static_cast<size_t>(disconnect_reason_from(reason))]++;
-  auto session = client.session();
-  if (!session || session->token.empty()) return;
-  auto it = sockets_by_token_.find(session->token);
-  if (it == sockets_by_token_.end()) return;
-  it->second.erase(client.id());
-  if (it->second.empty()) sockets_by_token_.erase(it);
+  // Freed now, not with the socket: its token stops counting as this node's at once.
+  client.set_session(nullptr);
 }
 
 // §3: subscribe / unsubscribe with validation and isolation; refusals are answered, counted and
 // logged at debug level, never a disconnect.
 void SocketService::handle_rooms(Client& client, const Args& args, const Reply& reply,
                                  bool subscribe) {
-  auto session = client.session();
+  auto* session = client.session();
   if (!session) return;
   if (!within_subscribe_rate(*session)) {
     refuse_subscription(SubscribeRefusal::SubscribeRate);
@@ -343,7 +329,8 @@ void SocketService::handle_rooms(Client& client, const Args& args, const Reply& 
                                      " subscribe/unsubscribe requests per second"}});
     return;
   }
-  auto request = rules::resolve_rooms(first_argument(args), session->view, config_.gateway);
+  const auto view = session->view();
+  auto request = rules::resolve_rooms(first_argument(args), view, config_.gateway);
   bool rooms_refused = false;
   if (request.ok() && subscribe) {
     request.error =
@@ -372,17 +359,14 @@ void SocketService::handle_rooms(Client& client, const Args& args, const Reply& 
   }
   answer(reply, Json{{"rooms", request.rooms}});
   if (subscribe) {
-    if (auto event = rules::subscribe_event(request, session->view)) {
+    if (auto event = rules::subscribe_event(request, view)) {
       broker_.emit(event->first, std::move(event->second));
     }
   }
 }
 
 bool SocketService::within_subscribe_rate(ClientSession& session) {
-  const auto now = std::chrono::steady_clock::now();
-  const double rate = config_.gateway.max_subscribes_per_second;
-  if (!session.room_requests) session.room_requests.emplace(rate, rate, now);
-  if (session.room_requests->try_take(now)) return true;
+  if (session.room_requests().try_take(std::chrono::steady_clock::now())) return true;
   counters_.subscribe_rate++;
   return false;
 }
@@ -465,9 +449,8 @@ void SocketService::logout(const std::string& token) {
   // closed now (they reconnect and ask again) and its result is not cached.
   size_t abandoned = auth_calls_.abandon_token(
       token, rules::Failed{"logged out while authenticating", rules::Failed::Kind::LoggedOut});
-  auto it = sockets_by_token_.find(token);
-  std::vector<std::string> ids;
-  if (it != sockets_by_token_.end()) ids.assign(it->second.begin(), it->second.end());
+  // The token's own sockets only: the others are not visited.
+  const auto ids = sessions_.clients_of_token(token);
   hub_.disconnect(ids);
   component_logger("socket")->info(
       "logout: {} cached session(s) dropped, {} socket(s) closed, {} auth call(s) abandoned",
@@ -477,8 +460,8 @@ void SocketService::logout(const std::string& token) {
 ConnectionCounts SocketService::connection_counts() const {
   ConnectionCounts counts;
   hub_.for_each_client([&](Client& client) {
-    auto session = client.session();
-    const bool authenticated = session && !session->view.anonymous;
+    const auto* session = client.session();
+    const bool authenticated = session && !session->anonymous();
     counts.by_transport_auth[static_cast<size_t>(client.transport())][authenticated ? 1 : 0]++;
   });
   return counts;
@@ -594,15 +577,15 @@ ServiceSchema SocketService::schema() {
            const auto& params = std::get<rules::ClientsParams>(validated);
            Json list = Json::array();
            hub_.for_each_client([&](Client& client) {
-             auto session = client.session();
+             const auto* session = client.session();
              if (!session) return;
              if (params.room && !client.in_room(*params.room)) return;
-             if (params.user_id && session->view.user_id != params.user_id) return;
+             if (params.user_id && session->user_id() != params.user_id) return;
              list.push_back(
                  Json{{"id", client.id()},
-                      {"userId", nullable(session->view.user_id)},
-                      {"tenantId", nullable(session->view.tenant_id)},
-                      {"anonymous", session->view.anonymous},
+                      {"userId", nullable(session->user_id())},
+                      {"tenantId", nullable(session->tenant_id())},
+                      {"anonymous", session->anonymous()},
                       {"transport",
                        client.transport() == ClientTransport::Polling ? "polling" : "websocket"},
                       {"rooms", client.rooms()}});
@@ -622,11 +605,11 @@ ServiceSchema SocketService::schema() {
            const auto& params = std::get<rules::DisconnectParams>(validated);
            std::vector<std::string> ids;
            hub_.for_each_client([&](Client& client) {
-             auto session = client.session();
+             const auto* session = client.session();
              if (!session) return;
              if (params.sid && client.id() != *params.sid) return;
-             if (params.user_id && session->view.user_id != params.user_id) return;
-             if (params.tenant_id && session->view.tenant_id != params.tenant_id) return;
+             if (params.user_id && session->user_id() != params.user_id) return;
+             if (params.tenant_id && session->tenant_id() != params.tenant_id) return;
              ids.push_back(client.id());
            });
            hub_.disconnect(ids);

@@ -5,9 +5,8 @@
 // here; the rules themselves are pure functions in services/steedos_*.hpp.
 #include <chrono>
 #include <functional>
-#include <map>
 #include <memory>
-#include <set>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,6 +15,7 @@
 #include "services/auth_coalescer.hpp"
 #include "services/client_hub.hpp"
 #include "services/config.hpp"
+#include "services/session_registry.hpp"
 #include "services/steedos_auth_rules.hpp"
 #include "services/steedos_events.hpp"
 
@@ -112,6 +112,8 @@ class SocketService {
   SocketService(Broker& broker, ClientHub& hub, const Config& config);
   SocketService(const SocketService&) = delete;
   SocketService& operator=(const SocketService&) = delete;
+  /// Frees the sessions of the clients still connected (they release into this service).
+  ~SocketService();
 
   /// The Moleculer service to add to the broker (events of §5, actions of §6).
   ServiceSchema schema();
@@ -138,6 +140,8 @@ class SocketService {
     connection_limits_ = std::move(counts);
   }
   ConnectionCounts connection_counts() const;
+  /// The sessions of the connected clients, their tokens and ids.
+  const SessionRegistry& sessions() const { return sessions_; }
   /// The counters of the metrics that socket.stats does not show.
   const SocketMetricCounters& metric_counters() const { return metrics_; }
   /// Turns the latency measurements on (metrics.enabled).
@@ -160,6 +164,10 @@ class SocketService {
   };
 
   void authenticate(Client& client, const Json& auth, std::function<void(ConnectDecision)> decide);
+  /// A session for an accepted client (user_id nullopt: anonymous).
+  std::unique_ptr<ClientSession> open_session(const std::optional<std::string>& tenant_id,
+                                              const std::optional<std::string>& user_id,
+                                              const std::string& token);
   /// The remote auth call of one (spaceId, token), started by the coalescer.
   void call_auth(const AuthCoalescer::Key& key,
                  std::function<void(AuthCoalescer::Decision)> finish);
@@ -198,6 +206,9 @@ class SocketService {
   Broker& broker_;
   ClientHub& hub_;
   Config config_;
+  /// The connected clients' sessions (each owned by its client; ~SocketService frees those
+  /// still connected, as they release into this registry).
+  SessionRegistry sessions_;
   rules::AuthCache auth_cache_;
   AuthCoalescer auth_calls_;
   Counters counters_;
@@ -205,7 +216,6 @@ class SocketService {
   LatencyObservers latency_;
   /// Recipients of the event being handled (summed by deliver(), read by the event wrapper).
   size_t event_recipients_ = 0;
-  std::map<std::string, std::set<std::string>> sockets_by_token_;  // token -> client ids
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::function<uint64_t()> refused_origins_;
   std::function<uint64_t()> malformed_;

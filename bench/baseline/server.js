@@ -72,6 +72,12 @@ const NOT_AUTHENTICATED_TYPES = new Set(["NOT_AUTHENTICATED", "UNAUTHORIZED", "I
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 const MAX_PART_BYTES = 256;
 const MAX_PARTS = 64;
+// BENCH_EMIT_TIMING=1 (bench/compare.js, "one event to N clients" only): each `$socket.emit` that
+// reached a socket prints `bench emit_to_write_ms=<ms> recipients=<n>`, the time from the handler's
+// start (the event decoded by Moleculer) until socket.io's broadcast returned, i.e. every socket's
+// write was issued (engine.io and ws write synchronously while the socket buffer takes it); the
+// product's steedos_socket_emit_to_write_seconds measures the same span. Off: one boolean test.
+const EMIT_TIMING = process.env.BENCH_EMIT_TIMING === "1";
 
 /** The credentials of a handshake, in the contract's order (§2.2, §9): cookies, CONNECT auth, Bearer. */
 function credentialsOf(handshake) {
@@ -195,8 +201,13 @@ function createSocketService(config) {
 				this.genericEmit(ctx, ctx.params && ctx.params.data);
 			},
 			"$socket.emit"(ctx) {
+				const start = EMIT_TIMING ? process.hrtime.bigint() : 0n;
 				this.received(ctx);
-				this.genericEmit(ctx, ctx.params);
+				const recipients = this.genericEmit(ctx, ctx.params);
+				if (EMIT_TIMING && recipients > 0) {
+					const ms = Number(process.hrtime.bigint() - start) / 1e6;
+					console.log(`bench emit_to_write_ms=${ms.toFixed(3)} recipients=${recipients}`);
+				}
 			},
 			"@objectRecordEvent.*.*"(ctx) {
 				this.received(ctx);
@@ -350,7 +361,7 @@ function createSocketService(config) {
 				if (RESERVED_EVENTS.has(eventName)) return this.reject(ctx, `eventName ${eventName} is reserved`);
 				if (eventParams == null) return this.reject(ctx, "eventParams is required");
 				if (room !== undefined && room !== null && (typeof room !== "string" || room === "")) return this.reject(ctx, "room must be a non-empty string");
-				this.emitTo(room == null ? undefined : room, eventName, eventParams);
+				return this.emitTo(room == null ? undefined : room, eventName, eventParams);
 			},
 
 			reject(ctx, reason) {

@@ -96,6 +96,12 @@ std::string sid_of(const std::string& reply) {
   return json.at("sid").get<std::string>();
 }
 
+/// What an application keeps in a socket's slot (Socket::data()).
+struct TestSession final : SocketData {
+  explicit TestSession(std::string name) : name(std::move(name)) {}
+  std::string name;
+};
+
 struct Fixture {
   asio::io_context io;
   SocketIoServer server{io, [] {
@@ -274,13 +280,15 @@ TEST_SUITE("socketio_server") {
     std::vector<std::string> seen_cookies;
     f.server.of("/").set_connect_hook([&](Socket& socket, const Json&, auto decide) {
       seen_cookies.emplace_back(socket.handshake().headers.at("cookie"));
-      socket.data() = std::string("session-of-") + socket.id();
+      socket.data() = std::make_unique<TestSession>("session-of-" + socket.id());
       pending.push_back(std::move(decide));
     });
     int connected = 0;
     f.server.of("/").on_connection([&](Socket& socket) {
       ++connected;
-      CHECK(std::any_cast<std::string>(socket.data()) == "session-of-" + socket.id());
+      auto* session = dynamic_cast<TestSession*>(socket.data().get());
+      REQUIRE(session != nullptr);
+      CHECK(session->name == "session-of-" + socket.id());
     });
 
     auto a = f.open("a");

@@ -46,8 +46,8 @@ class FakeClient final : public Client {
     if (it == headers_.end()) return std::nullopt;
     return std::string_view(it->second);
   }
-  std::shared_ptr<ClientSession> session() const override { return session_; }
-  void set_session(std::shared_ptr<ClientSession> session) override {
+  ClientSession* session() const override { return session_.get(); }
+  void set_session(std::unique_ptr<ClientSession> session) override {
     session_ = std::move(session);
   }
   std::vector<std::string> rooms() const override { return {rooms_.begin(), rooms_.end()}; }
@@ -66,7 +66,7 @@ class FakeClient final : public Client {
   std::string id_;
   std::map<std::string, std::string> headers_;
   ClientTransport transport_;
-  std::shared_ptr<ClientSession> session_;
+  std::unique_ptr<ClientSession> session_;
   std::set<std::string> rooms_;
 };
 
@@ -138,6 +138,8 @@ class FakeHub final : public ClientHub {
     FakeClient& ref = *client;
     connecting_[id] = std::move(client);
     handlers_.connect(ref, auth, [this, id](ConnectDecision decision) {
+      // A client gone before its decision: the decision (and its session) is dropped.
+      if (abandoned_.erase(id) > 0) return;
       auto it = connecting_.find(id);
       REQUIRE(it != connecting_.end());  // decided once
       auto client = std::move(it->second);
@@ -146,12 +148,20 @@ class FakeHub final : public ClientHub {
         closed.push_back(id);
         return;
       }
+      REQUIRE(decision.session != nullptr);  // an accepted client always has a session
+      client->set_session(std::move(decision.session));
       FakeClient& ref = *client;
       connected_[id] = std::move(client);
       handlers_.connected(ref);
     });
   }
   bool decided(const std::string& id) const { return connecting_.count(id) == 0; }
+  /// A connecting client goes away before its decision came.
+  void abandon(const std::string& id) {
+    REQUIRE(connecting_.erase(id) == 1);
+    abandoned_.insert(id);
+  }
+  bool abandoned(const std::string& id) const { return abandoned_.count(id) > 0; }
   FakeClient* find(const std::string& id) {
     auto it = connected_.find(id);
     return it == connected_.end() ? nullptr : it->second.get();
@@ -189,6 +199,7 @@ class FakeHub final : public ClientHub {
   ClientHandlers handlers_;
   std::map<std::string, std::unique_ptr<FakeClient>> connecting_;
   std::map<std::string, std::unique_ptr<FakeClient>> connected_;
+  std::set<std::string> abandoned_;  // left while connecting, decision not yet come
 };
 
 // ---------------------------------------------------------------- brokers on the memory bus
@@ -534,6 +545,61 @@ TEST_SUITE("socket service") {
     CHECK(f.hub.deliveries.empty());
   }
 
+  TEST_CASE("a token used in two spaces, vouched for or not: a logout closes all its sockets") {
+    Fixture f;
+    REQUIRE(f.connect("s1", cookie("S1", "T1")));
+    REQUIRE(f.connect("s2", cookie("S2", "T1")));  // unknown there: anonymous, with the token
+    REQUIRE(f.connect("other", cookie("S2", "T2")));
+    REQUIRE(f.connect("none", {{"cookie", "X-Space-Id=S1"}}));
+    CHECK(f.call("socket.clients", Json{{"userId", "U1"}}).data.size() == 1);
+    f.emit("$user.logout", Json{{"authToken", "T1"}});
+    CHECK(f.hub.server_disconnected == std::vector<std::string>{"s1", "s2"});
+    // Sockets without credentials are nobody's: a logout of an empty token closes none.
+    f.emit("$user.logout", Json{{"authToken", ""}});
+    CHECK(f.hub.server_disconnected.size() == 2);
+    CHECK(f.hub.find("none") != nullptr);
+    CHECK(f.hub.find("other") != nullptr);
+  }
+
+  TEST_CASE("a session lives as long as its client is connected; the ids go with the last") {
+    Fixture f;
+    const auto& sessions = f.service->sessions();
+    REQUIRE(f.connect("tab1", cookie("S1", "T1")));
+    REQUIRE(f.connect("tab2", cookie("S1", "T1")));
+    REQUIRE(f.connect("u2", cookie("S1", "T2")));
+    REQUIRE(f.connect("anon", {{"cookie", "X-Space-Id=S1"}}));
+    CHECK(sessions.size() == 4);
+    CHECK(sessions.login_count() == 3);  // T1 as U1, T2 as U2, no credentials: all in S1
+    CHECK(sessions.ids().size() == 3);   // S1, U1, U2, each once
+    CHECK(sessions.clients_of_token("T1") == std::vector<std::string>{"tab1", "tab2"});
+
+    f.hub.leave("tab1");
+    CHECK(f.hub.find("tab2")->session() != nullptr);
+    CHECK(sessions.clients_of_token("T1") == std::vector<std::string>{"tab2"});
+    f.hub.leave("tab2");
+    CHECK(sessions.clients_of_token("T1").empty());
+    CHECK(sessions.login_count() == 2);
+    CHECK(sessions.ids().find("U1") == InternedIds::kNone);
+    // A logout of the token now finds no socket, and still drops its cache entry.
+    f.emit("$user.logout", Json{{"authToken", "T1"}});
+    CHECK(f.hub.server_disconnected.empty());
+    REQUIRE(f.connect("tab3", cookie("S1", "T1")));
+    CHECK(f.auth_calls["S1,T1"] == 2);
+    CHECK(f.hub.find("tab3")->session()->user_id() == std::optional<std::string_view>("U1"));
+
+    // A client that leaves while its auth call is in flight never gets a session.
+    f.hub.connect("gone", cookie("S1", "T2b"));
+    f.hub.abandon("gone");
+    REQUIRE(run_until(f.loop, [&] { return !f.hub.abandoned("gone"); }));
+    CHECK(sessions.size() == 3);  // u2, anon, tab3
+    CHECK(sessions.login_count() == 3);
+
+    // The service frees the sessions of the clients still connected when it goes.
+    FakeClient* still = f.hub.find("u2");
+    f.service.reset();
+    CHECK(still->session() == nullptr);
+  }
+
   // ============================================================ actions (§6)
 
   TEST_CASE("socket.emit delivers to a room or to all and answers the count") {
@@ -856,7 +922,11 @@ TEST_SUITE("node metrics") {
         {"process_max_fds", "gauge"},
         {"process_start_time_seconds", "gauge"},
     };
-    for (const auto& [name, type] : families) {
+    // Not a structured binding: CAPTURE makes a lambda, and C++17 lambdas may not capture one
+    // (clang refuses it: the sanitizer build).
+    for (const auto& family : families) {
+      const auto& name = family.first;
+      const auto& type = family.second;
       CAPTURE(name);
       CHECK(text.find(std::string("# HELP ") + name + " ") != std::string::npos);
       CHECK(text.find(std::string("# TYPE ") + name + " " + type + "\n") != std::string::npos);
