@@ -14,6 +14,7 @@
 #include "services/health_probes.hpp"
 #include "services/node_metrics.hpp"
 #include "services/socket_service.hpp"
+#include "services/steedos_auth_rules.hpp"
 
 namespace {
 
@@ -84,6 +85,11 @@ class Gateway final : public steedos::app::NodeParts {
     engine.max_buffered_bytes = config.gateway.max_buffered_bytes;
     engine.max_handshakes_per_second = config.gateway.max_handshakes_per_second;
     engine.max_polling_sessions = config.gateway.max_polling_sessions;
+    // Each session keeps only the handshake headers the service reads (at CONNECT), not the
+    // URL and query: an idle connection holds no copy of the rest of its request.
+    engine.handshake_headers.emplace(steedos::services::rules::kHeadersRead.begin(),
+                                     steedos::services::rules::kHeadersRead.end());
+    engine.keep_handshake_url = false;
     // The socket.io-client bundle, as the Node server serves it (serveClient).
     const std::string dist = client_bundle(config.gateway);
     if (!dist.empty()) {
@@ -132,6 +138,9 @@ class Gateway final : public steedos::app::NodeParts {
   static steedos::gateway::SocketIoOptions socketio_options(const Config& config) {
     steedos::gateway::SocketIoOptions options;
     options.connect_timeout_ms = config.gateway.connect_timeout_ms;
+    // The service reads the headers in its connect hook only (one namespace): the credentials
+    // they carry are not kept for the session's life.
+    options.keep_handshake_headers = false;
     options.max_attachments = config.gateway.max_attachments;
     options.max_event_name_length = config.gateway.max_event_name_length;
     // One binary packet may buffer as many attachment bytes as one message may carry

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace steedos {
 
@@ -65,6 +66,25 @@ inline std::string random_base64url_id(std::size_t bytes = 15) {
   }
   return id;
 }
+
+/// An id of at most 20 characters (random_base64url_id()'s default length) held inline: a
+/// per-connection object stores its id without a heap block (a std::string keeps 15 inline).
+class InlineId {
+ public:
+  static constexpr std::size_t kCapacity = 20;
+
+  InlineId() = default;
+  /// Takes at most kCapacity characters of `text` (the caller passes an id of that length).
+  explicit InlineId(std::string_view text)
+      : size_(static_cast<unsigned char>(std::min(text.size(), kCapacity))) {
+    std::memcpy(data_, text.data(), size_);
+  }
+  std::string_view view() const { return {data_, size_}; }
+
+ private:
+  char data_[kCapacity] = {};
+  unsigned char size_ = 0;
+};
 
 /// A random RFC 4122 version-4 UUID, lower-case: `xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`.
 inline std::string uuid_v4() {

@@ -61,6 +61,12 @@ class CompactStringMap {
   std::string_view at(std::string_view key) const;
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
+  /// Removes every entry and gives the buffer back (assigning an empty map would keep it: a
+  /// std::string moved from a short one keeps its capacity).
+  void clear() {
+    std::string().swap(data_);
+    size_ = 0;
+  }
 
  private:
   void build(std::map<std::string_view, std::string_view> sorted);

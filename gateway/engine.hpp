@@ -4,8 +4,10 @@
 // the upgrade between them), heartbeats, HTTP parsing and CORS live below this line
 // (spec: socketio-server.md §1). Everything runs on one io_context thread.
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,18 +18,29 @@
 
 namespace steedos::gateway {
 
-enum class TransportKind { Polling, WebSocket };
+enum class TransportKind : uint8_t { Polling, WebSocket };
 
 /// What the handshake request carried, kept per session for the application (auth reads the
 /// Cookie and Authorization headers). Header names are lower-case. For a session opened over
 /// WebSocket, the handshake's own headers (Connection, Upgrade, Sec-WebSocket-Key/-Version/
-/// -Extensions) are not kept.
+/// -Extensions) are not kept; EngineOptions can narrow what is kept further.
 struct HandshakeInfo {
-  CompactStringMap headers;  // names lower-case
-  CompactStringMap query;
+  /// The request's URL and query, kept together out of line: a session that does not keep
+  /// them (EngineOptions::keep_handshake_url) holds one null pointer.
+  struct Url {
+    std::string url;
+    CompactStringMap query;
+  };
+
+  CompactStringMap headers;  // names lower-case; EngineOptions::handshake_headers only if set
   std::string remote_address;
-  std::string url;
   std::chrono::system_clock::time_point time;
+  std::unique_ptr<const Url> request_url;  // null unless EngineOptions::keep_handshake_url
+
+  /// The request-target as sent (path and query); empty when not kept.
+  const std::string& url() const;
+  /// The URL-decoded query parameters; empty when not kept.
+  const CompactStringMap& query() const;
 };
 
 struct EngineOptions {
@@ -45,6 +58,12 @@ struct EngineOptions {
   /// Long-polling sessions not (yet) upgraded; over it new polling handshakes get 503
   /// (WebSocket handshakes are still taken). 0: no limit.
   size_t max_polling_sessions = 0;
+  /// The handshake headers kept per session (HandshakeInfo::headers): the lower-case names the
+  /// application reads. nullopt keeps them all. Every byte kept stays for the session's life.
+  std::optional<std::vector<std::string>> handshake_headers;
+  /// Keep the handshake's URL and query per session (HandshakeInfo::url, query). The engine's
+  /// own parameters (`b64`) are read at the handshake either way.
+  bool keep_handshake_url = true;
 };
 
 /// One Engine.IO session (sid), whatever its transport. Owned by the engine; valid from
@@ -52,7 +71,8 @@ struct EngineOptions {
 class EngineSocket {
  public:
   virtual ~EngineSocket() = default;
-  virtual const std::string& id() const = 0;
+  /// The sid, valid as long as the session.
+  virtual std::string_view id() const = 0;
   virtual TransportKind transport() const = 0;
   virtual const HandshakeInfo& handshake() const = 0;
   /// Queues a packet. A volatile packet is dropped (returns false) when the transport cannot
@@ -66,6 +86,9 @@ class EngineSocket {
   virtual size_t buffered_bytes() const = 0;
   /// Brings the session's and its transport's hot state into cache (broadcast loops).
   virtual void prefetch() const {}
+  /// Drops the kept handshake headers (HandshakeInfo::headers), once the application has read
+  /// what it needs: an idle session then holds no copy of its credentials.
+  virtual void drop_handshake_headers() = 0;
   /// Free for the layer above (the Socket.IO connection of this session).
   void* user_data = nullptr;
 };

@@ -85,6 +85,16 @@ const std::string* HttpRequest::header(const std::string& lower_name) const {
   return it == headers.end() ? nullptr : &it->second;
 }
 
+const std::string& HandshakeInfo::url() const {
+  static const std::string none;
+  return request_url ? request_url->url : none;
+}
+
+const CompactStringMap& HandshakeInfo::query() const {
+  static const CompactStringMap none;
+  return request_url ? request_url->query : none;
+}
+
 const std::string* HttpRequest::param(const std::string& name) const {
   const auto it = query.find(name);
   return it == query.end() ? nullptr : &it->second;
@@ -115,22 +125,20 @@ class EngineSession final : public EngineSocket,
     Closed,
   };
 
-  EngineSession(EngineServer& server, std::string id, TransportKind transport,
-                HandshakeInfo handshake)
-      : server_(&server),
-        id_(std::move(id)),
-        handshake_(std::move(handshake)),
-        transport_(transport) {
-    // The reference's `supportsBinary = !req._query.b64`: any non-empty value asks for base64.
-    const auto b64 = handshake_.query.find("b64");
-    base64_ = b64 != handshake_.query.end() && !b64->second.empty();
-  }
+  EngineSession(EngineServer& server, std::string_view id, TransportKind transport,
+                HandshakeInfo handshake, bool base64)
+      : transport_(transport),
+        base64_(base64),
+        server_(&server),
+        id_(id),
+        handshake_(std::move(handshake)) {}
 
   // EngineSocket ------------------------------------------------------------------------------
 
-  const std::string& id() const override { return id_; }
+  std::string_view id() const override { return id_.view(); }
   TransportKind transport() const override { return transport_; }
   const HandshakeInfo& handshake() const override { return handshake_; }
+  void drop_handshake_headers() override { handshake_.headers.clear(); }
 
   bool send(const OutgoingPacketPtr& packet, bool is_volatile) override {
     if (state_ != State::Open || !packet) return false;
@@ -204,7 +212,7 @@ class EngineSession final : public EngineSocket,
   void on_ws_closed(WebSocketConnection& connection, uint16_t code) override {
     if (code == ws_close::kTooBig && server_ != nullptr) ++server_->refusals_.message_size;
     if (upgrade_ && &connection == upgrade_->connection.get()) {
-      log_with(log(), spdlog::level::debug, {{"sid", id_}, {"code", code}},
+      log_with(log(), spdlog::level::debug, {{"sid", id()}, {"code", code}},
                "upgrade candidate closed");
       upgrade_.reset();
       return;
@@ -264,7 +272,7 @@ class EngineSession final : public EngineSocket,
     if (polling_->parked) {
       // One GET at a time (§1.4): the reference answers 400 and closes the session, so the
       // parked GET completes with `1`.
-      log_with(log(), spdlog::level::debug, {{"sid", id_}, {"reason", "overlapping GET"}},
+      log_with(log(), spdlog::level::debug, {{"sid", id()}, {"reason", "overlapping GET"}},
                "session refused a request");
       exchange->respond(bad_request());
       terminate("transport error", Mode::Immediate, Notify::Now);
@@ -318,7 +326,7 @@ class EngineSession final : public EngineSocket,
     upgrade_->timer.async_wait(
         [self = shared_from_this(), candidate = upgrade_->connection.get()](asio::error_code ec) {
           if (ec || !self->upgrade_ || self->upgrade_->connection.get() != candidate) return;
-          log_with(log(), spdlog::level::debug, {{"sid", self->id_}}, "upgrade timed out");
+          log_with(log(), spdlog::level::debug, {{"sid", self->id()}}, "upgrade timed out");
           self->abort_upgrade();
         });
   }
@@ -384,6 +392,15 @@ class EngineSession final : public EngineSocket,
   EngineServer::Due due_kind = EngineServer::Due::None;
 
  private:
+  // The one-byte fields come right after due_kind, in the padding of its 8-byte slot (a
+  // session is 8 B smaller, one malloc size class less).
+  TransportKind transport_;
+  State state_ = State::Open;
+  bool awaiting_pong_ = false;
+  bool base64_ = false;  // the client cannot take binary WebSocket frames
+  bool client_close_ = false;
+  bool notified_ = false;
+
   enum class Mode {
     Graceful,   // application close: deliver what is queued, then `1`
     Immediate,  // errors, timeouts, client close: stop now
@@ -431,7 +448,7 @@ class EngineSession final : public EngineSocket,
       case eio::Type::Ping:
         // v4 heartbeats go server → client; the reference closes on a client ping.
         log_with(log(), spdlog::level::debug,
-                 {{"sid", id_}, {"reason", "ping from the client (invalid heartbeat direction)"}},
+                 {{"sid", id()}, {"reason", "ping from the client (invalid heartbeat direction)"}},
                  "malformed Engine.IO packet");
         terminate("transport error", Mode::Immediate, Notify::Now);
         break;
@@ -447,7 +464,7 @@ class EngineSession final : public EngineSocket,
   }
 
   void parse_error(const char* what) {
-    log_with(log(), spdlog::level::debug, {{"sid", id_}, {"reason", what}},
+    log_with(log(), spdlog::level::debug, {{"sid", id()}, {"reason", what}},
              "malformed Engine.IO packet");
     terminate("parse error", Mode::Immediate, Notify::Now);
   }
@@ -455,7 +472,7 @@ class EngineSession final : public EngineSocket,
   void slow_consumer(size_t queued) {
     ++server_->refusals_.slow_consumers;
     log_with(log(), spdlog::level::warn,
-             {{"sid", id_},
+             {{"sid", id()},
               {"transport", transport_name(transport_)},
               {"address", handshake_.remote_address},
               {"reason", "slow consumer"}},
@@ -552,7 +569,7 @@ class EngineSession final : public EngineSocket,
       return;
     }
     log_with(log(), spdlog::level::debug,
-             {{"sid", id_}, {"reason", "unexpected packet during upgrade"}}, "upgrade aborted");
+             {{"sid", id()}, {"reason", "unexpected packet during upgrade"}}, "upgrade aborted");
     abort_upgrade();
   }
 
@@ -566,7 +583,7 @@ class EngineSession final : public EngineSocket,
     polling_.reset();
     --server_->polling_count_;
     ++server_->websocket_count_;
-    log_with(log(), spdlog::level::debug, {{"sid", id_}, {"transport", "websocket"}},
+    log_with(log(), spdlog::level::debug, {{"sid", id()}, {"transport", "websocket"}},
              "session upgraded");
   }
 
@@ -593,7 +610,7 @@ class EngineSession final : public EngineSocket,
       --server_->polling_count_;
     }
     log_with(log(), spdlog::level::debug,
-             {{"sid", id_},
+             {{"sid", id()},
               {"transport", transport_name(transport_)},
               {"address", handshake_.remote_address},
               {"reason", reason}},
@@ -642,7 +659,7 @@ class EngineSession final : public EngineSocket,
     } else {
       state_ = State::Closed;
       polling_.reset();
-      server_->erase(id_);
+      server_->erase(id());
     }
 
     if (notify == Notify::Now) {
@@ -659,7 +676,7 @@ class EngineSession final : public EngineSocket,
     state_ = State::Closed;
     server_->unschedule(*this);
     polling_.reset();
-    server_->erase(id_);
+    server_->erase(id());
   }
 
   void release_transports() {
@@ -675,17 +692,11 @@ class EngineSession final : public EngineSocket,
   }
 
   EngineServer* server_;
-  std::string id_;
+  InlineId id_;  // the sid: 20 characters, inline
   HandshakeInfo handshake_;
   std::unique_ptr<Polling> polling_;  // polling sessions only
   std::unique_ptr<Upgrade> upgrade_;  // while a WebSocket candidate is being probed
   std::shared_ptr<WebSocketConnection> ws_;
-  TransportKind transport_;
-  State state_ = State::Open;
-  bool awaiting_pong_ = false;
-  bool base64_ = false;  // the client cannot take binary WebSocket frames
-  bool client_close_ = false;
-  bool notified_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -904,13 +915,15 @@ std::optional<HttpResponse> EngineServer::refuse_new_session(TransportKind trans
   return std::nullopt;
 }
 
-std::shared_ptr<EngineSession> EngineServer::create_session(TransportKind transport,
-                                                            HttpRequest& request) {
-  const auto created = Clock::now();
-  HandshakeInfo info;
-  info.time = std::chrono::system_clock::now();
-  info.remote_address = std::move(request.remote_address);
-  info.url = std::move(request.target);
+CompactStringMap EngineServer::kept_headers(HttpRequest& request) const {
+  if (options_.handshake_headers) {
+    std::map<std::string, std::string> kept;
+    for (const auto& name : *options_.handshake_headers) {
+      auto it = request.headers.find(name);
+      if (it != request.headers.end()) kept.emplace(name, std::move(it->second));
+    }
+    return CompactStringMap(kept);
+  }
   // The WebSocket handshake's own headers mean nothing once it is done; dropping them saves
   // memory on every idle WebSocket.
   if (request.upgrade) {
@@ -919,11 +932,26 @@ std::shared_ptr<EngineSession> EngineServer::create_session(TransportKind transp
       request.headers.erase(name);
     }
   }
-  info.query = CompactStringMap(request.query);
-  info.headers = CompactStringMap(request.headers);
+  return CompactStringMap(request.headers);
+}
+
+std::shared_ptr<EngineSession> EngineServer::create_session(TransportKind transport,
+                                                            HttpRequest& request) {
+  const auto created = Clock::now();
+  HandshakeInfo info;
+  info.time = std::chrono::system_clock::now();
+  info.remote_address = std::move(request.remote_address);
+  if (options_.keep_handshake_url) {
+    info.request_url = std::make_unique<const HandshakeInfo::Url>(
+        HandshakeInfo::Url{std::move(request.target), CompactStringMap(request.query)});
+  }
+  info.headers = kept_headers(request);
+  // The reference's `supportsBinary = !req._query.b64`: any non-empty value asks for base64.
+  const std::string* b64 = request.param("b64");
+  const bool base64 = b64 != nullptr && !b64->empty();
   std::string sid = random_base64url_id();  // 20 characters, the reference's sid length
   while (sessions_.count(sid) != 0) sid = random_base64url_id();
-  auto session = std::make_shared<EngineSession>(*this, std::move(sid), transport, std::move(info));
+  auto session = std::make_shared<EngineSession>(*this, sid, transport, std::move(info), base64);
   sessions_.emplace(session->id(), session);
   if (transport == TransportKind::Polling) {
     ++polling_count_;
@@ -935,7 +963,7 @@ std::shared_ptr<EngineSession> EngineServer::create_session(TransportKind transp
 }
 
 void EngineServer::open_session(const std::shared_ptr<EngineSession>& session) {
-  std::string json = "{\"sid\":\"" + session->id() + "\",\"upgrades\":";
+  std::string json = "{\"sid\":\"" + std::string(session->id()) + "\",\"upgrades\":";
   json += session->transport() == TransportKind::Polling && options_.allow_upgrades
               ? "[\"websocket\"]"
               : "[]";

@@ -141,6 +141,8 @@ class EngineServer {
   std::optional<HttpResponse> refuse_new_session(TransportKind transport,
                                                  const HttpRequest& request);
   std::shared_ptr<EngineSession> create_session(TransportKind transport, HttpRequest& request);
+  /// The handshake headers a session keeps (EngineOptions::handshake_headers); moves them out.
+  CompactStringMap kept_headers(HttpRequest& request) const;
   void open_session(const std::shared_ptr<EngineSession>& session);
   /// Forgets `sid` at once (later requests get "Session ID unknown").
   void erase(std::string_view sid);

@@ -98,21 +98,102 @@ const HandshakeInfo& empty_handshake() {
 }  // namespace
 
 //------------------------------------------------------------------------------------------------
+// ConnectionSockets
+
+/// The sockets of one connection, one per namespace joined or joining, in CONNECT order. Nearly
+/// always one (Steedos uses "/" only): that one is held inline, without a heap block; the
+/// sockets of further namespaces go to a vector allocated then.
+class ConnectionSockets {
+ public:
+  /// The first socket `pred` accepts, or nullptr.
+  template <class Pred>
+  Socket* find_if(Pred&& pred) const {
+    if (first_ && pred(*first_)) return first_.get();
+    if (more_) {
+      for (const auto& socket : *more_) {
+        if (pred(*socket)) return socket.get();
+      }
+    }
+    return nullptr;
+  }
+  void add(std::shared_ptr<Socket> socket) {
+    if (!first_) {
+      first_ = std::move(socket);
+      return;
+    }
+    if (!more_) more_ = std::make_unique<std::vector<std::shared_ptr<Socket>>>();
+    more_->push_back(std::move(socket));
+  }
+  void remove(const Socket& socket) {
+    if (first_.get() == &socket) {
+      first_.reset();
+      if (more_ && !more_->empty()) {
+        // The next one moves up, so the order stays CONNECT order.
+        first_ = std::move(more_->front());
+        more_->erase(more_->begin());
+      }
+    } else if (more_) {
+      auto it = std::find_if(more_->begin(), more_->end(),
+                             [&](const auto& entry) { return entry.get() == &socket; });
+      if (it != more_->end()) more_->erase(it);
+    }
+    if (more_ && more_->empty()) more_.reset();
+  }
+  /// A copy of the list, for loops that may change it.
+  std::vector<std::shared_ptr<Socket>> snapshot() const {
+    std::vector<std::shared_ptr<Socket>> all;
+    if (first_) all.push_back(first_);
+    if (more_) all.insert(all.end(), more_->begin(), more_->end());
+    return all;
+  }
+  /// Empties the list and returns what it held.
+  std::vector<std::shared_ptr<Socket>> take() {
+    auto all = snapshot();
+    first_.reset();
+    more_.reset();
+    return all;
+  }
+
+ private:
+  std::shared_ptr<Socket> first_;
+  std::unique_ptr<std::vector<std::shared_ptr<Socket>>> more_;  // only past one namespace
+};
+
+//------------------------------------------------------------------------------------------------
+// SocketIoServer::ConnectDeadlines (defined below Connection)
+
+// Every deadline is the open time plus the same connectTimeout, taken from a non-decreasing
+// clock: appending keeps the list sorted, and one timer for the server replaces a timer (and
+// its pending wait) per connection.
+struct SocketIoServer::ConnectDeadlines {
+  using Clock = std::chrono::steady_clock;
+
+  ConnectDeadlines(SocketIoServer& server, asio::io_context& io) : server(server), timer(io) {}
+
+  void add(Connection& connection, Clock::time_point at);
+  void remove(Connection& connection);
+  void arm();
+  void on_timer();
+
+  SocketIoServer& server;
+  asio::steady_timer timer;
+  bool armed = false;
+  Connection* head = nullptr;
+  Connection* tail = nullptr;
+};
+
+//------------------------------------------------------------------------------------------------
 // Connection: the Socket.IO state of one Engine.IO session (the reference's `Client`).
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(SocketIoServer& server, EngineSocket& engine)
-      : server_(server),
-        alive_(server.alive_),
-        engine_(&engine),
-        transport_(engine.transport()),
-        connect_timer_(server.io()) {}
+      : server_(server), alive_(server.alive_), engine_(&engine), transport_(engine.transport()) {}
+  ~Connection();
 
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  void start_connect_timer();
   void handle_message(std::string_view data, bool binary);
   /// The Engine.IO session is gone: every socket is disconnected with `reason`.
   void teardown(const std::string& reason);
@@ -160,8 +241,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closing_ = false;
   bool joined_once_ = false;
   TransportKind transport_;
-  asio::steady_timer connect_timer_;
-  std::vector<std::shared_ptr<Socket>> sockets_;  // connecting and connected, one per namespace
+  /// Place in the server's connect-deadline queue (SocketIoServer::ConnectDeadlines) until the
+  /// first namespace is joined or the session goes.
+  bool connect_due_queued_ = false;
+  uint32_t index_ = 0;  // position in SocketIoServer::connections_
+  Connection* connect_due_prev_ = nullptr;
+  Connection* connect_due_next_ = nullptr;
+  std::chrono::steady_clock::time_point connect_due_at_;
+  ConnectionSockets sockets_;  // connecting and connected, one per namespace
   std::unique_ptr<sio::BinaryPacketBuilder> binary_;
   std::unique_ptr<asio::steady_timer> binary_timer_;  // allocated on the first binary packet
 };
@@ -224,30 +311,17 @@ void Connection::refuse_long_event_name(Socket& socket, size_t length,
   socket.send_ack(*ack_id, RawArgs{error}, {});
 }
 
-void Connection::start_connect_timer() {
-  connect_timer_.expires_after(std::chrono::milliseconds(server_.options().connect_timeout_ms));
-  connect_timer_.async_wait([weak = weak_from_this(), alive = alive_](const std::error_code& ec) {
-    if (ec || alive.expired()) return;
-    auto self = weak.lock();
-    if (!self || self->joined_once_ || !self->usable()) return;
-    log_with(logger(), spdlog::level::debug,
-             {{"sid", self->sid()}, {"reason", "no namespace joined within connectTimeout"}},
-             "closing Engine.IO session");
-    self->close("forced close");
-  });
+Connection::~Connection() {
+  // Normally unqueued at join or close already; a server being destroyed has no queue left.
+  if (connect_due_queued_ && !alive_.expired()) server_.connect_deadlines_->remove(*this);
 }
 
 Socket* Connection::socket_for(const std::string& nsp) const {
-  for (const auto& socket : sockets_) {
-    if (socket->nsp_->name() == nsp) return socket.get();
-  }
-  return nullptr;
+  return sockets_.find_if([&](const Socket& socket) { return socket.nsp_->name() == nsp; });
 }
 
 void Connection::remove_socket(const Socket& socket) {
-  auto it = std::find_if(sockets_.begin(), sockets_.end(),
-                         [&](const auto& entry) { return entry.get() == &socket; });
-  if (it != sockets_.end()) sockets_.erase(it);
+  sockets_.remove(socket);
 }
 
 void Connection::handle_message(std::string_view data, bool binary) {
@@ -387,9 +461,12 @@ void Connection::handle_connect(sio::Packet& packet) {
     violation("invalid CONNECT payload");
     return;
   }
-  auto socket = std::shared_ptr<Socket>(
-      new Socket(random_base64url_id(), *nsp, *this, std::move(auth_raw), std::move(auth)));
-  sockets_.push_back(socket);
+  // An empty payload (the usual case) is kept as a null Json, read back as `{}` by auth(): an
+  // empty object would still cost a heap block per socket.
+  if (auth.empty()) auth = Json();
+  auto socket = std::make_shared<Socket>(Socket::Key{}, random_base64url_id(), *nsp, *this,
+                                         std::move(auth_raw), std::move(auth));
+  sockets_.add(socket);
   if (!nsp->connect_hook_) {
     accept(*socket);
     return;
@@ -416,7 +493,7 @@ void Connection::handle_connect(sio::Packet& packet) {
       asio::post(io, std::move(apply));
     }
   };
-  nsp->connect_hook_(*socket, socket->auth_, std::move(decide));
+  nsp->connect_hook_(*socket, socket->auth(), std::move(decide));
 }
 
 void Connection::decide(Socket& socket, const ConnectResult& result) {
@@ -438,7 +515,7 @@ void Connection::decide(Socket& socket, const ConnectResult& result) {
       reply.nsp = socket.nsp_->name();
       reply.payload = dump_json(body);
       socket.state_ = Socket::State::Disconnected;
-      socket.nsp_->rooms_.leave_all(&socket);
+      socket.nsp_->rooms_.leave_all(socket);
       remove_socket(socket);
       socket.connection_ = nullptr;
       send_text(sio::encode(reply));
@@ -446,7 +523,7 @@ void Connection::decide(Socket& socket, const ConnectResult& result) {
     }
     case ConnectResult::Kind::CloseTransport:
       socket.state_ = Socket::State::Disconnected;
-      socket.nsp_->rooms_.leave_all(&socket);
+      socket.nsp_->rooms_.leave_all(socket);
       remove_socket(socket);
       socket.connection_ = nullptr;
       log_with(logger(), spdlog::level::debug,
@@ -464,7 +541,8 @@ void Connection::accept(Socket& socket) {
   socket.nsp_->add_socket(socket);
   if (!joined_once_) {
     joined_once_ = true;
-    connect_timer_.cancel();
+    server_.connect_deadlines_->remove(*this);
+    if (!server_.options().keep_handshake_headers) engine_->drop_handshake_headers();
   }
   sio::Packet reply;
   reply.type = sio::Type::Connect;
@@ -477,14 +555,13 @@ void Connection::accept(Socket& socket) {
 
 void Connection::disconnect_all(const std::string& reason) {
   // Moved out first: finish_disconnect() removes entries from sockets_.
-  auto sockets = std::move(sockets_);
-  sockets_.clear();
+  auto sockets = sockets_.take();
   for (auto& socket : sockets) {
     if (socket->state_ == Socket::State::Connected) {
       socket->finish_disconnect(reason);
     } else {
       socket->state_ = Socket::State::Disconnected;
-      socket->nsp_->rooms_.leave_all(socket.get());
+      socket->nsp_->rooms_.leave_all(*socket);
       socket->connection_ = nullptr;
     }
   }
@@ -492,7 +569,7 @@ void Connection::disconnect_all(const std::string& reason) {
 
 void Connection::teardown(const std::string& reason) {
   closing_ = true;
-  connect_timer_.cancel();
+  server_.connect_deadlines_->remove(*this);
   if (binary_timer_) binary_timer_->cancel();
   binary_.reset();
   disconnect_all(reason);
@@ -536,7 +613,7 @@ struct Socket::Extras {
   std::unordered_map<uint64_t, PendingAck> pending_acks;
 };
 
-Socket::Socket(std::string id, Namespace& nsp, Connection& connection, std::string auth_raw,
+Socket::Socket(Key, std::string id, Namespace& nsp, Connection& connection, std::string auth_raw,
                Json auth)
     : id_(std::move(id)),
       nsp_(&nsp),
@@ -551,6 +628,11 @@ Socket::~Socket() = default;
 
 bool Socket::connected() const {
   return state_ == State::Connected && connection_ != nullptr && connection_->usable();
+}
+
+const Json& Socket::auth() const {
+  static const Json empty = Json::object();
+  return auth_.is_null() ? empty : auth_;
 }
 
 Socket::Extras& Socket::extras() {
@@ -628,17 +710,17 @@ bool Socket::send_ack(uint64_t ack_id, const RawArgs& raw_args, Attachments atta
 
 bool Socket::join(const std::string& room) {
   if (state_ == State::Disconnected) return false;
-  return nsp_->rooms_.join(this, room);
+  return nsp_->rooms_.join(*this, room);
 }
 
 bool Socket::leave(const std::string& room) {
   if (state_ == State::Disconnected) return false;
-  return nsp_->rooms_.leave(this, room);
+  return nsp_->rooms_.leave(*this, room);
 }
 
 bool Socket::in_room(const std::string& room) const {
   if (room == id_) return state_ != State::Disconnected;
-  return nsp_->rooms_.contains(const_cast<Socket*>(this), room);
+  return nsp_->rooms_.contains(*this, room);
 }
 
 // The index is the truth: the `disconnecting` hook still sees the rooms, `disconnect` none.
@@ -652,7 +734,7 @@ void Socket::disconnect(bool close_transport) {
   if (close_transport) {
     // Reference: every namespace of the client gets its DISCONNECT, then the transport closes.
     auto connection = connection_->shared_from_this();
-    for (const auto& socket : std::vector<std::shared_ptr<Socket>>(connection->sockets_)) {
+    for (const auto& socket : connection->sockets_.snapshot()) {
       if (socket->connected()) socket->disconnect(false);
     }
     connection->close("forced server close");
@@ -677,7 +759,7 @@ void Socket::finish_disconnect(const std::string& reason) {
   if (nsp_->on_disconnecting_) {
     guarded("disconnecting", [&] { nsp_->on_disconnecting_(*this, reason); });
   }
-  nsp_->rooms_.leave_all(this);
+  nsp_->rooms_.leave_all(*this);
   nsp_->remove_socket(*this);
   if (connection_ != nullptr) connection_->remove_socket(*this);
   connection_ = nullptr;
@@ -748,54 +830,76 @@ OutgoingPacketPtr Namespace::encode_event(std::string_view event, const RawArgs&
                       attachments);
 }
 
-template <class Fn>
-void Namespace::visit_room(const std::string& room, Fn&& fn) const {
-  const RoomIndex::MemberSet* members = rooms_.members(room);
-  if (members != nullptr) {
-    for (Socket* member : *members) fn(member);
-  }
-  // The implicit own-id room.
-  auto own = sockets_.find(room);
-  if (own != sockets_.end() && (members == nullptr || members->count(own->second) == 0)) {
-    fn(own->second);
-  }
-}
-
 bool Namespace::deliver(Socket& socket, const OutgoingPacketPtr& packet, bool is_volatile) {
   return socket.connected() && socket.connection_ != nullptr &&
          socket.connection_->send(packet, is_volatile);
 }
 
+namespace {
+
+/// Room names resolved once per broadcast: named rooms to ids, own-id rooms to their socket.
+/// A name may be both (a named room called like a socket id).
+struct ResolvedRooms {
+  std::vector<RoomIndex::RoomId> ids;
+  std::vector<Socket*> sockets;
+
+  template <class T>
+  static void add_once(std::vector<T>& list, T value) {
+    if (std::find(list.begin(), list.end(), value) == list.end()) list.push_back(value);
+  }
+};
+
+}  // namespace
+
 size_t Namespace::send_to(const std::vector<std::string>& rooms, const OutgoingPacketPtr& packet,
                           std::string_view except_id, const std::vector<std::string>& except_rooms,
                           bool is_volatile) {
   if (!packet || rooms.empty()) return 0;
-  // A close reported by the engine from inside send() is deferred (run_or_defer), so the room
-  // sets walked here cannot change under the loop.
-  std::unordered_set<Socket*> excluded;
+  // A close reported by the engine from inside send() is deferred (run_or_defer), so the member
+  // vectors walked here cannot change under the loop. Names are resolved once; per member there
+  // is no lookup and no allocation: membership tests scan the socket's few room slots.
+  auto resolve = [this](const std::vector<std::string>& names, ResolvedRooms& into) {
+    for (const auto& name : names) {
+      const RoomIndex::RoomId id = rooms_.find(name);
+      if (id != RoomIndex::kNoRoom) ResolvedRooms::add_once(into.ids, id);
+      if (Socket* own = find(name)) ResolvedRooms::add_once(into.sockets, own);
+    }
+  };
+  ResolvedRooms targets;
+  ResolvedRooms excluded;
+  resolve(rooms, targets);
+  resolve(except_rooms, excluded);
   if (!except_id.empty()) {
-    auto own = sockets_.find(except_id);
-    if (own != sockets_.end()) excluded.insert(own->second);
+    if (Socket* own = find(except_id)) ResolvedRooms::add_once(excluded.sockets, own);
   }
-  for (const auto& room : except_rooms) {
-    visit_room(room, [&](Socket* socket) { excluded.insert(socket); });
-  }
+  auto is_excluded = [&](Socket* socket) {
+    for (Socket* other : excluded.sockets) {
+      if (other == socket) return true;
+    }
+    for (RoomIndex::RoomId id : excluded.ids) {
+      if (RoomIndex::is_in(*socket, id)) return true;
+    }
+    return false;
+  };
+  // A member of several targeted rooms is served by the first of them that lists it.
+  auto in_target_before = [&](const Socket& socket, size_t count) {
+    for (size_t j = 0; j < count; ++j) {
+      if (RoomIndex::is_in(socket, targets.ids[j])) return true;
+    }
+    return false;
+  };
   size_t delivered = 0;
-  const bool excluding = !excluded.empty();
-  if (rooms.size() == 1) {
-    // One room lists each member once: no de-duplication set needed.
-    visit_room(rooms.front(), [&](Socket* socket) {
-      if (excluding && excluded.count(socket) != 0) return;
+  for (size_t k = 0; k < targets.ids.size(); ++k) {
+    for (RoomMember* member : rooms_.members(targets.ids[k])) {
+      Socket* socket = socket_of(member);
+      if (k > 0 && in_target_before(*socket, k)) continue;
+      if (is_excluded(socket)) continue;
       if (deliver(*socket, packet, is_volatile)) ++delivered;
-    });
-    return delivered;
+    }
   }
-  std::unordered_set<Socket*> seen;
-  for (const auto& room : rooms) {
-    visit_room(room, [&](Socket* socket) {
-      if ((excluding && excluded.count(socket) != 0) || !seen.insert(socket).second) return;
-      if (deliver(*socket, packet, is_volatile)) ++delivered;
-    });
+  for (Socket* socket : targets.sockets) {
+    if (in_target_before(*socket, targets.ids.size()) || is_excluded(socket)) continue;
+    if (deliver(*socket, packet, is_volatile)) ++delivered;
   }
   return delivered;
 }
@@ -856,16 +960,23 @@ Socket* Namespace::find(std::string_view id) const {
 
 size_t Namespace::room_size(const std::string& room) const {
   size_t count = 0;
-  visit_room(room, [&](Socket* socket) {
-    if (socket->connected()) ++count;
-  });
+  const RoomIndex::RoomId id = rooms_.find(room);
+  if (id != RoomIndex::kNoRoom) {
+    for (RoomMember* member : rooms_.members(id)) {
+      if (socket_of(member)->connected()) ++count;
+    }
+  }
+  // The implicit own-id room.
+  Socket* own = find(room);
+  if (own != nullptr && own->connected() &&
+      (id == RoomIndex::kNoRoom || !RoomIndex::is_in(*own, id))) {
+    ++count;
+  }
   return count;
 }
 
 std::vector<std::string> Namespace::rooms_of(const Socket& socket) const {
-  const RoomIndex::RoomSet* rooms = rooms_.rooms_of(const_cast<Socket*>(&socket));
-  if (rooms == nullptr) return {};
-  return {rooms->begin(), rooms->end()};
+  return rooms_.rooms_of(socket);
 }
 
 void Namespace::for_each_socket(const std::function<void(Socket&)>& fn) const {
@@ -899,16 +1010,71 @@ void Namespace::remove_socket(Socket& socket) {
 //------------------------------------------------------------------------------------------------
 // SocketIoServer
 
+//------------------------------------------------------------------------------------------------
+// SocketIoServer::ConnectDeadlines
+
+void SocketIoServer::ConnectDeadlines::add(Connection& connection, Clock::time_point at) {
+  connection.connect_due_queued_ = true;
+  connection.connect_due_at_ = at;
+  connection.connect_due_prev_ = tail;
+  connection.connect_due_next_ = nullptr;
+  (tail != nullptr ? tail->connect_due_next_ : head) = &connection;
+  tail = &connection;
+  if (!armed) arm();
+}
+
+void SocketIoServer::ConnectDeadlines::remove(Connection& connection) {
+  if (!connection.connect_due_queued_) return;
+  Connection* prev = connection.connect_due_prev_;
+  Connection* next = connection.connect_due_next_;
+  (prev != nullptr ? prev->connect_due_next_ : head) = next;
+  (next != nullptr ? next->connect_due_prev_ : tail) = prev;
+  connection.connect_due_prev_ = connection.connect_due_next_ = nullptr;
+  connection.connect_due_queued_ = false;
+  if (head == nullptr && armed) {
+    // Nothing left to time: a pending wait would keep io_context::run() busy for nothing.
+    armed = false;
+    timer.cancel();
+  }
+}
+
+void SocketIoServer::ConnectDeadlines::arm() {
+  if (head == nullptr) return;
+  armed = true;
+  timer.expires_at(head->connect_due_at_);
+  timer.async_wait([this, alive = std::weak_ptr<int>(server.alive_)](const std::error_code& ec) {
+    if (ec || alive.expired()) return;
+    armed = false;
+    on_timer();
+  });
+}
+
+void SocketIoServer::ConnectDeadlines::on_timer() {
+  const auto now = Clock::now();
+  while (head != nullptr && head->connect_due_at_ <= now) {
+    auto connection = head->shared_from_this();
+    remove(*connection);
+    if (connection->joined_once_ || !connection->usable()) continue;
+    log_with(logger(), spdlog::level::debug,
+             {{"sid", connection->sid()}, {"reason", "no namespace joined within connectTimeout"}},
+             "closing Engine.IO session");
+    connection->close("forced close");
+  }
+  if (!armed) arm();
+}
+
 SocketIoServer::SocketIoServer(asio::io_context& io, SocketIoOptions options)
-    : io_(io), options_(options) {
+    : io_(io),
+      options_(options),
+      connect_deadlines_(std::make_unique<ConnectDeadlines>(*this, io)) {
   of("/");
 }
 
 SocketIoServer::~SocketIoServer() {
   alive_.reset();
   // The engine may outlive this object: leave it no pointer into us.
-  for (auto& entry : connections_) {
-    if (EngineSocket* engine = entry.second->engine()) engine->user_data = nullptr;
+  for (auto& connection : connections_) {
+    if (EngineSocket* engine = connection->engine()) engine->user_data = nullptr;
   }
 }
 
@@ -940,8 +1106,10 @@ void SocketIoServer::run_or_defer(std::function<void()> fn) {
 void SocketIoServer::on_open(EngineSocket& socket) {
   auto connection = std::make_shared<Connection>(*this, socket);
   socket.user_data = connection.get();
-  connections_[&socket] = connection;
-  connection->start_connect_timer();
+  connection->index_ = static_cast<uint32_t>(connections_.size());
+  connections_.push_back(connection);
+  connect_deadlines_->add(*connection, std::chrono::steady_clock::now() +
+                                           std::chrono::milliseconds(options_.connect_timeout_ms));
 }
 
 void SocketIoServer::on_message(EngineSocket& socket, std::string_view data, bool binary) {
@@ -959,11 +1127,21 @@ void SocketIoServer::on_message(EngineSocket& socket, std::string_view data, boo
 }
 
 void SocketIoServer::on_close(EngineSocket& socket, const std::string& reason) {
-  auto it = connections_.find(&socket);
-  if (it == connections_.end()) return;
-  auto connection = it->second;
-  connections_.erase(it);
+  auto* raw = static_cast<Connection*>(socket.user_data);
+  if (raw == nullptr || raw->index_ >= connections_.size() ||
+      connections_[raw->index_].get() != raw) {
+    return;
+  }
+  const uint32_t index = raw->index_;
+  auto connection = std::move(connections_[index]);
+  if (index + 1 != connections_.size()) {
+    // Swap-remove: the last connection takes the freed slot.
+    connections_[index] = std::move(connections_.back());
+    connections_[index]->index_ = index;
+  }
+  connections_.pop_back();
   socket.user_data = nullptr;
+  connect_deadlines_->remove(*connection);
   connection->transport_ = socket.transport();
   connection->engine_gone_ = true;
   if (engine_call_depth_ == 0) {

@@ -59,6 +59,10 @@ struct SocketIoOptions {
   /// longer one is not dispatched; when it asked for an ack, the ack carries
   /// `{"error": "..."}`, the shape the application uses for its own refusals.
   size_t max_event_name_length = 256;
+  /// Keep the Engine.IO session's handshake headers after its first CONNECT was accepted. When
+  /// false they are dropped then (the connect hook has read them): idle sessions hold no
+  /// credentials, and a CONNECT to another namespace on the same session sees no headers.
+  bool keep_handshake_headers = true;
 };
 
 /// Incoming packets refused for one of the limits above, by limit, since the server started.
@@ -134,10 +138,19 @@ using AckCallback =
 
 /// One client in one namespace (the reference's `Socket`). Owned by its Engine.IO connection;
 /// keep a `shared_from_this()` (or `weak_from_this()`) to hold it across asynchronous work.
-class Socket : public std::enable_shared_from_this<Socket> {
+/// Its room memberships live in it (the RoomMember base, reached by the namespace's RoomIndex).
+class Socket : private RoomMember, public std::enable_shared_from_this<Socket> {
  public:
-  enum class State { Connecting, Connected, Disconnected };
+  enum class State : uint8_t { Connecting, Connected, Disconnected };
 
+  /// Only the server makes sockets (Key is private); the constructor is public for make_shared,
+  /// which puts the socket and its control block in one allocation.
+  class Key {
+    friend class Connection;
+    Key() = default;
+  };
+  Socket(Key, std::string id, Namespace& nsp, Connection& connection, std::string auth_raw,
+         Json auth);
   Socket(const Socket&) = delete;
   Socket& operator=(const Socket&) = delete;
   ~Socket();
@@ -153,7 +166,7 @@ class Socket : public std::enable_shared_from_this<Socket> {
   /// The current transport (the last one seen once the session is closed).
   TransportKind transport() const;
   /// The CONNECT payload, parsed (`{}` when the client sent none) and as received (`{}` too).
-  const Json& auth() const { return auth_; }
+  const Json& auth() const;
   const std::string& auth_raw() const { return auth_raw_; }
   /// Free slot for the application's session data (freed with the socket).
   std::unique_ptr<SocketData>& data() { return data_; }
@@ -196,7 +209,6 @@ class Socket : public std::enable_shared_from_this<Socket> {
   friend class SocketIoServer;
   struct Extras;
 
-  Socket(std::string id, Namespace& nsp, Connection& connection, std::string auth_raw, Json auth);
   Extras& extras();
   void dispatch_event(std::string_view event, const RawArgs& raw_args,
                       const Attachments& attachments, std::optional<uint64_t> ack_id);
@@ -209,11 +221,11 @@ class Socket : public std::enable_shared_from_this<Socket> {
   Connection* connection_;  // cleared when the socket is disconnected
   State state_ = State::Connecting;
   TransportKind last_transport_ = TransportKind::Polling;
+  uint32_t member_index_ = 0;  // position in Namespace::members_ (packed with the two above)
   std::string auth_raw_;
-  Json auth_;
+  Json auth_;  // null for an empty payload (auth() gives `{}`)
   std::unique_ptr<SocketData> data_;
   std::unique_ptr<Extras> extras_;  // handlers and pending acks, allocated on first use
-  uint32_t member_index_ = 0;       // position in Namespace::members_
 };
 
 /// A Socket.IO namespace: its connect hook, handlers, connected sockets and rooms. Owned by the
@@ -276,9 +288,8 @@ class Namespace {
   friend class Connection;
   Namespace(std::string name, SocketIoServer& server) : name_(std::move(name)), server_(server) {}
 
-  /// Resolves a room to its connected members, own-id rooms included; calls fn(Socket*).
-  template <class Fn>
-  void visit_room(const std::string& room, Fn&& fn) const;
+  /// The socket a RoomIndex member is (every member of rooms_ is a Socket of this namespace).
+  static Socket* socket_of(RoomMember* member) { return static_cast<Socket*>(member); }
   bool deliver(Socket& socket, const OutgoingPacketPtr& packet, bool is_volatile);
   void prefetch_recipients_after(size_t i) const;
   void add_socket(Socket& socket);
@@ -335,10 +346,16 @@ class SocketIoServer : public EngineHandler {
   /// there would free objects the caller is still using).
   void run_or_defer(std::function<void()> fn);
 
+  struct ConnectDeadlines;
+
   asio::io_context& io_;
   SocketIoOptions options_;
+  /// Sessions that have not joined a namespace yet, closed at connectTimeout (one timer).
+  std::unique_ptr<ConnectDeadlines> connect_deadlines_;
   std::unordered_map<std::string, std::unique_ptr<Namespace>> namespaces_;
-  std::unordered_map<const EngineSocket*, std::shared_ptr<Connection>> connections_;
+  /// One per Engine.IO session, dense (a Connection knows its index; removal swaps the last
+  /// in): the session's user_data leads to its Connection, so no map is needed.
+  std::vector<std::shared_ptr<Connection>> connections_;
   int engine_call_depth_ = 0;
   uint64_t protocol_violations_ = 0;
   SocketIoLimitCounts limit_counts_;

@@ -82,4 +82,13 @@ TEST_SUITE("random_id") {
     for (const auto& ids : drawn) seen.insert(ids.begin(), ids.end());
     CHECK(seen.size() == 8000);
   }
+
+  TEST_CASE("InlineId holds a 20-character id without the heap and reads it back") {
+    const std::string id = random_base64url_id();
+    const steedos::InlineId inline_id(id);
+    CHECK(inline_id.view() == id);
+    CHECK(sizeof(steedos::InlineId) <= 24);
+    CHECK(steedos::InlineId().view().empty());
+    CHECK(steedos::InlineId("short").view() == "short");
+  }
 }

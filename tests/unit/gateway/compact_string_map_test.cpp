@@ -46,4 +46,13 @@ TEST_SUITE("compact_string_map") {
     CHECK(map.begin() == map.end());
     CHECK(map.find("x") == map.end());
   }
+
+  TEST_CASE("clear leaves an empty map") {
+    CompactStringMap map{{"cookie", "X-Auth-Token=a-long-enough-token-to-be-on-the-heap"}};
+    REQUIRE(map.size() == 1);
+    map.clear();
+    CHECK(map.empty());
+    CHECK(map.begin() == map.end());
+    CHECK(map.find("cookie") == map.end());
+  }
 }

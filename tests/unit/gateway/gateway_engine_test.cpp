@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "gateway/engine_echo.hpp"
@@ -393,6 +394,53 @@ TEST_SUITE("gateway engine") {
     // Without the trailing slash too.
     CHECK(http(server.port, "GET", "/engine.io?EIO=4&transport=polling").status == 200);
     CHECK(server.stats().polling == 2);
+  }
+
+  TEST_CASE("a session keeps only the handshake headers asked for, and no URL when told") {
+    const std::string headers =
+        "Cookie: X-Auth-Token=t1\r\nUser-Agent: test/1.0\r\nAuthorization: Bearer b\r\n";
+    const std::string target = "/engine.io/?EIO=4&transport=polling&extra=1&b64=1";
+    auto handshake_of = [&](Server& server) {
+      const HttpReply reply = http(server.port, "GET", target, {}, headers);
+      REQUIRE(reply.status == 200);
+      const std::string sid = Json::parse(reply.body.substr(1))["sid"].get<std::string>();
+      return server.on_server([&] {
+        const auto& info = server.server->engine("/engine.io/")->find(sid)->handshake();
+        std::map<std::string, std::string> kept;
+        for (const auto& [name, value] : info.headers) kept.emplace(name, value);
+        const auto b64 = info.query().find("b64");
+        return std::make_tuple(kept, info.url(),
+                               b64 == info.query().end() ? std::string() : std::string(b64->second),
+                               info.remote_address);
+      });
+    };
+    SUBCASE("by default every header, the URL and the query") {
+      Server server;
+      auto [kept, url, b64, address] = handshake_of(server);
+      CHECK(kept.at("cookie") == "X-Auth-Token=t1");
+      CHECK(kept.at("user-agent") == "test/1.0");
+      CHECK(kept.count("host") == 1);
+      CHECK(url == target);
+      CHECK(b64 == "1");
+      CHECK(address == "127.0.0.1");
+    }
+    SUBCASE("the listed headers only, without URL and query") {
+      EngineOptions options = test_engine_options();
+      options.handshake_headers = std::vector<std::string>{"cookie", "authorization", "origin"};
+      options.keep_handshake_url = false;
+      Server server(options);
+      auto [kept, url, b64, address] = handshake_of(server);
+      CHECK(kept == std::map<std::string, std::string>{{"authorization", "Bearer b"},
+                                                       {"cookie", "X-Auth-Token=t1"}});
+      CHECK(url.empty());
+      CHECK(b64.empty());
+      CHECK(address == "127.0.0.1");
+      // `b64` is still honoured: it is read at the handshake, not from the kept query.
+      WsClient ws(server.port, "EIO=4&transport=websocket&b64=1");
+      open_websocket_sid(ws);
+      ws.send(0x2, std::string("\x01\x02\x03\x04", 4));
+      CHECK(ws.read_text() == "bAQIDBA==");
+    }
   }
 
   TEST_CASE("handshake errors: codes, JSON bodies and CORS headers") {

@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <asio/io_context.hpp>
 #include <chrono>
 #include <memory>
@@ -20,13 +21,13 @@ class FakeEngineSocket : public EngineSocket {
  public:
   FakeEngineSocket(SocketIoServer& server, std::string id) : server_(server), id_(std::move(id)) {
     handshake_.headers = {{"cookie", "X-Space-Id=s1"}};
-    handshake_.url = "/socket.io/?EIO=4&transport=websocket";
   }
   ~FakeEngineSocket() override { end("transport close"); }
 
-  const std::string& id() const override { return id_; }
+  std::string_view id() const override { return id_; }
   TransportKind transport() const override { return TransportKind::WebSocket; }
   const HandshakeInfo& handshake() const override { return handshake_; }
+  void drop_handshake_headers() override { handshake_.headers.clear(); }
   bool send(const OutgoingPacketPtr& packet, bool /*is_volatile*/) override {
     if (closed) return false;
     packets.push_back(packet);
@@ -172,10 +173,34 @@ TEST_SUITE("socketio_server") {
     Socket* socket = f.server.of("/").find(sid);
     REQUIRE(socket != nullptr);
     CHECK(socket->connected());
+    CHECK(socket->auth() == Json::object());  // no payload reads as `{}`
     CHECK(socket->in_room(sid));
     CHECK(socket->rooms().empty());
     CHECK(socket->transport() == TransportKind::WebSocket);
     CHECK(socket->handshake().headers.at("cookie") == "X-Space-Id=s1");
+  }
+
+  TEST_CASE(
+      "keep_handshake_headers = false: the hook reads them, the accepted session drops them") {
+    asio::io_context io;
+    SocketIoOptions options;
+    options.keep_handshake_headers = false;
+    SocketIoServer server(io, options);
+    std::function<void(ConnectResult)> pending;
+    std::string seen_in_hook;
+    server.of("/").set_connect_hook(
+        [&](Socket& socket, const Json&, std::function<void(ConnectResult)> decide) {
+          seen_in_hook = std::string(socket.handshake().headers.at("cookie"));
+          pending = std::move(decide);
+        });
+    FakeEngineSocket engine(server, "e");
+    engine.open();
+    engine.text("0");
+    CHECK(seen_in_hook == "X-Space-Id=s1");
+    CHECK(engine.handshake().headers.size() == 1);  // kept while the decision is pending
+    pending(ConnectResult::accept());
+    CHECK(engine.handshake().headers.empty());
+    CHECK(engine.last().rfind("40{", 0) == 0);
   }
 
   TEST_CASE("CONNECT forms: payload, custom namespace with and without comma") {
@@ -185,6 +210,10 @@ TEST_SUITE("socketio_server") {
     a->text(R"(0{"token":"123"})");
     CHECK(a->last() == R"(42["auth",{"token":"123"}])");
     CHECK(f.socket_of(*a).auth().at("token") == "123");
+    auto empty = f.open("empty");
+    empty->text("0{}");
+    CHECK(empty->last() == R"(42["auth",{}])");
+    CHECK(f.socket_of(*empty).auth() == Json::object());
 
     auto b = f.open("b");
     b->text("0/custom,");
@@ -316,6 +345,44 @@ TEST_SUITE("socketio_server") {
     CHECK(f.server.connection_count() == 1);
   }
 
+  TEST_CASE("connectTimeout: each session at its own deadline; joined and closed ones leave") {
+    // One timer serves every session (a deadline queue): a session that joins or goes from the
+    // middle of the queue must not disturb the deadlines of the others. Waits are for events;
+    // the only deliberate delay is the gap between two opens, and the checks hold however late
+    // the loop runs, unless a timer fires more than that gap late.
+    asio::io_context io;
+    SocketIoOptions options;
+    options.connect_timeout_ms = 600;
+    SocketIoServer server(io, options);
+    auto run_until = [&io](const bool& flag) {
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (!flag && std::chrono::steady_clock::now() < give_up) {
+        io.restart();
+        io.run_one_for(std::chrono::milliseconds(50));
+      }
+      return flag;
+    };
+    auto early = std::make_unique<FakeEngineSocket>(server, "early");
+    auto joins = std::make_unique<FakeEngineSocket>(server, "joins");
+    auto goes = std::make_unique<FakeEngineSocket>(server, "goes");
+    early->open();
+    joins->open();
+    goes->open();
+    joins->text("0");              // leaves the queue from the middle
+    goes->end("transport close");  // and this one from its tail
+    CHECK(server.connection_count() == 2);
+    io.run_for(std::chrono::milliseconds(500));  // deliberate gap before the next open
+    auto late = std::make_unique<FakeEngineSocket>(server, "late");
+    late->open();
+    REQUIRE(run_until(early->closed));
+    CHECK(early->close_reason == "forced close");
+    CHECK_FALSE(late->closed);  // due 500 ms after early
+    REQUIRE(run_until(late->closed));
+    CHECK(late->close_reason == "forced close");
+    CHECK_FALSE(joins->closed);
+    CHECK(server.connection_count() == 1);
+  }
+
   TEST_CASE("events keep their raw arguments byte for byte; acks answer once") {
     Fixture f;
     install_echo_app(f.server);
@@ -420,6 +487,45 @@ TEST_SUITE("socketio_server") {
     other->text(R"(61-/custom,0[{"_placeholder":true,"num":0}])");
     other->binary("bytes");
     CHECK(got == R"({"_placeholder":true,"num":0}+bytes)");
+  }
+
+  TEST_CASE("one session in three namespaces: leave the first, rejoin, close them all") {
+    Fixture f;
+    auto& root = f.server.of("/");
+    auto& a = f.server.of("/a");
+    auto& b = f.server.of("/b");
+    std::vector<std::string> events;
+    for (Namespace* nsp : {&root, &a, &b}) {
+      nsp->on("ping", [&events, nsp](Socket&, const RawArgs&, const Attachments&, Ack) {
+        events.push_back(nsp->name());
+      });
+    }
+    auto engine = f.connect("e");
+    engine->text("0/a,");
+    engine->text("0/b,");
+    CHECK(root.socket_count() == 1);
+    CHECK(a.socket_count() == 1);
+    CHECK(b.socket_count() == 1);
+    engine->text("1");  // the client leaves "/", the first of its sockets
+    CHECK(root.socket_count() == 0);
+    engine->text(R"(2/b,["ping"])");
+    engine->text(R"(2/a,["ping"])");
+    CHECK(events == std::vector<std::string>{"/b", "/a"});
+    CHECK_FALSE(engine->closed);
+    engine->text("0");  // and joins it again
+    REQUIRE(root.socket_count() == 1);
+    engine->text(R"(2["ping"])");
+    CHECK(events.back() == "/");
+
+    f.socket_of(*engine, "/a").disconnect(true);  // every namespace, then the transport
+    CHECK(root.socket_count() == 0);
+    CHECK(a.socket_count() == 0);
+    CHECK(b.socket_count() == 0);
+    CHECK(engine->closed);
+    const auto messages = engine->messages();
+    for (const char* disconnect : {"41", "41/a,", "41/b,"}) {
+      CHECK(std::count(messages.begin(), messages.end(), disconnect) == 1);
+    }
   }
 
   TEST_CASE("binary protocol violations close the connection") {
