@@ -2,9 +2,11 @@
 // socketio-server.md §3.2, §3.6), on one port: a raw Engine.IO echo server on /engine.io/ and
 // the Socket.IO test application on /socket.io/, plus the socket.io-client bundle.
 //
-//   sio-conformance-server [--port 3000] [--host 127.0.0.1] [--client-dist DIR] [--verbose]
+//   sio-conformance-server [--port 3000] [--host 127.0.0.1] [--client-dist DIR] [--io-threads N]
+//                          [--verbose]
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
 #include <cstdio>
@@ -15,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <thread>
 
 #include "gateway/engine_echo.hpp"
 #include "gateway/http_server.hpp"
@@ -32,11 +35,12 @@ struct Arguments {
   uint16_t port = 3000;
   std::optional<std::string> client_dist;
   bool verbose = false;
+  size_t io_threads = std::max<size_t>(1, std::thread::hardware_concurrency());
 };
 
 void usage(std::ostream& out) {
   out << "usage: sio-conformance-server [--port 3000] [--host 127.0.0.1] [--client-dist DIR]"
-         " [--verbose]\n";
+         " [--io-threads N (default: the cores)] [--verbose]\n";
 }
 
 std::optional<Arguments> parse_arguments(int argc, char** argv) {
@@ -62,6 +66,13 @@ std::optional<Arguments> parse_arguments(int argc, char** argv) {
       auto text = value();
       if (!text) return std::nullopt;
       args.client_dist = *text;
+    } else if (name == "--io-threads") {
+      auto text = value();
+      if (!text) return std::nullopt;
+      char* end = nullptr;
+      const long threads = std::strtol(text->c_str(), &end, 10);
+      if (end == text->c_str() || *end != '\0' || threads < 1 || threads > 256) return std::nullopt;
+      args.io_threads = static_cast<size_t>(threads);
     } else if (name == "--verbose") {
       args.verbose = true;
     } else {
@@ -160,6 +171,7 @@ int main(int argc, char** argv) {
     ServerOptions server_options;
     server_options.host = args->host;
     server_options.port = args->port;
+    server_options.io_threads = args->io_threads;
     // The product's default: browser origins of the gateway's own site (the browser suite's page
     // is on 127.0.0.1 like the gateway); the official suites send no Origin.
     server_options.origins = steedos::gateway::OriginPolicy();

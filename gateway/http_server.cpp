@@ -161,7 +161,7 @@ class GatewayServer::Impl : public std::enable_shared_from_this<GatewayServer::I
         options(std::move(server_options)),
         acceptor(io_context.get_executor()),
         retry_timer(io_context.get_executor()),
-        scheduler(std::make_shared<WriteScheduler>(io_context)) {}
+        scheduler(std::make_shared<WriteScheduler>(io_context, options.io_threads)) {}
 
   void accept();
   EngineServer* engine_for(std::string_view path) const {
@@ -943,6 +943,14 @@ void GatewayServer::stop_accepting() {
   asio::error_code ec;
   impl_->acceptor.close(ec);
   impl_->retry_timer.cancel();
+}
+
+void GatewayServer::after_writes(std::function<void()> fn) {
+  impl_->scheduler->after_flush(std::move(fn));
+}
+
+size_t GatewayServer::io_threads() const {
+  return impl_->scheduler->write_threads();
 }
 
 size_t GatewayServer::open_connections() const {

@@ -51,6 +51,9 @@ struct ServerOptions {
   size_t max_connections = 0;
   /// As max_connections, per remote IP address. 0: no limit.
   size_t max_connections_per_address = 0;
+  /// Threads that write WebSocket output, the loop thread included (WriteScheduler). 1: the
+  /// loop thread alone.
+  size_t io_threads = 1;
 };
 
 class GatewayServer {
@@ -87,6 +90,10 @@ class GatewayServer {
   /// TCP connections not yet closed: HTTP connections plus WebSocket connections, open or in
   /// their closing handshake. After stop(), the drain is complete when this reaches 0.
   size_t open_connections() const;
+  /// Calls `fn` on the loop thread once the WebSocket output queued so far has been written (at
+  /// the end of this loop turn, on every write thread), or at once when nothing is queued.
+  void after_writes(std::function<void()> fn);
+  size_t io_threads() const;
 
   struct Stats {
     size_t polling = 0;            // open long-polling sessions

@@ -8,13 +8,16 @@
 // a loop turn is written at once with send(), what follows in the same turn is queued as
 // refcounted buffers and written with one sendmsg.
 //
-// Threading: single-threaded. Every call must come from the thread running the io_context.
+// Threading: every call must come from the thread running the io_context. The one exception is
+// WriteScheduler's parallel flush, which writes queued output from helper threads while that
+// thread waits for it (see WriteScheduler).
 //
 // Standard headers first: Asio 1.22 decides between aligned_alloc and operator new from a
 // libstdc++ macro, and a TU that includes Asio before any standard header decides otherwise
 // (the linker then pairs one TU's allocation with another's deallocation; ASan reports it).
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -26,6 +29,7 @@
 #include <asio/steady_timer.hpp>
 
 #include "gateway/outgoing.hpp"
+#include "gateway/parallel_for.hpp"
 #include "gateway/ws_frame_reader.hpp"
 
 namespace steedos::gateway {
@@ -38,10 +42,27 @@ class WebSocketConnection;
 /// Collects the connections that queued output during this loop turn and flushes them together
 /// from one posted handler, so each connection gets one sendmsg per turn however many packets
 /// were queued for it. Shared by all connections of one io_context.
+///
+/// With `write_threads` > 1 (gateway.ioThreads) the writes of a turn are spread over that many
+/// threads, the loop thread included: a packet is never written from inside send() but queued,
+/// and the flush runs the sendmsg calls of all queued connections in parallel while the loop
+/// thread waits (ParallelFor). What a write result means (close, wait for the socket) is then
+/// handled on the loop thread, so handlers and every other object stay single-threaded.
 class WriteScheduler : public std::enable_shared_from_this<WriteScheduler> {
  public:
-  explicit WriteScheduler(asio::io_context& io) : io_(io) {}
+  explicit WriteScheduler(asio::io_context& io, size_t write_threads = 1);
+  ~WriteScheduler();
   void add(std::shared_ptr<WebSocketConnection> connection);
+  /// Writes what this turn queued now instead of from the posted handler.
+  void flush_now();
+  /// Calls `fn` once what is queued now has been written (after the next flush), or at once when
+  /// nothing is queued: a broadcast's write completion, timed without flushing early (the
+  /// flush at the end of the turn writes every event read in that turn with one sendmsg per
+  /// connection).
+  void after_flush(std::function<void()> fn);
+  /// Threads that write (1: the loop thread alone, which also writes from inside send()).
+  size_t write_threads() const;
+  bool parallel() const { return parallel_ != nullptr; }
   /// A counter that advances once per loop turn in which some connection wrote directly, so a
   /// connection can tell whether it already did in this turn.
   uint32_t turn() const { return turn_; }
@@ -53,8 +74,11 @@ class WriteScheduler : public std::enable_shared_from_this<WriteScheduler> {
  private:
   friend class WebSocketConnection;
   void run();
+  void flush_in_parallel(std::vector<std::shared_ptr<WebSocketConnection>>& batch);
   asio::io_context& io_;
+  std::unique_ptr<ParallelFor> parallel_;  // null with one write thread
   std::vector<std::shared_ptr<WebSocketConnection>> dirty_;
+  std::vector<std::function<void()>> after_flush_;
   bool posted_ = false;
   bool turn_end_posted_ = false;
   uint32_t turn_ = 0;
@@ -162,8 +186,13 @@ class WebSocketConnection : public std::enable_shared_from_this<WebSocketConnect
   void queue_close_frame(uint16_t code, std::string_view reason);
   void schedule_flush();
   void flush();
-  enum class WriteResult { Drained, Full, Failed };
+  enum class WriteResult : uint8_t { Drained, Full, Failed, Skipped };
   WriteResult write_queue();
+  /// The two halves of flush() for a parallel flush: the write (any thread; touches only this
+  /// connection's queue and socket) and what its result means (the loop thread).
+  WriteResult write_for_flush();
+  void settle_flush(WriteResult result);
+  void apply_write_result(WriteResult result);
   void wait_writable();
   void on_output_drained();
   void finish();

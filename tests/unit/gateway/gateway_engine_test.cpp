@@ -14,6 +14,7 @@
 #include <asio/post.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <future>
 #include <map>
@@ -78,12 +79,20 @@ EngineOptions test_engine_options() {
   return options;
 }
 
+/// gateway.ioThreads of the servers under test: STEEDOS_TEST_IO_THREADS, else 2 (ctest runs this
+/// binary twice: as unit-gateway with 2 write threads, as unit-gateway-1-thread with 1).
+size_t test_io_threads() {
+  const char* value = std::getenv("STEEDOS_TEST_IO_THREADS");
+  return value != nullptr && std::atoi(value) > 0 ? static_cast<size_t>(std::atoi(value)) : 2;
+}
+
 /// The server under test on its own thread (the gateway is single-threaded: everything the
 /// test inspects is read on that thread through on_server()).
 struct Server {
   explicit Server(EngineOptions engine = test_engine_options(), ServerOptions server_options = {}) {
     server_options.host = "127.0.0.1";
     server_options.port = 0;
+    server_options.io_threads = test_io_threads();
     server = std::make_unique<GatewayServer>(io, server_options);
     server->mount_engine(std::move(engine), handler);
     port = server->listen();
