@@ -1,7 +1,9 @@
 // steedos-socket: a Moleculer node serving the Steedos `socket` service over Socket.IO.
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <thread>
 
 #include "common/log.hpp"
 #include "gateway/connection_limits.hpp"
@@ -66,7 +68,7 @@ class Gateway final : public steedos::app::NodeParts {
       : config_(config),
         server_(broker.loop(), server_options(config)),
         io_(broker.loop(), socketio_options(config)),
-        hub_(io_.of("/")),
+        hub_(io_.of("/"), &server_),
         service_(broker, hub_, config),
         readiness_(broker, config.service_name, config.auth.action) {
     service_.count_refused_origins([this] { return server_.stats().refused_origins; });
@@ -159,7 +161,19 @@ class Gateway final : public steedos::app::NodeParts {
     options.max_header_bytes = config.gateway.max_header_bytes;
     options.headers_timeout = std::chrono::milliseconds(config.gateway.headers_timeout_ms);
     options.max_connections = max_connections(config.gateway);
+    options.io_threads = io_threads(config.gateway);
     return options;
+  }
+
+  /// gateway.ioThreads, or (null) the number of cores.
+  static size_t io_threads(const steedos::services::GatewaySettings& gateway) {
+    const size_t threads = gateway.io_threads
+                               ? *gateway.io_threads
+                               : std::max<size_t>(1, std::thread::hardware_concurrency());
+    steedos::component_logger("gateway")->info("gateway.ioThreads{}: {} write thread(s)",
+                                               gateway.io_threads ? "" : " null (the cores)",
+                                               threads);
+    return threads;
   }
 
   /// gateway.maxConnections, or (null) the open-file limit minus the descriptors kept for the

@@ -111,6 +111,10 @@ class ClientHub {
 
   /// Named rooms with at least one member.
   virtual size_t room_count() const = 0;
+
+  /// Calls `fn` once what the deliveries so far queued has been written to the clients' sockets
+  /// (later in this loop turn), or at once when nothing waits.
+  virtual void after_writes(std::function<void()> fn) { fn(); }
 };
 
 }  // namespace steedos::services

@@ -569,6 +569,11 @@ void read_gateway(const Json& root, GatewaySettings& g) {
   read_string_list(s, p, "metadataTypes", g.metadata_types);
   read_client_bundle(s, g);
   read_connection_limits(s, g);
+  if (find(s, "ioThreads") != nullptr) {  // null keeps the number of cores
+    size_t threads = 1;
+    read_int(s, p, "ioThreads", 1, 256, threads);
+    g.io_threads = threads;
+  }
   read_probe_path(s, "healthPath", g, g.health_path);
   read_probe_path(s, "readyPath", g, g.ready_path);
   if (g.health_path == g.ready_path) {

@@ -27,6 +27,9 @@ struct GatewaySettings {
   /// its client reconnects elsewhere, leaves the cluster and exits within this many ms.
   int drain_timeout_ms = 5000;
   size_t max_http_buffer_size = 1000000;
+  /// gateway.ioThreads: threads that write WebSocket output, the event loop included
+  /// (gateway::WriteScheduler). nullopt (null): the number of cores, resolved at start.
+  std::optional<size_t> io_threads;
   /// gateway.corsOrigins: null = the gateway's own site (with credentials), an array = exactly
   /// those origins (with credentials), "*" = any origin without credentials.
   gateway::OriginPolicy cors_origins;

@@ -122,6 +122,14 @@ void GatewayHub::for_each_client(const std::function<void(Client&)>& fn) {
   });
 }
 
+void GatewayHub::after_writes(std::function<void()> fn) {
+  if (server_ != nullptr) {
+    server_->after_writes(std::move(fn));
+  } else {
+    fn();
+  }
+}
+
 void GatewayHub::disconnect(const std::vector<std::string>& ids) {
   for (const auto& id : ids) {
     if (auto* socket = nsp_.find(id)) socket->disconnect(true);

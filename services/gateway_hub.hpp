@@ -1,6 +1,9 @@
 #pragma once
 // The ClientHub of a real node: a Socket.IO namespace of the gateway (gateway/socketio_server.hpp).
 // A thin translation; the rules live in the service.
+#include <functional>
+
+#include "gateway/http_server.hpp"
 #include "gateway/socketio_server.hpp"
 #include "services/client_hub.hpp"
 
@@ -8,8 +11,10 @@ namespace steedos::services {
 
 class GatewayHub final : public ClientHub {
  public:
-  /// `nsp` is owned by its SocketIoServer and outlives this hub.
-  explicit GatewayHub(gateway::Namespace& nsp) : nsp_(nsp) {}
+  /// `nsp` is owned by its SocketIoServer and outlives this hub; so does `server` (the one the
+  /// namespace is mounted on; null: after_writes() calls at once).
+  explicit GatewayHub(gateway::Namespace& nsp, gateway::GatewayServer* server = nullptr)
+      : nsp_(nsp), server_(server) {}
   GatewayHub(const GatewayHub&) = delete;
   GatewayHub& operator=(const GatewayHub&) = delete;
 
@@ -20,9 +25,11 @@ class GatewayHub final : public ClientHub {
   void for_each_client(const std::function<void(Client&)>& fn) override;
   void disconnect(const std::vector<std::string>& ids) override;
   size_t room_count() const override { return nsp_.room_count(); }
+  void after_writes(std::function<void()> fn) override;
 
  private:
   gateway::Namespace& nsp_;
+  gateway::GatewayServer* server_;
 };
 
 }  // namespace steedos::services

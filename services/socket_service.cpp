@@ -528,13 +528,16 @@ ServiceSchema SocketService::schema() {
           metrics_.events_by_pattern[index]++;
           event_recipients_ = 0;
           (this->*handle)(*ctx);
-          // After the hub's last delivery call returned: every socket write of the fan-out was
-          // issued. One clock read per event, none per socket.
+          // Once the hub has written what the deliveries queued (at the end of this loop turn,
+          // on every write thread): every socket write of the fan-out was issued. One clock
+          // read per event, none per socket.
           if (latency_.emit_to_write && event_recipients_ > 0 &&
               ctx->received != std::chrono::steady_clock::time_point{}) {
-            latency_.emit_to_write(
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx->received)
-                    .count());
+            hub_.after_writes([this, received = ctx->received] {
+              latency_.emit_to_write(
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - received)
+                      .count());
+            });
           }
         }});
   }

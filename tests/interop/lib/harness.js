@@ -479,6 +479,11 @@ async function startCppNode(opts = {}) {
 		opts.extra || {}
 	);
 	if (!config.transporter) throw new Error("startCppNode: nats or transporter is required");
+	// The test run's write-thread setting (scripts/test.sh runs the suites with 2, then 1), unless
+	// the test sets its own.
+	if (process.env.STEEDOS_TEST_IO_THREADS && config.gateway && config.gateway.ioThreads === undefined) {
+		config.gateway = Object.assign({}, config.gateway, { ioThreads: Number(process.env.STEEDOS_TEST_IO_THREADS) });
+	}
 
 	const dir = makeTempDir("interop-cpp-");
 	const configFile = path.join(dir, "moleculer.config.json");

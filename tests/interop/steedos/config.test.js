@@ -3,7 +3,8 @@
 // individualRoomParts, metadataTypes, corsOrigins allow-list, auth.cacheTtl 0; and the balanced
 // `$socket.subscribe.*` emit (one listener of the group gets it).
 const { describe, it, before, after, afterEach } = require("node:test");
-const { h, assert, startCluster, failedToConnect, COOKIES, TRANSPORTS } = require("./fixture");
+const fs = require("fs");
+const { h, assert, startCluster, startGateway, failedToConnect, COOKIES, TRANSPORTS } = require("./fixture");
 
 describe("steedos socket: configured gateway", () => {
 	let c, second;
@@ -115,5 +116,44 @@ describe("steedos socket: configured gateway", () => {
 		const parts = Array.from({ length: 64 }, (_, i) => `q${i}`);
 		assert.deepEqual(await s.emitWithAck("subscribe", { roomParts: parts }), { rooms: parts.map(p => `S1-${p}`) });
 		assert.match((await s.emitWithAck("subscribe", { roomParts: parts.concat("q64") })).error, /roomParts/);
+	});
+});
+
+// gateway.ioThreads (issue 11, "Every core"): the node starts the helper threads it is told to,
+// and a broadcast to more clients than the parallel flush's minimum (64) reaches each client
+// exactly once, on every transport, with 3 write threads on this 2-core machine.
+describe("steedos socket: gateway.ioThreads", () => {
+	let c;
+	// The write threads besides the loop's own, by name (gateway/parallel_for.cpp names them).
+	const writeThreadsOf = pid => fs.readdirSync(`/proc/${pid}/task`)
+		.map(tid => fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim())
+		.filter(name => /^ws-write-\d+$/.test(name)).sort();
+	after(async () => {
+		if (c) await c.stop();
+	});
+
+	it("3 write threads: two helper threads (none with 1), and a broadcast to 120 clients arrives once at each", async () => {
+		c = await startCluster({ extra: { gateway: { ioThreads: 3 } }, logLevel: "info" });
+		await c.node.waitForLog(/gateway\.ioThreads: 3 write thread\(s\)/, 5000);
+		const single = await startGateway({ nats: c.nats, extra: { serviceName: "socket", gateway: { host: "127.0.0.1", port: 0, ioThreads: 1 } }, logLevel: "info" });
+		try {
+			await single.waitForLog(/gateway\.ioThreads: 1 write thread\(s\)/, 5000);
+			assert.deepEqual(writeThreadsOf(c.node.pid), ["ws-write-1", "ws-write-2"]);
+			assert.deepEqual(writeThreadsOf(single.pid), []);
+		} finally {
+			await h.stopCppNodes(single);
+		}
+
+		const users = [COOKIES.U1, COOKIES.U2, COOKIES.U3, COOKIES.U4, COOKIES.U5, COOKIES.U6S1];
+		const sockets = [];
+		for (let i = 0; i < 120; i += 20) { // in batches: many handshakes at once are slow on a busy machine
+			sockets.push(...await Promise.all(Array.from({ length: 20 }, (_, k) =>
+				c.connect({ cookie: users[(i + k) % users.length], transports: TRANSPORTS[(i + k) % TRANSPORTS.length].transports }))));
+		}
+		await c.barrier(sockets);
+		for (let n = 0; n < 3; n++) c.producer.emit("$socket.emit", { eventName: "to-all", eventParams: n });
+		for (const s of sockets) assert.deepEqual(await c.received(s, "to-all", 3), [[0], [1], [2]]);
+		await c.barrier(sockets); // nothing more follows
+		assert.ok(sockets.every(s => c.got(s, "to-all").length === 3));
 	});
 });

@@ -952,6 +952,28 @@ TEST_SUITE("config: connection limits") {
   }
 }
 
+TEST_SUITE("config: gateway.ioThreads") {
+  TEST_CASE("null or absent: the cores (resolved at start); a number: that many threads") {
+    CHECK_FALSE(parse("").gateway.io_threads.has_value());
+    const auto path = repo_root() + "/moleculer.config.json";
+    CHECK_FALSE(parse_config(read_text(path), {}, path).gateway.io_threads.has_value());
+    CHECK(Json::parse(read_text(path))["gateway"].contains("ioThreads"));
+    CHECK_FALSE(parse(R"({"gateway": {"ioThreads": null}})").gateway.io_threads.has_value());
+    CHECK(parse(R"({"gateway": {"ioThreads": 1}})").gateway.io_threads == size_t{1});
+    CHECK(parse(R"({"gateway": {"ioThreads": 4}})").gateway.io_threads == size_t{4});
+  }
+
+  TEST_CASE("bad values name the key") {
+    for (const char* text :
+         {R"({"gateway": {"ioThreads": 0}})", R"({"gateway": {"ioThreads": 257}})",
+          R"({"gateway": {"ioThreads": -1}})", R"({"gateway": {"ioThreads": 1.5}})",
+          R"({"gateway": {"ioThreads": "2"}})"}) {
+      CAPTURE(text);
+      CHECK(error_key(text) == "gateway.ioThreads");
+    }
+  }
+}
+
 TEST_SUITE("config: probes and log format") {
   TEST_CASE("defaults, from the committed file, and values") {
     const auto defaults = parse("");

@@ -112,6 +112,8 @@ async function startTarget(name, opts = {}) {
 		command = CPP_BINARY;
 		// The bundle served at /socket.io/socket.io.js, wherever the build directory is.
 		baseArgs = fs.existsSync(CLIENT_DIST) ? ["--client-dist", CLIENT_DIST] : [];
+		// The test run's write-thread setting (scripts/test.sh runs the suites with 2, then 1).
+		if (process.env.STEEDOS_TEST_IO_THREADS) baseArgs.push("--io-threads", process.env.STEEDOS_TEST_IO_THREADS);
 	} else if (name === "reference") {
 		command = process.execPath;
 		baseArgs = [REFERENCE_SERVER];
