@@ -16,6 +16,8 @@
 #   STEEDOS_INTEROP_TIMEOUT (seconds, default 1800) bounds each interop run.
 #   STEEDOS_INTEROP_CONCURRENCY (default 2; 1 under --sanitize): interop test files run at once
 #   (conformance/ always runs alone).
+#   gateway.ioThreads: the unit tests of the engine and the interop suites on NATS run with 2 write
+#   threads and again with 1 (the event loop alone); Redis with 2. ThreadSanitizer: scripts/tsan.sh.
 #   --sanitize builds with ASan + UBSan in build-asan (its own tree: the flags never reach build/)
 #   and runs the same suites against it, without the fuzz step (sanitized already). Every process
 #   writes its sanitizer reports to build-asan/sanitizer/ (the interop harness does not forward
@@ -250,14 +252,21 @@ if [ "$run_interop" -eq 1 ]; then
     bounded() {
       if [ -t 0 ]; then "$@"; else timeout --kill-after=30 "${STEEDOS_INTEROP_TIMEOUT:-1800}" "$@"; fi
     }
-    rc=0
-    run_step interop bounded node --test --test-concurrency="$concurrency" --test-force-exit \
-      "${interop_files[@]}" || rc=$?
-    add_counts interop "$(node_counts "$logs/interop.log")" "$rc"
-    rc=0
-    run_step interop-conformance bounded node --test --test-concurrency=1 --test-force-exit \
-      tests/interop/conformance/ || rc=$?
-    add_counts interop-conformance "$(node_counts "$logs/interop-conformance.log")" "$rc"
+    # Every file on NATS, twice: with 2 write threads (gateway.ioThreads, STEEDOS_TEST_IO_THREADS
+    # read by the harness and the conformance targets), then with the event loop alone.
+    for threads in 2 1; do
+      suffix=""
+      [ "$threads" -eq 1 ] && suffix="-1-thread"
+      rc=0
+      run_step "interop$suffix" bounded env STEEDOS_TEST_IO_THREADS="$threads" node --test \
+        --test-concurrency="$concurrency" --test-force-exit "${interop_files[@]}" || rc=$?
+      add_counts "interop$suffix" "$(node_counts "$logs/interop$suffix.log")" "$rc"
+      rc=0
+      run_step "interop-conformance$suffix" bounded env STEEDOS_TEST_IO_THREADS="$threads" node \
+        --test --test-concurrency=1 --test-force-exit tests/interop/conformance/ || rc=$?
+      add_counts "interop-conformance$suffix" \
+        "$(node_counts "$logs/interop-conformance$suffix.log")" "$rc"
+    done
 
     # The same suites again on Redis (Steedos's default transporter): every file that does not
     # test something only one bus has. Not here: balancer (NATS queue groups), tls (NATS TLS;
@@ -280,7 +289,8 @@ if [ "$run_interop" -eq 1 ]; then
     done
     # ISOLATION_GATEWAYS=1: the model-based isolation run on one node here (5,000 steps); its
     # two-node run is on NATS above, the table-driven two-node isolation runs on both buses.
-    run_step interop-redis bounded env INTEROP_BUS=redis ISOLATION_GATEWAYS=1 node --test \
+    run_step interop-redis bounded env INTEROP_BUS=redis ISOLATION_GATEWAYS=1 \
+      STEEDOS_TEST_IO_THREADS=2 node --test \
       --test-concurrency="$concurrency" --test-force-exit "${redis_files[@]/#/tests/interop/}" || rc=$?
     add_counts interop-redis "$(node_counts "$logs/interop-redis.log")" "$rc"
   fi
