@@ -4,8 +4,8 @@
 // figure for both and the ratio, the targets met or not; writes bench/results/<date>.md (table,
 // command, machine, commit) and bench/results/<date>.png (gnuplot).
 //
-//   bench/compare.sh [--quick] [--only a,b,c,d,e] [--impl product|baseline|both] [--out BASE]
-//                    [--no-pin] [--no-chart]
+//   bench/compare.sh [--quick] [--only a,b,c,d,e,g] [--impl product|baseline|both] [--out BASE]
+//                    [--io-threads N] [--no-pin] [--no-chart]
 //
 // Every workload of every implementation gets a fresh nats-server, a fresh server and a moleculer
 // 0.14 broker in this process that runs the fixture's mock auth service
@@ -36,6 +36,11 @@
 //      `$broadcast.$notification.users` to a random user at 2,000/s: p50/p99/max, lost.
 //   e  connects per second with authentication (a distinct login per client, WebSocket only),
 //      cold auth cache (fresh server) then warm (the same logins again): per second, p50/p99.
+//   g  the product alone: one event to 10,000 clients with gateway.ioThreads 1, then 2, twice in
+//      turn (5 events each), nothing pinned, the load client at nice 19: the server write time
+//      (as in c) of 2 threads against 1.
+// Workloads a-e run the product with gateway.ioThreads 1 on CPU 0, as the single-threaded
+// baseline (--io-threads 2: the product with two write threads, nothing pinned).
 // Limits a deployment keeps are lifted where they would refuse the generator
 // (gateway.maxHandshakesPerSecond 0, auth.maxInFlight 1,000,000); the baseline has no such limits.
 const fs = require("fs");
@@ -49,9 +54,12 @@ const proc = require("./lib/proc");
 const report = require("./lib/compare_report");
 
 const QUICK = process.argv.includes("--quick");
-const ONLY = new Set(String(arg("only", "a,b,c,d,e")).split(","));
+const ONLY = new Set(String(arg("only", "a,b,c,d,e,g")).split(","));
 if (ONLY.has("b")) ONLY.add("f");
 const IMPL = arg("impl", "both");
+// gateway.ioThreads of the product in workloads a-e. 1 (default): the product, pinned to CPU 0 like
+// the baseline. More: nothing is pinned (the write threads need the other core).
+const IO_THREADS = Number(arg("io-threads", "1"));
 const IMPLS = IMPL === "both" ? ["product", "baseline"] : [IMPL];
 const PIN = !process.argv.includes("--no-pin") && proc.canPin();
 const CHART = !process.argv.includes("--no-chart");
@@ -78,7 +86,7 @@ const sleep = h.sleep;
 // --- set-up ------------------------------------------------------------------------------------
 
 /** A fresh nats-server, a producer broker with the mock auth service, and one server (`impl`). */
-async function setUp(impl, { emitTiming = false } = {}) {
+async function setUp(impl, { emitTiming = false, ioThreads = IO_THREADS, pin = IO_THREADS > 1 ? false : PIN, niceClients = false } = {}) {
 	const nats = await h.startNats();
 	const authCalls = [];
 	const broker = h.createBroker("0.14", { nats, heartbeatInterval: 5, heartbeatTimeout: 15 });
@@ -96,7 +104,8 @@ async function setUp(impl, { emitTiming = false } = {}) {
 			heartbeatInterval: 5,
 			heartbeatTimeout: 15,
 			extra: Object.assign({}, common, {
-				gateway: { host: "127.0.0.1", port: 0, maxHandshakesPerSecond: 0 },
+				// One write thread unless asked: the server is pinned to one CPU, as the baseline.
+				gateway: { host: "127.0.0.1", port: 0, maxHandshakesPerSecond: 0, ioThreads },
 				auth: { timeout: 10000, maxInFlight: 1000000 }
 			})
 		});
@@ -113,11 +122,13 @@ async function setUp(impl, { emitTiming = false } = {}) {
 		});
 		h.track(server.proc);
 	}
-	if (PIN) proc.pin(server.pid, 0);
+	if (pin) proc.pin(server.pid, 0);
 	await h.waitForRemoteNode(broker, nodeID, ["socket.stats"], 20000);
 	await h.waitForCppSees(broker, nodeID, AUTH_ACTION, broker.nodeID, 20000);
 	const env = {
 		impl,
+		pin,
+		niceClients,
 		nats,
 		broker,
 		server,
@@ -150,7 +161,10 @@ async function startClients(env, clients, plan, args = []) {
 	const started = await Promise.all(slices(clients).map(async ([first, n]) => {
 		const planFile = typeof plan === "function" ? plan(first, n) : plan;
 		const lc = await startLoadClient({ port: env.port, clients: n, planFile, args: ["--concurrency", "256", ...args] });
-		if (PIN) proc.pin(lc.pid, 1);
+		if (env.pin) proc.pin(lc.pid, 1);
+		// Workload g: the server's write threads come first. Its figure is the server's write
+		// time, and a load client busy with receipts would otherwise take a core from them.
+		if (env.niceClients) os.setPriority(lc.pid, 19);
 		return lc;
 	}));
 	return started;
@@ -285,8 +299,8 @@ async function histogram(port, name) {
 }
 
 /** c: one event to every one of N Steedos-like clients, several times. */
-async function oneEvent(impl) {
-	const env = await setUp(impl, { emitTiming: true });
+async function oneEvent(impl, { ioThreads = IO_THREADS, pin = IO_THREADS > 1 ? false : PIN, niceClients = false } = {}) {
+	const env = await setUp(impl, { emitTiming: true, ioThreads, pin, niceClients });
 	const reps = [];
 	try {
 		const clients = SIZES.one;
@@ -317,7 +331,7 @@ async function oneEvent(impl) {
 				delivered, lost: clients - delivered, lastMs: delivered === clients ? (lastNs - t0) / 1e6 : null, p50: median(results.map(x => x.window.p50_ms)), writeMs,
 				genBound: results.some(x => x.check.client_cpu_pct >= 90)
 			};
-			log(`${impl} one event to ${clients}: last received after ${r.lastMs.toFixed(2)} ms, written in ${writeMs == null ? "n/a" : writeMs.toFixed(2)} ms, lost ${r.lost}`);
+			log(`${impl}${pin ? "" : ` (${ioThreads} write thread(s), unpinned)`} one event to ${clients}: last received after ${r.lastMs.toFixed(2)} ms, written in ${writeMs == null ? "n/a" : writeMs.toFixed(2)} ms, lost ${r.lost}`);
 			reps.push(r);
 			await sleep(300); // deliberate gap between the events
 		}
@@ -329,6 +343,30 @@ async function oneEvent(impl) {
 		clients: SIZES.one, reps, lastMs: reps.every(r => r.lastMs != null) ? median(reps.map(r => r.lastMs)) : null, writeMs: reps.every(r => r.writeMs != null) ? median(reps.map(r => r.writeMs)) : null,
 		lost: reps.reduce((a, r) => a + r.lost, 0), genBound: reps.some(r => r.genBound)
 	};
+}
+
+/**
+ * g: the product's time to write one event to N clients with gateway.ioThreads 1 and 2, nothing
+ * pinned (a second write thread needs the second core), each setting in turn several times.
+ * Server-side write completion (emit_to_write), since the load client shares the cores.
+ */
+async function writeScaling(impl) {
+	if (impl !== "product") return null;
+	const rounds = QUICK ? 1 : 2;
+	const runs = { 1: [], 2: [] };
+	for (let round = 0; round < rounds; round++) {
+		for (const ioThreads of [1, 2]) runs[ioThreads].push(await oneEvent(impl, { ioThreads, pin: false, niceClients: true }));
+	}
+	const writeMs = threads => median(runs[threads].flatMap(r => r.reps.map(x => x.writeMs)));
+	const lastMs = threads => median(runs[threads].flatMap(r => r.reps.map(x => x.lastMs)));
+	const result = {
+		clients: SIZES.one, reps: runs[1].reduce((a, r) => a + r.reps.length, 0),
+		one: { writeMs: writeMs(1), lastMs: lastMs(1) }, two: { writeMs: writeMs(2), lastMs: lastMs(2) },
+		lost: [...runs[1], ...runs[2]].reduce((a, r) => a + r.lost, 0)
+	};
+	result.ratio = result.two.writeMs / result.one.writeMs;
+	log(`product write scaling to ${SIZES.one}: 1 thread ${result.one.writeMs.toFixed(1)} ms, 2 threads ${result.two.writeMs.toFixed(1)} ms (${result.ratio.toFixed(2)}x), last receipt ${result.one.lastMs.toFixed(1)} vs ${result.two.lastMs.toFixed(1)} ms`);
+	return result;
 }
 
 /** d: N users in personal rooms, notifications to random users at a fixed rate. */
@@ -381,7 +419,7 @@ async function personal(impl) {
 async function connectBench(env, clients, planFile, args = []) {
 	const child = spawn(LOAD_CLIENT, ["--port", String(env.port), "--clients", String(clients), "--plan", planFile, "--connect-bench", "--concurrency", "512", "--timeout-s", "120", ...args], { stdio: ["ignore", "pipe", "pipe"] });
 	h.track(child);
-	if (PIN) proc.pin(child.pid, 1);
+	if (env.pin) proc.pin(child.pid, 1);
 	child.stderr.setEncoding("utf8");
 	child.stderr.on("data", chunk => process.stderr.write(chunk.replace(/^(?=.)/gm, "  [load-client] ")));
 	const { next } = h.resultLines(child, { name: "load-client --connect-bench" });
@@ -461,14 +499,14 @@ async function main() {
 		}
 	}
 	const started = Date.now();
-	const meta = { command: process.env.BENCH_COMMAND || `node bench/compare.js ${process.argv.slice(2).join(" ")}`.trim(), machine: machineLine(), git: gitLine(), date: DATE, quick: QUICK, sizes: SIZES, pin: PIN, impls: IMPLS };
-	log(`${meta.git}; ${meta.machine}; pinning ${PIN ? "servers CPU 0, load clients CPU 1" : "off"}`);
+	const meta = { command: process.env.BENCH_COMMAND || `node bench/compare.js ${process.argv.slice(2).join(" ")}`.trim(), machine: machineLine(), git: gitLine(), date: DATE, quick: QUICK, sizes: SIZES, pin: PIN && IO_THREADS === 1, ioThreads: IO_THREADS, impls: IMPLS };
+	log(`${meta.git}; ${meta.machine}; pinning ${meta.pin ? "servers CPU 0, load clients CPU 1" : "off"}`);
 	// The benchmark itself keeps about one core busy; more than that at the start is someone else.
 	if (os.loadavg()[0] > 1) log(`WARN load average ${os.loadavg()[0].toFixed(2)} before the run: other jobs share the 2 cores, the figures will be noisy`);
 	const results = {};
 	const load = () => os.loadavg()[0].toFixed(2);
 	for (const impl of IMPLS) results[impl] = { load: {} };
-	const workloads = [["a", "idle", idleMemory], ["b", "fanout", fanout], ["c", "one", oneEvent], ["d", "personal", personal], ["e", "connects", connects]];
+	const workloads = [["a", "idle", idleMemory], ["b", "fanout", fanout], ["c", "one", oneEvent], ["d", "personal", personal], ["e", "connects", connects], ["g", "writeScaling", writeScaling]];
 	// Workload by workload, each implementation in turn: the two figures of a row are taken
 	// minutes apart at most, under about the same load of the machine.
 	for (const [letter, key, run] of workloads) {

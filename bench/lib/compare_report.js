@@ -99,6 +99,19 @@ function rows(results) {
 		add(`one event to ${n} clients: received by the last client (ms)`, p.one && p.one.lastMs, b.one && b.one.lastMs, { digits: 1, pGen: p.one && p.one.genBound, bGen: b.one && b.one.genBound });
 		add(`one event to ${n} clients: server write time (ms)`, p.one && p.one.writeMs, b.one && b.one.writeMs, { digits: 2 });
 	}
+	// g: the product alone, 2 write threads against 1 (the ratio column is that ratio)
+	if (p.writeScaling) {
+		const w = p.writeScaling;
+		out.push({
+			metric: `one event to ${num(w.clients)} clients, gateway.ioThreads 2 vs 1, nothing pinned: server write time (ms)`,
+			product: `${num(w.two.writeMs, 1)} vs ${num(w.one.writeMs, 1)}`,
+			baseline: "",
+			ratio: `${num(w.ratio, 2)}× (2 vs 1)`,
+			target: "≤ 0.65×",
+			met: w.lost === 0 ? (w.ratio <= 0.65 ? "met" : "not met") : "not met (lost)",
+			r: w.ratio
+		});
+	}
 	// d
 	if (p.personal || b.personal) {
 		const x = p.personal || b.personal;
@@ -172,6 +185,10 @@ function markdown(meta, results) {
 		if (x.one) {
 			out.push(`One event to ${num(x.one.clients)} clients (workload c), each event: last receipt (ms after the emit), median receipt, server write time (ms), lost:`, "");
 			out.push(x.one.reps.map(e => `${num(e.lastMs, 1)} / ${num(e.p50, 1)} / ${e.writeMs == null ? "n/a" : num(e.writeMs, 2)} / ${e.lost}${e.genBound ? GEN : ""}`).join("; "), "");
+		}
+		if (x.writeScaling) {
+			const w = x.writeScaling;
+			out.push(`Write threads (workload g): one event to ${num(w.clients)} clients, gateway.ioThreads 1 then 2 in turn (a fresh server each time); server and load client unpinned, the load client at nice 19 so that it does not take a core from the write threads: server write time ${num(w.one.writeMs, 1)} ms with 1 thread, ${num(w.two.writeMs, 1)} ms with 2 (${num(w.ratio, 2)}×); last receipt ${num(w.one.lastMs, 1)} and ${num(w.two.lastMs, 1)} ms (medians of ${num(w.reps)} events each); lost ${w.lost}.`, "");
 		}
 		if (x.personal) {
 			const d = x.personal;
