@@ -43,6 +43,15 @@ void usage(std::ostream& out) {
          " [--io-threads N (default: the cores)] [--verbose]\n";
 }
 
+/// A decimal integer in [low, high], or nullopt.
+std::optional<long> parse_integer(const std::optional<std::string>& text, long low, long high) {
+  if (!text) return std::nullopt;
+  char* end = nullptr;
+  const long value = std::strtol(text->c_str(), &end, 10);
+  if (end == text->c_str() || *end != '\0' || value < low || value > high) return std::nullopt;
+  return value;
+}
+
 std::optional<Arguments> parse_arguments(int argc, char** argv) {
   Arguments args;
   for (int i = 1; i < argc; ++i) {
@@ -52,12 +61,9 @@ std::optional<Arguments> parse_arguments(int argc, char** argv) {
       return std::string(argv[++i]);
     };
     if (name == "--port") {
-      auto text = value();
-      if (!text) return std::nullopt;
-      char* end = nullptr;
-      const long port = std::strtol(text->c_str(), &end, 10);
-      if (end == text->c_str() || *end != '\0' || port < 0 || port > 65535) return std::nullopt;
-      args.port = static_cast<uint16_t>(port);
+      const auto port = parse_integer(value(), 0, 65535);
+      if (!port) return std::nullopt;
+      args.port = static_cast<uint16_t>(*port);
     } else if (name == "--host") {
       auto text = value();
       if (!text) return std::nullopt;
@@ -67,12 +73,9 @@ std::optional<Arguments> parse_arguments(int argc, char** argv) {
       if (!text) return std::nullopt;
       args.client_dist = *text;
     } else if (name == "--io-threads") {
-      auto text = value();
-      if (!text) return std::nullopt;
-      char* end = nullptr;
-      const long threads = std::strtol(text->c_str(), &end, 10);
-      if (end == text->c_str() || *end != '\0' || threads < 1 || threads > 256) return std::nullopt;
-      args.io_threads = static_cast<size_t>(threads);
+      const auto threads = parse_integer(value(), 1, 256);
+      if (!threads) return std::nullopt;
+      args.io_threads = static_cast<size_t>(*threads);
     } else if (name == "--verbose") {
       args.verbose = true;
     } else {

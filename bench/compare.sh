@@ -2,14 +2,14 @@
 # The issue-11 benchmark, product vs the socket.io baseline, in one command (bench/compare.js
 # describes the workloads and the output):
 #
-#   bench/compare.sh [--quick] [--only a,b,c,d,e] [--impl product|baseline|both] [--out BASE]
-#                    [--no-pin] [--no-chart]
+#   bench/compare.sh [--quick] [--only a,b,c,d,e,g] [--impl product|baseline|both] [--out BASE]
+#                    [--io-threads N] [--no-pin] [--no-chart]
 #
 # Writes bench/results/<date>.md, .json and .png (--quick: <date>-quick.*) and prints the summary
 # table for the README. Needs build/steedos-socket and build/load-client
 # (cmake --build build --target steedos-socket load-client), tests/interop/node_modules and
 # nats-server (scripts/setup.sh). Installs what only the benchmark needs when it is missing:
-# bench/baseline/node_modules (npm ci) and gnuplot (apt-get install gnuplot-nox). A full run takes about 15 minutes on the 2-core machine, --quick
+# bench/baseline/node_modules (npm ci) and gnuplot (apt-get install gnuplot-nox). A full run takes about 7 minutes on the 2-core machine, --quick
 # about 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
