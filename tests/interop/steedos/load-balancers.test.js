@@ -44,6 +44,21 @@ function replaceEach(text, pattern, replacements, what) {
 	return out;
 }
 
+/**
+ * Starts a balancer on a free port: `launch(port)` writes its configuration and resolves
+ * runBalancer's handle. Another process may take the port between choosing and binding it (the
+ * balancer then exits): up to three ports are tried.
+ */
+async function onFreePort(launch) {
+	for (let attempt = 1; ; attempt++) {
+		try {
+			return await launch(await h.freePort());
+		} catch (err) {
+			if (!err.exited || attempt >= 3) throw err;
+		}
+	}
+}
+
 /** A balancer process in the foreground; `stop()` ends it, `logs` keeps what it printed. */
 async function runBalancer(name, command, args, port) {
 	const proc = h.track(spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] }));
@@ -71,9 +86,12 @@ async function runBalancer(name, command, args, port) {
 }
 
 /** nginx with deploy/load-balancer/nginx.conf in front of `ports`, on a free port. */
-async function startNginx(ports) {
+function startNginx(ports) {
+	return onFreePort(port => launchNginx(ports, port));
+}
+
+async function launchNginx(ports, port) {
 	const dir = h.makeTempDir("interop-nginx-");
-	const port = await h.freePort();
 	let site = fs.readFileSync(path.join(DEPLOY_DIR, "nginx.conf"), "utf8");
 	site = replaceEach(site, /^(\s*)listen 80;/m, [(_, indent) => `${indent}listen 127.0.0.1:${port};`], "nginx.conf listen");
 	site = replaceEach(site, /^(\s*)server 10\.0\.0\.1\d:3000 /gm,
@@ -99,9 +117,12 @@ async function startNginx(ports) {
 }
 
 /** HAProxy with deploy/load-balancer/haproxy.cfg in front of `ports`, on a free port. */
-async function startHaproxy(ports) {
+function startHaproxy(ports) {
+	return onFreePort(port => launchHaproxy(ports, port));
+}
+
+async function launchHaproxy(ports, port) {
 	const dir = h.makeTempDir("interop-haproxy-");
-	const port = await h.freePort();
 	let cfg = fs.readFileSync(path.join(DEPLOY_DIR, "haproxy.cfg"), "utf8");
 	cfg = replaceEach(cfg, /^(\s*)bind :80$/m, [(_, indent) => `${indent}bind 127.0.0.1:${port}`], "haproxy.cfg bind");
 	cfg = replaceEach(cfg, /^(\s*server n\d) 10\.0\.0\.1\d:3000 /gm,
@@ -127,6 +148,15 @@ const BALANCERS = [
 	{ name: "nginx", start: startNginx, minNodes: 2 },
 	{ name: "HAProxy", start: startHaproxy, minNodes: 3 }
 ];
+
+describe("docs/deploy.md", () => {
+	it("shows the two configurations this file runs, verbatim", () => {
+		const doc = fs.readFileSync(path.join(h.REPO_ROOT, "docs", "deploy.md"), "utf8");
+		for (const file of ["nginx.conf", "haproxy.cfg"]) {
+			assert.ok(doc.includes(fs.readFileSync(path.join(DEPLOY_DIR, file), "utf8")), `docs/deploy.md lacks deploy/load-balancer/${file} as it is`);
+		}
+	});
+});
 
 describe("three gateway nodes behind nginx and HAProxy (docs/deploy.md)", () => {
 	let c;
@@ -321,4 +351,16 @@ describe("three gateway nodes behind nginx and HAProxy (docs/deploy.md)", () => 
 			for (const s of fresh) assertExactlyOnce(s, tag3, 1);
 		});
 	}
+
+	// The control: what the SERVERID cookie does. A polling client that does not send it back
+	// (socket.io-client without withCredentials: no cookie jar in Node, a cross-origin page in a
+	// browser) has its next request balanced to another node, which does not know the session.
+	it("HAProxy: a polling client that does not send the SERVERID cookie back cannot keep its session", async () => {
+		lb = await startHaproxy(c.ports);
+		const s = c.client({ port: lb.port, transports: ["polling"], cookie: COOKIES.U1, withCredentials: false });
+		await h.waitFor(() => s.connectErrors.length > 0 || s.disconnects.length > 0 || s.connects > 0, 8000, { what: "the session's fate" });
+		console.log(`# HAProxy without the cookie: connects ${s.connects}, connect_error ${JSON.stringify(s.connectErrors.map(e => e.message))}, disconnects ${JSON.stringify(s.disconnects)}`);
+		assert.equal(s.connects, 0, "never connected");
+		assert.equal(s.events.filter(e => e.event === "connection-init").length, 0);
+	});
 });
