@@ -3,7 +3,7 @@
 // each run with the configuration docs/deploy.md shows (deploy/load-balancer/nginx.conf and
 // haproxy.cfg, read here and changed only in the listening port and the node addresses).
 // socket.io-client on default transports (polling, then the upgrade) and WebSocket only, through
-// the balancer: the auth cookies and the Host header pass, sessions stay on one node (sticky),
+// the balancer (and long-polling only): the auth cookies and the Host header pass, sessions stay on one node (sticky),
 // clients are spread over the nodes, each event arrives exactly once; then one node drains on
 // SIGTERM, its clients reconnect through the balancer to the others and get events again, and the
 // node started again on the same port is given new clients.
@@ -24,11 +24,14 @@ const { h, assert, startCluster, startGateway, gatewayPort, COOKIES, statsOf, wa
 
 const DEPLOY_DIR = path.join(h.REPO_ROOT, "deploy", "load-balancer");
 const DRAIN_TIMEOUT = 2000;
+// Default transports (polling, then the upgrade), WebSocket only, and long-polling only (every
+// event answers a held GET through the balancer). `ends`: the transport each settles on.
 const CLIENT_TRANSPORTS = [
-	{ name: "default", transports: ["polling", "websocket"] },
-	{ name: "websocket", transports: ["websocket"] }
+	{ name: "default", transports: ["polling", "websocket"], ends: "websocket" },
+	{ name: "websocket", transports: ["websocket"], ends: "websocket" },
+	{ name: "polling", transports: ["polling"], ends: "polling" }
 ];
-const PER_TRANSPORT = 6;
+const PER_TRANSPORT = 4;
 // Who the clients are: [cookie name or null (anonymous), userId, tenant].
 const USERS = [["U1", "U1", "S1"], ["U4", "U4", "S1"], ["U2", "U2", "S2"], [null, null, null]];
 
@@ -143,10 +146,13 @@ function accepts(port) {
 
 // minNodes: how many nodes the first 12 clients must reach. nginx hashes addresses (two nodes
 // at least, not promised all three); HAProxy's round robin with every node passing its health
-// check (/ready) gives each node clients.
+// check (/ready) gives each node clients. pollingReturns: the balancer sends an address back to
+// its node once that node is up again (nginx's hash), so a polling-only client that had moved
+// away finds its session unknown at its next request and reconnects once more; with HAProxy its
+// cookie keeps it where it is.
 const BALANCERS = [
-	{ name: "nginx", start: startNginx, minNodes: 2 },
-	{ name: "HAProxy", start: startHaproxy, minNodes: 3 }
+	{ name: "nginx", start: startNginx, minNodes: 2, pollingReturns: true },
+	{ name: "HAProxy", start: startHaproxy, minNodes: 3, pollingReturns: false }
 ];
 
 describe("docs/deploy.md", () => {
@@ -167,7 +173,14 @@ describe("three gateway nodes behind nginx and HAProxy (docs/deploy.md)", () => 
 		await waitGatewaysKnowEachOther(c);
 	});
 	afterEach(async () => {
-		if (c) await c.closeAll();
+		if (c) await c.closeAll().catch(async err => {
+			for (const n of c.nodes.filter(n => n.running())) {
+				const st = await statsOf(c, n);
+				const list = await c.producer.call("socket.clients", {}, { nodeID: n.nodeID, timeout: 5000 });
+				console.log(`# left open after closeAll: ${n.nodeID} stats ${JSON.stringify(st.connections)} clients ${JSON.stringify(list.map(e => [e.id, e.transport, e.userId]))}`);
+			}
+			throw err;
+		});
 		if (lb) await lb.stop();
 		lb = null;
 	});
@@ -201,17 +214,28 @@ describe("three gateway nodes behind nginx and HAProxy (docs/deploy.md)", () => 
 		s.address = address;
 		s.inits = 0;
 		s.subscribed = 0;
+		s.sessionIds = []; // the Socket.IO id of each connection (socket.io-client uses s.ids itself)
+		s.subscribeErrors = [];
 		s.on("connection-init", async () => {
 			s.inits++;
-			await s.emitWithAck("subscribe", { roomParts: "notification-change", individual: true });
-			await s.emitWithAck("subscribe", { roomParts: "record:orders:change-42" });
-			s.subscribed++;
+			s.sessionIds.push(s.id);
+			try {
+				await s.emitWithAck("subscribe", { roomParts: "notification-change", individual: true });
+				await s.emitWithAck("subscribe", { roomParts: "record:orders:change-42" });
+				s.subscribed++;
+			} catch (err) {
+				// Disconnected before the acks: the next connection subscribes again.
+				s.subscribeErrors.push(err.message);
+			}
 		});
 		return s;
 	}
 
 	async function ready(s, inits = 1) {
-		await h.waitFor(() => s.inits >= inits && s.subscribed >= inits, 8000, { what: `connection-init + subscribe #${inits} of ${s.address}` });
+		await h.waitFor(() => s.inits >= inits && s.subscribed >= inits, 8000, {
+			what: `connection-init + subscribe #${inits} of ${s.address} (${s.transportName}; inits ${s.inits}, subscribed ${s.subscribed}, ` +
+				`disconnects ${JSON.stringify(s.disconnects)}, subscribe errors ${JSON.stringify(s.subscribeErrors)})`
+		});
 	}
 
 	/** nodeIndex of every socket id, from socket.clients of each running node; fails on a duplicate. */
@@ -256,19 +280,19 @@ describe("three gateway nodes behind nginx and HAProxy (docs/deploy.md)", () => 
 			for (let i = 0; i < PER_TRANSPORT; i++) {
 				const [name, user, tenant] = USERS[i % USERS.length];
 				const s = lbClient({ transports: t.transports, cookie: name && COOKIES[name] });
-				Object.assign(s, { transportName: t.name, user, tenant });
+				Object.assign(s, { transportName: t.name, ends: t.ends, user, tenant });
 				clients.push(s);
 			}
 		}
 		await Promise.all(clients.map(s => ready(s)));
 		// The default clients upgrade through the balancer: the upgrade request reached the node
 		// that holds their polling session.
-		await h.waitFor(() => clients.every(s => s.io.engine && s.io.engine.transport.name === "websocket"), 8000, { what: "every client on websocket" });
+		await h.waitFor(() => clients.every(s => s.io.engine && s.io.engine.transport.name === s.ends), 8000, { what: "every default client upgraded" });
 		return clients;
 	}
 
 	for (const B of BALANCERS) {
-		it(`${B.name}: default and websocket-only clients with their cookies, spread over the nodes, each event exactly once; a node drained, then back`, async () => {
+		it(`${B.name}: default, websocket-only and polling-only clients with their cookies, spread over the nodes, each event exactly once; a node drained, then back`, async () => {
 			lb = await B.start(c.ports);
 			const t0 = Date.now();
 			const clients = await connectClients();
@@ -280,7 +304,7 @@ describe("three gateway nodes behind nginx and HAProxy (docs/deploy.md)", () => 
 				assert.ok(where.has(s.id), `${s.address} is on a node`);
 				const entry = entries.get(s.id);
 				assert.equal(entry.userId, s.user, `${s.address}: the auth cookie passed the balancer`);
-				assert.equal(entry.transport, "websocket");
+				assert.equal(entry.transport, s.ends, `${s.address} ${s.transportName}`);
 			}
 			assert.ok(counts.filter(n => n > 0).length >= B.minNodes, `clients on ${B.minNodes} nodes at least: ${counts}`);
 			const stats = await Promise.all(c.nodes.map(n => statsOf(c, n)));
@@ -336,7 +360,7 @@ describe("three gateway nodes behind nginx and HAProxy (docs/deploy.md)", () => 
 			// each one is a connect the balancer decides.
 			await h.waitFor(async () => {
 				const s = lbClient({ transports: ["polling", "websocket"], cookie: COOKIES.U1 });
-				Object.assign(s, { transportName: "default", user: "U1", tenant: "S1" });
+				Object.assign(s, { transportName: "default", ends: "websocket", user: "U1", tenant: "S1" });
 				fresh.push(s);
 				await ready(s);
 				return (await statsOf(c, again)).connections.total > 0;
@@ -344,6 +368,30 @@ describe("three gateway nodes behind nginx and HAProxy (docs/deploy.md)", () => 
 			({ where } = await placement());
 			assert.ok(fresh.some(s => where.get(s.id) === k));
 			console.log(`# ${B.name}: the restarted node got a new client after ${Date.now() - tBack} ms (${fresh.length} new clients)`);
+			const returning = B.pollingReturns ? moved.filter(s => s.ends === "polling") : [];
+			if (returning.length) {
+				// An event answers every held poll; the next poll of a returning client reaches the
+				// restarted node, which does not know its session.
+				c.producer.broadcast("$socket.emit", { eventName: "nudge", eventParams: 1 });
+				await Promise.all(returning.map(s => ready(s, 3)));
+				({ where } = await placement());
+				for (const s of returning) assert.equal(where.get(s.id), k, `${s.address}: back on its node`);
+				// The session each left on the other node is orphaned: its client polls elsewhere,
+				// and the node keeps it until pingInterval + pingTimeout (45 s) pass without a pong.
+				// An operator (here the test) can close it at once.
+				for (const s of returning) {
+					const orphan = s.sessionIds[1];
+					const node = c.nodes[where.get(orphan)];
+					assert.ok(node && where.get(orphan) !== k, `${s.address}: its previous session ${orphan} is still open on another node`);
+					assert.deepEqual(await c.producer.call("socket.disconnect", { sid: orphan }, { nodeID: node.nodeID, timeout: 5000 }), { disconnected: 1 });
+				}
+				console.log(`# ${B.name}: ${returning.length} polling-only client(s) moved back to the restarted node (a third connect), leaving an orphaned session each on the other node`);
+			}
+			// Nobody else reconnected: a WebSocket keeps its node, a cookie keeps a polling session's.
+			for (const s of clients) {
+				const expected = returning.includes(s) ? 3 : moved.includes(s) ? 2 : 1;
+				assert.equal(s.inits, expected, `${s.address} ${s.transportName}: connection-inits`);
+			}
 			const everyone = [...clients, ...fresh];
 			const tag3 = emitEvents();
 			await crossBarrier(c, everyone);
