@@ -100,11 +100,12 @@ async function launchNginx(ports, port) {
 	site = replaceEach(site, /^(\s*)server 10\.0\.0\.1\d:3000 /gm,
 		ports.map(p => (_, indent) => `${indent}server 127.0.0.1:${p} `), "nginx.conf servers");
 	fs.writeFileSync(path.join(dir, "steedos-socket.conf"), site);
-	// The main configuration a distribution's nginx.conf would be, kept inside the temp dir. As
-	// root, nginx's workers would run as nobody, who cannot enter the temp dir.
+	// The main configuration a distribution's nginx.conf would be, kept inside the temp dir. One
+	// process, no master: a worker would outlive a master killed with SIGKILL (the harness's
+	// clean-up at exit). As root, nginx would serve as nobody, who cannot enter the temp dir.
 	fs.writeFileSync(path.join(dir, "nginx.conf"), [
 		process.getuid && process.getuid() === 0 ? "user root;" : "",
-		"worker_processes 1;",
+		"master_process off;",
 		"pid nginx.pid;",
 		"error_log stderr warn;",
 		"events { worker_connections 1024; }",
