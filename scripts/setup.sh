@@ -57,6 +57,9 @@ if [ "$with_test_npm" -eq 1 ]; then
   APT_PACKAGES+=(python3-yaml)
   # The metrics tests check the exposition with promtool and scrape it with a Prometheus server.
   APT_PACKAGES+=(prometheus)
+  # The load-balancer tests put three nodes behind nginx and behind HAProxy (docs/deploy.md's
+  # configurations); each test starts its own foreground process, never the packages' services.
+  APT_PACKAGES+=(nginx-light haproxy)
 fi
 # Headless Chromium for the browser tests; running the node does not need it.
 if [ "$with_browser" -eq 1 ]; then
