@@ -47,21 +47,29 @@ struct Gathering {
   }
 };
 
-// The live nodes, other than this one, with an endpoint of `action` in the registry (a node
-// that stopped or expired has none; a paused one keeps its endpoints until its heartbeats
-// expire, and then costs one timeout).
-std::vector<std::string> other_nodes_with(const moleculer::Broker& broker,
-                                          const std::string& action) {
+// Whether `node` advertises the service `service` (INFO `fullName`, or `name` without a
+// version).
+bool offers_service(const moleculer::NodeInfo& node, const std::string& service) {
+  if (!node.services.is_array()) return false;
+  return std::any_of(node.services.begin(), node.services.end(), [&](const Json& entry) {
+    if (!entry.is_object()) return false;
+    if (entry.value("fullName", "") == service) return true;
+    const auto version = entry.find("version");
+    return entry.value("name", "") == service && (version == entry.end() || version->is_null());
+  });
+}
+
+// The live nodes, other than this one, that run the service of `action` (a node that stopped
+// or expired is offline; a paused one stays available until its heartbeats expire, and then
+// costs one timeout). A node of the service without this action (an older version) is asked
+// too, and its "not found" error names it in `missing` rather than leaving it out unseen.
+std::vector<std::string> other_nodes_of_service(const moleculer::Broker& broker,
+                                                const std::string& action) {
+  const std::string service = action.substr(0, action.rfind('.'));
   std::vector<std::string> ids;
-  const auto* list = broker.registry().find_action(action);
-  if (list == nullptr) return ids;
-  for (const auto& endpoint : list->endpoints) {
-    if (endpoint.local) continue;
-    const auto* node = broker.registry().find_node(endpoint.node_id);
-    if (node == nullptr || !node->available) continue;
-    if (std::find(ids.begin(), ids.end(), endpoint.node_id) == ids.end()) {
-      ids.push_back(endpoint.node_id);
-    }
+  for (const auto& [id, node] : broker.registry().nodes()) {
+    if (node.local || !node.available) continue;
+    if (offers_service(node, service)) ids.push_back(id);
   }
   return ids;
 }
@@ -93,7 +101,7 @@ void ask_every_node(moleculer::Broker& broker, const std::string& action, const 
   gathering->action = action;
   gathering->done = std::move(done);
   gathering->answers.nodes[broker.node_id()] = std::move(local_answer);
-  const auto others = other_nodes_with(broker, action);
+  const auto others = other_nodes_of_service(broker, action);
   // One count for this node, released last, so that replies arriving while the calls are still
   // being sent cannot finish the gathering early.
   gathering->waiting = others.size() + 1;

@@ -1001,12 +1001,13 @@ TEST_SUITE("node metrics") {
 
 namespace {
 
-// A `socket` node that never answers (a paused or wedged node the registry still lists): every
-// action of the service is offered and none replies, so only the caller's timeout ends a call.
-ServiceSchema silent_socket_service() {
+// A `socket` node offering `actions`, none of which answers (a paused or wedged node the
+// registry still lists): only the caller's timeout ends a call.
+ServiceSchema silent_socket_service(std::vector<const char*> actions = {
+                                        "stats", "clients", "disconnect", "join", "leave"}) {
   ServiceSchema s;
   s.name = "socket";
-  for (const char* name : {"stats", "clients", "disconnect", "join", "leave"}) {
+  for (const char* name : actions) {
     ActionSchema action;
     action.raw_name = name;
     action.handler = [](ContextPtr, Respond) {};
@@ -1015,7 +1016,8 @@ ServiceSchema silent_socket_service() {
   return s;
 }
 
-// Three gateway nodes on one memory bus (gw-a has the auth service), optionally a silent fourth.
+// Three gateway nodes on one memory bus (gw-a has the auth service), optionally a fourth
+// `socket` node "gw-silent" with the service `fourth` (which offers socket.stats).
 struct ClusterFixture {
   asio::io_context loop;
   MemoryBus bus{loop};
@@ -1026,7 +1028,7 @@ struct ClusterFixture {
   std::vector<std::unique_ptr<SocketService>> services;
   std::unique_ptr<Broker> silent;
 
-  explicit ClusterFixture(bool with_silent_node = false) {
+  explicit ClusterFixture(std::optional<ServiceSchema> fourth = std::nullopt) {
     for (const char* id : {"gw-a", "gw-b", "gw-c"}) {
       brokers.push_back(make_broker(bus, id));
       hubs.push_back(std::make_unique<FakeHub>());
@@ -1034,18 +1036,18 @@ struct ClusterFixture {
       brokers.back()->add_service(services.back()->schema());
     }
     brokers[0]->add_service(fake_auth(&auth_calls));
-    if (with_silent_node) {
+    if (fourth) {
       silent = make_broker(bus, "gw-silent");
-      silent->add_service(silent_socket_service());
+      silent->add_service(std::move(*fourth));
     }
     for (auto& broker : brokers) start(loop, *broker);
     if (silent) start(loop, *silent);
     const size_t socket_nodes = silent ? 4 : 3;
     REQUIRE(run_until(loop, [&] {
       return std::all_of(brokers.begin(), brokers.end(), [&](const auto& broker) {
-        const auto* join = broker->registry().find_action("socket.join");
+        const auto* stats = broker->registry().find_action("socket.stats");
         const auto* auth = broker->registry().find_action("auth.session");
-        return join != nullptr && join->endpoints.size() == socket_nodes && auth != nullptr;
+        return stats != nullptr && stats->endpoints.size() == socket_nodes && auth != nullptr;
       });
     }));
   }
@@ -1258,7 +1260,7 @@ TEST_SUITE("socket service: operator actions (issue 12)") {
   }
 
   TEST_CASE("cluster: true: a node that does not answer costs one timeout and is named missing") {
-    ClusterFixture c(true);
+    ClusterFixture c(silent_socket_service());
     c.connect_users();
     const auto started = std::chrono::steady_clock::now();
     Outcome stats = c.call("socket.stats", Json{{"cluster", true}, {"timeout", 300}});
@@ -1282,10 +1284,23 @@ TEST_SUITE("socket service: operator actions (issue 12)") {
     bool stopped = false;
     c.silent->stop([&] { stopped = true; });
     REQUIRE(run_until(c.loop, [&] {
-      return stopped && c.brokers[0]->registry().find_action("socket.join")->endpoints.size() == 3;
+      return stopped && c.brokers[0]->registry().find_action("socket.stats")->endpoints.size() == 3;
     }));
     Outcome after = c.call("socket.clients", Json{{"cluster", true}, {"timeout", 200}});
     CHECK(after.data["missing"] == Json::array());
     CHECK(after.data["total"] == 2);
+  }
+
+  TEST_CASE("cluster: true: a socket node without the action (an older version) is named missing") {
+    ClusterFixture c(silent_socket_service({"stats"}));
+    c.connect_users();
+    Outcome join =
+        c.call("socket.join", Json{{"cluster", true}, {"room", "S1-ops"}, {"userId", "U1"}});
+    REQUIRE(join.ok);
+    CHECK(join.data["total"]["joined"] == 3);
+    CHECK(
+        join.data["missing"] ==
+        Json::array({Json{{"nodeID", "gw-silent"},
+                          {"reason", "Service 'socket.join' is not found on 'gw-silent' node."}}}));
   }
 }
