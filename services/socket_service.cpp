@@ -4,6 +4,7 @@
 
 #include "common/log.hpp"
 #include "common/token_bucket.hpp"
+#include "services/cluster_calls.hpp"
 #include "services/steedos_action_params.hpp"
 #include "services/steedos_events.hpp"
 #include "services/steedos_rooms.hpp"
@@ -515,6 +516,111 @@ Json SocketService::socket_limit_counters() const {
               {"authInFlight", counters_.auth_in_flight}};
 }
 
+bool SocketService::selected(Client& client, const SocketSelector& selector) {
+  const auto* session = client.session();
+  if (!session) return false;  // not (or no longer) accepted: no operator action reaches it
+  if (selector.sid && client.id() != *selector.sid) return false;
+  if (selector.user_id && session->user_id() != selector.user_id) return false;
+  if (selector.tenant_id && session->tenant_id() != selector.tenant_id) return false;
+  if (selector.in_room && !client.in_room(*selector.in_room)) return false;
+  return true;
+}
+
+Json SocketService::client_list(const rules::ClientsParams& params) {
+  Json list = Json::array();
+  hub_.for_each_client([&](Client& client) {
+    if (!selected(client,
+                  SocketSelector{params.user_id, std::nullopt, params.room, std::nullopt})) {
+      return;
+    }
+    const auto* session = client.session();
+    list.push_back(Json{
+        {"id", client.id()},
+        {"userId", nullable(session->user_id())},
+        {"tenantId", nullable(session->tenant_id())},
+        {"anonymous", session->anonymous()},
+        {"transport", client.transport() == ClientTransport::Polling ? "polling" : "websocket"},
+        {"rooms", client.rooms()}});
+  });
+  return list;
+}
+
+// Socket.IO's socketsJoin on this node, with the isolation and the room limit a client's own
+// subscribe gets: a socket outside the room's tenant (or barred from it) and a socket at
+// gateway.maxRoomsPerSocket are skipped and counted, never half-joined.
+Json SocketService::join_room(const rules::RoomActionParams& params) {
+  const SocketSelector selector{params.user_id, params.sid, params.in_room, params.tenant_id};
+  const std::vector<std::string> rooms{params.room};
+  size_t matched = 0, joined = 0, already_in = 0, at_limit = 0, forbidden = 0;
+  hub_.for_each_client([&](Client& client) {
+    if (!selected(client, selector)) return;
+    matched++;
+    if (client.in_room(params.room)) {
+      already_in++;
+      return;
+    }
+    if (!rules::may_join_room(params.room, client.session()->view(), config_.gateway).empty()) {
+      forbidden++;
+      return;
+    }
+    if (!rules::max_rooms_check(client.rooms(), rooms, config_.gateway.max_rooms_per_socket)
+             .empty()) {
+      at_limit++;
+      counters_.rooms_per_socket++;
+      return;
+    }
+    client.join(params.room);
+    joined++;
+  });
+  component_logger("socket")->info(
+      "socket.join '{}': {} socket(s) matched, {} joined, {} already in, {} skipped at "
+      "gateway.maxRoomsPerSocket, {} skipped as forbidden",
+      params.room, matched, joined, already_in, at_limit, forbidden);
+  return Json{{"matched", matched},
+              {"joined", joined},
+              {"alreadyIn", already_in},
+              {"skipped", {{"roomsPerSocket", at_limit}, {"forbidden", forbidden}}}};
+}
+
+// Socket.IO's socketsLeave on this node.
+Json SocketService::leave_room(const rules::RoomActionParams& params) {
+  const SocketSelector selector{params.user_id, params.sid, params.in_room, params.tenant_id};
+  size_t matched = 0, left = 0;
+  hub_.for_each_client([&](Client& client) {
+    if (!selected(client, selector)) return;
+    matched++;
+    if (!client.in_room(params.room)) return;
+    client.leave(params.room);
+    left++;
+  });
+  component_logger("socket")->info("socket.leave '{}': {} socket(s) matched, {} left", params.room,
+                                   matched, left);
+  return Json{{"matched", matched}, {"left", left}};
+}
+
+// This node's answer, or with `cluster: true` every live node's (issue 12): the same action
+// without `cluster` asked of each other node, so no node fans out again.
+void SocketService::answer_in_scope(const ContextPtr& ctx, const rules::ClusterScope& scope,
+                                    Json local, const Respond& respond,
+                                    std::function<Json(NodeAnswers)> reply) {
+  if (!scope.cluster) {
+    respond(Outcome::success(std::move(local)));
+    return;
+  }
+  Json params = ctx->params.is_object() ? ctx->params : Json::object();
+  params.erase("cluster");
+  params.erase("timeout");
+  ask_every_node(broker_, ctx->name, params, std::move(local), scope.timeout_ms, ctx,
+                 [respond, reply = std::move(reply)](NodeAnswers answers) {
+                   respond(Outcome::success(reply(std::move(answers))));
+                 });
+}
+
+Json SocketService::summed_reply(NodeAnswers answers) {
+  Json total = sum_counts(answers.nodes);
+  return cluster_reply(std::move(answers), std::move(total));
+}
+
 ServiceSchema SocketService::schema() {
   ServiceSchema service;
   service.name = config_.service_name;
@@ -566,11 +672,33 @@ ServiceSchema SocketService::schema() {
             deliver(params.event, dump_json(params.data), params.room ? &rooms : nullptr);
         respond(Outcome::success(Json{{"delivered", delivered}}));
       });
-  action("stats", Json::object(),
-         [this](ContextPtr, Respond respond) { respond(Outcome::success(stats())); });
-  action("clients",
-         Json{{"room", {{"type", "string"}, {"optional", true}}},
-              {"userId", {{"type", "string"}, {"optional", true}}}},
+  // Every operator action but emit can ask the whole cluster (`cluster: true`, issue 12).
+  const Json cluster_params = {{"cluster", {{"type", "boolean"}, {"optional", true}}},
+                               {"timeout",
+                                {{"type", "number"},
+                                 {"integer", true},
+                                 {"min", rules::kClusterTimeoutMinMs},
+                                 {"max", rules::kClusterTimeoutMaxMs},
+                                 {"optional", true}}}};
+  auto with_cluster = [&cluster_params](Json params) {
+    params.update(cluster_params);
+    return params;
+  };
+  const Json optional_string = {{"type", "string"}, {"optional", true}};
+  action("stats", with_cluster(Json::object()), [this, node_id](ContextPtr ctx, Respond respond) {
+    auto validated = rules::validate_stats_params(ctx->params);
+    if (auto* failure = std::get_if<rules::ValidationFailure>(&validated)) {
+      respond(Outcome::failure(failure->to_error(node_id, ctx->name)));
+      return;
+    }
+    answer_in_scope(ctx, std::get<rules::StatsParams>(validated).scope, stats(), respond,
+                    [](NodeAnswers answers) {
+                      // Per-node identity and age do not add up.
+                      Json total = sum_counts(answers.nodes, {"nodeID", "uptime"});
+                      return cluster_reply(std::move(answers), std::move(total));
+                    });
+  });
+  action("clients", with_cluster(Json{{"room", optional_string}, {"userId", optional_string}}),
          [this, node_id](ContextPtr ctx, Respond respond) {
            auto validated = rules::validate_clients_params(ctx->params);
            if (auto* failure = std::get_if<rules::ValidationFailure>(&validated)) {
@@ -578,27 +706,21 @@ ServiceSchema SocketService::schema() {
              return;
            }
            const auto& params = std::get<rules::ClientsParams>(validated);
-           Json list = Json::array();
-           hub_.for_each_client([&](Client& client) {
-             const auto* session = client.session();
-             if (!session) return;
-             if (params.room && !client.in_room(*params.room)) return;
-             if (params.user_id && session->user_id() != params.user_id) return;
-             list.push_back(
-                 Json{{"id", client.id()},
-                      {"userId", nullable(session->user_id())},
-                      {"tenantId", nullable(session->tenant_id())},
-                      {"anonymous", session->anonymous()},
-                      {"transport",
-                       client.transport() == ClientTransport::Polling ? "polling" : "websocket"},
-                      {"rooms", client.rooms()}});
-           });
-           respond(Outcome::success(std::move(list)));
+           answer_in_scope(ctx, params.scope, client_list(params), respond,
+                           [](NodeAnswers answers) {
+                             // The list once, each entry with its node; per node its count.
+                             Json clients = concat_client_lists(answers.nodes);
+                             for (auto& entry : answers.nodes) {
+                               entry = Json{{"clients", entry.is_array() ? entry.size() : 0}};
+                             }
+                             Json reply = cluster_reply(std::move(answers), clients.size());
+                             reply["clients"] = std::move(clients);
+                             return reply;
+                           });
          });
   action("disconnect",
-         Json{{"userId", {{"type", "string"}, {"optional", true}}},
-              {"sid", {{"type", "string"}, {"optional", true}}},
-              {"tenantId", {{"type", "string"}, {"optional", true}}}},
+         with_cluster(Json{
+             {"userId", optional_string}, {"sid", optional_string}, {"tenantId", optional_string}}),
          [this, node_id](ContextPtr ctx, Respond respond) {
            auto validated = rules::validate_disconnect_params(ctx->params);
            if (auto* failure = std::get_if<rules::ValidationFailure>(&validated)) {
@@ -608,16 +730,33 @@ ServiceSchema SocketService::schema() {
            const auto& params = std::get<rules::DisconnectParams>(validated);
            std::vector<std::string> ids;
            hub_.for_each_client([&](Client& client) {
-             const auto* session = client.session();
-             if (!session) return;
-             if (params.sid && client.id() != *params.sid) return;
-             if (params.user_id && session->user_id() != params.user_id) return;
-             if (params.tenant_id && session->tenant_id() != params.tenant_id) return;
-             ids.push_back(client.id());
+             if (selected(client, SocketSelector{params.user_id, params.sid, std::nullopt,
+                                                 params.tenant_id})) {
+               ids.push_back(client.id());
+             }
            });
            hub_.disconnect(ids);
-           respond(Outcome::success(Json{{"disconnected", ids.size()}}));
+           answer_in_scope(ctx, params.scope, Json{{"disconnected", ids.size()}}, respond,
+                           summed_reply);
          });
+  for (const bool join : {true, false}) {
+    action(join ? "join" : "leave",
+           with_cluster(Json{{"room", "string"},
+                             {"userId", optional_string},
+                             {"sid", optional_string},
+                             {"inRoom", optional_string},
+                             {"tenantId", optional_string}}),
+           [this, node_id, join](ContextPtr ctx, Respond respond) {
+             auto validated = rules::validate_room_action_params(ctx->params);
+             if (auto* failure = std::get_if<rules::ValidationFailure>(&validated)) {
+               respond(Outcome::failure(failure->to_error(node_id, ctx->name)));
+               return;
+             }
+             const auto& params = std::get<rules::RoomActionParams>(validated);
+             Json local = join ? join_room(params) : leave_room(params);
+             answer_in_scope(ctx, params.scope, std::move(local), respond, summed_reply);
+           });
+  }
   return service;
 }
 

@@ -14,8 +14,10 @@
 #include "moleculer/broker.hpp"
 #include "services/auth_coalescer.hpp"
 #include "services/client_hub.hpp"
+#include "services/cluster_calls.hpp"
 #include "services/config.hpp"
 #include "services/session_registry.hpp"
+#include "services/steedos_action_params.hpp"
 #include "services/steedos_auth_rules.hpp"
 #include "services/steedos_events.hpp"
 
@@ -191,6 +193,26 @@ class SocketService {
   }
   void handle_rooms(Client& client, const std::vector<std::string_view>& args, const Reply& reply,
                     bool subscribe);
+  /// Which sockets an operator action reaches (AND of the given filters; unset: any).
+  struct SocketSelector {
+    std::optional<std::string> user_id;
+    std::optional<std::string> sid;
+    std::optional<std::string> in_room;
+    std::optional<std::string> tenant_id;
+  };
+  /// Accepted clients (with a session) that match `selector`.
+  static bool selected(Client& client, const SocketSelector& selector);
+  /// socket.clients on this node.
+  Json client_list(const rules::ClientsParams& params);
+  /// socket.join / socket.leave on this node: `{ matched, joined, alreadyIn, skipped:
+  /// { roomsPerSocket, forbidden } }` / `{ matched, left }`.
+  Json join_room(const rules::RoomActionParams& params);
+  Json leave_room(const rules::RoomActionParams& params);
+  /// Responds with `local`, or (`cluster: true`) with `reply` of every live node's answer.
+  void answer_in_scope(const ContextPtr& ctx, const rules::ClusterScope& scope, Json local,
+                       const Respond& respond, std::function<Json(NodeAnswers)> reply);
+  /// The cluster reply whose total is the sum of the nodes' counts.
+  static Json summed_reply(NodeAnswers answers);
   void on_metadata(const Context& ctx);
   void on_notification_users(const Context& ctx);
   void on_broadcast_socket_emit(const Context& ctx);

@@ -2,6 +2,7 @@
 
 #include "protocol/socketio.hpp"
 #include "services/steedos_events.hpp"
+#include "services/steedos_rooms.hpp"
 
 namespace steedos::services::rules {
 
@@ -44,6 +45,60 @@ std::optional<std::string> check_string(const Json& params, const char* key, boo
     return std::nullopt;
   }
   return value->get<std::string>();
+}
+
+// fastest-validator `{ type: "boolean", optional: true }`: absent or null is false.
+bool check_boolean(const Json& params, const char* key, Json& errors) {
+  const Json* value = member(params, key);
+  if (value == nullptr || value->is_null()) return false;
+  if (value->is_boolean()) return value->get<bool>();
+  const std::string field = key;
+  add_error(errors, "boolean", "The '" + field + "' field must be a boolean.", field, value);
+  return false;
+}
+
+// fastest-validator `{ type: "number", integer: true, min, max, optional: true }` with its
+// message texts; absent or null is `fallback`.
+int check_integer(const Json& params, const char* key, int min, int max, int fallback,
+                  Json& errors) {
+  const Json* value = member(params, key);
+  if (value == nullptr || value->is_null()) return fallback;
+  const std::string field = key;
+  if (!value->is_number()) {
+    add_error(errors, "number", "The '" + field + "' field must be a number.", field, value);
+    return fallback;
+  }
+  const double number = value->get<double>();
+  if (number != static_cast<double>(static_cast<long long>(number))) {
+    add_error(errors, "numberInteger", "The '" + field + "' field must be an integer.", field,
+              value);
+    return fallback;
+  }
+  if (number < min) {
+    add_error(
+        errors, "numberMin",
+        "The '" + field + "' field must be greater than or equal to " + std::to_string(min) + ".",
+        field, value);
+    return fallback;
+  }
+  if (number > max) {
+    add_error(
+        errors, "numberMax",
+        "The '" + field + "' field must be less than or equal to " + std::to_string(max) + ".",
+        field, value);
+    return fallback;
+  }
+  return static_cast<int>(number);
+}
+
+// `cluster` and `timeout` (issue 12). A timeout without `cluster` is accepted and unused: the
+// node answers at once.
+ClusterScope check_cluster_scope(const Json& params, Json& errors) {
+  ClusterScope scope;
+  scope.cluster = check_boolean(params, "cluster", errors);
+  scope.timeout_ms = check_integer(params, "timeout", kClusterTimeoutMinMs, kClusterTimeoutMaxMs,
+                                   kClusterTimeoutDefaultMs, errors);
+  return scope;
 }
 
 // Moleculer hands `{}` to an action called without params; anything but an object (or null) has
@@ -93,6 +148,16 @@ Validated<EmitParams> validate_emit_params(const Json& input) {
   return result;
 }
 
+Validated<StatsParams> validate_stats_params(const Json& input) {
+  ValidationFailure failure;
+  const Json* params = params_object(input, failure);
+  if (params == nullptr) return failure;
+  StatsParams result;
+  result.scope = check_cluster_scope(*params, failure.errors);
+  if (!failure.errors.empty()) return failure;
+  return result;
+}
+
 Validated<ClientsParams> validate_clients_params(const Json& input) {
   ValidationFailure failure;
   const Json* params = params_object(input, failure);
@@ -100,6 +165,7 @@ Validated<ClientsParams> validate_clients_params(const Json& input) {
   ClientsParams result;
   result.room = check_string(*params, "room", true, failure.errors);
   result.user_id = check_string(*params, "userId", true, failure.errors);
+  result.scope = check_cluster_scope(*params, failure.errors);
   if (!failure.errors.empty()) return failure;
   return result;
 }
@@ -112,6 +178,7 @@ Validated<DisconnectParams> validate_disconnect_params(const Json& input) {
   result.user_id = check_string(*params, "userId", true, failure.errors);
   result.sid = check_string(*params, "sid", true, failure.errors);
   result.tenant_id = check_string(*params, "tenantId", true, failure.errors);
+  result.scope = check_cluster_scope(*params, failure.errors);
   if (!failure.errors.empty()) return failure;
   // Without a filter the action would close every socket of the node: an operator must say so
   // explicitly with a filter. fastest-validator has no "one of" rule; this item names all three.
@@ -121,6 +188,40 @@ Validated<DisconnectParams> validate_disconnect_params(const Json& input) {
               "userId|sid|tenantId", nullptr);
     return failure;
   }
+  return result;
+}
+
+Validated<RoomActionParams> validate_room_action_params(const Json& input) {
+  ValidationFailure failure;
+  const Json* params = params_object(input, failure);
+  if (params == nullptr) return failure;
+  RoomActionParams result;
+  auto room = check_string(*params, "room", false, failure.errors);
+  if (room) {
+    // The room names the service itself makes and delivers to (§3, §9): no control
+    // characters, bounded. No fastest-validator rule says this; the type names what was broken.
+    std::string reason = check_room_name(*room);
+    if (!reason.empty()) {
+      add_error(failure.errors, "roomName",
+                "The 'room' field is not a valid room name: " + reason + ".", "room",
+                member(*params, "room"));
+    }
+  }
+  result.user_id = check_string(*params, "userId", true, failure.errors);
+  result.sid = check_string(*params, "sid", true, failure.errors);
+  result.in_room = check_string(*params, "inRoom", true, failure.errors);
+  result.tenant_id = check_string(*params, "tenantId", true, failure.errors);
+  result.scope = check_cluster_scope(*params, failure.errors);
+  if (!failure.errors.empty()) return failure;
+  // tenantId only narrows: "every socket of a tenant" is a selection an operator makes with
+  // inRoom or userId, so a mistyped call cannot sweep a whole tenant (or node) into a room.
+  if (!result.user_id && !result.sid && !result.in_room) {
+    add_error(failure.errors, "required",
+              "At least one of the 'userId', 'sid' or 'inRoom' fields is required.",
+              "userId|sid|inRoom", nullptr);
+    return failure;
+  }
+  result.room = std::move(*room);
   return result;
 }
 

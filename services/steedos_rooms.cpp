@@ -136,6 +136,36 @@ std::string max_rooms_check(const std::vector<std::string>& current_named_rooms,
   return "too many rooms (max " + std::to_string(max) + " per socket)";
 }
 
+std::string check_room_name(const std::string& room) {
+  if (room.empty()) return "empty";
+  if (room.size() > kMaxRoomNameBytes) {
+    return "longer than " + std::to_string(kMaxRoomNameBytes) + " bytes";
+  }
+  if (has_control_character(room)) return "contains control characters";
+  return "";
+}
+
+std::string may_join_room(const std::string& room, const SessionView& session,
+                          const GatewaySettings& settings) {
+  if (!session.tenant_id || session.tenant_id->empty()) return "no tenant for this connection";
+  const std::string prefix = *session.tenant_id + "-";
+  if (room.size() <= prefix.size() || room.compare(0, prefix.size(), prefix) != 0) {
+    return "room of another tenant";
+  }
+  if (session.anonymous && !settings.anonymous_rooms) {
+    return "anonymous sockets cannot join tenant rooms";
+  }
+  const std::string part = room.substr(prefix.size());
+  if (names_personal_room(part, settings.individual_room_parts)) {
+    const bool own = !session.anonymous && session.user_id && !session.user_id->empty() &&
+                     part.size() > session.user_id->size() + 1 &&
+                     part.compare(part.size() - session.user_id->size() - 1, std::string::npos,
+                                  "-" + *session.user_id) == 0;
+    if (!own) return "personal room of another user";
+  }
+  return "";
+}
+
 std::optional<std::pair<std::string, Json>> subscribe_event(const RoomRequest& request,
                                                             const SessionView& session) {
   if (!request.ok() || !request.string_form || !session.tenant_id) return std::nullopt;

@@ -17,6 +17,10 @@ namespace steedos::services::rules {
 /// Limits of §3/§9.
 inline constexpr size_t kMaxRoomPartBytes = 256;
 inline constexpr size_t kMaxRoomParts = 64;
+/// The longest full room name an operator action accepts: a tenant id, a part and a user id of
+/// at most kMaxRoomPartBytes each, joined by `-` (the longest a subscribe can make with ids of
+/// that size).
+inline constexpr size_t kMaxRoomNameBytes = 3 * kMaxRoomPartBytes + 2;
 
 /// What the room rules need to know about a socket's session.
 struct SessionView {
@@ -48,6 +52,18 @@ RoomRequest resolve_rooms(const Json& args, const SessionView& session,
 /// refusal reason, empty when within the limit.
 std::string max_rooms_check(const std::vector<std::string>& current_named_rooms,
                             const std::vector<std::string>& new_rooms, size_t max);
+
+/// A full room name given by an operator (socket.join / socket.leave): the reason it is
+/// refused (empty, longer than kMaxRoomNameBytes, control characters), or "" when acceptable.
+std::string check_room_name(const std::string& room);
+
+/// Whether an operator's socket.join may put a socket with `session` into `room`: the isolation
+/// a client's own subscribe gets (§3, §9). The room must be of the socket's tenant
+/// (`<tenantId>-...`); anonymous sockets join only when gateway.anonymousRooms; a personal room
+/// (its part names one of gateway.individualRoomParts) only for the user it ends with. Returns
+/// the refusal reason, "" when allowed.
+std::string may_join_room(const std::string& room, const SessionView& session,
+                          const GatewaySettings& settings);
 
 /// The Moleculer event a successful subscribe emits (§3): `$socket.subscribe.<roomParts>` with
 /// `{ roomParts, individual, space, userId? }` (userId for individual subscriptions). nullopt

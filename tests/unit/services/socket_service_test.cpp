@@ -996,3 +996,311 @@ TEST_SUITE("node metrics") {
     CHECK(stats["rejected"] == 1);
   }
 }
+
+// ============================================================ cluster-wide operator actions
+
+namespace {
+
+// A `socket` node offering `actions`, none of which answers (a paused or wedged node the
+// registry still lists): only the caller's timeout ends a call.
+ServiceSchema silent_socket_service(std::vector<const char*> actions = {
+                                        "stats", "clients", "disconnect", "join", "leave"}) {
+  ServiceSchema s;
+  s.name = "socket";
+  for (const char* name : actions) {
+    ActionSchema action;
+    action.raw_name = name;
+    action.handler = [](ContextPtr, Respond) {};
+    s.actions.push_back(std::move(action));
+  }
+  return s;
+}
+
+// Three gateway nodes on one memory bus (gw-a has the auth service), optionally a fourth
+// `socket` node "gw-silent" with the service `fourth` (which offers socket.stats).
+struct ClusterFixture {
+  asio::io_context loop;
+  MemoryBus bus{loop};
+  Config config = test_config();
+  std::map<std::string, int> auth_calls;
+  std::vector<std::unique_ptr<Broker>> brokers;
+  std::vector<std::unique_ptr<FakeHub>> hubs;
+  std::vector<std::unique_ptr<SocketService>> services;
+  std::unique_ptr<Broker> silent;
+
+  explicit ClusterFixture(std::optional<ServiceSchema> fourth = std::nullopt) {
+    for (const char* id : {"gw-a", "gw-b", "gw-c"}) {
+      brokers.push_back(make_broker(bus, id));
+      hubs.push_back(std::make_unique<FakeHub>());
+      services.push_back(std::make_unique<SocketService>(*brokers.back(), *hubs.back(), config));
+      brokers.back()->add_service(services.back()->schema());
+    }
+    brokers[0]->add_service(fake_auth(&auth_calls));
+    if (fourth) {
+      silent = make_broker(bus, "gw-silent");
+      silent->add_service(std::move(*fourth));
+    }
+    for (auto& broker : brokers) start(loop, *broker);
+    if (silent) start(loop, *silent);
+    const size_t socket_nodes = silent ? 4 : 3;
+    REQUIRE(run_until(loop, [&] {
+      return std::all_of(brokers.begin(), brokers.end(), [&](const auto& broker) {
+        const auto* stats = broker->registry().find_action("socket.stats");
+        const auto* auth = broker->registry().find_action("auth.session");
+        return stats != nullptr && stats->endpoints.size() == socket_nodes && auth != nullptr;
+      });
+    }));
+  }
+
+  /// Connects `id` to node `node` with the cookie of (space, token); true when accepted.
+  bool connect(size_t node, const std::string& id, const std::string& token) {
+    hubs[node]->connect(id, cookie("S1", token));
+    REQUIRE(run_until(loop, [&] { return hubs[node]->decided(id); }));
+    return hubs[node]->find(id) != nullptr;
+  }
+  /// U1 on every node (a1, b1, c1), U2 on gw-a and gw-c (a2, c2).
+  void connect_users() {
+    REQUIRE(connect(0, "a1", "T1"));
+    REQUIRE(connect(1, "b1", "T1"));
+    REQUIRE(connect(2, "c1", "T1"));
+    REQUIRE(connect(0, "a2", "T2"));
+    REQUIRE(connect(2, "c2", "T2"));
+  }
+  Outcome call(const std::string& action, const Json& params, size_t node = 0) {
+    return ::call(loop, *brokers[node], action, params);
+  }
+  FakeClient& client(size_t node, const std::string& id) {
+    FakeClient* found = hubs[node]->find(id);
+    REQUIRE(found != nullptr);
+    return *found;
+  }
+};
+
+std::vector<std::string> keys_of(const Json& object) {
+  std::vector<std::string> keys;
+  for (auto it = object.begin(); it != object.end(); ++it) keys.push_back(it.key());
+  std::sort(keys.begin(), keys.end());
+  return keys;
+}
+
+}  // namespace
+
+TEST_SUITE("socket service: operator actions (issue 12)") {
+  TEST_CASE("socket.join / socket.leave select by userId, sid, inRoom and narrow by tenantId") {
+    Fixture f;
+    f.connect_three();
+    REQUIRE(f.connect("u1b", cookie("S1", "T1")));
+    Outcome by_user = f.call("socket.join", Json{{"room", "S1-ops"}, {"userId", "U1"}});
+    REQUIRE(by_user.ok);
+    CHECK(by_user.data == Json{{"matched", 2},
+                               {"joined", 2},
+                               {"alreadyIn", 0},
+                               {"skipped", {{"roomsPerSocket", 0}, {"forbidden", 0}}}});
+    CHECK(f.hub.find("u1")->in_room("S1-ops"));
+    CHECK(f.hub.find("u1b")->in_room("S1-ops"));
+    CHECK_FALSE(f.hub.find("u2")->in_room("S1-ops"));
+    // Joined for real: an emit to the room reaches exactly them.
+    CHECK(f.call("socket.emit", Json{{"event", "e"}, {"data", 1}, {"room", "S1-ops"}}).data ==
+          Json{{"delivered", 2}});
+    // Again: nothing new, counted as already in.
+    CHECK(f.call("socket.join", Json{{"room", "S1-ops"}, {"userId", "U1"}}).data["alreadyIn"] == 2);
+    // inRoom: the sockets of one room join another; tenantId narrows (S2 has none of them).
+    CHECK(f.call("socket.join", Json{{"room", "S1-ops2"}, {"inRoom", "S1-ops"}, {"tenantId", "S2"}})
+              .data["matched"] == 0);
+    CHECK(f.call("socket.join", Json{{"room", "S1-ops2"}, {"inRoom", "S1-ops"}}).data["joined"] ==
+          2);
+    CHECK(f.call("socket.join", Json{{"room", "S1-ops"}, {"sid", "u2"}}).data["joined"] == 1);
+
+    Outcome leave = f.call("socket.leave", Json{{"room", "S1-ops"}, {"sid", "u1"}});
+    REQUIRE(leave.ok);
+    CHECK(leave.data == Json{{"matched", 1}, {"left", 1}});
+    CHECK_FALSE(f.hub.find("u1")->in_room("S1-ops"));
+    CHECK(f.hub.find("u1")->in_room("S1-ops2"));
+    CHECK(f.call("socket.leave", Json{{"room", "S1-ops"}, {"inRoom", "S1-ops2"}}).data ==
+          Json{{"matched", 2}, {"left", 1}});
+    CHECK(f.call("socket.emit", Json{{"event", "e"}, {"data", 2}, {"room", "S1-ops"}}).data ==
+          Json{{"delivered", 1}});  // u2 only
+  }
+
+  TEST_CASE("socket.join keeps the subscribe isolation: other tenant, anonymous, personal rooms") {
+    Fixture f;
+    f.connect_three();  // u1 (U1), u2 (U2), anon: all of S1
+    auto skipped = [&](const Json& params) {
+      Outcome outcome = f.call("socket.join", params);
+      REQUIRE(outcome.ok);
+      return outcome.data["skipped"]["forbidden"].get<int>();
+    };
+    CHECK(skipped(Json{{"room", "S2-orders"}, {"userId", "U1"}}) == 1);
+    CHECK(skipped(Json{{"room", "S1-orders"}, {"sid", "anon"}}) == 1);
+    // U2's personal room: not for U1, but for U2 itself.
+    CHECK(skipped(Json{{"room", "S1-notification-change-U2"}, {"userId", "U1"}}) == 1);
+    CHECK(skipped(Json{{"room", "S1-notification-change-U2"}, {"userId", "U2"}}) == 0);
+    CHECK(f.hub.find("u1")->rooms().empty());
+    CHECK(f.hub.find("anon")->rooms().empty());
+    CHECK(f.hub.find("u2")->rooms() == std::vector<std::string>{"S1-notification-change-U2"});
+
+    Config open = test_config();
+    open.gateway.anonymous_rooms = true;
+    Fixture g(open);
+    REQUIRE(g.connect("anon", {{"cookie", "X-Space-Id=S1"}}));
+    CHECK(g.call("socket.join", Json{{"room", "S1-orders"}, {"sid", "anon"}}).data["joined"] == 1);
+  }
+
+  TEST_CASE("socket.join: a socket at gateway.maxRoomsPerSocket is skipped and counted") {
+    Config config = test_config();
+    config.gateway.max_rooms_per_socket = 1;
+    Fixture f(config);
+    f.connect_three();
+    f.hub.send("u1", "subscribe", Json{{"roomParts", "a"}});
+    Outcome outcome =
+        f.call("socket.join", Json{{"room", "S1-b"}, {"tenantId", "S1"}, {"inRoom", "S1-a"}});
+    REQUIRE(outcome.ok);
+    CHECK(outcome.data["skipped"] == Json{{"roomsPerSocket", 1}, {"forbidden", 0}});
+    CHECK(outcome.data["joined"] == 0);
+    CHECK(f.hub.find("u1")->rooms() == std::vector<std::string>{"S1-a"});
+    CHECK(f.call("socket.join", Json{{"room", "S1-b"}, {"userId", "U2"}}).data["joined"] == 1);
+    CHECK(f.stats()["limits"]["roomsPerSocket"] == 1);
+    CHECK(f.stats()["refused"] == 0);  // client subscriptions only
+  }
+
+  TEST_CASE("bad params of the operator actions: a 422 ValidationError, nothing done") {
+    Fixture f;
+    f.connect_three();
+    auto fails = [&](const std::string& action, const Json& params) {
+      Outcome outcome = f.call(action, params);
+      REQUIRE_FALSE(outcome.ok);
+      CHECK(outcome.error.code == 422);
+      return dump_json(outcome.error.data[0]["field"]);
+    };
+    CHECK(fails("socket.join", Json{{"userId", "U1"}}) == R"("room")");
+    CHECK(fails("socket.join", Json{{"room", "S1-x"}}) == R"("userId|sid|inRoom")");
+    CHECK(fails("socket.join", Json{{"room", "S1-x"}, {"tenantId", "S1"}}) ==
+          R"("userId|sid|inRoom")");
+    CHECK(fails("socket.join", Json{{"room", "S1-\n"}, {"userId", "U1"}}) == R"("room")");
+    CHECK(fails("socket.leave", Json{{"room", 5}, {"userId", "U1"}}) == R"("room")");
+    CHECK(fails("socket.leave", Json{{"room", "S1-x"}, {"inRoom", ""}}) == R"("inRoom")");
+    CHECK(fails("socket.stats", Json{{"cluster", "yes"}}) == R"("cluster")");
+    CHECK(fails("socket.stats", Json{{"cluster", true}, {"timeout", 0}}) == R"("timeout")");
+    CHECK(fails("socket.clients", Json{{"cluster", true}, {"timeout", 60001}}) == R"("timeout")");
+    CHECK(fails("socket.disconnect", Json{{"userId", "U1"}, {"timeout", 1.5}}) == R"("timeout")");
+    CHECK(fails("socket.join", Json::array()) == R"("")");
+    CHECK(f.hub.find("u1")->rooms().empty());
+    CHECK(f.hub.server_disconnected.empty());
+    // Without cluster a node answers for itself, as before (timeout accepted, unused).
+    CHECK(f.call("socket.stats", Json{{"timeout", 10}}).data["nodeID"] == "gw");
+  }
+
+  TEST_CASE(
+      "cluster: true asks every socket node once and aggregates; the local node answers too") {
+    ClusterFixture c;
+    c.connect_users();
+    Outcome stats = c.call("socket.stats", Json{{"cluster", true}});
+    REQUIRE(stats.ok);
+    CHECK(keys_of(stats.data["nodes"]) == std::vector<std::string>{"gw-a", "gw-b", "gw-c"});
+    CHECK(stats.data["missing"] == Json::array());
+    CHECK(stats.data["nodes"]["gw-b"]["nodeID"] == "gw-b");
+    CHECK(stats.data["nodes"]["gw-c"]["connections"]["total"] == 2);
+    CHECK(stats.data["total"]["connections"] ==
+          Json{{"total", 5},
+               {"anonymous", 0},
+               {"authenticated", 5},
+               {"byTransport", {{"polling", 0}, {"websocket", 5}}}});
+    CHECK_FALSE(stats.data["total"].contains("nodeID"));
+    CHECK_FALSE(stats.data["total"].contains("uptime"));
+    // Asked from another node: the same view.
+    CHECK(
+        c.call("socket.stats", Json{{"cluster", true}}, 2).data["total"]["connections"]["total"] ==
+        5);
+
+    Outcome clients = c.call("socket.clients", Json{{"cluster", true}, {"userId", "U1"}});
+    REQUIRE(clients.ok);
+    CHECK(clients.data["total"] == 3);
+    CHECK(clients.data["nodes"] ==
+          Json{{"gw-a", {{"clients", 1}}}, {"gw-b", {{"clients", 1}}}, {"gw-c", {{"clients", 1}}}});
+    std::set<std::pair<std::string, std::string>> where;
+    for (const auto& entry : clients.data["clients"]) {
+      CHECK(entry["userId"] == "U1");
+      where.emplace(entry["nodeID"].get<std::string>(), entry["id"].get<std::string>());
+    }
+    CHECK(where == std::set<std::pair<std::string, std::string>>{
+                       {"gw-a", "a1"}, {"gw-b", "b1"}, {"gw-c", "c1"}});
+
+    // join on every node, then leave: an emit to the room on each node follows.
+    Outcome join =
+        c.call("socket.join", Json{{"cluster", true}, {"room", "S1-ops"}, {"userId", "U1"}}, 1);
+    REQUIRE(join.ok);
+    CHECK(join.data["total"] == Json{{"matched", 3},
+                                     {"joined", 3},
+                                     {"alreadyIn", 0},
+                                     {"skipped", {{"roomsPerSocket", 0}, {"forbidden", 0}}}});
+    CHECK(join.data["nodes"]["gw-c"]["joined"] == 1);
+    for (size_t node = 0; node < 3; ++node) {
+      CHECK(
+          c.call("socket.emit", Json{{"event", "e"}, {"data", 1}, {"room", "S1-ops"}}, node).data ==
+          Json{{"delivered", 1}});
+    }
+    CHECK(c.client(2, "c1").in_room("S1-ops"));
+    CHECK_FALSE(c.client(2, "c2").in_room("S1-ops"));
+    Outcome leave =
+        c.call("socket.leave", Json{{"cluster", true}, {"room", "S1-ops"}, {"inRoom", "S1-ops"}});
+    CHECK(leave.data["total"] == Json{{"matched", 3}, {"left", 3}});
+    CHECK_FALSE(c.client(1, "b1").in_room("S1-ops"));
+
+    Outcome disconnect = c.call("socket.disconnect", Json{{"cluster", true}, {"userId", "U2"}}, 1);
+    REQUIRE(disconnect.ok);
+    CHECK(disconnect.data["total"] == Json{{"disconnected", 2}});
+    CHECK(keys_of(disconnect.data["nodes"]) == std::vector<std::string>{"gw-a", "gw-b", "gw-c"});
+    CHECK(disconnect.data["nodes"]["gw-a"] == Json{{"disconnected", 1}});
+    CHECK(disconnect.data["nodes"]["gw-b"] == Json{{"disconnected", 0}});
+    CHECK(disconnect.data["nodes"]["gw-c"] == Json{{"disconnected", 1}});
+    CHECK(c.hubs[0]->server_disconnected == std::vector<std::string>{"a2"});
+    CHECK(c.hubs[2]->server_disconnected == std::vector<std::string>{"c2"});
+    // Each node was asked once: no node fanned out again (its own answer has no `nodes`).
+    CHECK_FALSE(disconnect.data["nodes"]["gw-a"].contains("nodes"));
+  }
+
+  TEST_CASE("cluster: true: a node that does not answer costs one timeout and is named missing") {
+    ClusterFixture c(silent_socket_service());
+    c.connect_users();
+    const auto started = std::chrono::steady_clock::now();
+    Outcome stats = c.call("socket.stats", Json{{"cluster", true}, {"timeout", 300}});
+    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now() - started)
+                             .count();
+    REQUIRE(stats.ok);
+    CHECK(elapsed >= 300);
+    CHECK(elapsed < 1500);
+    CHECK(keys_of(stats.data["nodes"]) == std::vector<std::string>{"gw-a", "gw-b", "gw-c"});
+    CHECK(stats.data["missing"] ==
+          Json::array({Json{{"nodeID", "gw-silent"}, {"reason", "timeout"}}}));
+    CHECK(stats.data["total"]["connections"]["total"] == 5);
+    // The others still act: disconnect reaches them, the silent one is reported.
+    Outcome disconnect =
+        c.call("socket.disconnect", Json{{"cluster", true}, {"userId", "U1"}, {"timeout", 200}});
+    REQUIRE(disconnect.ok);
+    CHECK(disconnect.data["total"] == Json{{"disconnected", 3}});
+    CHECK(disconnect.data["missing"][0]["nodeID"] == "gw-silent");
+    // A node that stopped is not asked at all.
+    bool stopped = false;
+    c.silent->stop([&] { stopped = true; });
+    REQUIRE(run_until(c.loop, [&] {
+      return stopped && c.brokers[0]->registry().find_action("socket.stats")->endpoints.size() == 3;
+    }));
+    Outcome after = c.call("socket.clients", Json{{"cluster", true}, {"timeout", 200}});
+    CHECK(after.data["missing"] == Json::array());
+    CHECK(after.data["total"] == 2);
+  }
+
+  TEST_CASE("cluster: true: a socket node without the action (an older version) is named missing") {
+    ClusterFixture c(silent_socket_service({"stats"}));
+    c.connect_users();
+    Outcome join =
+        c.call("socket.join", Json{{"cluster", true}, {"room", "S1-ops"}, {"userId", "U1"}});
+    REQUIRE(join.ok);
+    CHECK(join.data["total"]["joined"] == 3);
+    CHECK(
+        join.data["missing"] ==
+        Json::array({Json{{"nodeID", "gw-silent"},
+                          {"reason", "Service 'socket.join' is not found on 'gw-silent' node."}}}));
+  }
+}

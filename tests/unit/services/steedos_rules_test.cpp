@@ -915,3 +915,108 @@ TEST_CASE("validate_disconnect_params: { userId?, sid?, tenantId? }, at least on
       errors_of(rules::validate_disconnect_params(parse(R"("U1")"))) ==
       R"([{"type":"object","message":"The parameters must be an Object.","field":"","actual":"U1"}])");
 }
+
+// ===================================================================== issue 12: operator actions
+
+TEST_CASE("cluster and timeout of the operator actions: boolean, integer 1..60000") {
+  auto stats = [](const std::string& params) {
+    return rules::validate_stats_params(parse(params));
+  };
+  auto plain = stats("{}");
+  REQUIRE(std::holds_alternative<rules::StatsParams>(plain));
+  CHECK_FALSE(std::get<rules::StatsParams>(plain).scope.cluster);
+  CHECK(std::get<rules::StatsParams>(plain).scope.timeout_ms == 2000);
+  auto asked = stats(R"({"cluster":true,"timeout":500})");
+  CHECK(std::get<rules::StatsParams>(asked).scope.cluster);
+  CHECK(std::get<rules::StatsParams>(asked).scope.timeout_ms == 500);
+  CHECK(errors_of(stats(R"({"cluster":null,"timeout":null})")) == "valid");
+  CHECK(
+      errors_of(stats(R"({"cluster":"true"})")) ==
+      R"([{"type":"boolean","message":"The 'cluster' field must be a boolean.","field":"cluster","actual":"true"}])");
+  CHECK(
+      errors_of(stats(R"({"timeout":"5"})")) ==
+      R"([{"type":"number","message":"The 'timeout' field must be a number.","field":"timeout","actual":"5"}])");
+  CHECK(
+      errors_of(stats(R"({"timeout":2.5})")) ==
+      R"([{"type":"numberInteger","message":"The 'timeout' field must be an integer.","field":"timeout","actual":2.5}])");
+  CHECK(
+      errors_of(stats(R"({"timeout":0})")) ==
+      R"([{"type":"numberMin","message":"The 'timeout' field must be greater than or equal to 1.","field":"timeout","actual":0}])");
+  CHECK(
+      errors_of(stats(R"({"timeout":60001})")) ==
+      R"([{"type":"numberMax","message":"The 'timeout' field must be less than or equal to 60000.","field":"timeout","actual":60001}])");
+  CHECK(errors_of(stats(R"({"timeout":60000})")) == "valid");
+  // The same keys on clients and disconnect.
+  auto clients = rules::validate_clients_params(parse(R"({"cluster":true,"userId":"U1"})"));
+  CHECK(std::get<rules::ClientsParams>(clients).scope.cluster);
+  auto disconnect =
+      rules::validate_disconnect_params(parse(R"({"cluster":true,"timeout":9,"sid":"x"})"));
+  CHECK(std::get<rules::DisconnectParams>(disconnect).scope.timeout_ms == 9);
+  CHECK(errors_of(rules::validate_disconnect_params(parse(R"({"cluster":1,"sid":"x"})"))) !=
+        "valid");
+}
+
+TEST_CASE("validate_room_action_params: { room, userId | sid | inRoom, tenantId? }") {
+  auto check = [](const std::string& params) {
+    return rules::validate_room_action_params(parse(params));
+  };
+  auto by_user = check(R"({"room":"S1-ops","userId":"U1","tenantId":"S1"})");
+  const auto* params = std::get_if<rules::RoomActionParams>(&by_user);
+  REQUIRE(params != nullptr);
+  CHECK(params->room == "S1-ops");
+  CHECK(params->user_id == std::optional<std::string>("U1"));
+  CHECK(params->tenant_id == std::optional<std::string>("S1"));
+  CHECK_FALSE(params->in_room.has_value());
+  CHECK_FALSE(params->scope.cluster);
+  CHECK(std::get<rules::RoomActionParams>(check(R"({"room":"r","inRoom":"S1-a"})")).in_room ==
+        std::optional<std::string>("S1-a"));
+  CHECK(errors_of(check(R"({"room":"r","sid":"abc"})")) == "valid");
+  CHECK(errors_of(check(R"({"sid":"abc"})")) ==
+        R"([{"type":"required","message":"The 'room' field is required.","field":"room"}])");
+  CHECK(errors_of(check(R"({"room":"r","tenantId":"S1"})")) ==
+        R"([{"type":"required","message":"At least one of the 'userId', 'sid' or 'inRoom' )"
+        R"(fields is required.","field":"userId|sid|inRoom"}])");
+  CHECK(
+      errors_of(check(R"({"room":"a\u0001b","sid":"x"})")) ==
+      R"([{"type":"roomName","message":"The 'room' field is not a valid room name: contains control characters.","field":"room","actual":"a\u0001b"}])");
+  const std::string long_room(rules::kMaxRoomNameBytes + 1, 'r');
+  CHECK(errors_of(check(R"({"room":")" + long_room + R"(","sid":"x"})")) != "valid");
+  const std::string longest(rules::kMaxRoomNameBytes, 'r');
+  CHECK(errors_of(check(R"({"room":")" + longest + R"(","sid":"x"})")) == "valid");
+  CHECK(
+      errors_of(check(R"({"room":"r","userId":7})")) ==
+      R"([{"type":"string","message":"The 'userId' field must be a string.","field":"userId","actual":7}])");
+}
+
+TEST_CASE("may_join_room: the tenant, anonymous and personal-room rules of a subscribe") {
+  GatewaySettings settings;  // individualRoomParts me, notification-change; no anonymous rooms
+  rules::SessionView u1{"S1", "U1", false};
+  rules::SessionView anonymous{"S1", std::nullopt, true};
+  rules::SessionView no_tenant{std::nullopt, std::nullopt, true};
+  CHECK(rules::may_join_room("S1-orders", u1, settings) == "");
+  CHECK(rules::may_join_room("S2-orders", u1, settings) == "room of another tenant");
+  CHECK(rules::may_join_room("S1", u1, settings) == "room of another tenant");
+  CHECK(rules::may_join_room("S1-", u1, settings) == "room of another tenant");
+  CHECK(rules::may_join_room("S10-orders", u1, settings) == "room of another tenant");
+  CHECK(rules::may_join_room("S1-notification-change-U1", u1, settings) == "");
+  CHECK(rules::may_join_room("S1-me-U1", u1, settings) == "");
+  CHECK(rules::may_join_room("S1-notification-change-U2", u1, settings) ==
+        "personal room of another user");
+  CHECK(rules::may_join_room("S1-notification-change", u1, settings) ==
+        "personal room of another user");
+  CHECK(rules::may_join_room("S1-orders", anonymous, settings) ==
+        "anonymous sockets cannot join tenant rooms");
+  CHECK(rules::may_join_room("S1-orders", no_tenant, settings) == "no tenant for this connection");
+  settings.anonymous_rooms = true;
+  CHECK(rules::may_join_room("S1-orders", anonymous, settings) == "");
+  CHECK(rules::may_join_room("S1-me-U1", anonymous, settings) == "personal room of another user");
+}
+
+TEST_CASE("check_room_name: non-empty, bounded, no control characters") {
+  CHECK(rules::check_room_name("S1-orders") == "");
+  CHECK(rules::check_room_name("") == "empty");
+  CHECK(rules::check_room_name("a\x7f") == "contains control characters");
+  CHECK(rules::check_room_name(std::string(rules::kMaxRoomNameBytes + 1, 'x')) ==
+        "longer than 770 bytes");
+  CHECK(rules::check_room_name("S1-b\xc3\xa9") == "");  // UTF-8 is fine
+}
