@@ -294,8 +294,8 @@ function natsServerProcess({ scheme = "nats", extraArgs = () => [] } = {}) {
 	const monitor = async what => (await fetch(`http://127.0.0.1:${handle.monitorPort}/${what}`)).json();
 	/** nats-server /connz?subs=detail: connections with their subscriptions and queue groups. */
 	handle.connz = () => monitor("connz?subs=detail&limit=1024");
-	/** nats-server /routez: the routes to the other members of its cluster (num_routes, routes). */
-	handle.routez = () => monitor("routez");
+	/** nats-server /routez (`query` e.g. "?subs=1"): the routes to the other members of its cluster. */
+	handle.routez = (query = "") => monitor(`routez${query}`);
 	return handle;
 }
 
@@ -340,6 +340,8 @@ async function startNats(opts = {}) {
  * the same ports, connz(), routez()) plus `waitRoutes(count)`; `restart()` resolves once the
  * member has its n-1 routes again. `urls(first)`: every member's URL, comma-separated, starting
  * at member `first` (the others in order after it), as a node's `transporter`.
+ * `waitInterest(subject)`: until every member routes `subject` somewhere (a client of its own
+ * subscribes it, or a route to another member has it).
  */
 async function startNatsCluster(n = 3) {
 	if (!(n >= 2)) throw new Error(`startNatsCluster: n must be at least 2, not ${n}`);
@@ -365,6 +367,11 @@ async function startNatsCluster(n = 3) {
 		name,
 		members,
 		urls: (first = 0) => members.map((_, k) => members[(first + k) % n].url).join(","),
+		waitInterest: (subject, ms = 10000) => Promise.all(members.map(m => waitFor(async () => {
+			const [connz, routez] = await Promise.all([m.connz(), m.routez("?subs=1")]);
+			return connz.connections.some(c => (c.subscriptions_list_detail || []).some(sub => sub.subject === subject)) ||
+				routez.routes.some(r => (r.subscriptions_list || []).includes(subject));
+		}, ms, { what: `interest in ${subject} on ${m.url}` }))),
 		stop: () => Promise.all(members.map(member => member.stop()))
 	};
 }

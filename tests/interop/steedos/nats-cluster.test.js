@@ -62,7 +62,10 @@ for (const disableBalancer of [false, true]) describe(`gateway nodes on a cluste
 		await h.waitFor(() => {
 			if (s.connectErrors.length) throw Object.assign(new Error(`connect_error: ${s.connectErrors[0].message}`), { exited: true });
 			return s.events.some(e => e.event === "connection-init");
-		}, 8000, { what: "connection-init" });
+		}, 8000, { what: `connection-init on port ${port}` }).catch(err => {
+			err.message += ` (connected: ${s.connected}, disconnects: ${s.disconnects.join()}, events: ${s.events.map(e => e.event).join()})`;
+			throw err;
+		});
 		return s;
 	}
 	async function connectMany(specs) {
@@ -120,6 +123,10 @@ for (const disableBalancer of [false, true]) describe(`gateway nodes on a cluste
 		producer = h.createBroker("0.14", { transporter, disableBalancer, ...HEARTBEATS });
 		await Promise.all([auth.start(), producer.start()]);
 		producer.home = home;
+		// moleculer 0.14 with disableBalancer advertises its actions (INFO replies to DISCOVER) up to
+		// 1 s before it subscribes their REQB queue groups (localServiceChanged is debounced): an
+		// auth call in between is lost. Wait until every server routes the auth action's subject.
+		if (disableBalancer) await cl.waitInterest(`MOL.REQB.${AUTH_ACTION}`);
 		for (const g of gateways) {
 			await h.waitForRemoteNode(producer, g.nodeID, ["socket.stats", "socket.emit"], 10000);
 			await h.waitForCppSees(producer, g.nodeID, AUTH_ACTION, auth.nodeID, 10000);
