@@ -30,6 +30,7 @@ for (const disableBalancer of [false, true]) describe(`gateway nodes on a cluste
 	let gateways = []; // the steedos-socket nodes, each with .port and .server (member index it is on)
 	let auth;
 	let producer;
+	let moved; // the gateway alone on its NATS server: b) stops that server
 	const sockets = new Set();
 	const cluster = () => ({ producer, nodes: gateways.filter(g => g.running()) }); // for the fixture's barriers
 
@@ -111,9 +112,9 @@ for (const disableBalancer of [false, true]) describe(`gateway nodes on a cluste
 			await h.stopCppNodes(gateways[2]);
 			gateways[2] = await startGatewayOn(2);
 		}
-		assert.ok(aloneOnItsServer(), `one gateway alone on its NATS server (servers: ${gateways.map(g => g.server)})`);
+		moved = aloneOnItsServer();
+		assert.ok(moved, `one gateway alone on its NATS server (servers: ${gateways.map(g => g.server)})`);
 		// The brokers on a server no gateway is on if there is one, else not on the moved node's.
-		const moved = aloneOnItsServer();
 		const free = [0, 1, 2].find(i => !gateways.some(g => g.server === i));
 		const home = free !== undefined ? free : [0, 1, 2].find(i => i !== moved.server);
 		// The whole list, in order (nats.js shuffles it too unless told not to).
@@ -161,7 +162,6 @@ for (const disableBalancer of [false, true]) describe(`gateway nodes on a cluste
 	});
 
 	it("b, c) the moved node's NATS server stops: it reconnects to another, delivery resumes within 5 s, no client dropped, nothing twice", async t => {
-		const moved = aloneOnItsServer();
 		const others = gateways.filter(g => g !== moved);
 		const all = [...sockets];
 		const mine = clientsOf(moved);
@@ -248,7 +248,7 @@ for (const disableBalancer of [false, true]) describe(`gateway nodes on a cluste
 	});
 
 	it("d) a node killed with SIGKILL: the others deliver on, its clients reconnect to another node and get events, the registry drops it", async t => {
-		const moved = aloneOnItsServer();
+		// One of the two nodes that did not move is killed; its clients rejoin the other.
 		const [killed, target] = gateways.filter(g => g !== moved);
 		const survivors = [...sockets].filter(s => s.node !== killed);
 		const orphans = clientsOf(killed);
