@@ -235,19 +235,24 @@ function makeCertificates({ client = false } = {}) {
 // nats-server
 
 /**
- * Starts /usr/sbin/nats-server on free loopback ports. `restart()` brings it back on the same
- * client port after `stop()` (or a crash).
+ * One nats-server process on loopback ports the caller assigns with `setPorts` (`port`,
+ * `monitorPort`, and for a cluster member `clusterPort`) before `launch()`; `extraArgs(handle)`
+ * gives the arguments beyond those (TLS, cluster routes) at each launch. `launch()` resolves once the client port accepts connections and
+ * rejects with `err.exited` when the process died (e.g. a port taken meanwhile). `stop(signal)`,
+ * `restart()` (same ports), `connz()`, `routez()`.
  */
-async function startNats(opts = {}) {
+function natsServerProcess({ scheme = "nats", extraArgs = () => [] } = {}) {
 	const handle = { url: null, port: 0, monitorPort: 0, proc: null, logs: [] };
-	// opts.tls = { cert, key }: clients must speak TLS (the URL is then tls://).
-	const tlsArgs = opts.tls ? ["--tls", "--tlscert", opts.tls.cert, "--tlskey", opts.tls.key] : [];
-	const scheme = opts.tls ? "tls" : "nats";
 
-	async function launch() {
+	handle.setPorts = ports => {
+		Object.assign(handle, ports);
+		handle.url = `${scheme}://127.0.0.1:${handle.port}`;
+	};
+
+	handle.launch = async () => {
 		const { port, monitorPort } = handle;
 		const proc = track(
-			spawn(NATS_SERVER, ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), ...tlsArgs], {
+			spawn(NATS_SERVER, ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), ...extraArgs(handle)], {
 				stdio: ["ignore", "pipe", "pipe"]
 			})
 		);
@@ -269,22 +274,7 @@ async function startNats(opts = {}) {
 			if (exited) err.exited = true;
 			throw err;
 		});
-	}
-
-	/** First start: fresh ports; another process may grab one between choosing and binding. */
-	async function firstLaunch() {
-		for (let attempt = 1; ; attempt++) {
-			const [port, monitorPort] = await freePorts(2);
-			Object.assign(handle, { url: `${scheme}://127.0.0.1:${port}`, port, monitorPort });
-			try {
-				await launch();
-				return;
-			} catch (err) {
-				if (!err.exited || attempt >= 3) throw err;
-				handle.logs.length = 0;
-			}
-		}
-	}
+	};
 
 	handle.stop = async (signal = "SIGTERM") => {
 		const proc = handle.proc;
@@ -299,16 +289,91 @@ async function startNats(opts = {}) {
 	};
 	handle.restart = async () => {
 		await handle.stop();
-		await launch();
+		await handle.launch();
 	};
+	const monitor = async what => (await fetch(`http://127.0.0.1:${handle.monitorPort}/${what}`)).json();
 	/** nats-server /connz?subs=detail: connections with their subscriptions and queue groups. */
-	handle.connz = async () => {
-		const res = await fetch(`http://127.0.0.1:${handle.monitorPort}/connz?subs=detail&limit=1024`);
-		return res.json();
-	};
-
-	await firstLaunch();
+	handle.connz = () => monitor("connz?subs=detail&limit=1024");
+	/** nats-server /routez (`query` e.g. "?subs=1"): the routes to the other members of its cluster. */
+	handle.routez = (query = "") => monitor(`routez${query}`);
 	return handle;
+}
+
+/**
+ * Launches `servers` (natsServerProcess handles) on fresh free ports: `portsOf(ports, i)` gives
+ * server i its ports out of `count` chosen together. Another process may grab a port between
+ * choosing and binding: then every server is stopped and the whole set tried again (3 attempts).
+ */
+async function launchOnFreePorts(servers, count, portsOf) {
+	for (let attempt = 1; ; attempt++) {
+		const ports = await freePorts(count);
+		servers.forEach((server, i) => server.setPorts(portsOf(ports, i)));
+		try {
+			await Promise.all(servers.map(server => server.launch()));
+			return;
+		} catch (err) {
+			await Promise.all(servers.map(server => server.stop()));
+			if (!err.exited || attempt >= 3) throw err;
+			for (const server of servers) server.logs.length = 0;
+		}
+	}
+}
+
+/**
+ * Starts /usr/sbin/nats-server on free loopback ports. `restart()` brings it back on the same
+ * client port after `stop()` (or a crash).
+ */
+async function startNats(opts = {}) {
+	// opts.tls = { cert, key }: clients must speak TLS (the URL is then tls://).
+	const handle = natsServerProcess({
+		scheme: opts.tls ? "tls" : "nats",
+		extraArgs: () => (opts.tls ? ["--tls", "--tlscert", opts.tls.cert, "--tlskey", opts.tls.key] : [])
+	});
+	await launchOnFreePorts([handle], 2, ([port, monitorPort]) => ({ port, monitorPort }));
+	return handle;
+}
+
+/**
+ * Starts `n` nats-servers on loopback joined by routes into one cluster (a name unique to this
+ * call), and resolves once every member reports a route to each of the others (/routez). Returns
+ * { members, urls, stop() }; each member is a startNats-like handle (url, stop(), restart() on
+ * the same ports, connz(), routez()) plus `waitRoutes(count)`; `restart()` resolves once the
+ * member has its n-1 routes again. `urls(first)`: every member's URL, comma-separated, starting
+ * at member `first` (the others in order after it), as a node's `transporter`.
+ * `waitInterest(subject)`: until every member routes `subject` somewhere (a client of its own
+ * subscribes it, or a route to another member has it).
+ */
+async function startNatsCluster(n = 3) {
+	if (!(n >= 2)) throw new Error(`startNatsCluster: n must be at least 2, not ${n}`);
+	const name = uniqueId("cluster");
+	// Each member routes to the cluster ports of the others, all assigned before any launches.
+	const clusterArgs = self => ["--cluster_name", name, "--cluster", `nats://127.0.0.1:${self.clusterPort}`,
+		"--routes", members.filter(m => m !== self).map(m => `nats://127.0.0.1:${m.clusterPort}`).join(",")];
+	const members = Array.from({ length: n }, () => {
+		const member = natsServerProcess({ extraArgs: clusterArgs });
+		member.waitRoutes = (count = n - 1, ms = 10000) =>
+			waitFor(async () => (await member.routez()).num_routes >= count, ms, { what: `${count} routes on ${member.url}` });
+		const restart = member.restart;
+		member.restart = async () => {
+			await restart();
+			await member.waitRoutes();
+		};
+		return member;
+	});
+	await launchOnFreePorts(members, 3 * n, (ports, i) =>
+		({ port: ports[3 * i], monitorPort: ports[3 * i + 1], clusterPort: ports[3 * i + 2] }));
+	await Promise.all(members.map(member => member.waitRoutes()));
+	return {
+		name,
+		members,
+		urls: (first = 0) => members.map((_, k) => members[(first + k) % n].url).join(","),
+		waitInterest: (subject, ms = 10000) => Promise.all(members.map(m => waitFor(async () => {
+			const [connz, routez] = await Promise.all([m.connz(), m.routez("?subs=1")]);
+			return connz.connections.some(c => (c.subscriptions_list_detail || []).some(sub => sub.subject === subject)) ||
+				routez.routes.some(r => (r.subscriptions_list || []).includes(subject));
+		}, ms, { what: `interest in ${subject} on ${m.url}` }))),
+		stop: () => Promise.all(members.map(member => member.stop()))
+	};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -983,6 +1048,7 @@ module.exports = {
 	rejectionOf,
 	freePort,
 	startNats,
+	startNatsCluster,
 	startRedis,
 	startBus,
 	makeCertificates,
