@@ -35,6 +35,8 @@ std::unique_ptr<transport::Transporter> make_transporter(asio::io_context& loop,
   transport::NatsOptions nats;
   nats.url = config.broker.transporter;
   nats.name = config.broker.node_id;
+  nats.ping_interval_ms = config.transport.nats_ping_interval_ms;
+  nats.max_pings_out = config.transport.nats_max_pings_out;
   return std::make_unique<transport::NatsTransporter>(loop, nats);
 }
 

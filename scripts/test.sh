@@ -285,7 +285,8 @@ if [ "$run_interop" -eq 1 ]; then
     for file in tests/interop/steedos/*.test.js; do
       case "${file##*/}" in
         origins.test.js | origins-browser.test.js | limits-connections.test.js | limits-sio.test.js | \
-          metrics-prometheus.test.js | load-balancers.test.js | nats-cluster.test.js) ;;
+          metrics-prometheus.test.js | load-balancers.test.js | nats-cluster.test.js | \
+          nats-hung-server.test.js) ;;
         *) redis_files+=("steedos/${file##*/}") ;;
       esac
     done

@@ -314,7 +314,8 @@ std::string add_credentials(const std::string& urls, const std::string& credenti
 }
 
 /// {"type": "NATS", "options": "nats://..." | {"url": ..., "servers": [...], "user", "pass",
-/// "token"}} as moleculer.config.js allows (no type: NATS). Other option keys are ignored.
+/// "token", "pingInterval", "maxPingOut"}} as moleculer.config.js allows (no type: NATS). Other
+/// option keys are ignored.
 /// {"type": "Redis", "options": "redis://..." | {host, port, ...}}: transport/redis_config.
 TransporterChoice transporter_from_object(const Json& obj) {
   const std::string key = "transporter";
@@ -363,6 +364,12 @@ TransporterChoice transporter_from_object(const Json& obj) {
     urls = normalise_urls(skey, joined, true);
   }
 
+  TransporterChoice choice;
+  read_int(*options, "transporter.options", "pingInterval", 100, 3600000,
+           choice.settings.nats_ping_interval_ms);
+  read_int(*options, "transporter.options", "maxPingOut", 1, 100,
+           choice.settings.nats_max_pings_out);
+
   std::string user, pass, token;
   read_string(*options, "transporter.options", "user", false, user);
   read_string(*options, "transporter.options", "pass", true, pass);
@@ -380,7 +387,8 @@ TransporterChoice transporter_from_object(const Json& obj) {
     }
     urls = add_credentials(urls, token);
   }
-  return nats_choice(urls);
+  choice.text = urls;
+  return choice;
 }
 
 void apply_choice(TransporterChoice choice, Config& config) {

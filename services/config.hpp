@@ -107,6 +107,12 @@ struct TransportSettings {
   enum class Kind { Nats, Redis };
   Kind kind = Kind::Nats;
   transport::RedisOptions redis;  // used when kind == Redis
+  /// NATS: transporter.options.pingInterval (ms) and maxPingOut (nats.js's names). With that
+  /// many PINGs unanswered the connection counts as lost and the node moves to another server of
+  /// the list: what notices a server that hangs without closing its socket. 5 s and 2 (nats.js:
+  /// 2 minutes): a hung server is left after 10-15 s, about Moleculer's heartbeatTimeout.
+  int nats_ping_interval_ms = 5000;
+  int nats_max_pings_out = 2;
 };
 
 struct Config {

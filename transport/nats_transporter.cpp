@@ -542,6 +542,8 @@ void NatsTransporter::connect(TransporterHandlers handlers) {
   step("allow_reconnect", natsOptions_SetAllowReconnect(raw_options, o.allow_reconnect));
   step("max_reconnect", natsOptions_SetMaxReconnect(raw_options, o.max_reconnect));
   step("reconnect_wait_ms", natsOptions_SetReconnectWait(raw_options, o.reconnect_wait_ms));
+  step("ping_interval_ms", natsOptions_SetPingInterval(raw_options, o.ping_interval_ms));
+  step("max_pings_out", natsOptions_SetMaxPingsOut(raw_options, o.max_pings_out));
   step("reconnect_buffer_bytes",
        natsOptions_SetReconnectBufSize(raw_options, o.reconnect_buffer_bytes));
   // cnats buffers publishes for its flusher thread, which costs about 1 ms per hop; a reply or

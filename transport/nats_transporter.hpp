@@ -38,6 +38,11 @@ struct NatsOptions {
   size_t max_outgoing_bytes = 32 * 1024 * 1024;
   /// false = a lost connection is closed for good (on_closed) instead of retried.
   bool allow_reconnect = true;
+  /// A PING every ping_interval_ms; with max_pings_out of them unanswered the connection counts
+  /// as lost and is replaced by one to another server of the list. This is what notices a server
+  /// that hangs without closing its socket.
+  int ping_interval_ms = 5000;
+  int max_pings_out = 2;
 };
 
 class NatsTransporter final : public Transporter {

@@ -952,6 +952,28 @@ TEST_SUITE("config: connection limits") {
   }
 }
 
+TEST_SUITE("config: NATS pings") {
+  TEST_CASE("5 s and 2 unless transporter.options says otherwise (nats.js's names)") {
+    const auto defaults = parse(R"({"transporter": "nats://127.0.0.1:4222"})").transport;
+    CHECK(defaults.nats_ping_interval_ms == 5000);
+    CHECK(defaults.nats_max_pings_out == 2);
+    const auto set = parse(R"({"transporter": {"type": "NATS", "options": {
+      "url": "nats://127.0.0.1:4222", "pingInterval": 1000, "maxPingOut": 3}}})")
+                         .transport;
+    CHECK(set.nats_ping_interval_ms == 1000);
+    CHECK(set.nats_max_pings_out == 3);
+  }
+
+  TEST_CASE("bad values name their key") {
+    CHECK(error_key(R"({"transporter": {"options": {"pingInterval": 0}}})") ==
+          "transporter.options.pingInterval");
+    CHECK(error_key(R"({"transporter": {"options": {"pingInterval": "5s"}}})") ==
+          "transporter.options.pingInterval");
+    CHECK(error_key(R"({"transporter": {"options": {"maxPingOut": 0}}})") ==
+          "transporter.options.maxPingOut");
+  }
+}
+
 TEST_SUITE("config: gateway.ioThreads") {
   TEST_CASE("null or absent: the cores (resolved at start); a number: that many threads") {
     CHECK_FALSE(parse("").gateway.io_threads.has_value());
