@@ -240,8 +240,17 @@ if [ "$run_interop" -eq 1 ]; then
     [ "$sanitize" -eq 1 ] && default_concurrency=1  # instrumented nodes: keep the timing margins
     concurrency=${STEEDOS_INTEROP_CONCURRENCY:-$default_concurrency}
     interop_files=()
+    gateway_files=() # the files that start a gateway: the write-thread setting applies to them only
     for file in tests/interop/*.test.js tests/interop/demo tests/interop/steedos/*.test.js; do
       interop_files+=("$file")
+      # The Moleculer-only files run interop-node, which serves no Socket.IO.
+      case "${file##*/}" in
+        balancer.test.js | calls-cpp-to-js.test.js | calls-js-to-cpp.test.js | discovery.test.js | \
+          lifecycle.test.js | raw-peer.test.js | redis-cluster.test.js | redis.test.js | tls.test.js | \
+          wire.test.js) ;;
+        events.test.js) [ "$file" = tests/interop/events.test.js ] || gateway_files+=("$file") ;;
+        *) gateway_files+=("$file") ;;
+      esac
     done
     # --test-force-exit: moleculer 0.14's Redis transporter opens one more publisher on every
     # Redis restart and never closes it; once the server is gone that client retries forever and
@@ -252,14 +261,19 @@ if [ "$run_interop" -eq 1 ]; then
     bounded() {
       if [ -t 0 ]; then "$@"; else timeout --kill-after=30 "${STEEDOS_INTEROP_TIMEOUT:-1800}" "$@"; fi
     }
-    # Every file on NATS, twice: with 2 write threads (gateway.ioThreads, STEEDOS_TEST_IO_THREADS
-    # read by the harness and the conformance targets), then with the event loop alone.
+    # Every file on NATS with 2 write threads (gateway.ioThreads, STEEDOS_TEST_IO_THREADS read by
+    # the harness and the conformance targets), then every file that starts a gateway again with
+    # the event loop alone.
     for threads in 2 1; do
       suffix=""
-      [ "$threads" -eq 1 ] && suffix="-1-thread"
+      files=("${interop_files[@]}")
+      if [ "$threads" -eq 1 ]; then
+        suffix="-1-thread"
+        files=("${gateway_files[@]}")
+      fi
       rc=0
       run_step "interop$suffix" bounded env STEEDOS_TEST_IO_THREADS="$threads" node --test \
-        --test-concurrency="$concurrency" --test-force-exit "${interop_files[@]}" || rc=$?
+        --test-concurrency="$concurrency" --test-force-exit "${files[@]}" || rc=$?
       add_counts "interop$suffix" "$(node_counts "$logs/interop$suffix.log")" "$rc"
       rc=0
       run_step "interop-conformance$suffix" bounded env STEEDOS_TEST_IO_THREADS="$threads" node \
