@@ -105,6 +105,10 @@ void Broker::add_service(ServiceSchema schema) {
   info["fullName"] = service->full_name;
   info["settings"] = schema.settings.is_object() ? schema.settings : Json::object();
   info["metadata"] = schema.metadata.is_object() ? schema.metadata : Json::object();
+  if (info["metadata"].value(kSharedEventSubjectKey, false) && !listens_on_shared_subject_) {
+    listens_on_shared_subject_ = true;
+    if (state_ != State::Created && state_ != State::Stopped) transit_->subscribe_shared_events();
+  }
   Json actions = Json::object();
   for (const auto& action : schema.actions) {
     Json entry = action.schema.is_object() ? action.schema : Json::object();
@@ -175,6 +179,7 @@ void Broker::start(std::function<void(std::optional<std::string>)> done) {
   state_ = State::Starting;
   try {
     transit_->connect();
+    if (listens_on_shared_subject_) transit_->subscribe_shared_events();
   } catch (const std::exception& e) {
     state_ = State::Stopped;
     done(std::string(e.what()));
@@ -602,7 +607,11 @@ void Broker::broadcast(const std::string& event, Json data, EmitOptions options)
       all_groups.push_back(list->group);
     }
     for (const auto& endpoint : list->endpoints) {
-      if (!endpoint.local) nodes.insert(endpoint.node_id);
+      if (endpoint.local) continue;
+      if (options.nodes.empty() || std::find(options.nodes.begin(), options.nodes.end(),
+                                             endpoint.node_id) != options.nodes.end()) {
+        nodes.insert(endpoint.node_id);
+      }
     }
   }
   // The groups the receivers see: the caller's, or in disableBalancer mode all of them (as JS).
@@ -615,6 +624,12 @@ void Broker::broadcast(const std::string& event, Json data, EmitOptions options)
     if (!alive.expired())
       deliver_local_event(ctx, local_handlers_matching(ctx->name, groups), groups);
   });
+}
+
+void Broker::broadcast_on_shared_subject(const std::string& event, Json data, EmitOptions options) {
+  auto ctx = make_context(event, std::move(data), options.meta, options.headers, options.parent);
+  ctx->event_type = "broadcast";
+  transit_->send_shared_event(*ctx, options.groups);
 }
 
 void Broker::broadcast_local(const std::string& event, Json data, EmitOptions options) {

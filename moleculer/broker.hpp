@@ -45,6 +45,10 @@ struct EventSchema {
   EventHandler handler;
 };
 
+/// Service metadata key: `true` makes this node listen on the shared EVENT subject
+/// (Broker::broadcast_on_shared_subject), and tells the service's peers that it does.
+inline constexpr const char* kSharedEventSubjectKey = "$sharedEventSubject";
+
 struct ServiceSchema {
   std::string name;
   Json version = nullptr;  // number, string or null
@@ -69,6 +73,8 @@ struct EmitOptions {
   std::vector<std::string> groups;  // empty = every group
   /// broadcast(): the other nodes only, not this node's own handlers.
   bool remote_only = false;
+  /// broadcast(): only these remote nodes (empty = every node with a matching handler).
+  std::vector<std::string> nodes;
   Json meta = Json::object();
   Json headers = Json::object();
   ContextPtr parent;
@@ -98,6 +104,11 @@ class Broker : private TransitHandler {
   void emit(const std::string& event, Json data, EmitOptions options = {});
   void broadcast(const std::string& event, Json data, EmitOptions options = {});
   void broadcast_local(const std::string& event, Json data, EmitOptions options = {});
+  /// One broadcast EVENT for `options.groups` on the shared subject: every other node whose
+  /// broker listens there (a local service declared kSharedEventSubjectKey) runs its handlers of
+  /// those groups; this node's do not run. One publish whatever the number of receivers, where
+  /// broadcast() publishes one per node.
+  void broadcast_on_shared_subject(const std::string& event, Json data, EmitOptions options);
 
   const std::string& node_id() const { return settings_.node_id; }
   const std::string& instance_id() const { return instance_id_; }
@@ -175,7 +186,8 @@ class Broker : private TransitHandler {
   asio::steady_timer info_debounce_timer_;
   asio::steady_timer start_timer_;
   bool info_broadcast_scheduled_ = false;
-  bool announced_ = false;  // INFO broadcast since the last (re)connection
+  bool announced_ = false;                  // INFO broadcast since the last (re)connection
+  bool listens_on_shared_subject_ = false;  // subscribed at start()
   class CpuMeterHolder;
   std::unique_ptr<CpuMeterHolder> cpu_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards posted callbacks

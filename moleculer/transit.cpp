@@ -70,7 +70,8 @@ Transit::Transit(asio::io_context& loop, const BrokerSettings& settings, std::st
       transporter_(std::move(transporter)),
       handler_(handler),
       counters_(counters),
-      topics_(settings.moleculer_namespace) {}
+      topics_(settings.moleculer_namespace),
+      shared_event_subject_(topics_.broadcast(PacketType::Event)) {}
 
 Transit::~Transit() {
   for (auto& [id, pending] : pending_) {
@@ -219,6 +220,16 @@ void Transit::send_balanced_event(const std::string& group, const Context& ctx) 
           packets::event_packet(ctx, ctx.id, &groups, false, settings_.protocol_version));
 }
 
+void Transit::send_shared_event(const Context& ctx, const std::vector<std::string>& groups) {
+  counters_.events_out++;
+  publish(shared_event_subject_,
+          packets::event_packet(ctx, uuid_v4(), &groups, true, settings_.protocol_version));
+}
+
+void Transit::subscribe_shared_events() {
+  transporter_->subscribe(shared_event_subject_, {}, drain_rank(PacketType::Event));
+}
+
 void Transit::send_response(const std::string& target, const Context& ctx, Outcome outcome) {
   publish(topics_.targeted(PacketType::Response, target),
           packets::response_packet(ctx, std::move(outcome), settings_.protocol_version,
@@ -343,7 +354,11 @@ void Transit::on_message(const std::string& subject, std::string_view data) {
     }
     return;
   }
-  if (decoded.sender == settings_.node_id && consume_own_packet(*type, decoded.payload)) return;
+  if (decoded.sender == settings_.node_id) {
+    // Our own broadcast on the shared subject: its local handlers already ran here.
+    if (*type == PacketType::Event && subject == shared_event_subject_) return;
+    if (consume_own_packet(*type, decoded.payload)) return;
+  }
   dispatch(*type, decoded.payload, received);
 }
 

@@ -99,6 +99,13 @@ class Transit {
                   const std::vector<std::string>* groups, bool broadcast);
   /// An EVENTB to the queue group `group` (disableBalancer); it keeps the context id.
   void send_balanced_event(const std::string& group, const Context& ctx);
+  /// One broadcast EVENT for `groups` on the shared subject `<prefix>.EVENT` (no nodeID), heard
+  /// by every node that subscribed it (subscribe_shared_events), whatever their number. JS
+  /// nodes neither subscribe nor normally publish there (spec: moleculer-node.md §1.3).
+  void send_shared_event(const Context& ctx, const std::vector<std::string>& groups);
+  /// Subscribes the shared EVENT subject; our own packets there are dropped (the sender ran its
+  /// local handlers itself).
+  void subscribe_shared_events();
   void send_response(const std::string& target, const Context& ctx, Outcome outcome);
 
   // Requests out.
@@ -143,6 +150,7 @@ class Transit {
   TransitHandler& handler_;
   BrokerCounters& counters_;
   protocol::Topics topics_;
+  std::string shared_event_subject_;  // <prefix>.EVENT
 
   std::map<std::string, std::unique_ptr<PendingRequest>> pending_;
   std::vector<std::pair<std::string, std::string>> balanced_subscriptions_;  // (subject, queue)

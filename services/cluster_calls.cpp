@@ -47,16 +47,23 @@ struct Gathering {
   }
 };
 
-// Whether `node` advertises the service `service` (INFO `fullName`, or `name` without a
-// version).
-bool offers_service(const moleculer::NodeInfo& node, const std::string& service) {
-  if (!node.services.is_array()) return false;
-  return std::any_of(node.services.begin(), node.services.end(), [&](const Json& entry) {
-    if (!entry.is_object()) return false;
-    if (entry.value("fullName", "") == service) return true;
+// The INFO entry of the service `service` on `node` (matched by `fullName`, or by `name`
+// without a version), or null.
+const Json* service_entry(const moleculer::NodeInfo& node, const std::string& service) {
+  if (!node.services.is_array()) return nullptr;
+  for (const Json& entry : node.services) {
+    if (!entry.is_object()) continue;
+    if (entry.value("fullName", "") == service) return &entry;
     const auto version = entry.find("version");
-    return entry.value("name", "") == service && (version == entry.end() || version->is_null());
-  });
+    if (entry.value("name", "") == service && (version == entry.end() || version->is_null())) {
+      return &entry;
+    }
+  }
+  return nullptr;
+}
+
+bool offers_service(const moleculer::NodeInfo& node, const std::string& service) {
+  return service_entry(node, service) != nullptr;
 }
 
 // The live nodes, other than this one, that run the service of `action` (a node that stopped
@@ -72,6 +79,13 @@ std::vector<std::string> other_nodes_of_service(const moleculer::Broker& broker,
     if (offers_service(node, service)) ids.push_back(id);
   }
   return ids;
+}
+
+bool listens_on_shared_subject(const Json& service) {
+  const auto metadata = service.find("metadata");
+  if (metadata == service.end() || !metadata->is_object()) return false;
+  const auto flag = metadata->find(moleculer::kSharedEventSubjectKey);
+  return flag != metadata->end() && flag->is_boolean() && flag->get<bool>();
 }
 
 void add_numbers(Json& sum, const Json& answer, const std::vector<std::string>& skip) {
@@ -93,6 +107,21 @@ void add_numbers(Json& sum, const Json& answer, const std::vector<std::string>& 
 }
 
 }  // namespace
+
+ServicePeers peers_of_service(const moleculer::Registry& registry, const std::string& service) {
+  ServicePeers peers;
+  for (const auto& [id, node] : registry.nodes()) {
+    if (node.local || !node.available) continue;
+    const Json* entry = service_entry(node, service);
+    if (!entry) continue;
+    if (listens_on_shared_subject(*entry)) {
+      peers.on_shared_subject++;
+    } else {
+      peers.targeted.push_back(id);
+    }
+  }
+  return peers;
+}
 
 void ask_every_node(moleculer::Broker& broker, const std::string& action, const Json& params,
                     Json local_answer, int timeout_ms, const moleculer::ContextPtr& parent,

@@ -25,6 +25,15 @@ struct NodeAnswers {
   std::vector<std::pair<std::string, std::string>> missing;
 };
 
+/// The other live nodes of a service, by how a broadcast for them travels: the nodes whose
+/// service declares `$sharedEventSubject` share one publish on the shared EVENT subject; the
+/// others (older versions of the service) get one targeted EVENT each.
+struct ServicePeers {
+  size_t on_shared_subject = 0;
+  std::vector<std::string> targeted;
+};
+ServicePeers peers_of_service(const moleculer::Registry& registry, const std::string& service);
+
 /// Asks `action` with `params` of every live node other than this one that offers the action,
 /// each call with `timeout_ms`, in parallel; `local_answer` is this node's own answer. Calls
 /// `done` once, when the last node answered or timed out (at once when no other node offers the

@@ -388,10 +388,17 @@ size_t SocketService::deliver(const std::string& event, const std::string& args_
 // so each client gets each event once.
 void SocketService::fan_out_to_other_gateways(const Context& ctx) {
   if (ctx.event_type != "emit") return;
+  const ServicePeers peers = peers_of_service(broker_.registry(), config_.service_name);
   EmitOptions options;
   options.groups = {kGroup};
   options.meta = ctx.meta;
   options.remote_only = true;
+  // One publish for every gateway of this version, whatever their number; they forward nothing
+  // further (what they receive is a broadcast).
+  if (peers.on_shared_subject > 0)
+    broker_.broadcast_on_shared_subject(ctx.name, ctx.params, options);
+  if (peers.targeted.empty()) return;
+  options.nodes = peers.targeted;  // gateways of an older version: one EVENT each
   broker_.broadcast(ctx.name, ctx.params, std::move(options));
 }
 
@@ -624,6 +631,8 @@ Json SocketService::summed_reply(NodeAnswers answers) {
 ServiceSchema SocketService::schema() {
   ServiceSchema service;
   service.name = config_.service_name;
+  // The gateways of this version hear each other's forwarded events on one shared subject.
+  service.metadata = Json{{moleculer::kSharedEventSubjectKey, true}};
   const auto& routes = event_routes();
   for (size_t index = 0; index < routes.size(); ++index) {
     service.events.push_back(EventSchema{
@@ -655,24 +664,7 @@ ServiceSchema SocketService::schema() {
     service.actions.push_back(std::move(schema));
   };
   const std::string node_id = broker_.node_id();
-  action(
-      "emit",
-      Json{
-          {"event", "string"}, {"data", "any"}, {"room", {{"type", "string"}, {"optional", true}}}},
-      [this, node_id](ContextPtr ctx, Respond respond) {
-        auto validated = rules::validate_emit_params(ctx->params);
-        if (auto* failure = std::get_if<rules::ValidationFailure>(&validated)) {
-          respond(Outcome::failure(failure->to_error(node_id, ctx->name)));
-          return;
-        }
-        const auto& params = std::get<rules::EmitParams>(validated);
-        std::vector<std::string> rooms;
-        if (params.room) rooms.push_back(*params.room);
-        size_t delivered =
-            deliver(params.event, dump_json(params.data), params.room ? &rooms : nullptr);
-        respond(Outcome::success(Json{{"delivered", delivered}}));
-      });
-  // Every operator action but emit can ask the whole cluster (`cluster: true`, issue 12).
+  // Every operator action can ask the whole cluster (`cluster: true`, issue 12).
   const Json cluster_params = {{"cluster", {{"type", "boolean"}, {"optional", true}}},
                                {"timeout",
                                 {{"type", "number"},
@@ -684,6 +676,26 @@ ServiceSchema SocketService::schema() {
     params.update(cluster_params);
     return params;
   };
+  action(
+      "emit",
+      with_cluster(Json{{"event", "string"},
+                        {"data", "any"},
+                        {"room", {{"type", "string"}, {"optional", true}}}}),
+      [this, node_id](ContextPtr ctx, Respond respond) {
+        auto validated = rules::validate_emit_params(ctx->params);
+        if (auto* failure = std::get_if<rules::ValidationFailure>(&validated)) {
+          respond(Outcome::failure(failure->to_error(node_id, ctx->name)));
+          return;
+        }
+        const auto& params = std::get<rules::EmitParams>(validated);
+        std::vector<std::string> rooms;
+        if (params.room) rooms.push_back(*params.room);
+        size_t delivered =
+            deliver(params.event, dump_json(params.data), params.room ? &rooms : nullptr);
+        // With `cluster: true` each node delivers to its own sockets and says how many: the
+        // caller learns which nodes did not (an event forward would not tell).
+        answer_in_scope(ctx, params.scope, Json{{"delivered", delivered}}, respond, summed_reply);
+      });
   const Json optional_string = {{"type", "string"}, {"optional", true}};
   action("stats", with_cluster(Json::object()), [this, node_id](ContextPtr ctx, Respond respond) {
     auto validated = rules::validate_stats_params(ctx->params);

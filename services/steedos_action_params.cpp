@@ -142,6 +142,7 @@ Validated<EmitParams> validate_emit_params(const Json& input) {
     add_error(failure.errors, "required", "The 'data' field is required.", "data", data);
   }
   result.room = check_string(*params, "room", true, failure.errors);
+  result.scope = check_cluster_scope(*params, failure.errors);
   if (!failure.errors.empty()) return failure;
   result.event = std::move(*event);
   result.data = *data;

@@ -35,11 +35,12 @@ struct ClusterScope {
   int timeout_ms = kClusterTimeoutDefaultMs;
 };
 
-/// socket.emit `{ event, data, room? }`.
+/// socket.emit `{ event, data, room?, cluster?, timeout? }`.
 struct EmitParams {
   std::string event;
   Json data;                        // never null
   std::optional<std::string> room;  // nullopt: every socket
+  ClusterScope scope;
 };
 /// socket.stats `{ cluster?, timeout? }`.
 struct StatsParams {

@@ -114,6 +114,26 @@ describe("steedos socket: cluster-wide operator actions over three gateway nodes
 		assert.equal((await callOn(1, "stats", { cluster: true })).total.connections.total, 4);
 	});
 
+	it("socket.emit with cluster: true, called on any node, reaches every socket of the cluster once and counts it", async () => {
+		const { u1, all } = await connectSpread();
+		for (const node of [0, 1, 2]) {
+			const answer = await callOn(node, "emit", { cluster: true, event: "everyone", data: node });
+			assert.deepEqual(answer.missing, []);
+			assert.deepEqual(answer.total, { delivered: all.length });
+			assert.deepEqual(ids.map(id => answer.nodes[id].delivered), ids.map(id => (id === c.nodes[2].nodeID ? 3 : 2)));
+			const room = await callOn(node, "emit", { cluster: true, event: "tenant", data: node, room: "S1-space" });
+			assert.equal(room.total.delivered, 0, "nobody subscribed S1-space");
+		}
+		await crossBarrier(c, all);
+		for (const s of all) assert.deepEqual(c.got(s, "everyone").map(args => args[0]), [0, 1, 2], s.id);
+		for (const s of all) assert.deepEqual(c.got(s, "tenant"), [], s.id);
+		// Without `cluster` it stays this node's, as contract §6 says.
+		const local = await callOn(1, "emit", { event: "local", data: 1 });
+		assert.deepEqual(local, { delivered: 2 });
+		await crossBarrier(c, all);
+		assert.deepEqual(all.filter(s => c.got(s, "local").length).map(s => s.id), [u1[1].id, all[4].id]);
+	});
+
 	it("bad params are a ValidationError from the node asked, nothing is fanned out", async () => {
 		await assert.rejects(callOn(0, "join", { cluster: true, room: "S1-ops" }), err => err.code === 422 && err.data[0].field === "userId|sid|inRoom");
 		await assert.rejects(callOn(0, "stats", { cluster: true, timeout: 0 }), err => err.code === 422 && err.data[0].field === "timeout");

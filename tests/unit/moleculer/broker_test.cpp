@@ -306,6 +306,63 @@ TEST_SUITE("broker") {
     }
   }
 
+  TEST_CASE("the shared EVENT subject: one publish, each listening node once, not the sender") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    std::vector<std::string> events_a, events_b, events_c, events_d;
+    Node a(bus, node_settings("a")), b(bus, node_settings("b")), c(bus, node_settings("c")),
+        d(bus, node_settings("d"));
+    auto listening = [](std::vector<std::string>* events) {
+      ServiceSchema s = math_service(events);
+      s.metadata = Json{{kSharedEventSubjectKey, true}};
+      return s;
+    };
+    a.broker->add_service(listening(&events_a));
+    b.broker->add_service(listening(&events_b));
+    c.broker->add_service(listening(&events_c));
+    d.broker->add_service(math_service(&events_d));  // an older node: targeted EVENTs only
+    for (Node* n : {&a, &b, &c, &d}) n->start(loop);
+    REQUIRE(run_until(loop, [&] {
+      const auto* list = a.broker->registry().find_action("math.add");
+      return list && list->endpoints.size() == 4;
+    }));
+    const size_t before = bus.published.size();
+    EmitOptions options;
+    options.groups = {"math"};
+    a.broker->broadcast_on_shared_subject("user.created", Json{{"n", 1}}, options);
+    REQUIRE(run_until(loop, [&] { return events_b.size() + events_c.size() == 2; }));
+    run_for(loop, 30);
+    CHECK(events_b == std::vector<std::string>{"user.*|user.created|broadcast"});
+    CHECK(events_c == std::vector<std::string>{"user.*|user.created|broadcast"});
+    CHECK(events_a.empty());  // the sender's own packet is dropped
+    CHECK(events_d.empty());  // not subscribed
+    std::vector<Json> sent;
+    for (size_t i = before; i < bus.published.size(); ++i) {
+      if (bus.published[i].first.find("EVENT") != std::string::npos) {
+        CHECK(bus.published[i].first == "MOL.EVENT");
+        sent.push_back(Json::parse(bus.published[i].second));
+      }
+    }
+    REQUIRE(sent.size() == 1);
+    CHECK(sent[0]["broadcast"] == true);
+    CHECK(sent[0]["groups"] == Json::array({"math"}));
+
+    // broadcast() limited to some nodes: the older node alone gets its targeted EVENT.
+    const size_t before_targeted = bus.published.size();
+    options.remote_only = true;
+    options.nodes = {"d"};
+    a.broker->broadcast("user.removed", Json::object(), options);
+    REQUIRE(run_until(loop, [&] { return events_d.size() == 1; }));
+    run_for(loop, 30);
+    CHECK(events_b.size() == 1);
+    CHECK(events_c.size() == 1);
+    for (size_t i = before_targeted; i < bus.published.size(); ++i) {
+      if (bus.published[i].first.find("EVENT") != std::string::npos) {
+        CHECK(bus.published[i].first == "MOL.EVENT.d");
+      }
+    }
+  }
+
   TEST_CASE("a node that stops heartbeating expires and its pending calls are rejected") {
     asio::io_context loop;
     MemoryBus bus(loop);

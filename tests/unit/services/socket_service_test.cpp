@@ -722,6 +722,58 @@ TEST_SUITE("socket service") {
       return service_a.stats()["events"]["in"] == 7 && service_b.stats()["events"]["in"] == 7;
     }));
   }
+
+  TEST_CASE("forwarding: one publish on the shared subject for every current gateway") {
+    asio::io_context loop;
+    MemoryBus bus(loop);
+    Config config = test_config();
+    auto producer = make_broker(bus, "producer");
+    std::vector<std::unique_ptr<Broker>> brokers;
+    std::vector<std::unique_ptr<FakeHub>> hubs;
+    std::vector<std::unique_ptr<SocketService>> services;
+    for (const char* id : {"gw-1", "gw-2", "gw-3", "gw-old"}) {
+      brokers.push_back(make_broker(bus, id));
+      hubs.push_back(std::make_unique<FakeHub>());
+      services.push_back(std::make_unique<SocketService>(*brokers.back(), *hubs.back(), config));
+      ServiceSchema schema = services.back()->schema();
+      // gw-old stands for a gateway of an earlier version: no shared subject.
+      if (std::string(id) == "gw-old") schema.metadata = Json::object();
+      brokers.back()->add_service(std::move(schema));
+    }
+    start(loop, *producer);
+    for (auto& broker : brokers) start(loop, *broker);
+    auto sees_all = [](Broker& broker) {
+      const auto* stats = broker.registry().find_action("socket.stats");
+      return stats != nullptr && stats->endpoints.size() == 4;
+    };
+    REQUIRE(run_until(loop, [&] {
+      return sees_all(*producer) &&
+             std::all_of(brokers.begin(), brokers.end(), [&](auto& b) { return sees_all(*b); });
+    }));
+    for (auto& hub : hubs) hub->connect("c");
+
+    // Four balanced emits: the producer's round robin hands one to each gateway.
+    const size_t before = bus.published.size();
+    for (int i = 0; i < 4; ++i) {
+      producer->emit("$socket.emit", Json{{"eventName", "e"}, {"eventParams", i}});
+    }
+    REQUIRE(run_until(loop, [&] {
+      return std::all_of(hubs.begin(), hubs.end(),
+                         [](auto& hub) { return hub->count_of("e") == 4; });
+    }));
+    run_for(loop, 100);
+    for (auto& hub : hubs) CHECK(hub->count_of("e") == 4);
+    std::map<std::string, int> events_by_subject;  // the gateways' EVENTs (not the producer's)
+    for (size_t i = before; i < bus.published.size(); ++i) {
+      const auto& [subject, data] = bus.published[i];
+      if (subject.rfind("MOL.EVENT", 0) != 0) continue;
+      if (Json::parse(data)["sender"] != "producer") events_by_subject[subject]++;
+    }
+    // Each forwarder: one shared publish whatever the number of gateways, and one targeted
+    // EVENT for the gateway that does not listen there (none when that gateway forwards).
+    CHECK(events_by_subject ==
+          std::map<std::string, int>{{"MOL.EVENT", 4}, {"MOL.EVENT.gw-old", 3}});
+  }
 }
 
 // Issue 9: auth coalescing, auth.maxInFlight, gateway.maxSubscribesPerSecond and the `limits`

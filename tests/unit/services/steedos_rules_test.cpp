@@ -820,6 +820,13 @@ TEST_CASE("validate_emit_params: { event, data, room? }") {
   CHECK(std::get<rules::EmitParams>(with_room).room == std::optional<std::string>("S1-a"));
   CHECK(errors_of(rules::validate_emit_params(
             parse(R"({"event":"e","data":false,"room":null})"))) == "valid");
+  CHECK_FALSE(params->scope.cluster);
+  auto cluster =
+      rules::validate_emit_params(parse(R"({"event":"e","data":1,"cluster":true,"timeout":500})"));
+  CHECK(std::get<rules::EmitParams>(cluster).scope.cluster);
+  CHECK(std::get<rules::EmitParams>(cluster).scope.timeout_ms == 500);
+  CHECK(errors_of(rules::validate_emit_params(
+            parse(R"({"event":"e","data":1,"cluster":"yes"})"))) != "valid");
 }
 
 TEST_CASE("validate_emit_params: fastest-validator shaped errors") {
