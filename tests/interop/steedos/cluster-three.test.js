@@ -23,7 +23,9 @@ const BALANCED_ROUNDS = 3;
 // The clients of a test, by gateway: an anonymous one on each node; tenant S1 (U1 twice with two
 // tokens, U4, U6) and tenant S2 (U2, U5, U6 again with the same token). `rooms`: whether it
 // subscribes to the rooms the §5 events address; U4 does not (in the tenant, in no room).
-const CLIENTS = [
+// COPIES of each: several sockets of one user on one node must each get an event once.
+const COPIES = 3;
+const CLIENT_SPECS = [
 	{ name: "anon0", gateway: 0 },
 	{ name: "u1", gateway: 0, cookie: COOKIES.U1, user: "U1", tenant: "S1", rooms: true },
 	{ name: "u2", gateway: 0, cookie: COOKIES.U2, user: "U2", tenant: "S2", rooms: true },
@@ -35,6 +37,7 @@ const CLIENTS = [
 	{ name: "u6s1", gateway: 2, cookie: COOKIES.U6S1, user: "U6", tenant: "S1", rooms: true },
 	{ name: "u6s2", gateway: 2, cookie: COOKIES.U6S2, user: "U6", tenant: "S2", rooms: true }
 ];
+const CLIENTS = CLIENT_SPECS.flatMap(spec => Array.from({ length: COPIES }, (_, k) => Object.assign({}, spec, { name: `${spec.name}#${k}` })));
 
 const ROOM_42 = "record:orders:change-42";
 const recordPart = id => `record:orders:change-${id}`;
@@ -171,29 +174,27 @@ for (const disableBalancer of [false, true]) {
 				for (const room of rooms) client.joined.add(room);
 			}
 			const counts = await Promise.all(c.nodes.map(n => c.producer.call("socket.stats", {}, { nodeID: n.nodeID, timeout: 5000 })));
-			assert.deepEqual(counts.map(st => st.connections.total), [3, 4, 3], "clients spread over the three nodes");
+			assert.deepEqual(counts.map(st => st.connections.total), c.nodes.map((_, i) => CLIENTS.filter(cl => cl.gateway === i).length),
+				"clients spread over the three nodes");
 			return clients;
 		}
 
 		for (const t of TRANSPORTS) {
 			it(`every §5 event via emit (balanced and forwarded by each node), broadcast and socket.emit on each node: 0 lost, 0 duplicated, rooms and tenants isolated (${t.name})`, async t2 => {
-				// The sends: labels e* (balanced emit), p<i> (emit pinned to node i), b (broadcast).
-				const emitLabels = Array.from({ length: BALANCED_ROUNDS }, (_, r) => `e${r}`);
-				const pinLabels = c.nodes.map((_, i) => `p${i}`);
-				const sends = [...emitLabels, ...pinLabels, "b"].map(label => ({ label, events: fiveEvents(label) }));
+				// Each send is the whole §5 list, tagged with its label: balanced emits (e<r>), emits
+				// pinned to node i (p<i>, node i forwards them), one broadcast (b).
+				const sends = [
+					...Array.from({ length: BALANCED_ROUNDS }, (_, r) => ({ label: `e${r}`, send: (event, payload) => c.producer.emit(event, payload) })),
+					...c.nodes.map((n, i) => ({ label: `p${i}`, send: (event, payload) => emitTo(c.producer, n.nodeID, event, payload) })),
+					{ label: "b", send: (event, payload) => c.producer.broadcast(event, payload) }
+				].map(x => Object.assign(x, { events: fiveEvents(x.label) }));
 				const acts = c.nodes.map((n, i) => ({ node: n, emits: actionEmits(`a${i}`, i) }));
 				const recordIds = sends.map(({ label }) => `${label}_rec`);
 				const clients = await connectAll(t.transports, recordIds);
 				const sockets = clients.map(cl => cl.s);
 				const before = await eventsInOf(c);
 
-				for (const { label, events } of sends) {
-					for (const { event, payload } of events) {
-						if (label.startsWith("e")) c.producer.emit(event, payload);
-						else if (label.startsWith("p")) emitTo(c.producer, c.nodes[Number(label.slice(1))].nodeID, event, payload);
-						else c.producer.broadcast(event, payload);
-					}
-				}
+				for (const { send, events } of sends) for (const { event, payload } of events) send(event, payload);
 				const delivered = await Promise.all(acts.flatMap(({ node, emits }) =>
 					emits.map(e => c.producer.call("socket.emit", e.params, { nodeID: node.nodeID, timeout: 5000 }))));
 				await crossBarrier(c, sockets);
