@@ -159,15 +159,15 @@ async function startClients(jobs, planFile, readyMs) {
  */
 async function measure(s, count, emitAll, timeoutMs = 120000) {
 	await Promise.all(s.lcs.map(lc => lc.command("window", "RESULT window")));
-	const cpu0 = sum(s.nodes.map(n => proc.cpuSeconds(n.pid)));
-	const natsCpu0 = proc.cpuSeconds(s.natsPid);
+	const cpu0 = sum(s.nodes.map(n => proc.cpuNs(n.pid)));
+	const natsCpu0 = proc.cpuNs(s.natsPid);
 	const first = s.seq;
 	const t0 = await emitAll(i => s.producer.emit("$socket.emit", { eventName: "bench", eventParams: { m: `~0~${first + i}~${now()}~` } }));
 	s.seq += count;
 	for (const lc of s.lcs) lc.send(`total 0 ${s.seq}`);
 	const results = await Promise.all(s.lcs.map(lc => checkAndWindow(lc, QUIET_MS, timeoutMs)));
-	const cpu = sum(s.nodes.map(n => proc.cpuSeconds(n.pid))) - cpu0;
-	const natsCpu = proc.cpuSeconds(s.natsPid) - natsCpu0;
+	const cpu = sum(s.nodes.map(n => proc.cpuNs(n.pid))) - cpu0;
+	const natsCpu = proc.cpuNs(s.natsPid) - natsCpu0;
 	const delivered = sum(results.map(r => r.window.samples));
 	// The load clients' lost and duplicated counts are totals since their start: this batch's share.
 	const lostNow = sum(results.map(r => r.check.lost));
@@ -181,9 +181,9 @@ async function measure(s, count, emitAll, timeoutMs = 120000) {
 		p50: max(results.map(x => x.window.p50_ms)),
 		p99: max(results.map(x => x.window.p99_ms)),
 		max: max(results.map(x => x.window.max_ms)),
-		cpuUs: (cpu * 1e6) / Math.max(delivered, 1),
+		cpuUs: cpu / 1e3 / Math.max(delivered, 1),
 		// The bus's CPU per event (the setups are measured in turns: the other one is idle).
-		natsCpuUsPerEvent: (natsCpu * 1e6) / count,
+		natsCpuUsPerEvent: natsCpu / 1e3 / count,
 		generatorBound: results.some(x => x.check.client_cpu_pct >= 90)
 	};
 	s.lost = lostNow;
@@ -235,7 +235,7 @@ async function through() {
 	const { clients, events, rate, seconds, rounds } = THROUGH;
 	const paced_ = Math.round(rate * seconds);
 	log(`through: ${clients} clients, burst ${events} events, paced ${rate} ev/s for ${seconds} s, ${rounds} rounds; ` +
-		`expected about ${Math.round(20 + rounds * 2 * (2 * seconds + 8))} s`);
+		`expected about ${Math.round(10 + rounds * 2 * (seconds + 2))} s`);
 	const nats = await h.startNats();
 	const setups = [];
 	try {
@@ -287,7 +287,7 @@ function throughReport(meta, r) {
 			`the nodes, the load clients, nats-server and the producer share them (pinning ${meta.pin ? "nodes CPU 0, load clients CPU 1" : "off"}), ` +
 			"so three nodes here measure the cost of forwarding, not the gain of three machines.",
 		"",
-		"| setup | nodes | deliveries/s | burst p50 ms | burst p99 ms | node CPU µs/delivery | nats-server CPU µs/event | paced p50 ms | paced p99 ms | lost | duplicated |",
+		"| setup | nodes | deliveries/s | burst p50 ms | burst p99 ms | node CPU µs/delivery | nats-server CPU µs/event | paced p50 ms | paced p99 ms | lost (all rounds) | duplicated (all rounds) |",
 		"|---|---|---|---|---|---|---|---|---|---|---|"
 	];
 	for (const [name, x] of [["one", one], ["three", three]]) {
@@ -295,7 +295,8 @@ function throughReport(meta, r) {
 	}
 	lines.push(`| three/one | | ${q(three.rate, one.rate)}x | ${q(three.burstP50, one.burstP50)}x | ${q(three.burstP99, one.burstP99)}x | ${q(three.cpuUs, one.cpuUs)}x | ${q(three.natsUs, one.natsUs)}x | ` +
 		`${q(three.pacedP50, one.pacedP50)}x | ${q(three.pacedP99, one.pacedP99)}x | | |`);
-	lines.push("");
+	lines.push("", "three/one: above 1 is more (deliveries/s) or slower and costlier (latency, CPU). Node CPU: the sum over the setup's nodes " +
+		"(/proc/<pid>/task/*/schedstat) during the burst, per delivery; nats-server CPU: during the burst, per event (the other setup is idle meanwhile).", "");
 	if (one.generatorBound || three.generatorBound) lines.push("WARN a load client was at >= 90 % CPU during a measurement: the generator may have set the pace.", "");
 	lines.push(`Load average at the end: ${meta.loadEnd}.`, "");
 	return lines.join("\n");
