@@ -3,7 +3,7 @@
 //
 //   bench/cluster.sh [--only through,idle] [--clients N] [--rounds 3] [--events 100] [--rate 100]
 //                    [--seconds 3] [--nodes 5] [--per-load-client 9500] [--reps 3]
-//                    [--settle-ms 5000] [--pin] [--out-dir bench/results] [--tag -small]
+//                    [--settle-ms 5000] [--pin] [--no-nice] [--out-dir bench/results] [--tag -small]
 //
 // through  THREE steedos-socket nodes against ONE, same clients and same rate, in one run. One
 //          nats-server; each setup in its own Moleculer namespace (so a balanced emit of one setup
@@ -41,7 +41,8 @@
 // open-file limit (20,000 - 64 here), which is checked against the node's share before connecting.
 // The machine has 2 cores: the nodes, the load clients, nats-server and this process share them, so
 // three nodes do not have three times the CPU of one; nothing is pinned unless --pin (nodes on
-// CPU 0, load clients on CPU 1). Every phase is logged with the time, so a long run shows its pace.
+// CPU 0, load clients on CPU 1); everything runs at nice -10 (as compare.js) unless --no-nice.
+// Every phase is logged with the time, so a long run shows its pace.
 const fs = require("fs");
 const os = require("os");
 const path = require("path");
@@ -66,6 +67,10 @@ const IDLE = {
 	settleMs: Number(arg("settle-ms", 5000))
 };
 const PIN = process.argv.includes("--pin") && proc.canPin();
+// As compare.js: other jobs on the machine (builds, tests) would take the cores from the nodes and
+// load clients; the benchmark and everything it starts (children inherit it) run at this nice
+// value when allowed (root).
+const NICE = process.argv.includes("--no-nice") ? null : -10;
 const DATE = new Date().toISOString().slice(0, 10);
 const OUT_DIR = arg("out-dir", path.join(__dirname, "results"));
 const TAG = arg("tag", "");
@@ -284,7 +289,7 @@ function throughReport(meta, r) {
 			"`$socket.emit` without a room, so in setup three each event reaches one node and is forwarded to the other two. " +
 			`Burst: ${meta.events} events back to back; paced: ${meta.rate} ev/s for ${meta.seconds} s. Median of ${meta.rounds} rounds, the setups measured in turns. ` +
 			`p50/p99: emit -> receipt, the highest of the load clients'. **${os.cpus().length} cores for everything**: ` +
-			`the nodes, the load clients, nats-server and the producer share them (pinning ${meta.pin ? "nodes CPU 0, load clients CPU 1" : "off"}), ` +
+			`the nodes, the load clients, nats-server and the producer share them (pinning ${meta.pin ? "nodes CPU 0, load clients CPU 1" : "off"}; nice ${meta.nice}), ` +
 			"so three nodes here measure the cost of forwarding, not the gain of three machines.",
 		"",
 		"| setup | nodes | deliveries/s | burst p50 ms | burst p99 ms | node CPU µs/delivery | nats-server CPU µs/event | paced p50 ms | paced p99 ms | lost (all rounds) | duplicated (all rounds) |",
@@ -374,7 +379,7 @@ function idleReport(meta, r) {
 			"connections (each process may open about 20,000 files), as compare.js workload a: cookies of 50 users in 5 tenants " +
 			"(mock auth service), subscribes `space`, individual `me` and `notification-change`. One event: a balanced `$socket.emit` " +
 			`without a room from a moleculer 0.14 producer, received by every client exactly once; median of ${r.events.length}. ` +
-			`**${os.cpus().length} cores for everything** (nodes, load clients, nats-server, producer; pinning ${meta.pin ? "on" : "off"}).`,
+			`**${os.cpus().length} cores for everything** (nodes, load clients, nats-server, producer; pinning ${meta.pin ? "on" : "off"}; nice ${meta.nice}).`,
 		"",
 		"| clients | nodes | connect s (all) | connects/s | RSS per client B | one event to all: last receipt ms (median) | lost | duplicated |",
 		"|---|---|---|---|---|---|---|---|",
@@ -405,11 +410,18 @@ async function main() {
 	for (const f of ["steedos-socket", "load-client"]) {
 		if (!fs.existsSync(path.join(h.BUILD_DIR, f))) throw new Error(`${path.join(h.BUILD_DIR, f)} missing: cmake --build build --target steedos-socket load-client`);
 	}
+	if (NICE != null) {
+		try {
+			os.setPriority(0, NICE);
+		} catch (err) {
+			log(`nice ${NICE} not allowed (${err.code}): running at the default priority`);
+		}
+	}
 	const machine = proc.machineLine();
 	const git = proc.gitLine();
 	log(`${git}; ${machine}; pinning ${PIN ? "nodes CPU 0, load clients CPU 1" : "off"}`);
 	if (os.loadavg()[0] > 1) log(`WARN load average ${os.loadavg()[0].toFixed(2)} before the run: other jobs share the cores, the figures will be noisy`);
-	const common = () => ({ command: COMMAND, machine, git, date: DATE, pin: PIN, loadEnd: os.loadavg().map(x => x.toFixed(2)).join(" ") });
+	const common = () => ({ command: COMMAND, machine, git, date: DATE, pin: PIN, nice: os.getPriority(0), loadEnd: os.loadavg().map(x => x.toFixed(2)).join(" ") });
 	const summaries = [];
 	if (ONLY.has("through")) {
 		const t = Date.now();
