@@ -128,6 +128,12 @@ async function waitNodesReady(producer, nodes, { auth = null } = {}) {
 	await waitGatewaysKnowEachOther({ producer }, nodes, 30000);
 }
 
+/** nats-server's message counters (/varz): every publish it received, every copy it sent. */
+async function natsMessages(nats) {
+	const varz = await (await fetch(`http://127.0.0.1:${nats.monitorPort}/varz`)).json();
+	return { in: varz.in_msgs, out: varz.out_msgs };
+}
+
 /** Sum of socket.stats connections.total over `nodes`. */
 async function connectionsOf(producer, nodes) {
 	const stats = await Promise.all(nodes.map(n => producer.call("socket.stats", {}, { nodeID: n.nodeID, timeout: 10000 })));
@@ -160,21 +166,23 @@ async function startClients(jobs, planFile, readyMs) {
 }
 
 /**
- * One measured batch on `s` ({ producer, lcs, clients, seq, lost, duplicated, nodes, natsPid }): `emitAll(
+ * One measured batch on `s` ({ producer, lcs, clients, seq, lost, duplicated, nodes, nats }): `emitAll(
  * emitOne)` emits the batch through emitOne() and resolves the first emit's CLOCK_MONOTONIC; the
  * load clients are told the new total of target 0 and checked. Resolves the batch's figures.
  */
 async function measure(s, count, emitAll, timeoutMs = 120000) {
 	await Promise.all(s.lcs.map(lc => lc.command("window", "RESULT window")));
 	const cpu0 = sum(s.nodes.map(n => proc.cpuNs(n.pid)));
-	const natsCpu0 = proc.cpuNs(s.natsPid);
+	const natsCpu0 = proc.cpuNs(s.nats.proc.pid);
+	const msgs0 = await natsMessages(s.nats);
 	const first = s.seq;
 	const t0 = await emitAll(i => s.producer.emit("$socket.emit", { eventName: "bench", eventParams: { m: `~0~${first + i}~${now()}~` } }));
 	s.seq += count;
 	for (const lc of s.lcs) lc.send(`total 0 ${s.seq}`);
 	const results = await Promise.all(s.lcs.map(lc => checkAndWindow(lc, QUIET_MS, timeoutMs)));
 	const cpu = sum(s.nodes.map(n => proc.cpuNs(n.pid))) - cpu0;
-	const natsCpu = proc.cpuNs(s.natsPid) - natsCpu0;
+	const natsCpu = proc.cpuNs(s.nats.proc.pid) - natsCpu0;
+	const msgs = await natsMessages(s.nats);
 	const delivered = sum(results.map(r => r.window.samples));
 	// The load clients' lost and duplicated counts are totals since their start: this batch's share.
 	const lostNow = sum(results.map(r => r.check.lost));
@@ -191,6 +199,10 @@ async function measure(s, count, emitAll, timeoutMs = 120000) {
 		cpuUs: cpu / 1e3 / Math.max(delivered, 1),
 		// The bus's CPU per event (the setups are measured in turns: the other one is idle).
 		natsCpuUsPerEvent: natsCpu / 1e3 / count,
+		// Messages through nats-server per event: 1 in / 1 out is the producer's emit alone; with
+		// forwarding one more publish (in) reaching the other nodes (out). Heartbeats add ~1/s.
+		natsInPerEvent: (msgs.in - msgs0.in) / count,
+		natsOutPerEvent: (msgs.out - msgs0.out) / count,
 		generatorBound: results.some(x => x.check.client_cpu_pct >= 90)
 	};
 	s.lost = lostNow;
@@ -221,7 +233,7 @@ async function startSetup(nats, name, nodeCount) {
 	const processes = 3 * Math.ceil(THROUGH.clients / (3 * PER_LOAD_CLIENT));
 	const parts = split(THROUGH.clients, processes);
 	const { planFile } = issuePlan({ clients: max(parts), plain: true });
-	const s = { name, producer, nodes, natsPid: nats.proc.pid, clients: THROUGH.clients, lcs: [], seq: 0, lost: 0, duplicated: 0 };
+	const s = { name, producer, nodes, nats, clients: THROUGH.clients, lcs: [], seq: 0, lost: 0, duplicated: 0 };
 	// Load client k on node k % nodes: all three on the one node, or one per node.
 	const started = await startClients(parts.map((n, k) => ({ node: nodes[k % nodeCount], n })), planFile, 120000);
 	s.lcs = started.lcs;
@@ -263,7 +275,7 @@ async function through() {
 			const b = runs[name].burst, p = runs[name].paced;
 			const pick = (list, f) => median(list.map(r => r[f]));
 			result[name] = {
-				nodes: name === "one" ? 1 : 3, rate: pick(b, "rate"), burstP50: pick(b, "p50"), burstP99: pick(b, "p99"), cpuUs: pick(b, "cpuUs"), natsUs: pick(b, "natsCpuUsPerEvent"),
+				nodes: name === "one" ? 1 : 3, rate: pick(b, "rate"), burstP50: pick(b, "p50"), burstP99: pick(b, "p99"), cpuUs: pick(b, "cpuUs"), natsUs: pick(b, "natsCpuUsPerEvent"), natsIn: pick(b, "natsInPerEvent"), natsOut: pick(b, "natsOutPerEvent"),
 				pacedP50: pick(p, "p50"), pacedP99: pick(p, "p99"), pacedMax: pick(p, "max"),
 				lost: sum([...b, ...p].map(r => r.lost)), duplicated: sum([...b, ...p].map(r => r.duplicated)),
 				generatorBound: [...b, ...p].some(r => r.generatorBound), runs: runs[name]
@@ -294,16 +306,17 @@ function throughReport(meta, r) {
 			`the nodes, the load clients, nats-server and the producer share them (pinning ${meta.pin ? "nodes CPU 0, load clients CPU 1" : "off"}; nice ${meta.nice}), ` +
 			"so three nodes here measure the cost of forwarding, not the gain of three machines.",
 		"",
-		"| setup | nodes | deliveries/s | burst p50 ms | burst p99 ms | node CPU µs/delivery | nats-server CPU µs/event | paced p50 ms | paced p99 ms | lost (all rounds) | duplicated (all rounds) |",
-		"|---|---|---|---|---|---|---|---|---|---|---|"
+		"| setup | nodes | deliveries/s | burst p50 ms | burst p99 ms | node CPU µs/delivery | nats-server CPU µs/event | NATS msgs in/out per event | paced p50 ms | paced p99 ms | lost (all rounds) | duplicated (all rounds) |",
+		"|---|---|---|---|---|---|---|---|---|---|---|---|"
 	];
 	for (const [name, x] of [["one", one], ["three", three]]) {
-		lines.push(`| ${name} | ${x.nodes} | ${Math.round(x.rate)} | ${f(x.burstP50)} | ${f(x.burstP99)} | ${f(x.cpuUs, 3)} | ${f(x.natsUs, 1)} | ${f(x.pacedP50)} | ${f(x.pacedP99)} | ${x.lost} | ${x.duplicated} |`);
+		lines.push(`| ${name} | ${x.nodes} | ${Math.round(x.rate)} | ${f(x.burstP50)} | ${f(x.burstP99)} | ${f(x.cpuUs, 3)} | ${f(x.natsUs, 1)} | ${f(x.natsIn)} / ${f(x.natsOut)} | ${f(x.pacedP50)} | ${f(x.pacedP99)} | ${x.lost} | ${x.duplicated} |`);
 	}
-	lines.push(`| three/one | | ${q(three.rate, one.rate)}x | ${q(three.burstP50, one.burstP50)}x | ${q(three.burstP99, one.burstP99)}x | ${q(three.cpuUs, one.cpuUs)}x | ${q(three.natsUs, one.natsUs)}x | ` +
+	lines.push(`| three/one | | ${q(three.rate, one.rate)}x | ${q(three.burstP50, one.burstP50)}x | ${q(three.burstP99, one.burstP99)}x | ${q(three.cpuUs, one.cpuUs)}x | ${q(three.natsUs, one.natsUs)}x | | ` +
 		`${q(three.pacedP50, one.pacedP50)}x | ${q(three.pacedP99, one.pacedP99)}x | | |`);
 	lines.push("", "three/one: above 1 is more (deliveries/s) or slower and costlier (latency, CPU). Node CPU: the sum over the setup's nodes " +
-		"(/proc/<pid>/task/*/schedstat) during the burst, per delivery; nats-server CPU: during the burst, per event (the other setup is idle meanwhile).", "");
+		"(/proc/<pid>/task/*/schedstat) during the burst, per delivery; nats-server CPU: during the burst, per event (the other setup is idle meanwhile). " +
+		"NATS msgs: nats-server's /varz in_msgs / out_msgs during the burst, per event (heartbeats of both setups included, about 1/s).", "");
 	if (one.generatorBound || three.generatorBound) lines.push("WARN a load client was at >= 90 % CPU during a measurement: the generator may have set the pace.", "");
 	lines.push(`Load average at the end: ${meta.loadEnd}.`, "");
 	return lines.join("\n");
@@ -343,7 +356,7 @@ async function idle() {
 		const after = nodes.map(n => rssKb(n.pid).rss);
 		const rssPerClient = (sum(after) - sum(before)) * 1024 / clients;
 		log(`RSS ${Math.round(sum(before) / 1024)} MiB before, ${Math.round(sum(after) / 1024)} MiB with clients: ${Math.round(rssPerClient)} B per client`);
-		const s = { producer, nodes, natsPid: nats.proc.pid, lcs, clients, seq: 0, lost: 0, duplicated: 0 };
+		const s = { producer, nodes, nats, lcs, clients, seq: 0, lost: 0, duplicated: 0 };
 		const events = [];
 		for (let rep = 0; rep < reps; rep++) {
 			const r = await measure(s, 1, burstOf(1), 300000);
