@@ -422,6 +422,9 @@ function write(base, markdown, json) {
 
 async function main() {
 	for (const part of ONLY) if (!["through", "idle"].includes(part)) throw new Error(`--only ${[...ONLY].join(",")}: through, idle`);
+	const sizes = { clients: THROUGH.clients, "idle clients": IDLE.clients, events: THROUGH.events, rate: THROUGH.rate, seconds: THROUGH.seconds, rounds: THROUGH.rounds,
+		nodes: IDLE.nodes, reps: IDLE.reps, "per-load-client": PER_LOAD_CLIENT };
+	for (const [name, v] of Object.entries(sizes)) if (!(v > 0)) throw new Error(`--${name.replace("idle ", "")}: a positive number (got ${v})`);
 	for (const f of ["steedos-socket", "load-client"]) {
 		if (!fs.existsSync(path.join(h.BUILD_DIR, f))) throw new Error(`${path.join(h.BUILD_DIR, f)} missing: cmake --build build --target steedos-socket load-client`);
 	}
