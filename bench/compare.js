@@ -46,11 +46,12 @@
 const fs = require("fs");
 const os = require("os");
 const path = require("path");
-const { spawn, execFileSync } = require("child_process");
+const { spawn } = require("child_process");
 const { h, authService, login, AUTH_ACTION } = require("../tests/interop/steedos/fixture");
-const { issuePlan, startLoadClient, rssKb, median, arg, now } = require("./steedos_load");
+const { issuePlan, startLoadClient, checkAndWindow, paced, rssKb, median, arg, now } = require("./steedos_load");
 const { startBaseline } = require("./baseline/start");
 const proc = require("./lib/proc");
+const { machineLine, gitLine } = proc;
 const report = require("./lib/compare_report");
 
 const QUICK = process.argv.includes("--quick");
@@ -168,25 +169,6 @@ async function startClients(env, clients, plan, args = []) {
 		return lc;
 	}));
 	return started;
-}
-
-/** Reads the marked deliveries of one load client since the last window: check, then window. */
-async function checkAndWindow(lc, quietMs, timeoutMs) {
-	const check = await lc.command(`check ${quietMs} ${timeoutMs}`, "RESULT check_soak", timeoutMs + 30000);
-	const window = await lc.command("window", "RESULT window");
-	return { check, window };
-}
-
-/** Emits `count` events at `rate` per second, stamped at their emit; resolves the first emit's time. */
-async function paced(rate, count, emitOne) {
-	const start = now();
-	let sent = 0;
-	while (sent < count) {
-		const due = Math.min(count, Math.floor(((now() - start) / 1e9) * rate) + 1);
-		while (sent < due) emitOne(sent++);
-		await new Promise(r => setTimeout(r, 1));
-	}
-	return start;
 }
 
 // --- workloads ---------------------------------------------------------------------------------
@@ -460,28 +442,6 @@ async function connects(impl) {
 }
 
 // --- main --------------------------------------------------------------------------------------
-
-function machineLine() {
-	const cpu = (/model name\s*:\s*(.*)/.exec(fs.readFileSync("/proc/cpuinfo", "utf8")) || [])[1] || os.arch();
-	const version = cmd => {
-		try {
-			return execFileSync(cmd[0], cmd.slice(1), { encoding: "utf8" }).trim().split("\n")[0];
-		} catch (_) {
-			return "?";
-		}
-	};
-	return `${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}, node ${process.version}, ${version(["nats-server", "--version"])}, load average at start ${os.loadavg().map(x => x.toFixed(2)).join(" ")}`;
-}
-
-function gitLine() {
-	const git = args => execFileSync("git", args, { cwd: path.join(__dirname, ".."), encoding: "utf8" }).trim();
-	try {
-		const dirty = git(["status", "--porcelain", "--untracked-files=no"]) ? " (with uncommitted changes)" : "";
-		return `${git(["rev-parse", "--short", "HEAD"])}${dirty} on ${git(["rev-parse", "--abbrev-ref", "HEAD"])}`;
-	} catch (_) {
-		return "?";
-	}
-}
 
 async function main() {
 	for (const impl of IMPLS) if (!["product", "baseline"].includes(impl)) throw new Error(`--impl ${IMPL}: product, baseline or both`);

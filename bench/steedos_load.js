@@ -175,6 +175,7 @@ async function startLoadClient({ port, clients, planFile, args = [], readyMs = 3
 	if (!fs.existsSync(LOAD_CLIENT)) throw new Error(`${LOAD_CLIENT} missing: cmake --build build --target load-client`);
 	const child = spawn(LOAD_CLIENT, ["--port", String(port), "--clients", String(clients), "--no-control",
 		"--plan", planFile, "--timeout-s", String(Math.ceil(readyMs / 1000)), ...args], { stdio: ["pipe", "pipe", "pipe"] });
+	h.track(child); // killed with the run (Ctrl-C, an error), as the harness kills its nodes
 	child.stderr.setEncoding("utf8");
 	child.stderr.on("data", chunk => process.stderr.write(chunk.replace(/^(?=.)/gm, "  [load-client] ")));
 	const results = h.resultLines(child, { name: "load-client" });
@@ -204,6 +205,25 @@ async function startLoadClient({ port, clients, planFile, args = [], readyMs = 3
 	return lc;
 }
 
+/** Reads the marked deliveries of one load client since the last window: check, then window. */
+async function checkAndWindow(lc, quietMs, timeoutMs) {
+	const check = await lc.command(`check ${quietMs} ${timeoutMs}`, "RESULT check_soak", timeoutMs + 30000);
+	const window = await lc.command("window", "RESULT window");
+	return { check, window };
+}
+
+/** Emits `count` events at `rate` per second, stamped at their emit; resolves the first emit's time. */
+async function paced(rate, count, emitOne) {
+	const start = now();
+	let sent = 0;
+	while (sent < count) {
+		const due = Math.min(count, Math.floor(((now() - start) / 1e9) * rate) + 1);
+		while (sent < due) emitOne(sent++);
+		await new Promise(r => setTimeout(r, 1));
+	}
+	return start;
+}
+
 /** RSS and peak RSS (VmHWM) of `pid` in KiB, from /proc. */
 function rssKb(pid) {
 	const text = fs.readFileSync(`/proc/${pid}/status`, "utf8");
@@ -223,4 +243,4 @@ function arg(name, fallback) {
 	return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
 }
 
-module.exports = { population, issuePlan, ISSUE_SUBSCRIPTIONS, emitTo, startLoadClient, rssKb, median, arg, now, rng, MIX, targetPicker };
+module.exports = { population, issuePlan, ISSUE_SUBSCRIPTIONS, emitTo, startLoadClient, checkAndWindow, paced, rssKb, median, arg, now, rng, MIX, targetPicker };
