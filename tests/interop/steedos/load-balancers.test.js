@@ -6,7 +6,8 @@
 // the balancer (and long-polling only): the auth cookies and the Host header pass, sessions stay on one node (sticky),
 // clients are spread over the nodes, each event arrives exactly once; then one node drains on
 // SIGTERM, its clients reconnect through the balancer to the others and get events again, and the
-// node started again on the same port is given new clients.
+// node started again on the same port is given new clients; then one node is killed with SIGKILL
+// while broadcasts flow: the others' clients miss none, its clients come back through the balancer.
 //
 // Stickiness on one machine: every client of this test comes from loopback. nginx pins by the
 // client's address (hash $remote_addr consistent), so each client binds its own source address
@@ -292,6 +293,20 @@ describe("three gateway nodes behind nginx and HAProxy (docs/deploy.md)", () => 
 		return clients;
 	}
 
+	/** Starts node k again, on its port, with its configuration; resolves when the cluster knows it. */
+	async function restartNode(k) {
+		const { nodeID, ...config } = c.nodes[k].config;
+		const again = await startGateway({ nats: c.nats, logLevel: "info",
+			extra: Object.assign({}, config, { gateway: Object.assign({}, config.gateway, { port: c.ports[k] }) }) });
+		assert.equal(await gatewayPort(again), c.ports[k]);
+		c.nodes[k] = again;
+		await h.waitForRemoteNode(c.producer, again.nodeID, ["socket.stats", "socket.emit"], 10000);
+		await h.waitForCppSees(c.producer, again.nodeID, AUTH_ACTION, c.auth.nodeID, 10000);
+		await h.waitForCppSees(c.producer, again.nodeID, "listener.ping", c.producer.nodeID, 10000);
+		await waitGatewaysKnowEachOther(c);
+		return again;
+	}
+
 	for (const B of BALANCERS) {
 		it(`${B.name}: default, websocket-only and polling-only clients with their cookies, spread over the nodes, each event exactly once; a node drained, then back`, async () => {
 			lb = await B.start(c.ports);
@@ -346,15 +361,7 @@ describe("three gateway nodes behind nginx and HAProxy (docs/deploy.md)", () => 
 			}
 
 			// The node starts again on the same port; the balancer gives it new clients again.
-			const { nodeID, ...config } = old.config;
-			const again = await startGateway({ nats: c.nats, logLevel: "info",
-				extra: Object.assign({}, config, { gateway: Object.assign({}, config.gateway, { port: c.ports[k] }) }) });
-			assert.equal(await gatewayPort(again), c.ports[k]);
-			c.nodes[k] = again;
-			await h.waitForRemoteNode(c.producer, again.nodeID, ["socket.stats", "socket.emit"], 10000);
-			await h.waitForCppSees(c.producer, again.nodeID, AUTH_ACTION, c.auth.nodeID, 10000);
-			await h.waitForCppSees(c.producer, again.nodeID, "listener.ping", c.producer.nodeID, 10000);
-			await waitGatewaysKnowEachOther(c);
+			const again = await restartNode(k);
 			const tBack = Date.now();
 			const fresh = [];
 			// New clients (new addresses for nginx's hash) until one lands on the restarted node:
@@ -398,6 +405,65 @@ describe("three gateway nodes behind nginx and HAProxy (docs/deploy.md)", () => 
 			await crossBarrier(c, everyone);
 			for (const s of clients) assertExactlyOnce(s, tag3, 3);
 			for (const s of fresh) assertExactlyOnce(s, tag3, 1);
+		});
+	}
+
+	for (const B of BALANCERS) {
+		it(`${B.name}: a node killed with SIGKILL loses only its sockets; they reconnect through the balancer and get events again; the others never stop delivering`, async () => {
+			lb = await B.start(c.ports);
+			const clients = await connectClients();
+			const { where } = await placement();
+			const counts = c.nodes.map((_, i) => clients.filter(s => where.get(s.id) === i).length);
+			const k = counts.indexOf(Math.max(...counts));
+			const killed = c.nodes[k];
+			const moved = clients.filter(s => where.get(s.id) === k);
+			const stayed = clients.filter(s => where.get(s.id) !== k);
+			// A broadcast every 20 ms throughout: each live node gets it straight from the producer,
+			// so the survivors' clients must miss none, whatever the kill does.
+			const ticks = s => c.got(s, "tick").map(a => a[0]);
+			let next = 0;
+			const timer = setInterval(() => c.producer.broadcast("$socket.emit", { eventName: "tick", eventParams: next++ }), 20);
+			let reconnectMs, droppedMs;
+			try {
+				await h.waitFor(() => clients.every(s => ticks(s).length >= 3), 5000, { what: "ticks on every client" });
+				const tKill = Date.now();
+				const res = await killed.stop("SIGKILL");
+				assert.equal(res.signal, "SIGKILL");
+				await Promise.all(moved.map(s => ready(s, 2)));
+				reconnectMs = Date.now() - tKill;
+				// Balanced emits reach only live nodes once the producer dropped the killed one
+				// (its heartbeat timeout); before that the producer may still pick it.
+				await h.waitFor(() => !h.jsHasAction(c.producer, "socket.stats", killed.nodeID), 15000, { what: "the producer drops the killed node" });
+				droppedMs = Date.now() - tKill;
+				const resumed = next;
+				await h.waitFor(() => moved.every(s => ticks(s).some(t => t >= resumed)), 5000, { what: "ticks again on the moved clients" });
+			} finally {
+				clearInterval(timer);
+			}
+			const running = c.nodes.filter(n => n.running());
+			await crossBarrier(c, clients, running);
+			const all = Array.from({ length: next }, (_, i) => i);
+			for (const s of stayed) {
+				assert.deepEqual(s.disconnects, [], `${s.address}: untouched`);
+				assert.deepEqual(ticks(s), all, `${s.address}: every broadcast, once, in order`);
+			}
+			for (const s of moved) {
+				assert.equal(s.disconnects.length, 1, `${s.address}: ${s.disconnects}`);
+				assert.match(s.disconnects[0], /^transport (close|error)$/, s.address);
+				assert.equal(new Set(ticks(s)).size, ticks(s).length, `${s.address}: no broadcast twice`);
+				assert.equal(ticks(s).at(-1), next - 1, `${s.address}: the last broadcast`);
+			}
+			const tag = emitEvents();
+			await crossBarrier(c, clients, running);
+			for (const s of clients) assertExactlyOnce(s, tag, 1);
+			const lost = moved.map(s => all.filter(t => !ticks(s).includes(t)).length);
+			console.log(`# ${B.name}: node ${k} killed; its ${moved.length} clients (${moved.map(s => s.transportName).join(",")}) ` +
+				`reconnected and subscribed within ${reconnectMs} ms, missing ${Math.min(...lost)}..${Math.max(...lost)} of ${next} broadcasts ` +
+				`(20 ms apart) meanwhile; the others missed none; the producer dropped the node after ${droppedMs} ms`);
+			// The clients close first: with the node back, nginx's hash would send a polling
+			// client's close to it instead of to the node that holds the session.
+			await c.closeAll();
+			await restartNode(k);
 		});
 	}
 
