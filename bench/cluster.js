@@ -428,13 +428,7 @@ async function main() {
 	for (const f of ["steedos-socket", "load-client"]) {
 		if (!fs.existsSync(path.join(h.BUILD_DIR, f))) throw new Error(`${path.join(h.BUILD_DIR, f)} missing: cmake --build build --target steedos-socket load-client`);
 	}
-	if (NICE != null) {
-		try {
-			os.setPriority(0, NICE);
-		} catch (err) {
-			log(`nice ${NICE} not allowed (${err.code}): running at the default priority`);
-		}
-	}
+	proc.raisePriority(NICE, log);
 	const machine = proc.machineLine();
 	const git = proc.gitLine();
 	log(`${git}; ${machine}; pinning ${PIN ? "nodes CPU 0, load clients CPU 1" : "off"}`);

@@ -451,13 +451,7 @@ async function main() {
 	if (IMPLS.includes("baseline") && !fs.existsSync(path.join(__dirname, "baseline", "node_modules", "socket.io"))) {
 		throw new Error("bench/baseline/node_modules missing: (cd bench/baseline && npm ci)");
 	}
-	if (NICE != null) {
-		try {
-			os.setPriority(0, NICE);
-		} catch (err) {
-			log(`nice ${NICE} not allowed (${err.code}): running at the default priority`);
-		}
-	}
+	proc.raisePriority(NICE, log);
 	const started = Date.now();
 	const meta = { command: process.env.BENCH_COMMAND || `node bench/compare.js ${process.argv.slice(2).join(" ")}`.trim(), machine: machineLine(), git: gitLine(), date: DATE, quick: QUICK, sizes: SIZES, pin: PIN && IO_THREADS === 1, ioThreads: IO_THREADS, impls: IMPLS };
 	log(`${meta.git}; ${meta.machine}; pinning ${meta.pin ? "servers CPU 0, load clients CPU 1" : "off"}`);

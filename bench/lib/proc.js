@@ -63,4 +63,17 @@ function gitLine() {
 	}
 }
 
-module.exports = { cpuSeconds, cpuNs, canPin, pin, machineLine, gitLine };
+/**
+ * Runs this process (and the children it starts later) at `nice` when allowed (root), so other
+ * jobs on the machine take less of the benchmark's cores; says so through `log` when refused.
+ */
+function raisePriority(nice, log) {
+	if (nice == null) return;
+	try {
+		os.setPriority(0, nice);
+	} catch (err) {
+		log(`nice ${nice} not allowed (${err.code}): running at the default priority`);
+	}
+}
+
+module.exports = { cpuSeconds, cpuNs, canPin, pin, machineLine, gitLine, raisePriority };
