@@ -51,6 +51,25 @@ class Client {
   /// Emits `event` to this client with the JSON text of each argument.
   virtual void emit(std::string_view event,
                     const std::vector<std::string_view>& args_json = {}) = 0;
+  /// Restored by connection state recovery: its id, rooms and missed events are back.
+  virtual bool recovered() const { return false; }
+};
+
+/// A client kept after a recoverable disconnect (connection state recovery, issue 13).
+struct KeptClient {
+  const std::string& id;  // the socket id it had, and gets back when restored
+  const Json& saved;      // what RecoveryHandlers::save returned for it
+};
+
+/// The service's part of connection state recovery, when the gateway has it on.
+struct RecoveryHandlers {
+  /// At a recoverable disconnect: what to keep of the client's session.
+  std::function<Json(Client&)> save;
+  /// A client presents a kept session; the connect hook accepted it with a fresh session,
+  /// attached: true restores the kept one, false connects it anew.
+  std::function<bool(Client&, const KeptClient&)> allow;
+  /// A kept client expired unrecovered.
+  std::function<void(const KeptClient&)> expired;
 };
 
 /// The answer to a connect: accept with the client's session, or close the transport without a
@@ -111,6 +130,11 @@ class ClientHub {
 
   /// Named rooms with at least one member.
   virtual size_t room_count() const = 0;
+
+  /// Connection state recovery: installs the service's handlers (no-op when it is off).
+  virtual void set_recovery_handlers(RecoveryHandlers) {}
+  /// Forgets the kept clients `match` selects, so they can never be restored; how many.
+  virtual size_t drop_kept(const std::function<bool(const KeptClient&)>& /*match*/) { return 0; }
 
   /// Calls `fn` once what the deliveries so far queued has been written to the clients' sockets
   /// (later in this loop turn), or at once when nothing waits.

@@ -539,6 +539,34 @@ void read_probe_path(const Json& gateway, const char* name, const GatewaySetting
   }
 }
 
+/// gateway.connectionStateRecovery: false/null/absent, true, or { maxDisconnectionDuration,
+/// skipMiddlewares, store, maxSessions, maxPackets }.
+void read_recovery(const Json& gateway, RecoverySettings& r) {
+  const std::string key = "gateway.connectionStateRecovery";
+  const Json* v = find(gateway, "connectionStateRecovery");
+  if (v == nullptr || (v->is_boolean() && !v->get<bool>())) return;
+  r.enabled = true;
+  if (v->is_boolean()) return;
+  if (!v->is_object()) fail(key, "must be false, true or an object");
+  static const char* const kKnown[] = {"maxDisconnectionDuration", "skipMiddlewares", "store",
+                                       "maxSessions", "maxPackets"};
+  for (auto it = v->begin(); it != v->end(); ++it) {
+    if (std::find(std::begin(kKnown), std::end(kKnown), it.key()) == std::end(kKnown)) {
+      fail(dotted(key, it.key().c_str()), "unknown option");
+    }
+  }
+  const long long unbounded = std::numeric_limits<long long>::max();
+  read_int(*v, key, "maxDisconnectionDuration", 1, std::numeric_limits<int>::max(),
+           r.max_disconnection_duration_ms);
+  read_bool(*v, key, "skipMiddlewares", r.skip_middlewares);
+  read_string(*v, key, "store", false, r.store);
+  if (r.store != "memory") {
+    fail(dotted(key, "store"), "must be \"memory\" (got " + shown(r.store) + ")");
+  }
+  read_int(*v, key, "maxSessions", 1, unbounded, r.max_sessions);
+  read_int(*v, key, "maxPackets", 1, unbounded, r.max_packets);
+}
+
 }  // namespace
 
 std::string check_log_format(const std::string& key, const std::string& value) {
@@ -582,6 +610,7 @@ void read_gateway(const Json& root, GatewaySettings& g) {
     read_int(s, p, "ioThreads", 1, 256, threads);
     g.io_threads = threads;
   }
+  read_recovery(s, g.recovery);
   read_probe_path(s, "healthPath", g, g.health_path);
   read_probe_path(s, "readyPath", g, g.ready_path);
   if (g.health_path == g.ready_path) {

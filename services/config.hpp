@@ -16,6 +16,22 @@
 
 namespace steedos::services {
 
+/// gateway.connectionStateRecovery (issue 13): `false` or absent = off (as socket.io); `true` or
+/// an object = on, with these defaults.
+struct RecoverySettings {
+  bool enabled = false;
+  /// maxDisconnectionDuration (ms): how long a dropped socket is kept, and sent packets with it.
+  int max_disconnection_duration_ms = 120000;
+  /// skipMiddlewares: accepted for socket.io's option shape; a restore always re-checks the
+  /// credentials (the auth cache answers it), whatever this says.
+  bool skip_middlewares = true;
+  /// store: "memory" (this node; bounded below).
+  std::string store = "memory";
+  /// maxSessions / maxPackets: the memory store's bounds; the oldest go first, counted.
+  size_t max_sessions = 100000;
+  size_t max_packets = 100000;
+};
+
 struct GatewaySettings {
   std::string host = "0.0.0.0";
   int port = 5100;
@@ -78,6 +94,8 @@ struct GatewaySettings {
   /// 200 or 503), served outside the engine path, without Origin checks or auth.
   std::string health_path = "/health";
   std::string ready_path = "/ready";
+
+  RecoverySettings recovery;
 };
 
 struct AuthSettings {

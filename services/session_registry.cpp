@@ -1,6 +1,7 @@
 #include "services/session_registry.hpp"
 
 #include <cassert>
+#include <cstdio>
 
 namespace steedos::services {
 
@@ -31,6 +32,22 @@ std::optional<std::string_view> ClientSession::user_id() const {
 
 rules::SessionView ClientSession::view() const {
   return rules::SessionView{copy(tenant_id()), copy(user_id()), anonymous()};
+}
+
+std::string ClientSession::token_fingerprint() const {
+  return services::token_fingerprint(login_->key->token);
+}
+
+std::string token_fingerprint(std::string_view token) {
+  if (token.empty()) return {};
+  uint64_t hash = 14695981039346656037ull;  // FNV-1a 64: offset basis, then the prime
+  for (unsigned char c : token) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(hash));
+  return text;
 }
 
 SessionRegistry::~SessionRegistry() {

@@ -69,6 +69,9 @@ class ClientSession final : public gateway::SocketData {
   std::optional<std::string_view> user_id() const;
   /// The session as the room rules read it (a copy of the two ids, for a subscribe).
   rules::SessionView view() const;
+  /// A fingerprint of the token it came with (FNV-1a 64, hex; "" without credentials): what a
+  /// kept session remembers of it, to be found by a logout without holding the token.
+  std::string token_fingerprint() const;
   /// gateway.maxSubscribesPerSecond for this socket's subscribe and unsubscribe requests.
   TokenBucket& room_requests() { return room_requests_; }
 
@@ -84,6 +87,9 @@ class ClientSession final : public gateway::SocketData {
   const std::string* client_id_ = nullptr;  // the client's own id string (Client::id())
   TokenBucket room_requests_;
 };
+
+/// The fingerprint ClientSession::token_fingerprint gives for `token`.
+std::string token_fingerprint(std::string_view token);
 
 class SessionRegistry {
  public:

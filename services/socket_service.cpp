@@ -176,6 +176,43 @@ SocketService::SocketService(Broker& broker, ClientHub& hub, const Config& confi
     client.emit("pong", Args{now});
   };
   hub_.set_handlers(std::move(handlers));
+  if (config_.gateway.recovery.enabled) hub_.set_recovery_handlers(recovery_handlers());
+}
+
+// What a kept client remembers of its session: who it was and a fingerprint of its token, never
+// the token itself.
+Json SocketService::saved_identity(const ClientSession& session) {
+  return Json{{"tenantId", nullable(session.tenant_id())},
+              {"userId", nullable(session.user_id())},
+              {"token", session.token_fingerprint()}};
+}
+
+RecoveryHandlers SocketService::recovery_handlers() {
+  RecoveryHandlers handlers;
+  handlers.save = [](Client& client) {
+    const auto* session = client.session();
+    return session ? saved_identity(*session) : Json(nullptr);
+  };
+  // The connect hook has just authenticated the client again (the auth cache answers when it
+  // can): the restore goes on only as the same login, tenant and user. A logout or an operator
+  // disconnect while it was away dropped the kept client already (logout(), socket.disconnect).
+  handlers.allow = [](Client& client, const KeptClient& kept) {
+    const auto* session = client.session();
+    const bool same = session && kept.saved == saved_identity(*session);
+    if (!same) {
+      log_with(component_logger("socket"), spdlog::level::info, {{"socket", kept.id}},
+               "recovery refused: the credentials now name another login");
+    }
+    return same;
+  };
+  handlers.expired = [this](const KeptClient& kept) {
+    const Json* user = kept.saved.is_object() ? &kept.saved["userId"] : nullptr;
+    if (!user || !user->is_string()) return;  // an anonymous client: nobody to tell
+    // So that a service can fall back (a "reload" notification, for example).
+    broker_.emit("$socket.recovery.expired",
+                 Json{{"tenantId", kept.saved["tenantId"]}, {"userId", *user}, {"sid", kept.id}});
+  };
+  return handlers;
 }
 
 SocketService::~SocketService() {
@@ -460,9 +497,15 @@ void SocketService::logout(const std::string& token) {
   // The token's own sockets only: the others are not visited.
   const auto ids = sessions_.clients_of_token(token);
   hub_.disconnect(ids);
+  // Kept clients of the token (away when it logged out) can never be restored.
+  const std::string fingerprint = token_fingerprint(token);
+  const size_t kept = hub_.drop_kept([&](const KeptClient& client) {
+    return client.saved.is_object() && client.saved.value("token", "") == fingerprint;
+  });
   component_logger("socket")->info(
-      "logout: {} cached session(s) dropped, {} socket(s) closed, {} auth call(s) abandoned",
-      dropped, ids.size(), abandoned);
+      "logout: {} cached session(s) dropped, {} socket(s) closed, {} kept for recovery dropped, {} "
+      "auth call(s) abandoned",
+      dropped, ids.size(), kept, abandoned);
 }
 
 ConnectionCounts SocketService::connection_counts() const {
@@ -492,21 +535,23 @@ Json SocketService::stats(const ConnectionCounts& connections) const {
   // gateway's connection-level ones as the node's wiring reports them.
   Json limits = socket_limit_counters();
   if (connection_limits_) limits.update(connection_limits_());
-  return Json{{"nodeID", broker_.node_id()},
-              {"connections",
-               {{"total", total},
-                {"anonymous", anonymous},
-                {"authenticated", total - anonymous},
-                {"byTransport", {{"polling", polling}, {"websocket", websocket}}}}},
-              {"rooms", hub_.room_count()},
-              {"events", {{"in", counters_.events_in}, {"out", counters_.events_out}}},
-              {"rejected", counters_.rejected},
-              {"refused", counters_.refused},
-              {"refusedOrigins", refused_origins_ ? refused_origins_() : 0},
-              {"malformed", malformed_ ? malformed_() : 0},
-              {"auth", {{"calls", counters_.auth_calls}, {"failures", counters_.auth_failures}}},
-              {"limits", std::move(limits)},
-              {"uptime", uptime}};
+  Json stats{{"nodeID", broker_.node_id()},
+             {"connections",
+              {{"total", total},
+               {"anonymous", anonymous},
+               {"authenticated", total - anonymous},
+               {"byTransport", {{"polling", polling}, {"websocket", websocket}}}}},
+             {"rooms", hub_.room_count()},
+             {"events", {{"in", counters_.events_in}, {"out", counters_.events_out}}},
+             {"rejected", counters_.rejected},
+             {"refused", counters_.refused},
+             {"refusedOrigins", refused_origins_ ? refused_origins_() : 0},
+             {"malformed", malformed_ ? malformed_() : 0},
+             {"auth", {{"calls", counters_.auth_calls}, {"failures", counters_.auth_failures}}},
+             {"limits", std::move(limits)},
+             {"uptime", uptime}};
+  if (recovery_counts_) stats["recovery"] = recovery_counts_();
+  return stats;
 }
 
 // Refusals by limit since start. Socket.IO packets (closed as "parse error", or dropped for the
@@ -521,6 +566,19 @@ Json SocketService::socket_limit_counters() const {
               {"roomsPerSocket", counters_.rooms_per_socket},
               {"subscribeRate", counters_.subscribe_rate},
               {"authInFlight", counters_.auth_in_flight}};
+}
+
+bool SocketService::selected(const KeptClient& kept, const SocketSelector& selector) {
+  if (!kept.saved.is_object()) return false;
+  auto field = [&](const char* name) {
+    const auto it = kept.saved.find(name);
+    return it != kept.saved.end() && it->is_string() ? std::optional<std::string>(*it)
+                                                     : std::nullopt;
+  };
+  if (selector.sid && kept.id != *selector.sid) return false;
+  if (selector.user_id && field("userId") != selector.user_id) return false;
+  if (selector.tenant_id && field("tenantId") != selector.tenant_id) return false;
+  return true;
 }
 
 bool SocketService::selected(Client& client, const SocketSelector& selector) {
@@ -730,27 +788,34 @@ ServiceSchema SocketService::schema() {
                              return reply;
                            });
          });
-  action("disconnect",
-         with_cluster(Json{
-             {"userId", optional_string}, {"sid", optional_string}, {"tenantId", optional_string}}),
-         [this, node_id](ContextPtr ctx, Respond respond) {
-           auto validated = rules::validate_disconnect_params(ctx->params);
-           if (auto* failure = std::get_if<rules::ValidationFailure>(&validated)) {
-             respond(Outcome::failure(failure->to_error(node_id, ctx->name)));
-             return;
-           }
-           const auto& params = std::get<rules::DisconnectParams>(validated);
-           std::vector<std::string> ids;
-           hub_.for_each_client([&](Client& client) {
-             if (selected(client, SocketSelector{params.user_id, params.sid, std::nullopt,
-                                                 params.tenant_id})) {
-               ids.push_back(client.id());
-             }
-           });
-           hub_.disconnect(ids);
-           answer_in_scope(ctx, params.scope, Json{{"disconnected", ids.size()}}, respond,
-                           summed_reply);
-         });
+  action(
+      "disconnect",
+      with_cluster(Json{
+          {"userId", optional_string}, {"sid", optional_string}, {"tenantId", optional_string}}),
+      [this, node_id](ContextPtr ctx, Respond respond) {
+        auto validated = rules::validate_disconnect_params(ctx->params);
+        if (auto* failure = std::get_if<rules::ValidationFailure>(&validated)) {
+          respond(Outcome::failure(failure->to_error(node_id, ctx->name)));
+          return;
+        }
+        const auto& params = std::get<rules::DisconnectParams>(validated);
+        std::vector<std::string> ids;
+        hub_.for_each_client([&](Client& client) {
+          if (selected(client, SocketSelector{params.user_id, params.sid, std::nullopt,
+                                              params.tenant_id})) {
+            ids.push_back(client.id());
+          }
+        });
+        hub_.disconnect(ids);
+        Json answer{{"disconnected", ids.size()}};
+        if (config_.gateway.recovery.enabled) {
+          // Away ones too: a kept client the operator disconnected never comes back.
+          const SocketSelector selector{params.user_id, params.sid, std::nullopt, params.tenant_id};
+          answer["keptDropped"] =
+              hub_.drop_kept([&](const KeptClient& kept) { return selected(kept, selector); });
+        }
+        answer_in_scope(ctx, params.scope, std::move(answer), respond, summed_reply);
+      });
   for (const bool join : {true, false}) {
     action(join ? "join" : "leave",
            with_cluster(Json{{"room", "string"},

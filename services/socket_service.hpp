@@ -131,6 +131,9 @@ class SocketService {
   /// Where `socket.stats` reads `malformed`: the gateway's count of sessions closed for a
   /// malformed packet or a protocol violation ("parse error"). Without it the key reads 0.
   void count_malformed(std::function<uint64_t()> count) { malformed_ = std::move(count); }
+  /// Where `socket.stats` reads `recovery` (connection state recovery on): the gateway's kept
+  /// sessions and recorded packets and its counts, as an object. Without it the key is absent.
+  void count_recovery(std::function<Json()> count) { recovery_counts_ = std::move(count); }
   /// Where `socket.stats` `limits` reads the Socket.IO layer's refusals. Without it they read 0.
   void count_packet_limits(std::function<PacketLimitCounts()> count) {
     packet_limits_ = std::move(count);
@@ -202,6 +205,12 @@ class SocketService {
   };
   /// Accepted clients (with a session) that match `selector`.
   static bool selected(Client& client, const SocketSelector& selector);
+  /// Kept clients (connection state recovery) that match `selector` (in_room is not used).
+  static bool selected(const KeptClient& kept, const SocketSelector& selector);
+  /// Connection state recovery (issue 13): what a kept client remembers, who may restore it,
+  /// and what an expiry tells the services.
+  RecoveryHandlers recovery_handlers();
+  static Json saved_identity(const ClientSession& session);
   /// socket.clients on this node.
   Json client_list(const rules::ClientsParams& params);
   /// socket.join / socket.leave on this node: `{ matched, joined, alreadyIn, skipped:
@@ -242,6 +251,7 @@ class SocketService {
   std::function<uint64_t()> refused_origins_;
   std::function<uint64_t()> malformed_;
   std::function<PacketLimitCounts()> packet_limits_;
+  std::function<Json()> recovery_counts_;
   std::function<Json()> connection_limits_;
 };
 

@@ -996,6 +996,52 @@ TEST_SUITE("config: gateway.ioThreads") {
   }
 }
 
+TEST_SUITE("config: gateway.connectionStateRecovery") {
+  TEST_CASE("off unless asked; true or an object turns it on with socket.io's defaults") {
+    CHECK_FALSE(parse("").gateway.recovery.enabled);
+    const auto path = repo_root() + "/moleculer.config.json";
+    const auto committed = parse_config(read_text(path), {}, path).gateway.recovery;
+    CHECK_FALSE(committed.enabled);
+    CHECK(Json::parse(read_text(path))["gateway"].contains("connectionStateRecovery"));
+    CHECK_FALSE(
+        parse(R"({"gateway": {"connectionStateRecovery": false}})").gateway.recovery.enabled);
+    CHECK_FALSE(
+        parse(R"({"gateway": {"connectionStateRecovery": null}})").gateway.recovery.enabled);
+    const auto on = parse(R"({"gateway": {"connectionStateRecovery": true}})").gateway.recovery;
+    CHECK(on.enabled);
+    CHECK(on.max_disconnection_duration_ms == 120000);
+    CHECK(on.skip_middlewares);
+    CHECK(on.store == "memory");
+    const auto custom = parse(R"({"gateway": {"connectionStateRecovery": {
+        "maxDisconnectionDuration": 30000, "skipMiddlewares": false, "store": "memory",
+        "maxSessions": 10, "maxPackets": 20}}})")
+                            .gateway.recovery;
+    CHECK(custom.enabled);
+    CHECK(custom.max_disconnection_duration_ms == 30000);
+    CHECK_FALSE(custom.skip_middlewares);
+    CHECK(custom.max_sessions == 10);
+    CHECK(custom.max_packets == 20);
+  }
+
+  TEST_CASE("bad values name the key") {
+    const std::pair<const char*, const char*> cases[] = {
+        {R"({"gateway": {"connectionStateRecovery": 1}})", "gateway.connectionStateRecovery"},
+        {R"({"gateway": {"connectionStateRecovery": {"maxDisconnectionDuration": 0}}})",
+         "gateway.connectionStateRecovery.maxDisconnectionDuration"},
+        {R"({"gateway": {"connectionStateRecovery": {"store": "redis"}}})",
+         "gateway.connectionStateRecovery.store"},
+        {R"({"gateway": {"connectionStateRecovery": {"maxSessions": 0}}})",
+         "gateway.connectionStateRecovery.maxSessions"},
+        {R"({"gateway": {"connectionStateRecovery": {"maxDisconectionDuration": 5}}})",
+         "gateway.connectionStateRecovery.maxDisconectionDuration"},
+    };
+    for (const auto& [text, key] : cases) {
+      CAPTURE(text);
+      CHECK(error_key(text) == key);
+    }
+  }
+}
+
 TEST_SUITE("config: probes and log format") {
   TEST_CASE("defaults, from the committed file, and values") {
     const auto defaults = parse("");

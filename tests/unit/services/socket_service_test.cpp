@@ -186,6 +186,49 @@ class FakeHub final : public ClientHub {
     connected_.erase(it);
     handlers_.disconnected(*client, "client namespace disconnect");
   }
+  // ---- connection state recovery, as the gateway drives it
+
+  void set_recovery_handlers(RecoveryHandlers handlers) override {
+    recovery_ = std::move(handlers);
+  }
+  size_t drop_kept(const std::function<bool(const KeptClient&)>& match) override {
+    size_t dropped = 0;
+    for (auto it = kept_.begin(); it != kept_.end();) {
+      if (match(KeptClient{it->first, it->second})) {
+        it = kept_.erase(it);
+        dropped++;
+      } else {
+        ++it;
+      }
+    }
+    return dropped;
+  }
+  /// The client's transport drops: a recoverable disconnect. The service's part is saved
+  /// before the disconnect handler, as the gateway does.
+  void drop(const std::string& id) {
+    auto it = connected_.find(id);
+    REQUIRE(it != connected_.end());
+    auto client = std::move(it->second);
+    connected_.erase(it);
+    REQUIRE(recovery_.save);
+    kept_[id] = recovery_.save(*client);
+    handlers_.disconnected(*client, "transport close");
+  }
+  bool kept(const std::string& id) const { return kept_.count(id) > 0; }
+  const Json& saved(const std::string& id) const { return kept_.at(id); }
+  /// Whether the service lets the connected client `fresh` (authenticated anew) restore the
+  /// kept client `id`.
+  bool allows(const std::string& id, const std::string& fresh) {
+    FakeClient* client = find(fresh);
+    REQUIRE(client != nullptr);
+    return recovery_.allow(*client, KeptClient{id, kept_.at(id)});
+  }
+  void expire(const std::string& id) {
+    recovery_.expired(KeptClient{id, kept_.at(id)});
+    kept_.erase(id);
+  }
+  bool recovery_installed() const { return static_cast<bool>(recovery_.save); }
+
   size_t count_of(const std::string& event) const {
     return std::count_if(deliveries.begin(), deliveries.end(),
                          [&](const Delivery& d) { return d.event == event; });
@@ -197,6 +240,8 @@ class FakeHub final : public ClientHub {
 
  private:
   ClientHandlers handlers_;
+  RecoveryHandlers recovery_;
+  std::map<std::string, Json> kept_;
   std::map<std::string, std::unique_ptr<FakeClient>> connecting_;
   std::map<std::string, std::unique_ptr<FakeClient>> connected_;
   std::set<std::string> abandoned_;  // left while connecting, decision not yet come
@@ -773,6 +818,97 @@ TEST_SUITE("socket service") {
     // EVENT for the gateway that does not listen there (none when that gateway forwards).
     CHECK(events_by_subject ==
           std::map<std::string, int>{{"MOL.EVENT", 4}, {"MOL.EVENT.gw-old", 3}});
+  }
+}
+
+// Issue 13: connection state recovery, the service's part (the protocol is the gateway's).
+TEST_SUITE("socket service: connection state recovery") {
+  Config with_recovery() {
+    Config config = test_config();
+    config.gateway.recovery.enabled = true;
+    return config;
+  }
+
+  TEST_CASE("off by default: the hub gets no recovery handlers") {
+    Fixture f;
+    CHECK_FALSE(f.hub.recovery_installed());
+    REQUIRE(f.connect("u1", cookie("S1", "T1")));
+    CHECK_FALSE(f.stats().contains("recovery"));
+  }
+
+  TEST_CASE(
+      "a kept client remembers its tenant, user and a fingerprint of its token, not the token") {
+    Fixture f(with_recovery());
+    REQUIRE(f.connect("u1", cookie("S1", "T1")));
+    REQUIRE(f.connect("anon", {{"cookie", "X-Space-Id=S1"}}));
+    f.hub.drop("u1");
+    f.hub.drop("anon");
+    const Json& saved = f.hub.saved("u1");
+    CHECK(saved["tenantId"] == "S1");
+    CHECK(saved["userId"] == "U1");
+    CHECK(saved["token"] == token_fingerprint("T1"));
+    CHECK(saved["token"].get<std::string>().size() == 16);
+    CHECK(dump_json(saved).find("T1") == std::string::npos);
+    CHECK(f.hub.saved("anon") == Json{{"tenantId", "S1"}, {"userId", nullptr}, {"token", ""}});
+  }
+
+  TEST_CASE("a restore needs the same login: same tenant, user and token") {
+    Fixture f(with_recovery());
+    REQUIRE(f.connect("u1", cookie("S1", "T1")));
+    f.hub.drop("u1");
+    REQUIRE(f.connect("same", cookie("S1", "T1")));  // the auth cache answers
+    CHECK(f.hub.allows("u1", "same"));
+    REQUIRE(f.connect("other-user", cookie("S1", "T2")));
+    CHECK_FALSE(f.hub.allows("u1", "other-user"));
+    REQUIRE(f.connect("anonymous-now", {{"cookie", "X-Space-Id=S1"}}));
+    CHECK_FALSE(f.hub.allows("u1", "anonymous-now"));
+  }
+
+  TEST_CASE("a logout while away drops the token's kept clients only") {
+    Fixture f(with_recovery());
+    REQUIRE(f.connect("u1", cookie("S1", "T1")));
+    REQUIRE(f.connect("u2", cookie("S1", "T2")));
+    f.hub.drop("u1");
+    f.hub.drop("u2");
+    f.emit("$user.logout", Json{{"authToken", "T1"}});
+    CHECK_FALSE(f.hub.kept("u1"));
+    CHECK(f.hub.kept("u2"));
+  }
+
+  TEST_CASE("socket.disconnect drops the matching kept clients and says how many") {
+    Fixture f(with_recovery());
+    REQUIRE(f.connect("u1", cookie("S1", "T1")));
+    REQUIRE(f.connect("u1b", cookie("S1", "T1")));
+    REQUIRE(f.connect("u2", cookie("S1", "T2")));
+    f.hub.drop("u1");
+    f.hub.drop("u2");
+    Outcome by_user = f.call("socket.disconnect", Json{{"userId", "U1"}});
+    REQUIRE(by_user.ok);
+    CHECK(by_user.data == Json{{"disconnected", 1}, {"keptDropped", 1}});
+    CHECK_FALSE(f.hub.kept("u1"));
+    CHECK(f.hub.kept("u2"));
+    CHECK(f.call("socket.disconnect", Json{{"sid", "u2"}}).data ==
+          Json{{"disconnected", 0}, {"keptDropped", 1}});
+    CHECK_FALSE(f.hub.kept("u2"));
+  }
+
+  TEST_CASE("an expired kept client of a user is announced as $socket.recovery.expired") {
+    Fixture f(with_recovery());
+    std::vector<Json> expired;
+    ServiceSchema listener;
+    listener.name = "fallback";
+    listener.events.push_back(EventSchema{"$socket.recovery.expired", "",
+                                          [&](ContextPtr ctx) { expired.push_back(ctx->params); }});
+    f.broker->add_service(listener);
+    REQUIRE(f.connect("u1", cookie("S1", "T1")));
+    REQUIRE(f.connect("anon", {{"cookie", "X-Space-Id=S1"}}));
+    f.hub.drop("u1");
+    f.hub.drop("anon");
+    f.hub.expire("anon");  // nobody to tell
+    f.hub.expire("u1");
+    REQUIRE(run_until(f.loop, [&] { return !expired.empty(); }));
+    run_for(f.loop, 20);
+    CHECK(expired == std::vector<Json>{Json{{"tenantId", "S1"}, {"userId", "U1"}, {"sid", "u1"}}});
   }
 }
 
