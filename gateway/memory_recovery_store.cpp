@@ -112,8 +112,9 @@ void MemoryRecoveryStore::keep(KeptSession session) {
   // A socket restored once and dropped again comes back under the same pid: the newer wins.
   if (auto it = by_pid_.find(session.pid); it != by_pid_.end()) erase_session(it->second);
   if (sessions_.size() >= options_.max_sessions) {
+    by_pid_.erase(sessions_.front().pid);
     if (evicted_.size() < options_.max_sessions) evicted_.push_back(std::move(sessions_.front()));
-    erase_session(sessions_.begin());
+    sessions_.pop_front();
     ++counts_.evicted_sessions;
   }
   std::string pid = session.pid;
@@ -143,8 +144,10 @@ void MemoryRecoveryStore::take(const std::string& pid, const std::string& offset
     return;
   }
   RestoredSession restored;
-  restored.session = std::move(*found->second);
-  erase_session(found->second);
+  const SessionList::iterator kept = found->second;
+  by_pid_.erase(found);  // before the move below empties the pid it is keyed by
+  restored.session = std::move(*kept);
+  sessions_.erase(kept);
   const auto sequence = sequence_of(offset);
   const auto index = sequence ? find_packet(*sequence) : std::nullopt;
   if (!index) {

@@ -954,8 +954,9 @@ OutgoingPacketPtr Namespace::encode_event(std::string_view event, const RawArgs&
   if (!attachments_allowed(attachments.size(), "an event")) return nullptr;
   std::string offset;
   if (server_.recovery_store_) offset = server_.recovery_store_->next_offset();
-  return build_packet(sio::Type::Event, name_, std::nullopt, event_payload(event, raw_args, offset),
-                      attachments, std::move(offset));
+  std::string payload = event_payload(event, raw_args, offset);
+  return build_packet(sio::Type::Event, name_, std::nullopt, std::move(payload), attachments,
+                      std::move(offset));
 }
 
 bool Namespace::deliver(Socket& socket, const OutgoingPacketPtr& packet, bool is_volatile) {
