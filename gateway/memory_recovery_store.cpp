@@ -85,7 +85,12 @@ void MemoryRecoveryStore::record(const std::string& offset, PacketTarget target,
   // The same packet sent again (to other rooms): one entry, the union of its targets, so it is
   // replayed at most once and in the place of its first send.
   if (auto index = find_packet(*sequence)) {
-    packets_[*index].more_targets.push_back(std::move(target));
+    auto& more = packets_[*index].more_targets;
+    if (more.size() + 1 >= kMaxTargetsPerPacket) {
+      ++counts_.untracked_targets;
+      return;
+    }
+    more.push_back(std::move(target));
     return;
   }
   if (packets_.size() >= options_.max_packets) {
@@ -117,9 +122,8 @@ void MemoryRecoveryStore::keep(KeptSession session) {
     sessions_.pop_front();
     ++counts_.evicted_sessions;
   }
-  std::string pid = session.pid;
   sessions_.push_back(std::move(session));
-  by_pid_.emplace(std::move(pid), std::prev(sessions_.end()));
+  by_pid_.emplace(sessions_.back().pid, std::prev(sessions_.end()));
   ++counts_.kept;
 }
 
@@ -191,8 +195,8 @@ void MemoryRecoveryStore::sweep(Clock::time_point now,
   std::vector<KeptSession> gone = std::move(evicted_);
   evicted_.clear();
   while (!sessions_.empty() && expired(sessions_.front(), now)) {
+    by_pid_.erase(sessions_.front().pid);
     gone.push_back(std::move(sessions_.front()));
-    by_pid_.erase(gone.back().pid);
     sessions_.pop_front();
     ++counts_.expired;
   }

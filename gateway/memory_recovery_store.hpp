@@ -26,6 +26,11 @@ namespace steedos::gateway {
 class MemoryRecoveryStore : public RecoveryStore {
  public:
   using Clock = std::chrono::steady_clock;
+  /// Targets one recorded packet may collect (the same packet sent again and again to other
+  /// rooms or sockets); further sends are not recorded, counted in untracked_targets. Never
+  /// widened to a broader target: a restore must not replay a packet to a socket that would not
+  /// have received it.
+  static constexpr size_t kMaxTargetsPerPacket = 256;
 
   /// `now` is the clock take() checks expiry against (tests pass a fake one).
   explicit MemoryRecoveryStore(RecoveryOptions options,
@@ -76,7 +81,8 @@ class MemoryRecoveryStore : public RecoveryStore {
   size_t out_of_order_held_ = 0;
   /// Kept sessions, oldest first (keep() appends), and the index by pid.
   SessionList sessions_;
-  std::unordered_map<std::string, SessionList::iterator> by_pid_;
+  /// Keys view the pid inside the list node (list nodes do not move): no second copy of it.
+  std::unordered_map<std::string_view, SessionList::iterator> by_pid_;
   /// Sessions evicted for max_sessions, reported as expired at the next sweep (bounded too).
   std::vector<KeptSession> evicted_;
   RecoveryCounts counts_;

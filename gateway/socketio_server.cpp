@@ -508,7 +508,7 @@ void Connection::handle_connect(sio::Packet& packet) {
   if (auth.empty()) auth = Json();
   auto socket = std::make_shared<Socket>(Socket::Key{}, random_base64url_id(), *nsp, *this,
                                          std::move(auth_raw), std::move(auth));
-  if (server_.recovery_store_) socket->pid_ = random_base64url_id();
+  if (server_.recovery_store_) socket->pid_ = std::make_unique<InlineId>(random_base64url_id());
   sockets_.add(socket);
   if (!nsp->connect_hook_) {
     accept_or_restore(*socket);
@@ -610,9 +610,11 @@ bool Connection::restore(Socket& socket, RestoredSession& restored) {
   KeptSession& session = restored.session;
   Namespace& nsp = *socket.nsp_;
   auto& counts = server_.restore_counts_;
-  // A session of another namespace, or whose id is connected again (a second client presenting
-  // the same pid), is not restored: the claim is refused and the socket connects anew.
-  if (session.nsp != nsp.name() || nsp.find(session.sid) != nullptr) {
+  // A session of another namespace, whose id is connected again (a second client presenting
+  // the same pid), or with a pid this server could not have made, is not restored: the claim is
+  // refused and the socket connects anew.
+  if (session.nsp != nsp.name() || nsp.find(session.sid) != nullptr ||
+      session.pid.size() > InlineId::kCapacity) {
     ++counts.refused;
     return false;
   }
@@ -623,7 +625,7 @@ bool Connection::restore(Socket& socket, RestoredSession& restored) {
     return false;
   }
   socket.id_ = std::move(session.sid);
-  socket.pid_ = std::move(session.pid);
+  socket.pid_ = std::make_unique<InlineId>(session.pid);
   socket.recovered_ = true;
   for (const auto& room : session.rooms) nsp.rooms_.join(socket, room);
   ++counts.recovered;
@@ -650,7 +652,9 @@ void Connection::accept(Socket& socket, const std::vector<OutgoingPacketPtr>& mi
   reply.type = sio::Type::Connect;
   reply.nsp = socket.nsp_->name();
   reply.payload = R"({"sid":)" + dump_json(Json(socket.id_));
-  if (!socket.pid_.empty()) reply.payload += R"(,"pid":)" + dump_json(Json(socket.pid_));
+  if (socket.pid_) {
+    reply.payload += R"(,"pid":)" + dump_json(Json(std::string(socket.pid_->view())));
+  }
   reply.payload += "}";
   send_text(sio::encode(reply));
   // After the reply, so events emitted by the application follow it on the wire.
@@ -860,7 +864,7 @@ void Socket::keep_for_recovery(const std::string& reason) {
   KeptSession session;
   session.nsp = nsp_->name();
   session.sid = id_;
-  session.pid = pid_;
+  session.pid = std::string(pid());
   session.rooms = rooms();
   if (nsp_->recovery_hooks_.save) session.app_data = nsp_->recovery_hooks_.save(*this);
   session.disconnected_at = std::chrono::steady_clock::now();

@@ -9,6 +9,7 @@
 #include <vector>
 
 using namespace steedos::gateway;
+using steedos::Json;
 using namespace std::chrono_literals;
 
 namespace {
@@ -159,6 +160,18 @@ TEST_SUITE("memory_recovery_store") {
     auto restored = f.take("pid-A", seen);
     REQUIRE(restored.has_value());
     CHECK(StoreFixture::names(*restored) == std::vector<std::string>{"twice", "between"});
+
+    // Bounded: one packet sent to socket after socket collects at most kMaxTargetsPerPacket.
+    const std::string many = f.record("many", to_rooms({"s0"}));
+    const size_t sends = MemoryRecoveryStore::kMaxTargetsPerPacket + 10;
+    for (size_t i = 1; i < sends; ++i)
+      f.record_as(many, "many", to_rooms({"s" + std::to_string(i)}));
+    CHECK(f.store->counts().untracked_targets == 10);
+    f.keep("s1", "p1", {});
+    f.keep("s" + std::to_string(sends - 1), "p-last", {});
+    CHECK(StoreFixture::names(*f.take("p1", seen)) ==
+          std::vector<std::string>{"many"});  // "twice", "between": r1/r2
+    CHECK(StoreFixture::names(*f.take("p-last", seen)) == std::vector<std::string>{});
   }
 
   TEST_CASE("packets recorded out of offset order are still found (sent later than encoded)") {
@@ -267,5 +280,92 @@ TEST_SUITE("memory_recovery_store") {
     CHECK_FALSE(target_includes(to_rooms({"a"}), "s", {"b"}));
     CHECK_FALSE(target_includes(to_rooms({"a"}, "", {"s"}), "s", {"a"}));
     CHECK_FALSE(target_includes(PacketTarget{true, {}, "", {"x"}}, "s", {"x"}));
+  }
+}
+
+#include <malloc.h>
+
+namespace {
+
+/// Heap bytes in use (glibc), for the memory figures below.
+size_t heap_in_use() {
+  return mallinfo2().uordblks;
+}
+
+/// AddressSanitizer has its own allocator: glibc's figures mean nothing there.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kHeapFiguresValid = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kHeapFiguresValid = false;
+#else
+constexpr bool kHeapFiguresValid = true;
+#endif
+#else
+constexpr bool kHeapFiguresValid = true;
+#endif
+
+}  // namespace
+
+TEST_SUITE("memory_recovery_store") {
+  // The figures of the README: what a kept session and a recorded packet cost in the memory
+  // store. Steedos-like shapes: a socket in two rooms (its user and its space) with its user and
+  // tenant as app data; a packet of a 100-byte event to one room.
+  TEST_CASE("memory per kept session and per recorded packet" * doctest::skip(!kHeapFiguresValid)) {
+    constexpr size_t kCount = 20000;
+    RecoveryOptions options = make_options(kCount, kCount);
+    MemoryRecoveryStore store(options);
+    const std::string sid_base = "AAAAAAAAAAAAAAAAAAAA";
+
+    std::vector<KeptSession> sessions(kCount);
+    for (size_t i = 0; i < kCount; ++i) {
+      KeptSession& s = sessions[i];
+      s.nsp = "/";
+      s.sid = sid_base.substr(0, 12) + std::to_string(10000000 + i);
+      s.pid = "P" + s.sid.substr(1);
+      s.rooms = {"user:" + std::to_string(100000 + i) + "abcdefghijklmn",
+                 "space:Af3kd9s0dkfj3kd92"};
+      s.app_data = Json{{"user", "u" + std::to_string(i)}, {"tenant", "Af3kd9s0dkfj3kd92"}};
+      s.disconnected_at = Clock::now();
+    }
+    // The sessions are built beforehand; keep() moves them in: the delta is the store's own
+    // bookkeeping (list node, index entry). The session's content is measured apart.
+    const size_t before_content = heap_in_use();
+    std::vector<KeptSession> copies = sessions;
+    const size_t content = (heap_in_use() - before_content) / kCount + sizeof(KeptSession);
+    copies.clear();
+    copies.shrink_to_fit();
+    const size_t before_keep = heap_in_use();
+    for (auto& session : sessions) store.keep(std::move(session));
+    const size_t bookkeeping = (heap_in_use() - before_keep) / kCount;
+    REQUIRE(store.session_count() == kCount);
+    const size_t per_session = content + bookkeeping;
+    MESSAGE("kept session: " << per_session << " bytes (" << content
+                             << " the session and its strings, " << bookkeeping
+                             << " the store's list node and pid index)");
+    CHECK(per_session < 1024);
+
+    std::vector<OutgoingPacketPtr> packets;
+    std::vector<std::string> offsets;
+    const size_t before_packets = heap_in_use();
+    for (size_t i = 0; i < kCount; ++i) {
+      offsets.push_back(store.next_offset());
+      const std::string text = "2[\"notification\",{\"_id\":\"" + std::to_string(i) +
+                               "\",\"name\":\"A record was changed\",\"x\":1}," + '"' +
+                               offsets.back() + "\"]";
+      packets.push_back(OutgoingPacket::messages({{false, text}}, offsets.back()));
+    }
+    const size_t packet_bytes = (heap_in_use() - before_packets) / kCount;
+    const size_t before_record = heap_in_use();
+    for (size_t i = 0; i < kCount; ++i) {
+      store.record(offsets[i], PacketTarget{false, {"space:Af3kd9s0dkfj3kd92"}, "", {}},
+                   packets[i]);
+    }
+    const size_t entry_bytes = (heap_in_use() - before_record) / kCount;
+    REQUIRE(store.packet_count() == kCount);
+    MESSAGE("recorded packet: " << entry_bytes << " bytes of store entry, plus the packet it "
+                                << "keeps alive: " << packet_bytes
+                                << " bytes for a 100-byte event");
+    CHECK(entry_bytes < 512);
   }
 }

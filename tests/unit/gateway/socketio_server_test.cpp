@@ -1066,7 +1066,7 @@ TEST_SUITE("socketio_server recovery") {
     auto bystander = f.connect_with("e2", "");
     Socket& socket = f.socket_of(*engine);
     const std::string sid = socket.id();
-    const std::string pid = socket.pid();
+    const std::string pid(socket.pid());
     socket.join("room1");
     socket.join("room2");
     auto& nsp = f.server.of("/");
@@ -1170,7 +1170,7 @@ TEST_SUITE("socketio_server recovery") {
     auto keep_one = [&](const std::string& id) {
       auto engine = f.connect_with(id, "");
       Socket& socket = f.socket_of(*engine);
-      std::pair<std::string, std::string> claim{socket.pid(), ""};
+      std::pair<std::string, std::string> claim{std::string(socket.pid()), ""};
       f.server.of("/").emit_all("seen", {});
       claim.second = last_element(engine->last());
       engine->end("transport error");
