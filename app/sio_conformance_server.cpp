@@ -3,7 +3,11 @@
 // the Socket.IO test application on /socket.io/, plus the socket.io-client bundle.
 //
 //   sio-conformance-server [--port 3000] [--host 127.0.0.1] [--client-dist DIR] [--io-threads N]
-//                          [--verbose]
+//                          [--recovery MS] [--verbose]
+//
+// --recovery MS turns connection state recovery on (maxDisconnectionDuration MS), as the
+// reference server does with `connectionStateRecovery`
+// (tests/interop/conformance/recovery.test.js).
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -25,6 +29,8 @@
 
 namespace fs = std::filesystem;
 using namespace steedos::gateway;
+using steedos::dump_json;
+using steedos::Json;
 
 namespace {
 
@@ -35,12 +41,13 @@ struct Arguments {
   uint16_t port = 3000;
   std::optional<std::string> client_dist;
   bool verbose = false;
+  std::optional<int> recovery_ms;
   size_t io_threads = std::max<size_t>(1, std::thread::hardware_concurrency());
 };
 
 void usage(std::ostream& out) {
   out << "usage: sio-conformance-server [--port 3000] [--host 127.0.0.1] [--client-dist DIR]"
-         " [--io-threads N (default: the cores)] [--verbose]\n";
+         " [--io-threads N (default: the cores)] [--recovery MS] [--verbose]\n";
 }
 
 /// A decimal integer in [low, high], or nullopt.
@@ -76,6 +83,10 @@ std::optional<Arguments> parse_arguments(int argc, char** argv) {
       const auto threads = parse_integer(value(), 1, 256);
       if (!threads) return std::nullopt;
       args.io_threads = static_cast<size_t>(*threads);
+    } else if (name == "--recovery") {
+      const auto ms = parse_integer(value(), 1, 24L * 3600 * 1000);
+      if (!ms) return std::nullopt;
+      args.recovery_ms = static_cast<int>(*ms);
     } else if (name == "--verbose") {
       args.verbose = true;
     } else {
@@ -126,6 +137,57 @@ void mount_client_bundle(GatewayServer& gateway, const fs::path& dist) {
   }
 }
 
+/// The first argument as a JSON value, or null (what a client sends is never trusted).
+Json first_arg(const RawArgs& args) {
+  if (args.empty()) return Json();
+  Json value = Json::parse(args[0], nullptr, false);
+  return value.is_discarded() ? Json() : value;
+}
+
+/// Events of the recovery suite (tests/interop/conformance/recovery.test.js), the same in the
+/// reference server (lib/reference-server.js):
+///   recovery:join (room, ack)        joins `room`, acks true
+///   recovery:rooms (ack)             acks the socket's named rooms
+///   recovery:burst ({room, count}, ack)  emits `numbered` 0..count-1, even numbers to `room`,
+///                                    odd ones to all, then acks count
+///   recovery:disconnect-me           a server disconnect of this socket
+void install_recovery_helpers(SocketIoServer& server) {
+  constexpr int kMaxBurst = 1000;
+  auto& main = server.of("/");
+  main.on("recovery:join", [](Socket& socket, const RawArgs& args, const Attachments&, Ack ack) {
+    const Json room = first_arg(args);
+    if (!room.is_string()) return;
+    socket.join(room.get<std::string>());
+    if (ack) ack({"true"});
+  });
+  main.on("recovery:rooms", [](Socket& socket, const RawArgs&, const Attachments&, Ack ack) {
+    const std::string rooms = dump_json(Json(socket.rooms()));
+    if (ack) ack({rooms});
+  });
+  main.on("recovery:burst", [&main](Socket&, const RawArgs& args, const Attachments&, Ack ack) {
+    const Json request = first_arg(args);
+    if (!request.is_object()) return;
+    const Json room_json = request.value("room", Json());
+    const Json count_json = request.value("count", Json());
+    if (!room_json.is_string() || !count_json.is_number_integer()) return;
+    const std::string room = room_json.get<std::string>();
+    const int count =
+        static_cast<int>(std::clamp<int64_t>(count_json.get<int64_t>(), 0, kMaxBurst));
+    for (int i = 0; i < count; ++i) {
+      const std::string number = std::to_string(i);
+      if (i % 2 == 0) {
+        main.emit_to({room}, {}, "numbered", {number});
+      } else {
+        main.emit_all("numbered", {number});
+      }
+    }
+    const std::string acked = std::to_string(count);
+    if (ack) ack({acked});
+  });
+  main.on("recovery:disconnect-me",
+          [](Socket& socket, const RawArgs&, const Attachments&, Ack) { socket.disconnect(); });
+}
+
 /// The Socket.IO application of the official suite (§3.2).
 void install_conformance_app(SocketIoServer& server) {
   // The CONNECT payload goes back as received ("{}" when there was none): raw text, so key
@@ -139,6 +201,7 @@ void install_conformance_app(SocketIoServer& server) {
   main.on("message-with-ack", [](Socket&, const RawArgs& args, const Attachments& attachments,
                                  Ack ack) { ack(args, attachments); });
   server.of("/custom").on_connection(emit_auth);
+  install_recovery_helpers(server);
 }
 
 EngineOptions engine_options(std::string path) {
@@ -168,6 +231,10 @@ int main(int argc, char** argv) {
     SocketIoOptions sio_options;
     sio_options.connect_timeout_ms = 1000;
     sio_options.max_attachment_bytes = 1000000;
+    if (args->recovery_ms) {
+      sio_options.recovery.enabled = true;
+      sio_options.recovery.max_disconnection_duration_ms = *args->recovery_ms;
+    }
     SocketIoServer sio(io, sio_options);
     install_conformance_app(sio);
 

@@ -18,8 +18,10 @@ std::shared_ptr<const OutgoingPacket> OutgoingPacket::control(char type, std::st
   return packet;
 }
 
-std::shared_ptr<const OutgoingPacket> OutgoingPacket::messages(std::vector<MessagePart> parts) {
+std::shared_ptr<const OutgoingPacket> OutgoingPacket::messages(std::vector<MessagePart> parts,
+                                                               std::string offset) {
   std::shared_ptr<OutgoingPacket> packet(new OutgoingPacket());
+  packet->offset_ = std::move(offset);
   const std::string_view message_digit = "4";
 
   size_t frames_size = 0;

@@ -21,7 +21,10 @@ class OutgoingPacket {
   /// type digit + payload, a single text frame.
   static std::shared_ptr<const OutgoingPacket> control(char type, std::string payload = {});
   /// Engine.IO message(s): `parts[0]` usually text, later parts binary attachments.
-  static std::shared_ptr<const OutgoingPacket> messages(std::vector<MessagePart> parts);
+  /// `offset`: the connection state recovery offset the packet carries as the last element of
+  /// its data array (gateway/recovery.hpp); empty when recovery is off or the packet has none.
+  static std::shared_ptr<const OutgoingPacket> messages(std::vector<MessagePart> parts,
+                                                        std::string offset = {});
 
   /// Every part as a complete unmasked RFC 6455 frame (FIN set), concatenated, built at creation.
   const std::string& websocket_frames() const { return frames_; }
@@ -31,11 +34,14 @@ class OutgoingPacket {
   /// Bytes this packet adds to a recipient's queue (for the per-socket budget).
   size_t size() const { return frames_.size(); }
   size_t part_count() const { return part_count_; }
+  /// The recovery offset stamped into this packet, or empty (gateway/recovery.hpp).
+  const std::string& offset() const { return offset_; }
 
  private:
   OutgoingPacket() = default;
   std::string frames_;
   std::string polling_;
+  std::string offset_;
   size_t part_count_ = 0;
 };
 

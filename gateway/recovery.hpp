@@ -82,6 +82,9 @@ struct RecoveryCounts {
   uint64_t evicted_sessions = 0;  // kept sessions dropped for max_sessions
   uint64_t evicted_packets = 0;   // packets dropped for max_packets before they expired
   uint64_t replayed = 0;          // missed packets sent on restores
+  /// Sends of an already recorded packet past the per-packet bound of targets, not recorded
+  /// (their recipients do not get that packet on a restore; see MemoryRecoveryStore).
+  uint64_t untracked_targets = 0;
 };
 
 /// Where kept sessions and sent packets live: MemoryRecoveryStore (this server) first; a

@@ -11,6 +11,7 @@
 
 #include "common/log.hpp"
 #include "common/random_id.hpp"
+#include "gateway/memory_recovery_store.hpp"
 #include "protocol/socketio.hpp"
 
 namespace steedos::gateway {
@@ -41,7 +42,7 @@ OutgoingPacketPtr text_packet(std::string text) {
 /// One Socket.IO packet and its attachments as one shared Engine.IO message group.
 OutgoingPacketPtr build_packet(sio::Type type, const std::string& nsp,
                                std::optional<uint64_t> ack_id, std::string payload,
-                               Attachments attachments) {
+                               Attachments attachments, std::string offset = {}) {
   sio::Packet packet;
   packet.nsp = nsp;
   packet.ack_id = ack_id;
@@ -56,16 +57,50 @@ OutgoingPacketPtr build_packet(sio::Type type, const std::string& nsp,
   parts.reserve(1 + attachments.size());
   parts.push_back(MessagePart{false, sio::encode(packet)});
   for (auto& attachment : attachments) parts.push_back(MessagePart{true, std::move(attachment)});
-  return OutgoingPacket::messages(std::move(parts));
+  return OutgoingPacket::messages(std::move(parts), std::move(offset));
 }
 
-std::string event_payload(std::string_view event, const RawArgs& raw_args) {
+/// `["event",args...]`, plus the recovery offset as the last element when there is one (where
+/// socket.io puts it, so a client without recovery sees one more argument, as with socket.io).
+std::string event_payload(std::string_view event, const RawArgs& raw_args,
+                          const std::string& offset = {}) {
   std::string name = dump_json(Json(std::string(event)));
+  std::string quoted_offset;
   std::vector<std::string_view> elements;
-  elements.reserve(1 + raw_args.size());
+  elements.reserve(2 + raw_args.size());
   elements.push_back(name);
   elements.insert(elements.end(), raw_args.begin(), raw_args.end());
+  if (!offset.empty()) {
+    quoted_offset = dump_json(Json(offset));
+    elements.push_back(quoted_offset);
+  }
   return sio::join_array(elements);
+}
+
+/// socket.io 4.8's RECOVERABLE_DISCONNECT_REASONS (lib/socket.ts): the disconnects after which
+/// a socket is kept. Not "client namespace disconnect" (the client's own disconnect()), not
+/// "server namespace disconnect" (Socket::disconnect), not "parse error".
+bool recoverable_disconnect(const std::string& reason) {
+  static const char* const kReasons[] = {"transport error",      "transport close",
+                                         "forced close",         "ping timeout",
+                                         "server shutting down", "forced server close"};
+  return std::any_of(std::begin(kReasons), std::end(kReasons),
+                     [&](const char* recoverable) { return reason == recoverable; });
+}
+
+/// The CONNECT payload's claim to a kept session: string `pid` and string `offset`.
+struct RecoveryClaim {
+  std::string pid;
+  std::string offset;
+};
+std::optional<RecoveryClaim> recovery_claim(const Json& auth) {
+  if (!auth.is_object()) return std::nullopt;
+  auto pid = auth.find("pid");
+  auto offset = auth.find("offset");
+  if (pid == auth.end() || offset == auth.end() || !pid->is_string() || !offset->is_string()) {
+    return std::nullopt;
+  }
+  return RecoveryClaim{pid->get<std::string>(), offset->get<std::string>()};
 }
 
 /// Refusal shared by every outgoing path that carries attachments.
@@ -226,7 +261,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Socket* socket_for(const std::string& nsp) const;
   void handle_packet(sio::Packet packet, Attachments attachments);
   void handle_connect(sio::Packet& packet);
-  void accept(Socket& socket);
+  /// After the connect hook accepted: restores a kept session when the CONNECT claims one and
+  /// the store and the application agree, else a new connection.
+  void accept_or_restore(Socket& socket);
+  /// Takes over the kept session's id, pid and rooms; false when that is not possible.
+  bool restore(Socket& socket, RestoredSession& restored);
+  /// `missed`: sent before the CONNECT reply, as socket.io 4.8 does (the client buffers them
+  /// until the reply and then emits them before its `connect` event).
+  void accept(Socket& socket, const std::vector<OutgoingPacketPtr>& missed = {});
   void start_binary(sio::Packet packet);
   void add_attachment(std::string_view data);
   /// Counts a decode error that is one of the limits (SocketIoLimitCounts).
@@ -466,9 +508,10 @@ void Connection::handle_connect(sio::Packet& packet) {
   if (auth.empty()) auth = Json();
   auto socket = std::make_shared<Socket>(Socket::Key{}, random_base64url_id(), *nsp, *this,
                                          std::move(auth_raw), std::move(auth));
+  if (server_.recovery_store_) socket->pid_ = std::make_unique<InlineId>(random_base64url_id());
   sockets_.add(socket);
   if (!nsp->connect_hook_) {
-    accept(*socket);
+    accept_or_restore(*socket);
     return;
   }
   // The decision may come much later (a remote auth call) and from another thread; by then
@@ -504,7 +547,7 @@ void Connection::decide(Socket& socket, const ConnectResult& result) {
       log_with(logger(), spdlog::level::debug,
                {{"sid", sid()}, {"socket", socket.id()}, {"namespace", socket.nsp_->name()}},
                "socket connected");
-      accept(socket);
+      accept_or_restore(socket);
       return;
     case ConnectResult::Kind::Reject: {
       Json body = Json::object();
@@ -534,9 +577,70 @@ void Connection::decide(Socket& socket, const ConnectResult& result) {
   }
 }
 
-void Connection::accept(Socket& socket) {
+void Connection::accept_or_restore(Socket& socket) {
+  RecoveryStore* store = server_.recovery_store_.get();
+  const auto claim = store ? recovery_claim(socket.auth()) : std::nullopt;
+  if (!claim) {
+    accept(socket);
+    return;
+  }
+  // The store may answer later (a cluster store): by then the socket or the session may be
+  // gone, hence the weak handles, as for the connect decision.
+  store->take(
+      claim->pid, claim->offset,
+      [weak = socket.weak_from_this(), alive = alive_](std::optional<RestoredSession> taken) {
+        if (alive.expired()) return;
+        auto target = weak.lock();
+        if (!target || target->state_ != Socket::State::Connecting || !target->connection_) {
+          return;
+        }
+        auto connection = target->connection_->shared_from_this();
+        bool done = guarded("recovery", [&] {
+          if (taken && connection->restore(*target, *taken)) {
+            connection->accept(*target, taken->missed);
+          } else {
+            connection->accept(*target);
+          }
+        });
+        if (!done) connection->close("forced close");
+      });
+}
+
+bool Connection::restore(Socket& socket, RestoredSession& restored) {
+  KeptSession& session = restored.session;
+  Namespace& nsp = *socket.nsp_;
+  auto& counts = server_.restore_counts_;
+  // A session of another namespace, whose id is connected again (a second client presenting
+  // the same pid), or with a pid this server could not have made, is not restored: the claim is
+  // refused and the socket connects anew.
+  if (session.nsp != nsp.name() || nsp.find(session.sid) != nullptr ||
+      session.pid.size() > InlineId::kCapacity) {
+    ++counts.refused;
+    return false;
+  }
+  // The application has re-checked the credentials in its connect hook; it decides whether
+  // this user may have this session back (same user and tenant, not logged out meanwhile).
+  if (nsp.recovery_hooks_.allow && !nsp.recovery_hooks_.allow(socket, session)) {
+    ++counts.refused;
+    return false;
+  }
+  socket.id_ = std::move(session.sid);
+  socket.pid_ = std::make_unique<InlineId>(session.pid);
+  socket.recovered_ = true;
+  for (const auto& room : session.rooms) nsp.rooms_.join(socket, room);
+  ++counts.recovered;
+  counts.replayed += restored.missed.size();
+  log_with(logger(), spdlog::level::debug,
+           {{"sid", sid()}, {"socket", socket.id()}, {"namespace", nsp.name()}},
+           "socket recovered: {} rooms, {} missed packets", session.rooms.size(),
+           restored.missed.size());
+  return true;
+}
+
+void Connection::accept(Socket& socket, const std::vector<OutgoingPacketPtr>& missed) {
   if (!usable()) return;
   auto hold = socket.shared_from_this();
+  for (const auto& packet : missed) send(packet);
   socket.state_ = Socket::State::Connected;
   socket.nsp_->add_socket(socket);
   if (!joined_once_) {
@@ -547,7 +651,11 @@ void Connection::accept(Socket& socket) {
   sio::Packet reply;
   reply.type = sio::Type::Connect;
   reply.nsp = socket.nsp_->name();
-  reply.payload = R"({"sid":)" + dump_json(Json(socket.id_)) + "}";
+  reply.payload = R"({"sid":)" + dump_json(Json(socket.id_));
+  if (socket.pid_) {
+    reply.payload += R"(,"pid":)" + dump_json(Json(std::string(socket.pid_->view())));
+  }
+  reply.payload += "}";
   send_text(sio::encode(reply));
   // After the reply, so events emitted by the application follow it on the wire.
   if (socket.connected() && socket.nsp_->on_connection_) socket.nsp_->on_connection_(socket);
@@ -663,6 +771,11 @@ void Socket::on_disconnect(DisconnectHandler handler) {
 
 bool Socket::send(const OutgoingPacketPtr& packet, bool is_volatile) {
   if (!connected() || !connection_ || !packet) return false;
+  if (!packet->offset().empty()) {
+    PacketTarget target;
+    target.rooms.push_back(id_);
+    nsp_->server_.record_sent(packet, std::move(target));
+  }
   return connection_->send(packet, is_volatile);
 }
 
@@ -747,6 +860,20 @@ void Socket::disconnect(bool close_transport) {
   finish_disconnect("server namespace disconnect");
 }
 
+void Socket::keep_for_recovery(const std::string& reason) {
+  KeptSession session;
+  session.nsp = nsp_->name();
+  session.sid = id_;
+  session.pid = std::string(pid());
+  session.rooms = rooms();
+  if (nsp_->recovery_hooks_.save) session.app_data = nsp_->recovery_hooks_.save(*this);
+  session.disconnected_at = std::chrono::steady_clock::now();
+  log_with(logger(), spdlog::level::debug,
+           {{"socket", id_}, {"namespace", nsp_->name()}, {"reason", reason}},
+           "socket kept for recovery");
+  nsp_->server_.keep_session(std::move(session));
+}
+
 void Socket::finish_disconnect(const std::string& reason) {
   if (state_ != State::Connected) return;
   auto hold = shared_from_this();
@@ -758,6 +885,9 @@ void Socket::finish_disconnect(const std::string& reason) {
   if (connection_ != nullptr) last_transport_ = connection_->transport();
   if (nsp_->on_disconnecting_) {
     guarded("disconnecting", [&] { nsp_->on_disconnecting_(*this, reason); });
+  }
+  if (nsp_->server_.recovery_store_ && recoverable_disconnect(reason)) {
+    guarded("recovery save", [&] { keep_for_recovery(reason); });
   }
   nsp_->rooms_.leave_all(*this);
   nsp_->remove_socket(*this);
@@ -826,8 +956,11 @@ OutgoingPacketPtr Namespace::encode_event(std::string_view event, const RawArgs&
     return nullptr;
   }
   if (!attachments_allowed(attachments.size(), "an event")) return nullptr;
-  return build_packet(sio::Type::Event, name_, std::nullopt, event_payload(event, raw_args),
-                      attachments);
+  std::string offset;
+  if (server_.recovery_store_) offset = server_.recovery_store_->next_offset();
+  std::string payload = event_payload(event, raw_args, offset);
+  return build_packet(sio::Type::Event, name_, std::nullopt, std::move(payload), attachments,
+                      std::move(offset));
 }
 
 bool Namespace::deliver(Socket& socket, const OutgoingPacketPtr& packet, bool is_volatile) {
@@ -855,6 +988,10 @@ size_t Namespace::send_to(const std::vector<std::string>& rooms, const OutgoingP
                           std::string_view except_id, const std::vector<std::string>& except_rooms,
                           bool is_volatile) {
   if (!packet || rooms.empty()) return 0;
+  if (!packet->offset().empty()) {
+    // Recorded whoever is here now: the members of these rooms who are away get it on restore.
+    server_.record_sent(packet, PacketTarget{false, rooms, std::string(except_id), except_rooms});
+  }
   // A close reported by the engine from inside send() is deferred (run_or_defer), so the member
   // vectors walked here cannot change under the loop. Names are resolved once; per member there
   // is no lookup and no allocation: membership tests scan the socket's few room slots.
@@ -929,6 +1066,9 @@ void Namespace::prefetch_recipients_after(size_t i) const {
 size_t Namespace::send_all(const OutgoingPacketPtr& packet, std::string_view except_id,
                            bool is_volatile) {
   if (!packet) return 0;
+  if (!packet->offset().empty()) {
+    server_.record_sent(packet, PacketTarget{true, {}, std::string(except_id), {}});
+  }
   size_t delivered = 0;
   const size_t count = members_.size();
   for (size_t i = 0; i < count; ++i) {
@@ -951,6 +1091,13 @@ size_t Namespace::emit_all(std::string_view event, const RawArgs& raw_args, Atta
                            std::string_view except_id, bool is_volatile) {
   auto packet = encode_event(event, raw_args, attachments);
   return send_all(packet, except_id, is_volatile);
+}
+
+size_t Namespace::drop_kept_sessions(const std::function<bool(const KeptSession&)>& match) {
+  RecoveryStore* store = server_.recovery_store_.get();
+  if (store == nullptr) return 0;
+  return store->drop_if(
+      [&](const KeptSession& session) { return session.nsp == name_ && match(session); });
 }
 
 Socket* Namespace::find(std::string_view id) const {
@@ -1063,11 +1210,81 @@ void SocketIoServer::ConnectDeadlines::on_timer() {
   if (!armed) arm();
 }
 
-SocketIoServer::SocketIoServer(asio::io_context& io, SocketIoOptions options)
+struct SocketIoServer::RecoveryTimer {
+  explicit RecoveryTimer(asio::io_context& io) : timer(io) {}
+  asio::steady_timer timer;
+};
+
+SocketIoServer::SocketIoServer(asio::io_context& io, SocketIoOptions options,
+                               std::unique_ptr<RecoveryStore> store)
     : io_(io),
       options_(options),
       connect_deadlines_(std::make_unique<ConnectDeadlines>(*this, io)) {
   of("/");
+  if (options_.recovery.enabled) {
+    recovery_timer_ = std::make_unique<RecoveryTimer>(io);
+    set_recovery_store(store ? std::move(store)
+                             : std::make_unique<MemoryRecoveryStore>(options_.recovery));
+  }
+}
+
+//------------------------------------------------------------------------------------------------
+// SocketIoServer: connection state recovery
+
+namespace {
+/// How often kept sessions and recorded packets are checked for expiry (socket.io: 60 s; a
+/// shorter period bounds how long past maxDisconnectionDuration memory is held and how late
+/// RecoveryHooks::expired fires).
+constexpr auto kRecoverySweepPeriod = std::chrono::seconds(1);
+}  // namespace
+
+void SocketIoServer::set_recovery_store(std::unique_ptr<RecoveryStore> store) {
+  if (!options_.recovery.enabled || !store) return;
+  recovery_store_ = std::move(store);
+  arm_recovery_sweep();
+}
+
+RecoveryCounts SocketIoServer::recovery_counts() const {
+  if (!recovery_store_) return {};
+  RecoveryCounts counts = recovery_store_->counts();
+  counts.recovered += restore_counts_.recovered;
+  counts.refused += restore_counts_.refused;
+  counts.replayed += restore_counts_.replayed;
+  return counts;
+}
+
+void SocketIoServer::record_sent(const OutgoingPacketPtr& packet, PacketTarget target) {
+  if (!recovery_store_) return;
+  recovery_store_->record(packet->offset(), std::move(target), packet);
+  if (!recovery_sweep_armed_) arm_recovery_sweep();
+}
+
+void SocketIoServer::keep_session(KeptSession session) {
+  if (!recovery_store_) return;
+  recovery_store_->keep(std::move(session));
+  if (!recovery_sweep_armed_) arm_recovery_sweep();
+}
+
+void SocketIoServer::arm_recovery_sweep() {
+  if (recovery_sweep_armed_ || shutting_down_ || !recovery_store_ || !recovery_timer_) return;
+  if (recovery_store_->session_count() == 0 && recovery_store_->packet_count() == 0) return;
+  recovery_sweep_armed_ = true;
+  recovery_timer_->timer.expires_after(kRecoverySweepPeriod);
+  recovery_timer_->timer.async_wait(
+      [this, alive = std::weak_ptr<int>(alive_)](const std::error_code& ec) {
+        if (ec || alive.expired()) return;
+        recovery_sweep_armed_ = false;
+        sweep_recovery();
+        arm_recovery_sweep();
+      });
+}
+
+void SocketIoServer::sweep_recovery() {
+  recovery_store_->sweep(std::chrono::steady_clock::now(), [this](const KeptSession& session) {
+    Namespace* nsp = find_namespace(session.nsp);
+    if (nsp == nullptr || !nsp->recovery_hooks_.expired) return;
+    guarded("recovery expired", [&] { nsp->recovery_hooks_.expired(session); });
+  });
 }
 
 SocketIoServer::~SocketIoServer() {
@@ -1127,6 +1344,13 @@ void SocketIoServer::on_message(EngineSocket& socket, std::string_view data, boo
 }
 
 void SocketIoServer::on_close(EngineSocket& socket, const std::string& reason) {
+  if (reason == "server shutting down" && !shutting_down_) {
+    // Sessions are still kept (a cluster store outlives this process), but the sweep stops so
+    // that io_context::run() can return once the sessions are closed.
+    shutting_down_ = true;
+    if (recovery_timer_) recovery_timer_->timer.cancel();
+    recovery_sweep_armed_ = false;
+  }
   auto* raw = static_cast<Connection*>(socket.user_data);
   if (raw == nullptr || raw->index_ >= connections_.size() ||
       connections_[raw->index_].get() != raw) {

@@ -22,8 +22,10 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/random_id.hpp"
 #include "gateway/engine.hpp"
 #include "gateway/outgoing.hpp"
+#include "gateway/recovery.hpp"
 #include "gateway/rooms.hpp"
 #include "gateway/socket_data.hpp"
 #include "protocol/json.hpp"
@@ -63,6 +65,9 @@ struct SocketIoOptions {
   /// false they are dropped then (the connect hook has read them): idle sessions hold no
   /// credentials, and a CONNECT to another namespace on the same session sees no headers.
   bool keep_handshake_headers = true;
+  /// Connection state recovery (gateway/recovery.hpp). Off by default: then no offset, no
+  /// record, no pid, nothing kept.
+  RecoveryOptions recovery;
 };
 
 /// Incoming packets refused for one of the limits above, by limit, since the server started.
@@ -168,6 +173,10 @@ class Socket : private RoomMember, public std::enable_shared_from_this<Socket> {
   /// The CONNECT payload, parsed (`{}` when the client sent none) and as received (`{}` too).
   const Json& auth() const;
   const std::string& auth_raw() const { return auth_raw_; }
+  /// The private session id of connection state recovery (empty when recovery is off).
+  std::string_view pid() const { return pid_ ? pid_->view() : std::string_view(); }
+  /// Restored from a kept session (id, pid, rooms and missed packets); false for a new socket.
+  bool recovered() const { return recovered_; }
   /// Free slot for the application's session data (freed with the socket).
   std::unique_ptr<SocketData>& data() { return data_; }
 
@@ -215,17 +224,24 @@ class Socket : private RoomMember, public std::enable_shared_from_this<Socket> {
   void dispatch_ack(uint64_t ack_id, const RawArgs& raw_args, const Attachments& attachments);
   void finish_disconnect(const std::string& reason);
   bool send_ack(uint64_t ack_id, const RawArgs& raw_args, Attachments attachments);
+  /// At a recoverable disconnect with recovery on: hands the socket to the store (rooms still
+  /// joined).
+  void keep_for_recovery(const std::string& reason);
 
   std::string id_;
   Namespace* nsp_;
   Connection* connection_;  // cleared when the socket is disconnected
   State state_ = State::Connecting;
   TransportKind last_transport_ = TransportKind::Polling;
-  uint32_t member_index_ = 0;  // position in Namespace::members_ (packed with the two above)
+  bool recovered_ = false;
+  uint32_t member_index_ = 0;  // position in Namespace::members_ (packed with the three above)
   std::string auth_raw_;
   Json auth_;  // null for an empty payload (auth() gives `{}`)
   std::unique_ptr<SocketData> data_;
   std::unique_ptr<Extras> extras_;  // handlers and pending acks, allocated on first use
+  // Connection state recovery only: null when it is off, so a Socket stays in its allocation
+  // size class (a std::string here would add 32 bytes to every socket).
+  std::unique_ptr<InlineId> pid_;
 };
 
 /// A Socket.IO namespace: its connect hook, handlers, connected sockets and rooms. Owned by the
@@ -247,9 +263,16 @@ class Namespace {
   /// Fired while the socket is still in its rooms, then `disconnect` after it left them.
   void on_disconnecting(DisconnectHandler handler) { on_disconnecting_ = std::move(handler); }
   void on_disconnect(DisconnectHandler handler) { on_disconnect_ = std::move(handler); }
+  /// The application's part of connection state recovery (what to keep, whether to restore,
+  /// expiry). Without hooks a socket is kept with null app data and every restore is allowed.
+  void set_recovery_hooks(RecoveryHooks hooks) { recovery_hooks_ = std::move(hooks); }
+  /// Removes this namespace's kept sessions `match` selects (a user logged out, a socket the
+  /// application disconnected while it was away); returns how many. 0 when recovery is off.
+  size_t drop_kept_sessions(const std::function<bool(const KeptSession&)>& match);
 
   /// Encodes an EVENT for this namespace once; nullptr (logged) when refused: reserved event
-  /// name or more than 10 attachments.
+  /// name or more than 10 attachments. With recovery on it carries a fresh offset as the last
+  /// element of its data array, and every send_to / send_all / Socket::send of it is recorded.
   OutgoingPacketPtr encode_event(std::string_view event, const RawArgs& raw_args,
                                  const Attachments& attachments = {}) const;
 
@@ -303,6 +326,7 @@ class Namespace {
   AnyEventHandler on_any_;
   DisconnectHandler on_disconnecting_;
   DisconnectHandler on_disconnect_;
+  RecoveryHooks recovery_hooks_;
   std::unordered_map<std::string_view, Socket*> sockets_;  // keys view Socket::id_
   std::vector<Socket*> members_;  // the same sockets as a dense list, for broadcasts
   RoomIndex rooms_;
@@ -312,7 +336,10 @@ class Namespace {
 /// Engine.IO session. Lives longer than the Engine.IO server that calls it.
 class SocketIoServer : public EngineHandler {
  public:
-  explicit SocketIoServer(asio::io_context& io, SocketIoOptions options = {});
+  /// With options.recovery.enabled the server keeps sessions and packets in `store`, or in a
+  /// MemoryRecoveryStore made from options.recovery when `store` is null.
+  explicit SocketIoServer(asio::io_context& io, SocketIoOptions options = {},
+                          std::unique_ptr<RecoveryStore> store = nullptr);
   ~SocketIoServer() override;
   SocketIoServer(const SocketIoServer&) = delete;
   SocketIoServer& operator=(const SocketIoServer&) = delete;
@@ -330,6 +357,19 @@ class SocketIoServer : public EngineHandler {
   /// Packets refused for a limit; the closing ones are among protocol_violations() too.
   const SocketIoLimitCounts& limit_counts() const { return limit_counts_; }
   const SentCounts& sent() const { return sent_; }
+  /// Connection state recovery since start (all zero when it is off).
+  RecoveryCounts recovery_counts() const;
+  size_t kept_session_count() const {
+    return recovery_store_ ? recovery_store_->session_count() : 0;
+  }
+  size_t recorded_packet_count() const {
+    return recovery_store_ ? recovery_store_->packet_count() : 0;
+  }
+  /// The store in use; null when recovery is off.
+  RecoveryStore* recovery_store() const { return recovery_store_.get(); }
+  /// Replaces the store (before clients connect: what the old one held is lost). Ignored when
+  /// recovery is off.
+  void set_recovery_store(std::unique_ptr<RecoveryStore> store);
 
   void on_open(EngineSocket& socket) override;
   void on_message(EngineSocket& socket, std::string_view data, bool binary) override;
@@ -345,6 +385,13 @@ class SocketIoServer : public EngineHandler {
   /// (an engine may report a close synchronously from send() or close(); tearing sockets down
   /// there would free objects the caller is still using).
   void run_or_defer(std::function<void()> fn);
+  /// Records a packet that carries an offset (recovery on); a no-op for others.
+  void record_sent(const OutgoingPacketPtr& packet, PacketTarget target);
+  void keep_session(KeptSession session);
+  /// One timer for the whole server, armed only while the store holds something, so an idle
+  /// server leaves io_context::run() free to return.
+  void arm_recovery_sweep();
+  void sweep_recovery();
 
   struct ConnectDeadlines;
 
@@ -360,6 +407,12 @@ class SocketIoServer : public EngineHandler {
   uint64_t protocol_violations_ = 0;
   SocketIoLimitCounts limit_counts_;
   SentCounts sent_;
+  std::unique_ptr<RecoveryStore> recovery_store_;
+  struct RecoveryTimer;  // an asio::steady_timer, kept out of this header
+  std::unique_ptr<RecoveryTimer> recovery_timer_;
+  bool recovery_sweep_armed_ = false;
+  bool shutting_down_ = false;     // "server shutting down" seen: no sweep re-armed
+  RecoveryCounts restore_counts_;  // recovered, refused, replayed (the store counts the rest)
   /// Expires with the server; posted work and timers check it before touching anything.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };

@@ -941,3 +941,313 @@ TEST_SUITE("socketio_server limits") {
     CHECK(server.protocol_violations() == 0);
   }
 }
+
+namespace {
+
+/// A server with connection state recovery on (gateway/recovery.hpp).
+struct RecoveryFixture : Fixture {
+  asio::io_context io;
+  SocketIoServer server{io, [] {
+                          SocketIoOptions options;
+                          options.recovery.enabled = true;
+                          options.recovery.max_disconnection_duration_ms = 60000;
+                          return options;
+                        }()};
+
+  std::unique_ptr<FakeEngineSocket> connect_with(const std::string& id, const std::string& auth) {
+    auto engine = std::make_unique<FakeEngineSocket>(server, id);
+    engine->open();
+    engine->text("0" + auth);
+    return engine;
+  }
+  Socket& socket_of(FakeEngineSocket& engine) {
+    for (const auto& message : engine.messages()) {
+      if (message.rfind("40{", 0) == 0) {
+        Socket* socket = server.of("/").find(sid_of(message));
+        REQUIRE(socket != nullptr);
+        return *socket;
+      }
+    }
+    FAIL("not connected");
+    throw std::logic_error("unreachable");
+  }
+};
+
+Json connect_reply(const FakeEngineSocket& engine) {
+  for (const auto& message : engine.messages()) {
+    if (message.rfind("40{", 0) == 0) return Json::parse(message.substr(2));
+  }
+  return Json();
+}
+
+/// The last element of an EVENT's data array (the offset when recovery is on).
+std::string last_element(const std::string& message) {
+  auto data = Json::parse(message.substr(message.find('[')));
+  return data.back().is_string() ? data.back().get<std::string>() : std::string();
+}
+
+/// The auth a recovering socket.io-client sends: the pid and the last offset it received.
+std::string recovery_auth(const std::string& pid, const std::string& offset) {
+  return dump_json(Json{{"token", "t"}, {"pid", pid}, {"offset", offset}});
+}
+
+}  // namespace
+
+TEST_SUITE("socketio_server recovery") {
+  TEST_CASE("off (the default): no pid in the reply, no offset on events, nothing kept") {
+    Fixture f;
+    install_echo_app(f.server);
+    auto engine = f.connect("e");
+    CHECK(connect_reply(*engine).size() == 1);
+    CHECK(engine->messages()[1] == R"(42["auth",{}])");
+    Socket& socket = f.socket_of(*engine);
+    CHECK(socket.pid().empty());
+    CHECK(f.server.of("/").emit_all("x", {"1"}) == 1);
+    CHECK(engine->last() == R"(42["x",1])");
+    engine->end("transport close");
+    CHECK(f.server.recovery_store() == nullptr);
+    CHECK(f.server.kept_session_count() == 0);
+    CHECK(f.server.recovery_counts().kept == 0);
+  }
+
+  TEST_CASE(
+      "on: the reply carries a pid; events carry an offset last; acks and ack-asking emits "
+      "do not") {
+    RecoveryFixture f;
+    install_echo_app(f.server);
+    auto engine = f.connect_with("e", "");
+    const Json reply = connect_reply(*engine);
+    REQUIRE(reply.contains("pid"));
+    const std::string pid = reply.at("pid").get<std::string>();
+    CHECK(pid.size() == 20);
+    CHECK(pid != reply.at("sid").get<std::string>());
+    Socket& socket = f.socket_of(*engine);
+    CHECK(socket.pid() == pid);
+    CHECK_FALSE(socket.recovered());
+    // The connection handler's emit: a direct emit carries an offset too.
+    const std::string auth_offset = last_element(engine->messages()[1]);
+    CHECK_FALSE(auth_offset.empty());
+    CHECK(engine->messages()[1] == R"(42["auth",{},")" + auth_offset + R"("])");
+    f.server.of("/").emit_all("x", {"1"});
+    const std::string x_offset = last_element(engine->last());
+    CHECK(x_offset != auth_offset);
+    CHECK(engine->last() == R"(42["x",1,")" + x_offset + R"("])");
+    engine->text(R"(21["message-with-ack",5])");
+    CHECK(engine->last() == "431[5]");
+    socket.emit_with_ack(
+        "ask", {"2"}, {}, [](AckStatus, const RawArgs&, const Attachments&) {},
+        std::chrono::milliseconds(1000));
+    CHECK(engine->last() == R"(420["ask",2])");
+    // The same packet for every recipient: encoded once, one offset.
+    auto other = f.connect_with("o", "");
+    f.server.of("/").emit_all("y", {});
+    CHECK(engine->last() == other->last());
+    CHECK(f.server.recorded_packet_count() == 4);  // auth x2, x, y
+  }
+
+  TEST_CASE(
+      "a transport close keeps the socket; its CONNECT gets back id, pid, rooms and the "
+      "missed packets, in order, before the reply and the connection handler") {
+    RecoveryFixture f;
+    std::vector<std::string> connections;
+    f.server.of("/").on_connection([&](Socket& socket) {
+      connections.push_back(socket.id() + (socket.recovered() ? " recovered" : " new"));
+    });
+    Json saved_data;
+    RecoveryHooks hooks;
+    hooks.save = [](Socket&) { return Json{{"user", "u1"}}; };
+    hooks.allow = [&](Socket& socket, const KeptSession& session) {
+      saved_data = session.app_data;
+      return socket.auth().at("token") == "t";
+    };
+    f.server.of("/").set_recovery_hooks(hooks);
+
+    auto engine = f.connect_with("e1", "");
+    auto bystander = f.connect_with("e2", "");
+    Socket& socket = f.socket_of(*engine);
+    const std::string sid = socket.id();
+    const std::string pid(socket.pid());
+    socket.join("room1");
+    socket.join("room2");
+    auto& nsp = f.server.of("/");
+    nsp.emit_all("seen", {"0"});
+    const std::string seen = last_element(engine->last());
+    engine->end("transport close");
+    CHECK(f.server.kept_session_count() == 1);
+    CHECK(f.server.recovery_counts().kept == 1);
+
+    nsp.emit_to({"room1"}, {}, "to-room1", {"1"});
+    nsp.emit_to({"room9"}, {}, "to-room9", {"2"});
+    nsp.emit_all("to-all", {"3"});
+    nsp.emit_all("all-but", {"4"}, {}, sid);
+    nsp.emit_to({sid}, {}, "direct", {"5"});
+    nsp.send_to({"room2"}, nsp.encode_event("room2-except-room1", {"6"}), {}, {"room1"});
+    f.socket_of(*bystander).emit("bystander-only", {"7"});
+
+    auto back = f.connect_with("e3", recovery_auth(pid, seen));
+    auto messages = back->messages();
+    REQUIRE(messages.size() == 4);
+    CHECK(messages[0].rfind(R"(42["to-room1",1,)", 0) == 0);
+    CHECK(messages[1].rfind(R"(42["to-all",3,)", 0) == 0);
+    CHECK(messages[2].rfind(R"(42["direct",5,)", 0) == 0);
+    const Json reply = Json::parse(messages[3].substr(2));
+    CHECK(reply.at("sid") == sid);
+    CHECK(reply.at("pid") == pid);
+    CHECK(connections.back() == sid + " recovered");
+    Socket& restored = f.socket_of(*back);
+    CHECK(restored.recovered());
+    CHECK(restored.connected());
+    CHECK(restored.rooms() == std::vector<std::string>{"room1", "room2"});
+    CHECK(saved_data == Json{{"user", "u1"}});
+    CHECK(nsp.room_size("room1") == 1);
+    const RecoveryCounts counts = f.server.recovery_counts();
+    CHECK(counts.recovered == 1);
+    CHECK(counts.replayed == 3);
+    CHECK(f.server.kept_session_count() == 0);
+    // The restored socket receives as before, under the same offsets sequence.
+    nsp.emit_to({"room2"}, {}, "after", {});
+    CHECK(back->last().rfind(R"(42["after",)", 0) == 0);
+
+    // The pid restores once: presenting it again connects anew.
+    auto again = f.connect_with("e4", recovery_auth(pid, seen));
+    CHECK(connect_reply(*again).at("sid") != sid);
+    CHECK_FALSE(f.socket_of(*again).recovered());
+    CHECK(f.server.recovery_counts().unknown == 1);
+  }
+
+  TEST_CASE(
+      "recoverable reasons are socket.io's; the client's and the server's disconnects are "
+      "not kept") {
+    for (const char* reason : {"transport error", "transport close", "forced close", "ping timeout",
+                               "server shutting down", "forced server close"}) {
+      RecoveryFixture f;
+      auto engine = f.connect_with("e", "");
+      engine->end(reason);
+      CHECK_MESSAGE(f.server.kept_session_count() == 1, reason);
+    }
+    for (const char* reason : {"parse error", "slow consumer"}) {
+      RecoveryFixture f;
+      auto engine = f.connect_with("e", "");
+      engine->end(reason);
+      CHECK_MESSAGE(f.server.kept_session_count() == 0, reason);
+    }
+    RecoveryFixture f;
+    auto client = f.connect_with("c", "");
+    client->text("1");  // the client's socket.disconnect()
+    client->end("transport close");
+    CHECK(f.server.kept_session_count() == 0);
+    auto server_side = f.connect_with("s", "");
+    f.socket_of(*server_side).disconnect();
+    server_side->end("transport close");
+    CHECK(f.server.kept_session_count() == 0);
+    auto closed = f.connect_with("t", "");
+    f.socket_of(*closed).disconnect(true);  // DISCONNECT, then "forced server close"
+    CHECK(closed->closed);
+    f.io.poll();
+    CHECK(f.server.kept_session_count() == 0);
+    CHECK(f.server.recovery_counts().kept == 0);
+  }
+
+  TEST_CASE(
+      "no restore when the connect hook rejects, allow refuses, the session was dropped or "
+      "belongs to another namespace") {
+    RecoveryFixture f;
+    f.server.of("/").set_connect_hook([](Socket& socket, const Json& auth, auto decide) {
+      if (auth.value("token", "") == "bad") {
+        decide(ConnectResult::reject("unauthorized"));
+      } else {
+        decide(ConnectResult::accept());
+      }
+      (void)socket;
+    });
+    RecoveryHooks hooks;
+    hooks.allow = [](Socket& socket, const KeptSession&) {
+      return socket.auth().value("token", "") != "other-user";
+    };
+    f.server.of("/").set_recovery_hooks(hooks);
+    f.server.of("/custom");
+
+    auto keep_one = [&](const std::string& id) {
+      auto engine = f.connect_with(id, "");
+      Socket& socket = f.socket_of(*engine);
+      std::pair<std::string, std::string> claim{std::string(socket.pid()), ""};
+      f.server.of("/").emit_all("seen", {});
+      claim.second = last_element(engine->last());
+      engine->end("transport error");
+      return claim;
+    };
+    auto auth_with = [](const std::string& token, const std::pair<std::string, std::string>& c) {
+      return dump_json(Json{{"token", token}, {"pid", c.first}, {"offset", c.second}});
+    };
+
+    // Rejected by the connect hook: no socket, and the session stays for a valid attempt.
+    auto claim = keep_one("a");
+    auto rejected = f.connect_with("a2", auth_with("bad", claim));
+    CHECK(rejected->last().rfind("44{", 0) == 0);
+    CHECK(f.server.kept_session_count() == 1);
+    auto ok = f.connect_with("a3", auth_with("good", claim));
+    CHECK(f.socket_of(*ok).recovered());
+
+    // Refused by the application: a new socket, counted.
+    claim = keep_one("b");
+    auto refused = f.connect_with("b2", auth_with("other-user", claim));
+    CHECK_FALSE(f.socket_of(*refused).recovered());
+    CHECK(connect_reply(*refused).at("pid") != claim.first);
+    CHECK(f.server.recovery_counts().refused == 1);
+
+    // Dropped by the application while away (a logout).
+    claim = keep_one("c");
+    CHECK(f.server.of("/custom").drop_kept_sessions([](const KeptSession&) { return true; }) == 0);
+    CHECK(f.server.of("/").drop_kept_sessions(
+              [&](const KeptSession& s) { return s.pid == claim.first; }) == 1);
+    auto dropped = f.connect_with("c2", auth_with("good", claim));
+    CHECK_FALSE(f.socket_of(*dropped).recovered());
+    CHECK(f.server.recovery_counts().dropped == 1);
+
+    // A pid of "/" presented to "/custom".
+    claim = keep_one("d");
+    auto other_nsp = std::make_unique<FakeEngineSocket>(f.server, "d2");
+    other_nsp->open();
+    other_nsp->text("0/custom," + auth_with("good", claim));
+    CHECK(other_nsp->last().rfind("40/custom,{", 0) == 0);
+    CHECK(f.server.recovery_counts().refused == 2);  // the session was not of "/custom"
+    CHECK(f.server.recovery_counts().recovered == 1);
+  }
+
+  TEST_CASE("the sweep expires kept sessions and calls the expired hook; a shutdown stops it") {
+    asio::io_context io;
+    SocketIoOptions options;
+    options.recovery.enabled = true;
+    options.recovery.max_disconnection_duration_ms = 1;
+    SocketIoServer server(io, options);
+    std::vector<std::string> expired;
+    RecoveryHooks hooks;
+    hooks.expired = [&](const KeptSession& session) { expired.push_back(session.sid); };
+    server.of("/").set_recovery_hooks(hooks);
+    FakeEngineSocket engine(server, "e");
+    engine.open();
+    engine.text("0");
+    const std::string sid = sid_of(engine.messages()[0]);
+    engine.end("ping timeout");
+    REQUIRE(server.kept_session_count() == 1);
+    // The sweep timer is the only pending work: run() returns once it has emptied the store.
+    io.run_for(std::chrono::seconds(5));
+    CHECK(expired == std::vector<std::string>{sid});
+    CHECK(server.kept_session_count() == 0);
+    CHECK(server.recovery_counts().expired == 1);
+    CHECK(io.stopped());
+
+    // A server shutting down keeps its sockets (for a cluster store) without arming the sweep.
+    io.restart();
+    FakeEngineSocket second(server, "e2");
+    second.open();
+    second.text("0");
+    second.end("server shutting down");
+    CHECK(server.kept_session_count() == 1);
+    const auto started = std::chrono::steady_clock::now();
+    io.run_for(std::chrono::seconds(3));
+    CHECK(io.stopped());
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(1));
+    CHECK(server.kept_session_count() == 1);  // no sweep ran (it would have expired it)
+  }
+}

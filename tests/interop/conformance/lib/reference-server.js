@@ -7,7 +7,12 @@
 //                its arguments; namespace "/custom" emits `auth`; no other namespace.
 // Both: pingInterval 300, pingTimeout 200, maxHttpBufferSize 1e6; socket.io connectTimeout 1000;
 // CORS reflecting the Origin with credentials. The client bundle is served at /socket.io/socket.io.js.
-// Usage: node reference-server.js [--port P] [--host H]; prints "listening on http://H:P" when ready.
+// --recovery MS: connectionStateRecovery with maxDisconnectionDuration MS (as the C++ server's
+// --recovery). Events of the recovery suite (recovery.test.js), as in app/sio_conformance_server.cpp:
+// recovery:join (room, ack), recovery:rooms (ack), recovery:burst ({room, count}, ack: `numbered`
+// 0..count-1, even numbers to the room, odd ones to all), recovery:disconnect-me.
+// Usage: node reference-server.js [--port P] [--host H] [--recovery MS]; prints "listening on
+// http://H:P" when ready.
 
 const http = require("http");
 const { attach } = require("engine.io");
@@ -30,7 +35,14 @@ engine.on("connection", socket => {
 	socket.on("message", data => socket.send(data));
 });
 
-const io = new Server(server, Object.assign({ path: "/socket.io/", connectTimeout: 1000, cors }, timing));
+const recoveryMs = arg("--recovery", null);
+const recovery = recoveryMs
+	? { connectionStateRecovery: { maxDisconnectionDuration: Number(recoveryMs), skipMiddlewares: true } }
+	: {};
+const io = new Server(
+	server,
+	Object.assign({ path: "/socket.io/", connectTimeout: 1000, cors }, timing, recovery)
+);
 io.on("connection", socket => {
 	socket.emit("auth", socket.handshake.auth);
 	socket.on("message", (...args) => socket.emit("message-back", ...args));
@@ -38,6 +50,24 @@ io.on("connection", socket => {
 		const ack = args.pop();
 		if (typeof ack === "function") ack(...args);
 	});
+	socket.on("recovery:join", (room, ack) => {
+		if (typeof room !== "string") return;
+		socket.join(room);
+		if (typeof ack === "function") ack(true);
+	});
+	socket.on("recovery:rooms", ack => {
+		if (typeof ack === "function") ack([...socket.rooms].filter(room => room !== socket.id));
+	});
+	socket.on("recovery:burst", (request, ack) => {
+		if (!request || typeof request !== "object") return;
+		const count = Math.max(0, Math.min(1000, Number(request.count) || 0));
+		for (let i = 0; i < count; i++) {
+			if (i % 2 === 0) io.to(String(request.room)).emit("numbered", i);
+			else io.emit("numbered", i);
+		}
+		if (typeof ack === "function") ack(count);
+	});
+	socket.on("recovery:disconnect-me", () => socket.disconnect());
 });
 io.of("/custom").on("connection", socket => {
 	socket.emit("auth", socket.handshake.auth);

@@ -97,7 +97,8 @@ const LISTENING = /listening on (https?:\/\/[^\s/]+)/;
  * Starts `name` ("cpp" or "reference") and resolves a handle:
  *   { name, url: "http://127.0.0.1:P", wsUrl, port, pid, logs, logText(), running(),
  *     stop(signal), restart(), crashed() }
- * `opts.port` pins the port (default: a free one).
+ * `opts.port` pins the port (default: a free one); `opts.args` are extra command-line arguments
+ * (both servers take `--recovery MS`).
  */
 async function startTarget(name, opts = {}) {
 	let command;
@@ -120,6 +121,7 @@ async function startTarget(name, opts = {}) {
 	} else {
 		throw new Error(`unknown target ${name}`);
 	}
+	if (opts.args) baseArgs = baseArgs.concat(opts.args);
 
 	const handle = {
 		name,
