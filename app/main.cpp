@@ -79,6 +79,16 @@ class Gateway final : public steedos::app::NodeParts {
                                                   counts.packet_size, counts.json_depth};
     });
     service_.count_connection_limits([this] { return connection_limit_counts(); });
+    if (config.gateway.recovery.enabled) {
+      service_.count_recovery([this] { return recovery_stats(); });
+      steedos::log_with(
+          steedos::component_logger("gateway"), spdlog::level::info,
+          {{"maxDisconnectionDuration", config.gateway.recovery.max_disconnection_duration_ms},
+           {"store", config.gateway.recovery.store}},
+          "connection state recovery on: {} store, sockets kept {} ms after a dropped "
+          "connection",
+          config.gateway.recovery.store, config.gateway.recovery.max_disconnection_duration_ms);
+    }
     steedos::gateway::EngineOptions engine;
     engine.path = config.gateway.path;
     engine.ping_interval_ms = config.gateway.ping_interval_ms;
@@ -148,6 +158,11 @@ class Gateway final : public steedos::app::NodeParts {
     // One binary packet may buffer as many attachment bytes as one message may carry
     // (gateway.maxHttpBufferSize), not more: its parts arrive as separate messages.
     options.max_attachment_bytes = config.gateway.max_http_buffer_size;
+    const auto& recovery = config.gateway.recovery;
+    options.recovery.enabled = recovery.enabled;
+    options.recovery.max_disconnection_duration_ms = recovery.max_disconnection_duration_ms;
+    options.recovery.max_sessions = recovery.max_sessions;
+    options.recovery.max_packets = recovery.max_packets;
     return options;
   }
 
@@ -212,6 +227,23 @@ class Gateway final : public steedos::app::NodeParts {
           std::make_unique<steedos::gateway::GatewayServer>(broker.loop(), std::move(options));
       metrics_server_->mount_handler(config.metrics.path, scrape);
     }
+  }
+
+  /// socket.stats `recovery`: what is kept now and what recovery did since start.
+  Json recovery_stats() const {
+    const auto counts = io_.recovery_counts();
+    return Json{{"sessions", io_.kept_session_count()},
+                {"packets", io_.recorded_packet_count()},
+                {"kept", counts.kept},
+                {"recovered", counts.recovered},
+                {"refused", counts.refused},
+                {"unknown", counts.unknown},
+                {"expired", counts.expired},
+                {"dropped", counts.dropped},
+                {"evictedSessions", counts.evicted_sessions},
+                {"evictedPackets", counts.evicted_packets},
+                {"untrackedTargets", counts.untracked_targets},
+                {"replayed", counts.replayed}};
   }
 
   /// socket.stats `limits`: what each connection-level limit refused or closed.

@@ -42,6 +42,7 @@ class SocketClient final : public Client {
   void emit(std::string_view event, const std::vector<std::string_view>& args_json) override {
     socket_.emit(event, args_json);
   }
+  bool recovered() const override { return socket_.recovered(); }
 
  private:
   gateway::Socket& socket_;
@@ -128,6 +129,35 @@ void GatewayHub::after_writes(std::function<void()> fn) {
   } else {
     fn();
   }
+}
+
+void GatewayHub::set_recovery_handlers(RecoveryHandlers handlers) {
+  gateway::RecoveryHooks hooks;
+  if (handlers.save) {
+    hooks.save = [save = std::move(handlers.save)](gateway::Socket& socket) {
+      SocketClient client(socket);
+      return save(client);
+    };
+  }
+  if (handlers.allow) {
+    hooks.allow = [allow = std::move(handlers.allow)](gateway::Socket& socket,
+                                                      const gateway::KeptSession& session) {
+      SocketClient client(socket);
+      return allow(client, KeptClient{session.sid, session.app_data});
+    };
+  }
+  if (handlers.expired) {
+    hooks.expired = [expired = std::move(handlers.expired)](const gateway::KeptSession& session) {
+      expired(KeptClient{session.sid, session.app_data});
+    };
+  }
+  nsp_.set_recovery_hooks(std::move(hooks));
+}
+
+size_t GatewayHub::drop_kept(const std::function<bool(const KeptClient&)>& match) {
+  return nsp_.drop_kept_sessions([&match](const gateway::KeptSession& session) {
+    return match(KeptClient{session.sid, session.app_data});
+  });
 }
 
 void GatewayHub::disconnect(const std::vector<std::string>& ids) {

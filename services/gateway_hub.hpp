@@ -25,6 +25,8 @@ class GatewayHub final : public ClientHub {
   void for_each_client(const std::function<void(Client&)>& fn) override;
   void disconnect(const std::vector<std::string>& ids) override;
   size_t room_count() const override { return nsp_.room_count(); }
+  void set_recovery_handlers(RecoveryHandlers handlers) override;
+  size_t drop_kept(const std::function<bool(const KeptClient&)>& match) override;
   void after_writes(std::function<void()> fn) override;
 
  private:
