@@ -601,41 +601,46 @@ JsResult<JsReadBatch> JetStream::read(const std::string& stream, const std::stri
   if (limits.max_messages == 0 || limits.max_bytes <= 0) return succeeded(JsReadBatch{});
   const std::string what = "read " + subject + " from " + std::to_string(from) + " in " + stream;
 
-  // An ephemeral pull consumer filtered on the subject, starting at `from`, without acks:
-  // one request creates it, one fetch brings the batch, the unsubscribe deletes it. The
-  // server also removes it by itself after InactiveThreshold should this process die first.
+  // First the next message of the subject at or after `from` by a direct get (one request, no
+  // consumer): none is the common case of a client that missed nothing. Besides, nats-server
+  // 2.9 answers a no_wait pull at once with "404 No Messages" only when it has no expiry, and
+  // cnats waits for an answer only when it has one: with an expiry and nothing pending the
+  // server would hold the fetch until it expires.
+  jsDirectGetMsgOptions direct;
+  jsDirectGetMsgOptions_Init(&direct);
+  direct.Sequence = std::max<uint64_t>(from, 1);
+  direct.NextBySubject = subject.c_str();
+  natsMsg* raw_first = nullptr;
+  natsStatus s = js_DirectGetMsg(&raw_first, im.js, stream.c_str(), &im.js_options, &direct);
+  MsgPtr first(raw_first);
+  if (s == NATS_NOT_FOUND) return succeeded(JsReadBatch{});
+  if (s == NATS_NO_RESPONDERS) {
+    return failed<Out>(
+        error(JsError::NotEnabled, what + ": no answer to a direct get (a stream not made by "
+                                          "ensure_stream, without allow_direct, or no JetStream)"));
+  }
+  if (s != NATS_OK) return failed<Out>(failure(s, kNoCode, what));
+  const uint64_t start = natsMsg_GetSequence(first.get());
+  first.reset();
+
+  // Then an ephemeral pull consumer filtered on the subject, starting there, without acks and
+  // kept in memory: one request creates it, one no_wait fetch brings what there is (ended by
+  // the server's 408 at the end of the stream), the unsubscribe deletes it. The server also
+  // removes it by itself after InactiveThreshold should this process die first.
   jsSubOptions sub_options;
   jsSubOptions_Init(&sub_options);
   sub_options.Stream = stream.c_str();
   sub_options.Config.AckPolicy = js_AckNone;
+  sub_options.Config.MemoryStorage = true;
   sub_options.Config.InactiveThreshold = to_ns(std::chrono::milliseconds(30000));
-  if (from > 1) {
-    sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
-    sub_options.Config.OptStartSeq = from;
-  } else {
-    sub_options.Config.DeliverPolicy = js_DeliverAll;
-  }
+  sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
+  sub_options.Config.OptStartSeq = start;
   natsSubscription* raw_sub = nullptr;
   jsErrCode code = kNoCode;
-  natsStatus s = js_PullSubscribe(&raw_sub, im.js, subject.c_str(), nullptr, &im.js_options,
-                                  &sub_options, &code);
+  s = js_PullSubscribe(&raw_sub, im.js, subject.c_str(), nullptr, &im.js_options, &sub_options,
+                       &code);
   if (s != NATS_OK) return failed<Out>(failure(s, code, what));
   SubPtr sub(raw_sub);
-
-  // nats-server 2.9 answers a no_wait pull with "404 No Messages" at once only when it has no
-  // expiry; cnats waits for that answer only when it has one, and the server then holds the
-  // request until it expires when nothing is pending. So ask the consumer first: nothing
-  // pending is an empty batch, else a no_wait fetch with an expiry returns what there is,
-  // ended by the server's 408 at the end of the stream.
-  jsConsumerInfo* raw_info = nullptr;
-  s = natsSubscription_GetConsumerInfo(&raw_info, sub.get(), &im.js_options, &code);
-  if (s != NATS_OK) return failed<Out>(failure(s, code, what));
-  const uint64_t pending = raw_info->NumPending;
-  jsConsumerInfo_Destroy(raw_info);
-  if (pending == 0) {
-    natsSubscription_Unsubscribe(sub.get());
-    return succeeded(JsReadBatch{});
-  }
 
   const int64_t wait_ns = to_ns(std::chrono::milliseconds(im.options.request_timeout_ms));
   auto fetch = [&](int batch, int64_t max_bytes, natsMsgList* list) {
@@ -658,7 +663,8 @@ JsResult<JsReadBatch> JetStream::read(const std::string& stream, const std::stri
   }
   std::unique_ptr<natsMsgList, MsgListFree> owned_list(&list);
   JsResult<JsReadBatch> out;
-  if (s != NATS_OK && s != NATS_NOT_FOUND) {  // NOT_FOUND: they expired meanwhile
+  // NOT_FOUND or TIMEOUT with nothing: what the direct get saw expired meanwhile.
+  if (s != NATS_OK && s != NATS_NOT_FOUND && !(s == NATS_TIMEOUT && list.Count == 0)) {
     out = failed<Out>(failure(s, kNoCode, what));
   }
   uint64_t remaining = 0;

@@ -163,7 +163,9 @@ class JetStream {
 
   /// The messages of `subject` (wildcards allowed) with a sequence >= `from`, in stream order,
   /// within `limits`. A message larger than limits.max_bytes alone is returned on its own.
-  /// An empty batch when none.
+  /// An empty batch when none (one request); else four (a direct get, an ephemeral pull
+  /// consumer made, fetched and deleted). The stream must allow direct gets, as those made by
+  /// ensure_stream do.
   JsResult<JsReadBatch> read(const std::string& stream, const std::string& subject, uint64_t from,
                              JsReadLimits limits = {});
   /// The message at `sequence`; NotFound when removed (expired, dropped for size) or never

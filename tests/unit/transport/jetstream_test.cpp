@@ -252,6 +252,17 @@ TEST_SUITE("jetstream") {
     }
     CHECK_FALSE(batch.value.more);
 
+    // A wildcard takes both subjects, in stream order.
+    JsReadLimits five;
+    five.max_messages = 5;
+    const auto both = js->read("HISTORY", "history.*", 1, five);
+    REQUIRE(both.ok());
+    REQUIRE(both.value.messages.size() == 5);
+    CHECK(both.value.messages[0].subject == "history.a");
+    CHECK(both.value.messages[1].subject == "history.b");
+    CHECK(both.value.messages[4].sequence == 5);
+    CHECK(both.value.more);
+
     // From past the end: nothing, quickly, and no error.
     const auto t0 = std::chrono::steady_clock::now();
     const auto none = js->read("HISTORY", "history.a", previous + 1);
