@@ -492,6 +492,7 @@ JsResult<JsStreamState> JetStream::ensure_stream(const JsStreamSpec& spec) {
   config.MaxBytes = spec.max_bytes;
   config.MaxMsgSize = spec.max_message_size;
   config.Storage = storage_of(spec.storage);
+  config.Replicas = spec.replicas;
   config.Discard = js_DiscardOld;
   config.AllowDirect = true;  // 2.9: any replica answers a direct get
 
@@ -720,6 +721,7 @@ JsStatus JetStream::ensure_bucket(const JsBucketSpec& spec) {
   config.MaxBytes = spec.max_bytes;
   config.MaxValueSize = spec.max_value_size;
   config.StorageType = storage_of(spec.storage);
+  config.Replicas = spec.replicas;
   const std::string what = "bucket " + spec.bucket;
 
   kvStore* raw = nullptr;

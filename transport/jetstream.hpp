@@ -85,6 +85,9 @@ struct JsStreamSpec {
   /// -1 = the server's limit (max_payload).
   int32_t max_message_size = -1;
   JsStorage storage = JsStorage::File;
+  /// Copies on a NATS cluster with JetStream (1 to 5); 1 on a single server. With 1 the stream
+  /// lives on one server of a cluster and is unavailable while that server is down.
+  int replicas = 1;
 };
 
 struct JsStreamState {
@@ -121,6 +124,7 @@ struct JsBucketSpec {
   int64_t max_bytes = -1;
   int32_t max_value_size = -1;
   JsStorage storage = JsStorage::File;
+  int replicas = 1;  // as JsStreamSpec::replicas
 };
 
 class JetStream {
