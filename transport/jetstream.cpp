@@ -106,6 +106,15 @@ JsStreamState state_of(const jsStreamInfo* info) {
   return state;
 }
 
+/// What KV bucket names may hold (cnats' and the server's rule).
+bool valid_bucket_name(const std::string& name) {
+  if (name.empty()) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  });
+}
+
 bool fits_int(std::string_view data) {
   return data.size() <= static_cast<size_t>(INT_MAX);
 }
@@ -657,7 +666,7 @@ JsResult<JsReadBatch> JetStream::read(const std::string& stream, const std::stri
   natsMsgList list{};
   const int batch = static_cast<int>(std::min<size_t>(limits.max_messages, INT_MAX));
   s = fetch(batch, limits.max_bytes, &list);
-  if (s != NATS_OK && list.Count == 0) {
+  if (s == NATS_ERR && list.Count == 0) {
     // A first message larger than max_bytes alone: the server answers 409 "Message Size
     // Exceeds MaxBytes". Take that one message on its own rather than never progressing.
     s = fetch(1, 0, &list);
@@ -713,6 +722,9 @@ JsResult<JsMessage> JetStream::get(const std::string& stream, uint64_t sequence)
 JsStatus JetStream::ensure_bucket(const JsBucketSpec& spec) {
   Impl& im = *impl_;
   if (im.closed) return error(JsError::Closed, "the JetStream client is closed");
+  if (!valid_bucket_name(spec.bucket)) {
+    return error(JsError::Rejected, "bucket \"" + spec.bucket + "\": a name is A-Z a-z 0-9 _ -");
+  }
   kvConfig config;
   kvConfig_Init(&config);
   config.Bucket = spec.bucket.c_str();
@@ -727,6 +739,7 @@ JsStatus JetStream::ensure_bucket(const JsBucketSpec& spec) {
   kvStore* raw = nullptr;
   natsStatus s = js_CreateKeyValue(&raw, im.js, &config);
   if (s != NATS_OK) {
+    const JsStatus create_error = failure(s, kNoCode, what);
     // cnats 3.4 has no kv update and refuses a bucket whose limits differ ("Existing
     // configuration is different"): update its stream, KV_<bucket>, then bind.
     const std::string stream = "KV_" + spec.bucket;
@@ -734,7 +747,11 @@ JsStatus JetStream::ensure_bucket(const JsBucketSpec& spec) {
     jsErrCode code = kNoCode;
     s = js_GetStreamInfo(&raw_info, im.js, stream.c_str(), nullptr, &code);
     StreamInfoPtr info(raw_info);
-    if (s != NATS_OK) return failure(s, code, what);
+    if (s == NATS_OK && info->Config == nullptr) s = NATS_ERR;
+    if (s != NATS_OK) {
+      // No such stream: the create failed for another reason, which says more.
+      return code == JSStreamNotFoundErr ? create_error : failure(s, code, what);
+    }
     info->Config->MaxAge = config.TTL;
     info->Config->MaxBytes = spec.max_bytes;
     info->Config->MaxMsgSize = spec.max_value_size;

@@ -501,6 +501,12 @@ TEST_SUITE("jetstream") {
     CHECK(std::chrono::steady_clock::now() - put_at >= 900ms);
     CHECK(js->kv_get("sessions", "kept").error == JsError::NotFound);
     REQUIRE(js->delete_bucket("sessions").ok());
+
+    JsBucketSpec bad;
+    bad.bucket = "bad.name";
+    const JsStatus refused = js->ensure_bucket(bad);
+    CHECK(refused.error == JsError::Rejected);
+    CHECK(refused.message.find("A-Z a-z 0-9 _ -") != std::string::npos);
   }
 
   TEST_CASE("attach uses the caller's connection and leaves it open") {
