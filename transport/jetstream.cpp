@@ -14,6 +14,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <utility>
 
 #include "common/log.hpp"
@@ -31,6 +32,9 @@ const std::shared_ptr<spdlog::logger>& logger() {
   static const auto instance = component_logger("jetstream");
   return instance;
 }
+
+/// read() takes up to this many messages by direct gets before it makes a consumer.
+constexpr size_t kDirectReads = 16;
 
 constexpr jsErrCode kNoCode = static_cast<jsErrCode>(0);
 
@@ -375,6 +379,34 @@ struct JetStream::Impl {
     return {};
   }
 
+  /// The first message of `subject` at or after `sequence`, if any (a direct get).
+  JsResult<std::optional<JsMessage>> direct_next(const std::string& stream,
+                                                 const std::string& subject, uint64_t sequence,
+                                                 const std::string& what) {
+    using Out = std::optional<JsMessage>;
+    jsDirectGetMsgOptions direct;
+    jsDirectGetMsgOptions_Init(&direct);
+    direct.Sequence = sequence;
+    direct.NextBySubject = subject.c_str();
+    natsMsg* raw = nullptr;
+    const natsStatus s = js_DirectGetMsg(&raw, js, stream.c_str(), &js_options, &direct);
+    MsgPtr msg(raw);
+    if (s == NATS_NOT_FOUND) return succeeded<Out>(std::nullopt);
+    if (s == NATS_NO_RESPONDERS) {
+      return failed<Out>(error(JsError::NotEnabled,
+                               what + ": no answer to a direct get (a stream not made by "
+                                      "ensure_stream, without allow_direct, or no JetStream)"));
+    }
+    if (s != NATS_OK) return failed<Out>(failure(s, kNoCode, what));
+    JsMessage m;
+    m.sequence = natsMsg_GetSequence(msg.get());
+    m.time_ns = natsMsg_GetTime(msg.get());
+    m.subject = natsMsg_GetSubject(msg.get());
+    m.data.assign(natsMsg_GetData(msg.get()),
+                  static_cast<size_t>(natsMsg_GetDataLength(msg.get())));
+    return succeeded<Out>(std::move(m));
+  }
+
   kvStore* bucket(const std::string& name) {
     auto it = buckets.find(name);
     return it == buckets.end() ? nullptr : it->second.get();
@@ -611,27 +643,35 @@ JsResult<JsReadBatch> JetStream::read(const std::string& stream, const std::stri
   if (limits.max_messages == 0 || limits.max_bytes <= 0) return succeeded(JsReadBatch{});
   const std::string what = "read " + subject + " from " + std::to_string(from) + " in " + stream;
 
-  // First the next message of the subject at or after `from` by a direct get (one request, no
-  // consumer): none is the common case of a client that missed nothing. Besides, nats-server
-  // 2.9 answers a no_wait pull at once with "404 No Messages" only when it has no expiry, and
-  // cnats waits for an answer only when it has one: with an expiry and nothing pending the
-  // server would hold the fetch until it expires.
-  jsDirectGetMsgOptions direct;
-  jsDirectGetMsgOptions_Init(&direct);
-  direct.Sequence = std::max<uint64_t>(from, 1);
-  direct.NextBySubject = subject.c_str();
-  natsMsg* raw_first = nullptr;
-  natsStatus s = js_DirectGetMsg(&raw_first, im.js, stream.c_str(), &im.js_options, &direct);
-  MsgPtr first(raw_first);
-  if (s == NATS_NOT_FOUND) return succeeded(JsReadBatch{});
-  if (s == NATS_NO_RESPONDERS) {
-    return failed<Out>(
-        error(JsError::NotEnabled, what + ": no answer to a direct get (a stream not made by "
-                                          "ensure_stream, without allow_direct, or no JetStream)"));
+  // First message by message with direct gets (one request each, no consumer): a client that
+  // missed nothing costs one request, one that missed a few as many plus one. Past
+  // kDirectReads an ephemeral consumer takes over, whose cost does not grow per message.
+  // Besides, nats-server 2.9 answers a no_wait pull at once with "404 No Messages" only when
+  // it has no expiry, and cnats waits for an answer only when it has one: with an expiry and
+  // nothing pending the server would hold the fetch until it expires. The consumer is made
+  // only once a direct get has seen that there is something to fetch.
+  JsReadBatch batch;
+  int64_t bytes = 0;
+  uint64_t next = std::max<uint64_t>(from, 1);
+  for (size_t i = 0;; ++i) {
+    auto found = im.direct_next(stream, subject, next, what);
+    if (!found.ok()) return failed<Out>(std::move(found));
+    if (!found.value) return succeeded(std::move(batch));
+    JsMessage& m = *found.value;
+    const auto size = static_cast<int64_t>(m.subject.size() + m.data.size());
+    if (batch.messages.size() == limits.max_messages ||
+        (!batch.messages.empty() && bytes + size > limits.max_bytes)) {
+      batch.more = true;
+      return succeeded(std::move(batch));
+    }
+    if (i == kDirectReads) break;  // many: the consumer reads from m on
+    bytes += size;
+    next = m.sequence + 1;
+    batch.messages.push_back(std::move(m));
   }
-  if (s != NATS_OK) return failed<Out>(failure(s, kNoCode, what));
-  const uint64_t start = natsMsg_GetSequence(first.get());
-  first.reset();
+  limits.max_messages -= batch.messages.size();
+  limits.max_bytes -= bytes;
+  const uint64_t start = next;
 
   // Then an ephemeral pull consumer filtered on the subject, starting there, without acks and
   // kept in memory: one request creates it, one no_wait fetch brings what there is (ended by
@@ -647,8 +687,8 @@ JsResult<JsReadBatch> JetStream::read(const std::string& stream, const std::stri
   sub_options.Config.OptStartSeq = start;
   natsSubscription* raw_sub = nullptr;
   jsErrCode code = kNoCode;
-  s = js_PullSubscribe(&raw_sub, im.js, subject.c_str(), nullptr, &im.js_options, &sub_options,
-                       &code);
+  natsStatus s = js_PullSubscribe(&raw_sub, im.js, subject.c_str(), nullptr, &im.js_options,
+                                  &sub_options, &code);
   if (s != NATS_OK) return failed<Out>(failure(s, code, what));
   SubPtr sub(raw_sub);
 
@@ -664,8 +704,8 @@ JsResult<JsReadBatch> JetStream::read(const std::string& stream, const std::stri
   };
 
   natsMsgList list{};
-  const int batch = static_cast<int>(std::min<size_t>(limits.max_messages, INT_MAX));
-  s = fetch(batch, limits.max_bytes, &list);
+  const int count = static_cast<int>(std::min<size_t>(limits.max_messages, INT_MAX));
+  s = fetch(count, limits.max_bytes, &list);
   if (s == NATS_ERR && list.Count == 0) {
     // A first message larger than max_bytes alone: the server answers 409 "Message Size
     // Exceeds MaxBytes". Take that one message on its own rather than never progressing.
@@ -673,6 +713,7 @@ JsResult<JsReadBatch> JetStream::read(const std::string& stream, const std::stri
   }
   std::unique_ptr<natsMsgList, MsgListFree> owned_list(&list);
   JsResult<JsReadBatch> out;
+  out.value = std::move(batch);
   // NOT_FOUND or TIMEOUT with nothing: what the direct get saw expired meanwhile.
   if (s != NATS_OK && s != NATS_NOT_FOUND && !(s == NATS_TIMEOUT && list.Count == 0)) {
     out = failed<Out>(failure(s, kNoCode, what));

@@ -106,7 +106,9 @@ struct JsMessage {
 
 struct JsReadLimits {
   size_t max_messages = 1000;
-  /// Payloads plus subjects and headers as the server counts them (the pull's max_bytes).
+  /// Subjects plus payloads. Past the first 16 messages (read by direct gets) the server
+  /// counts the rest (the pull's max_bytes), adding its ack subject, about 100 bytes a message:
+  /// such a batch may hold fewer messages, never more bytes.
   int64_t max_bytes = 1 << 20;
 };
 
@@ -167,8 +169,9 @@ class JetStream {
 
   /// The messages of `subject` (wildcards allowed) with a sequence >= `from`, in stream order,
   /// within `limits`. A message larger than limits.max_bytes alone is returned on its own.
-  /// An empty batch when none (one request); else four (a direct get, an ephemeral pull
-  /// consumer made, fetched and deleted). The stream must allow direct gets, as those made by
+  /// Requests: one direct get per message up to 16, plus one that finds none or one beyond the
+  /// limits (an empty batch costs one request); past 16, an ephemeral pull consumer made,
+  /// fetched and deleted (three more). The stream must allow direct gets, as those made by
   /// ensure_stream do.
   JsResult<JsReadBatch> read(const std::string& stream, const std::string& subject, uint64_t from,
                              JsReadLimits limits = {});

@@ -296,13 +296,13 @@ TEST_SUITE("jetstream") {
     }
     CHECK(paged == a_sequences);
 
-    // A byte limit smaller than two messages: one at a time. One larger than the limit alone
-    // still comes, alone, so that a reader always progresses.
+    // A byte limit (subjects plus payloads: 20 bytes a message here) of 45: two messages. One
+    // larger than the limit alone still comes, alone, so that a reader always progresses.
     JsReadLimits tight;
-    tight.max_bytes = 60;
+    tight.max_bytes = 45;
     const auto small = js->read("HISTORY", "history.b", 1, tight);
     REQUIRE_MESSAGE(small.ok(), small.message);
-    CHECK(small.value.messages.size() == 1);
+    CHECK(small.value.messages.size() == 2);
     CHECK(small.value.more);
     REQUIRE(js->publish("history.c", std::string(500, 'x')).ok());
     const auto big = js->read("HISTORY", "history.c", 1, tight);
@@ -367,8 +367,21 @@ TEST_SUITE("jetstream") {
     const auto stored = js->read("HISTORY", "history.async", 1, JsReadLimits{n, 1 << 20});
     REQUIRE(stored.ok());
     REQUIRE(stored.value.messages.size() == n);
-    CHECK(stored.value.messages[0].data == "m0");
-    CHECK(stored.value.messages[n - 1].data == "m" + std::to_string(n - 1));
+    CHECK_FALSE(stored.value.more);
+    bool in_order = true;
+    for (int i = 0; i < n; ++i) {
+      const JsMessage& m = stored.value.messages[i];
+      in_order = in_order && m.sequence == static_cast<uint64_t>(i + 1) &&
+                 m.data == "m" + std::to_string(i);
+    }
+    CHECK(in_order);
+
+    // 20 from 101: the first 16 by direct gets, the rest by a consumer, seamlessly.
+    const auto twenty = js->read("HISTORY", "history.async", 101, JsReadLimits{20, 1 << 20});
+    REQUIRE(twenty.ok());
+    REQUIRE(twenty.value.messages.size() == 20);
+    for (int i = 0; i < 20; ++i) CHECK(twenty.value.messages[i].sequence == 101u + i);
+    CHECK(twenty.value.more);
 
     // A subject no stream captures: the completion says so (the server's no-responders).
     JsResult<uint64_t> lost;
