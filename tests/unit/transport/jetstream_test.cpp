@@ -56,15 +56,37 @@ bool accepts_tcp(unsigned short port) {
 class NatsServer {
  public:
   explicit NatsServer(bool jetstream) : port_(free_port()) {
-    std::vector<std::string> args{nats_server_binary(), "-a", "127.0.0.1", "-p",
-                                  std::to_string(port_)};
     if (jetstream) {
       char templ[] = "/tmp/steedos-js-test-XXXXXX";
       const char* dir = ::mkdtemp(templ);
       REQUIRE(dir != nullptr);
       store_dir_ = dir;
-      args.insert(args.end(), {"-js", "-sd", store_dir_});
     }
+    start();
+  }
+  ~NatsServer() {
+    kill();
+    std::error_code ignored;
+    if (!store_dir_.empty()) std::filesystem::remove_all(store_dir_, ignored);
+  }
+  NatsServer(const NatsServer&) = delete;
+  NatsServer& operator=(const NatsServer&) = delete;
+
+  /// SIGKILL, as on a crash: what the server had not written out is lost.
+  void kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGCONT);
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+
+  /// Same port, same store directory.
+  void start() {
+    std::vector<std::string> args{nats_server_binary(), "-a", "127.0.0.1", "-p",
+                                  std::to_string(port_)};
+    if (!store_dir_.empty()) args.insert(args.end(), {"-js", "-sd", store_dir_});
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -81,18 +103,6 @@ class NatsServer {
       std::this_thread::sleep_for(20ms);
     }
   }
-  ~NatsServer() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGCONT);
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-    std::error_code ignored;
-    if (!store_dir_.empty()) std::filesystem::remove_all(store_dir_, ignored);
-  }
-  NatsServer(const NatsServer&) = delete;
-  NatsServer& operator=(const NatsServer&) = delete;
 
   std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
   /// SIGSTOP / SIGCONT: the server keeps the connection open and answers nothing.
@@ -440,6 +450,35 @@ TEST_SUITE("jetstream") {
     CHECK(completions == 0);
     CHECK(js->publish("history.a", "x").error == JsError::Closed);
     CHECK(js->publish_async("history.a", "x", [](JsResult<uint64_t>) {}).error == JsError::Closed);
+  }
+
+  TEST_CASE("acknowledged messages and KV entries survive a SIGKILL of nats-server") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(true);
+    asio::io_context loop;
+    JetStreamOptions options;
+    auto js = connect(loop, server, options);
+    REQUIRE(js->ensure_stream(history_spec()).ok());
+    JsBucketSpec bucket;
+    bucket.bucket = "sessions";
+    bucket.ttl = 60s;
+    REQUIRE(js->ensure_bucket(bucket).ok());
+    for (int i = 1; i <= 100; ++i) REQUIRE(js->publish("history.a", std::to_string(i)).ok());
+    REQUIRE(js->kv_put("sessions", "pid1", "rooms").ok());
+
+    server.kill();
+    server.start();
+    // The client reconnects by itself (cnats); the first calls may fail until it has.
+    REQUIRE(eventually([&] { return js->probe().ok(); }, 10000ms));
+    const auto state = js->stream_state("HISTORY");
+    REQUIRE(state.ok());
+    CHECK(state.value.messages == 100);
+    const auto next = js->publish("history.a", "after");
+    REQUIRE(next.ok());
+    CHECK(next.value == 101);
+    const auto got = js->kv_get("sessions", "pid1");
+    CHECK_MESSAGE(got.ok(), got.message);
+    CHECK(got.value == "rooms");
   }
 
   TEST_CASE("messages older than max_age expire") {
