@@ -1,5 +1,6 @@
 #include "transport/nats_transporter.hpp"
 
+#include "transport/nats_status.hpp"
 #include "transport/url_redaction.hpp"
 
 #include <nats/nats.h>
@@ -42,41 +43,6 @@ constexpr unsigned kWriteEvery = 8;
 const std::shared_ptr<spdlog::logger>& logger() {
   static const auto instance = component_logger("transporter");
   return instance;
-}
-
-/// "Maximum Payload Exceeded: Payload 2000 greater than maximum allowed: 1024": the status text
-/// plus cnats' thread-local error text, which must be read on the thread that made the failing
-/// call, right after it. cnats prefixes that text with "(file.c:123): ", dropped here.
-std::string status_text(natsStatus status) {
-  std::string text = natsStatus_GetText(status);
-  natsStatus last = NATS_OK;
-  const char* raw = nats_GetLastError(&last);
-  if (raw == nullptr || last != status) return text;
-  std::string_view detail(raw);
-  if (!detail.empty() && detail.front() == '(') {
-    const auto end = detail.find("): ");
-    if (end != std::string_view::npos) detail.remove_prefix(end + 3);
-  }
-  if (!detail.empty() && detail != text) {
-    text += ": ";
-    text += detail;
-  }
-  return text;
-}
-
-std::vector<std::string> split_urls(const std::string& urls) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= urls.size()) {
-    size_t comma = urls.find(',', start);
-    if (comma == std::string::npos) comma = urls.size();
-    std::string url = urls.substr(start, comma - start);
-    const auto first = url.find_first_not_of(" \t");
-    const auto last = url.find_last_not_of(" \t");
-    if (first != std::string::npos) out.push_back(url.substr(first, last - first + 1));
-    start = comma + 1;
-  }
-  return out;
 }
 
 struct OptionsDeleter {
