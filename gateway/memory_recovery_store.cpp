@@ -83,8 +83,8 @@ void MemoryRecoveryStore::record(const std::string& offset, PacketTarget target,
   const auto sequence = sequence_of(offset);
   if (!sequence || options_.max_packets == 0) return;
   // The same packet sent again (to other rooms): one entry, the union of its targets, so it is
-  // replayed at most once and in the place of its first send.
-  // A sequence above every one recorded is new: the usual case costs no lookup.
+  // replayed at most once and in the place of its first send. A sequence above every one
+  // recorded is new: the usual case costs no lookup.
   const bool maybe_recorded = *sequence <= max_recorded_sequence_;
   if (auto index = maybe_recorded ? find_packet(*sequence) : std::nullopt) {
     auto& more = packets_[*index].more_targets;
