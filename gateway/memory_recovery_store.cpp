@@ -83,8 +83,10 @@ void MemoryRecoveryStore::record(const std::string& offset, PacketTarget target,
   const auto sequence = sequence_of(offset);
   if (!sequence || options_.max_packets == 0) return;
   // The same packet sent again (to other rooms): one entry, the union of its targets, so it is
-  // replayed at most once and in the place of its first send.
-  if (auto index = find_packet(*sequence)) {
+  // replayed at most once and in the place of its first send. A sequence above every one
+  // recorded is new: the usual case costs no lookup.
+  const bool maybe_recorded = *sequence <= max_recorded_sequence_;
+  if (auto index = maybe_recorded ? find_packet(*sequence) : std::nullopt) {
     auto& more = packets_[*index].more_targets;
     if (more.size() + 1 >= kMaxTargetsPerPacket) {
       ++counts_.untracked_targets;
@@ -104,6 +106,7 @@ void MemoryRecoveryStore::record(const std::string& offset, PacketTarget target,
   entry.packet = std::move(packet);
   entry.out_of_order = !packets_.empty() && packets_.back().sequence > *sequence;
   if (entry.out_of_order) ++out_of_order_held_;
+  max_recorded_sequence_ = std::max(max_recorded_sequence_, *sequence);
   packets_.push_back(std::move(entry));
 }
 

@@ -79,6 +79,7 @@ class MemoryRecoveryStore : public RecoveryStore {
   uint64_t next_sequence_ = 1;
   std::deque<Recorded> packets_;
   size_t out_of_order_held_ = 0;
+  uint64_t max_recorded_sequence_ = 0;
   /// Kept sessions, oldest first (keep() appends), and the index by pid.
   SessionList sessions_;
   /// Keys view the pid inside the list node (list nodes do not move): no second copy of it.

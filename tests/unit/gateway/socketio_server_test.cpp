@@ -1038,11 +1038,18 @@ TEST_SUITE("socketio_server recovery") {
         "ask", {"2"}, {}, [](AckStatus, const RawArgs&, const Attachments&) {},
         std::chrono::milliseconds(1000));
     CHECK(engine->last() == R"(420["ask",2])");
+    // A binary event: the offset after the placeholders, as socket.io appends it to the data.
+    socket.emit("bin", {R"({"_placeholder":true,"num":0})"}, {std::string("\x01\x02")});
+    auto messages = engine->messages();
+    const std::string& header = messages[messages.size() - 2];
+    const std::string bin_offset = last_element(header);
+    CHECK(header == R"(451-["bin",{"_placeholder":true,"num":0},")" + bin_offset + R"("])");
+    CHECK(messages.back() == "bAQI=");
     // The same packet for every recipient: encoded once, one offset.
     auto other = f.connect_with("o", "");
     f.server.of("/").emit_all("y", {});
     CHECK(engine->last() == other->last());
-    CHECK(f.server.recorded_packet_count() == 4);  // auth x2, x, y
+    CHECK(f.server.recorded_packet_count() == 5);  // auth x2, x, bin, y
   }
 
   TEST_CASE(
