@@ -158,7 +158,10 @@ void MemoryRecoveryStore::take(const std::string& pid, const std::string& offset
   const auto sequence = sequence_of(offset);
   const auto index = sequence ? find_packet(*sequence) : std::nullopt;
   if (!index) {
+    // Its client missed events this store no longer holds: it reconnects anew, and the next
+    // sweep reports the session as expired, so the application can tell it (a reload).
     ++counts_.unknown;
+    if (evicted_.size() < options_.max_sessions) evicted_.push_back(std::move(restored.session));
     done(std::nullopt);
     return;
   }

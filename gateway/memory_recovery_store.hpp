@@ -84,7 +84,8 @@ class MemoryRecoveryStore : public RecoveryStore {
   SessionList sessions_;
   /// Keys view the pid inside the list node (list nodes do not move): no second copy of it.
   std::unordered_map<std::string_view, SessionList::iterator> by_pid_;
-  /// Sessions evicted for max_sessions, reported as expired at the next sweep (bounded too).
+  /// Sessions evicted for max_sessions, or claimed with an offset no longer held, reported as
+  /// expired at the next sweep (bounded too).
   std::vector<KeptSession> evicted_;
   RecoveryCounts counts_;
 };

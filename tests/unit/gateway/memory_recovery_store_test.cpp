@@ -205,6 +205,14 @@ TEST_SUITE("memory_recovery_store") {
     CHECK_FALSE(f.take("pid-A", p2).has_value());  // the session went with the first attempt
     f.keep("sid-B", "pid-B", {});
     CHECK(f.store->session_count() == 1);
+    // The session whose missed events were gone is reported as expired at the next sweep,
+    // once: its client connected anew without them.
+    std::vector<std::string> reported;
+    f.store->sweep(f.now, [&](const KeptSession& session) { reported.push_back(session.sid); });
+    CHECK(reported == std::vector<std::string>{"sid-A"});
+    reported.clear();
+    f.store->sweep(f.now, [&](const KeptSession& session) { reported.push_back(session.sid); });
+    CHECK(reported.empty());
   }
 
   TEST_CASE("max_sessions: the oldest session goes first, counted, reported at the next sweep") {
