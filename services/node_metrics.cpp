@@ -150,6 +150,8 @@ class NodeMetrics::Collector final : public prometheus::Collectable {
       add(limits, number(value), {{"limit", key}});
     out.push_back(std::move(limits));
 
+    if (stats.contains("recovery")) collect_recovery(stats["recovery"], out);
+
     out.push_back(counter("steedos_socket_slow_consumer_disconnects_total",
                           "Clients closed over gateway.maxBufferedBytes.",
                           stats["limits"].value("slowConsumers", Json(0))));
@@ -167,6 +169,41 @@ class NodeMetrics::Collector final : public prometheus::Collectable {
     out.push_back(counter("steedos_socket_auth_cache_hits_total",
                           "CONNECTs answered from the auth cache.",
                           Json(counters.auth_cache_hits)));
+  }
+
+  // Connection state recovery (gateway.connectionStateRecovery on): socket.stats `recovery`.
+  static void collect_recovery(const Json& recovery, std::vector<MetricFamily>& out) {
+    auto kept = family("steedos_socket_recovery_kept_sessions",
+                       "Dropped sockets kept for recovery now.", MetricType::Gauge);
+    add(kept, number(recovery["sessions"]));
+    out.push_back(std::move(kept));
+    auto packets = family("steedos_socket_recovery_recorded_packets",
+                          "Packets held for replay now.", MetricType::Gauge);
+    add(packets, number(recovery["packets"]));
+    out.push_back(std::move(packets));
+    // One series per outcome, each from the start.
+    static const std::pair<const char*, const char*> kOutcomes[] = {
+        {"kept", "kept"},
+        {"recovered", "recovered"},
+        {"refused", "refused"},
+        {"unknown", "unknown"},
+        {"expired", "expired"},
+        {"dropped", "dropped"},
+        {"evictedSessions", "evicted_session"},
+        {"evictedPackets", "evicted_packet"},
+        {"untrackedTargets", "untracked_target"},
+    };
+    auto outcomes = family("steedos_socket_recovery_total",
+                           "Connection state recovery: sockets kept, recovered, refused, claims "
+                           "unknown, expired, dropped, evictions (the keys of socket.stats "
+                           "recovery).",
+                           MetricType::Counter);
+    for (const auto& [key, label] : kOutcomes) {
+      add(outcomes, number(recovery.value(key, Json(0))), {{"outcome", label}});
+    }
+    out.push_back(std::move(outcomes));
+    out.push_back(counter("steedos_socket_recovery_replayed_total",
+                          "Missed packets sent on restores.", recovery["replayed"]));
   }
 
   void collect_broker(std::vector<MetricFamily>& out) const {

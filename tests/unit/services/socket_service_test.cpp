@@ -1069,6 +1069,32 @@ NodeMetrics make_metrics(Fixture& f) {
 }  // namespace
 
 TEST_SUITE("node metrics") {
+  TEST_CASE("recovery families: only with connection state recovery on, from socket.stats") {
+    Fixture off;
+    NodeMetrics off_metrics = make_metrics(off);
+    CHECK(off_metrics.scrape().find("steedos_socket_recovery") == std::string::npos);
+
+    Config config = test_config();
+    config.gateway.recovery.enabled = true;
+    Fixture f(config);
+    f.service->count_recovery([] {
+      return Json{{"sessions", 3},       {"packets", 40},         {"kept", 9},
+                  {"recovered", 5},      {"refused", 1},          {"unknown", 2},
+                  {"expired", 1},        {"dropped", 0},          {"evictedSessions", 0},
+                  {"evictedPackets", 7}, {"untrackedTargets", 0}, {"replayed", 120}};
+    });
+    NodeMetrics metrics = make_metrics(f);
+    const std::string text = metrics.scrape();
+    CHECK(text.find("# TYPE steedos_socket_recovery_kept_sessions gauge\n") != std::string::npos);
+    CHECK(text.find("# TYPE steedos_socket_recovery_total counter\n") != std::string::npos);
+    CHECK(sample(text, "steedos_socket_recovery_kept_sessions") == 3);
+    CHECK(sample(text, "steedos_socket_recovery_recorded_packets") == 40);
+    CHECK(sample(text, "steedos_socket_recovery_total{outcome=\"recovered\"}") == 5);
+    CHECK(sample(text, "steedos_socket_recovery_total{outcome=\"evicted_packet\"}") == 7);
+    CHECK(sample(text, "steedos_socket_recovery_replayed_total") == 120);
+    CHECK(series_count(text, "steedos_socket_recovery_total") == 9);
+  }
+
   TEST_CASE("every family of the contract has HELP and TYPE, with fixed label sets") {
     Fixture f;
     NodeMetrics metrics = make_metrics(f);
