@@ -291,8 +291,9 @@ if [ "$run_interop" -eq 1 ]; then
     # subject never crosses the bus: the client bundle, Origins, the gateway's connection and
     # packet limits (the node runs them on NATS; nothing in them reads or writes a bus packet),
     # what a Prometheus server makes of /metrics (its start-up alone costs 5-10 s), and nginx and
-    # HAProxy in front of three nodes (what they test is HTTP between balancer and nodes); and the
-    # NATS cluster (nats-servers joined by routes: NATS only).
+    # HAProxy in front of three nodes (what they test is HTTP between balancer and nodes); the
+    # NATS cluster (nats-servers joined by routes: NATS only); and connection state recovery on
+    # one node (the memory store: sockets and events kept in the node, no bus packet of its own).
     rc=0
     redis_files=(calls-cpp-to-js.test.js calls-js-to-cpp.test.js discovery.test.js events.test.js
       wire.test.js product.test.js demo/)
@@ -300,7 +301,7 @@ if [ "$run_interop" -eq 1 ]; then
       case "${file##*/}" in
         origins.test.js | origins-browser.test.js | limits-connections.test.js | limits-sio.test.js | \
           metrics-prometheus.test.js | load-balancers.test.js | nats-cluster.test.js | \
-          nats-hung-server.test.js) ;;
+          nats-hung-server.test.js | recovery.test.js) ;;
         *) redis_files+=("steedos/${file##*/}") ;;
       esac
     done
