@@ -293,7 +293,8 @@ if [ "$run_interop" -eq 1 ]; then
     # what a Prometheus server makes of /metrics (its start-up alone costs 5-10 s), and nginx and
     # HAProxy in front of three nodes (what they test is HTTP between balancer and nodes); the
     # NATS cluster (nats-servers joined by routes: NATS only); and connection state recovery on
-    # one node (the memory store: sockets and events kept in the node, no bus packet of its own).
+    # one node (the memory store keeps sockets and events in the node; the logout and the
+    # $socket.recovery.expired it uses are ordinary events, tested on Redis elsewhere).
     rc=0
     redis_files=(calls-cpp-to-js.test.js calls-js-to-cpp.test.js discovery.test.js events.test.js
       wire.test.js product.test.js demo/)
