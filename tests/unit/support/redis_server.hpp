@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/unit/support/ports.hpp"
 #include "transport/redis_options.hpp"
 
 extern char** environ;
@@ -32,21 +33,6 @@ inline const char* kRedisCli = "/usr/bin/redis-cli";
 
 inline bool have_redis() {
   return ::access(kRedisServer, X_OK) == 0 && ::access(kRedisCli, X_OK) == 0;
-}
-
-inline unsigned short free_port() {
-  asio::io_context io;
-  asio::ip::tcp::acceptor acceptor(io,
-                                   asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return acceptor.local_endpoint().port();
-}
-
-inline bool accepts_tcp(unsigned short port) {
-  asio::io_context io;
-  asio::ip::tcp::socket socket(io);
-  asio::error_code ec;
-  socket.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
-  return !ec;
 }
 
 /// Runs a command through the shell and returns its standard output.

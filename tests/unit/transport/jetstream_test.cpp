@@ -20,100 +20,23 @@
 #include <thread>
 #include <vector>
 
-extern char** environ;
+#include "tests/unit/support/nats_server.hpp"
 
 using namespace steedos::transport;
+using steedos::testing::accepts_tcp;
+using steedos::testing::free_port;
+using steedos::testing::have_nats_server;
+using steedos::testing::NatsServer;
+using steedos::testing::NatsServerOptions;
 using namespace std::chrono_literals;
 
 namespace {
 
-std::string nats_server_binary() {
-  const char* env = std::getenv("NATS_SERVER_BIN");
-  return env != nullptr && *env != '\0' ? env : "/usr/sbin/nats-server";
+NatsServerOptions with_jetstream(bool on = true) {
+  NatsServerOptions options;
+  options.jetstream = on;
+  return options;
 }
-
-bool have_nats_server() {
-  return ::access(nats_server_binary().c_str(), X_OK) == 0;
-}
-
-unsigned short free_port() {
-  asio::io_context io;
-  asio::ip::tcp::acceptor acceptor(io,
-                                   asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return acceptor.local_endpoint().port();
-}
-
-bool accepts_tcp(unsigned short port) {
-  asio::io_context io;
-  asio::ip::tcp::socket socket(io);
-  asio::error_code ec;
-  socket.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
-  return !ec;
-}
-
-/// A nats-server child on a free loopback port, with JetStream storing in a fresh temporary
-/// directory (removed at the end) unless `jetstream` is false. Stopped by PID.
-class NatsServer {
- public:
-  explicit NatsServer(bool jetstream) : port_(free_port()) {
-    if (jetstream) {
-      char templ[] = "/tmp/steedos-js-test-XXXXXX";
-      const char* dir = ::mkdtemp(templ);
-      REQUIRE(dir != nullptr);
-      store_dir_ = dir;
-    }
-    start();
-  }
-  ~NatsServer() {
-    kill();
-    std::error_code ignored;
-    if (!store_dir_.empty()) std::filesystem::remove_all(store_dir_, ignored);
-  }
-  NatsServer(const NatsServer&) = delete;
-  NatsServer& operator=(const NatsServer&) = delete;
-
-  /// SIGKILL, as on a crash: what the server had not written out is lost.
-  void kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGCONT);
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
-
-  /// Same port, same store directory.
-  void start() {
-    std::vector<std::string> args{nats_server_binary(), "-a", "127.0.0.1", "-p",
-                                  std::to_string(port_)};
-    if (!store_dir_.empty()) args.insert(args.end(), {"-js", "-sd", store_dir_});
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-    const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    REQUIRE_MESSAGE(rc == 0, "posix_spawn nats-server failed: ", rc);
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (!accepts_tcp(port_)) {
-      REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, "nats-server did not start");
-      std::this_thread::sleep_for(20ms);
-    }
-  }
-
-  std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
-  /// SIGSTOP / SIGCONT: the server keeps the connection open and answers nothing.
-  void freeze() { ::kill(pid_, SIGSTOP); }
-  void thaw() { ::kill(pid_, SIGCONT); }
-
- private:
-  unsigned short port_;
-  std::string store_dir_;
-  pid_t pid_ = -1;
-};
 
 std::unique_ptr<JetStream> connect(asio::io_context& loop, const NatsServer& server,
                                    JetStreamOptions options = {}) {
@@ -155,19 +78,12 @@ bool eventually(Pred pred, std::chrono::milliseconds timeout) {
   return true;
 }
 
-#define SKIP_WITHOUT_NATS_SERVER()                                                  \
-  if (!have_nats_server()) {                                                        \
-    MESSAGE("skipped: no nats-server at " << nats_server_binary()                   \
-                                          << " (set NATS_SERVER_BIN to override)"); \
-    return;                                                                         \
-  }
-
 }  // namespace
 
 TEST_SUITE("jetstream") {
   TEST_CASE("a server without JetStream gives NotEnabled with a message that says how to fix it") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(false);
+    NatsServer server;
     asio::io_context loop;
     auto js = connect(loop, server);
 
@@ -200,7 +116,7 @@ TEST_SUITE("jetstream") {
 
   TEST_CASE("ensure_stream is idempotent, updates limits and refuses a storage change") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(true);
+    NatsServer server(with_jetstream());
     asio::io_context loop;
     auto js = connect(loop, server);
     REQUIRE(js->probe().ok());
@@ -242,7 +158,7 @@ TEST_SUITE("jetstream") {
 
   TEST_CASE("publish returns increasing sequences; read gives one subject from k onwards") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(true);
+    NatsServer server(with_jetstream());
     asio::io_context loop;
     auto js = connect(loop, server);
     REQUIRE(js->ensure_stream(history_spec()).ok());
@@ -344,7 +260,7 @@ TEST_SUITE("jetstream") {
 
   TEST_CASE("publish_async completes on the loop thread with contiguous sequences") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(true);
+    NatsServer server(with_jetstream());
     asio::io_context loop;
     auto js = connect(loop, server);
     REQUIRE(js->ensure_stream(history_spec()).ok());
@@ -406,7 +322,7 @@ TEST_SUITE("jetstream") {
 
   TEST_CASE("publish_async is bounded (Busy) and times out when no ack comes") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(true);
+    NatsServer server(with_jetstream());
     asio::io_context loop;
     JetStreamOptions options;
     options.max_pending_acks = 4;
@@ -434,7 +350,7 @@ TEST_SUITE("jetstream") {
 
   TEST_CASE("no completion runs after close(), and calls after it say Closed") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(true);
+    NatsServer server(with_jetstream());
     asio::io_context loop;
     auto js = connect(loop, server);
     REQUIRE(js->ensure_stream(history_spec()).ok());
@@ -454,7 +370,7 @@ TEST_SUITE("jetstream") {
 
   TEST_CASE("acknowledged messages and KV entries survive a SIGKILL of nats-server") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(true);
+    NatsServer server(with_jetstream());
     asio::io_context loop;
     JetStreamOptions options;
     auto js = connect(loop, server, options);
@@ -483,7 +399,7 @@ TEST_SUITE("jetstream") {
 
   TEST_CASE("messages older than max_age expire") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(true);
+    NatsServer server(with_jetstream());
     asio::io_context loop;
     auto js = connect(loop, server);
     JsStreamSpec spec = history_spec();
@@ -514,7 +430,7 @@ TEST_SUITE("jetstream") {
 
   TEST_CASE("key-value: put, get, delete, ensure twice, TTL expiry") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(true);
+    NatsServer server(with_jetstream());
     asio::io_context loop;
     auto js = connect(loop, server);
     JsBucketSpec spec;
@@ -563,7 +479,7 @@ TEST_SUITE("jetstream") {
 
   TEST_CASE("attach uses the caller's connection and leaves it open") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(true);
+    NatsServer server(with_jetstream());
     asio::io_context loop;
     natsConnection* nc = nullptr;
     REQUIRE(natsConnection_ConnectTo(&nc, server.url().c_str()) == NATS_OK);
@@ -606,7 +522,7 @@ TEST_SUITE("jetstream cnats facts") {
 
   TEST_CASE("js_PublishAsync: one AckHandler per context, acks carry the sequence") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(true);
+    NatsServer server(with_jetstream());
     asio::io_context loop;
     auto js = connect(loop, server);
     REQUIRE(js->ensure_stream(history_spec()).ok());
@@ -638,7 +554,7 @@ TEST_SUITE("jetstream cnats facts") {
 
   TEST_CASE("an ordered push consumer from a start sequence, filtered on one subject") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(true);
+    NatsServer server(with_jetstream());
     asio::io_context loop;
     auto js = connect(loop, server);
     REQUIRE(js->ensure_stream(history_spec()).ok());

@@ -21,98 +21,19 @@
 #include <utility>
 #include <vector>
 
-extern char** environ;
+#include "tests/unit/support/nats_server.hpp"
 
+using steedos::testing::accepts_tcp;
+using steedos::testing::free_port;
+using steedos::testing::have_nats_server;
+using steedos::testing::NatsServer;
+using steedos::testing::NatsServerOptions;
 using steedos::transport::NatsOptions;
 using steedos::transport::NatsTransporter;
 using steedos::transport::TransporterHandlers;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string nats_server_binary() {
-  const char* env = std::getenv("NATS_SERVER_BIN");
-  return env != nullptr && *env != '\0' ? env : "/usr/sbin/nats-server";
-}
-
-bool have_nats_server() {
-  return ::access(nats_server_binary().c_str(), X_OK) == 0;
-}
-
-/// A loopback port nobody listens on right now.
-unsigned short free_port() {
-  asio::io_context io;
-  asio::ip::tcp::acceptor acceptor(io,
-                                   asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return acceptor.local_endpoint().port();
-}
-
-bool accepts_tcp(unsigned short port) {
-  asio::io_context io;
-  asio::ip::tcp::socket socket(io);
-  asio::error_code ec;
-  socket.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
-  return !ec;
-}
-
-/// A nats-server child process on 127.0.0.1:port, stopped by PID.
-class NatsServer {
- public:
-  explicit NatsServer(unsigned short port, std::string config_file = {})
-      : port_(port), config_(std::move(config_file)) {
-    start();
-  }
-  ~NatsServer() { kill(); }
-  NatsServer(const NatsServer&) = delete;
-  NatsServer& operator=(const NatsServer&) = delete;
-
-  void start() {
-    const std::string bin = nats_server_binary();
-    const std::string port = std::to_string(port_);
-    std::vector<std::string> args{bin, "-a", "127.0.0.1", "-p", port};
-    if (!config_.empty()) {
-      args.push_back("-c");
-      args.push_back(config_);
-    }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-    const int rc = posix_spawn(&pid_, bin.c_str(), &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    REQUIRE_MESSAGE(rc == 0, "posix_spawn nats-server failed: ", rc);
-
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (!accepts_tcp(port_)) {
-      REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, "nats-server did not start");
-      std::this_thread::sleep_for(20ms);
-    }
-  }
-
-  /// SIGKILL: the clients see the TCP connection drop, as on a crash.
-  void kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGCONT);  // a stopped process is killed as well, but not reaped before
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
-
-  std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
-  /// SIGSTOP / SIGCONT: the kernel still accepts connections, the server answers nothing.
-  void freeze() { ::kill(pid_, SIGSTOP); }
-  void thaw() { ::kill(pid_, SIGCONT); }
-
- private:
-  unsigned short port_;
-  std::string config_;
-  pid_t pid_ = -1;
-};
 
 /// Runs `loop` on this thread until `pred` holds or `timeout` passes.
 template <typename Pred>
@@ -162,13 +83,6 @@ struct Peer {
   int closes = 0;
 };
 
-#define SKIP_WITHOUT_NATS_SERVER()                                                  \
-  if (!have_nats_server()) {                                                        \
-    MESSAGE("skipped: no nats-server at " << nats_server_binary()                   \
-                                          << " (set NATS_SERVER_BIN to override)"); \
-    return;                                                                         \
-  }
-
 }  // namespace
 
 TEST_SUITE("nats_transporter") {
@@ -190,7 +104,7 @@ TEST_SUITE("nats_transporter") {
 
   TEST_CASE("publish/subscribe round trip runs the handler on the loop thread") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(free_port());
+    NatsServer server;
     asio::io_context loop;
     Peer a(loop, server.url()), b(loop, server.url());
     a.connect();
@@ -227,7 +141,7 @@ TEST_SUITE("nats_transporter") {
 
   TEST_CASE("a queue subscription delivers each message to one member") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(free_port());
+    NatsServer server;
     asio::io_context loop;
     Peer m1(loop, server.url()), m2(loop, server.url()), plain(loop, server.url()),
         sender(loop, server.url());
@@ -259,7 +173,9 @@ TEST_SUITE("nats_transporter") {
     REQUIRE(fd >= 0);
     ::close(fd);
     std::ofstream(config_path) << "max_payload: 1024\n";
-    NatsServer server(free_port(), config_path);
+    NatsServerOptions with_config;
+    with_config.config_file = config_path;
+    NatsServer server(with_config);
     ::unlink(config_path);  // nats-server has read it
 
     asio::io_context loop;
@@ -397,7 +313,7 @@ TEST_SUITE("nats_transporter") {
 
   TEST_CASE("without reconnect a lost connection is closed for good") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(free_port());
+    NatsServer server;
     asio::io_context loop;
     NatsOptions o = Peer::options(server.url(), 100);
     o.allow_reconnect = false;
@@ -420,7 +336,7 @@ TEST_SUITE("nats_transporter") {
 
   TEST_CASE("no handler runs after close or destruction") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(free_port());
+    NatsServer server;
     asio::io_context loop;
     Peer closed(loop, server.url()), destroyed(loop, server.url()), control(loop, server.url());
     for (Peer* p : {&closed, &destroyed, &control}) {
@@ -454,7 +370,7 @@ TEST_SUITE("nats_transporter") {
 
   TEST_CASE("a burst larger than one socket read arrives complete and in order") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(free_port());
+    NatsServer server;
     asio::io_context loop;
     Peer a(loop, server.url()), b(loop, server.url());
     a.connect();
@@ -479,7 +395,7 @@ TEST_SUITE("nats_transporter") {
 
   TEST_CASE("a handler that unsubscribes does not stall the other subscriptions") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(free_port());
+    NatsServer server;
     asio::io_context loop;
     Peer a(loop, server.url()), b(loop, server.url());
     TransporterHandlers h;
@@ -505,7 +421,7 @@ TEST_SUITE("nats_transporter") {
 
   TEST_CASE("publish refuses to grow the outgoing buffer past its limit") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(free_port());
+    NatsServer server;
     asio::io_context loop;
     NatsOptions o = Peer::options(server.url(), 100);
     o.max_outgoing_bytes = 64 * 1024;
@@ -525,7 +441,7 @@ TEST_SUITE("nats_transporter") {
 
   TEST_CASE("messages of several subscriptions read together are handed over by drain rank") {
     SKIP_WITHOUT_NATS_SERVER();
-    NatsServer server(free_port());
+    NatsServer server;
     asio::io_context loop;
     Peer a(loop, server.url()), b(loop, server.url());
     a.connect();
