@@ -6,39 +6,13 @@
 
 const assert = require("node:assert/strict");
 const { describe, it, before, after, afterEach } = require("node:test");
-const { io } = require("socket.io-client");
+const { clientSet, once } = require("./lib/clients");
 const { clientTargets, startTarget, CPP_BINARY } = require("./lib/targets");
 
 const T = { timeout: 10000 };
 const MAX_PAYLOAD = 1000000;
 
-const clients = new Set();
-
-function client(url, opts = {}) {
-	const socket = io(url, Object.assign({ forceNew: true, reconnection: false, timeout: 5000 }, opts));
-	clients.add(socket);
-	return socket;
-}
-
-function closeClients() {
-	for (const s of clients) s.disconnect();
-	clients.clear();
-}
-
-/** Resolves the first `event` of `emitter` (args array); rejects after `ms`. */
-function once(emitter, event, ms = 5000, what = event) {
-	return new Promise((resolve, reject) => {
-		const timer = setTimeout(() => {
-			emitter.off(event, handler);
-			reject(new Error(`no "${what}" within ${ms} ms`));
-		}, ms);
-		const handler = (...args) => {
-			clearTimeout(timer);
-			resolve(args);
-		};
-		emitter.once(event, handler);
-	});
-}
+const { client, closeClients } = clientSet();
 
 /** Resolves once `socket` is connected; rejects with the connect_error. */
 function connected(socket, ms = 5000) {

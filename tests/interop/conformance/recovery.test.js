@@ -13,7 +13,7 @@
 
 const assert = require("node:assert/strict");
 const { describe, it, before, after, afterEach } = require("node:test");
-const { io } = require("socket.io-client");
+const { clientSet, once } = require("./lib/clients");
 const { protocolTargets, startTarget } = require("./lib/targets");
 
 const MAX_MS = 1500; // maxDisconnectionDuration of both servers
@@ -27,33 +27,7 @@ const MODES = [
 	["websocket only", { transports: ["websocket"] }]
 ];
 
-const clients = new Set();
-
-function client(url, opts = {}) {
-	const socket = io(url, Object.assign({ forceNew: true, reconnection: false, timeout: 5000 }, opts));
-	clients.add(socket);
-	return socket;
-}
-
-function closeClients() {
-	for (const s of clients) s.disconnect();
-	clients.clear();
-}
-
-/** Resolves the next `event` of `emitter` (its args array); rejects after `ms`. */
-function once(emitter, event, ms = 5000) {
-	return new Promise((resolve, reject) => {
-		const timer = setTimeout(() => {
-			emitter.off(event, handler);
-			reject(new Error(`no "${event}" within ${ms} ms`));
-		}, ms);
-		const handler = (...args) => {
-			clearTimeout(timer);
-			resolve(args);
-		};
-		emitter.once(event, handler);
-	});
-}
+const { client, closeClients } = clientSet();
 
 function ack(socket, event, ...args) {
 	return socket.timeout(5000).emitWithAck(event, ...args);

@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include "tests/unit/support/ports.hpp"
+#include "tests/unit/support/processes.hpp"
 
 extern char** environ;
 
@@ -68,21 +68,7 @@ class NatsServer {
                                   std::to_string(port_)};
     if (!config_.empty()) args.insert(args.end(), {"-c", config_});
     if (!store_dir_.empty()) args.insert(args.end(), {"-js", "-sd", store_dir_});
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-    const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    REQUIRE_MESSAGE(rc == 0, "posix_spawn nats-server failed: ", rc);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (!accepts_tcp(port_)) {
-      REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, "nats-server did not start");
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    pid_ = spawn_server(std::move(args), port_, std::chrono::seconds(5));
   }
 
   /// SIGKILL, as on a crash: the clients see the TCP connection drop; what the server had not

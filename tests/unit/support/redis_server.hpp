@@ -19,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-#include "tests/unit/support/ports.hpp"
+#include "tests/unit/support/processes.hpp"
 #include "transport/redis_options.hpp"
 
 extern char** environ;
@@ -78,21 +78,7 @@ class RedisServer {
       args.insert(args.end(), {"--port", port});
     }
     args.insert(args.end(), extra_.begin(), extra_.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-    const int rc = posix_spawn(&pid_, kRedisServer, &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    REQUIRE_MESSAGE(rc == 0, "posix_spawn redis-server failed: ", rc);
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!accepts_tcp(port_)) {
-      REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, "redis-server did not start");
-      std::this_thread::sleep_for(20ms);
-    }
+    pid_ = spawn_server(std::move(args), port_, 10s);
   }
 
   void kill() {
