@@ -428,11 +428,14 @@ async function restore() {
 	const all = done(missedRun, CLIENTS * MISSED);
 	const reconnected = Promise.all(wave2.map(s => new Promise(resolve => s.once("connect", () => resolve(now())))));
 	const cpu0 = cpuSeconds(node.pid);
+	const clientCpu0 = process.cpuUsage();
 	const t0 = now();
 	for (const s of wave2) s.connect();
 	const tConnected = Math.max(...(await h.withTimeout(reconnected, 120000, "every client reconnects")));
 	const tAll = await h.withTimeout(all, 120000, "every missed event arrives");
 	const cpu = cpuSeconds(node.pid) - cpu0;
+	const clientCpu = process.cpuUsage(clientCpu0);
+	const clientPct = (100 * (clientCpu.user + clientCpu.system) * 1e3) / (tAll - t0);
 	await live(wave2); // arrives after each replay: any duplicate of it has arrived by now
 	const after = (await stats()).recovery;
 
@@ -445,6 +448,17 @@ async function restore() {
 			if (++check.wrong <= 3) log(`client ${k}: got ${got.length} of ${MISSED}: ${got.slice(0, 12).join(",")}...`);
 		}
 	});
+	// For comparison: wave 1's clients connect anew (socket.io-client's private `_pid` cleared, so
+	// the CONNECT carries no pid/offset): a fresh connect of N, timed the same way.
+	const fresh = Promise.all(wave1.map(s => new Promise(resolve => s.once("connect", () => resolve(now())))));
+	const freshCpu0 = cpuSeconds(node.pid);
+	const freshClientCpu0 = process.cpuUsage();
+	const f0 = now();
+	for (const s of wave1) (s._pid = undefined), s.connect();
+	const tFresh = Math.max(...(await h.withTimeout(fresh, 120000, "wave 1 connects anew")));
+	const freshCpu = cpuSeconds(node.pid) - freshCpu0;
+	const freshClient = process.cpuUsage(freshClientCpu0);
+	const freshRecovered = wave1.filter(s => s.recovered).length;
 	for (const s of [...earlier.flat(), ...wave2]) s.close();
 	await h.stopBrokers(producer);
 	await h.stopCppNodes(node);
@@ -456,7 +470,10 @@ async function restore() {
 	console.log(`${CLIENTS} transports closed at once, ${MISSED} events to everyone while away, then all reconnect with pid + offset`);
 	console.log(`restore: every client reconnected after ${ms(tConnected - t0)} ms; every missed event delivered after ${ms(tAll - t0)} ms ` +
 		`(${Math.round((CLIENTS * MISSED) / ((tAll - t0) / 1e9))} replayed deliveries/s); node CPU ${(cpu * 1e3).toFixed(0)} ms = ` +
-		`${((cpu * 1e6) / CLIENTS).toFixed(0)} us per restored session, ${((cpu * 1e6) / (CLIENTS * MISSED)).toFixed(2)} us per replayed packet`);
+		`${((cpu * 1e6) / CLIENTS).toFixed(0)} us per restored session, ${((cpu * 1e6) / (CLIENTS * MISSED)).toFixed(2)} us per replayed packet; ` +
+		`the clients (this process, one thread) used ${clientPct.toFixed(0)} % of a core meanwhile (near 100 %: the clients set the pace)`);
+	console.log(`for comparison, ${CLIENTS} fresh connects (no pid): all connected after ${ms(tFresh - f0)} ms; node CPU ${(freshCpu * 1e3).toFixed(0)} ms = ` +
+		`${((freshCpu * 1e6) / CLIENTS).toFixed(0)} us per connect; clients ${((100 * (freshClient.user + freshClient.system) * 1e3) / (tFresh - f0)).toFixed(0)} % of a core; ${freshRecovered} recovered (must be 0)`);
 	console.log(`check: ${CLIENTS - check.notRecovered} of ${CLIENTS} recovered, ${check.otherId} with another id, ${check.wrong} without exactly the ${MISSED} missed events in order; ` +
 		`store: recovered +${after.recovered - before.recovered}, replayed +${after.replayed - before.replayed}, unknown +${after.unknown - before.unknown}, ` +
 		`evictedPackets ${after.evictedPackets}, evictedSessions ${after.evictedSessions}`);
@@ -470,7 +487,7 @@ async function restore() {
 		`per recorded packet ${Math.round(perPacket)} B (${p1 - p0} packets, the store's count); ` +
 		`store at the end: ${after.sessions} sessions, ${after.packets} packets`);
 	console.log(`load average ${os.loadavg().map(x => x.toFixed(2)).join(" ")}; ${os.cpus().length} CPUs; pinning ${PIN ? "node CPU 0, clients CPU 1" : "off"}`);
-	if (check.notRecovered || check.otherId || check.wrong) throw new Error("restore check failed");
+	if (check.notRecovered || check.otherId || check.wrong || freshRecovered) throw new Error("restore check failed");
 }
 
 (RESTORE ? restore() : main()).then(
