@@ -32,14 +32,15 @@
 // recorded in the node's history); the setups are started in that order (--transports
 // nats-nometrics,nats swaps them). `--transports nats,nats-recovery` prints the ratios
 // recovery/off. For every NATS setup: nats-server's /varz in_msgs/out_msgs per event over the
-// bursts (each setup has its own nats-server; its heartbeats, about 2/s, are included).
+// bursts (each setup has its own nats-server; the heartbeats of its two brokers, one each per 5 s, are
+// included).
 // Every burst checks that the load client timed every delivery (its `"t":` stamp parser must
 // still find the stamp ahead of a trailing offset).
 //
 //   node bench/steedos_fanout.js --restore [--clients 1000] [--missed 100] [--history 20000] [--waves 3]
 // --restore: connection state recovery at scale instead (one NATS setup with recovery on; clients
 // are socket.io-client 4.8 in this process, WebSocket only: the load client cannot send the
-// pid/offset CONNECT). See restore() below.
+// pid/offset CONNECT; with pinning, this process on CPU 1). See restore() below.
 // Pinning (unless --no-pin, with 2+ CPUs): steedos-socket nodes on CPU 0, load clients on CPU 1;
 // the buses and this process float.
 const path = require("path");
@@ -478,7 +479,7 @@ async function restore() {
 		`store: recovered +${after.recovered - before.recovered}, replayed +${after.replayed - before.replayed}, unknown +${after.unknown - before.unknown}, ` +
 		`evictedPackets ${after.evictedPackets}, evictedSessions ${after.evictedSessions}`);
 	console.log(`NATS msgs (/varz) per missed event: ${(bus.in / MISSED).toFixed(3)} in, ${(bus.out / MISSED).toFixed(3)} out ` +
-		`(the bench's own socket.stats polls subtracted; heartbeats, about 0.4/s, included)`);
+		`(the bench's own socket.stats polls subtracted; heartbeats, one per broker per 5 s, included)`);
 	console.log(`node VmRSS: idle ${(mem.base / 2 ** 20).toFixed(1)} MiB; per connected client ${per(mem.connected1 - mem.base, CLIENTS)} (wave 1); ` +
 		`per kept session ${keptGrowth.map(g => per(g.bytes - g.packets * perPacket, CLIENTS)).join(", ")} net ` +
 		`(${keptGrowth.map(g => per(g.bytes, CLIENTS)).join(", ")} gross, waves 2..${WAVES}: RSS growth per wave of ${CLIENTS} kept, ` +
