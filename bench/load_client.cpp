@@ -31,7 +31,9 @@
 //              `RESULT expect total= done_ns= samples= p50_ms= p99_ms= max_ms=`: done_ns is the
 //              CLOCK_MONOTONIC of the read that completed them; the latencies are receipt time
 //              minus the stamp `"t":<CLOCK_MONOTONIC ns>` found in each event frame since the last
-//              `expect` (frames without a stamp are counted, not timed).
+//              `expect` (frames without a stamp are counted, not timed). The first `"t":` of
+//              the frame is the stamp, so a trailing argument after the data (the offset of
+//              connection state recovery, `42["bench",{"t":...},"<offset>"]`) changes nothing.
 //   closed T   wait until T joined clients have been closed by the server (a drain), then print
 //              `RESULT closed total= eio_close= close_frames= code_1001= eof= done_ns=`: how many
 //              got the Engine.IO close packet `1`, a WebSocket close frame (and how many of those

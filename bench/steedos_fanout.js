@@ -13,7 +13,7 @@
 //     (receipt - emit) (queueing included);
 //   - paced: P events one every --interval ms; p50/p99 of (receipt - emit) over the N*P deliveries,
 //     the latency of a lightly loaded gateway;
-//   - the product's CPU time per delivery in the burst (/proc/<pid>/stat).
+//   - the product's CPU time per delivery in the burst (/proc/<pid>/task/*/schedstat).
 // Clients: bench/load_client.cpp (build target `load-client`, one thread, epoll) in --no-control
 // mode: it opens N WebSocket Socket.IO connections to the product, counts `42["bench",...]` frames
 // and measures each frame's latency from the CLOCK_MONOTONIC stamp the producer puts in it
@@ -26,8 +26,21 @@
 // --metrics-cost: the cost of the Prometheus metrics instead: two NATS setups, one with the
 // default configuration, scraped on /metrics every second as Prometheus would, and one with
 // `metrics.enabled: false` (no endpoint, no histogram work); ratios metrics/none.
-// Setup names (--transports): nats, redis, and nats-nometrics (NATS with metrics disabled); the
-// setups are started in that order (--transports nats-nometrics,nats swaps them).
+// Setup names (--transports): nats, redis, nats-nometrics (NATS with metrics disabled) and
+// nats-recovery (NATS with `gateway.connectionStateRecovery: true`, the memory store: every event
+// frame then carries its offset as a trailing argument, `42["bench",{...},"<offset>"]`, and is
+// recorded in the node's history); the setups are started in that order (--transports
+// nats-nometrics,nats swaps them). `--transports nats,nats-recovery` prints the ratios
+// recovery/off. For every NATS setup: nats-server's /varz in_msgs/out_msgs per event over the
+// bursts (each setup has its own nats-server; the heartbeats of its two brokers, one each per 5 s, are
+// included).
+// Every burst checks that the load client timed every delivery (its `"t":` stamp parser must
+// still find the stamp ahead of a trailing offset).
+//
+//   node bench/steedos_fanout.js --restore [--clients 1000] [--missed 100] [--history 20000] [--waves 3]
+// --restore: connection state recovery at scale instead (one NATS setup with recovery on; clients
+// are socket.io-client 4.8 in this process, WebSocket only: the load client cannot send the
+// pid/offset CONNECT; with pinning, this process on CPU 1). See restore() below.
 // Pinning (unless --no-pin, with 2+ CPUs): steedos-socket nodes on CPU 0, load clients on CPU 1;
 // the buses and this process float.
 const path = require("path");
@@ -47,6 +60,10 @@ const PACED = Number(arg("paced", 40));
 const INTERVAL_MS = Number(arg("interval", 10));
 const ROUNDS = Number(arg("rounds", 5));
 const METRICS_COST = process.argv.includes("--metrics-cost");
+const RESTORE = process.argv.includes("--restore");
+const MISSED = Number(arg("missed", 100));
+const HISTORY = Number(arg("history", 20000));
+const WAVES = Math.max(2, Number(arg("waves", 3)));
 const KINDS = String(arg("transports", METRICS_COST ? "nats,nats-nometrics" : "nats,redis")).split(",");
 const SCRAPE_MS = 1000;
 const PIN = !process.argv.includes("--no-pin") && proc.canPin();
@@ -55,7 +72,8 @@ const LOAD_CLIENT = path.join(process.env.STEEDOS_BUILD_DIR || path.join(__dirna
 const sleep = ms => new Promise(r => setTimeout(r, ms));
 const now = () => Number(process.hrtime.bigint()); // CLOCK_MONOTONIC ns (< 2^53 for ~100 days of uptime)
 
-const { cpuSeconds } = proc;
+// CPU from /proc/<pid>/task/*/schedstat (ns, exact; /proc/<pid>/stat counts 10 ms ticks).
+const cpuSeconds = pid => proc.cpuNs(pid) / 1e9;
 
 function canConnect(port) {
 	return new Promise(resolve => {
@@ -112,6 +130,7 @@ function startScraper(port) {
 async function setUp(kind) {
 	const bus = kind.startsWith("redis") ? await h.startRedis() : await h.startNats();
 	const metricsEnabled = !kind.endsWith("-nometrics");
+	const recovery = kind.endsWith("-recovery");
 	const port = await h.freePort();
 	const nodeID = `fanout-${kind}`;
 	const node = await h.startCppNode({
@@ -123,7 +142,8 @@ async function setUp(kind) {
 		heartbeatTimeout: 15,
 		gatewayPort: port,
 		// All clients connect at once: no handshake rate limit (gateway.maxHandshakesPerSecond).
-		extra: { serviceName: "socket", gateway: { host: "127.0.0.1", port, maxHandshakesPerSecond: 0 }, metrics: { enabled: metricsEnabled } }
+		extra: { serviceName: "socket", gateway: { host: "127.0.0.1", port, maxHandshakesPerSecond: 0, connectionStateRecovery: recovery },
+			metrics: { enabled: metricsEnabled } }
 	});
 	pin(node.pid, 0);
 	process.stderr.write(`${kind}: steedos-socket pid ${node.pid}, gateway port ${port}, bus ${bus.url}\n`);
@@ -133,7 +153,7 @@ async function setUp(kind) {
 	await h.waitFor(() => canConnect(port), 10000, { what: `gateway port ${port}` });
 	const client = await startLoadClient(port);
 	const scraper = METRICS_COST && metricsEnabled ? startScraper(port) : null;
-	const state = { kind, bus, node, producer, client, scraper, received: 0 };
+	const state = { kind, bus, node, producer, client, scraper, received: 0, nats: kind.startsWith("nats") ? { in: 0, out: 0, events: 0 } : null };
 	await burst(state, 20); // warm-up (and proof that events reach every client)
 	return state;
 }
@@ -142,6 +162,7 @@ async function setUp(kind) {
 async function burst(s, k) {
 	s.received += CLIENTS * k;
 	const { result } = await s.client.expect(s.received);
+	const varz0 = s.nats ? await varz(s.bus) : null;
 	const cpu0 = cpuSeconds(s.node.pid);
 	const t0 = now();
 	for (let i = 0; i < k; i++) {
@@ -150,8 +171,25 @@ async function burst(s, k) {
 	}
 	const r = await h.withTimeout(result, 70000, `${s.kind} burst`);
 	const cpu = cpuSeconds(s.node.pid) - cpu0;
+	if (s.nats) {
+		const varz1 = await varz(s.bus);
+		s.nats.in += varz1.in - varz0.in;
+		s.nats.out += varz1.out - varz0.out;
+		s.nats.events += k;
+	}
+	// Every delivery timed: the stamp was found (with recovery the frame ends with an offset).
+	if (r.samples !== CLIENTS * k) throw new Error(`${s.kind} burst: ${r.samples} of ${CLIENTS * k} deliveries timed`);
 	return { rate: (CLIENTS * k) / ((r.done_ns - t0) / 1e9), p50: r.p50_ms, p99: r.p99_ms, max: r.max_ms, cpuUs: (cpu * 1e6) / (CLIENTS * k) };
 }
+
+/** nats-server's message counters (/varz): every publish it received, every copy it sent. */
+async function varz(nats) {
+	const v = await (await fetch(`http://127.0.0.1:${nats.monitorPort}/varz`)).json();
+	return { in: v.in_msgs, out: v.out_msgs };
+}
+
+/** socket.stats of the setup's node (through its producer). */
+const statsOf = s => s.producer.call("socket.stats", {}, { nodeID: `fanout-${s.kind}`, timeout: 5000 });
 
 /** P events one every INTERVAL_MS; resolves { p50, p99, max }. */
 async function paced(s, p) {
@@ -199,6 +237,10 @@ async function main() {
 			return `${k} ${Math.round(b.rate)}/s p99 ${b.p99.toFixed(1)} ms`;
 		}).join(", ") + "\n");
 	}
+	const natsLines = setups.filter(s => s.nats).map(s =>
+		`${s.kind}: ${(s.nats.in / s.nats.events).toFixed(3)} in, ${(s.nats.out / s.nats.events).toFixed(3)} out per event (${s.nats.events} events)`);
+	const recoveryLines = [];
+	for (const s of setups.filter(x => x.kind.endsWith("-recovery"))) recoveryLines.push(`${s.kind}: ${JSON.stringify((await statsOf(s)).recovery)}`);
 	const checks = [];
 	for (const s of setups) checks.push(`${s.kind}: ${await tearDown(s)}`);
 
@@ -232,11 +274,224 @@ async function main() {
 			`paced p50 ${q(res.redis.pp50, res.nats.pp50)}x, paced p99 ${q(res.redis.pp99, res.nats.pp99)}x (latency: lower is better), ` +
 			`CPU per delivery ${q(res.redis.cpuUs, res.nats.cpuUs)}x`);
 	}
+	if (res.nats && res["nats-recovery"]) {
+		const q = (a, b) => (a / b).toFixed(3);
+		const on = res["nats-recovery"], off = res.nats;
+		console.log(`ratio recovery/off: deliveries/s ${q(on.rate, off.rate)}x, burst p99 ${q(on.bp99, off.bp99)}x, ` +
+			`paced p50 ${q(on.pp50, off.pp50)}x, paced p99 ${q(on.pp99, off.pp99)}x (latency: lower is better), ` +
+			`CPU per delivery ${q(on.cpuUs, off.cpuUs)}x`);
+	}
+	for (const l of natsLines) console.log(`NATS msgs (/varz, over every burst) ${l}`);
+	for (const l of recoveryLines) console.log(`socket.stats recovery ${l}`);
 	console.log(`load average before: ${loadBefore}, after: ${os.loadavg().map(x => x.toFixed(2)).join(" ")}; ${os.cpus().length} CPUs; pinning ${PIN ? "node CPU 0, clients CPU 1" : "off"}`);
 	for (const c of checks) console.log(`check ${c}`);
 }
 
-main().then(
+// --restore: N socket.io-client clients (WebSocket only, reconnection off so that the bench says
+// when they come back) on one steedos-socket node with connectionStateRecovery: true (memory
+// store), all dropped at once (each closes its transport: a recoverable "transport close" to the
+// server), K events emitted to everyone while they are away, then every client reconnects with
+// its pid and last offset (socket.io-client sends them itself). Measured: the time from the
+// reconnects until every client has every missed event; each client must be `recovered`, keep
+// its id and have the K events exactly once, in order (checked after one more live event, which
+// must reach every client after its replay). Memory: VmRSS of the node (4 KiB pages, so
+// deltas over 1,000s of objects):
+//   - per kept session: --waves W (>= 2) waves of N, each connected, given an offset and dropped
+//     (kept); a later wave's sockets reuse what the earlier ones freed, so the RSS growth over
+//     waves 2..W, / N, is what a kept session holds, without the allocator's retained memory of
+//     closed sockets; the last wave is the one restored;
+//   - per recorded packet: --history H events emitted while nobody is connected (recorded, sent to
+//     nobody), RSS delta / the store's packet count delta (socket.stats recovery.packets).
+// The store has no byte accounting of its own (counts only: sessions, packets, evictions), so
+// its counts are the comparison. NATS: /varz in_msgs/out_msgs per missed event.
+async function restore() {
+	const { io } = require(require.resolve("socket.io-client", { paths: [path.join(__dirname, "..", "tests", "interop")] }));
+	const nats = await h.startNats();
+	const port = await h.freePort();
+	const nodeID = "restore-nats-recovery";
+	const node = await h.startCppNode({
+		binary: "steedos-socket", transporter: nats.url, nodeID, logLevel: "warn", heartbeatInterval: 5, heartbeatTimeout: 15, gatewayPort: port,
+		extra: { serviceName: "socket", gateway: { host: "127.0.0.1", port, maxHandshakesPerSecond: 0, connectionStateRecovery: true } }
+	});
+	pin(node.pid, 0);
+	if (PIN) proc.pin(process.pid, 1); // the clients (this process) on the other CPU
+	const producer = h.createBroker("0.14", { transporter: nats.url, nodeID: "producer-restore", heartbeatInterval: 5, heartbeatTimeout: 15 });
+	await producer.start();
+	await h.waitForRemoteNode(producer, nodeID, ["socket.stats"], 15000);
+	await h.waitFor(() => canConnect(port), 10000, { what: `gateway port ${port}` });
+	let statsCalls = 0; // each is 2 messages in and 2 out at nats-server (request, response)
+	const stats = () => (statsCalls++, producer.call("socket.stats", {}, { nodeID, timeout: 5000 }));
+	const rss = () => proc.rssBytes(node.pid);
+	const log = line => process.stderr.write(`restore: ${line}\n`);
+
+	// Deliveries of run `r` counted as they arrive: done(r, total) resolves at the total's arrival.
+	const counted = new Map();
+	const done = (r, total) => new Promise(resolve => counted.set(r, { left: total, resolve }));
+	const onBench = (s, p) => {
+		s.got.push(p);
+		const c = counted.get(p.r);
+		if (c && --c.left === 0) c.resolve(now());
+	};
+	async function connectWave(n) {
+		const clients = [];
+		for (let i = 0; i < n; i += 100) { // 100 handshakes in flight
+			const batch = [];
+			for (let j = i; j < Math.min(n, i + 100); j++) {
+				const s = io(`http://127.0.0.1:${port}`, { transports: ["websocket"], reconnection: false, forceNew: true });
+				s.got = [];
+				s.on("bench", p => onBench(s, p));
+				batch.push(new Promise((resolve, reject) => (s.once("connect", resolve), s.once("connect_error", reject))));
+				clients.push(s);
+			}
+			await h.withTimeout(Promise.all(batch), 60000, "clients connect");
+		}
+		return clients;
+	}
+	let run = 0;
+	/** k events of a new run to everyone; resolves the run number. */
+	async function emit(k) {
+		const r = ++run;
+		for (let i = 0; i < k; i++) {
+			producer.emit("$socket.emit", { eventName: "bench", eventParams: { r, i, t: now() } });
+			if (i % 50 === 49) await new Promise(res => setImmediate(res)); // let the transporter flush
+		}
+		return r;
+	}
+	/** One event to `clients`, awaited by each (it gives each client an offset). */
+	async function live(clients) {
+		const arrived = done(run + 1, clients.length);
+		await emit(1);
+		await h.withTimeout(arrived, 30000, "a live event reaches every client");
+	}
+	async function drop(clients) {
+		const kept = (await stats()).recovery.sessions;
+		for (const s of clients) s.io.engine.close();
+		await h.waitFor(async () => {
+			const st = await stats();
+			return st.recovery.sessions === kept + clients.length && st.connections.total === 0;
+		}, 30000, { what: `the node keeps ${clients.length} dropped sockets` });
+	}
+	const recordedPackets = async () => (await stats()).recovery.packets;
+	async function waitRecorded(count) {
+		await h.waitFor(async () => (await recordedPackets()) >= count, 60000, { what: `${count} packets recorded` });
+	}
+
+	const mem = { base: rss() };
+	log(`node pid ${node.pid}, gateway port ${port}`);
+	const wave1 = await connectWave(CLIENTS);
+	await live(wave1);
+	mem.connected1 = rss();
+	await drop(wave1);
+	mem.kept1 = rss();
+	log(`wave 1: ${CLIENTS} connected, dropped, kept`);
+
+	const p0 = await recordedPackets();
+	await emit(HISTORY);
+	await waitRecorded(p0 + HISTORY);
+	const p1 = await recordedPackets();
+	mem.history = rss();
+	log(`history: ${p1 - p0} packets recorded`);
+
+	// Further waves of N, each connected and dropped; the growth of RSS per wave is what N more
+	// kept sessions hold (the wave's closed sockets are freed; the next wave reuses them).
+	// Each wave also records packets (the `connection-init` sent to each new socket, the live
+	// event): their share, at the per-packet figure above, is taken out of the net figure.
+	const perPacket = (mem.history - mem.kept1) / (p1 - p0);
+	const keptGrowth = [];
+	const earlier = [wave1];
+	let wave2 = null;
+	let ids = null;
+	for (let w = 2; w <= WAVES; w++) {
+		const before = rss();
+		const packetsBefore = await recordedPackets();
+		const wave = await connectWave(CLIENTS);
+		await live(wave);
+		if (w === WAVES) ids = wave.map(s => s.id);
+		await drop(wave);
+		const growth = { bytes: rss() - before, packets: (await recordedPackets()) - packetsBefore };
+		keptGrowth.push(growth);
+		log(`wave ${w}: ${CLIENTS} connected, dropped, kept (RSS +${growth.bytes} B, ${growth.packets} packets recorded)`);
+		if (w < WAVES) earlier.push(wave);
+		else wave2 = wave;
+	}
+
+	// K events while wave 2 is away; every one recorded before the reconnects start.
+	const p2 = await recordedPackets();
+	const v0 = await varz(nats);
+	const calls0 = statsCalls;
+	const missedRun = await emit(MISSED);
+	await waitRecorded(p2 + MISSED);
+	const v1 = await varz(nats);
+	const bus = { in: v1.in - v0.in - 2 * (statsCalls - calls0), out: v1.out - v0.out - 2 * (statsCalls - calls0) };
+	const before = (await stats()).recovery;
+	if (wave2.some(s => s.got.some(p => p.r === missedRun))) throw new Error("a client got a missed event while away");
+
+	const all = done(missedRun, CLIENTS * MISSED);
+	const reconnected = Promise.all(wave2.map(s => new Promise(resolve => s.once("connect", () => resolve(now())))));
+	const cpu0 = cpuSeconds(node.pid);
+	const clientCpu0 = process.cpuUsage();
+	const t0 = now();
+	for (const s of wave2) s.connect();
+	const tConnected = Math.max(...(await h.withTimeout(reconnected, 120000, "every client reconnects")));
+	const tAll = await h.withTimeout(all, 120000, "every missed event arrives");
+	const cpu = cpuSeconds(node.pid) - cpu0;
+	const clientCpu = process.cpuUsage(clientCpu0);
+	const clientPct = (100 * (clientCpu.user + clientCpu.system) * 1e3) / (tAll - t0);
+	await live(wave2); // arrives after each replay: any duplicate of it has arrived by now
+	const after = (await stats()).recovery;
+
+	const check = { notRecovered: 0, otherId: 0, wrong: 0 };
+	wave2.forEach((s, k) => {
+		if (!s.recovered) check.notRecovered++;
+		if (s.id !== ids[k]) check.otherId++;
+		const got = s.got.filter(p => p.r === missedRun).map(p => p.i);
+		if (got.length !== MISSED || got.some((i, n) => i !== n)) {
+			if (++check.wrong <= 3) log(`client ${k}: got ${got.length} of ${MISSED}: ${got.slice(0, 12).join(",")}...`);
+		}
+	});
+	// For comparison: wave 1's clients connect anew (socket.io-client's private `_pid` cleared, so
+	// the CONNECT carries no pid/offset): a fresh connect of N, timed the same way.
+	const fresh = Promise.all(wave1.map(s => new Promise(resolve => s.once("connect", () => resolve(now())))));
+	const freshCpu0 = cpuSeconds(node.pid);
+	const freshClientCpu0 = process.cpuUsage();
+	const f0 = now();
+	for (const s of wave1) (s._pid = undefined), s.connect();
+	const tFresh = Math.max(...(await h.withTimeout(fresh, 120000, "wave 1 connects anew")));
+	const freshCpu = cpuSeconds(node.pid) - freshCpu0;
+	const freshClient = process.cpuUsage(freshClientCpu0);
+	const freshRecovered = wave1.filter(s => s.recovered).length;
+	for (const s of [...earlier.flat(), ...wave2]) s.close();
+	await h.stopBrokers(producer);
+	await h.stopCppNodes(node);
+	await nats.stop();
+
+	const ms = ns => (ns / 1e6).toFixed(1);
+	const per = (bytes, n) => `${Math.round(bytes / n)} B`;
+	console.log(`Connection state recovery at scale: build/steedos-socket (connectionStateRecovery: true, memory store), ${CLIENTS} socket.io-client 4.8 clients (WebSocket, in this process)`);
+	console.log(`${CLIENTS} transports closed at once, ${MISSED} events to everyone while away, then all reconnect with pid + offset`);
+	console.log(`restore: every client reconnected after ${ms(tConnected - t0)} ms; every missed event delivered after ${ms(tAll - t0)} ms ` +
+		`(${Math.round((CLIENTS * MISSED) / ((tAll - t0) / 1e9))} replayed deliveries/s); node CPU ${(cpu * 1e3).toFixed(0)} ms = ` +
+		`${((cpu * 1e6) / CLIENTS).toFixed(0)} us per restored session, ${((cpu * 1e6) / (CLIENTS * MISSED)).toFixed(2)} us per replayed packet; ` +
+		`the clients (this process, one thread) used ${clientPct.toFixed(0)} % of a core meanwhile (near 100 %: the clients set the pace)`);
+	console.log(`for comparison, ${CLIENTS} fresh connects (no pid): all connected after ${ms(tFresh - f0)} ms; node CPU ${(freshCpu * 1e3).toFixed(0)} ms = ` +
+		`${((freshCpu * 1e6) / CLIENTS).toFixed(0)} us per connect; clients ${((100 * (freshClient.user + freshClient.system) * 1e3) / (tFresh - f0)).toFixed(0)} % of a core; ${freshRecovered} recovered (must be 0)`);
+	console.log(`check: ${CLIENTS - check.notRecovered} of ${CLIENTS} recovered, ${check.otherId} with another id, ${check.wrong} without exactly the ${MISSED} missed events in order; ` +
+		`store: recovered +${after.recovered - before.recovered}, replayed +${after.replayed - before.replayed}, unknown +${after.unknown - before.unknown}, ` +
+		`evictedPackets ${after.evictedPackets}, evictedSessions ${after.evictedSessions}`);
+	console.log(`NATS msgs (/varz) per missed event: ${(bus.in / MISSED).toFixed(3)} in, ${(bus.out / MISSED).toFixed(3)} out ` +
+		`(the bench's own socket.stats polls subtracted; heartbeats, one per broker per 5 s, included)`);
+	console.log(`node VmRSS: idle ${(mem.base / 2 ** 20).toFixed(1)} MiB; per connected client ${per(mem.connected1 - mem.base, CLIENTS)} (wave 1); ` +
+		`per kept session ${keptGrowth.map(g => per(g.bytes - g.packets * perPacket, CLIENTS)).join(", ")} net ` +
+		`(${keptGrowth.map(g => per(g.bytes, CLIENTS)).join(", ")} gross, waves 2..${WAVES}: RSS growth per wave of ${CLIENTS} kept, ` +
+		`net of its ${keptGrowth.map(g => g.packets).join(", ")} recorded packets), ` +
+		`${per(mem.kept1 - mem.base, CLIENTS)} (wave 1, an upper bound: its closed sockets' memory stays with the allocator); ` +
+		`per recorded packet ${Math.round(perPacket)} B (${p1 - p0} packets, the store's count); ` +
+		`store at the end: ${after.sessions} sessions, ${after.packets} packets`);
+	console.log(`load average ${os.loadavg().map(x => x.toFixed(2)).join(" ")}; ${os.cpus().length} CPUs; pinning ${PIN ? "node CPU 0, clients CPU 1" : "off"}`);
+	if (check.notRecovered || check.otherId || check.wrong || freshRecovered) throw new Error("restore check failed");
+}
+
+(RESTORE ? restore() : main()).then(
 	() => process.exit(0),
 	err => {
 		console.error(err);

@@ -31,6 +31,13 @@ function cpuNs(pid) {
 	return total;
 }
 
+/** Resident set size of `pid` in bytes (VmRSS of /proc/<pid>/status). */
+function rssBytes(pid) {
+	const m = /VmRSS:\s*(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+	if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+	return Number(m[1]) * 1024;
+}
+
 /** Whether pinning servers and generators to separate CPUs makes sense here (2+ CPUs). */
 const canPin = () => os.cpus().length >= 2;
 
@@ -76,4 +83,4 @@ function raisePriority(nice, log) {
 	}
 }
 
-module.exports = { cpuSeconds, cpuNs, canPin, pin, machineLine, gitLine, raisePriority };
+module.exports = { cpuSeconds, cpuNs, rssBytes, canPin, pin, machineLine, gitLine, raisePriority };
