@@ -292,9 +292,10 @@ if [ "$run_interop" -eq 1 ]; then
     # packet limits (the node runs them on NATS; nothing in them reads or writes a bus packet),
     # what a Prometheus server makes of /metrics (its start-up alone costs 5-10 s), and nginx and
     # HAProxy in front of three nodes (what they test is HTTP between balancer and nodes); the
-    # NATS cluster (nats-servers joined by routes: NATS only); and connection state recovery on
-    # one node (the memory store keeps sockets and events in the node; the logout and the
-    # $socket.recovery.expired it uses are ordinary events, tested on Redis elsewhere).
+    # NATS cluster (nats-servers joined by routes: NATS only); and connection state recovery
+    # (the memory store keeps sockets and events in the node; the logout and the
+    # $socket.recovery.expired it uses are ordinary events, tested on Redis elsewhere; behind the
+    # balancers it is HTTP between balancer and nodes again).
     rc=0
     redis_files=(calls-cpp-to-js.test.js calls-js-to-cpp.test.js discovery.test.js events.test.js
       wire.test.js product.test.js demo/)
@@ -302,7 +303,7 @@ if [ "$run_interop" -eq 1 ]; then
       case "${file##*/}" in
         origins.test.js | origins-browser.test.js | limits-connections.test.js | limits-sio.test.js | \
           metrics-prometheus.test.js | load-balancers.test.js | nats-cluster.test.js | \
-          nats-hung-server.test.js | recovery.test.js) ;;
+          nats-hung-server.test.js | recovery.test.js | recovery-balancers.test.js) ;;
         *) redis_files+=("steedos/${file##*/}") ;;
       esac
     done
