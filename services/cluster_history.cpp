@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <asio/post.hpp>
 #include <climits>
+#include <deque>
 
 #include "common/log.hpp"
 #include "protocol/json.hpp"
@@ -225,6 +226,19 @@ JsStatus ClusterHistory::start(Deliver deliver) {
                                            options_.heartbeat, std::move(handler));
   if (!subscribed) return subscribed;
   subscription_ = std::move(subscribed.value);
+
+  transport::JetStreamOptions reader_options;
+  reader_options.url = options_.url;
+  reader_options.name = "steedos-socket-history-reader";
+  reader_options.request_timeout_ms = options_.request_timeout_ms;
+  auto reader_js = transport::JetStream::connect(loop_, reader_options);
+  if (!reader_js) {
+    stop();
+    return reader_js;
+  }
+  reader_ =
+      std::make_unique<Reader>(loop_, shared_, std::move(reader_js.value), options_.stream,
+                               options_.subject, std::max<size_t>(options_.max_queued_reads, 1));
   logger()->info("history stream {} consumed from sequence {}", options_.stream,
                  last_delivered_ + 1);
   return {};
@@ -290,13 +304,13 @@ JsStatus ClusterHistory::publish(const HistoryEvent& event, Published done) {
   return sent;
 }
 
-JsResult<ClusterHistory::ReadResult> ClusterHistory::read(uint64_t after, uint64_t until,
-                                                          size_t max_events) {
-  JsResult<ReadResult> out;
-  if (js_ == nullptr) {
-    static_cast<JsStatus&>(out) = {JsError::Closed, "history not started"};
-    return out;
-  }
+namespace {
+
+/// The events of `subject` in (after, until], at most `max_events` (see ClusterHistory::read).
+JsResult<ClusterHistory::ReadResult> read_range(transport::JetStream& js, const std::string& stream,
+                                                const std::string& subject, uint64_t after,
+                                                uint64_t until, size_t max_events) {
+  JsResult<ClusterHistory::ReadResult> out;
   if (until <= after) return out;
   uint64_t from = after + 1;
   bool first = true;
@@ -304,7 +318,7 @@ JsResult<ClusterHistory::ReadResult> ClusterHistory::read(uint64_t after, uint64
     transport::JsReadLimits limits;
     limits.max_messages = static_cast<size_t>(std::min<uint64_t>(until - from + 1, 1000));
     limits.max_bytes = int64_t{4} << 20;
-    auto batch = js_->read(options_.stream, options_.subject, from, limits);
+    auto batch = js.read(stream, subject, from, limits);
     if (!batch) {
       static_cast<JsStatus&>(out) = std::move(static_cast<JsStatus&>(batch));
       return out;
@@ -339,6 +353,116 @@ JsResult<ClusterHistory::ReadResult> ClusterHistory::read(uint64_t after, uint64
   return out;
 }
 
+}  // namespace
+
+JsResult<ClusterHistory::ReadResult> ClusterHistory::read(uint64_t after, uint64_t until,
+                                                          size_t max_events) {
+  if (js_ == nullptr) {
+    JsResult<ReadResult> out;
+    static_cast<JsStatus&>(out) = {JsError::Closed, "history not started"};
+    return out;
+  }
+  return read_range(*js_, options_.stream, options_.subject, after, until, max_events);
+}
+
+/// One thread with a JetStream connection of its own, running restores' reads one after the
+/// other from a bounded queue; results are posted to the loop.
+class ClusterHistory::Reader {
+ public:
+  Reader(asio::io_context& loop, std::shared_ptr<Shared> shared,
+         std::unique_ptr<transport::JetStream> js, std::string stream, std::string subject,
+         size_t max_queued)
+      : loop_(loop),
+        shared_(std::move(shared)),
+        js_(std::move(js)),
+        stream_(std::move(stream)),
+        subject_(std::move(subject)),
+        max_queued_(max_queued),
+        thread_([this] { run(); }) {}
+
+  ~Reader() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    js_->close();
+  }
+
+  void submit(uint64_t after, uint64_t until, size_t max_events, ReadDone done) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (queue_.size() < max_queued_) {
+        queue_.push_back(Job{after, until, max_events, std::move(done)});
+        cv_.notify_one();
+        return;
+      }
+    }
+    JsResult<ReadResult> busy;
+    static_cast<JsStatus&>(busy) = {JsError::Busy, "too many restores waiting for a read"};
+    complete(std::move(done), std::move(busy));
+  }
+
+ private:
+  struct Job {
+    uint64_t after;
+    uint64_t until;
+    size_t max_events;
+    ReadDone done;
+  };
+
+  void run() {
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (stopping_) return;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      complete(std::move(job.done),
+               read_range(*js_, stream_, subject_, job.after, job.until, job.max_events));
+    }
+  }
+
+  void complete(ReadDone done, JsResult<ReadResult> result) {
+    asio::post(loop_,
+               [shared = shared_, done = std::move(done), result = std::move(result)]() mutable {
+                 {
+                   std::lock_guard<std::mutex> lock(shared->mu);
+                   if (!shared->open) return;
+                 }
+                 done(std::move(result));
+               });
+  }
+
+  asio::io_context& loop_;
+  std::shared_ptr<Shared> shared_;
+  std::unique_ptr<transport::JetStream> js_;
+  const std::string stream_;
+  const std::string subject_;
+  const size_t max_queued_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;
+  bool stopping_ = false;
+  std::thread thread_;  // last: starts once the rest is built
+};
+
+void ClusterHistory::read_async(uint64_t after, uint64_t until, size_t max_events, ReadDone done) {
+  if (!reader_) {
+    JsResult<ReadResult> closed;
+    static_cast<JsStatus&>(closed) = {JsError::Closed, "history not started"};
+    asio::post(loop_, [done = std::move(done), closed = std::move(closed)]() mutable {
+      done(std::move(closed));
+    });
+    return;
+  }
+  reader_->submit(after, until, max_events, std::move(done));
+}
+
 void ClusterHistory::stop() {
   {
     std::lock_guard<std::mutex> lock(shared_->mu);
@@ -349,6 +473,7 @@ void ClusterHistory::stop() {
     subscription_->stop();
     subscription_.reset();
   }
+  reader_.reset();
   owned_.reset();
   js_ = nullptr;
 }

@@ -29,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -95,6 +96,8 @@ struct ClusterHistoryOptions {
   /// Consumed messages posted to the io_context and not yet delivered; past it cnats' delivery
   /// thread waits (the consumer's flow control then slows the server down).
   size_t max_queued_deliveries = 10000;
+  /// Restores waiting for the reader thread (read_async).
+  size_t max_queued_reads = 1024;
 };
 
 /// Since start.
@@ -135,8 +138,14 @@ class ClusterHistory {
   transport::JsStatus publish(const HistoryEvent& event, Published done = {});
 
   /// The events with a sequence in (after, until], at most `max_events` (a restore's bound):
-  /// beyond, Rejected, since a partial replay would be a wrong one. Blocking.
+  /// beyond, Rejected, since a partial replay would be a wrong one. Blocking, on the
+  /// publishing connection: not from the loop thread of a busy node (read_async is for that).
   transport::JsResult<ReadResult> read(uint64_t after, uint64_t until, size_t max_events = 10000);
+  using ReadDone = std::function<void(transport::JsResult<ReadResult>)>;
+  /// The same on a reader thread with a connection of its own (to options.url, made by
+  /// start()), so that restores never block the loop; `done` runs on the io_context. At most
+  /// max_queued_reads wait: past them `done` gets Busy (still on the io_context, later).
+  void read_async(uint64_t after, uint64_t until, size_t max_events, ReadDone done);
 
   /// The sequence of the last message consumed (an event delivered or a malformed message
   /// skipped): the offset a socket has seen once its events are sent. Loop thread.
@@ -148,6 +157,7 @@ class ClusterHistory {
 
  private:
   struct Shared;
+  class Reader;
   void on_consumed(uint64_t sequence, std::optional<HistoryEvent> event, const std::string& error);
 
   asio::io_context& loop_;
@@ -156,6 +166,7 @@ class ClusterHistory {
   transport::JetStream* js_ = nullptr;
   std::shared_ptr<Shared> shared_;
   std::unique_ptr<transport::JsOrderedSubscription> subscription_;
+  std::unique_ptr<Reader> reader_;
   Deliver deliver_;
   uint64_t last_delivered_ = 0;
   ClusterHistoryCounts counts_;

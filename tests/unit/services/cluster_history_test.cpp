@@ -268,13 +268,16 @@ TEST_SUITE("cluster history") {
 
     server.kill();  // a crash: the file store keeps what it acknowledged
     const int killed_at_tick = tick;
-    REQUIRE(run_until(loop, [&] { return tick >= killed_at_tick + 50; }));  // publishing meanwhile
-    server.start();
+    // A deliberate outage of 200 ticks (about 1 s), publishing meanwhile.
+    REQUIRE(run_until(loop, [&] { return tick >= killed_at_tick + 200; }));
     const size_t before = a.got.size();
+    server.start();
+    const auto restarted = std::chrono::steady_clock::now();
     // Both consumers are made again (missed heartbeats) and deliver what follows.
     REQUIRE(run_until(
         loop, [&] { return a.got.size() >= before + 200 && b.got.size() >= before + 200; },
         30000ms));
+    const auto resumed = a.delivered_at[before];
     flowing = false;
     timer.cancel();
     // Let the last acks come (or time out), then a sentinel closes the sequence.
@@ -301,17 +304,57 @@ TEST_SUITE("cluster history") {
     const auto ca = a.history.counts();
     const auto cb = b.history.counts();
     CHECK(ca.skipped_sequences + cb.skipped_sequences == 0);
-    MESSAGE("restart: " << tick << " ticks, " << a.got.size() << " events delivered; publishes "
-                        << "failed (outage) a=" << a.failed << " b=" << b.failed
-                        << "; redelivered and dropped a=" << ca.redelivered
-                        << " b=" << cb.redelivered);
+    MESSAGE("restart: "
+            << tick << " ticks, " << a.got.size() << " events delivered; publishes "
+            << "failed (outage) a=" << a.failed << " b=" << b.failed
+            << "; redelivered and dropped a=" << ca.redelivered << " b=" << cb.redelivered
+            << "; first delivery "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(resumed - restarted).count()
+            << " ms after the restart");
+  }
+
+  TEST_CASE(
+      "a node started on a full stream delivers only what follows, even when its consumer "
+      "is made again before its first message (cnats restarts it from sequence 1)") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    {
+      Node earlier(loop, options_for(server));
+      for (int i = 0; i < 100; ++i) earlier.publish(own("e", i));
+      REQUIRE(run_until(loop, [&] { return earlier.got.size() == 100; }));
+    }
+    Node a(loop, options_for(server));
+    CHECK(a.history.last_delivered() == 100);
+    server.kill();
+    server.start();
+    // Publish until one event gets through after the restart (the first may fail while
+    // JetStream recovers), then wait for its delivery.
+    int attempt = 0;
+    while (a.acked == 0) {
+      const int failed = a.failed;
+      a.publish(own("a", attempt++));
+      REQUIRE(run_until(
+          loop, [&] { return a.acked == 1 || a.failed > failed; }, 15000ms));
+      REQUIRE(attempt < 100);
+    }
+    REQUIRE(run_until(
+        loop, [&] { return !a.got.empty(); }, 15000ms));
+    CHECK(a.got.front().first == 101);
+    CHECK(a.got.size() == 1);
+    const auto counts = a.history.counts();
+    MESSAGE(
+        "messages redelivered by cnats' reset from sequence 1, dropped: " << counts.redelivered);
+    CHECK(counts.skipped_sequences == 0);
   }
 
   TEST_CASE("read(after, until) gives exactly the events in between, bounded") {
     SKIP_WITHOUT_NATS_SERVER();
     NatsServer server(with_jetstream());
     asio::io_context loop;
-    Node a(loop, options_for(server));
+    ClusterHistoryOptions options = options_for(server);
+    options.max_queued_reads = 1;
+    Node a(loop, options);
     for (int i = 0; i < 40; ++i) a.publish(own("a", i));
     REQUIRE(run_until(loop, [&] { return a.got.size() == 40; }));
 
@@ -329,6 +372,33 @@ TEST_SUITE("cluster history") {
     CHECK(too_many.error == JsError::Rejected);
     CHECK(too_many.value.events.empty());
     CHECK(a.history.read(0, 40, 40).value.events.size() == 40);
+
+    // The same on the reader thread, completing on the loop; a bounded queue (1 here).
+    std::vector<JsResult<ClusterHistory::ReadResult>> results(10);
+    int completed = 0;
+    bool on_loop_thread = true;
+    const auto loop_thread = std::this_thread::get_id();
+    for (int i = 0; i < 10; ++i) {
+      a.history.read_async(5, 30, 1000, [&, i](JsResult<ClusterHistory::ReadResult> r) {
+        on_loop_thread = on_loop_thread && std::this_thread::get_id() == loop_thread;
+        results[i] = std::move(r);
+        ++completed;
+      });
+    }
+    REQUIRE(run_until(loop, [&] { return completed == 10; }));
+    CHECK(on_loop_thread);
+    int busy = 0;
+    for (const auto& r : results) {
+      if (r.error == JsError::Busy) {
+        ++busy;
+        continue;
+      }
+      REQUIRE_MESSAGE(r.ok(), r.message);
+      CHECK(r.value.events == middle.value.events);
+    }
+    CHECK(results[0].ok());  // the first is taken at once
+    CHECK(busy >= 1);        // ten submitted within microseconds, reads take milliseconds
+    MESSAGE("read_async with a queue of 1: " << busy << " of 10 refused Busy");
   }
 
   TEST_CASE("read says incomplete when the stream's size limit removed the start of the range") {
