@@ -17,7 +17,10 @@
 //
 // Threading: start(), read() and stop() block (JetStream requests) and must not run on a
 // thread that drives the JetStream connection (see transport/jetstream.hpp); publish() does not
-// block. `deliver` and publish completions run on the io_context's thread.
+// block. `deliver` and the completions run on the io_context's thread. publish(), stop() and the
+// destructor belong to that thread too (or run once the io_context no longer runs): the
+// handlers posted there check, on that thread, that the object still wants them. A failed
+// start() leaves the object stopped: make a new one to try again.
 #include <asio/io_context.hpp>
 #include <atomic>
 #include <chrono>
@@ -79,7 +82,8 @@ struct ClusterHistoryOptions {
   /// The history kept: gateway.connectionStateRecovery.maxDisconnectionDuration.
   std::chrono::milliseconds max_age{120000};
   int64_t max_bytes = int64_t{256} << 20;
-  /// 0 = the server's default (2 min, capped by max_age).
+  /// How long copies of one event id are recognised. 0 = the server's default (2 min, capped
+  /// by max_age); a window longer than max_age is refused by the server.
   std::chrono::milliseconds duplicate_window{0};
   int replicas = 1;
   transport::JsStorage storage = transport::JsStorage::File;

@@ -208,6 +208,8 @@ TEST_SUITE("cluster history") {
       return !a.got.empty() && a.got.back().second.id == sentinel.id && !b.got.empty() &&
              b.got.back().second.id == sentinel.id;
     }));
+    // Its ack may come after its delivery (two subscriptions): wait for it too.
+    REQUIRE(run_until(loop, [&] { return a.acked + a.failed == 101; }));
     CHECK(a.got.size() == 151);
     CHECK(a.got == b.got);  // same sequences, same events, same order
     CHECK(contiguous_from(a.got, 1));

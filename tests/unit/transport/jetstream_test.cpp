@@ -370,6 +370,44 @@ TEST_SUITE("jetstream") {
     CHECK(late.value.sequence == acks[1].value.sequence + 1);
   }
 
+  TEST_CASE("subscribe_ordered: from a start sequence, in order, each once; nothing after stop") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto js = connect(loop, server);
+    REQUIRE(js->ensure_stream(history_spec()).ok());
+    for (int i = 1; i <= 10; ++i) REQUIRE(js->publish("history.a", std::to_string(i)).ok());
+
+    std::mutex mu;
+    std::vector<JsMessage> got;
+    auto sub = js->subscribe_ordered("HISTORY", "history.a", 4, 500ms, [&](JsMessage m) {
+      std::lock_guard<std::mutex> lock(mu);
+      got.push_back(std::move(m));
+    });
+    REQUIRE_MESSAGE(sub.ok(), sub.message);
+    for (int i = 11; i <= 20; ++i) REQUIRE(js->publish("history.a", std::to_string(i)).ok());
+    auto count = [&] {
+      std::lock_guard<std::mutex> lock(mu);
+      return got.size();
+    };
+    REQUIRE(eventually([&] { return count() == 17; }, 5000ms));
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (size_t i = 0; i < got.size(); ++i) {
+        CHECK(got[i].sequence == 4 + i);
+        CHECK(got[i].data == std::to_string(4 + i));
+        CHECK(got[i].subject == "history.a");
+      }
+    }
+    sub.value->stop();
+    REQUIRE(js->publish("history.a", "21").ok());
+    // Deliberate wait: nothing may arrive after stop(), so there is no event to wait for.
+    std::this_thread::sleep_for(200ms);
+    CHECK(count() == 17);
+    CHECK(js->subscribe_ordered("NOPE", "nope.x", 1, 500ms, [](JsMessage) {}).error ==
+          JsError::NotFound);
+  }
+
   TEST_CASE("publish_async is bounded (Busy) and times out when no ack comes") {
     SKIP_WITHOUT_NATS_SERVER();
     NatsServer server(with_jetstream());
