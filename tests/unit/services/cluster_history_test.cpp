@@ -103,6 +103,57 @@ bool contiguous_from(const Delivered& d, uint64_t first) {
   return true;
 }
 
+/// A steady flow on the loop: every 5 ms both nodes publish their copy of one broadcast and a
+/// publishes one event of its own.
+struct Flow {
+  Flow(asio::io_context& loop, Node& a, Node& b) : timer(loop), a(a), b(b) { arm(); }
+  void arm() {
+    timer.expires_after(5ms);
+    timer.async_wait([this](const std::error_code& ec) {
+      if (ec || !flowing) return;
+      a.publish(broadcast(tick));
+      b.publish(broadcast(tick));
+      a.publish(own("a", tick));
+      ++tick;
+      arm();
+    });
+  }
+  void finish() {
+    flowing = false;
+    timer.cancel();
+  }
+  asio::steady_timer timer;
+  Node& a;
+  Node& b;
+  int tick = 0;
+  bool flowing = true;
+};
+
+/// After a Flow: once every ack came (or timed out) and a sentinel closes the sequence, both
+/// nodes delivered the same events under the same sequences, 1 to the last without a gap, each
+/// event once, exactly what the stream holds.
+void check_one_sequence(asio::io_context& loop, Node& a, Node& b, int ticks) {
+  REQUIRE(run_until(
+      loop, [&] { return a.acked + a.failed == 2 * ticks && b.acked + b.failed == ticks; },
+      15000ms));
+  const HistoryEvent sentinel = own("a", 1000000);
+  a.publish(sentinel);
+  REQUIRE(run_until(loop, [&] {
+    return !a.got.empty() && a.got.back().second.id == sentinel.id && !b.got.empty() &&
+           b.got.back().second.id == sentinel.id;
+  }));
+  CHECK(a.got == b.got);
+  CHECK(contiguous_from(a.got, 1));  // gap-free
+  std::set<std::string> ids;
+  for (const auto& [seq, e] : a.got) ids.insert(e.id);
+  CHECK(ids.size() == a.got.size());  // each event once
+  const auto all = a.history.read(0, a.history.last_delivered());
+  REQUIRE_MESSAGE(all.ok(), all.message);
+  CHECK(all.value.events == a.got);
+  CHECK_FALSE(all.value.incomplete);
+  CHECK(a.history.counts().skipped_sequences + b.history.counts().skipped_sequences == 0);
+}
+
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -248,30 +299,13 @@ TEST_SUITE("cluster history") {
     asio::io_context loop;
     Node a(loop, options_for(server));
     Node b(loop, options_for(server));
-
-    // A steady flow (every 5 ms: one broadcast from both nodes, one event of a's own), running
-    // on the loop while the server is killed and started again.
-    int tick = 0;
-    bool flowing = true;
-    asio::steady_timer timer(loop);
-    std::function<void()> arm = [&] {
-      timer.expires_after(5ms);
-      timer.async_wait([&](const std::error_code& ec) {
-        if (ec || !flowing) return;
-        a.publish(broadcast(tick));
-        b.publish(broadcast(tick));
-        a.publish(own("a", tick));
-        ++tick;
-        arm();
-      });
-    };
-    arm();
+    Flow flow(loop, a, b);
     REQUIRE(run_until(loop, [&] { return a.got.size() >= 100 && b.got.size() >= 100; }));
 
     server.kill();  // a crash: the file store keeps what it acknowledged
-    const int killed_at_tick = tick;
+    const int killed_at_tick = flow.tick;
     // A deliberate outage of 200 ticks (about 1 s), publishing meanwhile.
-    REQUIRE(run_until(loop, [&] { return tick >= killed_at_tick + 200; }));
+    REQUIRE(run_until(loop, [&] { return flow.tick >= killed_at_tick + 200; }));
     const size_t before = a.got.size();
     server.start();
     const auto restarted = std::chrono::steady_clock::now();
@@ -280,39 +314,44 @@ TEST_SUITE("cluster history") {
         loop, [&] { return a.got.size() >= before + 200 && b.got.size() >= before + 200; },
         30000ms));
     const auto resumed = a.delivered_at[before];
-    flowing = false;
-    timer.cancel();
-    // Let the last acks come (or time out), then a sentinel closes the sequence.
-    REQUIRE(run_until(
-        loop, [&] { return a.acked + a.failed == 2 * tick && b.acked + b.failed == tick; },
-        15000ms));
-    HistoryEvent sentinel = own("a", 1000000);
-    a.publish(sentinel);
-    REQUIRE(run_until(loop, [&] {
-      return !a.got.empty() && a.got.back().second.id == sentinel.id && !b.got.empty() &&
-             b.got.back().second.id == sentinel.id;
-    }));
-
-    CHECK(a.got == b.got);
-    CHECK(contiguous_from(a.got, 1));  // gap-free
-    std::set<std::string> ids;
-    for (const auto& [seq, e] : a.got) ids.insert(e.id);
-    CHECK(ids.size() == a.got.size());  // each event once
-    // Exactly what the stream holds.
-    const auto all = a.history.read(0, a.history.last_delivered());
-    REQUIRE_MESSAGE(all.ok(), all.message);
-    CHECK(all.value.events == a.got);
-    CHECK_FALSE(all.value.incomplete);
-    const auto ca = a.history.counts();
-    const auto cb = b.history.counts();
-    CHECK(ca.skipped_sequences + cb.skipped_sequences == 0);
+    flow.finish();
+    check_one_sequence(loop, a, b, flow.tick);
     MESSAGE("restart: "
-            << tick << " ticks, " << a.got.size() << " events delivered; publishes "
+            << flow.tick << " ticks, " << a.got.size() << " events delivered; publishes "
             << "failed (outage) a=" << a.failed << " b=" << b.failed
-            << "; redelivered and dropped a=" << ca.redelivered << " b=" << cb.redelivered
-            << "; first delivery "
+            << "; redelivered and dropped a=" << a.history.counts().redelivered
+            << " b=" << b.history.counts().redelivered << "; first delivery "
             << std::chrono::duration_cast<std::chrono::milliseconds>(resumed - restarted).count()
             << " ms after the restart");
+  }
+
+  TEST_CASE(
+      "a server that stops answering (SIGSTOP) past two heartbeats while its consumers live "
+      "on: one gap-free sequence, each event once") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    Node a(loop, options_for(server));
+    Node b(loop, options_for(server));
+    Flow flow(loop, a, b);
+    REQUIRE(run_until(loop, [&] { return a.got.size() >= 100 && b.got.size() >= 100; }));
+
+    // A deliberate freeze of 600 ticks (about 3 s, six heartbeats): cnats makes new
+    // consumers while the old ones still exist on the server and resume pushing at the thaw.
+    server.freeze();
+    const int frozen_at_tick = flow.tick;
+    REQUIRE(run_until(loop, [&] { return flow.tick >= frozen_at_tick + 600; }));
+    server.thaw();
+    const size_t before = std::min(a.got.size(), b.got.size());
+    REQUIRE(run_until(
+        loop, [&] { return a.got.size() >= before + 300 && b.got.size() >= before + 300; },
+        30000ms));
+    flow.finish();
+    check_one_sequence(loop, a, b, flow.tick);
+    MESSAGE("freeze: " << flow.tick << " ticks, " << a.got.size()
+                       << " events delivered; publishes failed a=" << a.failed << " b=" << b.failed
+                       << "; redelivered and dropped a=" << a.history.counts().redelivered
+                       << " b=" << b.history.counts().redelivered);
   }
 
   TEST_CASE(
