@@ -88,12 +88,13 @@ struct ClusterHistoryOptions {
   int replicas = 1;
   transport::JsStorage storage = transport::JsStorage::File;
   /// A JetStream client to use (not owned; must outlive this object), else one is connected
-  /// to `url` (comma-separated server URLs).
+  /// to `url` (comma-separated server URLs). The reader of read_async always connects to
+  /// `url`, a connection of its own.
   transport::JetStream* jetstream = nullptr;
   std::string url = "nats://127.0.0.1:4222";
   int request_timeout_ms = 5000;
   /// The ordered consumer's idle heartbeat: a consumer lost with a restarted server is noticed
-  /// (and made again) after two to four of them.
+  /// (and made again) after two to four of them. 0: cnats' default, 5 s.
   std::chrono::milliseconds heartbeat{1000};
   /// Encoded events larger than this are not published (Rejected).
   size_t max_event_bytes = 1 << 20;

@@ -568,5 +568,22 @@ TEST_SUITE("cluster history") {
     // b started after the first run: what it got is the end of a's sequence.
     REQUIRE(b.got.size() == kEvents);
     CHECK(Delivered(a.got.end() - kEvents, a.got.end()) == b.got);
+
+    // A burst: 5000 events from a as fast as it can publish, until both nodes delivered them.
+    constexpr int kBurst = 5000;
+    const size_t a_before = a.got.size();
+    const size_t b_before = b.got.size();
+    const auto t0 = Clock::now();
+    for (int i = 0; i < kBurst; ++i) a.publish(own("a", i));
+    REQUIRE(run_until(
+        loop,
+        [&] { return a.got.size() == a_before + kBurst && b.got.size() == b_before + kBurst; },
+        30000ms));
+    const double burst_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    MESSAGE("burst of " << kBurst << " events (~110 bytes) from one node, delivered on both in "
+                        << burst_ms << " ms: " << static_cast<int>(kBurst / burst_ms * 1000)
+                        << " events/s");
+    CHECK(Delivered(a.got.end() - kBurst, a.got.end()) ==
+          Delivered(b.got.end() - kBurst, b.got.end()));
   }
 }
