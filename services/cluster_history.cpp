@@ -172,6 +172,10 @@ ClusterHistory::~ClusterHistory() {
 
 JsStatus ClusterHistory::start(Deliver deliver) {
   if (subscription_) return {JsError::Failed, "history already started"};
+  {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    if (!shared_->open) return {JsError::Closed, "history stopped: make a new one to start again"};
+  }
   js_ = options_.jetstream;
   if (js_ == nullptr) {
     transport::JetStreamOptions js_options;

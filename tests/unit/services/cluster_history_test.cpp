@@ -530,6 +530,7 @@ TEST_SUITE("cluster history") {
     REQUIRE(run_until(loop, [&] { return b.got.size() == 40; }));
     CHECK(a.got.size() == seen);
     CHECK(a.history.publish(own("a", 0)).error == JsError::Closed);
+    CHECK(a.history.start([](uint64_t, const HistoryEvent&) {}).error == JsError::Closed);
   }
 
   TEST_CASE("publish-to-deliver latency, one node and two (printed, not asserted)") {
