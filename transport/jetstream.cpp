@@ -123,6 +123,21 @@ bool fits_int(std::string_view data) {
   return data.size() <= static_cast<size_t>(INT_MAX);
 }
 
+/// A core publish with a reply subject and the Nats-Msg-Id header (a natsMsg, since
+/// natsConnection_PublishRequest sends no headers).
+natsStatus publish_with_id(natsConnection* connection, const std::string& subject,
+                           const std::string& reply, std::string_view data,
+                           const std::string& msg_id) {
+  natsMsg* raw = nullptr;
+  natsStatus s = natsMsg_Create(&raw, subject.c_str(), reply.c_str(), data.data(),
+                                static_cast<int>(data.size()));
+  if (s != NATS_OK) return s;
+  s = natsMsgHeader_Set(raw, "Nats-Msg-Id", msg_id.c_str());
+  if (s == NATS_OK) s = natsConnection_PublishMsg(connection, raw);
+  natsMsg_Destroy(raw);
+  return s;
+}
+
 // RAII for the cnats objects a call creates and frees before it returns.
 struct StreamInfoFree {
   void operator()(jsStreamInfo* p) const { jsStreamInfo_Destroy(p); }
@@ -160,7 +175,7 @@ struct AckState : std::enable_shared_from_this<AckState> {
       : loop(l), ack_timeout(timeout) {}
 
   struct Pending {
-    JetStream::PublishDone done;
+    JetStream::PublishAckDone done;
     std::chrono::steady_clock::time_point deadline;
   };
 
@@ -179,7 +194,7 @@ struct AckState : std::enable_shared_from_this<AckState> {
   bool sweep_armed = false;
 
   /// Runs `done(result)` on the loop unless closed by then. Any thread.
-  void complete(JetStream::PublishDone done, JsResult<uint64_t> result) noexcept {
+  void complete(JetStream::PublishAckDone done, JsResult<JsPubAck> result) noexcept {
     try {
       asio::post(loop, [self = shared_from_this(), done = std::move(done),
                         result = std::move(result)]() mutable {
@@ -220,7 +235,7 @@ struct AckState : std::enable_shared_from_this<AckState> {
     }
     for (auto& p : overdue) {
       if (!open.load()) return;
-      auto result = failed<uint64_t>(
+      auto result = failed<JsPubAck>(
           error(JsError::Timeout,
                 "publish: no ack within " + std::to_string(ack_timeout.count()) + " ms"));
       p.done(std::move(result));
@@ -252,10 +267,11 @@ struct AckState : std::enable_shared_from_this<AckState> {
     complete(std::move(entry.done), parse_ack(msg));
   }
 
-  /// {"stream":"S","seq":7} or {"error":{"code":503,"err_code":10077,"description":"…"}}.
-  static JsResult<uint64_t> parse_ack(natsMsg* msg) {
+  /// {"stream":"S","seq":7} ({..., "duplicate":true} for a known Nats-Msg-Id) or
+  /// {"error":{"code":503,"err_code":10077,"description":"…"}}.
+  static JsResult<JsPubAck> parse_ack(natsMsg* msg) {
     if (natsMsg_IsNoResponders(msg)) {
-      return failed<uint64_t>(error(JsError::NoStream,
+      return failed<JsPubAck>(error(JsError::NoStream,
                                     "publish: no stream captures this subject (or JetStream is "
                                     "not enabled on the server)"));
     }
@@ -265,16 +281,20 @@ struct AckState : std::enable_shared_from_this<AckState> {
     if (json.is_object() && json.contains("error") && json["error"].is_object()) {
       const auto& e = json["error"];
       const int code = e.value("err_code", 0);
-      return failed<uint64_t>(error(code == JSNotEnabledErr || code == JSNotEnabledForAccountErr
+      return failed<JsPubAck>(error(code == JSNotEnabledErr || code == JSNotEnabledForAccountErr
                                         ? JsError::NotEnabled
                                         : JsError::Rejected,
                                     "publish: " + e.value("description", std::string("rejected")) +
                                         " (JetStream error " + std::to_string(code) + ")"));
     }
     if (json.is_object() && json.contains("seq") && json["seq"].is_number_unsigned()) {
-      return succeeded<uint64_t>(json["seq"].get<uint64_t>());
+      JsPubAck ack;
+      ack.sequence = json["seq"].get<uint64_t>();
+      const auto duplicate = json.find("duplicate");
+      ack.duplicate = duplicate != json.end() && duplicate->is_boolean() && duplicate->get<bool>();
+      return succeeded<JsPubAck>(ack);
     }
-    return failed<uint64_t>(
+    return failed<JsPubAck>(
         error(JsError::Failed, "publish: unreadable ack: " + std::string(body.substr(0, 200))));
   }
 
@@ -536,6 +556,7 @@ JsResult<JsStreamState> JetStream::ensure_stream(const JsStreamSpec& spec) {
   config.Replicas = spec.replicas;
   config.Discard = js_DiscardOld;
   config.AllowDirect = true;  // 2.9: any replica answers a direct get
+  config.Duplicates = to_ns(spec.duplicate_window);
 
   const std::string what = "stream " + spec.name;
   jsStreamInfo* raw = nullptr;
@@ -574,25 +595,53 @@ JsStatus JetStream::delete_stream(const std::string& stream) {
   return {};
 }
 
+namespace {
+
+/// A JsResult<JsPubAck> as the sequence alone (the calls without options).
+JsResult<uint64_t> sequence_of(JsResult<JsPubAck> ack) {
+  JsResult<uint64_t> out;
+  static_cast<JsStatus&>(out) = std::move(static_cast<JsStatus&>(ack));
+  out.value = ack.value.sequence;
+  return out;
+}
+
+}  // namespace
+
 JsResult<uint64_t> JetStream::publish(const std::string& subject, std::string_view data) {
-  if (impl_->closed) {
-    return failed<uint64_t>(error(JsError::Closed, "the JetStream client is closed"));
-  }
-  if (!fits_int(data)) return failed<uint64_t>(error(JsError::Rejected, "payload too large"));
+  return sequence_of(publish(subject, data, JsPublishOptions{}));
+}
+
+JsResult<JsPubAck> JetStream::publish(const std::string& subject, std::string_view data,
+                                      const JsPublishOptions& options) {
+  using Out = JsPubAck;
+  if (impl_->closed) return failed<Out>(error(JsError::Closed, "the JetStream client is closed"));
+  if (!fits_int(data)) return failed<Out>(error(JsError::Rejected, "payload too large"));
+  jsPubOptions pub_options;
+  jsPubOptions_Init(&pub_options);
+  if (!options.msg_id.empty()) pub_options.MsgId = options.msg_id.c_str();
   jsPubAck* ack = nullptr;
   jsErrCode code = kNoCode;
   const natsStatus s = js_Publish(&ack, impl_->js, subject.c_str(), data.data(),
-                                  static_cast<int>(data.size()), nullptr, &code);
+                                  static_cast<int>(data.size()), &pub_options, &code);
   if (s != NATS_OK) {
-    return failed<uint64_t>(failure(s, code, "publish to " + subject, JsError::NoStream));
+    return failed<Out>(failure(s, code, "publish to " + subject, JsError::NoStream));
   }
-  const uint64_t sequence = ack->Sequence;
+  JsPubAck out;
+  out.sequence = ack->Sequence;
+  out.duplicate = ack->Duplicate;
   jsPubAck_Destroy(ack);
-  return succeeded(sequence);
+  return succeeded(out);
 }
 
 JsStatus JetStream::publish_async(const std::string& subject, std::string_view data,
                                   PublishDone done) {
+  return publish_async(
+      subject, data, JsPublishOptions{},
+      [done = std::move(done)](JsResult<JsPubAck> ack) { done(sequence_of(std::move(ack))); });
+}
+
+JsStatus JetStream::publish_async(const std::string& subject, std::string_view data,
+                                  const JsPublishOptions& options, PublishAckDone done) {
   Impl& im = *impl_;
   if (im.closed) return error(JsError::Closed, "the JetStream client is closed");
   if (!fits_int(data)) return error(JsError::Rejected, "payload too large");
@@ -613,8 +662,11 @@ JsStatus JetStream::publish_async(const std::string& subject, std::string_view d
                                                                     acks.ack_timeout});
   }
   const std::string reply = im.ack_prefix + std::to_string(id);
-  const natsStatus s = natsConnection_PublishRequest(im.connection, subject.c_str(), reply.c_str(),
-                                                     data.data(), static_cast<int>(data.size()));
+  const natsStatus s =
+      options.msg_id.empty()
+          ? natsConnection_PublishRequest(im.connection, subject.c_str(), reply.c_str(),
+                                          data.data(), static_cast<int>(data.size()))
+          : publish_with_id(im.connection, subject, reply, data, options.msg_id);
   if (s != NATS_OK) {
     JsStatus out = failure(s, kNoCode, "publish to " + subject);
     std::lock_guard<std::mutex> lock(acks.mu);
@@ -740,6 +792,119 @@ JsResult<JsReadBatch> JetStream::read(const std::string& stream, const std::stri
   // Deletes the ephemeral consumer (a request of its own); failure only leaves it to expire.
   natsSubscription_Unsubscribe(sub.get());
   return out;
+}
+
+namespace {
+
+/// An ordered consumer's subscription. The handler state lives in a heap block that cnats'
+/// delivery thread uses until the subscription's completion callback, which stop() waits for.
+class OrderedSubscription final : public JsOrderedSubscription {
+ public:
+  struct State {
+    JetStream::OrderedHandler handler;
+    std::mutex mu;
+    bool completed = false;
+    std::condition_variable completed_cv;
+  };
+
+  OrderedSubscription(natsSubscription* sub, State* state) : sub_(sub), state_(state) {}
+  ~OrderedSubscription() override { stop(); }
+
+  void stop() override {
+    if (sub_ == nullptr) return;
+    natsSubscription_Unsubscribe(sub_);  // deletes the ephemeral consumer too
+    {
+      std::unique_lock<std::mutex> lock(state_->mu);
+      if (!state_->completed_cv.wait_for(lock, kCloseWait, [this] { return state_->completed; })) {
+        logger()->error("an ordered consumer's subscription did not complete within {} s",
+                        kCloseWait.count());
+      }
+    }
+    natsSubscription_Destroy(sub_);
+    sub_ = nullptr;
+    // After the completion callback cnats calls nothing of ours: the state may go. (Should the
+    // wait above have timed out, leaking it is the safe choice.)
+    bool completed = false;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      completed = state_->completed;
+    }
+    if (completed) delete state_;
+    state_ = nullptr;
+  }
+
+  static void on_message(natsConnection*, natsSubscription*, natsMsg* raw, void* closure) noexcept {
+    MsgPtr msg(raw);
+    auto* state = static_cast<State*>(closure);
+    jsMsgMetaData* raw_meta = nullptr;
+    if (natsMsg_GetMetaData(&raw_meta, msg.get()) != NATS_OK) return;  // not a stream message
+    MetaPtr meta(raw_meta);
+    JsMessage m;
+    m.sequence = meta->Sequence.Stream;
+    m.time_ns = meta->Timestamp;
+    m.subject = natsMsg_GetSubject(msg.get());
+    m.data.assign(natsMsg_GetData(msg.get()),
+                  static_cast<size_t>(natsMsg_GetDataLength(msg.get())));
+    try {
+      state->handler(std::move(m));
+    } catch (const std::exception& e) {
+      logger()->error("ordered consumer handler threw: {}", e.what());
+    } catch (...) {
+      logger()->error("ordered consumer handler threw");
+    }
+  }
+
+  static void on_complete(void* closure) noexcept {
+    auto* state = static_cast<State*>(closure);
+    {
+      std::lock_guard<std::mutex> lock(state->mu);
+      state->completed = true;
+    }
+    state->completed_cv.notify_all();
+  }
+
+ private:
+  natsSubscription* sub_;
+  State* state_;
+};
+
+}  // namespace
+
+JsResult<std::unique_ptr<JsOrderedSubscription>> JetStream::subscribe_ordered(
+    const std::string& stream, const std::string& subject, uint64_t start_sequence,
+    std::chrono::milliseconds heartbeat, OrderedHandler handler) {
+  using Out = std::unique_ptr<JsOrderedSubscription>;
+  Impl& im = *impl_;
+  if (im.closed) return failed<Out>(error(JsError::Closed, "the JetStream client is closed"));
+  jsSubOptions options;
+  jsSubOptions_Init(&options);
+  options.Stream = stream.c_str();
+  options.Ordered = true;
+  options.Config.DeliverPolicy = js_DeliverByStartSequence;
+  options.Config.OptStartSeq = std::max<uint64_t>(start_sequence, 1);
+  options.Config.Heartbeat = to_ns(heartbeat);
+  auto* state = new OrderedSubscription::State;
+  state->handler = std::move(handler);
+  natsSubscription* sub = nullptr;
+  jsErrCode code = kNoCode;
+  natsStatus s = js_Subscribe(&sub, im.js, subject.c_str(), &OrderedSubscription::on_message, state,
+                              &im.js_options, &options, &code);
+  if (s == NATS_OK) {
+    s = natsSubscription_SetOnCompleteCB(sub, &OrderedSubscription::on_complete, state);
+  }
+  if (s != NATS_OK) {
+    JsStatus out = failure(s, code, "ordered consumer of " + subject + " in " + stream);
+    if (sub != nullptr) {
+      // A message may be in delivery already and no completion callback tells when it is
+      // done: the state is leaked rather than freed under it (this path is out of memory).
+      natsSubscription_Unsubscribe(sub);
+      natsSubscription_Destroy(sub);
+    } else {
+      delete state;
+    }
+    return failed<Out>(std::move(out));
+  }
+  return succeeded<Out>(std::make_unique<OrderedSubscription>(sub, state));
 }
 
 JsResult<JsMessage> JetStream::get(const std::string& stream, uint64_t sequence) {

@@ -88,6 +88,22 @@ struct JsStreamSpec {
   /// Copies on a NATS cluster with JetStream (1 to 5); 1 on a single server. With 1 the stream
   /// lives on one server of a cluster and is unavailable while that server is down.
   int replicas = 1;
+  /// How long the server remembers a Nats-Msg-Id (JsPublishOptions::msg_id) to store a message
+  /// published again under it only once. 0 = the server's default (2 min, capped by max_age).
+  std::chrono::milliseconds duplicate_window{0};
+};
+
+/// A JetStream publish's ack.
+struct JsPubAck {
+  uint64_t sequence = 0;
+  /// The stream already held a message with this Nats-Msg-Id within its duplicate window:
+  /// nothing was stored and `sequence` is the original's.
+  bool duplicate = false;
+};
+
+struct JsPublishOptions {
+  /// Sent as the Nats-Msg-Id header when not empty (de-duplication by the stream).
+  std::string msg_id;
 };
 
 struct JsStreamState {
@@ -129,9 +145,18 @@ struct JsBucketSpec {
   int replicas = 1;  // as JsStreamSpec::replicas
 };
 
+/// A live ordered consumer (JetStream::subscribe_ordered). Destroying it (or stop()) deletes
+/// the consumer and returns only once no handler runs or will run.
+class JsOrderedSubscription {
+ public:
+  virtual ~JsOrderedSubscription() = default;
+  virtual void stop() = 0;
+};
+
 class JetStream {
  public:
   using PublishDone = std::function<void(JsResult<uint64_t>)>;
+  using PublishAckDone = std::function<void(JsResult<JsPubAck>)>;
 
   /// Opens a connection of its own (cnats' threads, reconnecting forever) and a JetStream
   /// context on it. Does not check that the server has JetStream: probe() does.
@@ -160,10 +185,16 @@ class JetStream {
   /// Stores `data` on `subject` and returns its stream sequence. NoStream when no stream
   /// captures the subject.
   JsResult<uint64_t> publish(const std::string& subject, std::string_view data);
+  /// The same with options (a message id): the ack says whether it was a duplicate.
+  JsResult<JsPubAck> publish(const std::string& subject, std::string_view data,
+                             const JsPublishOptions& options);
 
   /// Sends without waiting; `done` runs on the io_context with the sequence or the error
   /// (Timeout after ack_timeout_ms). When this returns an error `done` is never called.
   JsStatus publish_async(const std::string& subject, std::string_view data, PublishDone done);
+  /// The same with options (a message id), completing with the whole ack.
+  JsStatus publish_async(const std::string& subject, std::string_view data,
+                         const JsPublishOptions& options, PublishAckDone done);
   /// Asynchronous publishes whose ack has not come yet.
   size_t pending_acks() const;
 
@@ -178,6 +209,20 @@ class JetStream {
   /// The message at `sequence`; NotFound when removed (expired, dropped for size) or never
   /// stored.
   JsResult<JsMessage> get(const std::string& stream, uint64_t sequence);
+
+  /// Where an ordered consumer's messages go: cnats' delivery thread of the subscription, one
+  /// at a time, in stream order. It may block (flow control then slows the server down).
+  using OrderedHandler = std::function<void(JsMessage)>;
+  /// An ordered push consumer (cnats' jsSubOptions.Ordered: ephemeral, in memory, flow
+  /// control, no acks) of `subject` in `stream` from `start_sequence`. cnats checks each
+  /// message's consumer sequence and, on a gap or when two idle heartbeats (`heartbeat`) are
+  /// missed (a restarted server forgot the consumer), makes a new consumer from the last
+  /// stream sequence handed + 1. Caveat (cnats 3.4.1, js.c jsSub_resetOrderedConsumer): before
+  /// the first message that "last" is 0, so a reset then starts over from sequence 1; a
+  /// reader must drop what it has seen (ClusterHistory does).
+  JsResult<std::unique_ptr<JsOrderedSubscription>> subscribe_ordered(
+      const std::string& stream, const std::string& subject, uint64_t start_sequence,
+      std::chrono::milliseconds heartbeat, OrderedHandler handler);
 
   /// Creates the key-value bucket, or updates its TTL and size limit when it exists with
   /// others, and binds it for the kv_* calls.

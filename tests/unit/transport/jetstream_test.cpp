@@ -320,6 +320,94 @@ TEST_SUITE("jetstream") {
     CHECK(lost.error == JsError::NoStream);
   }
 
+  TEST_CASE("a Nats-Msg-Id is stored once within the duplicate window, anew after it") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto js = connect(loop, server);
+    JsStreamSpec spec = history_spec();
+    spec.duplicate_window = 800ms;
+    REQUIRE(js->ensure_stream(spec).ok());
+
+    JsPublishOptions id_a;
+    id_a.msg_id = "event-a";
+    const auto first = js->publish("history.a", "a1", id_a);
+    REQUIRE_MESSAGE(first.ok(), first.message);
+    CHECK_FALSE(first.value.duplicate);
+    const auto again = js->publish("history.a", "a2", id_a);  // another payload, same id
+    REQUIRE(again.ok());
+    CHECK(again.value.duplicate);
+    CHECK(again.value.sequence == first.value.sequence);  // the original's sequence
+
+    // The asynchronous publish sends the header too (a natsMsg, not PublishRequest).
+    std::vector<JsResult<JsPubAck>> acks;
+    JsPublishOptions id_b;
+    id_b.msg_id = "event-b";
+    for (const auto* options : {&id_a, &id_b, &id_b}) {
+      REQUIRE(js->publish_async("history.a", "x", *options, [&](JsResult<JsPubAck> r) {
+                  acks.push_back(std::move(r));
+                }).ok());
+    }
+    REQUIRE(run_until(loop, [&] { return acks.size() == 3; }));
+    for (const auto& a : acks) REQUIRE_MESSAGE(a.ok(), a.message);
+    CHECK(acks[0].value.duplicate);
+    CHECK(acks[0].value.sequence == first.value.sequence);
+    CHECK_FALSE(acks[1].value.duplicate);
+    CHECK(acks[1].value.sequence == first.value.sequence + 1);
+    CHECK(acks[2].value.duplicate);
+    CHECK(acks[2].value.sequence == acks[1].value.sequence);
+
+    const auto state = js->stream_state("HISTORY");
+    REQUIRE(state.ok());
+    CHECK(state.value.messages == 2);
+    CHECK(js->get("HISTORY", first.value.sequence).value.data == "a1");  // the first copy kept
+
+    // Deliberate wait past the 800 ms window: the id is forgotten, a copy is a new message.
+    std::this_thread::sleep_for(1200ms);
+    const auto late = js->publish("history.a", "a3", id_a);
+    REQUIRE(late.ok());
+    CHECK_FALSE(late.value.duplicate);
+    CHECK(late.value.sequence == acks[1].value.sequence + 1);
+  }
+
+  TEST_CASE("subscribe_ordered: from a start sequence, in order, each once; nothing after stop") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto js = connect(loop, server);
+    REQUIRE(js->ensure_stream(history_spec()).ok());
+    for (int i = 1; i <= 10; ++i) REQUIRE(js->publish("history.a", std::to_string(i)).ok());
+
+    std::mutex mu;
+    std::vector<JsMessage> got;
+    auto sub = js->subscribe_ordered("HISTORY", "history.a", 4, 500ms, [&](JsMessage m) {
+      std::lock_guard<std::mutex> lock(mu);
+      got.push_back(std::move(m));
+    });
+    REQUIRE_MESSAGE(sub.ok(), sub.message);
+    for (int i = 11; i <= 20; ++i) REQUIRE(js->publish("history.a", std::to_string(i)).ok());
+    auto count = [&] {
+      std::lock_guard<std::mutex> lock(mu);
+      return got.size();
+    };
+    REQUIRE(eventually([&] { return count() == 17; }, 5000ms));
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (size_t i = 0; i < got.size(); ++i) {
+        CHECK(got[i].sequence == 4 + i);
+        CHECK(got[i].data == std::to_string(4 + i));
+        CHECK(got[i].subject == "history.a");
+      }
+    }
+    sub.value->stop();
+    REQUIRE(js->publish("history.a", "21").ok());
+    // Deliberate wait: nothing may arrive after stop(), so there is no event to wait for.
+    std::this_thread::sleep_for(200ms);
+    CHECK(count() == 17);
+    CHECK(js->subscribe_ordered("NOPE", "nope.x", 1, 500ms, [](JsMessage) {}).error ==
+          JsError::NotFound);
+  }
+
   TEST_CASE("publish_async is bounded (Busy) and times out when no ack comes") {
     SKIP_WITHOUT_NATS_SERVER();
     NatsServer server(with_jetstream());
