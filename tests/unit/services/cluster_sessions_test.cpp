@@ -1,0 +1,404 @@
+#include "services/cluster_sessions.hpp"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <asio/executor_work_guard.hpp>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/unit/support/nats_server.hpp"
+
+using namespace steedos;
+using namespace steedos::services;
+using steedos::testing::NatsServer;
+using steedos::testing::NatsServerOptions;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int64_t kDuration = 120000;       // max_disconnection_duration, ms
+constexpr int64_t kT0 = 1'700'000'000'000;  // a wall clock; sweeps are given their "now"
+
+NatsServerOptions with_jetstream() {
+  NatsServerOptions options;
+  options.jetstream = true;
+  return options;
+}
+
+template <typename Pred>
+bool run_until(asio::io_context& loop, Pred pred, std::chrono::milliseconds timeout = 10000ms) {
+  if (loop.stopped()) loop.restart();
+  auto guard = asio::make_work_guard(loop);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred() && std::chrono::steady_clock::now() < deadline) loop.run_one_for(5ms);
+  return pred();
+}
+
+std::unique_ptr<ClusterSessions> open_node(asio::io_context& loop, const NatsServer& server,
+                                           const std::string& node, size_t sweep_batch = 256) {
+  ClusterSessionsOptions options;
+  options.urls = server.url();
+  options.node_id = node;
+  options.bucket = "sessions";
+  options.max_disconnection_duration = std::chrono::milliseconds(kDuration);
+  options.max_age = 10min;
+  options.request_timeout_ms = 2000;
+  options.sweep_batch = sweep_batch;
+  auto sessions = std::make_unique<ClusterSessions>(loop, options);
+  const transport::JsStatus opened = sessions->open();
+  REQUIRE_MESSAGE(opened.ok(), opened.message);
+  return sessions;
+}
+
+ClusterSessionRecord record_of(const std::string& pid, std::vector<std::string> rooms,
+                               const std::string& user = "u1") {
+  ClusterSessionRecord r;
+  r.sid = "sid-" + pid;
+  r.nsp = "/";
+  r.pid = pid;
+  r.rooms = std::move(rooms);
+  r.app_data = Json{{"user", user}, {"tenant", "t1"}};
+  return r;
+}
+
+/// Puts `pid` on `node` and waits until the write is done.
+void put_and_wait(asio::io_context& loop, ClusterSessions& node, ClusterSessionRecord record) {
+  const uint64_t before = node.counts().puts;
+  node.put_connected(std::move(record));
+  REQUIRE(run_until(loop, [&] { return node.counts().puts == before + 1; }));
+}
+
+/// A take run to completion.
+std::optional<ClusterSessionRecord> take_now(asio::io_context& loop, ClusterSessions& node,
+                                             const std::string& pid) {
+  bool done = false;
+  std::optional<ClusterSessionRecord> out;
+  node.take(pid, [&](std::optional<ClusterSessionRecord> r) {
+    out = std::move(r);
+    done = true;
+  });
+  REQUIRE(run_until(loop, [&] { return done; }));
+  return out;
+}
+
+/// Sweep steps on each node (concurrently: their workers run in parallel), `calls` times;
+/// returns what each node reported.
+std::vector<std::pair<std::string, ExpiryCause>> sweep_all(
+    asio::io_context& loop, const std::vector<ClusterSessions*>& nodes, int64_t now,
+    const std::unordered_set<std::string>& alive, int calls = 1) {
+  std::vector<std::pair<std::string, ExpiryCause>> reported;
+  for (int i = 0; i < calls; ++i) {
+    size_t finished = 0;
+    for (ClusterSessions* node : nodes) {
+      auto expired = [&](const ClusterSessionRecord& r, ExpiryCause cause) {
+        reported.emplace_back(r.pid, cause);
+      };
+      REQUIRE(node->sweep(now, alive, expired, [&] { ++finished; }));
+    }
+    REQUIRE(run_until(loop, [&] { return finished == nodes.size(); }));
+  }
+  return reported;
+}
+
+}  // namespace
+
+TEST_SUITE("cluster sessions") {
+  TEST_CASE("records encode to compact JSON and decode back; malformed ones are refused") {
+    ClusterSessionRecord r = record_of("p-1_A=", {"a", "b"});
+    r.node = "node-1";
+    r.state = ClusterSessionState::Kept;
+    r.kept_at_ms = kT0;
+    const std::string text = encode_session_record(r);
+    CHECK(text.find(' ') == std::string::npos);
+    const auto back = decode_session_record(text);
+    REQUIRE(back);
+    CHECK(back->sid == r.sid);
+    CHECK(back->nsp == "/");
+    CHECK(back->pid == r.pid);
+    CHECK(back->rooms == r.rooms);
+    CHECK(back->app_data == r.app_data);
+    CHECK(back->node == "node-1");
+    CHECK(back->state == ClusterSessionState::Kept);
+    CHECK(back->kept_at_ms == kT0);
+
+    auto refused = [](std::string_view text) {
+      std::string why;
+      const bool refused = !decode_session_record(text, &why);
+      CHECK(!why.empty());
+      return refused ? why : std::string("accepted");
+    };
+    CHECK(refused("{") == "not JSON");
+    CHECK(refused("[]") == "not an object");
+    CHECK(refused(std::string(100, '[') + std::string(100, ']')) == "nested too deep");
+    Json j = Json::parse(text);
+    j.erase("sid");
+    CHECK(refused(j.dump()) == "sid: not a string");
+    j = Json::parse(text);
+    j["rooms"] = Json::array({"a", 1});
+    CHECK(refused(j.dump()) == "rooms: not all strings");
+    j = Json::parse(text);
+    j["state"] = "gone";
+    CHECK(refused(j.dump()) == "state: neither connected nor kept");
+    j = Json::parse(text);
+    j["kept_at"] = "soon";
+    CHECK(refused(j.dump()) == "kept_at: not an integer");
+    j = Json::parse(text);
+    j["pid"] = "a.>";
+    CHECK(refused(j.dump()) == "pid: not a valid key");
+
+    CHECK(valid_session_key("AbC-_9="));
+    CHECK_FALSE(valid_session_key(""));
+    CHECK_FALSE(valid_session_key("a.b"));
+    CHECK_FALSE(valid_session_key("*"));
+    CHECK_FALSE(valid_session_key(">"));
+    CHECK_FALSE(valid_session_key(std::string(129, 'a')));
+  }
+
+  TEST_CASE("put on A, take on B gets rooms and data once; room updates coalesce per turn") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto a = open_node(loop, server, "node-a");
+    auto b = open_node(loop, server, "node-b");
+
+    put_and_wait(loop, *a, record_of("pid1", {"r1"}));
+    CHECK(a->held() == 1);
+    // A burst of room changes in one loop turn: one write, the last rooms.
+    for (int i = 0; i < 100; ++i) a->update_rooms("pid1", {"r1", "r" + std::to_string(i)});
+    REQUIRE(run_until(loop, [&] { return a->counts().updates >= 1 && a->counts().queued == 0; }));
+    CHECK(a->counts().updates == 1);
+
+    const auto got = take_now(loop, *b, "pid1");
+    REQUIRE(got);
+    CHECK(got->sid == "sid-pid1");
+    CHECK(got->rooms == std::vector<std::string>{"r1", "r99"});
+    CHECK(got->app_data == Json{{"user", "u1"}, {"tenant", "t1"}});
+    CHECK(got->node == "node-a");
+    CHECK(got->state == ClusterSessionState::Connected);
+    CHECK_FALSE(take_now(loop, *b, "pid1"));
+    CHECK_FALSE(take_now(loop, *a, "pid1"));
+    CHECK(b->counts().taken == 1);
+    CHECK(b->counts().take_misses == 1);
+
+    // A's socket is stale now: its next write is refused and reported, not re-creating it.
+    std::vector<std::string> lost;
+    a->set_on_lost([&](const std::string& pid) { lost.push_back(pid); });
+    a->update_rooms("pid1", {"r2"});
+    REQUIRE(run_until(loop, [&] { return !lost.empty(); }));
+    CHECK(lost == std::vector<std::string>{"pid1"});
+    CHECK(a->held() == 0);
+    CHECK_FALSE(take_now(loop, *b, "pid1"));
+
+    // Kept, then taken: the record says so.
+    put_and_wait(loop, *a, record_of("pid2", {"x"}));
+    a->mark_kept("pid2", kT0);
+    REQUIRE(run_until(loop, [&] { return a->counts().updates == 1 + 1; }));
+    const auto kept = take_now(loop, *b, "pid2");
+    REQUIRE(kept);
+    CHECK(kept->state == ClusterSessionState::Kept);
+    CHECK(kept->kept_at_ms == kT0);
+
+    // remove() deletes; a pid that cannot be a key is refused without a request.
+    put_and_wait(loop, *a, record_of("pid3", {}));
+    a->remove("pid3");
+    REQUIRE(run_until(loop, [&] { return a->counts().removes == 1; }));
+    CHECK_FALSE(take_now(loop, *b, "pid3"));
+    CHECK_FALSE(take_now(loop, *b, "a.*"));
+    CHECK(b->counts().invalid_keys == 1);
+    CHECK(a->counts().errors == 0);
+    CHECK(b->counts().errors == 0);
+  }
+
+  TEST_CASE("two nodes take one pid at once: exactly one wins, 50 times") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto a = open_node(loop, server, "node-a");
+    auto b = open_node(loop, server, "node-b");
+    int a_wins = 0;
+    int b_wins = 0;
+    for (int i = 0; i < 50; ++i) {
+      const std::string pid = "race" + std::to_string(i);
+      put_and_wait(loop, *a, record_of(pid, {"room"}));
+      a->mark_kept(pid, kT0);
+      REQUIRE(run_until(loop, [&] { return a->counts().queued == 0 && a->held() == 0; }));
+      int done = 0;
+      std::optional<ClusterSessionRecord> from_a;
+      std::optional<ClusterSessionRecord> from_b;
+      // Both submitted in the same turn: the two workers run get + delete in parallel.
+      a->take(pid, [&](auto r) { from_a = std::move(r), ++done; });
+      b->take(pid, [&](auto r) { from_b = std::move(r), ++done; });
+      REQUIRE(run_until(loop, [&] { return done == 2; }));
+      CHECK(from_a.has_value() != from_b.has_value());
+      a_wins += from_a.has_value();
+      b_wins += from_b.has_value();
+    }
+    CHECK(a_wins + b_wins == 50);
+    const auto ca = a->counts();
+    const auto cb = b->counts();
+    CHECK(ca.taken + cb.taken == 50);
+    // A loser either read the record and lost the delete (a race) or found it already gone.
+    CHECK(ca.take_races + cb.take_races + ca.take_misses + cb.take_misses == 50);
+    MESSAGE("wins A/B " << a_wins << "/" << b_wins << ", races lost at the delete "
+                        << ca.take_races + cb.take_races);
+  }
+
+  TEST_CASE("kept records expire after the duration, reported once across two nodes") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto a = open_node(loop, server, "node-a", 2);  // small steps: several calls per pass
+    auto b = open_node(loop, server, "node-b", 2);
+    const std::unordered_set<std::string> alive{"node-a", "node-b"};
+    for (int i = 0; i < 5; ++i) {
+      const std::string pid = "k" + std::to_string(i);
+      put_and_wait(loop, *a, record_of(pid, {"room"}));
+      a->mark_kept(pid, kT0 + i);
+    }
+    put_and_wait(loop, *a, record_of("live", {"room"}));  // connected on a live node
+    REQUIRE(run_until(loop, [&] { return a->counts().updates == 5; }));
+
+    // Just before the duration: nothing expires (3 calls of 2 records: a full pass).
+    auto reported = sweep_all(loop, {a.get(), b.get()}, kT0 + kDuration - 1, alive, 3);
+    CHECK(reported.empty());
+
+    reported = sweep_all(loop, {a.get(), b.get()}, kT0 + kDuration + 10, alive, 4);
+    std::map<std::string, int> times;
+    for (const auto& [pid, cause] : reported) {
+      ++times[pid];
+      CHECK(cause == ExpiryCause::Kept);
+    }
+    CHECK(times.size() == 5);
+    for (const auto& [pid, n] : times) CHECK_MESSAGE(n == 1, pid);
+    CHECK(a->counts().expired + b->counts().expired == 5);
+    CHECK_FALSE(take_now(loop, *b, "k0"));
+    CHECK(take_now(loop, *b, "live").has_value());
+  }
+
+  TEST_CASE("a connected record of a node gone expires the duration after a sweep saw it gone") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto a = open_node(loop, server, "node-a");
+    auto b = open_node(loop, server, "node-b");
+    put_and_wait(loop, *a, record_of("orphan", {"room"}, "u7"));
+
+    CHECK(sweep_all(loop, {b.get()}, kT0, {"node-a", "node-b"}).empty());
+    // node-a left the cluster: B first sees it gone at kT0 + 1000.
+    const std::unordered_set<std::string> only_b{"node-b"};
+    CHECK(sweep_all(loop, {b.get()}, kT0 + 1000, only_b).empty());
+    CHECK(sweep_all(loop, {b.get()}, kT0 + 1000 + kDuration - 1, only_b).empty());
+    const auto reported = sweep_all(loop, {b.get()}, kT0 + 1000 + kDuration, only_b);
+    REQUIRE(reported.size() == 1);
+    CHECK(reported[0].first == "orphan");
+    CHECK(reported[0].second == ExpiryCause::NodeGone);
+    CHECK(b->counts().expired_node_gone == 1);
+    CHECK_FALSE(take_now(loop, *b, "orphan"));
+  }
+
+  TEST_CASE("drop_if on B removes A's matching records") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto a = open_node(loop, server, "node-a", 2);
+    auto b = open_node(loop, server, "node-b", 2);
+    for (int i = 0; i < 5; ++i) {
+      const std::string pid = "d" + std::to_string(i);
+      put_and_wait(loop, *a, record_of(pid, {"room"}, i < 3 ? "logout" : "stays"));
+      a->mark_kept(pid, kT0);
+    }
+    REQUIRE(run_until(loop, [&] { return a->counts().updates == 5; }));
+    size_t removed = 99;
+    b->drop_if(
+        [](const ClusterSessionRecord& r) { return r.app_data.value("user", "") == "logout"; },
+        [&](size_t n) { removed = n; });
+    REQUIRE(run_until(loop, [&] { return removed != 99; }));
+    CHECK(removed == 3);
+    for (int i = 0; i < 5; ++i) {
+      CHECK_MESSAGE(take_now(loop, *a, "d" + std::to_string(i)).has_value() == (i >= 3), i);
+    }
+  }
+
+  TEST_CASE("records survive a SIGKILL and restart of nats-server (file store)") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    {
+      auto a = open_node(loop, server, "node-a");
+      put_and_wait(loop, *a, record_of("survivor", {"r1", "r2"}));
+      a->mark_kept("survivor", kT0);
+      REQUIRE(run_until(loop, [&] { return a->counts().updates == 1; }));
+    }
+    server.kill();
+    server.start();
+    // A node starting after the restart (the server may need a moment to serve JetStream).
+    ClusterSessionsOptions options;
+    options.urls = server.url();
+    options.node_id = "node-b";
+    options.bucket = "sessions";
+    options.max_age = 10min;
+    options.request_timeout_ms = 2000;
+    std::unique_ptr<ClusterSessions> b;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!b && std::chrono::steady_clock::now() < deadline) {
+      auto candidate = std::make_unique<ClusterSessions>(loop, options);
+      if (candidate->open().ok()) b = std::move(candidate);
+    }
+    REQUIRE(b);
+    const auto got = take_now(loop, *b, "survivor");
+    REQUIRE(got);
+    CHECK(got->rooms == std::vector<std::string>{"r1", "r2"});
+    CHECK(got->state == ClusterSessionState::Kept);
+  }
+
+  TEST_CASE("figures: put and take latency, bytes per record (printed, not asserted)") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto a = open_node(loop, server, "node-a");
+    auto b = open_node(loop, server, "node-b");
+    constexpr int kRecords = 200;
+    std::vector<double> put_ms;
+    std::vector<double> take_ms;
+    for (int i = 0; i < kRecords; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      put_and_wait(loop, *a,
+                   record_of("fig" + std::to_string(i), {"space-abc", "user-u1", "t1:records"}));
+      put_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count());
+    }
+    transport::JetStreamOptions jo;
+    jo.url = server.url();
+    auto js = transport::JetStream::connect(loop, jo);
+    REQUIRE(js.ok());
+    const auto state = js.value->stream_state("KV_sessions");
+    REQUIRE(state.ok());
+    const auto one =
+        encode_session_record(record_of("fig0", {"space-abc", "user-u1", "t1:records"}));
+    for (int i = 0; i < kRecords; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      REQUIRE(take_now(loop, *b, "fig" + std::to_string(i)));
+      take_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count());
+    }
+    auto pct = [](std::vector<double> v, double p) {
+      std::sort(v.begin(), v.end());
+      return v[static_cast<size_t>(p * (v.size() - 1))];
+    };
+    MESSAGE("put (queued to written, seen on the loop) ms: p50 " << pct(put_ms, 0.5) << " p99 "
+                                                                 << pct(put_ms, 0.99));
+    MESSAGE("take (get + conditional delete) ms: p50 " << pct(take_ms, 0.5) << " p99 "
+                                                       << pct(take_ms, 0.99));
+    MESSAGE("bucket: " << state.value.messages << " records, " << state.value.bytes
+                       << " bytes stored (" << state.value.bytes / state.value.messages
+                       << " per record; the value alone " << one.size() << " bytes)");
+  }
+}
