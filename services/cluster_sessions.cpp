@@ -131,6 +131,8 @@ struct ClusterSessions::Worker {
 
   // Worker thread only.
   std::unordered_map<std::string, uint64_t> revisions;  // records this node writes
+  /// Puts that failed (not a conflict: an outage, a timeout): their next write is a put again.
+  std::unordered_set<std::string> unwritten;
   struct Gone {
     uint64_t revision = 0;
     int64_t since_ms = 0;
@@ -195,9 +197,10 @@ struct ClusterSessions::Worker {
     });
   }
 
+  /// Logs the 1st, 2nd, 4th, 8th... failure: one line per outage, not one per write.
   void failed(const JsStatus& status) {
-    ++counts.errors;
-    logger()->warn("{}", status.message);
+    const uint64_t n = ++counts.errors;
+    if ((n & (n - 1)) == 0) logger()->warn("{} ({} JetStream failures so far)", status.message, n);
   }
 
   std::string key_of(const std::string& subject) const {
@@ -210,6 +213,7 @@ struct ClusterSessions::Worker {
   bool write(const std::string& pid, const PendingWrite& w) {
     auto known = revisions.find(pid);
     if (!w.record) {  // remove: only the revision we wrote (a restore elsewhere rewrote it)
+      unwritten.erase(pid);
       if (known == revisions.end()) return true;
       const JsStatus s = js->kv_delete_if(options.bucket, pid, known->second);
       revisions.erase(known);
@@ -228,7 +232,8 @@ struct ClusterSessions::Worker {
       return true;
     }
     transport::JsResult<uint64_t> r;
-    if (w.fresh) {
+    const bool put = w.fresh || unwritten.count(pid) > 0;
+    if (put) {
       r = js->kv_put(options.bucket, pid, value);
       if (r.ok()) ++counts.puts;
     } else {
@@ -240,14 +245,18 @@ struct ClusterSessions::Worker {
       if (r.ok()) ++counts.updates;
     }
     if (!r.ok()) {
-      revisions.erase(pid);
       if (r.error == JsError::Conflict) {
+        revisions.erase(pid);
         ++counts.lost;
         return false;
       }
+      // Not refused, not written (or written with its ack lost: then the next update
+      // conflicts and the record counts as lost). A later write carries the whole record.
+      if (put) unwritten.insert(pid);
       failed(r);
       return true;
     }
+    unwritten.erase(pid);
     if (w.record->state == ClusterSessionState::Kept) {
       revisions.erase(pid);  // ours no more: taken, expired or dropped by whichever node
     } else {
@@ -289,6 +298,7 @@ struct ClusterSessions::Worker {
       return std::nullopt;
     }
     revisions.erase(pid);  // if it was a socket of ours, its next write is lost
+    unwritten.erase(pid);
     ++counts.taken;
     return record;
   }

@@ -357,6 +357,26 @@ TEST_SUITE("cluster sessions") {
     CHECK(got->state == ClusterSessionState::Kept);
   }
 
+  TEST_CASE("a put that failed while the server was unresponsive is written by the next change") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto a = open_node(loop, server, "node-a");
+    auto b = open_node(loop, server, "node-b");
+    server.freeze();  // answers nothing: the put times out (request_timeout_ms, 2 s)
+    a->put_connected(record_of("outage", {"r1"}));
+    REQUIRE(run_until(
+        loop, [&] { return a->counts().errors == 1; }, 15000ms));
+    server.thaw();
+    CHECK(a->counts().puts == 0);
+    a->update_rooms("outage", {"r1", "r2"});
+    REQUIRE(run_until(loop, [&] { return a->counts().puts == 1; }));
+    const auto got = take_now(loop, *b, "outage");
+    REQUIRE(got);
+    CHECK(got->rooms == std::vector<std::string>{"r1", "r2"});
+    CHECK(a->counts().lost == 0);
+  }
+
   TEST_CASE("figures: put and take latency, bytes per record (printed, not asserted)") {
     SKIP_WITHOUT_NATS_SERVER();
     NatsServer server(with_jetstream());
@@ -366,10 +386,22 @@ TEST_SUITE("cluster sessions") {
     constexpr int kRecords = 200;
     std::vector<double> put_ms;
     std::vector<double> take_ms;
+    // Polls every 20 us (the write's completion is a counter on the worker, not a loop event).
+    auto wait_puts = [&](uint64_t n) {
+      const auto deadline = std::chrono::steady_clock::now() + 10s;
+      if (loop.stopped()) loop.restart();
+      auto guard = asio::make_work_guard(loop);
+      while (a->counts().puts < n && std::chrono::steady_clock::now() < deadline) {
+        loop.poll();
+        std::this_thread::sleep_for(20us);
+      }
+      REQUIRE(a->counts().puts == n);
+    };
     for (int i = 0; i < kRecords; ++i) {
       const auto start = std::chrono::steady_clock::now();
-      put_and_wait(loop, *a,
-                   record_of("fig" + std::to_string(i), {"space-abc", "user-u1", "t1:records"}));
+      a->put_connected(
+          record_of("fig" + std::to_string(i), {"space-abc", "user-u1", "t1:records"}));
+      wait_puts(i + 1);
       put_ms.push_back(
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
               .count());
@@ -380,6 +412,13 @@ TEST_SUITE("cluster sessions") {
     REQUIRE(js.ok());
     const auto state = js.value->stream_state("KV_sessions");
     REQUIRE(state.ok());
+    // A burst: 1000 sockets connecting in one turn, written one after another by the worker.
+    const auto burst_start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 1000; ++i) a->put_connected(record_of("burst" + std::to_string(i), {"r"}));
+    wait_puts(kRecords + 1000);
+    const double burst_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - burst_start)
+            .count();
     const auto one =
         encode_session_record(record_of("fig0", {"space-abc", "user-u1", "t1:records"}));
     for (int i = 0; i < kRecords; ++i) {
@@ -397,6 +436,8 @@ TEST_SUITE("cluster sessions") {
                                                                  << pct(put_ms, 0.99));
     MESSAGE("take (get + conditional delete) ms: p50 " << pct(take_ms, 0.5) << " p99 "
                                                        << pct(take_ms, 0.99));
+    MESSAGE("burst of 1000 puts: " << burst_ms << " ms (" << 1000 / (burst_ms / 1000)
+                                   << " writes/s through one worker)");
     MESSAGE("bucket: " << state.value.messages << " records, " << state.value.bytes
                        << " bytes stored (" << state.value.bytes / state.value.messages
                        << " per record; the value alone " << one.size() << " bytes)");
