@@ -494,15 +494,11 @@ void ClusterSessions::remove(const std::string& pid) {
 void ClusterSessions::mark_dirty(const std::string& pid, PendingWrite write) {
   auto [it, inserted] = pending_.try_emplace(pid, std::move(write));
   if (!inserted) {
-    // A put earlier in this turn stays a put (the worker has no revision for it yet); a remove
-    // of a pid put in this same turn writes nothing at all.
+    // A put earlier in this turn stays a put (the worker has no revision for it yet). A remove
+    // replaces anything: the worker deletes the revision it wrote last, if any.
     const bool fresh = it->second.fresh;
     it->second = std::move(write);
-    if (fresh && !it->second.record) {
-      pending_.erase(it);
-    } else {
-      it->second.fresh = it->second.fresh || fresh;
-    }
+    if (it->second.record) it->second.fresh = it->second.fresh || fresh;
   }
   if (!flush_posted_) {
     flush_posted_ = true;
@@ -527,6 +523,22 @@ void ClusterSessions::flush() {
     if (!submitted) {
       logger()->warn("job queue full ({}): a record write dropped", options_.max_queued_jobs);
     }
+  }
+}
+
+void ClusterSessions::flush_now(std::function<void()> done) {
+  flush();
+  auto callback = std::make_shared<std::function<void()>>(std::move(done));
+  // The worker runs jobs in order: this one runs after every write queued above.
+  const bool submitted = worker_->submit([callback](Worker& w) {
+    w.post([callback] {
+      if (*callback) (*callback)();
+    });
+  });
+  if (!submitted) {
+    asio::post(loop_, [callback, alive = alive_] {
+      if (*alive && *callback) (*callback)();
+    });
   }
 }
 

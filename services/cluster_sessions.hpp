@@ -32,8 +32,10 @@
 // call runs on one worker thread owned by this object, fed by a queue bounded by
 // max_queued_jobs (past it a job is refused and counted, and a take answers nullopt); results
 // are posted back to the io_context. open() blocks (connect + probe + ensure the bucket), bounded
-// by the connect and request timeouts: call it at start, before sockets are served. After the
-// destructor no callback runs; jobs still queued are dropped.
+// by the connect and request timeouts: call it at start, before sockets are served; if it fails
+// the object must not be used (nothing would run the queue). The destructor waits for the call
+// in progress (at most request_timeout_ms); jobs still queued are dropped (flush_now first to
+// keep them) and no callback runs after it.
 #include <asio/io_context.hpp>
 #include <atomic>
 #include <chrono>
@@ -155,6 +157,12 @@ class ClusterSessions {
   void update_rooms(const std::string& pid, std::vector<std::string> rooms);
   void mark_kept(const std::string& pid, int64_t now_ms);
   void remove(const std::string& pid);
+
+  /// Queues what this turn changed now, and runs `done` on the loop thread once every write
+  /// queued before it is done (written or failed): a drain calls mark_kept for each socket, then
+  /// this, then closes the sockets. `done` runs even when the queue is full (writes were lost,
+  /// counted as queue_full).
+  void flush_now(std::function<void()> done);
 
   /// Gets and deletes the record of `pid` (kept, or connected on a dead node: the caller
   /// decides from record.state and record.node); nullopt when absent, invalid, taken by another

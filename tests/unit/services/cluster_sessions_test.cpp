@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <future>
+
 #include <algorithm>
 #include <asio/executor_work_guard.hpp>
 #include <chrono>
@@ -41,7 +44,8 @@ bool run_until(asio::io_context& loop, Pred pred, std::chrono::milliseconds time
 }
 
 std::unique_ptr<ClusterSessions> open_node(asio::io_context& loop, const NatsServer& server,
-                                           const std::string& node, size_t sweep_batch = 256) {
+                                           const std::string& node, size_t sweep_batch = 256,
+                                           size_t max_queued_jobs = 20000) {
   ClusterSessionsOptions options;
   options.urls = server.url();
   options.node_id = node;
@@ -50,6 +54,7 @@ std::unique_ptr<ClusterSessions> open_node(asio::io_context& loop, const NatsSer
   options.max_age = 10min;
   options.request_timeout_ms = 2000;
   options.sweep_batch = sweep_batch;
+  options.max_queued_jobs = max_queued_jobs;
   auto sessions = std::make_unique<ClusterSessions>(loop, options);
   const transport::JsStatus opened = sessions->open();
   REQUIRE_MESSAGE(opened.ok(), opened.message);
@@ -357,24 +362,90 @@ TEST_SUITE("cluster sessions") {
     CHECK(got->state == ClusterSessionState::Kept);
   }
 
-  TEST_CASE("a put that failed while the server was unresponsive is written by the next change") {
+  TEST_CASE("a put that failed while the server was down is written by the next change") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto a = open_node(loop, server, "node-a");
+    server.kill();  // the put waits for a reply in vain (request_timeout_ms, 2 s)
+    a->put_connected(record_of("outage", {"r1"}));
+    REQUIRE(run_until(
+        loop, [&] { return a->counts().errors == 1; }, 15000ms));
+    CHECK(a->counts().puts == 0);
+    server.start();
+    // Each change is a put again until one succeeds (cnats reconnects by itself meanwhile).
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    for (int i = 2; a->counts().puts == 0 && std::chrono::steady_clock::now() < deadline; ++i) {
+      const uint64_t errors = a->counts().errors;
+      a->update_rooms("outage", {"r1", "r" + std::to_string(i)});
+      REQUIRE(run_until(
+          loop, [&] { return a->counts().puts == 1 || a->counts().errors > errors; }, 15000ms));
+    }
+    REQUIRE(a->counts().puts == 1);
+    auto b = open_node(loop, server, "node-b");
+    const auto got = take_now(loop, *b, "outage");
+    REQUIRE(got);
+    CHECK(got->rooms.size() == 2);
+    CHECK(a->counts().lost == 0);
+    MESSAGE("failed writes during the outage: " << a->counts().errors);
+  }
+
+  TEST_CASE("flush_now runs after every queued write: a drain's kept records are all written") {
     SKIP_WITHOUT_NATS_SERVER();
     NatsServer server(with_jetstream());
     asio::io_context loop;
     auto a = open_node(loop, server, "node-a");
     auto b = open_node(loop, server, "node-b");
-    server.freeze();  // answers nothing: the put times out (request_timeout_ms, 2 s)
-    a->put_connected(record_of("outage", {"r1"}));
-    REQUIRE(run_until(
-        loop, [&] { return a->counts().errors == 1; }, 15000ms));
-    server.thaw();
-    CHECK(a->counts().puts == 0);
-    a->update_rooms("outage", {"r1", "r2"});
-    REQUIRE(run_until(loop, [&] { return a->counts().puts == 1; }));
-    const auto got = take_now(loop, *b, "outage");
+    for (int i = 0; i < 100; ++i) a->put_connected(record_of("drain" + std::to_string(i), {"r"}));
+    REQUIRE(run_until(loop, [&] { return a->counts().puts == 100; }));
+    for (int i = 0; i < 100; ++i) a->mark_kept("drain" + std::to_string(i), kT0);
+    bool flushed = false;
+    uint64_t updates_at_done = 0;
+    a->flush_now([&] {
+      flushed = true;
+      updates_at_done = a->counts().updates;
+    });
+    REQUIRE(run_until(loop, [&] { return flushed; }));
+    CHECK(updates_at_done == 100);
+    a.reset();  // the node is gone; its records are not
+    const auto got = take_now(loop, *b, "drain57");
     REQUIRE(got);
-    CHECK(got->rooms == std::vector<std::string>{"r1", "r2"});
-    CHECK(a->counts().lost == 0);
+    CHECK(got->state == ClusterSessionState::Kept);
+  }
+
+  TEST_CASE("the job queue is bounded, and no callback runs after destruction") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto a = open_node(loop, server, "node-a", 256, 3);
+    put_and_wait(loop, *a, record_of("blocker", {}));
+    // Hold the worker: drop_if's match runs on it and waits here until released.
+    std::promise<void> release;
+    std::shared_future<void> released = release.get_future().share();
+    std::atomic<bool> holding{false};
+    a->drop_if([&](const ClusterSessionRecord&) {
+      holding = true;
+      released.wait();
+      return false;
+    });
+    REQUIRE(run_until(loop, [&] { return holding.load(); }));
+    int answered = 0;
+    int refused_at_once = 0;
+    for (int i = 0; i < 4; ++i) {
+      a->take("q" + std::to_string(i), [&](auto r) {
+        ++answered;
+        if (!r) ++refused_at_once;
+      });
+    }
+    CHECK(a->counts().queued == 3);
+    CHECK(a->counts().queue_full == 1);
+    REQUIRE(run_until(loop, [&] { return answered == 1; }));  // the 4th: nullopt, posted
+    CHECK(refused_at_once == 1);
+    release.set_value();
+    a.reset();  // whether the 3 queued takes ran or were dropped, none may call back now
+    loop.restart();
+    loop.poll();
+    CHECK(answered == 1);
   }
 
   TEST_CASE("figures: put and take latency, bytes per record (printed, not asserted)") {
