@@ -286,6 +286,42 @@ TEST_SUITE("cluster sessions") {
     CHECK(take_now(loop, *b, "live").has_value());
   }
 
+  TEST_CASE("a restore and an expiry of one record at once: never both, never neither (20 times)") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto a = open_node(loop, server, "node-a");
+    auto b = open_node(loop, server, "node-b");
+    int taken = 0;
+    int expired = 0;
+    for (int i = 0; i < 20; ++i) {
+      const std::string pid = "edge" + std::to_string(i);
+      put_and_wait(loop, *a, record_of(pid, {"r"}));
+      a->mark_kept(pid, kT0);
+      REQUIRE(run_until(loop, [&] { return a->counts().queued == 0 && a->held() == 0; }));
+      REQUIRE(run_until(loop, [&] { return a->counts().updates == static_cast<uint64_t>(i + 1); }));
+      bool swept = false;
+      bool took = false;
+      std::optional<ClusterSessionRecord> got;
+      std::vector<std::string> reported;
+      REQUIRE(a->sweep(
+          kT0 + kDuration, {"node-a", "node-b"},
+          [&](const ClusterSessionRecord& r, ExpiryCause) { reported.push_back(r.pid); },
+          [&] { swept = true; }));
+      b->take(pid, [&](auto r) {
+        got = std::move(r);
+        took = true;
+      });
+      REQUIRE(run_until(loop, [&] { return swept && took; }));
+      CHECK(got.has_value() != (reported.size() == 1));
+      CHECK(reported.size() <= 1);
+      taken += got.has_value();
+      expired += static_cast<int>(reported.size());
+    }
+    CHECK(taken + expired == 20);
+    MESSAGE("restored " << taken << ", expired " << expired);
+  }
+
   TEST_CASE("a connected record of a node gone expires the duration after a sweep saw it gone") {
     SKIP_WITHOUT_NATS_SERVER();
     NatsServer server(with_jetstream());
@@ -490,6 +526,19 @@ TEST_SUITE("cluster sessions") {
     const double burst_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - burst_start)
             .count();
+    // One full sweep pass over the bucket (nothing to expire: every node alive).
+    int sweep_calls = 0;
+    const auto sweep_start = std::chrono::steady_clock::now();
+    for (;;) {
+      bool done = false;
+      REQUIRE(b->sweep(kT0, {"node-a", "node-b"}, {}, [&] { done = true; }));
+      REQUIRE(run_until(loop, [&] { return done; }));
+      ++sweep_calls;
+      if (sweep_calls * 256 >= kRecords + 1000) break;
+    }
+    const double sweep_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sweep_start)
+            .count();
     const auto one =
         encode_session_record(record_of("fig0", {"space-abc", "user-u1", "t1:records"}));
     for (int i = 0; i < kRecords; ++i) {
@@ -509,6 +558,8 @@ TEST_SUITE("cluster sessions") {
                                                        << pct(take_ms, 0.99));
     MESSAGE("burst of 1000 puts: " << burst_ms << " ms (" << 1000 / (burst_ms / 1000)
                                    << " writes/s through one worker)");
+    MESSAGE("sweep pass over " << kRecords + 1000 << " records: " << sweep_calls
+                               << " calls of 256, " << sweep_ms << " ms");
     MESSAGE("bucket: " << state.value.messages << " records, " << state.value.bytes
                        << " bytes stored (" << state.value.bytes / state.value.messages
                        << " per record; the value alone " << one.size() << " bytes)");
