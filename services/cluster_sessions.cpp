@@ -465,21 +465,22 @@ void ClusterSessions::put_connected(ClusterSessionRecord record) {
     logger()->warn("sid {}: its pid cannot be a key; not stored cluster-wide", record.sid);
     return;
   }
-  held_[pid] = record;
+  held_[pid] = Held{record, std::chrono::steady_clock::now()};
   mark_dirty(pid, PendingWrite{std::move(record), true});
 }
 
 void ClusterSessions::update_rooms(const std::string& pid, std::vector<std::string> rooms) {
   auto it = held_.find(pid);
   if (it == held_.end()) return;
-  it->second.rooms = std::move(rooms);
-  mark_dirty(pid, PendingWrite{it->second, false});
+  it->second.record.rooms = std::move(rooms);
+  it->second.written = std::chrono::steady_clock::now();
+  mark_dirty(pid, PendingWrite{it->second.record, false});
 }
 
 void ClusterSessions::mark_kept(const std::string& pid, int64_t now_ms) {
   auto it = held_.find(pid);
   if (it == held_.end()) return;
-  ClusterSessionRecord record = std::move(it->second);
+  ClusterSessionRecord record = std::move(it->second.record);
   held_.erase(it);
   record.state = ClusterSessionState::Kept;
   record.kept_at_ms = now_ms;
@@ -489,6 +490,19 @@ void ClusterSessions::mark_kept(const std::string& pid, int64_t now_ms) {
 void ClusterSessions::remove(const std::string& pid) {
   if (held_.erase(pid) == 0 && pending_.count(pid) == 0) return;
   mark_dirty(pid, PendingWrite{std::nullopt, false});
+}
+
+size_t ClusterSessions::refresh(std::chrono::steady_clock::time_point now, size_t max_writes) {
+  const auto due = options_.max_age / 2;
+  size_t queued = 0;
+  for (auto& [pid, held] : held_) {
+    if (queued == max_writes) break;
+    if (now - held.written < due) continue;
+    held.written = now;
+    mark_dirty(pid, PendingWrite{held.record, false});
+    ++queued;
+  }
+  return queued;
 }
 
 void ClusterSessions::mark_dirty(const std::string& pid, PendingWrite write) {

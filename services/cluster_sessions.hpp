@@ -157,6 +157,11 @@ class ClusterSessions {
   void update_rooms(const std::string& pid, std::vector<std::string> rooms);
   void mark_kept(const std::string& pid, int64_t now_ms);
   void remove(const std::string& pid);
+  /// Rewrites (at most `max_writes`) held records last written max_age / 2 ago or more: the
+  /// bucket's max age would otherwise remove the record of a socket connected that long with
+  /// no room change, and a SIGKILL of this node would then lose it. Call it every few seconds;
+  /// each call looks at every held record (a loop over a map, no request). Returns how many.
+  size_t refresh(std::chrono::steady_clock::time_point now, size_t max_writes);
 
   /// Queues what this turn changed now, and runs `done` on the loop thread once every write
   /// queued before it is done (written or failed): a drain calls mark_kept for each socket, then
@@ -201,7 +206,11 @@ class ClusterSessions {
 
   asio::io_context& loop_;
   ClusterSessionsOptions options_;
-  std::unordered_map<std::string, ClusterSessionRecord> held_;
+  struct Held {
+    ClusterSessionRecord record;
+    std::chrono::steady_clock::time_point written;  // when its last write was queued
+  };
+  std::unordered_map<std::string, Held> held_;
   std::unordered_map<std::string, PendingWrite> pending_;
   bool flush_posted_ = false;
   bool sweeping_ = false;

@@ -426,6 +426,25 @@ TEST_SUITE("cluster sessions") {
     MESSAGE("failed writes during the outage: " << a->counts().errors);
   }
 
+  TEST_CASE("refresh rewrites records older than half the bucket's max age, bounded per call") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto a = open_node(loop, server, "node-a");  // max age 10 min
+    auto b = open_node(loop, server, "node-b");
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 5; ++i) put_and_wait(loop, *a, record_of("old" + std::to_string(i), {"r"}));
+    CHECK(a->refresh(start + 4min, 100) == 0);  // not due yet
+    CHECK(a->refresh(start + 6min, 3) == 3);    // due; bounded by max_writes
+    CHECK(a->refresh(start + 6min, 100) == 2);  // the rest
+    CHECK(a->refresh(start + 6min, 100) == 0);  // all rewritten at 6 min
+    REQUIRE(run_until(loop, [&] { return a->counts().updates == 5; }));
+    const auto got = take_now(loop, *b, "old3");
+    REQUIRE(got);
+    CHECK(got->rooms == std::vector<std::string>{"r"});
+    CHECK(got->state == ClusterSessionState::Connected);
+  }
+
   TEST_CASE("flush_now runs after every queued write: a drain's kept records are all written") {
     SKIP_WITHOUT_NATS_SERVER();
     NatsServer server(with_jetstream());
