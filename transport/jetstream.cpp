@@ -333,6 +333,8 @@ const char* to_string(JsError e) {
       return "rejected";
     case JsError::Closed:
       return "closed";
+    case JsError::Conflict:
+      return "conflict";
     case JsError::Failed:
       return "failed";
   }
@@ -1019,6 +1021,90 @@ JsStatus JetStream::kv_delete(const std::string& bucket, const std::string& key)
   const natsStatus s = kvStore_Delete(kv, key.c_str());
   if (s != NATS_OK) return failure(s, kNoCode, "delete " + bucket + "/" + key);
   return {};
+}
+
+JsResult<JsKvEntry> JetStream::kv_entry(const std::string& bucket, const std::string& key) {
+  using Out = JsKvEntry;
+  Impl& im = *impl_;
+  if (im.closed) return failed<Out>(error(JsError::Closed, "the JetStream client is closed"));
+  kvStore* kv = im.bucket(bucket);
+  if (kv == nullptr)
+    return failed<Out>(error(JsError::NotFound, "bucket " + bucket + " not ensured"));
+  kvEntry* raw = nullptr;
+  const natsStatus s = kvStore_Get(&raw, kv, key.c_str());
+  KvEntryPtr entry(raw);
+  if (s != NATS_OK) return failed<Out>(failure(s, kNoCode, "get " + bucket + "/" + key));
+  JsKvEntry out;
+  out.value.assign(static_cast<const char*>(kvEntry_Value(entry.get())),
+                   static_cast<size_t>(kvEntry_ValueLen(entry.get())));
+  out.revision = kvEntry_Revision(entry.get());
+  return succeeded(std::move(out));
+}
+
+namespace {
+/// JSStreamWrongLastSequenceErr: the subject's last sequence is not the expected one (not in
+/// cnats 3.4's jsErrCode list).
+constexpr int kWrongLastSequence = 10071;
+
+/// A publish to the key's subject that the server stores only if the key is at last_revision.
+JsResult<uint64_t> conditional_publish(JetStream::Impl& im, const std::string& bucket,
+                                       const std::string& key, std::string_view value,
+                                       uint64_t last_revision, bool delete_marker) {
+  const std::string what = std::string(delete_marker ? "delete " : "update ") + bucket + "/" + key +
+                           " at revision " + std::to_string(last_revision);
+  if (im.closed) return failed<uint64_t>(error(JsError::Closed, "the JetStream client is closed"));
+  if (im.bucket(bucket) == nullptr) {
+    return failed<uint64_t>(error(JsError::NotFound, "bucket " + bucket + " not ensured"));
+  }
+  // 0 would mean "no expectation" to cnats: an unconditional write.
+  if (last_revision == 0) return failed<uint64_t>(error(JsError::Rejected, what + ": no revision"));
+  if (!fits_int(value))
+    return failed<uint64_t>(error(JsError::Rejected, what + ": value too large"));
+  const std::string subject = "$KV." + bucket + "." + key;
+  natsMsg* raw = nullptr;
+  natsStatus s =
+      natsMsg_Create(&raw, subject.c_str(), nullptr, value.data(), static_cast<int>(value.size()));
+  MsgPtr msg(raw);
+  if (s == NATS_OK && delete_marker) s = natsMsgHeader_Set(msg.get(), "KV-Operation", "DEL");
+  if (s != NATS_OK) return failed<uint64_t>(failure(s, kNoCode, what));
+  jsPubOptions options;
+  jsPubOptions_Init(&options);
+  options.ExpectLastSubjectSeq = last_revision;
+  jsPubAck* ack = nullptr;
+  jsErrCode code = kNoCode;
+  s = js_PublishMsg(&ack, im.js, msg.get(), &options, &code);
+  const uint64_t revision = ack != nullptr ? ack->Sequence : 0;
+  jsPubAck_Destroy(ack);
+  if (s != NATS_OK) {
+    if (static_cast<int>(code) == kWrongLastSequence) {
+      return failed<uint64_t>(error(JsError::Conflict, what + ": the key has another revision"));
+    }
+    return failed<uint64_t>(failure(s, code, what, JsError::NoStream));
+  }
+  return succeeded(revision);
+}
+
+}  // namespace
+
+JsResult<uint64_t> JetStream::kv_update(const std::string& bucket, const std::string& key,
+                                        std::string_view value, uint64_t last_revision) {
+  return conditional_publish(*impl_, bucket, key, value, last_revision, false);
+}
+
+JsStatus JetStream::kv_delete_if(const std::string& bucket, const std::string& key,
+                                 uint64_t last_revision) {
+  return conditional_publish(*impl_, bucket, key, {}, last_revision, true);
+}
+
+JsResult<JsReadBatch> JetStream::kv_scan(const std::string& bucket, uint64_t from,
+                                         JsReadLimits limits) {
+  if (impl_->closed) {
+    return failed<JsReadBatch>(error(JsError::Closed, "the JetStream client is closed"));
+  }
+  if (impl_->bucket(bucket) == nullptr) {
+    return failed<JsReadBatch>(error(JsError::NotFound, "bucket " + bucket + " not ensured"));
+  }
+  return read("KV_" + bucket, "$KV." + bucket + ".>", from, limits);
 }
 
 JsStatus JetStream::delete_bucket(const std::string& bucket) {

@@ -42,6 +42,7 @@ enum class JsError {
   Busy,          // too many asynchronous publishes awaiting their ack
   Rejected,      // the server refused (a bad or conflicting configuration, a limit)
   Closed,        // close() was called
+  Conflict,      // a conditional write or delete: the key's last revision is not the one expected
   Failed,        // anything else (the message says what)
 };
 
@@ -153,6 +154,12 @@ class JsOrderedSubscription {
   virtual void stop() = 0;
 };
 
+/// A key's current value and its revision (the sequence of that value in the bucket's stream).
+struct JsKvEntry {
+  std::string value;
+  uint64_t revision = 0;
+};
+
 class JetStream {
  public:
   using PublishDone = std::function<void(JsResult<uint64_t>)>;
@@ -233,6 +240,25 @@ class JetStream {
   /// NotFound when absent, deleted or expired.
   JsResult<std::string> kv_get(const std::string& bucket, const std::string& key);
   JsStatus kv_delete(const std::string& bucket, const std::string& key);
+
+  // Conditional forms (compare-and-set on the revision), for a single winner when several
+  // processes race for one key. Each is one publish to `$KV.<bucket>.<key>` with the header
+  // Nats-Expected-Last-Subject-Sequence: the server stores it only if the key's last message
+  // (a value or a delete marker) is `last_revision`, else Conflict (JetStream error 10071).
+  // cnats 3.4 has kvStore_Update but drops that error code, and no conditional delete.
+
+  /// The value with its revision. NotFound when absent, deleted or expired.
+  JsResult<JsKvEntry> kv_entry(const std::string& bucket, const std::string& key);
+  /// Stores `value` if the key is still at `last_revision` (> 0); returns the new revision.
+  JsResult<uint64_t> kv_update(const std::string& bucket, const std::string& key,
+                               std::string_view value, uint64_t last_revision);
+  /// Deletes the key (a delete marker, as kv_delete) if it is still at `last_revision` (> 0).
+  JsStatus kv_delete_if(const std::string& bucket, const std::string& key, uint64_t last_revision);
+  /// The bucket's entries in revision order, from revision `from` on, within `limits` (read()
+  /// on its stream: the bucket keeps one message per key). A message's subject is
+  /// `$KV.<bucket>.<key>` and its sequence the revision; a deleted key's delete marker has
+  /// empty data. For scanning a bucket in bounded steps: go on from the last sequence + 1.
+  JsResult<JsReadBatch> kv_scan(const std::string& bucket, uint64_t from, JsReadLimits limits = {});
   JsStatus delete_bucket(const std::string& bucket);
 
   /// Stops the asynchronous acks (their completions are dropped), unbinds the buckets, frees

@@ -565,6 +565,64 @@ TEST_SUITE("jetstream") {
     CHECK(refused.message.find("A-Z a-z 0-9 _ -") != std::string::npos);
   }
 
+  TEST_CASE("key-value: conditional update and delete on the revision; scan in revision order") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto a = connect(loop, server);
+    auto b = connect(loop, server);  // a second process racing for the same keys
+    JsBucketSpec spec;
+    spec.bucket = "sessions";
+    spec.ttl = 60s;
+    REQUIRE(a->ensure_bucket(spec).ok());
+    REQUIRE(b->ensure_bucket(spec).ok());
+
+    const auto r1 = a->kv_put("sessions", "k1", "v1");
+    REQUIRE(r1.ok());
+    const auto seen = b->kv_entry("sessions", "k1");
+    REQUIRE_MESSAGE(seen.ok(), seen.message);
+    CHECK(seen.value.value == "v1");
+    CHECK(seen.value.revision == r1.value);
+
+    // Both update from the same revision: the first wins, the second gets Conflict.
+    const auto won = a->kv_update("sessions", "k1", "v2", r1.value);
+    REQUIRE_MESSAGE(won.ok(), won.message);
+    CHECK(won.value > r1.value);
+    const auto lost = b->kv_update("sessions", "k1", "v3", r1.value);
+    CHECK(lost.error == JsError::Conflict);
+    CHECK(a->kv_get("sessions", "k1").value == "v2");
+
+    // A delete from a stale revision is refused; from the current one it deletes.
+    CHECK(b->kv_delete_if("sessions", "k1", r1.value).error == JsError::Conflict);
+    REQUIRE(b->kv_delete_if("sessions", "k1", won.value).ok());
+    CHECK(a->kv_entry("sessions", "k1").error == JsError::NotFound);
+    // Deleted: an update from the last value's revision does not bring it back.
+    CHECK(a->kv_update("sessions", "k1", "v4", won.value).error == JsError::Conflict);
+    CHECK(a->kv_entry("sessions", "k1").error == JsError::NotFound);
+    CHECK(a->kv_update("sessions", "k1", "v4", 0).error == JsError::Rejected);
+    CHECK(a->kv_delete_if("other", "k1", 1).error == JsError::NotFound);
+
+    // Scan: one message per key (the latest), a deleted key as a marker with empty data.
+    REQUIRE(a->kv_put("sessions", "k2", "x2").ok());
+    REQUIRE(a->kv_put("sessions", "k3", "x3").ok());
+    REQUIRE(a->kv_put("sessions", "k2", "y2").ok());
+    JsReadLimits two;
+    two.max_messages = 2;
+    const auto first = a->kv_scan("sessions", 1, two);
+    REQUIRE_MESSAGE(first.ok(), first.message);
+    REQUIRE(first.value.messages.size() == 2);
+    CHECK(first.value.more);
+    CHECK(first.value.messages[0].subject == "$KV.sessions.k1");
+    CHECK(first.value.messages[0].data.empty());
+    CHECK(first.value.messages[1].subject == "$KV.sessions.k3");
+    const auto rest = a->kv_scan("sessions", first.value.messages[1].sequence + 1, two);
+    REQUIRE(rest.ok());
+    REQUIRE(rest.value.messages.size() == 1);
+    CHECK(rest.value.messages[0].subject == "$KV.sessions.k2");
+    CHECK(rest.value.messages[0].data == "y2");
+    CHECK_FALSE(rest.value.more);
+  }
+
   TEST_CASE("attach uses the caller's connection and leaves it open") {
     SKIP_WITHOUT_NATS_SERVER();
     NatsServer server(with_jetstream());
