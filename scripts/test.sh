@@ -249,6 +249,11 @@ if [ "$run_interop" -eq 1 ]; then
           lifecycle.test.js | raw-peer.test.js | redis-cluster.test.js | redis.test.js | tls.test.js | \
           wire.test.js) ;;
         events.test.js) [ "$file" = tests/interop/events.test.js ] || gateway_files+=("$file") ;;
+        # Several nodes behind balancers or on a NATS cluster: what they test is between nodes,
+        # balancers and buses; their clients' write path is the one the other files run with 1
+        # thread (and they are among the longest files: about 70 s of the 1-thread pass).
+        cluster-three.test.js | load-balancers.test.js | nats-cluster.test.js | \
+          nats-hung-server.test.js | recovery-balancers.test.js) ;;
         *) gateway_files+=("$file") ;;
       esac
     done
