@@ -21,19 +21,13 @@
 
 using namespace steedos::services;
 using steedos::testing::NatsServer;
-using steedos::testing::NatsServerOptions;
+using steedos::testing::with_jetstream;
 using steedos::transport::JsError;
 using steedos::transport::JsPubAck;
 using steedos::transport::JsResult;
 using namespace std::chrono_literals;
 
 namespace {
-
-NatsServerOptions with_jetstream() {
-  NatsServerOptions options;
-  options.jetstream = true;
-  return options;
-}
 
 ClusterHistoryOptions options_for(const NatsServer& server) {
   ClusterHistoryOptions options;

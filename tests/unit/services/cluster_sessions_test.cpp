@@ -20,19 +20,13 @@
 using namespace steedos;
 using namespace steedos::services;
 using steedos::testing::NatsServer;
-using steedos::testing::NatsServerOptions;
+using steedos::testing::with_jetstream;
 using namespace std::chrono_literals;
 
 namespace {
 
 constexpr int64_t kDuration = 120000;       // max_disconnection_duration, ms
 constexpr int64_t kT0 = 1'700'000'000'000;  // a wall clock; sweeps are given their "now"
-
-NatsServerOptions with_jetstream() {
-  NatsServerOptions options;
-  options.jetstream = true;
-  return options;
-}
 
 template <typename Pred>
 bool run_until(asio::io_context& loop, Pred pred, std::chrono::milliseconds timeout = 10000ms) {

@@ -39,6 +39,13 @@ struct NatsServerOptions {
   bool jetstream = false;   // -js, storing in a temporary directory removed at the end
 };
 
+/// A server with JetStream, on a free port.
+inline NatsServerOptions with_jetstream() {
+  NatsServerOptions options;
+  options.jetstream = true;
+  return options;
+}
+
 class NatsServer {
  public:
   explicit NatsServer(NatsServerOptions options = {})

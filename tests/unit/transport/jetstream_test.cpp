@@ -27,16 +27,10 @@ using steedos::testing::accepts_tcp;
 using steedos::testing::free_port;
 using steedos::testing::have_nats_server;
 using steedos::testing::NatsServer;
-using steedos::testing::NatsServerOptions;
+using steedos::testing::with_jetstream;
 using namespace std::chrono_literals;
 
 namespace {
-
-NatsServerOptions with_jetstream(bool on = true) {
-  NatsServerOptions options;
-  options.jetstream = on;
-  return options;
-}
 
 std::unique_ptr<JetStream> connect(asio::io_context& loop, const NatsServer& server,
                                    JetStreamOptions options = {}) {
