@@ -27,13 +27,17 @@
 // default configuration, scraped on /metrics every second as Prometheus would, and one with
 // `metrics.enabled: false` (no endpoint, no histogram work); ratios metrics/none.
 // Setup names (--transports): nats, redis, nats-nometrics (NATS with metrics disabled) and
-// nats-recovery (NATS with `gateway.connectionStateRecovery: true`, the memory store: every event
+// nats-recovery (NATS with `gateway.connectionStateRecovery: { store: "memory" }`: every event
 // frame then carries its offset as a trailing argument, `42["bench",{...},"<offset>"]`, and is
-// recorded in the node's history); the setups are started in that order (--transports
-// nats-nometrics,nats swaps them). `--transports nats,nats-recovery` prints the ratios
-// recovery/off. For every NATS setup: nats-server's /varz in_msgs/out_msgs per event over the
-// bursts (each setup has its own nats-server; the heartbeats of its two brokers, one each per 5 s, are
-// included).
+// recorded in the node's history) and nats-jetstream (the `jetstream` store, on a nats-server of
+// its own started with JetStream, `-js -sd <temp dir>`: every event is published to the stream and
+// reaches the node's sockets through its consumer, the offset being the stream sequence); the
+// setups are started in the order given (--transports nats-nometrics,nats swaps them).
+// `--transports nats,nats-recovery,nats-jetstream` prints the ratios recovery/off (the memory
+// store), jetstream/off and jetstream/memory, and the socket.stats `recovery` of both stores. For
+// every NATS setup: nats-server's /varz in_msgs/out_msgs and in_bytes/out_bytes per event over the
+// bursts, and nats-server's CPU per event (each setup has its own nats-server; the heartbeats of
+// its two brokers, one each per 5 s, are included).
 // Every burst checks that the load client timed every delivery (its `"t":` stamp parser must
 // still find the stamp ahead of a trailing offset).
 //
@@ -67,6 +71,7 @@ const WAVES = Math.max(2, Number(arg("waves", 3)));
 const KINDS = String(arg("transports", METRICS_COST ? "nats,nats-nometrics" : "nats,redis")).split(",");
 const SCRAPE_MS = 1000;
 const PIN = !process.argv.includes("--no-pin") && proc.canPin();
+const NATS_SERVER = process.env.NATS_SERVER_BIN || "/usr/sbin/nats-server";
 const LOAD_CLIENT = path.join(process.env.STEEDOS_BUILD_DIR || path.join(__dirname, "..", "build"), "load-client");
 
 const sleep = ms => new Promise(r => setTimeout(r, ms));
@@ -127,10 +132,58 @@ function startScraper(port) {
 	return { stats, stop: () => clearTimeout(timer) };
 }
 
+/**
+ * A nats-server with JetStream (`-js`, its file store in a temporary directory removed at exit)
+ * on free loopback ports, for the `nats-jetstream` setup: started here rather than through
+ * harness.js startNats, which has no JetStream option on this branch. Resolves the same fields
+ * the bench reads from a startNats handle: url, monitorPort, proc, stop().
+ */
+async function startJetStreamNats() {
+	for (let attempt = 1; ; attempt++) {
+		const port = await h.freePort();
+		const monitorPort = await h.freePort();
+		if (port === monitorPort) continue;
+		const dir = h.makeTempDir("fanout-jetstream-");
+		const logs = [];
+		const child = h.track(spawn(NATS_SERVER, ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-js", "-sd", dir],
+			{ stdio: ["ignore", "pipe", "pipe"] }));
+		for (const stream of [child.stdout, child.stderr]) stream.setEncoding("utf8"), stream.on("data", c => logs.push(c));
+		const exited = () => child.exitCode !== null || child.signalCode !== null;
+		try {
+			// Ready once its monitor reports JetStream on (the client port opens after it).
+			await h.waitFor(async () => {
+				if (exited()) throw new Error(`nats-server -js exited: ${logs.join("")}`);
+				if (!(await canConnect(port))) return false;
+				const jsz = await (await fetch(`http://127.0.0.1:${monitorPort}/jsz`)).json().catch(() => ({}));
+				return !!jsz.config;
+			}, 10000, { what: `nats-server -js on port ${port}` });
+		} catch (err) {
+			if (!exited()) child.kill("SIGKILL");
+			if (attempt >= 3) throw err; // another process took a port: new ports, twice more
+			continue;
+		}
+		return {
+			url: `nats://127.0.0.1:${port}`, port, monitorPort, proc: child, logs,
+			async stop() {
+				if (exited()) return;
+				child.kill("SIGTERM");
+				await h.waitExit(child, 5000).catch(() => (child.kill("SIGKILL"), h.waitExit(child, 5000)));
+			}
+		};
+	}
+}
+
+/** gateway.connectionStateRecovery of a setup: off, the memory store or the jetstream store. */
+function recoveryOf(kind) {
+	if (kind.endsWith("-recovery")) return { store: "memory" };
+	if (kind.endsWith("-jetstream")) return { store: "jetstream" };
+	return false;
+}
+
 async function setUp(kind) {
-	const bus = kind.startsWith("redis") ? await h.startRedis() : await h.startNats();
+	const bus = kind.startsWith("redis") ? await h.startRedis() : kind.endsWith("-jetstream") ? await startJetStreamNats() : await h.startNats();
 	const metricsEnabled = !kind.endsWith("-nometrics");
-	const recovery = kind.endsWith("-recovery");
+	const recovery = recoveryOf(kind);
 	const port = await h.freePort();
 	const nodeID = `fanout-${kind}`;
 	const node = await h.startCppNode({
@@ -153,7 +206,8 @@ async function setUp(kind) {
 	await h.waitFor(() => canConnect(port), 10000, { what: `gateway port ${port}` });
 	const client = await startLoadClient(port);
 	const scraper = METRICS_COST && metricsEnabled ? startScraper(port) : null;
-	const state = { kind, bus, node, producer, client, scraper, received: 0, nats: kind.startsWith("nats") ? { in: 0, out: 0, events: 0 } : null };
+	const nats = kind.startsWith("nats") ? { in: 0, out: 0, inBytes: 0, outBytes: 0, cpuNs: 0, events: 0 } : null;
+	const state = { kind, bus, node, producer, client, scraper, received: 0, nats };
 	await burst(state, 20); // warm-up (and proof that events reach every client)
 	return state;
 }
@@ -163,6 +217,7 @@ async function burst(s, k) {
 	s.received += CLIENTS * k;
 	const { result } = await s.client.expect(s.received);
 	const varz0 = s.nats ? await varz(s.bus) : null;
+	const busCpu0 = s.nats ? proc.cpuNs(s.bus.proc.pid) : 0;
 	const cpu0 = cpuSeconds(s.node.pid);
 	const t0 = now();
 	for (let i = 0; i < k; i++) {
@@ -172,9 +227,11 @@ async function burst(s, k) {
 	const r = await h.withTimeout(result, 70000, `${s.kind} burst`);
 	const cpu = cpuSeconds(s.node.pid) - cpu0;
 	if (s.nats) {
+		// Deliberate delay: the jetstream store's last publish acks may trail the last delivery.
+		await sleep(100);
 		const varz1 = await varz(s.bus);
-		s.nats.in += varz1.in - varz0.in;
-		s.nats.out += varz1.out - varz0.out;
+		s.nats.cpuNs += proc.cpuNs(s.bus.proc.pid) - busCpu0;
+		for (const f of ["in", "out", "inBytes", "outBytes"]) s.nats[f] += varz1[f] - varz0[f];
 		s.nats.events += k;
 	}
 	// Every delivery timed: the stamp was found (with recovery the frame ends with an offset).
@@ -182,10 +239,13 @@ async function burst(s, k) {
 	return { rate: (CLIENTS * k) / ((r.done_ns - t0) / 1e9), p50: r.p50_ms, p99: r.p99_ms, max: r.max_ms, cpuUs: (cpu * 1e6) / (CLIENTS * k) };
 }
 
-/** nats-server's message counters (/varz): every publish it received, every copy it sent. */
+/**
+ * nats-server's message counters (/varz): every publish it received from a client, every copy it
+ * sent to one, and their payload bytes (JetStream's own internal subscriptions are not clients).
+ */
 async function varz(nats) {
 	const v = await (await fetch(`http://127.0.0.1:${nats.monitorPort}/varz`)).json();
-	return { in: v.in_msgs, out: v.out_msgs };
+	return { in: v.in_msgs, out: v.out_msgs, inBytes: v.in_bytes, outBytes: v.out_bytes };
 }
 
 /** socket.stats of the setup's node (through its producer). */
@@ -237,10 +297,14 @@ async function main() {
 			return `${k} ${Math.round(b.rate)}/s p99 ${b.p99.toFixed(1)} ms`;
 		}).join(", ") + "\n");
 	}
-	const natsLines = setups.filter(s => s.nats).map(s =>
-		`${s.kind}: ${(s.nats.in / s.nats.events).toFixed(3)} in, ${(s.nats.out / s.nats.events).toFixed(3)} out per event (${s.nats.events} events)`);
+	const natsLines = setups.filter(s => s.nats).map(s => {
+		const per = f => s.nats[f] / s.nats.events;
+		return `${s.kind}: ${per("in").toFixed(3)} in, ${per("out").toFixed(3)} out per event; ` +
+			`${per("inBytes").toFixed(0)} B in, ${per("outBytes").toFixed(0)} B out per event; ` +
+			`nats-server CPU ${(per("cpuNs") / 1e3).toFixed(1)} us per event (${s.nats.events} events)`;
+	});
 	const recoveryLines = [];
-	for (const s of setups.filter(x => x.kind.endsWith("-recovery"))) recoveryLines.push(`${s.kind}: ${JSON.stringify((await statsOf(s)).recovery)}`);
+	for (const s of setups.filter(x => recoveryOf(x.kind))) recoveryLines.push(`${s.kind}: ${JSON.stringify((await statsOf(s)).recovery)}`);
 	const checks = [];
 	for (const s of setups) checks.push(`${s.kind}: ${await tearDown(s)}`);
 
@@ -274,13 +338,16 @@ async function main() {
 			`paced p50 ${q(res.redis.pp50, res.nats.pp50)}x, paced p99 ${q(res.redis.pp99, res.nats.pp99)}x (latency: lower is better), ` +
 			`CPU per delivery ${q(res.redis.cpuUs, res.nats.cpuUs)}x`);
 	}
-	if (res.nats && res["nats-recovery"]) {
+	const recoveryRatio = (label, on, off) => {
+		if (!on || !off) return;
 		const q = (a, b) => (a / b).toFixed(3);
-		const on = res["nats-recovery"], off = res.nats;
-		console.log(`ratio recovery/off: deliveries/s ${q(on.rate, off.rate)}x, burst p99 ${q(on.bp99, off.bp99)}x, ` +
+		console.log(`ratio ${label}: deliveries/s ${q(on.rate, off.rate)}x, burst p99 ${q(on.bp99, off.bp99)}x, ` +
 			`paced p50 ${q(on.pp50, off.pp50)}x, paced p99 ${q(on.pp99, off.pp99)}x (latency: lower is better), ` +
 			`CPU per delivery ${q(on.cpuUs, off.cpuUs)}x`);
-	}
+	};
+	recoveryRatio("recovery/off", res["nats-recovery"], res.nats); // the memory store against recovery off
+	recoveryRatio("jetstream/off", res["nats-jetstream"], res.nats);
+	recoveryRatio("jetstream/memory", res["nats-jetstream"], res["nats-recovery"]);
 	for (const l of natsLines) console.log(`NATS msgs (/varz, over every burst) ${l}`);
 	for (const l of recoveryLines) console.log(`socket.stats recovery ${l}`);
 	console.log(`load average before: ${loadBefore}, after: ${os.loadavg().map(x => x.toFixed(2)).join(" ")}; ${os.cpus().length} CPUs; pinning ${PIN ? "node CPU 0, clients CPU 1" : "off"}`);
