@@ -41,8 +41,10 @@
 // Every burst checks that the load client timed every delivery (its `"t":` stamp parser must
 // still find the stamp ahead of a trailing offset).
 //
-//   node bench/steedos_fanout.js --restore [--clients 1000] [--missed 100] [--history 20000] [--waves 3]
-// --restore: connection state recovery at scale instead (one NATS setup with recovery on; clients
+//   node bench/steedos_fanout.js --restore [--store memory|jetstream] [--clients 1000] [--missed 100]
+//                                [--history 20000] [--waves 3]
+// --restore: connection state recovery at scale instead (one NATS setup with recovery on, the
+// `memory` store or, with --store jetstream, the `jetstream` one on a nats-server -js; clients
 // are socket.io-client 4.8 in this process, WebSocket only: the load client cannot send the
 // pid/offset CONNECT; with pinning, this process on CPU 1). See restore() below.
 // Pinning (unless --no-pin, with 2+ CPUs): steedos-socket nodes on CPU 0, load clients on CPU 1;
@@ -68,6 +70,7 @@ const RESTORE = process.argv.includes("--restore");
 const MISSED = Number(arg("missed", 100));
 const HISTORY = Number(arg("history", 20000));
 const WAVES = Math.max(2, Number(arg("waves", 3)));
+const STORE = String(arg("store", "memory"));
 const KINDS = String(arg("transports", METRICS_COST ? "nats,nats-nometrics" : "nats,redis")).split(",");
 const SCRAPE_MS = 1000;
 const PIN = !process.argv.includes("--no-pin") && proc.canPin();
@@ -371,14 +374,23 @@ async function main() {
 //     nobody), RSS delta / the store's packet count delta (socket.stats recovery.packets).
 // The store has no byte accounting of its own (counts only: sessions, packets, evictions), so
 // its counts are the comparison. NATS: /varz in_msgs/out_msgs per missed event.
+//
+// --store jetstream: the same on the `jetstream` store. The history is then the JetStream stream in
+// nats-server, not the node's: "recorded" means stored in the stream (its message count on
+// nats-server's /jsz), the node's RSS per streamed event is what the node keeps of one (about
+// nothing), and the stream's bytes per message are printed beside it; kept sessions are KV
+// records, so the node's RSS per kept session is what it still holds of one. nats-server's CPU
+// is printed for both stores (a jetstream restore reads the KV record and the stream).
 async function restore() {
 	const { io } = require(require.resolve("socket.io-client", { paths: [path.join(__dirname, "..", "tests", "interop")] }));
-	const nats = await h.startNats();
+	const jetstream = STORE === "jetstream";
+	if (!jetstream && STORE !== "memory") throw new Error(`--store must be memory or jetstream, not ${STORE}`);
+	const nats = jetstream ? await startJetStreamNats() : await h.startNats();
 	const port = await h.freePort();
-	const nodeID = "restore-nats-recovery";
+	const nodeID = `restore-nats-${STORE}`;
 	const node = await h.startCppNode({
 		binary: "steedos-socket", transporter: nats.url, nodeID, logLevel: "warn", heartbeatInterval: 5, heartbeatTimeout: 15, gatewayPort: port,
-		extra: { serviceName: "socket", gateway: { host: "127.0.0.1", port, maxHandshakesPerSecond: 0, connectionStateRecovery: true } }
+		extra: { serviceName: "socket", gateway: { host: "127.0.0.1", port, maxHandshakesPerSecond: 0, connectionStateRecovery: { store: STORE } } }
 	});
 	pin(node.pid, 0);
 	if (PIN) proc.pin(process.pid, 1); // the clients (this process) on the other CPU
@@ -430,15 +442,25 @@ async function restore() {
 		await emit(1);
 		await h.withTimeout(arrived, 30000, "a live event reaches every client");
 	}
+	// The memory store counts its kept sessions; both stores count the sockets they kept (`kept`).
 	async function drop(clients) {
-		const kept = (await stats()).recovery.sessions;
+		const kept = (await stats()).recovery;
 		for (const s of clients) s.io.engine.close();
 		await h.waitFor(async () => {
 			const st = await stats();
-			return st.recovery.sessions === kept + clients.length && st.connections.total === 0;
+			const all = jetstream ? st.recovery.kept === undefined || st.recovery.kept >= kept.kept + clients.length
+				: st.recovery.sessions === kept.sessions + clients.length;
+			return all && st.connections.total === 0;
 		}, 30000, { what: `the node keeps ${clients.length} dropped sockets` });
 	}
-	const recordedPackets = async () => (await stats()).recovery.packets;
+	/** The stream's state on nats-server (/jsz): { messages, bytes } of the history stream. */
+	async function streamState() {
+		const jsz = await (await fetch(`http://127.0.0.1:${nats.monitorPort}/jsz?streams=true`)).json();
+		const streams = (jsz.account_details || []).flatMap(a => a.stream_detail || []);
+		const history = streams.find(x => x.name === "STEEDOS_SOCKET_HISTORY") || { state: { messages: 0, bytes: 0 } };
+		return history.state;
+	}
+	const recordedPackets = async () => (jetstream ? (await streamState()).messages : (await stats()).recovery.packets);
 	async function waitRecorded(count) {
 		await h.waitFor(async () => (await recordedPackets()) >= count, 60000, { what: `${count} packets recorded` });
 	}
@@ -457,6 +479,7 @@ async function restore() {
 	await waitRecorded(p0 + HISTORY);
 	const p1 = await recordedPackets();
 	mem.history = rss();
+	const stream = jetstream ? await streamState() : null;
 	log(`history: ${p1 - p0} packets recorded`);
 
 	// Further waves of N, each connected and dropped; the growth of RSS per wave is what N more
@@ -495,6 +518,7 @@ async function restore() {
 
 	const all = done(missedRun, CLIENTS * MISSED);
 	const reconnected = Promise.all(wave2.map(s => new Promise(resolve => s.once("connect", () => resolve(now())))));
+	const busCpu0 = proc.cpuNs(nats.proc.pid);
 	const cpu0 = cpuSeconds(node.pid);
 	const clientCpu0 = process.cpuUsage();
 	const t0 = now();
@@ -502,6 +526,7 @@ async function restore() {
 	const tConnected = Math.max(...(await h.withTimeout(reconnected, 120000, "every client reconnects")));
 	const tAll = await h.withTimeout(all, 120000, "every missed event arrives");
 	const cpu = cpuSeconds(node.pid) - cpu0;
+	const busCpu = (proc.cpuNs(nats.proc.pid) - busCpu0) / 1e9;
 	const clientCpu = process.cpuUsage(clientCpu0);
 	const clientPct = (100 * (clientCpu.user + clientCpu.system) * 1e3) / (tAll - t0);
 	await live(wave2); // arrives after each replay: any duplicate of it has arrived by now
@@ -520,11 +545,13 @@ async function restore() {
 	// the CONNECT carries no pid/offset): a fresh connect of N, timed the same way.
 	const fresh = Promise.all(wave1.map(s => new Promise(resolve => s.once("connect", () => resolve(now())))));
 	const freshCpu0 = cpuSeconds(node.pid);
+	const freshBusCpu0 = proc.cpuNs(nats.proc.pid);
 	const freshClientCpu0 = process.cpuUsage();
 	const f0 = now();
 	for (const s of wave1) (s._pid = undefined), s.connect();
 	const tFresh = Math.max(...(await h.withTimeout(fresh, 120000, "wave 1 connects anew")));
 	const freshCpu = cpuSeconds(node.pid) - freshCpu0;
+	const freshBusCpu = (proc.cpuNs(nats.proc.pid) - freshBusCpu0) / 1e9;
 	const freshClient = process.cpuUsage(freshClientCpu0);
 	const freshRecovered = wave1.filter(s => s.recovered).length;
 	for (const s of [...earlier.flat(), ...wave2]) s.close();
@@ -534,17 +561,19 @@ async function restore() {
 
 	const ms = ns => (ns / 1e6).toFixed(1);
 	const per = (bytes, n) => `${Math.round(bytes / n)} B`;
-	console.log(`Connection state recovery at scale: build/steedos-socket (connectionStateRecovery: true, memory store), ${CLIENTS} socket.io-client 4.8 clients (WebSocket, in this process)`);
+	console.log(`Connection state recovery at scale: build/steedos-socket (connectionStateRecovery: { store: "${STORE}" }), ${CLIENTS} socket.io-client 4.8 clients (WebSocket, in this process)`);
 	console.log(`${CLIENTS} transports closed at once, ${MISSED} events to everyone while away, then all reconnect with pid + offset`);
 	console.log(`restore: every client reconnected after ${ms(tConnected - t0)} ms; every missed event delivered after ${ms(tAll - t0)} ms ` +
 		`(${Math.round((CLIENTS * MISSED) / ((tAll - t0) / 1e9))} replayed deliveries/s); node CPU ${(cpu * 1e3).toFixed(0)} ms = ` +
 		`${((cpu * 1e6) / CLIENTS).toFixed(0)} us per restored session, ${((cpu * 1e6) / (CLIENTS * MISSED)).toFixed(2)} us per replayed packet; ` +
+		`nats-server CPU ${(busCpu * 1e3).toFixed(0)} ms = ${((busCpu * 1e6) / CLIENTS).toFixed(0)} us per restored session; ` +
 		`the clients (this process, one thread) used ${clientPct.toFixed(0)} % of a core meanwhile (near 100 %: the clients set the pace)`);
 	console.log(`for comparison, ${CLIENTS} fresh connects (no pid): all connected after ${ms(tFresh - f0)} ms; node CPU ${(freshCpu * 1e3).toFixed(0)} ms = ` +
-		`${((freshCpu * 1e6) / CLIENTS).toFixed(0)} us per connect; clients ${((100 * (freshClient.user + freshClient.system) * 1e3) / (tFresh - f0)).toFixed(0)} % of a core; ${freshRecovered} recovered (must be 0)`);
+		`${((freshCpu * 1e6) / CLIENTS).toFixed(0)} us per connect, nats-server ${((freshBusCpu * 1e6) / CLIENTS).toFixed(0)} us per connect; clients ${((100 * (freshClient.user + freshClient.system) * 1e3) / (tFresh - f0)).toFixed(0)} % of a core; ${freshRecovered} recovered (must be 0)`);
 	console.log(`check: ${CLIENTS - check.notRecovered} of ${CLIENTS} recovered, ${check.otherId} with another id, ${check.wrong} without exactly the ${MISSED} missed events in order; ` +
 		`store: recovered +${after.recovered - before.recovered}, replayed +${after.replayed - before.replayed}, unknown +${after.unknown - before.unknown}, ` +
-		`evictedPackets ${after.evictedPackets}, evictedSessions ${after.evictedSessions}`);
+		`evictedPackets ${after.evictedPackets}, evictedSessions ${after.evictedSessions}` +
+		(jetstream ? `; jetstream counters at the end ${JSON.stringify(after.jetstream)}` : ""));
 	console.log(`NATS msgs (/varz) per missed event: ${(bus.in / MISSED).toFixed(3)} in, ${(bus.out / MISSED).toFixed(3)} out ` +
 		`(the bench's own socket.stats polls subtracted; heartbeats, one per broker per 5 s, included)`);
 	console.log(`node VmRSS: idle ${(mem.base / 2 ** 20).toFixed(1)} MiB; per connected client ${per(mem.connected1 - mem.base, CLIENTS)} (wave 1); ` +
@@ -552,8 +581,9 @@ async function restore() {
 		`(${keptGrowth.map(g => per(g.bytes, CLIENTS)).join(", ")} gross, waves 2..${WAVES}: RSS growth per wave of ${CLIENTS} kept, ` +
 		`net of its ${keptGrowth.map(g => g.packets).join(", ")} recorded packets), ` +
 		`${per(mem.kept1 - mem.base, CLIENTS)} (wave 1, an upper bound: its closed sockets' memory stays with the allocator); ` +
-		`per recorded packet ${Math.round(perPacket)} B (${p1 - p0} packets, the store's count); ` +
-		`store at the end: ${after.sessions} sessions, ${after.packets} packets`);
+		`per recorded packet ${Math.round(perPacket)} B (${p1 - p0} packets, ${jetstream ? "the stream's count on nats-server: the node keeps none" : "the store's count"}); ` +
+		(jetstream ? `stream on nats-server after the history: ${stream.messages} messages, ${Math.round(stream.bytes / Math.max(stream.messages, 1))} B each`
+			: `store at the end: ${after.sessions} sessions, ${after.packets} packets`));
 	console.log(`load average ${os.loadavg().map(x => x.toFixed(2)).join(" ")}; ${os.cpus().length} CPUs; pinning ${PIN ? "node CPU 0, clients CPU 1" : "off"}`);
 	if (check.notRecovered || check.otherId || check.wrong || freshRecovered) throw new Error("restore check failed");
 }
