@@ -21,7 +21,7 @@
 // bottleneck on these 2 cores long before the gateway.
 //
 //   node bench/steedos_fanout.js [--clients 1000] [--events 300] [--paced 40] [--interval 10]
-//                                [--rounds 5] [--transports nats,redis] [--no-pin]
+//                                [--rounds 5] [--transports nats,redis] [--subjects] [--no-pin]
 //   node bench/steedos_fanout.js --metrics-cost [...]
 // --metrics-cost: the cost of the Prometheus metrics instead: two NATS setups, one with the
 // default configuration, scraped on /metrics every second as Prometheus would, and one with
@@ -37,7 +37,14 @@
 // store), jetstream/off and jetstream/memory, and the socket.stats `recovery` of both stores. For
 // every NATS setup: nats-server's /varz in_msgs/out_msgs and in_bytes/out_bytes per event over the
 // bursts, and nats-server's CPU per event (each setup has its own nats-server; the heartbeats of
-// its two brokers, one each per 5 s, are included).
+// its two brokers, one each per 5 s, are included), then the same net of the setup's idle traffic
+// (5 s without events after the setups are up, all at once) over the bursts' windows, and that
+// idle traffic per second: the jetstream store's 1 s sweep of the sessions bucket is not per event.
+// --subjects: after the rounds, one more burst per NATS setup with a `>` subscriber on its
+// nats-server (a separate pass: the subscriber's copies would count in /varz), printing the
+// messages per event by subject and reply subject, tokens after the first two folded into `*`
+// (the JetStream publish, its ack to an _INBOX, the consumer's delivery, flow control,
+// heartbeats).
 // Every burst checks that the load client timed every delivery (its `"t":` stamp parser must
 // still find the stamp ahead of a trailing offset).
 //
@@ -66,6 +73,7 @@ const PACED = Number(arg("paced", 40));
 const INTERVAL_MS = Number(arg("interval", 10));
 const ROUNDS = Number(arg("rounds", 5));
 const METRICS_COST = process.argv.includes("--metrics-cost");
+const SUBJECTS = process.argv.includes("--subjects");
 const RESTORE = process.argv.includes("--restore");
 const MISSED = Number(arg("missed", 100));
 const HISTORY = Number(arg("history", 20000));
@@ -209,7 +217,7 @@ async function setUp(kind) {
 	await h.waitFor(() => canConnect(port), 10000, { what: `gateway port ${port}` });
 	const client = await startLoadClient(port);
 	const scraper = METRICS_COST && metricsEnabled ? startScraper(port) : null;
-	const nats = kind.startsWith("nats") ? { in: 0, out: 0, inBytes: 0, outBytes: 0, cpuNs: 0, events: 0 } : null;
+	const nats = kind.startsWith("nats") ? { in: 0, out: 0, inBytes: 0, outBytes: 0, cpuNs: 0, events: 0, windowNs: 0, idle: null } : null;
 	const state = { kind, bus, node, producer, client, scraper, received: 0, nats };
 	await burst(state, 20); // warm-up (and proof that events reach every client)
 	return state;
@@ -221,6 +229,7 @@ async function burst(s, k) {
 	const { result } = await s.client.expect(s.received);
 	const varz0 = s.nats ? await varz(s.bus) : null;
 	const busCpu0 = s.nats ? proc.cpuNs(s.bus.proc.pid) : 0;
+	const window0 = now();
 	const cpu0 = cpuSeconds(s.node.pid);
 	const t0 = now();
 	for (let i = 0; i < k; i++) {
@@ -234,6 +243,7 @@ async function burst(s, k) {
 		await sleep(100);
 		const varz1 = await varz(s.bus);
 		s.nats.cpuNs += proc.cpuNs(s.bus.proc.pid) - busCpu0;
+		s.nats.windowNs += now() - window0;
 		for (const f of ["in", "out", "inBytes", "outBytes"]) s.nats[f] += varz1[f] - varz0[f];
 		s.nats.events += k;
 	}
@@ -249,6 +259,49 @@ async function burst(s, k) {
 async function varz(nats) {
 	const v = await (await fetch(`http://127.0.0.1:${nats.monitorPort}/varz`)).json();
 	return { in: v.in_msgs, out: v.out_msgs, inBytes: v.in_bytes, outBytes: v.out_bytes };
+}
+
+/**
+ * Every NATS setup's traffic while no event is emitted, over `ms` (all setups at once): per
+ * second, what is not per event (heartbeats; the jetstream store's 1 s sweep of the sessions
+ * bucket, which reads up to 256 records per step and rewrites held ones). Stored in s.nats.idle.
+ */
+async function measureIdle(setups, ms) {
+	const nats = setups.filter(s => s.nats);
+	const before = await Promise.all(nats.map(s => varz(s.bus)));
+	const cpu0 = nats.map(s => proc.cpuNs(s.bus.proc.pid));
+	const t0 = now();
+	await sleep(ms); // deliberate: the idle window
+	const after = await Promise.all(nats.map(s => varz(s.bus)));
+	const seconds = (now() - t0) / 1e9;
+	nats.forEach((s, i) => {
+		s.nats.idle = { cpuNs: (proc.cpuNs(s.bus.proc.pid) - cpu0[i]) / seconds };
+		for (const f of ["in", "out", "inBytes", "outBytes"]) s.nats.idle[f] = (after[i][f] - before[i][f]) / seconds;
+	});
+}
+
+/**
+ * One burst of k events on setup `s` with a `>` subscriber on its nats-server: messages per event
+ * by "subject <- reply" class (status messages, heartbeats and flow control, by their code).
+ */
+async function subjectsPerEvent(s, k) {
+	const { connect } = require(require.resolve("nats", { paths: [path.join(__dirname, "..", "tests", "interop")] }));
+	const fold = subject => (subject ? subject.split(".").map((t, i) => (i < 2 ? t : "*")).join(".").replace(/^(_INBOX)\.[^.]+/, "$1.*") : "-");
+	const nc = await connect({ servers: s.bus.url });
+	const counts = new Map();
+	nc.subscribe(">", {
+		callback: (err, m) => {
+			if (err) return;
+			const status = m.headers && m.headers.code ? ` status ${m.headers.code}` : "";
+			const key = `${fold(m.subject)} <- ${fold(m.reply)}${status}`;
+			counts.set(key, (counts.get(key) || 0) + 1);
+		}
+	});
+	await nc.flush();
+	await burst(s, k);
+	await sleep(300); // deliberate: the last acks and flow-control replies of the burst
+	await nc.close();
+	return [...counts].sort((a, b) => b[1] - a[1]).map(([key, n]) => `${key}: ${(n / k).toFixed(3)}`).join("; ");
 }
 
 /** socket.stats of the setup's node (through its producer). */
@@ -284,6 +337,7 @@ async function main() {
 	const loadBefore = os.loadavg().map(x => x.toFixed(2)).join(" ");
 	const setups = [];
 	for (const kind of KINDS) setups.push(await setUp(kind));
+	await measureIdle(setups, 5000);
 	const runs = Object.fromEntries(KINDS.map(k => [k, { burst: [], paced: [] }]));
 	for (let round = 0; round < ROUNDS; round++) {
 		const order = round % 2 === 0 ? setups : setups.slice().reverse();
@@ -300,12 +354,19 @@ async function main() {
 			return `${k} ${Math.round(b.rate)}/s p99 ${b.p99.toFixed(1)} ms`;
 		}).join(", ") + "\n");
 	}
+	// Per event over the bursts, then the same net of the idle traffic of the bursts' windows.
 	const natsLines = setups.filter(s => s.nats).map(s => {
-		const per = f => s.nats[f] / s.nats.events;
-		return `${s.kind}: ${per("in").toFixed(3)} in, ${per("out").toFixed(3)} out per event; ` +
-			`${per("inBytes").toFixed(0)} B in, ${per("outBytes").toFixed(0)} B out per event; ` +
-			`nats-server CPU ${(per("cpuNs") / 1e3).toFixed(1)} us per event (${s.nats.events} events)`;
+		const n = s.nats, windowS = n.windowNs / 1e9;
+		const per = f => n[f] / n.events;
+		const net = f => (n[f] - n.idle[f] * windowS) / n.events;
+		const line = f => `${f("in").toFixed(3)} in, ${f("out").toFixed(3)} out per event; ` +
+			`${f("inBytes").toFixed(0)} B in, ${f("outBytes").toFixed(0)} B out per event; nats-server CPU ${(f("cpuNs") / 1e3).toFixed(1)} us per event`;
+		return `${s.kind}: ${line(per)} (${n.events} events in ${windowS.toFixed(2)} s of bursts); net of idle: ${line(net)}; ` +
+			`idle: ${n.idle.in.toFixed(1)} in, ${n.idle.out.toFixed(1)} out, ${Math.round(n.idle.inBytes)} B in, ${Math.round(n.idle.outBytes)} B out per second, ` +
+			`nats-server CPU ${(n.idle.cpuNs / 1e7).toFixed(2)} %`;
 	});
+	const subjectLines = [];
+	if (SUBJECTS) for (const s of setups.filter(x => x.nats)) subjectLines.push(`${s.kind}: ${await subjectsPerEvent(s, EVENTS)}`);
 	const recoveryLines = [];
 	for (const s of setups.filter(x => recoveryOf(x.kind))) recoveryLines.push(`${s.kind}: ${JSON.stringify((await statsOf(s)).recovery)}`);
 	const checks = [];
@@ -352,6 +413,7 @@ async function main() {
 	recoveryRatio("jetstream/off", res["nats-jetstream"], res.nats);
 	recoveryRatio("jetstream/memory", res["nats-jetstream"], res["nats-recovery"]);
 	for (const l of natsLines) console.log(`NATS msgs (/varz, over every burst) ${l}`);
+	for (const l of subjectLines) console.log(`NATS msgs per event by subject (one burst of ${EVENTS} with a \`>\` subscriber) ${l}`);
 	for (const l of recoveryLines) console.log(`socket.stats recovery ${l}`);
 	console.log(`load average before: ${loadBefore}, after: ${os.loadavg().map(x => x.toFixed(2)).join(" ")}; ${os.cpus().length} CPUs; pinning ${PIN ? "node CPU 0, clients CPU 1" : "off"}`);
 	for (const c of checks) console.log(`check ${c}`);
