@@ -42,14 +42,14 @@
 // idle traffic per second: the jetstream store's 1 s sweep of the sessions bucket is not per event.
 // --subjects: after the rounds, one more burst per NATS setup with a `>` subscriber on its
 // nats-server (a separate pass: the subscriber's copies would count in /varz), printing the
-// messages per event by subject and reply subject, tokens after the first two folded into `*`
-// (the JetStream publish, its ack to an _INBOX, the consumer's delivery, flow control,
-// heartbeats).
+// messages per event by subject and reply subject, tokens after the first two (four for
+// $JS.API) folded into `*` (the JetStream publish, its ack to an _INBOX, the consumer's delivery,
+// the sessions bucket's reads).
 // Every burst checks that the load client timed every delivery (its `"t":` stamp parser must
 // still find the stamp ahead of a trailing offset).
 //
 //   node bench/steedos_fanout.js --restore [--store memory|jetstream] [--clients 1000] [--missed 100]
-//                                [--history 20000] [--waves 3]
+//                                [--history 20000] [--waves 3] [--subjects]
 // --restore: connection state recovery at scale instead (one NATS setup with recovery on, the
 // `memory` store or, with --store jetstream, the `jetstream` one on a nats-server -js; clients
 // are socket.io-client 4.8 in this process, WebSocket only: the load client cannot send the
@@ -285,10 +285,28 @@ async function measureIdle(setups, ms) {
  * by "subject <- reply" class (status messages, heartbeats and flow control, by their code).
  */
 async function subjectsPerEvent(s, k) {
+	const counter = await countSubjects(s.bus.url);
+	await burst(s, k);
+	await sleep(300); // deliberate: the last acks and flow-control replies of the burst
+	return counter.stop(k);
+}
+
+/**
+ * A `>` subscriber on a nats-server counting messages by "subject <- reply" class (tokens after
+ * the first two, four for $JS.API, folded into `*`; status messages by code). `take(per)`: the
+ * counts so far, each divided by `per`, as one line, and starts over; `stop(per)`: the same,
+ * then closes.
+ */
+async function countSubjects(url) {
 	const { connect } = require(require.resolve("nats", { paths: [path.join(__dirname, "..", "tests", "interop")] }));
-	const fold = subject => (subject ? subject.split(".").map((t, i) => (i < 2 ? t : "*")).join(".").replace(/^(_INBOX)\.[^.]+/, "$1.*") : "-");
-	const nc = await connect({ servers: s.bus.url });
-	const counts = new Map();
+	// JetStream API subjects keep their verb ($JS.API.CONSUMER.CREATE.*), inboxes lose their id.
+	const fold = subject => {
+		if (!subject) return "-";
+		const keep = subject.startsWith("$JS.API.") ? 4 : 2;
+		return subject.split(".").map((t, i) => (i < keep ? t : "*")).join(".").replace(/^(_INBOX)\.[^.]+/, "$1.*");
+	};
+	const nc = await connect({ servers: url });
+	let counts = new Map();
 	nc.subscribe(">", {
 		callback: (err, m) => {
 			if (err) return;
@@ -298,10 +316,12 @@ async function subjectsPerEvent(s, k) {
 		}
 	});
 	await nc.flush();
-	await burst(s, k);
-	await sleep(300); // deliberate: the last acks and flow-control replies of the burst
-	await nc.close();
-	return [...counts].sort((a, b) => b[1] - a[1]).map(([key, n]) => `${key}: ${(n / k).toFixed(3)}`).join("; ");
+	const take = per => {
+		const line = [...counts].sort((a, b) => b[1] - a[1]).map(([key, n]) => `${key}: ${(n / per).toFixed(3)}`).join("; ");
+		counts = new Map();
+		return line;
+	};
+	return { take, async stop(per) { await nc.flush(); const line = take(per); await nc.close(); return line; } };
 }
 
 /** socket.stats of the setup's node (through its producer). */
@@ -437,6 +457,8 @@ async function main() {
 // The store has no byte accounting of its own (counts only: sessions, packets, evictions), so
 // its counts are the comparison. NATS: /varz in_msgs/out_msgs per missed event.
 //
+// --subjects: a `>` subscriber on nats-server counts the messages by subject while the missed
+// events are emitted and during the restores (a probe run: it adds to nats-server's work).
 // --store jetstream: the same on the `jetstream` store. The history is then the JetStream stream in
 // nats-server, not the node's: "recorded" means stored in the stream (its message count on
 // nats-server's /jsz), the node's RSS per streamed event is what the node keeps of one (about
@@ -569,6 +591,7 @@ async function restore() {
 
 	// K events while wave 2 is away; every one recorded before the reconnects start.
 	const p2 = await recordedPackets();
+	const counter = SUBJECTS ? await countSubjects(nats.url) : null; // a probe run: it adds to nats-server's work
 	const v0 = await varz(nats);
 	const calls0 = statsCalls;
 	const missedRun = await emit(MISSED);
@@ -576,6 +599,7 @@ async function restore() {
 	const v1 = await varz(nats);
 	const bus = { in: v1.in - v0.in - 2 * (statsCalls - calls0), out: v1.out - v0.out - 2 * (statsCalls - calls0) };
 	const before = (await stats()).recovery;
+	const missedSubjects = counter ? counter.take(MISSED) : "";
 	if (wave2.some(s => s.got.some(p => p.r === missedRun))) throw new Error("a client got a missed event while away");
 
 	const all = done(missedRun, CLIENTS * MISSED);
@@ -583,6 +607,7 @@ async function restore() {
 	const busCpu0 = proc.cpuNs(nats.proc.pid);
 	const cpu0 = cpuSeconds(node.pid);
 	const clientCpu0 = process.cpuUsage();
+	const rv0 = await varz(nats);
 	const t0 = now();
 	for (const s of wave2) s.connect();
 	const tConnected = Math.max(...(await h.withTimeout(reconnected, 120000, "every client reconnects")));
@@ -591,6 +616,9 @@ async function restore() {
 	const busCpu = (proc.cpuNs(nats.proc.pid) - busCpu0) / 1e9;
 	const clientCpu = process.cpuUsage(clientCpu0);
 	const clientPct = (100 * (clientCpu.user + clientCpu.system) * 1e3) / (tAll - t0);
+	await sleep(300); // deliberate: the restores' last KV deletes and consumer deletes
+	const rv1 = await varz(nats);
+	const restoreSubjects = counter ? await counter.stop(CLIENTS) : "";
 	await live(wave2); // arrives after each replay: any duplicate of it has arrived by now
 	const after = (await stats()).recovery;
 
@@ -637,7 +665,13 @@ async function restore() {
 		`evictedPackets ${after.evictedPackets}, evictedSessions ${after.evictedSessions}` +
 		(jetstream ? `; jetstream counters at the end ${JSON.stringify(after.jetstream)}` : ""));
 	console.log(`NATS msgs (/varz) per missed event: ${(bus.in / MISSED).toFixed(3)} in, ${(bus.out / MISSED).toFixed(3)} out ` +
-		`(the bench's own socket.stats polls subtracted; heartbeats, one per broker per 5 s, included)`);
+		`(the bench's own socket.stats polls subtracted; heartbeats, one per broker per 5 s, included); ` +
+		`per restored session, over the restores: ${((rv1.in - rv0.in) / CLIENTS).toFixed(2)} in, ${((rv1.out - rv0.out) / CLIENTS).toFixed(2)} out, ` +
+		`${Math.round((rv1.inBytes - rv0.inBytes) / CLIENTS)} B in, ${Math.round((rv1.outBytes - rv0.outBytes) / CLIENTS)} B out`);
+	if (counter) {
+		console.log(`NATS msgs per missed event by subject (\`>\` subscriber, --subjects): ${missedSubjects}`);
+		console.log(`NATS msgs per restored session by subject (\`>\` subscriber, --subjects): ${restoreSubjects}`);
+	}
 	console.log(`node VmRSS: idle ${(mem.base / 2 ** 20).toFixed(1)} MiB; per connected client ${per(mem.connected1 - mem.base, CLIENTS)} (wave 1); ` +
 		`per kept session ${keptGrowth.map(g => per(g.bytes - g.packets * perPacket, CLIENTS)).join(", ")} net ` +
 		`(${keptGrowth.map(g => per(g.bytes, CLIENTS)).join(", ")} gross, waves 2..${WAVES}: RSS growth per wave of ${CLIENTS} kept, ` +
