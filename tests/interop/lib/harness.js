@@ -327,7 +327,7 @@ async function startNats(opts = {}) {
 	// opts.tls = { cert, key }: clients must speak TLS (the URL is then tls://).
 	const handle = natsServerProcess({
 		scheme: opts.tls ? "tls" : "nats",
-		extraArgs: () => (opts.tls ? ["--tls", "--tlscert", opts.tls.cert, "--tlskey", opts.tls.key] : [])
+		extraArgs: () => (opts.tls ? ["--tls", "--tlscert", opts.tls.cert, "--tlskey", opts.tls.key] : []).concat(process.env.SMOKE_JS ? ["-js", "-sd", require("fs").mkdtempSync("/tmp/js-")] : [])
 	});
 	await launchOnFreePorts([handle], 2, ([port, monitorPort]) => ({ port, monitorPort }));
 	return handle;
