@@ -440,8 +440,8 @@ async function main() {
 }
 
 // --restore: N socket.io-client clients (WebSocket only, reconnection off so that the bench says
-// when they come back) on one steedos-socket node with connectionStateRecovery: true (memory
-// store), all dropped at once (each closes its transport: a recoverable "transport close" to the
+// when they come back) on one steedos-socket node with connectionStateRecovery: { store: "memory" }
+// (--store), all dropped at once (each closes its transport: a recoverable "transport close" to the
 // server), K events emitted to everyone while they are away, then every client reconnects with
 // its pid and last offset (socket.io-client sends them itself). Measured: the time from the
 // reconnects until every client has every missed event; each client must be `recovered`, keep
@@ -455,14 +455,15 @@ async function main() {
 //   - per recorded packet: --history H events emitted while nobody is connected (recorded, sent to
 //     nobody), RSS delta / the store's packet count delta (socket.stats recovery.packets).
 // The store has no byte accounting of its own (counts only: sessions, packets, evictions), so
-// its counts are the comparison. NATS: /varz in_msgs/out_msgs per missed event.
+// its counts are the comparison. NATS: /varz in_msgs/out_msgs per missed event, and msgs and
+// bytes per restored session over the restores.
 //
 // --subjects: a `>` subscriber on nats-server counts the messages by subject while the missed
 // events are emitted and during the restores (a probe run: it adds to nats-server's work).
 // --store jetstream: the same on the `jetstream` store. The history is then the JetStream stream in
 // nats-server, not the node's: "recorded" means stored in the stream (its message count on
-// nats-server's /jsz), the node's RSS per streamed event is what the node keeps of one (about
-// nothing), and the stream's bytes per message are printed beside it; kept sessions are KV
+// nats-server's /jsz), the node's RSS per streamed event is what the node keeps of one (no
+// packet), and the stream's bytes per message are printed beside it; kept sessions are KV
 // records, so the node's RSS per kept session is what it still holds of one. nats-server's CPU
 // is printed for both stores (a jetstream restore reads the KV record and the stream).
 async function restore() {
