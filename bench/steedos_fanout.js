@@ -678,8 +678,8 @@ async function restore() {
 		`(${keptGrowth.map(g => per(g.bytes, CLIENTS)).join(", ")} gross, waves 2..${WAVES}: RSS growth per wave of ${CLIENTS} kept, ` +
 		`net of its ${keptGrowth.map(g => g.packets).join(", ")} recorded packets), ` +
 		`${per(mem.kept1 - mem.base, CLIENTS)} (wave 1, an upper bound: its closed sockets' memory stays with the allocator); ` +
-		(jetstream ? `per streamed event ${Math.round(perPacket)} B (${p1 - p0} events, the stream's count on nats-server; the node keeps no packet: ` +
-			`its recent event ids for duplicates and buffers, not attributed); `
+		(jetstream ? `per streamed event ${Math.round(perPacket)} B (${p1 - p0} events, the stream's count on nats-server; the node keeps the packets it sent ` +
+			`for restores, up to maxPackets: socket.stats recovery.packets ${after.packets}); `
 			: `per recorded packet ${Math.round(perPacket)} B (${p1 - p0} packets, the store's count); `) +
 		(jetstream ? `stream on nats-server after the history: ${stream.messages} messages, ${Math.round(stream.bytes / Math.max(stream.messages, 1))} B each`
 			: `store at the end: ${after.sessions} sessions, ${after.packets} packets`));
