@@ -34,6 +34,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -105,6 +106,29 @@ class RecentIds {
  private:
   size_t capacity_;
   std::unordered_set<std::string> ids_;
+  std::deque<std::string> order_;
+};
+
+/// The last `capacity` ids seen with a count each (oldest forgotten first). Loop thread.
+class RecentCounts {
+ public:
+  explicit RecentCounts(size_t capacity) : capacity_(capacity) {}
+  void add(const std::string& id, size_t count) {
+    if (capacity_ == 0 || !counts_.emplace(id, count).second) return;
+    order_.push_back(id);
+    if (order_.size() > capacity_) {
+      counts_.erase(order_.front());
+      order_.pop_front();
+    }
+  }
+  std::unordered_map<std::string, size_t>::const_iterator find(const std::string& id) const {
+    return counts_.find(id);
+  }
+  std::unordered_map<std::string, size_t>::const_iterator end() const { return counts_.end(); }
+
+ private:
+  size_t capacity_;
+  std::unordered_map<std::string, size_t> counts_;
   std::deque<std::string> order_;
 };
 

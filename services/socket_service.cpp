@@ -485,6 +485,57 @@ void SocketService::publish_to_history(const Context& ctx, const std::string& ev
   }
 }
 
+// socket.emit with the history: the event is published once under an id every node called for
+// the same request computes alike (cluster: true calls each node with the operator's request
+// id), so it is stored once and every node delivers it once; each node answers with its own
+// recipients once its consumer has delivered it.
+void SocketService::emit_through_history(const ContextPtr& ctx, const rules::EmitParams& params,
+                                         std::vector<std::string> rooms, const Respond& respond) {
+  const std::string data = dump_json(params.data);
+  const std::string request = ctx->request_id.empty() ? ctx->id : ctx->request_id;
+  HistoryEvent entry;
+  entry.id = "a:" + event_id_of_broadcast(config_.service_name, request, params.event, data,
+                                          params.room.value_or(""));
+  entry.name = params.event;
+  entry.args_json = "[" + data + "]";
+  entry.all = !params.room;
+  entry.rooms = rooms;
+  auto answer_with = [this, ctx, scope = params.scope, respond](size_t delivered) {
+    answer_in_scope(ctx, scope, Json{{"delivered", delivered}}, respond, summed_reply);
+  };
+  // Delivered here already (the copy of another node called for the same request).
+  if (auto done = action_deliveries_.find(entry.id); done != action_deliveries_.end()) {
+    answer_with(done->second);
+    return;
+  }
+  auto on_failure = [this, alive = alive_, id = entry.id, event = params.event, data,
+                     room = params.room, answer_with] {
+    if (!*alive) return;
+    action_waiters_.erase(id);
+    std::optional<std::vector<std::string>> target;
+    if (room) target = std::vector<std::string>{*room};
+    const uint64_t before = counters_.events_out;
+    deliver_without_history(id, event, data, target);
+    answer_with(static_cast<size_t>(counters_.events_out - before));
+  };
+  if (action_waiters_.size() >= kMaxActionWaiters) {
+    on_failure();
+    return;
+  }
+  action_waiters_[entry.id].push_back(answer_with);
+  ++publishes_in_flight_;
+  auto status = history_->publish(
+      entry, [this, alive = alive_, on_failure](transport::JsResult<transport::JsPubAck> ack) {
+        if (!*alive) return;
+        --publishes_in_flight_;
+        if (!ack.ok()) on_failure();
+      });
+  if (!status.ok()) {
+    --publishes_in_flight_;
+    on_failure();
+  }
+}
+
 void SocketService::deliver_without_history(const std::string& id, const std::string& event,
                                             const std::string& args_json,
                                             const std::optional<std::vector<std::string>>& rooms) {
@@ -506,6 +557,15 @@ void SocketService::deliver_from_history(uint64_t sequence, const HistoryEvent& 
       hub_.deliver_at(event.all ? nullptr : &event.rooms, event.except_rooms, event.name,
                       history_event_args(event), std::to_string(sequence));
   counters_.events_out += recipients;
+  if (event.id.rfind("a:", 0) != 0) return;
+  // A socket.emit call: its callers here learn the recipients; a call that arrives later for the
+  // same request (another node published first) finds them.
+  action_deliveries_.add(event.id, recipients);
+  auto waiting = action_waiters_.find(event.id);
+  if (waiting == action_waiters_.end()) return;
+  auto answers = std::move(waiting->second);
+  action_waiters_.erase(waiting);
+  for (auto& answer : answers) answer(recipients);
 }
 
 // §7: Moleculer balances an emit to one node of the `socket` group, but every gateway node has
@@ -850,6 +910,10 @@ ServiceSchema SocketService::schema() {
         const auto& params = std::get<rules::EmitParams>(validated);
         std::vector<std::string> rooms;
         if (params.room) rooms.push_back(*params.room);
+        if (history_ != nullptr) {
+          emit_through_history(ctx, params, std::move(rooms), respond);
+          return;
+        }
         size_t delivered =
             deliver(params.event, dump_json(params.data), params.room ? &rooms : nullptr);
         // With `cluster: true` each node delivers to its own sockets and says how many: the

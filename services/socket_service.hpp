@@ -252,6 +252,8 @@ class SocketService {
   /// id (the same on every node that receives a copy of a broadcast).
   void publish_to_history(const Context& ctx, const std::string& event,
                           const std::string& args_json, const std::vector<std::string>* rooms);
+  void emit_through_history(const ContextPtr& ctx, const rules::EmitParams& params,
+                            std::vector<std::string> rooms, const Respond& respond);
   /// A publish failed: this node's clients get the delivery now (no offset), and for an event
   /// only this node received, the gateways on the history get it forwarded to do the same.
   void deliver_without_history(const std::string& id, const std::string& event,
@@ -281,6 +283,11 @@ class SocketService {
   /// Ids of deliveries made without the history after a failed publish (the last 10,000): a
   /// copy another node stored is then not delivered here a second time.
   RecentIds delivered_without_history_{10000};
+  /// socket.emit calls waiting for their event to come back from the history, by event id.
+  static constexpr size_t kMaxActionWaiters = 10000;
+  std::unordered_map<std::string, std::vector<std::function<void(size_t)>>> action_waiters_;
+  /// The recipients of the last socket.emit events delivered here.
+  RecentCounts action_deliveries_{1000};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::function<uint64_t()> refused_origins_;
