@@ -294,7 +294,9 @@ class Gateway final : public steedos::app::NodeParts {
     history.stream = recovery.jetstream_stream;
     history.subject = "steedos-socket.history." + recovery.jetstream_stream;
     history.url = config.broker.transporter;
-    history.max_age = duration;
+    // Twice as long: a client's missed events start when its connection died, which the node
+    // notices up to a ping timeout later, and maxDisconnectionDuration counts from there.
+    history.max_age = 2 * duration;
     history.max_bytes = recovery.jetstream_max_bytes;
     history.replicas = recovery.jetstream_replicas;
     history.storage = storage;

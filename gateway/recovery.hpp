@@ -106,6 +106,9 @@ class RecoveryStore {
   /// once, now or later, on the loop thread.
   virtual void take(const std::string& pid, const std::string& offset,
                     std::function<void(std::optional<RestoredSession>)> done) = 0;
+  /// Keeps again a session take() handed out whose socket went before it could be restored
+  /// (its connection closed meanwhile): the client can still come back with it.
+  virtual void give_back(KeptSession session) { keep(std::move(session)); }
   /// Removes the kept sessions `match` selects; returns how many were removed now (a cluster
   /// store removes them later, on every node, and returns 0). `match` may be kept and called
   /// later, on another thread: it must own what it captures.

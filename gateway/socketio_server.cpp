@@ -587,28 +587,39 @@ void Connection::accept_or_restore(Socket& socket) {
   // The store may answer later (a cluster store): by then the socket or the session may be
   // gone, hence the weak handles, as for the connect decision.
   socket.restoring_ = true;
-  store->take(
-      claim->pid, claim->offset,
-      [weak = socket.weak_from_this(), alive = alive_](std::optional<RestoredSession> taken) {
-        if (alive.expired()) return;
-        auto target = weak.lock();
-        if (!target) return;
-        target->restoring_ = false;
-        if (target->state_ != Socket::State::Connecting || !target->connection_) {
-          target->data_.reset();  // never connected: its application data goes now
-          return;
-        }
-        auto connection = target->connection_->shared_from_this();
-        bool done = guarded("recovery", [&] {
-          if (taken && connection->restore(*target, *taken)) {
-            connection->accept(*target, taken->missed);
-          } else {
-            connection->accept(*target);
-          }
-        });
-        if (target->state_ == Socket::State::Connecting) target->data_.reset();
-        if (!done) connection->close("forced close");
-      });
+  store->take(claim->pid, claim->offset,
+              [weak = socket.weak_from_this(), alive = alive_,
+               server = &server_](std::optional<RestoredSession> taken) {
+                if (alive.expired()) return;
+                auto target = weak.lock();
+                // Its socket went while the store answered (the connection closed: a drain, a
+                // client that gave up): the session was taken for nothing and is kept again.
+                auto give_back = [&] {
+                  if (taken && server->recovery_store_) {
+                    server->recovery_store_->give_back(std::move(taken->session));
+                  }
+                };
+                if (!target) {
+                  give_back();
+                  return;
+                }
+                target->restoring_ = false;
+                if (target->state_ != Socket::State::Connecting || !target->connection_) {
+                  target->data_.reset();  // never connected: its application data goes now
+                  give_back();
+                  return;
+                }
+                auto connection = target->connection_->shared_from_this();
+                bool done = guarded("recovery", [&] {
+                  if (taken && connection->restore(*target, *taken)) {
+                    connection->accept(*target, taken->missed);
+                  } else {
+                    connection->accept(*target);
+                  }
+                });
+                if (target->state_ == Socket::State::Connecting) target->data_.reset();
+                if (!done) connection->close("forced close");
+              });
 }
 
 bool Connection::restore(Socket& socket, RestoredSession& restored) {

@@ -332,7 +332,10 @@ void Broker::on_request(ContextPtr ctx) {
 }
 
 void Broker::on_event(ContextPtr ctx, const std::vector<std::string>& groups) {
-  if (state_ != State::Running) return;  // events are dropped while starting or stopping
+  // Dropped while starting (no service is ready yet). While stopping they are still handled:
+  // peers go on sending balanced emits here until they have the INFO without services, and
+  // the services are still there (a drain hands such an event on instead of losing it).
+  if (state_ != State::Running && state_ != State::Stopping) return;
   deliver_local_event(ctx, local_handlers_matching(ctx->name, groups), groups);
 }
 

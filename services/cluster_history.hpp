@@ -109,26 +109,26 @@ class RecentIds {
   std::deque<std::string> order_;
 };
 
-/// The last `capacity` ids seen with a count each (oldest forgotten first). Loop thread.
-class RecentCounts {
+/// The last `capacity` ids seen with a value each (oldest forgotten first). Loop thread.
+template <typename Value>
+class RecentValues {
  public:
-  explicit RecentCounts(size_t capacity) : capacity_(capacity) {}
-  void add(const std::string& id, size_t count) {
-    if (capacity_ == 0 || !counts_.emplace(id, count).second) return;
+  using Map = std::unordered_map<std::string, Value>;
+  explicit RecentValues(size_t capacity) : capacity_(capacity) {}
+  void add(const std::string& id, Value value) {
+    if (capacity_ == 0 || !values_.emplace(id, std::move(value)).second) return;
     order_.push_back(id);
     if (order_.size() > capacity_) {
-      counts_.erase(order_.front());
+      values_.erase(order_.front());
       order_.pop_front();
     }
   }
-  std::unordered_map<std::string, size_t>::const_iterator find(const std::string& id) const {
-    return counts_.find(id);
-  }
-  std::unordered_map<std::string, size_t>::const_iterator end() const { return counts_.end(); }
+  typename Map::const_iterator find(const std::string& id) const { return values_.find(id); }
+  typename Map::const_iterator end() const { return values_.end(); }
 
  private:
   size_t capacity_;
-  std::unordered_map<std::string, size_t> counts_;
+  Map values_;
   std::deque<std::string> order_;
 };
 

@@ -117,6 +117,14 @@ void JetStreamRecoveryStore::keep(gateway::KeptSession session) {
   sessions_.mark_kept(session.pid, wall_ms());
 }
 
+void JetStreamRecoveryStore::give_back(gateway::KeptSession session) {
+  const auto away = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - session.disconnected_at);
+  const std::string pid = session.pid;
+  sessions_.put_connected(record_of(session));
+  sessions_.mark_kept(pid, wall_ms() - away.count());  // one write with the put (same turn)
+}
+
 void JetStreamRecoveryStore::flush(std::function<void()> done) {
   sessions_.flush_now(std::move(done));
 }
@@ -298,7 +306,8 @@ void JetStreamRecoveryStore::sweep(
     ++counts_.expired;
     expired(session);
   }
-  forget_recent_before(now - options_.max_disconnection_duration);
+  // Kept twice as long as sessions, as the stream (see app/main.cpp).
+  forget_recent_before(now - 2 * options_.max_disconnection_duration);
   sessions_.refresh(now, options_.refresh_per_sweep);
   sessions_.sweep(wall_ms(), alive_nodes_(),
                   [this, alive = alive_, expired](const ClusterSessionRecord& record, ExpiryCause) {

@@ -16,7 +16,7 @@
 // connection is gone), wait until this node's consumer has reached the client's offset (another
 // node may be ahead), gather the events in (offset, last delivered here] and keep those the
 // socket's id and rooms would have received. The node keeps the packets it sent from the
-// history recently (bounded like the memory store: maxPackets, maxDisconnectionDuration, the
+// history recently (bounded like the memory store: maxPackets, twice maxDisconnectionDuration, the
 // same packets its sockets were sent, shared): a range they cover is gathered from them at once;
 // older events (the node started after them) are read from the stream first. Reading again while
 // the consumer moved on meanwhile leaves no gap: the restore completes in the loop turn that saw
@@ -84,6 +84,8 @@ class JetStreamRecoveryStore final : public gateway::RecoveryStore {
   void record(const std::string& offset, gateway::PacketTarget target,
               gateway::OutgoingPacketPtr packet) override;
   void keep(gateway::KeptSession session) override;
+  /// Writes the record back as kept (since when it was kept first).
+  void give_back(gateway::KeptSession session) override;
   void take(const std::string& pid, const std::string& offset,
             std::function<void(std::optional<gateway::RestoredSession>)> done) override;
   size_t drop_if(std::function<bool(const gateway::KeptSession&)> match) override;

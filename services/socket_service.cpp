@@ -448,6 +448,9 @@ void SocketService::publish_to_history(const Context& ctx, const std::string& ev
                                        const std::vector<std::string>* rooms) {
   HistoryEvent entry;
   entry.id = history_id(ctx, history_deliveries_++);
+  if (latency_.emit_to_write && ctx.received != std::chrono::steady_clock::time_point{}) {
+    published_received_.add(entry.id, ctx.received);
+  }
   entry.name = event;
   entry.args_json = "[" + args_json + "]";
   entry.all = rooms == nullptr;
@@ -557,6 +560,13 @@ void SocketService::deliver_from_history(uint64_t sequence, const HistoryEvent& 
       hub_.deliver_at(event.all ? nullptr : &event.rooms, event.except_rooms, event.name,
                       history_event_args(event), std::to_string(sequence));
   counters_.events_out += recipients;
+  if (auto received = published_received_.find(event.id);
+      recipients > 0 && received != published_received_.end()) {
+    hub_.after_writes([this, at = received->second] {
+      latency_.emit_to_write(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - at).count());
+    });
+  }
   if (event.id.rfind("a:", 0) != 0) return;
   // A socket.emit call: its callers here learn the recipients; a call that arrives later for the
   // same request (another node published first) finds them.

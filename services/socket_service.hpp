@@ -287,7 +287,10 @@ class SocketService {
   static constexpr size_t kMaxActionWaiters = 10000;
   std::unordered_map<std::string, std::vector<std::function<void(size_t)>>> action_waiters_;
   /// The recipients of the last socket.emit events delivered here.
-  RecentCounts action_deliveries_{1000};
+  RecentValues<size_t> action_deliveries_{1000};
+  /// When the events this node published were read off the bus (Context::received, when
+  /// stamped): the emit-to-write latency of their delivery from the history includes the trip.
+  RecentValues<std::chrono::steady_clock::time_point> published_received_{10000};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::function<uint64_t()> refused_origins_;

@@ -1307,6 +1307,30 @@ TEST_SUITE("socketio_server recovery") {
     CHECK(markers == 1);
     server.release_socket_data();
     CHECK(markers == 0);
+
+    // A restore whose connection closes before the store answers: the session is kept again,
+    // and its client restores it on its next try.
+    FakeEngineSocket fourth(server, "e4");
+    fourth.open();
+    fourth.text("0");
+    const Json fourth_reply = Json::parse(fourth.messages()[0].substr(2));
+    server.of("/").emit_all("y", {"2"});
+    const std::string fourth_seen = last_element(fourth.last());
+    fourth.end("transport close");
+    const size_t kept = server.kept_session_count();
+    const std::string claim = recovery_auth(fourth_reply.at("pid").get<std::string>(), fourth_seen);
+    FakeEngineSocket gone(server, "e5");
+    gone.open();
+    gone.text("0" + claim);
+    CHECK(server.kept_session_count() == kept - 1);  // taken
+    gone.end("transport close");
+    io.poll();
+    CHECK(server.kept_session_count() == kept);  // given back
+    FakeEngineSocket last(server, "e6");
+    last.open();
+    last.text("0" + claim);
+    io.poll();
+    CHECK(Json::parse(last.messages().back().substr(2)).at("sid") == fourth_reply.at("sid"));
   }
 
   TEST_CASE("the sweep expires kept sessions and calls the expired hook; a shutdown stops it") {
