@@ -14,6 +14,7 @@
 #include "probe.hpp"
 #include "services/gateway_hub.hpp"
 #include "services/health_probes.hpp"
+#include "services/jetstream_recovery_store.hpp"
 #include "services/node_metrics.hpp"
 #include "services/socket_service.hpp"
 #include "services/steedos_auth_rules.hpp"
@@ -80,14 +81,15 @@ class Gateway final : public steedos::app::NodeParts {
     });
     service_.count_connection_limits([this] { return connection_limit_counts(); });
     if (config.gateway.recovery.enabled) {
+      setup_jetstream_store(broker, config);
       service_.count_recovery([this] { return recovery_stats(); });
       steedos::log_with(
           steedos::component_logger("gateway"), spdlog::level::info,
           {{"maxDisconnectionDuration", config.gateway.recovery.max_disconnection_duration_ms},
-           {"store", config.gateway.recovery.store}},
+           {"store", store_name()}},
           "connection state recovery on: {} store, sockets kept {} ms after a dropped "
           "connection",
-          config.gateway.recovery.store, config.gateway.recovery.max_disconnection_duration_ms);
+          store_name(), config.gateway.recovery.max_disconnection_duration_ms);
     }
     steedos::gateway::EngineOptions engine;
     engine.path = config.gateway.path;
@@ -125,6 +127,11 @@ class Gateway final : public steedos::app::NodeParts {
     broker.add_service(service_.schema());
   }
 
+  ~Gateway() override {
+    // No history delivery into the service once it starts going.
+    if (cluster_history_) cluster_history_->stop();
+  }
+
   void start() override {
     server_.listen();
     if (metrics_server_) {
@@ -141,9 +148,18 @@ class Gateway final : public steedos::app::NodeParts {
   void stop() override {
     server_.stop();
     if (metrics_server_) metrics_server_->stop();
+    // The sockets closed above were kept ("server shutting down"): the node exits once the
+    // cluster store has them, so a client restores on another node whatever this one did.
+    if (cluster_sessions_ && io_.recovery_store()) {
+      saving_sessions_ = true;
+      io_.recovery_store()->flush([this] { saving_sessions_ = false; });
+    }
   }
   size_t open_connections() const override {
-    return server_.open_connections() + (metrics_server_ ? metrics_server_->open_connections() : 0);
+    // Work the drain waits for as well: kept sessions being saved, events being stored.
+    return server_.open_connections() +
+           (metrics_server_ ? metrics_server_->open_connections() : 0) +
+           (saving_sessions_ ? 1 : 0) + service_.history_publishes_in_flight();
   }
 
  private:
@@ -229,21 +245,137 @@ class Gateway final : public steedos::app::NodeParts {
     }
   }
 
+  const char* store_name() const { return cluster_sessions_ ? "jetstream" : "memory"; }
+
+  /// gateway.connectionStateRecovery.store "jetstream", or null with JetStream on the
+  /// transporter's NATS: the history stream and the sessions bucket, shared by every gateway
+  /// (services/jetstream_recovery_store.hpp). Otherwise the server keeps its memory store.
+  /// Blocking requests to NATS: at construction, before the loop runs.
+  void setup_jetstream_store(Broker& broker, const Config& config) {
+    const auto& recovery = config.gateway.recovery;
+    if (recovery.store == "memory") return;
+    const bool asked = recovery.store == "jetstream";
+    auto unavailable = [asked](const std::string& why) {
+      if (asked) {
+        throw std::runtime_error("gateway.connectionStateRecovery.store \"jetstream\": " + why);
+      }
+      steedos::component_logger("gateway")->warn(
+          "gateway.connectionStateRecovery.store null: {}; memory store (a client recovers only "
+          "on the node it was connected to)",
+          why);
+    };
+    if (config.transport.kind == steedos::services::TransportSettings::Kind::Redis) {
+      unavailable("JetStream needs the NATS transporter (this node uses Redis)");
+      return;
+    }
+    const auto duration = std::chrono::milliseconds(recovery.max_disconnection_duration_ms);
+    const auto storage = recovery.jetstream_memory_storage ? steedos::transport::JsStorage::Memory
+                                                           : steedos::transport::JsStorage::File;
+    steedos::services::ClusterSessionsOptions sessions;
+    sessions.bucket = recovery.jetstream_bucket;
+    sessions.node_id = broker.node_id();
+    sessions.urls = config.broker.transporter;
+    sessions.max_disconnection_duration = duration;
+    // A safety net only (nodes expire records themselves): well past any kept session.
+    sessions.max_age = std::max<std::chrono::milliseconds>(std::chrono::minutes(30), 2 * duration);
+    sessions.max_bytes = recovery.jetstream_max_bytes;
+    sessions.replicas = recovery.jetstream_replicas;
+    sessions.storage = storage;
+    auto cluster_sessions =
+        std::make_unique<steedos::services::ClusterSessions>(broker.loop(), sessions);
+    if (auto opened = cluster_sessions->open(); !opened.ok()) {
+      unavailable(describe_jetstream_error(opened));
+      return;
+    }
+    steedos::services::ClusterHistoryOptions history;
+    history.stream = recovery.jetstream_stream;
+    history.subject = "steedos-socket.history." + recovery.jetstream_stream;
+    history.url = config.broker.transporter;
+    history.max_age = duration;
+    history.max_bytes = recovery.jetstream_max_bytes;
+    history.replicas = recovery.jetstream_replicas;
+    history.storage = storage;
+    auto cluster_history =
+        std::make_unique<steedos::services::ClusterHistory>(broker.loop(), history);
+    auto started = cluster_history->start(
+        [this](uint64_t sequence, const steedos::services::HistoryEvent& event) {
+          service_.deliver_from_history(sequence, event);
+        });
+    if (!started.ok()) {
+      unavailable(describe_jetstream_error(started));
+      return;
+    }
+    steedos::services::JetStreamRecoveryOptions options;
+    options.max_disconnection_duration = duration;
+    options.max_replay = recovery.max_packets;
+    auto encode = [this](const steedos::services::HistoryEvent& event, std::string offset) {
+      const std::string_view args = steedos::services::history_event_args(event);
+      return io_.of("/").encode_event_at(
+          event.name, args.empty() ? steedos::gateway::RawArgs{} : steedos::gateway::RawArgs{args},
+          std::move(offset));
+    };
+    auto alive_nodes = [&broker] {
+      std::unordered_set<std::string> ids;
+      for (const auto& [id, node] : broker.registry().nodes()) {
+        if (node.local || node.available) ids.insert(id);
+      }
+      return ids;
+    };
+    io_.set_recovery_store(std::make_unique<steedos::services::JetStreamRecoveryStore>(
+        broker.loop(), *cluster_history, *cluster_sessions, options, std::move(encode),
+        std::move(alive_nodes)));
+    service_.use_history(cluster_history.get());
+    cluster_sessions_ = std::move(cluster_sessions);
+    cluster_history_ = std::move(cluster_history);
+  }
+
+  static std::string describe_jetstream_error(const steedos::transport::JsStatus& status) {
+    if (status.error == steedos::transport::JsError::NotEnabled) {
+      return "JetStream is not enabled on the NATS server (nats-server -js)";
+    }
+    return std::string("JetStream unavailable: ") + steedos::transport::to_string(status.error) +
+           (status.message.empty() ? "" : " (" + status.message + ")");
+  }
+
+  /// socket.stats `recovery.jetstream`: the history and the sessions bucket since start.
+  Json jetstream_stats() const {
+    const auto history = cluster_history_->counts();
+    const auto sessions = cluster_sessions_->counts();
+    return Json{{"published", history.published},
+                {"publishedCopies", history.published_copies},
+                {"publishFailed", history.publish_failed},
+                {"deliveredWithoutHistory", service_.history_publish_failures()},
+                {"delivered", history.delivered},
+                {"lastSequence", cluster_history_->last_delivered()},
+                {"skippedSequences", history.skipped_sequences},
+                {"malformed", history.malformed + sessions.malformed},
+                {"takes", sessions.takes},
+                {"taken", sessions.taken},
+                {"takeRaces", sessions.take_races},
+                {"expired", sessions.expired},
+                {"lost", sessions.lost},
+                {"queueFull", sessions.queue_full},
+                {"errors", sessions.errors}};
+  }
+
   /// socket.stats `recovery`: what is kept now and what recovery did since start.
   Json recovery_stats() const {
     const auto counts = io_.recovery_counts();
-    return Json{{"sessions", io_.kept_session_count()},
-                {"packets", io_.recorded_packet_count()},
-                {"kept", counts.kept},
-                {"recovered", counts.recovered},
-                {"refused", counts.refused},
-                {"unknown", counts.unknown},
-                {"expired", counts.expired},
-                {"dropped", counts.dropped},
-                {"evictedSessions", counts.evicted_sessions},
-                {"evictedPackets", counts.evicted_packets},
-                {"untrackedTargets", counts.untracked_targets},
-                {"replayed", counts.replayed}};
+    Json stats = Json{{"store", store_name()},
+                      {"sessions", io_.kept_session_count()},
+                      {"packets", io_.recorded_packet_count()},
+                      {"kept", counts.kept},
+                      {"recovered", counts.recovered},
+                      {"refused", counts.refused},
+                      {"unknown", counts.unknown},
+                      {"expired", counts.expired},
+                      {"dropped", counts.dropped},
+                      {"evictedSessions", counts.evicted_sessions},
+                      {"evictedPackets", counts.evicted_packets},
+                      {"untrackedTargets", counts.untracked_targets},
+                      {"replayed", counts.replayed}};
+    if (cluster_history_) stats["jetstream"] = jetstream_stats();
+    return stats;
   }
 
   /// socket.stats `limits`: what each connection-level limit refused or closed.
@@ -281,6 +413,10 @@ class Gateway final : public steedos::app::NodeParts {
 
   Config config_;
   steedos::gateway::GatewayServer server_;
+  // The `jetstream` recovery store's parts (null otherwise): before io_, whose store uses them.
+  std::unique_ptr<steedos::services::ClusterSessions> cluster_sessions_;
+  std::unique_ptr<steedos::services::ClusterHistory> cluster_history_;
+  bool saving_sessions_ = false;  // a drain's flush of the kept sessions in progress
   steedos::gateway::SocketIoServer io_;
   steedos::services::GatewayHub hub_;  // the namespace `/`, as the service sees it
   steedos::services::SocketService service_;

@@ -179,7 +179,7 @@ void MemoryRecoveryStore::take(const std::string& pid, const std::string& offset
   done(std::move(restored));
 }
 
-size_t MemoryRecoveryStore::drop_if(const std::function<bool(const KeptSession&)>& match) {
+size_t MemoryRecoveryStore::drop_if(std::function<bool(const KeptSession&)> match) {
   size_t dropped = 0;
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     auto next = std::next(it);

@@ -106,12 +106,31 @@ class RecoveryStore {
   /// once, now or later, on the loop thread.
   virtual void take(const std::string& pid, const std::string& offset,
                     std::function<void(std::optional<RestoredSession>)> done) = 0;
-  /// Removes the kept sessions `match` selects; returns how many.
-  virtual size_t drop_if(const std::function<bool(const KeptSession&)>& match) = 0;
+  /// Removes the kept sessions `match` selects; returns how many were removed now (a cluster
+  /// store removes them later, on every node, and returns 0). `match` may be kept and called
+  /// later, on another thread: it must own what it captures.
+  virtual size_t drop_if(std::function<bool(const KeptSession&)> match) = 0;
   /// Removes what is older than max_disconnection_duration; `expired` is called for each kept
   /// session removed unrecovered.
   virtual void sweep(std::chrono::steady_clock::time_point now,
                      const std::function<void(const KeptSession&)>& expired) = 0;
+  /// A cluster store also tracks connected sockets, so that a node that dies (SIGKILL) loses
+  /// none of them: then the server reports connects, room changes and plain disconnects too.
+  /// The memory store holds nothing until a recoverable disconnect.
+  virtual bool tracks_connected() const { return false; }
+  /// A socket connected or was restored here; `session` is what would be kept of it now.
+  virtual void connected(const KeptSession& /*session*/) {}
+  virtual void rooms_changed(const std::string& /*pid*/,
+                             const std::vector<std::string>& /*rooms*/) {}
+  /// A socket left without being kept (its client's own disconnect, a server disconnect).
+  virtual void forgotten(const std::string& /*pid*/) {}
+  /// sweep() must run even while this store holds nothing (a cluster store expires what the
+  /// other nodes kept, too).
+  virtual bool sweeps_always() const { return false; }
+  /// Calls `done` on the loop thread once what the store was told so far is saved (a drain
+  /// keeps its sockets, then waits for this before the process exits).
+  virtual void flush(std::function<void()> done) { done(); }
+
   virtual size_t session_count() const = 0;
   virtual size_t packet_count() const = 0;
   virtual RecoveryCounts counts() const = 0;

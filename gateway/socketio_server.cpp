@@ -586,12 +586,16 @@ void Connection::accept_or_restore(Socket& socket) {
   }
   // The store may answer later (a cluster store): by then the socket or the session may be
   // gone, hence the weak handles, as for the connect decision.
+  socket.restoring_ = true;
   store->take(
       claim->pid, claim->offset,
       [weak = socket.weak_from_this(), alive = alive_](std::optional<RestoredSession> taken) {
         if (alive.expired()) return;
         auto target = weak.lock();
-        if (!target || target->state_ != Socket::State::Connecting || !target->connection_) {
+        if (!target) return;
+        target->restoring_ = false;
+        if (target->state_ != Socket::State::Connecting || !target->connection_) {
+          target->data_.reset();  // never connected: its application data goes now
           return;
         }
         auto connection = target->connection_->shared_from_this();
@@ -602,6 +606,7 @@ void Connection::accept_or_restore(Socket& socket) {
             connection->accept(*target);
           }
         });
+        if (target->state_ == Socket::State::Connecting) target->data_.reset();
         if (!done) connection->close("forced close");
       });
 }
@@ -659,6 +664,10 @@ void Connection::accept(Socket& socket, const std::vector<OutgoingPacketPtr>& mi
   send_text(sio::encode(reply));
   // After the reply, so events emitted by the application follow it on the wire.
   if (socket.connected() && socket.nsp_->on_connection_) socket.nsp_->on_connection_(socket);
+  RecoveryStore* store = server_.recovery_store_.get();
+  if (store != nullptr && store->tracks_connected() && socket.pid_ && socket.connected()) {
+    guarded("recovery track", [&] { store->connected(socket.recovery_snapshot()); });
+  }
 }
 
 void Connection::disconnect_all(const std::string& reason) {
@@ -823,12 +832,24 @@ bool Socket::send_ack(uint64_t ack_id, const RawArgs& raw_args, Attachments atta
 
 bool Socket::join(const std::string& room) {
   if (state_ == State::Disconnected) return false;
-  return nsp_->rooms_.join(*this, room);
+  const bool joined = nsp_->rooms_.join(*this, room);
+  if (joined) report_rooms();
+  return joined;
 }
 
 bool Socket::leave(const std::string& room) {
   if (state_ == State::Disconnected) return false;
-  return nsp_->rooms_.leave(*this, room);
+  const bool left = nsp_->rooms_.leave(*this, room);
+  if (left) report_rooms();
+  return left;
+}
+
+void Socket::report_rooms() {
+  RecoveryStore* store = nsp_->server_.recovery_store_.get();
+  if (store == nullptr || !store->tracks_connected() || !pid_ || state_ != State::Connected) {
+    return;
+  }
+  store->rooms_changed(std::string(pid()), rooms());
 }
 
 bool Socket::in_room(const std::string& room) const {
@@ -860,13 +881,18 @@ void Socket::disconnect(bool close_transport) {
   finish_disconnect("server namespace disconnect");
 }
 
-void Socket::keep_for_recovery(const std::string& reason) {
+KeptSession Socket::recovery_snapshot() {
   KeptSession session;
   session.nsp = nsp_->name();
   session.sid = id_;
   session.pid = std::string(pid());
   session.rooms = rooms();
   if (nsp_->recovery_hooks_.save) session.app_data = nsp_->recovery_hooks_.save(*this);
+  return session;
+}
+
+void Socket::keep_for_recovery(const std::string& reason) {
+  KeptSession session = recovery_snapshot();
   session.disconnected_at = std::chrono::steady_clock::now();
   log_with(logger(), spdlog::level::debug,
            {{"socket", id_}, {"namespace", nsp_->name()}, {"reason", reason}},
@@ -886,8 +912,12 @@ void Socket::finish_disconnect(const std::string& reason) {
   if (nsp_->on_disconnecting_) {
     guarded("disconnecting", [&] { nsp_->on_disconnecting_(*this, reason); });
   }
-  if (nsp_->server_.recovery_store_ && recoverable_disconnect(reason)) {
-    guarded("recovery save", [&] { keep_for_recovery(reason); });
+  if (RecoveryStore* store = nsp_->server_.recovery_store_.get()) {
+    if (recoverable_disconnect(reason)) {
+      guarded("recovery save", [&] { keep_for_recovery(reason); });
+    } else if (store->tracks_connected() && pid_) {
+      guarded("recovery forget", [&] { store->forgotten(std::string(pid())); });
+    }
   }
   nsp_->rooms_.leave_all(*this);
   nsp_->remove_socket(*this);
@@ -960,6 +990,17 @@ OutgoingPacketPtr Namespace::encode_event(std::string_view event, const RawArgs&
   if (server_.recovery_store_) offset = server_.recovery_store_->next_offset();
   std::string payload = event_payload(event, raw_args, offset);
   return build_packet(sio::Type::Event, name_, std::nullopt, std::move(payload), attachments,
+                      std::move(offset));
+}
+
+OutgoingPacketPtr Namespace::encode_event_at(std::string_view event, const RawArgs& raw_args,
+                                             std::string offset) const {
+  if (sio::is_reserved_event(event)) {
+    logger()->error("refusing to emit the reserved event name '{}'", event);
+    return nullptr;
+  }
+  std::string payload = event_payload(event, raw_args, offset);
+  return build_packet(sio::Type::Event, name_, std::nullopt, std::move(payload), {},
                       std::move(offset));
 }
 
@@ -1093,11 +1134,12 @@ size_t Namespace::emit_all(std::string_view event, const RawArgs& raw_args, Atta
   return send_all(packet, except_id, is_volatile);
 }
 
-size_t Namespace::drop_kept_sessions(const std::function<bool(const KeptSession&)>& match) {
+size_t Namespace::drop_kept_sessions(std::function<bool(const KeptSession&)> match) {
   RecoveryStore* store = server_.recovery_store_.get();
   if (store == nullptr) return 0;
-  return store->drop_if(
-      [&](const KeptSession& session) { return session.nsp == name_ && match(session); });
+  return store->drop_if([match = std::move(match), nsp = name_](const KeptSession& session) {
+    return session.nsp == nsp && match(session);
+  });
 }
 
 Socket* Namespace::find(std::string_view id) const {
@@ -1267,7 +1309,10 @@ void SocketIoServer::keep_session(KeptSession session) {
 
 void SocketIoServer::arm_recovery_sweep() {
   if (recovery_sweep_armed_ || shutting_down_ || !recovery_store_ || !recovery_timer_) return;
-  if (recovery_store_->session_count() == 0 && recovery_store_->packet_count() == 0) return;
+  if (!recovery_store_->sweeps_always() && recovery_store_->session_count() == 0 &&
+      recovery_store_->packet_count() == 0) {
+    return;
+  }
   recovery_sweep_armed_ = true;
   recovery_timer_->timer.expires_after(kRecoverySweepPeriod);
   recovery_timer_->timer.async_wait(

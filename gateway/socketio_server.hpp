@@ -177,6 +177,9 @@ class Socket : private RoomMember, public std::enable_shared_from_this<Socket> {
   std::string_view pid() const { return pid_ ? pid_->view() : std::string_view(); }
   /// Restored from a kept session (id, pid, rooms and missed packets); false for a new socket.
   bool recovered() const { return recovered_; }
+  /// Accepted, and waiting for the recovery store's answer to the kept session it claims
+  /// (still Connecting meanwhile: its application data must stay).
+  bool restoring() const { return restoring_; }
   /// Free slot for the application's session data (freed with the socket).
   std::unique_ptr<SocketData>& data() { return data_; }
 
@@ -227,6 +230,10 @@ class Socket : private RoomMember, public std::enable_shared_from_this<Socket> {
   /// At a recoverable disconnect with recovery on: hands the socket to the store (rooms still
   /// joined).
   void keep_for_recovery(const std::string& reason);
+  /// What a store keeps of this socket now (rooms, the application's save hook).
+  KeptSession recovery_snapshot();
+  /// Tells a store that tracks connected sockets that this one's rooms changed.
+  void report_rooms();
 
   std::string id_;
   Namespace* nsp_;
@@ -234,6 +241,7 @@ class Socket : private RoomMember, public std::enable_shared_from_this<Socket> {
   State state_ = State::Connecting;
   TransportKind last_transport_ = TransportKind::Polling;
   bool recovered_ = false;
+  bool restoring_ = false;
   uint32_t member_index_ = 0;  // position in Namespace::members_ (packed with the three above)
   std::string auth_raw_;
   Json auth_;  // null for an empty payload (auth() gives `{}`)
@@ -268,13 +276,18 @@ class Namespace {
   void set_recovery_hooks(RecoveryHooks hooks) { recovery_hooks_ = std::move(hooks); }
   /// Removes this namespace's kept sessions `match` selects (a user logged out, a socket the
   /// application disconnected while it was away); returns how many. 0 when recovery is off.
-  size_t drop_kept_sessions(const std::function<bool(const KeptSession&)>& match);
+  /// `match` may be called later (a cluster store): it must own what it captures.
+  size_t drop_kept_sessions(std::function<bool(const KeptSession&)> match);
 
   /// Encodes an EVENT for this namespace once; nullptr (logged) when refused: reserved event
   /// name or more than 10 attachments. With recovery on it carries a fresh offset as the last
   /// element of its data array, and every send_to / send_all / Socket::send of it is recorded.
   OutgoingPacketPtr encode_event(std::string_view event, const RawArgs& raw_args,
                                  const Attachments& attachments = {}) const;
+  /// The same with the offset given (a cluster store's: the event's place in a history shared
+  /// by every node), not one of the store's. nullptr (logged) for a reserved event name.
+  OutgoingPacketPtr encode_event_at(std::string_view event, const RawArgs& raw_args,
+                                    std::string offset) const;
 
   /// Sends `packet` to every connected socket in any of `rooms` (each socket once), except the
   /// socket whose id is `except_id` (and the members of `except_rooms`). The same pointer goes to

@@ -121,6 +121,15 @@ class ClientHub {
                             std::string_view arg_json) = 0;
   /// The same, to every connected client.
   virtual size_t deliver_all(std::string_view event, std::string_view arg_json) = 0;
+  /// An event of a cluster-wide history (the `jetstream` recovery store) to the clients in
+  /// `rooms` (every client when null) but those in `except_rooms`, with `offset` as its
+  /// recovery offset; `args` is the comma-separated JSON text of its arguments (may be empty).
+  virtual size_t deliver_at(const std::vector<std::string>* /*rooms*/,
+                            const std::vector<std::string>& /*except_rooms*/,
+                            std::string_view /*event*/, std::string_view /*args*/,
+                            std::string /*offset*/) {
+    return 0;
+  }
 
   /// Visits the connected clients; `fn` may not disconnect them (collect ids, then disconnect).
   virtual void for_each_client(const std::function<void(Client&)>& fn) = 0;
@@ -133,7 +142,8 @@ class ClientHub {
 
   /// Connection state recovery: installs the service's handlers (no-op when it is off).
   virtual void set_recovery_handlers(RecoveryHandlers) {}
-  /// Forgets the kept clients `match` selects, so they can never be restored; how many.
+  /// Forgets the kept clients `match` selects, so they can never be restored; how many (0 with
+  /// a cluster store, which removes them later on every node: `match` must own its captures).
   virtual size_t drop_kept(const std::function<bool(const KeptClient&)>& /*match*/) { return 0; }
 
   /// Calls `fn` once what the deliveries so far queued has been written to the clients' sockets

@@ -88,6 +88,13 @@ bool listens_on_shared_subject(const Json& service) {
   return flag != metadata->end() && flag->is_boolean() && flag->get<bool>();
 }
 
+bool consumes_history(const Json& service, const std::string& history) {
+  const auto metadata = service.find("metadata");
+  if (metadata == service.end() || !metadata->is_object()) return false;
+  const auto stream = metadata->find(kHistoryStreamKey);
+  return stream != metadata->end() && stream->is_string() && *stream == history;
+}
+
 void add_numbers(Json& sum, const Json& answer, const std::vector<std::string>& skip) {
   for (auto it = answer.begin(); it != answer.end(); ++it) {
     if (std::find(skip.begin(), skip.end(), it.key()) != skip.end()) continue;
@@ -108,13 +115,16 @@ void add_numbers(Json& sum, const Json& answer, const std::vector<std::string>& 
 
 }  // namespace
 
-ServicePeers peers_of_service(const moleculer::Registry& registry, const std::string& service) {
+ServicePeers peers_of_service(const moleculer::Registry& registry, const std::string& service,
+                              const std::string& history) {
   ServicePeers peers;
   for (const auto& [id, node] : registry.nodes()) {
     if (node.local || !node.available) continue;
     const Json* entry = service_entry(node, service);
     if (!entry) continue;
-    if (listens_on_shared_subject(*entry)) {
+    if (!history.empty() && consumes_history(*entry, history)) {
+      peers.on_history.push_back(id);
+    } else if (listens_on_shared_subject(*entry)) {
       peers.on_shared_subject++;
     } else {
       peers.targeted.push_back(id);

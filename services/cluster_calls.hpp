@@ -31,8 +31,14 @@ struct NodeAnswers {
 struct ServicePeers {
   size_t on_shared_subject = 0;
   std::vector<std::string> targeted;
+  /// Peers that consume the same event history (`history` given): left out of the two above.
+  std::vector<std::string> on_history;
 };
-ServicePeers peers_of_service(const moleculer::Registry& registry, const std::string& service);
+/// The service metadata key that names the event history a gateway delivers from (the
+/// `jetstream` recovery store): its peers on the same history need no forwarded events.
+inline constexpr const char* kHistoryStreamKey = "$historyStream";
+ServicePeers peers_of_service(const moleculer::Registry& registry, const std::string& service,
+                              const std::string& history = {});
 
 /// Asks `action` with `params` of every live node other than this one that offers the action,
 /// each call with `timeout_ms`, in parallel; `local_answer` is this node's own answer. Calls

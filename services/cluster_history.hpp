@@ -7,8 +7,8 @@
 // hands it, in stream order, with the stream sequence as the Socket.IO offset: every node
 // delivers in one order under the same offsets, and a client can restore on any node.
 //
-// Not wired into the node yet (see the issue 13 notes): this is the unit the `jetstream` store
-// is built on.
+// Wired by app/main.cpp for the `jetstream` recovery store (services/jetstream_recovery_store.hpp):
+// SocketService publishes, deliver_from_history delivers.
 //
 // Duplicate window: a copy of an event published after the window (2 min by default, at most
 // the stream's max age) is stored again as a new event, and delivered twice. Copies of one
@@ -26,6 +26,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -33,6 +34,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -55,6 +57,14 @@ struct HistoryEvent {
   }
 };
 
+/// `a,b` of the event's `[a,b]`: its arguments as raw JSON texts, comma-separated (what
+/// gateway::RawArgs takes as one element); empty for none.
+inline std::string_view history_event_args(const HistoryEvent& event) {
+  const std::string_view array = event.args_json;
+  if (array.size() < 2) return {};
+  return array.substr(1, array.size() - 2);
+}
+
 /// The stream message of an event: compact JSON,
 /// `{"id":"…","name":"…","args":[…],"all":false,"rooms":[…],"except":[…]}`. `args_json` is
 /// parsed and written again compactly: an invalid or non-array text gives an error, no message.
@@ -75,6 +85,28 @@ std::string event_id_of_forward(const std::string& uuid);
 std::string event_id_of_broadcast(const std::string& sender, const std::string& request_id,
                                   const std::string& event_name, const std::string& params_json,
                                   const std::string& meta_json);
+
+/// The last `capacity` event ids seen, for "was this one already handled?" (oldest forgotten
+/// first). Loop thread.
+class RecentIds {
+ public:
+  explicit RecentIds(size_t capacity) : capacity_(capacity) {}
+  void add(const std::string& id) {
+    if (capacity_ == 0 || !ids_.insert(id).second) return;
+    order_.push_back(id);
+    if (order_.size() > capacity_) {
+      ids_.erase(order_.front());
+      order_.pop_front();
+    }
+  }
+  bool contains(const std::string& id) const { return !ids_.empty() && ids_.count(id) > 0; }
+  size_t size() const { return ids_.size(); }
+
+ private:
+  size_t capacity_;
+  std::unordered_set<std::string> ids_;
+  std::deque<std::string> order_;
+};
 
 struct ClusterHistoryOptions {
   std::string stream = "STEEDOS_SOCKET_HISTORY";

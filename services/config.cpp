@@ -539,6 +539,41 @@ void read_probe_path(const Json& gateway, const char* name, const GatewaySetting
   }
 }
 
+/// gateway.connectionStateRecovery.jetstream: { stream, bucket, replicas, maxBytes, storage }.
+void read_recovery_jetstream(const Json& recovery, RecoverySettings& r) {
+  const std::string key = "gateway.connectionStateRecovery.jetstream";
+  const Json* v = find(recovery, "jetstream");
+  if (v == nullptr) return;
+  if (!v->is_object()) fail(key, "must be an object");
+  static const char* const kKnown[] = {"stream", "bucket", "replicas", "maxBytes", "storage"};
+  for (auto it = v->begin(); it != v->end(); ++it) {
+    if (std::find(std::begin(kKnown), std::end(kKnown), it.key()) == std::end(kKnown)) {
+      fail(dotted(key, it.key().c_str()), "unknown option");
+    }
+  }
+  // Names become NATS subjects and stream names: no dots, spaces or wildcards.
+  const auto check_name = [&key](const char* name, const std::string& value) {
+    const bool ok = !value.empty() && value.size() <= 64 &&
+                    std::all_of(value.begin(), value.end(), [](unsigned char c) {
+                      return std::isalnum(c) || c == '_' || c == '-';
+                    });
+    if (!ok) fail(dotted(key, name), "must be 1-64 of A-Z a-z 0-9 _ - (got " + shown(value) + ")");
+  };
+  read_string(*v, key, "stream", false, r.jetstream_stream);
+  check_name("stream", r.jetstream_stream);
+  read_string(*v, key, "bucket", false, r.jetstream_bucket);
+  check_name("bucket", r.jetstream_bucket);
+  read_int(*v, key, "replicas", 1, 5, r.jetstream_replicas);
+  read_int(*v, key, "maxBytes", 1 << 20, std::numeric_limits<long long>::max(),
+           r.jetstream_max_bytes);
+  std::string storage = "file";
+  read_string(*v, key, "storage", false, storage);
+  if (storage != "file" && storage != "memory") {
+    fail(dotted(key, "storage"), "must be \"file\" or \"memory\" (got " + shown(storage) + ")");
+  }
+  r.jetstream_memory_storage = storage == "memory";
+}
+
 /// gateway.connectionStateRecovery: false/null/absent, true, or { maxDisconnectionDuration,
 /// skipMiddlewares, store, maxSessions, maxPackets }.
 void read_recovery(const Json& gateway, RecoverySettings& r) {
@@ -548,8 +583,12 @@ void read_recovery(const Json& gateway, RecoverySettings& r) {
   r.enabled = true;
   if (v->is_boolean()) return;
   if (!v->is_object()) fail(key, "must be false, true or an object");
-  static const char* const kKnown[] = {"maxDisconnectionDuration", "skipMiddlewares", "store",
-                                       "maxSessions", "maxPackets"};
+  static const char* const kKnown[] = {"maxDisconnectionDuration",
+                                       "skipMiddlewares",
+                                       "store",
+                                       "maxSessions",
+                                       "maxPackets",
+                                       "jetstream"};
   for (auto it = v->begin(); it != v->end(); ++it) {
     if (std::find(std::begin(kKnown), std::end(kKnown), it.key()) == std::end(kKnown)) {
       fail(dotted(key, it.key().c_str()), "unknown option");
@@ -560,11 +599,13 @@ void read_recovery(const Json& gateway, RecoverySettings& r) {
            r.max_disconnection_duration_ms);
   read_bool(*v, key, "skipMiddlewares", r.skip_middlewares);
   read_string(*v, key, "store", false, r.store);
-  if (r.store != "memory") {
-    fail(dotted(key, "store"), "must be \"memory\" (got " + shown(r.store) + ")");
+  if (!r.store.empty() && r.store != "memory" && r.store != "jetstream") {
+    fail(dotted(key, "store"),
+         "must be \"memory\", \"jetstream\" or null (got " + shown(r.store) + ")");
   }
   read_int(*v, key, "maxSessions", 1, unbounded, r.max_sessions);
   read_int(*v, key, "maxPackets", 1, unbounded, r.max_packets);
+  read_recovery_jetstream(*v, r);
 }
 
 }  // namespace

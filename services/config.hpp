@@ -25,8 +25,17 @@ struct RecoverySettings {
   /// skipMiddlewares: accepted for socket.io's option shape; a restore always re-checks the
   /// credentials (the auth cache answers it), whatever this says.
   bool skip_middlewares = true;
-  /// store: "memory" (this node; bounded below).
-  std::string store = "memory";
+  /// store: "memory" (this node; bounded below), "jetstream" (cluster-wide, on the NATS
+  /// transporter's servers; the node refuses to start without JetStream), or "" (absent or
+  /// null): "jetstream" when the transporter is NATS and its server has JetStream, else
+  /// "memory".
+  std::string store;
+  /// store "jetstream": the history stream and the sessions bucket (shared by every gateway).
+  std::string jetstream_stream = "STEEDOS_SOCKET_HISTORY";
+  std::string jetstream_bucket = "steedos_socket_sessions";
+  int jetstream_replicas = 1;
+  long long jetstream_max_bytes = 256LL << 20;  // each of the stream and the bucket
+  bool jetstream_memory_storage = false;        // storage: "file" (default) or "memory"
   /// maxSessions / maxPackets: the memory store's bounds; the oldest go first, counted.
   size_t max_sessions = 100000;
   size_t max_packets = 100000;

@@ -73,7 +73,9 @@ void GatewayHub::set_handlers(ClientHandlers handlers) {
             // connect after all (its connection was closing) drops the session at once: a
             // session lives only in a connected socket, where the service can still reach it
             // (~SocketService), never in one that might outlive the service.
-            if (target && target->state() == gateway::Socket::State::Connecting) {
+            // One that waits for its recovery store keeps it: the store's answer settles it.
+            if (target && target->state() == gateway::Socket::State::Connecting &&
+                !target->restoring()) {
               target->data().reset();
             }
           });
@@ -116,6 +118,26 @@ size_t GatewayHub::deliver_all(std::string_view event, std::string_view arg_json
   return packet ? nsp_.send_all(packet) : 0;
 }
 
+size_t GatewayHub::deliver_at(const std::vector<std::string>* rooms,
+                              const std::vector<std::string>& except_rooms, std::string_view event,
+                              std::string_view args, std::string offset) {
+  auto packet =
+      nsp_.encode_event_at(event, args.empty() ? RawArgs{} : RawArgs{args}, std::move(offset));
+  if (!packet) return 0;
+  if (rooms) return nsp_.send_to(*rooms, packet, {}, except_rooms);
+  // A history event to all sockets but some rooms: every socket is in its own-id room, so "all
+  // but" is the whole namespace's sockets without those rooms' members.
+  if (except_rooms.empty()) return nsp_.send_all(packet);
+  size_t delivered = 0;
+  nsp_.for_each_socket([&](gateway::Socket& socket) {
+    for (const auto& room : except_rooms) {
+      if (socket.in_room(room)) return;
+    }
+    if (socket.send(packet)) ++delivered;
+  });
+  return delivered;
+}
+
 void GatewayHub::for_each_client(const std::function<void(Client&)>& fn) {
   nsp_.for_each_socket([&fn](gateway::Socket& socket) {
     SocketClient client(socket);
@@ -155,7 +177,7 @@ void GatewayHub::set_recovery_handlers(RecoveryHandlers handlers) {
 }
 
 size_t GatewayHub::drop_kept(const std::function<bool(const KeptClient&)>& match) {
-  return nsp_.drop_kept_sessions([&match](const gateway::KeptSession& session) {
+  return nsp_.drop_kept_sessions([match](const gateway::KeptSession& session) {
     return match(KeptClient{session.sid, session.app_data});
   });
 }

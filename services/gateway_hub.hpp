@@ -26,6 +26,9 @@ class GatewayHub final : public ClientHub {
   void disconnect(const std::vector<std::string>& ids) override;
   size_t room_count() const override { return nsp_.room_count(); }
   void set_recovery_handlers(RecoveryHandlers handlers) override;
+  size_t deliver_at(const std::vector<std::string>* rooms,
+                    const std::vector<std::string>& except_rooms, std::string_view event,
+                    std::string_view args, std::string offset) override;
   size_t drop_kept(const std::function<bool(const KeptClient&)>& match) override;
   void after_writes(std::function<void()> fn) override;
 

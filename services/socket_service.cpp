@@ -216,6 +216,7 @@ RecoveryHandlers SocketService::recovery_handlers() {
 }
 
 SocketService::~SocketService() {
+  *alive_ = false;  // history acks arriving later find nothing to do
   // The hub outlives the service; its sockets may too (the node destroys the gateway last).
   hub_.for_each_client([](Client& client) { client.set_session(nullptr); });
 }
@@ -411,6 +412,11 @@ bool SocketService::within_subscribe_rate(ClientSession& session) {
 
 size_t SocketService::deliver(const std::string& event, const std::string& args_json,
                               const std::vector<std::string>* rooms) {
+  if (history_event_ != nullptr) {
+    // Delivered later, by every node, from the history (deliver_from_history).
+    publish_to_history(*history_event_, event, args_json, rooms);
+    return 0;
+  }
   // Encoded once by the hub; the same bytes go to every recipient.
   size_t recipients =
       rooms ? hub_.deliver_to(*rooms, event, args_json) : hub_.deliver_all(event, args_json);
@@ -419,13 +425,99 @@ size_t SocketService::deliver(const std::string& event, const std::string& args_
   return recipients;
 }
 
+namespace {
+
+/// The cluster-wide id of an event's delivery: a broadcast reaches every gateway, each with its
+/// own copy and ctx id, but one request id and sender; an emit reaches one node only.
+std::string history_id(const Context& ctx, size_t delivery) {
+  std::string id = ctx.event_type == "broadcast" && !ctx.request_id.empty()
+                       ? event_id_of_broadcast(ctx.node_id, ctx.request_id, ctx.name,
+                                               dump_json(ctx.params), dump_json(ctx.meta))
+                       : event_id_of_forward(ctx.id);
+  return id + ":" + std::to_string(delivery);
+}
+
+/// The meta flag of an event forwarded because its history publish failed: the receivers
+/// deliver it to their clients at once, without the history.
+constexpr const char* kWithoutHistoryMeta = "$withoutHistory";
+
+}  // namespace
+
+void SocketService::publish_to_history(const Context& ctx, const std::string& event,
+                                       const std::string& args_json,
+                                       const std::vector<std::string>* rooms) {
+  HistoryEvent entry;
+  entry.id = history_id(ctx, history_deliveries_++);
+  entry.name = event;
+  entry.args_json = "[" + args_json + "]";
+  entry.all = rooms == nullptr;
+  if (rooms) entry.rooms = *rooms;
+  // What a failure needs; an emit only this node received is forwarded to the other gateways.
+  std::optional<std::vector<std::string>> target;
+  if (rooms) target = *rooms;
+  std::optional<Context> forward;
+  if (ctx.event_type == "emit") forward = ctx;
+  auto on_failure = [this, id = entry.id, event, args_json, target = std::move(target),
+                     forward = std::move(forward)] {
+    deliver_without_history(id, event, args_json, target);
+    if (!forward) return;
+    EmitOptions options;
+    options.groups = {kGroup};
+    options.meta = forward->meta;
+    options.meta[kWithoutHistoryMeta] = true;
+    options.remote_only = true;
+    options.nodes = peers_of_service(broker_.registry(), config_.service_name,
+                                     config_.gateway.recovery.jetstream_stream)
+                        .on_history;
+    if (!options.nodes.empty())
+      broker_.broadcast(forward->name, forward->params, std::move(options));
+  };
+  ++publishes_in_flight_;
+  auto status = history_->publish(
+      entry, [this, alive = alive_, on_failure](transport::JsResult<transport::JsPubAck> ack) {
+        if (!*alive) return;
+        --publishes_in_flight_;
+        if (!ack.ok()) on_failure();
+      });
+  if (!status.ok()) {
+    --publishes_in_flight_;
+    on_failure();
+  }
+}
+
+void SocketService::deliver_without_history(const std::string& id, const std::string& event,
+                                            const std::string& args_json,
+                                            const std::optional<std::vector<std::string>>& rooms) {
+  if (history_failures_++ % 1000 == 0) {
+    log_with(component_logger("socket"), spdlog::level::warn,
+             {{"event", event}, {"failures", history_failures_}},
+             "event history unavailable: delivered to this node's clients without an offset "
+             "(not recoverable)");
+  }
+  delivered_without_history_.add(id);
+  const size_t recipients =
+      rooms ? hub_.deliver_to(*rooms, event, args_json) : hub_.deliver_all(event, args_json);
+  counters_.events_out += recipients;
+}
+
+void SocketService::deliver_from_history(uint64_t sequence, const HistoryEvent& event) {
+  if (delivered_without_history_.contains(event.id)) return;
+  const size_t recipients =
+      hub_.deliver_at(event.all ? nullptr : &event.rooms, event.except_rooms, event.name,
+                      history_event_args(event), std::to_string(sequence));
+  counters_.events_out += recipients;
+}
+
 // §7: Moleculer balances an emit to one node of the `socket` group, but every gateway node has
 // clients that must see it. The receiving node forwards it to the others as a broadcast to the
 // group that skips itself; a broadcast (from a producer or forwarded) is never forwarded again,
 // so each client gets each event once.
 void SocketService::fan_out_to_other_gateways(const Context& ctx) {
   if (ctx.event_type != "emit") return;
-  const ServicePeers peers = peers_of_service(broker_.registry(), config_.service_name);
+  // Gateways on the same history get the event from it: only the others need a forward.
+  const ServicePeers peers =
+      peers_of_service(broker_.registry(), config_.service_name,
+                       history_ ? config_.gateway.recovery.jetstream_stream : std::string());
   EmitOptions options;
   options.groups = {kGroup};
   options.meta = ctx.meta;
@@ -499,7 +591,7 @@ void SocketService::logout(const std::string& token) {
   hub_.disconnect(ids);
   // Kept clients of the token (away when it logged out) can never be restored.
   const std::string fingerprint = token_fingerprint(token);
-  const size_t kept = hub_.drop_kept([&](const KeptClient& client) {
+  const size_t kept = hub_.drop_kept([fingerprint](const KeptClient& client) {
     return client.saved.is_object() && client.saved.value("token", "") == fingerprint;
   });
   component_logger("socket")->info(
@@ -691,16 +783,26 @@ ServiceSchema SocketService::schema() {
   service.name = config_.service_name;
   // The gateways of this version hear each other's forwarded events on one shared subject.
   service.metadata = Json{{moleculer::kSharedEventSubjectKey, true}};
+  if (history_) service.metadata[kHistoryStreamKey] = config_.gateway.recovery.jetstream_stream;
   const auto& routes = event_routes();
   for (size_t index = 0; index < routes.size(); ++index) {
     service.events.push_back(EventSchema{
         routes[index].pattern, kGroup,
         [this, index, handle = routes[index].handle](ContextPtr ctx) {
-          fan_out_to_other_gateways(*ctx);
+          // Forwarded after a failed history publish: for this node's clients, at once.
+          bool without_history = false;
+          if (history_ != nullptr && ctx->meta.is_object()) {
+            const auto flag = ctx->meta.find(kWithoutHistoryMeta);
+            without_history = flag != ctx->meta.end() && *flag == true;
+          }
+          if (!without_history) fan_out_to_other_gateways(*ctx);
           counters_.events_in++;
           metrics_.events_by_pattern[index]++;
           event_recipients_ = 0;
+          history_event_ = history_ != nullptr && !without_history ? ctx.get() : nullptr;
+          history_deliveries_ = 0;
           (this->*handle)(*ctx);
+          history_event_ = nullptr;
           // Once the hub has written what the deliveries queued (at the end of this loop turn,
           // on every write thread): every socket write of the fan-out was issued. One clock
           // read per event, none per socket.
@@ -811,8 +913,8 @@ ServiceSchema SocketService::schema() {
         if (config_.gateway.recovery.enabled) {
           // Away ones too: a kept client the operator disconnected never comes back.
           const SocketSelector selector{params.user_id, params.sid, std::nullopt, params.tenant_id};
-          answer["keptDropped"] =
-              hub_.drop_kept([&](const KeptClient& kept) { return selected(kept, selector); });
+          answer["keptDropped"] = hub_.drop_kept(
+              [selector](const KeptClient& kept) { return selected(kept, selector); });
         }
         answer_in_scope(ctx, params.scope, std::move(answer), respond, summed_reply);
       });

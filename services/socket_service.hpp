@@ -15,6 +15,7 @@
 #include "services/auth_coalescer.hpp"
 #include "services/client_hub.hpp"
 #include "services/cluster_calls.hpp"
+#include "services/cluster_history.hpp"
 #include "services/config.hpp"
 #include "services/session_registry.hpp"
 #include "services/steedos_action_params.hpp"
@@ -152,6 +153,20 @@ class SocketService {
   /// Turns the latency measurements on (metrics.enabled).
   void observe_latencies(LatencyObservers observers) { latency_ = std::move(observers); }
 
+  /// The `jetstream` recovery store (issue 13): the events this node receives for clients are
+  /// published to `history` (stored once cluster-wide) instead of delivered at once; every node
+  /// then delivers them from the history, in one order, through deliver_from_history. Before
+  /// schema() (peers learn it from the service's metadata); `history` outlives the service.
+  void use_history(ClusterHistory* history) { history_ = history; }
+  /// One event of the shared history, in stream order: to this node's clients, with its
+  /// sequence as the Socket.IO offset.
+  void deliver_from_history(uint64_t sequence, const HistoryEvent& event);
+  /// History publishes not acknowledged yet (a drain waits for them).
+  size_t history_publishes_in_flight() const { return publishes_in_flight_; }
+  /// Events this node could not store in the history (delivered to its own clients without an
+  /// offset instead, so live clients still get them).
+  uint64_t history_publish_failures() const { return history_failures_; }
+
  private:
   friend const std::vector<std::string>& socket_event_patterns();
   /// One event pattern of §5 and the member that handles it (its own mapper).
@@ -233,6 +248,15 @@ class SocketService {
   void logout(const std::string& token);
   size_t deliver(const std::string& event, const std::string& args_json,
                  const std::vector<std::string>* rooms);
+  /// With a history: the delivery of the event being handled, published under a cluster-wide
+  /// id (the same on every node that receives a copy of a broadcast).
+  void publish_to_history(const Context& ctx, const std::string& event,
+                          const std::string& args_json, const std::vector<std::string>* rooms);
+  /// A publish failed: this node's clients get the delivery now (no offset), and for an event
+  /// only this node received, the gateways on the history get it forwarded to do the same.
+  void deliver_without_history(const std::string& id, const std::string& event,
+                               const std::string& args_json,
+                               const std::optional<std::vector<std::string>>& rooms);
 
   Broker& broker_;
   ClientHub& hub_;
@@ -247,6 +271,17 @@ class SocketService {
   LatencyObservers latency_;
   /// Recipients of the event being handled (summed by deliver(), read by the event wrapper).
   size_t event_recipients_ = 0;
+  ClusterHistory* history_ = nullptr;
+  /// The event being handled when its deliveries go to the history (null otherwise, e.g. in
+  /// the socket.emit action, whose deliveries stay on this node), and their count so far.
+  const Context* history_event_ = nullptr;
+  size_t history_deliveries_ = 0;
+  size_t publishes_in_flight_ = 0;
+  uint64_t history_failures_ = 0;
+  /// Ids of deliveries made without the history after a failed publish (the last 10,000): a
+  /// copy another node stored is then not delivered here a second time.
+  RecentIds delivered_without_history_{10000};
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::function<uint64_t()> refused_origins_;
   std::function<uint64_t()> malformed_;

@@ -1011,7 +1011,21 @@ TEST_SUITE("config: gateway.connectionStateRecovery") {
     CHECK(on.enabled);
     CHECK(on.max_disconnection_duration_ms == 120000);
     CHECK(on.skip_middlewares);
-    CHECK(on.store == "memory");
+    CHECK(on.store.empty());  // null: jetstream when the NATS has it, else memory (app/main.cpp)
+    CHECK(on.jetstream_stream == "STEEDOS_SOCKET_HISTORY");
+    CHECK(on.jetstream_bucket == "steedos_socket_sessions");
+    CHECK(on.jetstream_replicas == 1);
+    CHECK_FALSE(on.jetstream_memory_storage);
+    const auto js = parse(R"({"gateway": {"connectionStateRecovery": {"store": "jetstream",
+        "jetstream": {"stream": "H_1", "bucket": "s-1", "replicas": 3, "maxBytes": 1048576,
+        "storage": "memory"}}}})")
+                        .gateway.recovery;
+    CHECK(js.store == "jetstream");
+    CHECK(js.jetstream_stream == "H_1");
+    CHECK(js.jetstream_bucket == "s-1");
+    CHECK(js.jetstream_replicas == 3);
+    CHECK(js.jetstream_max_bytes == 1048576);
+    CHECK(js.jetstream_memory_storage);
     const auto custom = parse(R"({"gateway": {"connectionStateRecovery": {
         "maxDisconnectionDuration": 30000, "skipMiddlewares": false, "store": "memory",
         "maxSessions": 10, "maxPackets": 20}}})")
@@ -1034,6 +1048,18 @@ TEST_SUITE("config: gateway.connectionStateRecovery") {
          "gateway.connectionStateRecovery.maxSessions"},
         {R"({"gateway": {"connectionStateRecovery": {"maxDisconectionDuration": 5}}})",
          "gateway.connectionStateRecovery.maxDisconectionDuration"},
+        {R"({"gateway": {"connectionStateRecovery": {"jetstream": {"stream": "a.b"}}}})",
+         "gateway.connectionStateRecovery.jetstream.stream"},
+        {R"({"gateway": {"connectionStateRecovery": {"jetstream": {"bucket": ""}}}})",
+         "gateway.connectionStateRecovery.jetstream.bucket"},
+        {R"({"gateway": {"connectionStateRecovery": {"jetstream": {"replicas": 0}}}})",
+         "gateway.connectionStateRecovery.jetstream.replicas"},
+        {R"({"gateway": {"connectionStateRecovery": {"jetstream": {"storage": "disk"}}}})",
+         "gateway.connectionStateRecovery.jetstream.storage"},
+        {R"({"gateway": {"connectionStateRecovery": {"jetstream": {"subject": "x"}}}})",
+         "gateway.connectionStateRecovery.jetstream.subject"},
+        {R"({"gateway": {"connectionStateRecovery": {"jetstream": 1}}})",
+         "gateway.connectionStateRecovery.jetstream"},
     };
     for (const auto& [text, key] : cases) {
       CAPTURE(text);
