@@ -249,10 +249,10 @@ if [ "$run_interop" -eq 1 ]; then
           lifecycle.test.js | raw-peer.test.js | redis-cluster.test.js | redis.test.js | tls.test.js | \
           wire.test.js) ;;
         events.test.js) [ "$file" = tests/interop/events.test.js ] || gateway_files+=("$file") ;;
-        # Several nodes behind balancers or on a NATS cluster, or sharing a JetStream recovery
+        # Several nodes behind balancers, on a NATS cluster, or sharing a JetStream recovery
         # store: what they test is between nodes, balancers and buses; their clients' write path
         # is the one the other files run with 1 thread (and they are among the longest files:
-        # about 70 s of the 1-thread pass, and 90 s more for the JetStream store).
+        # about 70 s of the 1-thread pass, and 35 s for the JetStream store's file).
         cluster-three.test.js | load-balancers.test.js | nats-cluster.test.js | \
           nats-hung-server.test.js | recovery-balancers.test.js | recovery-jetstream.test.js) ;;
         *) gateway_files+=("$file") ;;
