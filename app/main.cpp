@@ -130,6 +130,9 @@ class Gateway final : public steedos::app::NodeParts {
   ~Gateway() override {
     // No history delivery into the service once it starts going.
     if (cluster_history_) cluster_history_->stop();
+    // The service goes before the server: no socket may keep a session of it, not even one
+    // still waiting for its recovery store (those the service cannot see).
+    io_.release_socket_data();
   }
 
   void start() override {

@@ -1280,6 +1280,12 @@ namespace {
 constexpr auto kRecoverySweepPeriod = std::chrono::seconds(1);
 }  // namespace
 
+void SocketIoServer::release_socket_data() {
+  for (const auto& connection : connections_) {
+    for (const auto& socket : connection->sockets_.snapshot()) socket->data_.reset();
+  }
+}
+
 void SocketIoServer::set_recovery_store(std::unique_ptr<RecoveryStore> store) {
   if (!options_.recovery.enabled || !store) return;
   recovery_store_ = std::move(store);

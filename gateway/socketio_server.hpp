@@ -380,6 +380,9 @@ class SocketIoServer : public EngineHandler {
   }
   /// The store in use; null when recovery is off.
   RecoveryStore* recovery_store() const { return recovery_store_.get(); }
+  /// Frees every socket's application data (Socket::data), connected or still connecting (one
+  /// waiting for its recovery store, say): for an application going away before the server.
+  void release_socket_data();
   /// Replaces the store (before clients connect: what the old one held is lost). Ignored when
   /// recovery is off.
   void set_recovery_store(std::unique_ptr<RecoveryStore> store);

@@ -193,7 +193,8 @@ if [ "$run_unit" -eq 1 ]; then
   rc=0
   # -V (instead of --output-on-failure, which would print a failing test's output a second time
   # and double its counts) so that doctest's summary line is shown and counted for passing runs too.
-  run_step unit ctest --test-dir "$build_dir" --no-tests=error -V || rc=$?
+  # Two at a time: the longest binaries (services, moleculer) mostly wait on servers and timers.
+  run_step unit ctest --test-dir "$build_dir" --no-tests=error -V --parallel 2 || rc=$?
   counts=$(doctest_counts "$logs/unit.log")
   [ -n "$counts" ] || counts=$(ctest_counts "$logs/unit.log")
   add_counts unit "$counts" "$rc"

@@ -340,7 +340,8 @@ function jetStreamArgs(handle) {
 /**
  * Starts /usr/sbin/nats-server on free loopback ports. `restart()` brings it back on the same
  * client port after `stop()` (or a crash). `opts.jetstream`: with JetStream (jetStreamArgs;
- * `storeDir` is its store directory).
+ * `storeDir` is its store directory); SMOKE_JS set in the environment: every one with JetStream
+ * (to run the existing files against the jetstream store).
  */
 async function startNats(opts = {}) {
 	// opts.tls = { cert, key }: clients must speak TLS (the URL is then tls://).
@@ -348,7 +349,7 @@ async function startNats(opts = {}) {
 		scheme: opts.tls ? "tls" : "nats",
 		extraArgs: self => [
 			...(opts.tls ? ["--tls", "--tlscert", opts.tls.cert, "--tlskey", opts.tls.key] : []),
-			...(opts.jetstream ? jetStreamArgs(self) : [])
+			...(opts.jetstream || process.env.SMOKE_JS ? jetStreamArgs(self) : [])
 		]
 	});
 	await launchOnFreePorts([handle], 2, ([port, monitorPort]) => ({ port, monitorPort }));

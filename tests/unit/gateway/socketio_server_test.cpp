@@ -1,10 +1,13 @@
 // Test that header file is self-contained.
 #include "gateway/socketio_server.hpp"
 
+#include "gateway/memory_recovery_store.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -1219,6 +1222,91 @@ TEST_SUITE("socketio_server recovery") {
     CHECK(other_nsp->last().rfind("40/custom,{", 0) == 0);
     CHECK(f.server.recovery_counts().refused == 2);  // the session was not of "/custom"
     CHECK(f.server.recovery_counts().recovered == 1);
+  }
+
+  TEST_CASE(
+      "a cluster store: told of connects, room changes and plain disconnects; a restore it "
+      "answers later keeps the socket connecting, with its application data") {
+    // The memory store's behaviour, answered on a later loop turn, and every report recorded.
+    struct LaterStore : MemoryRecoveryStore {
+      LaterStore(asio::io_context& io, std::vector<std::string>& log)
+          : MemoryRecoveryStore(RecoveryOptions{true, 60000, 100, 100}), io(io), log(log) {}
+      void take(const std::string& pid, const std::string& offset,
+                std::function<void(std::optional<RestoredSession>)> done) override {
+        MemoryRecoveryStore::take(pid, offset, [this, done](std::optional<RestoredSession> r) {
+          asio::post(io, [done, r = std::move(r)]() mutable { done(std::move(r)); });
+        });
+      }
+      bool tracks_connected() const override { return true; }
+      void connected(const KeptSession& s) override {
+        log.push_back("connected " + s.sid + " " + std::to_string(s.rooms.size()));
+      }
+      void rooms_changed(const std::string&, const std::vector<std::string>& rooms) override {
+        log.push_back("rooms " + std::to_string(rooms.size()));
+      }
+      void forgotten(const std::string&) override { log.push_back("forgotten"); }
+      asio::io_context& io;
+      std::vector<std::string>& log;
+    };
+    struct Marker : SocketData {
+      explicit Marker(int& alive) : alive(alive) { ++alive; }
+      ~Marker() override { --alive; }
+      int& alive;
+    };
+    asio::io_context io;
+    SocketIoOptions options;
+    options.recovery.enabled = true;
+    std::vector<std::string> log;
+    SocketIoServer server(io, options, std::make_unique<LaterStore>(io, log));
+    int markers = 0;
+    server.of("/").set_connect_hook([&](Socket& socket, const Json&, auto decide) {
+      socket.data() = std::make_unique<Marker>(markers);
+      decide(ConnectResult::accept());
+    });
+    FakeEngineSocket engine(server, "e");
+    engine.open();
+    engine.text("0");
+    const Json reply = Json::parse(engine.messages()[0].substr(2));
+    const std::string sid = reply.at("sid").get<std::string>();
+    Socket* socket = server.of("/").find(sid);
+    REQUIRE(socket != nullptr);
+    socket->join("r1");
+    socket->join("r1");  // no change, no report
+    socket->join("r2");
+    socket->leave("r2");
+    CHECK(log ==
+          std::vector<std::string>{"connected " + sid + " 0", "rooms 1", "rooms 2", "rooms 1"});
+    server.of("/").emit_all("x", {"1"});
+    const std::string seen = last_element(engine.last());
+    engine.end("transport close");  // kept: no "forgotten"
+    CHECK(markers == 0);
+
+    FakeEngineSocket back(server, "e2");
+    back.open();
+    back.text("0" + recovery_auth(reply.at("pid").get<std::string>(), seen));
+    // Accepted by the hook, waiting for the store: still connecting, its data kept.
+    CHECK(back.messages().empty());
+    CHECK(markers == 1);
+    io.poll();
+    const Json restored = Json::parse(back.messages().back().substr(2));
+    CHECK(restored.at("sid") == sid);
+    Socket* again = server.of("/").find(sid);
+    REQUIRE(again != nullptr);
+    CHECK(again->recovered());
+    CHECK_FALSE(again->restoring());
+    CHECK(markers == 1);
+    CHECK(log.back() == "connected " + sid + " 1");
+    again->disconnect();  // a server disconnect: not kept, so the store forgets it
+    CHECK(log.back() == "forgotten");
+
+    // A socket still waiting for the store when the application goes: its data freed with
+    // release_socket_data, and the late answer connects nothing.
+    FakeEngineSocket third(server, "e3");
+    third.open();
+    third.text("0" + recovery_auth("unknown-pid", "x"));
+    CHECK(markers == 1);
+    server.release_socket_data();
+    CHECK(markers == 0);
   }
 
   TEST_CASE("the sweep expires kept sessions and calls the expired hook; a shutdown stops it") {
