@@ -311,6 +311,7 @@ class Gateway final : public steedos::app::NodeParts {
     steedos::services::JetStreamRecoveryOptions options;
     options.max_disconnection_duration = duration;
     options.max_replay = recovery.max_packets;
+    options.max_recent = recovery.max_packets;
     auto encode = [this](const steedos::services::HistoryEvent& event, std::string offset) {
       const std::string_view args = steedos::services::history_event_args(event);
       return io_.of("/").encode_event_at(

@@ -1,5 +1,6 @@
 #include "services/jetstream_recovery_store.hpp"
 
+#include <algorithm>
 #include <utility>
 
 #include "common/log.hpp"
@@ -84,7 +85,8 @@ JetStreamRecoveryStore::JetStreamRecoveryStore(asio::io_context& loop, ClusterHi
       sessions_(sessions),
       options_(options),
       encode_(std::move(encode)),
-      alive_nodes_(std::move(alive_nodes)) {
+      alive_nodes_(std::move(alive_nodes)),
+      recent_from_(history.last_delivered() + 1) {
   sessions_.set_on_lost([](const std::string& pid) {
     // Its client came back on another node (or it expired there): this node's socket of it, if
     // still here, is a stale one its client has left.
@@ -174,43 +176,87 @@ void JetStreamRecoveryStore::wait_for_offset(std::shared_ptr<Restore> restore) {
   });
 }
 
+void JetStreamRecoveryStore::record(const std::string& offset, gateway::PacketTarget target,
+                                    gateway::OutgoingPacketPtr packet) {
+  const auto sequence = sequence_of_offset(offset);
+  if (!sequence || (!recent_.empty() && *sequence <= recent_.back().sequence)) return;
+  recent_.push_back(
+      Recent{*sequence, std::chrono::steady_clock::now(), std::move(target), std::move(packet)});
+  if (recent_.size() > options_.max_recent) {
+    recent_from_ = recent_.front().sequence + 1;
+    recent_.pop_front();
+  }
+}
+
+void JetStreamRecoveryStore::forget_recent_before(std::chrono::steady_clock::time_point cutoff) {
+  while (!recent_.empty() && recent_.front().sent_at < cutoff) {
+    recent_from_ = recent_.front().sequence + 1;
+    recent_.pop_front();
+  }
+}
+
+void JetStreamRecoveryStore::gather_recent(Restore& restore, uint64_t until) {
+  const auto& record = *restore.record;
+  auto it = std::upper_bound(
+      recent_.begin(), recent_.end(), restore.read_to,
+      [](uint64_t sequence, const Recent& recent) { return sequence < recent.sequence; });
+  for (; it != recent_.end() && it->sequence <= until; ++it) {
+    if (gateway::target_includes(it->target, record.sid, record.rooms)) {
+      restore.missed.push_back(it->packet);
+    }
+  }
+  restore.read_to = until;
+}
+
 void JetStreamRecoveryStore::read_missed(std::shared_ptr<Restore> restore) {
   const uint64_t until = history_.last_delivered();
   if (until <= restore->read_to) {
     finish(restore);
     return;
   }
+  if (restore->read_to + 1 >= recent_from_) {
+    // Everything missed was sent from here recently: no request.
+    gather_recent(*restore, until);
+    if (restore->missed.size() > options_.max_replay) {
+      give_up(restore, "more missed events than maxPackets");
+      return;
+    }
+    finish(restore);
+    return;
+  }
   const size_t room = options_.max_replay - std::min(options_.max_replay, restore->missed.size());
-  history_.read_async(
-      restore->read_to, until, room,
-      [this, alive = alive_, restore, until](transport::JsResult<ClusterHistory::ReadResult> read) {
-        if (!*alive) return;
-        if (!read.ok()) {
-          give_up(restore, read.error == transport::JsError::Rejected
-                               ? "more missed events than maxPackets"
-                               : "the history could not be read");
-          return;
-        }
-        if (read.value.incomplete) {
-          give_up(restore, "missed events no longer in the history");
-          return;
-        }
-        const auto& record = *restore->record;
-        for (const auto& [sequence, event] : read.value.events) {
-          gateway::PacketTarget target;
-          target.all = event.all;
-          target.rooms = event.rooms;
-          target.except_rooms = event.except_rooms;
-          if (!gateway::target_includes(target, record.sid, record.rooms)) continue;
-          if (auto packet = encode_(event, offset_of_sequence(sequence))) {
-            restore->missed.push_back(std::move(packet));
-          }
-        }
-        restore->read_to = until;
-        // Events delivered here while reading are read too, in this same way, until nothing
-        // is left between the read and the consumer.
-        read_missed(restore);
-      });
+  // From the stream only what this node did not send itself (it started later).
+  const uint64_t stream_until = std::min(until, recent_from_ - 1);
+  history_.read_async(restore->read_to, stream_until, room,
+                      [this, alive = alive_, restore,
+                       until = stream_until](transport::JsResult<ClusterHistory::ReadResult> read) {
+                        if (!*alive) return;
+                        if (!read.ok()) {
+                          give_up(restore, read.error == transport::JsError::Rejected
+                                               ? "more missed events than maxPackets"
+                                               : "the history could not be read");
+                          return;
+                        }
+                        if (read.value.incomplete) {
+                          give_up(restore, "missed events no longer in the history");
+                          return;
+                        }
+                        const auto& record = *restore->record;
+                        for (const auto& [sequence, event] : read.value.events) {
+                          gateway::PacketTarget target;
+                          target.all = event.all;
+                          target.rooms = event.rooms;
+                          target.except_rooms = event.except_rooms;
+                          if (!gateway::target_includes(target, record.sid, record.rooms)) continue;
+                          if (auto packet = encode_(event, offset_of_sequence(sequence))) {
+                            restore->missed.push_back(std::move(packet));
+                          }
+                        }
+                        restore->read_to = until;
+                        // Events delivered here while reading are read too, in this same way, until
+                        // nothing is left between the read and the consumer.
+                        read_missed(restore);
+                      });
 }
 
 void JetStreamRecoveryStore::finish(std::shared_ptr<Restore> restore) {
@@ -252,6 +298,7 @@ void JetStreamRecoveryStore::sweep(
     ++counts_.expired;
     expired(session);
   }
+  forget_recent_before(now - options_.max_disconnection_duration);
   sessions_.refresh(now, options_.refresh_per_sweep);
   sessions_.sweep(wall_ms(), alive_nodes_(),
                   [this, alive = alive_, expired](const ClusterSessionRecord& record, ExpiryCause) {

@@ -14,10 +14,14 @@
 // A restore on this node: take the record (kept anywhere, or still "connected" on a node that
 // died or has not noticed the drop yet: the client presenting the private id is the proof that
 // connection is gone), wait until this node's consumer has reached the client's offset (another
-// node may be ahead), read the events in (offset, last delivered here] and keep those the
-// socket's id and rooms would have received. Reading again while the consumer moved on meanwhile
-// leaves no gap: the restore completes in the loop turn that saw the last read, before the
-// consumer delivers anything newer, which then reaches the restored socket live.
+// node may be ahead), gather the events in (offset, last delivered here] and keep those the
+// socket's id and rooms would have received. The node keeps the packets it sent from the
+// history recently (bounded like the memory store: maxPackets, maxDisconnectionDuration, the
+// same packets its sockets were sent, shared): a range they cover is gathered from them at once;
+// older events (the node started after them) are read from the stream first. Reading again while
+// the consumer moved on meanwhile leaves no gap: the restore completes in the loop turn that saw
+// the last read, before the consumer delivers anything newer, which then reaches the restored
+// socket live.
 //
 // Offsets are the decimal stream sequence. Packets that are not in the history (emits to one
 // socket: connection-init, pong) carry the last sequence this node has delivered: the socket
@@ -29,6 +33,7 @@
 #include <asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -47,6 +52,9 @@ struct JetStreamRecoveryOptions {
   std::chrono::milliseconds max_disconnection_duration{120000};
   /// Missed events one restore may replay; past it the client connects anew.
   size_t max_replay = 100000;
+  /// Sent history packets kept for restores (the oldest go first; also older than
+  /// max_disconnection_duration).
+  size_t max_recent = 100000;
   /// How long a restore waits for this node's consumer to reach the client's offset.
   std::chrono::milliseconds catch_up_wait{3000};
   /// Held records rewritten per sweep (ClusterSessions::refresh).
@@ -71,7 +79,10 @@ class JetStreamRecoveryStore final : public gateway::RecoveryStore {
   ~JetStreamRecoveryStore() override;
 
   std::string next_offset() override { return offset_of_sequence(history_.last_delivered()); }
-  void record(const std::string&, gateway::PacketTarget, gateway::OutgoingPacketPtr) override {}
+  /// Keeps a packet of the history (its offset a sequence above the last kept) for restores;
+  /// a packet sent to one socket outside the history (its offset is not a new sequence) is not.
+  void record(const std::string& offset, gateway::PacketTarget target,
+              gateway::OutgoingPacketPtr packet) override;
   void keep(gateway::KeptSession session) override;
   void take(const std::string& pid, const std::string& offset,
             std::function<void(std::optional<gateway::RestoredSession>)> done) override;
@@ -87,7 +98,7 @@ class JetStreamRecoveryStore final : public gateway::RecoveryStore {
   void flush(std::function<void()> done) override;
 
   size_t session_count() const override { return sessions_.held(); }
-  size_t packet_count() const override { return 0; }
+  size_t packet_count() const override { return recent_.size(); }
   gateway::RecoveryCounts counts() const override;
 
  private:
@@ -96,6 +107,9 @@ class JetStreamRecoveryStore final : public gateway::RecoveryStore {
   void after_take(std::shared_ptr<Restore> restore, std::optional<ClusterSessionRecord> record);
   void wait_for_offset(std::shared_ptr<Restore> restore);
   void read_missed(std::shared_ptr<Restore> restore);
+  /// Adds the kept packets in (read_to, until] the restore's socket would have received.
+  void gather_recent(Restore& restore, uint64_t until);
+  void forget_recent_before(std::chrono::steady_clock::time_point cutoff);
   void finish(std::shared_ptr<Restore> restore);
   /// The restore failed after its record was taken: that session can never come back, so it is
   /// reported as expired at the next sweep (services then fall back, as for an expiry).
@@ -108,6 +122,15 @@ class JetStreamRecoveryStore final : public gateway::RecoveryStore {
   Encode encode_;
   AliveNodes alive_nodes_;
   std::vector<gateway::KeptSession> given_up_;  // reported as expired at the next sweep
+  struct Recent {
+    uint64_t sequence;
+    std::chrono::steady_clock::time_point sent_at;
+    gateway::PacketTarget target;
+    gateway::OutgoingPacketPtr packet;
+  };
+  std::deque<Recent> recent_;  // in sequence order
+  /// Every history event from this sequence on that this node sent is in recent_.
+  uint64_t recent_from_ = 0;
   gateway::RecoveryCounts counts_;
   uint64_t expired_by_sweeps_ = 0;
   uint64_t dropped_ = 0;

@@ -340,8 +340,7 @@ function jetStreamArgs(handle) {
 /**
  * Starts /usr/sbin/nats-server on free loopback ports. `restart()` brings it back on the same
  * client port after `stop()` (or a crash). `opts.jetstream`: with JetStream (jetStreamArgs;
- * `storeDir` is its store directory); SMOKE_JS set in the environment: every one with JetStream
- * (to run the existing files against the jetstream store).
+ * `storeDir` is its store directory).
  */
 async function startNats(opts = {}) {
 	// opts.tls = { cert, key }: clients must speak TLS (the URL is then tls://).
@@ -349,7 +348,7 @@ async function startNats(opts = {}) {
 		scheme: opts.tls ? "tls" : "nats",
 		extraArgs: self => [
 			...(opts.tls ? ["--tls", "--tlscert", opts.tls.cert, "--tlskey", opts.tls.key] : []),
-			...(opts.jetstream || process.env.SMOKE_JS ? jetStreamArgs(self) : [])
+			...(opts.jetstream ? jetStreamArgs(self) : [])
 		]
 	});
 	await launchOnFreePorts([handle], 2, ([port, monitorPort]) => ({ port, monitorPort }));

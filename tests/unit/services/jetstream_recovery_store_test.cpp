@@ -38,6 +38,12 @@ bool run_until(asio::io_context& loop, Pred pred, std::chrono::milliseconds time
   return pred();
 }
 
+/// The packet a socket gets: the event's name and arguments, with the offset given.
+steedos::gateway::OutgoingPacketPtr encode_packet(const HistoryEvent& event, std::string offset) {
+  return OutgoingPacket::messages({MessagePart{false, event.name + event.args_json}},
+                                  std::move(offset));
+}
+
 /// One gateway's recovery parts: its history consumer, its sessions client and its store.
 struct Node {
   Node(asio::io_context& loop, const NatsServer& server, const std::string& id,
@@ -56,18 +62,21 @@ struct Node {
     h.request_timeout_ms = 2000;
     h.heartbeat = 500ms;
     history = std::make_unique<ClusterHistory>(loop, h);
-    const auto started = history->start([this](uint64_t, const HistoryEvent&) { ++delivered; });
+    // Each event delivered is sent and recorded as the gateway does (send_to / send_all).
+    const auto started = history->start([this](uint64_t sequence, const HistoryEvent& event) {
+      ++delivered;
+      steedos::gateway::PacketTarget target;
+      target.all = event.all;
+      target.rooms = event.rooms;
+      const std::string offset = offset_of_sequence(sequence);
+      store->record(offset, target, encode_packet(event, offset));
+    });
     REQUIRE_MESSAGE(started.ok(), started.message);
     JetStreamRecoveryOptions options;
     options.max_disconnection_duration = duration;
     options.catch_up_wait = 300ms;
-    // The packet a socket gets: the event's name and arguments, with the offset given.
-    auto encode = [](const HistoryEvent& event, std::string offset) {
-      return OutgoingPacket::messages({MessagePart{false, event.name + event.args_json}},
-                                      std::move(offset));
-    };
-    store = std::make_unique<JetStreamRecoveryStore>(loop, *history, *sessions, options, encode,
-                                                     [alive] { return *alive; });
+    store = std::make_unique<JetStreamRecoveryStore>(loop, *history, *sessions, options,
+                                                     &encode_packet, [alive] { return *alive; });
   }
   ~Node() {
     store.reset();
@@ -142,13 +151,14 @@ TEST_SUITE("jetstream recovery store") {
     CHECK_FALSE(sequence_of_offset("Xk3-00000001"));  // a memory store's offset
   }
 
-  TEST_CASE("a socket of a node that died restores on another with exactly what it missed") {
+  TEST_CASE(
+      "a socket of a node that died restores on another with exactly what it missed, from the "
+      "stream (before that node started) and from what it sent itself") {
     SKIP_WITHOUT_NATS_SERVER();
     NatsServer server(with_jetstream());
     asio::io_context loop;
     std::unordered_set<std::string> alive{"a", "b"};
     Node a(loop, server, "a", 5000ms, &alive);
-    Node b(loop, server, "b", 5000ms, &alive);
 
     // Connected on a, in room r1, never disconnected there (a SIGKILL keeps nothing).
     a.store->connected(socket_of("S1", "P1", {"r1"}));
@@ -160,9 +170,14 @@ TEST_SUITE("jetstream recovery store") {
           event_to("e4", {"S1"}), event_to("e5", {"r3"}), event_to("e6", {"r2", "r1"})}) {
       REQUIRE(a.history->publish(e).ok());
     }
-    REQUIRE(run_until(loop, [&] { return a.delivered == 6 && b.delivered == 6; }));
-    CHECK(a.history->last_delivered() == b.history->last_delivered());
+    REQUIRE(run_until(loop, [&] { return a.delivered == 6; }));
     const uint64_t first = a.history->last_delivered() - 5;  // e1's sequence
+    // b starts now (a restart, a new node): those six it reads from the stream; e7 it sends.
+    Node b(loop, server, "b", 5000ms, &alive);
+    REQUIRE(a.history->publish(event_to("e7", {"r1"})).ok());
+    REQUIRE(run_until(loop, [&] { return a.delivered == 7 && b.delivered == 1; }));
+    CHECK(a.history->last_delivered() == b.history->last_delivered());
+    CHECK(b.store->packet_count() == 1);
     alive.erase("a");
 
     // Its client saw e1 and presents that offset to b.
@@ -174,7 +189,8 @@ TEST_SUITE("jetstream recovery store") {
     const auto seq = [&](uint64_t k) { return std::to_string(first + k); };
     CHECK(texts_of(*restored) ==
           std::vector<std::string>{seq(2) + R"( ev["e3"])", seq(3) + R"( ev["e4"])",
-                                   seq(4) + R"( ev["e5"])", seq(5) + R"( ev["e6"])"});
+                                   seq(4) + R"( ev["e5"])", seq(5) + R"( ev["e6"])",
+                                   seq(6) + R"( ev["e7"])"});
     // Once: neither node restores it again.
     CHECK_FALSE(take(loop, a, "P1", offset_of_sequence(first)));
     CHECK_FALSE(take(loop, b, "P1", offset_of_sequence(first)));
