@@ -359,7 +359,7 @@ describe("steedos socket: connection state recovery with the jetstream store (tw
 
 		// The event flow: every 50 ms five events (balanced emits and broadcasts, to a room or to
 		// everyone), until stopped.
-		const emitted = []; // { tag, room, path: "broadcast" | nodeID of a balanced emit, at }
+		const emitted = []; // { tag, room (null: everyone), broadcast, at: ms from the start }
 		let flowing = true;
 		const flow = (async () => {
 			let k = 0;
