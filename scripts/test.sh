@@ -250,11 +250,12 @@ if [ "$run_interop" -eq 1 ]; then
           lifecycle.test.js | raw-peer.test.js | redis-cluster.test.js | redis.test.js | tls.test.js | \
           wire.test.js) ;;
         events.test.js) [ "$file" = tests/interop/events.test.js ] || gateway_files+=("$file") ;;
-        # Several nodes behind balancers or on a NATS cluster: what they test is between nodes,
-        # balancers and buses; their clients' write path is the one the other files run with 1
-        # thread (and they are among the longest files: about 70 s of the 1-thread pass).
+        # Several nodes behind balancers, on a NATS cluster, or sharing a JetStream recovery
+        # store: what they test is between nodes, balancers and buses; their clients' write path
+        # is the one the other files run with 1 thread (and they are among the longest files:
+        # about 70 s of the 1-thread pass, and 35 s for the JetStream store's file).
         cluster-three.test.js | load-balancers.test.js | nats-cluster.test.js | \
-          nats-hung-server.test.js | recovery-balancers.test.js) ;;
+          nats-hung-server.test.js | recovery-balancers.test.js | recovery-jetstream.test.js) ;;
         *) gateway_files+=("$file") ;;
       esac
     done
@@ -301,7 +302,8 @@ if [ "$run_interop" -eq 1 ]; then
     # NATS cluster (nats-servers joined by routes: NATS only); and connection state recovery
     # (the memory store keeps sockets and events in the node; the logout and the
     # $socket.recovery.expired it uses are ordinary events, tested on Redis elsewhere; behind the
-    # balancers it is HTTP between balancer and nodes again).
+    # balancers it is HTTP between balancer and nodes again; the jetstream store is NATS's, and
+    # its refusal of a Redis transporter is a configuration check, not a bus path).
     rc=0
     redis_files=(calls-cpp-to-js.test.js calls-js-to-cpp.test.js discovery.test.js events.test.js
       wire.test.js product.test.js demo/)
@@ -309,7 +311,8 @@ if [ "$run_interop" -eq 1 ]; then
       case "${file##*/}" in
         origins.test.js | origins-browser.test.js | limits-connections.test.js | limits-sio.test.js | \
           metrics-prometheus.test.js | load-balancers.test.js | nats-cluster.test.js | \
-          nats-hung-server.test.js | recovery.test.js | recovery-balancers.test.js) ;;
+          nats-hung-server.test.js | recovery.test.js | recovery-balancers.test.js | \
+          recovery-jetstream.test.js) ;;
         *) redis_files+=("steedos/${file##*/}") ;;
       esac
     done

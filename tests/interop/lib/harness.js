@@ -238,8 +238,9 @@ function makeCertificates({ client = false } = {}) {
  * One nats-server process on loopback ports the caller assigns with `setPorts` (`port`,
  * `monitorPort`, and for a cluster member `clusterPort`) before `launch()`; `extraArgs(handle)`
  * gives the arguments beyond those (TLS, cluster routes) at each launch. `launch()` resolves once the client port accepts connections and
- * rejects with `err.exited` when the process died (e.g. a port taken meanwhile). `stop(signal)`,
- * `restart()` (same ports), `connz()`, `routez()`.
+ * rejects with `err.exited` when the process died (e.g. a port taken meanwhile). `stop(signal)`
+ * (also removes a JetStream store directory, `storeDir`), `restart()` (same ports, same store),
+ * `connz()`, `routez()`.
  */
 function natsServerProcess({ scheme = "nats", extraArgs = () => [] } = {}) {
 	const handle = { url: null, port: 0, monitorPort: 0, proc: null, logs: [] };
@@ -276,19 +277,26 @@ function natsServerProcess({ scheme = "nats", extraArgs = () => [] } = {}) {
 		});
 	};
 
-	handle.stop = async (signal = "SIGTERM") => {
+	handle.stop = async (signal = "SIGTERM", { keepStore = false } = {}) => {
 		const proc = handle.proc;
-		if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-		proc.kill(signal);
-		try {
-			await waitExit(proc, 5000);
-		} catch (_) {
-			proc.kill("SIGKILL");
-			await waitExit(proc, 5000);
+		if (proc && proc.exitCode === null && proc.signalCode === null) {
+			proc.kill(signal);
+			try {
+				await waitExit(proc, 5000);
+			} catch (_) {
+				proc.kill("SIGKILL");
+				await waitExit(proc, 5000);
+			}
+		}
+		// A JetStream store (jetStreamArgs) goes with the server; a restart keeps it.
+		if (handle.storeDir && !keepStore) {
+			fs.rmSync(handle.storeDir, { recursive: true, force: true });
+			tempDirs.delete(handle.storeDir);
+			handle.storeDir = null;
 		}
 	};
 	handle.restart = async () => {
-		await handle.stop();
+		await handle.stop("SIGTERM", { keepStore: true });
 		await handle.launch();
 	};
 	const monitor = async what => (await fetch(`http://127.0.0.1:${handle.monitorPort}/${what}`)).json();
@@ -320,14 +328,28 @@ async function launchOnFreePorts(servers, count, portsOf) {
 }
 
 /**
+ * JetStream's arguments for one nats-server: `-js -sd <dir>`, the store directory a fresh
+ * temporary one made at the first launch and kept for the server's restarts (so its streams and
+ * key-value buckets survive them), removed with the other temporary directories at exit.
+ */
+function jetStreamArgs(handle) {
+	if (!handle.storeDir) handle.storeDir = makeTempDir("interop-jetstream-");
+	return ["-js", "-sd", handle.storeDir];
+}
+
+/**
  * Starts /usr/sbin/nats-server on free loopback ports. `restart()` brings it back on the same
- * client port after `stop()` (or a crash).
+ * client port after `stop()` (or a crash). `opts.jetstream`: with JetStream (jetStreamArgs;
+ * `storeDir` is its store directory).
  */
 async function startNats(opts = {}) {
 	// opts.tls = { cert, key }: clients must speak TLS (the URL is then tls://).
 	const handle = natsServerProcess({
 		scheme: opts.tls ? "tls" : "nats",
-		extraArgs: () => (opts.tls ? ["--tls", "--tlscert", opts.tls.cert, "--tlskey", opts.tls.key] : [])
+		extraArgs: self => [
+			...(opts.tls ? ["--tls", "--tlscert", opts.tls.cert, "--tlskey", opts.tls.key] : []),
+			...(opts.jetstream ? jetStreamArgs(self) : [])
+		]
 	});
 	await launchOnFreePorts([handle], 2, ([port, monitorPort]) => ({ port, monitorPort }));
 	return handle;
@@ -341,14 +363,17 @@ async function startNats(opts = {}) {
  * member has its n-1 routes again. `urls(first)`: every member's URL, comma-separated, starting
  * at member `first` (the others in order after it), as a node's `transporter`.
  * `waitInterest(subject)`: until every member routes `subject` somewhere (a client of its own
- * subscribes it, or a route to another member has it).
+ * subscribes it, or a route to another member has it). `opts.jetstream`: every member with
+ * JetStream (its own store directory, kept across its restarts) and a unique `--server_name`.
  */
-async function startNatsCluster(n = 3) {
+async function startNatsCluster(n = 3, opts = {}) {
 	if (!(n >= 2)) throw new Error(`startNatsCluster: n must be at least 2, not ${n}`);
 	const name = uniqueId("cluster");
 	// Each member routes to the cluster ports of the others, all assigned before any launches.
+	// With JetStream every member needs a server name unique in the cluster, and its own store.
 	const clusterArgs = self => ["--cluster_name", name, "--cluster", `nats://127.0.0.1:${self.clusterPort}`,
-		"--routes", members.filter(m => m !== self).map(m => `nats://127.0.0.1:${m.clusterPort}`).join(",")];
+		"--routes", members.filter(m => m !== self).map(m => `nats://127.0.0.1:${m.clusterPort}`).join(","),
+		...(opts.jetstream ? ["--server_name", `${name}-${members.indexOf(self)}`, ...jetStreamArgs(self)] : [])];
 	const members = Array.from({ length: n }, () => {
 		const member = natsServerProcess({ extraArgs: clusterArgs });
 		member.waitRoutes = (count = n - 1, ms = 10000) =>
@@ -505,7 +530,10 @@ async function startRedis(opts = {}) {
 	return handle;
 }
 
-/** The bus of this run (see BUS): a startNats or startRedis handle; both have url/stop/restart. */
+/**
+ * The bus of this run (see BUS): a startNats or startRedis handle; both have url/stop/restart.
+ * `opts` go to startNats or startRedis (e.g. `{ jetstream: true }`, NATS only).
+ */
 function startBus(opts = {}) {
 	return BUS === "redis" ? startRedis(opts) : startNats(opts);
 }

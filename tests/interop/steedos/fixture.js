@@ -139,7 +139,10 @@ function record(s) {
  * `nodes`/`ports` all of them, and `client({ gateway: i })` connects to the i-th. `logLevel`:
  * the gateway nodes' (default "debug"). `broker`: options for the auth and producer brokers (e.g.
  * heartbeatInterval / heartbeatTimeout; the harness defaults are 1 s / 3 s). `args`: more
- * command-line arguments of the gateway nodes (e.g. ["--log-format", "json"]).
+ * command-line arguments of the gateway nodes (e.g. ["--log-format", "json"]). `bus`: options of
+ * h.startBus (e.g. `{ jetstream: true }`). `moleculer`: the brokers' version, "0.14" (default) or
+ * "0.15" (the gateway nodes then speak protocolVersion "5"). The cluster's `gatewayOptions` are
+ * what each gateway node was started with (for a test that starts one again: startGateway).
  */
 /**
  * The `listener` service of a producer broker: answers listener.ping (so a test can wait until
@@ -179,14 +182,14 @@ function authService(authCalls, fault = {}) {
 	};
 }
 
-async function startCluster({ extra = {}, gateways = 1, logLevel = "debug", broker = {}, args = [] } = {}) {
-	const nats = await h.startBus();
+async function startCluster({ extra = {}, gateways = 1, logLevel = "debug", broker = {}, args = [], bus = {}, moleculer = "0.14" } = {}) {
+	const nats = await h.startBus(bus);
 	const authCalls = [];
 	const authFault = { mode: null };
 	const subscribeEvents = [];
-	const auth = h.createBroker("0.14", Object.assign({ nats }, broker));
+	const auth = h.createBroker(moleculer, Object.assign({ nats }, broker));
 	auth.createService(authService(authCalls, authFault));
-	const producer = h.createBroker("0.14", Object.assign({ nats }, broker));
+	const producer = h.createBroker(moleculer, Object.assign({ nats }, broker));
 	producer.createService(listenerService(subscribeEvents));
 	const listeners = []; // brokers added by addListener
 	await Promise.all([auth.start(), producer.start()]);
@@ -194,10 +197,11 @@ async function startCluster({ extra = {}, gateways = 1, logLevel = "debug", brok
 		gateway: Object.assign({ host: "127.0.0.1", port: 0 }, extra.gateway || {}),
 		auth: Object.assign({ timeout: 1000 }, extra.auth || {})
 	});
+	const gatewayOptions = { nats, logLevel, extra: config, args, protocolVersion: moleculer === "0.15" ? "5" : "4" };
 	const nodes = [];
 	const ports = [];
 	for (let i = 0; i < gateways; i++) {
-		const gateway = await startGateway({ nats, logLevel, extra: config, args });
+		const gateway = await startGateway(gatewayOptions);
 		nodes.push(gateway);
 		ports.push(await gatewayPort(gateway));
 	}
@@ -216,6 +220,7 @@ async function startCluster({ extra = {}, gateways = 1, logLevel = "debug", brok
 		ports,
 		auth,
 		producer,
+		gatewayOptions,
 		authCalls,
 		/** Set `mode` to "hang" or "fail" to make the mock auth service misbehave (authService). */
 		authFault,
@@ -296,7 +301,7 @@ async function startCluster({ extra = {}, gateways = 1, logLevel = "debug", brok
 		 */
 		async addListener() {
 			const events = [];
-			const broker = h.createBroker("0.14", { nats });
+			const broker = h.createBroker(moleculer, { nats });
 			broker.createService(listenerService(events));
 			listeners.push(broker);
 			await broker.start();
