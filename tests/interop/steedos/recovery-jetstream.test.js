@@ -317,6 +317,33 @@ describe("steedos socket: connection state recovery with the jetstream store (tw
 		assert.equal(await dropped(), before + 1, "dropped once cluster-wide");
 	});
 
+	it("the socket.emit action goes through the history: once per call (also with cluster: true), each node answering its recipients; missed ones come back", async () => {
+		const s = await connectU1(c, c.ports[0], WEBSOCKET.transports);
+		const id = s.id;
+		const call = (node, params) => c.producer.call("socket.emit", params, { nodeID: node.nodeID, timeout: 5000 });
+		// On node 1, whose clients are none of these: it answers 0, node 0 delivers the event.
+		assert.deepEqual(await call(c.nodes[1], { event: "missed", data: "action-1", room: ROOM }), { delivered: 0 });
+		await h.waitFor(() => tagsOf(s, "action-1").length === 1, 4000, { what: "action-1 delivered by node 0" });
+		// cluster: true asks every node; the event is stored once: one delivery, counted by node 0.
+		const reply = await call(c.nodes[1], { event: "missed", data: "action-2", room: ROOM, cluster: true });
+		assert.equal(reply.total.delivered, 1, JSON.stringify(reply));
+		assert.deepEqual(reply.missing, []);
+		assert.equal(reply.nodes[c.nodes[0].nodeID].delivered, 1);
+		assert.equal(reply.nodes[c.nodes[1].nodeID].delivered, 0);
+		await crossBarrier(c, [s]);
+		assert.deepEqual(receivedOf(s, "action-").map(x => x.tag), ["action-1", "action-2"], "once each");
+		// Called while the client is away: replayed on its restore.
+		await dropTransport(c, s, c.nodes[0]);
+		assert.deepEqual(await call(c.nodes[1], { event: "missed", data: "action-3", room: ROOM }), { delivered: 0 });
+		await h.waitFor(() => s.connected, AWAY_MS + 4000, { what: "the client reconnects" });
+		await crossBarrier(c, [s]);
+		assert.equal(s.id, id);
+		assert.equal(s.recovered, true);
+		const got = receivedOf(s, "action-");
+		assert.deepEqual(got.map(x => x.tag), ["action-1", "action-2", "action-3"]);
+		assertSequences(got, "socket.emit action");
+	});
+
 	/** Starts node `i` again on its port with the cluster's configuration, and waits until ready. */
 	async function startAgain(i) {
 		const o = c.gatewayOptions;
