@@ -475,6 +475,10 @@ void SocketService::publish_to_history(const Context& ctx, const std::string& ev
     if (!options.nodes.empty())
       broker_.broadcast(forward->name, forward->params, std::move(options));
   };
+  publish_or_else(entry, std::move(on_failure));
+}
+
+void SocketService::publish_or_else(const HistoryEvent& entry, std::function<void()> on_failure) {
   ++publishes_in_flight_;
   auto status = history_->publish(
       entry, [this, alive = alive_, on_failure](transport::JsResult<transport::JsPubAck> ack) {
@@ -526,17 +530,7 @@ void SocketService::emit_through_history(const ContextPtr& ctx, const rules::Emi
     return;
   }
   action_waiters_[entry.id].push_back(answer_with);
-  ++publishes_in_flight_;
-  auto status = history_->publish(
-      entry, [this, alive = alive_, on_failure](transport::JsResult<transport::JsPubAck> ack) {
-        if (!*alive) return;
-        --publishes_in_flight_;
-        if (!ack.ok()) on_failure();
-      });
-  if (!status.ok()) {
-    --publishes_in_flight_;
-    on_failure();
-  }
+  publish_or_else(entry, std::move(on_failure));
 }
 
 void SocketService::deliver_without_history(const std::string& id, const std::string& event,

@@ -252,6 +252,8 @@ class SocketService {
   /// id (the same on every node that receives a copy of a broadcast).
   void publish_to_history(const Context& ctx, const std::string& event,
                           const std::string& args_json, const std::vector<std::string>* rooms);
+  /// Publishes `entry` to the history; `on_failure` runs (loop thread) if it is not stored.
+  void publish_or_else(const HistoryEvent& entry, std::function<void()> on_failure);
   void emit_through_history(const ContextPtr& ctx, const rules::EmitParams& params,
                             std::vector<std::string> rooms, const Respond& respond);
   /// A publish failed: this node's clients get the delivery now (no offset), and for an event

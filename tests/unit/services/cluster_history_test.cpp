@@ -18,9 +18,11 @@
 #include <vector>
 
 #include "tests/unit/support/nats_server.hpp"
+#include "tests/unit/support/run_loop.hpp"
 
 using namespace steedos::services;
 using steedos::testing::NatsServer;
+using steedos::testing::run_until;
 using steedos::testing::with_jetstream;
 using steedos::transport::JsError;
 using steedos::transport::JsPubAck;
@@ -35,15 +37,6 @@ ClusterHistoryOptions options_for(const NatsServer& server) {
   options.request_timeout_ms = 2000;
   options.heartbeat = 500ms;  // a lost consumer is made again within 1-2 s
   return options;
-}
-
-template <typename Pred>
-bool run_until(asio::io_context& loop, Pred pred, std::chrono::milliseconds timeout = 10000ms) {
-  if (loop.stopped()) loop.restart();
-  auto guard = asio::make_work_guard(loop);
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred() && std::chrono::steady_clock::now() < deadline) loop.run_one_for(5ms);
-  return pred();
 }
 
 using Delivered = std::vector<std::pair<uint64_t, HistoryEvent>>;

@@ -16,10 +16,12 @@
 #include <vector>
 
 #include "tests/unit/support/nats_server.hpp"
+#include "tests/unit/support/run_loop.hpp"
 
 using namespace steedos;
 using namespace steedos::services;
 using steedos::testing::NatsServer;
+using steedos::testing::run_until;
 using steedos::testing::with_jetstream;
 using namespace std::chrono_literals;
 
@@ -27,15 +29,6 @@ namespace {
 
 constexpr int64_t kDuration = 120000;       // max_disconnection_duration, ms
 constexpr int64_t kT0 = 1'700'000'000'000;  // a wall clock; sweeps are given their "now"
-
-template <typename Pred>
-bool run_until(asio::io_context& loop, Pred pred, std::chrono::milliseconds timeout = 10000ms) {
-  if (loop.stopped()) loop.restart();
-  auto guard = asio::make_work_guard(loop);
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred() && std::chrono::steady_clock::now() < deadline) loop.run_one_for(5ms);
-  return pred();
-}
 
 std::unique_ptr<ClusterSessions> open_node(asio::io_context& loop, const NatsServer& server,
                                            const std::string& node, size_t sweep_batch = 256,

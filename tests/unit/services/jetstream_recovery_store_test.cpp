@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tests/unit/support/nats_server.hpp"
+#include "tests/unit/support/run_loop.hpp"
 
 using namespace steedos::services;
 using steedos::Json;
@@ -24,19 +25,11 @@ using steedos::gateway::MessagePart;
 using steedos::gateway::OutgoingPacket;
 using steedos::gateway::RestoredSession;
 using steedos::testing::NatsServer;
+using steedos::testing::run_until;
 using steedos::testing::with_jetstream;
 using namespace std::chrono_literals;
 
 namespace {
-
-template <typename Pred>
-bool run_until(asio::io_context& loop, Pred pred, std::chrono::milliseconds timeout = 10000ms) {
-  if (loop.stopped()) loop.restart();
-  auto guard = asio::make_work_guard(loop);
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred() && std::chrono::steady_clock::now() < deadline) loop.run_one_for(5ms);
-  return pred();
-}
 
 /// The packet a socket gets: the event's name and arguments, with the offset given.
 steedos::gateway::OutgoingPacketPtr encode_packet(const HistoryEvent& event, std::string offset) {
