@@ -204,6 +204,45 @@ class NodeMetrics::Collector final : public prometheus::Collectable {
     out.push_back(std::move(outcomes));
     out.push_back(counter("steedos_socket_recovery_replayed_total",
                           "Missed packets sent on restores.", recovery["replayed"]));
+    if (recovery.contains("jetstream")) collect_jetstream_store(recovery["jetstream"], out);
+  }
+
+  // The `jetstream` store: socket.stats `recovery.jetstream`.
+  static void collect_jetstream_store(const Json& js, std::vector<MetricFamily>& out) {
+    auto by_outcome = [&js](const char* name, const char* help,
+                            std::initializer_list<std::pair<const char*, const char*>> outcomes) {
+      auto f = family(name, help, MetricType::Counter);
+      for (const auto& [key, label] : outcomes) {
+        add(f, number(js.value(key, Json(0))), {{"outcome", label}});
+      }
+      return f;
+    };
+    out.push_back(by_outcome("steedos_socket_recovery_history_total",
+                             "The event history stream: events this node published (stored, "
+                             "copies of one stored by another node, failed), delivered from it, "
+                             "delivered without it, skipped.",
+                             {{"published", "published"},
+                              {"publishedCopies", "copy"},
+                              {"publishFailed", "publish_failed"},
+                              {"delivered", "delivered"},
+                              {"deliveredWithoutHistory", "without_history"},
+                              {"malformed", "malformed"},
+                              {"skippedSequences", "skipped_sequence"}}));
+    auto sequence =
+        family("steedos_socket_recovery_history_sequence",
+               "The last history sequence delivered here (the newest offset).", MetricType::Gauge);
+    add(sequence, number(js["lastSequence"]));
+    out.push_back(std::move(sequence));
+    out.push_back(by_outcome("steedos_socket_recovery_bucket_total",
+                             "The sessions bucket: takes for restores (won, raced), expiries done "
+                             "by this node, writes refused (lost), jobs refused, errors.",
+                             {{"takes", "take"},
+                              {"taken", "taken"},
+                              {"takeRaces", "take_race"},
+                              {"expired", "expired"},
+                              {"lost", "lost"},
+                              {"queueFull", "queue_full"},
+                              {"errors", "error"}}));
   }
 
   void collect_broker(std::vector<MetricFamily>& out) const {

@@ -1093,6 +1093,42 @@ TEST_SUITE("node metrics") {
     CHECK(sample(text, "steedos_socket_recovery_total{outcome=\"evicted_packet\"}") == 7);
     CHECK(sample(text, "steedos_socket_recovery_replayed_total") == 120);
     CHECK(series_count(text, "steedos_socket_recovery_total") == 9);
+    CHECK(text.find("steedos_socket_recovery_history") == std::string::npos);  // memory store
+
+    Fixture js(config);
+    js.service->count_recovery([] {
+      return Json{{"sessions", 3},
+                  {"packets", 40},
+                  {"replayed", 0},
+                  {"jetstream",
+                   {{"published", 11},
+                    {"publishedCopies", 4},
+                    {"publishFailed", 1},
+                    {"deliveredWithoutHistory", 1},
+                    {"delivered", 15},
+                    {"lastSequence", 15},
+                    {"skippedSequences", 0},
+                    {"malformed", 0},
+                    {"takes", 6},
+                    {"taken", 5},
+                    {"takeRaces", 1},
+                    {"expired", 2},
+                    {"lost", 0},
+                    {"queueFull", 0},
+                    {"errors", 3}}}};
+    });
+    NodeMetrics js_metrics = make_metrics(js);
+    const std::string js_text = js_metrics.scrape();
+    CHECK(js_text.find("# TYPE steedos_socket_recovery_history_total counter\n") !=
+          std::string::npos);
+    CHECK(sample(js_text, "steedos_socket_recovery_history_total{outcome=\"copy\"}") == 4);
+    CHECK(sample(js_text, "steedos_socket_recovery_history_total{outcome=\"without_history\"}") ==
+          1);
+    CHECK(series_count(js_text, "steedos_socket_recovery_history_total") == 7);
+    CHECK(sample(js_text, "steedos_socket_recovery_history_sequence") == 15);
+    CHECK(sample(js_text, "steedos_socket_recovery_bucket_total{outcome=\"take_race\"}") == 1);
+    CHECK(sample(js_text, "steedos_socket_recovery_bucket_total{outcome=\"error\"}") == 3);
+    CHECK(series_count(js_text, "steedos_socket_recovery_bucket_total") == 7);
   }
 
   TEST_CASE("every family of the contract has HELP and TYPE, with fixed label sets") {
