@@ -260,8 +260,14 @@ describe("steedos socket: connection state recovery with the jetstream store (tw
 
 	const stats = node => statsOf(c, node);
 
-	it("both nodes run the jetstream store", async () => {
+	it("both nodes run the jetstream store, and /metrics shows its history and bucket", async () => {
 		for (const n of c.nodes) assert.equal((await stats(n)).recovery.store, "jetstream", n.nodeID);
+		for (const port of c.ports) {
+			const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+			for (const family of ["steedos_socket_recovery_history_total", "steedos_socket_recovery_history_sequence", "steedos_socket_recovery_bucket_total"]) {
+				assert.match(text, new RegExp(`^# TYPE ${family} `, "m"), `${family} on port ${port}`);
+			}
+		}
 	});
 
 	// The client stays on node 0; the missed events enter through node 0 for one transport and
