@@ -131,6 +131,14 @@ struct ClusterSessions::Worker {
 
   // Worker thread only.
   std::unordered_map<std::string, uint64_t> revisions;  // records this node writes
+  /// Records this node marked kept, with the revision it wrote: expired by a conditional delete
+  /// of that revision when their time comes, without waiting for the scan to reach them (which
+  /// takes bucket size / sweep_batch seconds). Rooms are not kept here: the expiry needs the rest.
+  struct OwnKept {
+    uint64_t revision;
+    ClusterSessionRecord record;
+  };
+  std::unordered_map<std::string, OwnKept> own_kept;
   /// Puts that failed (not a conflict: an outage, a timeout): their next write is a put again.
   std::unordered_set<std::string> unwritten;
   struct Gone {
@@ -259,6 +267,11 @@ struct ClusterSessions::Worker {
     unwritten.erase(pid);
     if (w.record->state == ClusterSessionState::Kept) {
       revisions.erase(pid);  // ours no more: taken, expired or dropped by whichever node
+      if (own_kept.size() < options.max_tracked_gone) {
+        ClusterSessionRecord expiring = *w.record;
+        expiring.rooms.clear();
+        own_kept[pid] = OwnKept{r.value, std::move(expiring)};
+      }
     } else {
       revisions[pid] = r.value;
     }
@@ -299,15 +312,42 @@ struct ClusterSessions::Worker {
     }
     revisions.erase(pid);  // if it was a socket of ours, its next write is lost
     unwritten.erase(pid);
+    own_kept.erase(pid);
     ++counts.taken;
     return record;
   }
 
   using ExpiredList = std::vector<std::pair<ClusterSessionRecord, ExpiryCause>>;
 
-  /// One step of the expiry scan.
+  /// The records this node kept whose time has come: deleted if still the revision it wrote
+  /// (else another node took, dropped or expired them first).
+  void expire_own(int64_t now_ms, ExpiredList& out) {
+    const int64_t duration = options.max_disconnection_duration.count();
+    for (auto it = own_kept.begin(); it != own_kept.end();) {
+      if (now_ms - it->second.record.kept_at_ms < duration) {
+        ++it;
+        continue;
+      }
+      const JsStatus s = js->kv_delete_if(options.bucket, it->first, it->second.revision);
+      if (s.ok()) {
+        ++counts.expired;
+        out.emplace_back(std::move(it->second.record), ExpiryCause::Kept);
+      } else if (s.error == JsError::Conflict || s.error == JsError::NotFound) {
+        ++counts.sweep_races;
+      } else {
+        failed(s);
+        ++it;  // tried again at the next sweep
+        continue;
+      }
+      it = own_kept.erase(it);
+    }
+  }
+
+  /// One step of the expiry: this node's own kept records that are due, then a step of the scan
+  /// (the records of every node, for those whose node died or left).
   ExpiredList sweep(int64_t now_ms, const std::unordered_set<std::string>& alive_nodes) {
     ExpiredList out;
+    expire_own(now_ms, out);
     const int64_t duration = options.max_disconnection_duration.count();
     if (cursor <= 1) ++pass;
     transport::JsReadLimits limits;
@@ -392,6 +432,7 @@ struct ClusterSessions::Worker {
           ++removed;
           ++counts.dropped;
           revisions.erase(pid);
+          own_kept.erase(pid);
         } else if (s.error != JsError::Conflict) {
           failed(s);
         }

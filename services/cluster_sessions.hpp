@@ -9,9 +9,12 @@
 //   mark_kept       at a recoverable disconnect: state "kept", kept_at = wall clock
 //   remove          at a non-recoverable disconnect
 //   take            a restore on any node: get + delete, one winner when nodes race
-//   sweep           expires kept records older than max_disconnection_duration, and connected
-//                   records whose node left the cluster (the caller says which nodes are alive)
-//                   once that long has passed since a sweep first saw the node gone
+//   sweep           expires the records this node kept once they are older than
+//                   max_disconnection_duration (from its own list: on time whatever the bucket's
+//                   size), and, by a bounded scan of the whole bucket, those of other nodes (a node
+//                   killed after keeping them) and connected records whose node left the cluster
+//                   (the caller says which nodes are alive) once that long has passed since a
+//                   sweep first saw the node gone
 //   drop_if         logout / operator disconnect while away: removes matching records anywhere
 //
 // One winner: every delete that decides something (take, expiry, drop) and every update after

@@ -273,6 +273,35 @@ TEST_SUITE("cluster sessions") {
     CHECK(take_now(loop, *b, "live").has_value());
   }
 
+  TEST_CASE("a node's own kept records expire on time, however far the bucket scan is from them") {
+    SKIP_WITHOUT_NATS_SERVER();
+    NatsServer server(with_jetstream());
+    asio::io_context loop;
+    auto a = open_node(loop, server, "node-a", 2);  // the scan reads 2 records per step
+    const std::unordered_set<std::string> alive{"node-a"};
+    for (int i = 0; i < 40; ++i) put_and_wait(loop, *a, record_of("c" + std::to_string(i), {}));
+    put_and_wait(loop, *a, record_of("last", {"room"}));  // the newest: the scan reaches it last
+    a->mark_kept("last", kT0);
+    REQUIRE(run_until(loop, [&] { return a->counts().updates == 1; }));
+    CHECK(sweep_all(loop, {a.get()}, kT0 + kDuration - 1, alive).empty());
+    // One step after its time: reported, though the scan has read 4 of 41 records so far.
+    const auto reported = sweep_all(loop, {a.get()}, kT0 + kDuration, alive);
+    REQUIRE(reported.size() == 1);
+    CHECK(reported[0].first == "last");
+    CHECK(reported[0].second == ExpiryCause::Kept);
+    CHECK_FALSE(take_now(loop, *a, "last"));
+    // Once: the scan reaching where it was finds nothing more to expire.
+    CHECK(sweep_all(loop, {a.get()}, kT0 + kDuration + 1, alive, 25).empty());
+    CHECK(a->counts().expired == 1);
+    // A kept record another node took is not expired here later.
+    put_and_wait(loop, *a, record_of("taken", {}));
+    a->mark_kept("taken", kT0);
+    REQUIRE(run_until(loop, [&] { return a->counts().updates == 2; }));
+    auto b = open_node(loop, server, "node-b");
+    REQUIRE(take_now(loop, *b, "taken").has_value());
+    CHECK(sweep_all(loop, {a.get()}, kT0 + kDuration + 2, alive).empty());
+  }
+
   TEST_CASE("a restore and an expiry of one record at once: never both, never neither (20 times)") {
     SKIP_WITHOUT_NATS_SERVER();
     NatsServer server(with_jetstream());
