@@ -858,10 +858,12 @@ class OrderedSubscription final : public JsOrderedSubscription {
 
   static void on_complete(void* closure) noexcept {
     auto* state = static_cast<State*>(closure);
-    {
-      std::lock_guard<std::mutex> lock(state->mu);
-      state->completed = true;
-    }
+    // Notified under the lock: stop() deletes the state (the condition variable with it) as
+    // soon as it sees `completed`, which it cannot before this lock is released, and after that
+    // nothing here touches the state (found by ThreadSanitizer: a notify after the unlock raced
+    // with the delete).
+    std::lock_guard<std::mutex> lock(state->mu);
+    state->completed = true;
     state->completed_cv.notify_all();
   }
 
