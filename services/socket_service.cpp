@@ -863,10 +863,17 @@ ServiceSchema SocketService::schema() {
           counters_.events_in++;
           metrics_.events_by_pattern[index]++;
           event_recipients_ = 0;
-          history_event_ = history_ != nullptr && !without_history ? ctx.get() : nullptr;
-          history_deliveries_ = 0;
-          (this->*handle)(*ctx);
-          history_event_ = nullptr;
+          {
+            // Cleared however the handler ends (the broker catches what it throws): no later
+            // delivery may take this context for the event it belongs to.
+            struct HistoryScope {
+              const Context*& slot;
+              ~HistoryScope() { slot = nullptr; }
+            } scope{history_event_};
+            history_event_ = history_ != nullptr && !without_history ? ctx.get() : nullptr;
+            history_deliveries_ = 0;
+            (this->*handle)(*ctx);
+          }
           // Once the hub has written what the deliveries queued (at the end of this loop turn,
           // on every write thread): every socket write of the fan-out was issued. One clock
           // read per event, none per socket.
