@@ -267,8 +267,16 @@ class Gateway final : public steedos::app::NodeParts {
           "on the node it was connected to)",
           why);
     };
-    if (config.transport.kind == steedos::services::TransportSettings::Kind::Redis) {
-      unavailable("JetStream needs the NATS transporter (this node uses Redis)");
+    // The transporter's NATS, or servers of their own (a cluster on Redis adds a NATS for it).
+    const bool on_redis =
+        config.transport.kind == steedos::services::TransportSettings::Kind::Redis;
+    const std::string servers = !recovery.jetstream_servers.empty() ? recovery.jetstream_servers
+                                : on_redis                          ? std::string()
+                                                                    : config.broker.transporter;
+    if (servers.empty()) {
+      unavailable(
+          "JetStream needs NATS servers: the transporter is Redis and "
+          "gateway.connectionStateRecovery.jetstream.servers is not set");
       return;
     }
     const auto duration = std::chrono::milliseconds(recovery.max_disconnection_duration_ms);
@@ -277,7 +285,7 @@ class Gateway final : public steedos::app::NodeParts {
     steedos::services::ClusterSessionsOptions sessions;
     sessions.bucket = recovery.jetstream_bucket;
     sessions.node_id = broker.node_id();
-    sessions.urls = config.broker.transporter;
+    sessions.urls = servers;
     sessions.max_disconnection_duration = duration;
     // A safety net only (nodes expire records themselves): well past any kept session.
     sessions.max_age = std::max<std::chrono::milliseconds>(std::chrono::minutes(30), 2 * duration);
@@ -293,7 +301,7 @@ class Gateway final : public steedos::app::NodeParts {
     steedos::services::ClusterHistoryOptions history;
     history.stream = recovery.jetstream_stream;
     history.subject = "steedos-socket.history." + recovery.jetstream_stream;
-    history.url = config.broker.transporter;
+    history.url = servers;
     // Twice as long: a client's missed events start when its connection died, which the node
     // notices up to a ping timeout later, and maxDisconnectionDuration counts from there.
     history.max_age = 2 * duration;

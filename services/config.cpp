@@ -545,7 +545,8 @@ void read_recovery_jetstream(const Json& recovery, RecoverySettings& r) {
   const Json* v = find(recovery, "jetstream");
   if (v == nullptr) return;
   if (!v->is_object()) fail(key, "must be an object");
-  static const char* const kKnown[] = {"stream", "bucket", "replicas", "maxBytes", "storage"};
+  static const char* const kKnown[] = {"servers",  "stream",   "bucket",
+                                       "replicas", "maxBytes", "storage"};
   for (auto it = v->begin(); it != v->end(); ++it) {
     if (std::find(std::begin(kKnown), std::end(kKnown), it.key()) == std::end(kKnown)) {
       fail(dotted(key, it.key().c_str()), "unknown option");
@@ -559,6 +560,9 @@ void read_recovery_jetstream(const Json& recovery, RecoverySettings& r) {
                     });
     if (!ok) fail(dotted(key, name), "must be 1-64 of A-Z a-z 0-9 _ - (got " + shown(value) + ")");
   };
+  std::string servers;
+  read_string(*v, key, "servers", false, servers);
+  if (!servers.empty()) r.jetstream_servers = normalise_urls(dotted(key, "servers"), servers, true);
   read_string(*v, key, "stream", false, r.jetstream_stream);
   check_name("stream", r.jetstream_stream);
   read_string(*v, key, "bucket", false, r.jetstream_bucket);

@@ -31,6 +31,9 @@ struct RecoverySettings {
   /// "memory".
   std::string store;
   /// store "jetstream": the history stream and the sessions bucket (shared by every gateway).
+  /// jetstream.servers: the NATS servers of the history and the sessions (comma-separated
+  /// URLs); empty = the NATS transporter's. Needed for the jetstream store on Redis.
+  std::string jetstream_servers;
   std::string jetstream_stream = "STEEDOS_SOCKET_HISTORY";
   std::string jetstream_bucket = "steedos_socket_sessions";
   int jetstream_replicas = 1;

@@ -644,6 +644,27 @@ describe("steedos socket: the jetstream store needs a server with JetStream", { 
 		});
 	}
 
+	it("a Redis transporter with jetstream.servers: the jetstream store on that NATS, events through its history", { skip: !fs.existsSync(redis) && `${redis} is not installed` }, async () => {
+		const r = await bus(() => h.startRedis());
+		const n = await bus(() => h.startNats({ jetstream: true }));
+		const onRedis = h.createBroker("0.15", { nats: r });
+		try {
+			await onRedis.start();
+			const node = await gateway(r.url, { maxDisconnectionDuration: 2000, store: "jetstream", jetstream: { servers: n.url } });
+			await gatewayPort(node);
+			await h.waitForRemoteNode(onRedis, node.nodeID, ["socket.stats"], 10000);
+			const stats = () => onRedis.call("socket.stats", {}, { nodeID: node.nodeID, timeout: 5000 });
+			assert.equal((await stats()).recovery.store, "jetstream");
+			onRedis.broadcast("$socket.emit", { eventName: "missed", eventParams: "via-redis" });
+			await h.waitFor(async () => (await stats()).recovery.jetstream.delivered === 1, 5000, { what: "the event delivered from the history" });
+			const js = (await stats()).recovery.jetstream;
+			assert.equal(js.published, 1, JSON.stringify(js));
+			assert.equal(js.lastSequence, 1, JSON.stringify(js));
+		} finally {
+			await h.stopBrokers(onRedis);
+		}
+	});
+
 	it("store absent (auto): memory without JetStream (with a warning), jetstream with it", async () => {
 		const stores = [];
 		for (const jetstream of [false, true]) {

@@ -1018,7 +1018,7 @@ TEST_SUITE("config: gateway.connectionStateRecovery") {
     CHECK_FALSE(on.jetstream_memory_storage);
     const auto js = parse(R"({"gateway": {"connectionStateRecovery": {"store": "jetstream",
         "jetstream": {"stream": "H_1", "bucket": "s-1", "replicas": 3, "maxBytes": 1048576,
-        "storage": "memory"}}}})")
+        "storage": "memory", "servers": "n1:4222, tls://n2:4222"}}}})")
                         .gateway.recovery;
     CHECK(js.store == "jetstream");
     CHECK(js.jetstream_stream == "H_1");
@@ -1026,6 +1026,8 @@ TEST_SUITE("config: gateway.connectionStateRecovery") {
     CHECK(js.jetstream_replicas == 3);
     CHECK(js.jetstream_max_bytes == 1048576);
     CHECK(js.jetstream_memory_storage);
+    CHECK(js.jetstream_servers == "nats://n1:4222,tls://n2:4222");
+    CHECK(on.jetstream_servers.empty());  // the NATS transporter's
     const auto custom = parse(R"({"gateway": {"connectionStateRecovery": {
         "maxDisconnectionDuration": 30000, "skipMiddlewares": false, "store": "memory",
         "maxSessions": 10, "maxPackets": 20}}})")
@@ -1060,6 +1062,8 @@ TEST_SUITE("config: gateway.connectionStateRecovery") {
          "gateway.connectionStateRecovery.jetstream.subject"},
         {R"({"gateway": {"connectionStateRecovery": {"jetstream": 1}}})",
          "gateway.connectionStateRecovery.jetstream"},
+        {R"({"gateway": {"connectionStateRecovery": {"jetstream": {"servers": "redis://r:6379"}}}})",
+         "gateway.connectionStateRecovery.jetstream.servers"},
     };
     for (const auto& [text, key] : cases) {
       CAPTURE(text);
