@@ -26,6 +26,9 @@ class RecentIds {
     return true;
   }
 
+  /// Whether `id` is among the last `capacity` ids recorded.
+  bool contains(const std::string& id) const { return ids_.count(id) > 0; }
+
   size_t size() const { return order_.size(); }
 
  private:

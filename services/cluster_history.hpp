@@ -35,7 +35,6 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -86,28 +85,6 @@ std::string event_id_of_forward(const std::string& uuid);
 std::string event_id_of_broadcast(const std::string& sender, const std::string& request_id,
                                   const std::string& event_name, const std::string& params_json,
                                   const std::string& meta_json);
-
-/// The last `capacity` event ids seen, for "was this one already handled?" (oldest forgotten
-/// first). Loop thread.
-class RecentIds {
- public:
-  explicit RecentIds(size_t capacity) : capacity_(capacity) {}
-  void add(const std::string& id) {
-    if (capacity_ == 0 || !ids_.insert(id).second) return;
-    order_.push_back(id);
-    if (order_.size() > capacity_) {
-      ids_.erase(order_.front());
-      order_.pop_front();
-    }
-  }
-  bool contains(const std::string& id) const { return !ids_.empty() && ids_.count(id) > 0; }
-  size_t size() const { return ids_.size(); }
-
- private:
-  size_t capacity_;
-  std::unordered_set<std::string> ids_;
-  std::deque<std::string> order_;
-};
 
 /// The last `capacity` ids seen with a value each (oldest forgotten first). Loop thread.
 template <typename Value>

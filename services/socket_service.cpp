@@ -542,7 +542,7 @@ void SocketService::deliver_without_history(const std::string& id, const std::st
              "event history unavailable: delivered to this node's clients without an offset "
              "(not recoverable)");
   }
-  delivered_without_history_.add(id);
+  delivered_without_history_.insert(id);
   const size_t recipients =
       rooms ? hub_.deliver_to(*rooms, event, args_json) : hub_.deliver_all(event, args_json);
   counters_.events_out += recipients;

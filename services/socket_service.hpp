@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "moleculer/broker.hpp"
+#include "moleculer/recent_ids.hpp"
 #include "services/auth_coalescer.hpp"
 #include "services/client_hub.hpp"
 #include "services/cluster_calls.hpp"
@@ -284,7 +285,7 @@ class SocketService {
   uint64_t history_failures_ = 0;
   /// Ids of deliveries made without the history after a failed publish (the last 10,000): a
   /// copy another node stored is then not delivered here a second time.
-  RecentIds delivered_without_history_{10000};
+  moleculer::RecentIds delivered_without_history_{10000};
   /// socket.emit calls waiting for their event to come back from the history, by event id.
   static constexpr size_t kMaxActionWaiters = 10000;
   std::unordered_map<std::string, std::vector<std::function<void(size_t)>>> action_waiters_;

@@ -8,7 +8,9 @@ using steedos::moleculer::RecentIds;
 
 TEST_CASE("RecentIds: an id recorded once is refused while it is among the last N") {
   RecentIds ids(3);
+  CHECK_FALSE(ids.contains("a"));
   CHECK(ids.insert("a"));
+  CHECK(ids.contains("a"));
   CHECK_FALSE(ids.insert("a"));
   CHECK(ids.insert("b"));
   CHECK(ids.insert("c"));
