@@ -120,6 +120,28 @@ node_counts() {
     END { if (fp && ff) print p + 0, f + c }'
 }
 
+# The failed cases of a node --test log (TAP): each "not ok" line with the first lines of its
+# diagnostics (error, expected/actual, location), at most 80 lines a log. Printed again in the
+# summary, so that a run whose full output is lost (CI keeps only its end) still names them.
+failure_details=()
+node_failures() {
+  plain "$1" | awk '
+    /^ *not ok / { grab = 14; print; next }
+    grab > 0 && /^ *\.\.\.$/ { grab = 0; next }
+    grab > 0 && !/^ *(---|duration_ms:|type:)/ { print; grab-- }' | head -n 80
+}
+# The failed cases of the unit log: doctest's test case, check and values; ctest's list.
+unit_failures() {
+  plain "$1" | grep -E 'TEST CASE:|ERROR:|values:|\(Failed\)|\(Timeout\)|\(SEGFAULT\)|\(Subprocess' |
+    head -n 40
+}
+# add_failures SUITE LOG [EXTRACTOR]
+add_failures() {
+  local details
+  details=$("${3:-node_failures}" "$2")
+  [ -n "$details" ] && failure_details+=("$1:" "$details")
+}
+
 # add_counts SUITE "PASSED FAILED" EXIT_CODE
 add_counts() {
   local suite=$1 counts=$2 rc=$3 p f
@@ -152,6 +174,10 @@ summary() {
   echo
   echo "==> summary (logs in $logs)"
   local n
+  if [ "${#failure_details[@]}" -gt 0 ]; then
+    echo "failed cases:"
+    for n in "${failure_details[@]}"; do echo "$n" | sed 's/^/  /'; done
+  fi
   for n in "${notes[@]}"; do echo "  $n"; done
   echo "$passed passed, $failed failed"
   if [ "$failed" -eq 0 ]; then exit 0; else exit 1; fi
@@ -198,6 +224,7 @@ if [ "$run_unit" -eq 1 ]; then
   counts=$(doctest_counts "$logs/unit.log")
   [ -n "$counts" ] || counts=$(ctest_counts "$logs/unit.log")
   add_counts unit "$counts" "$rc"
+  add_failures unit "$logs/unit.log" unit_failures
 fi
 
 # The container image's steps on this host (scripts/container-steps.sh: the Dockerfile's RUN lines
@@ -282,11 +309,13 @@ if [ "$run_interop" -eq 1 ]; then
       run_step "interop$suffix" bounded env STEEDOS_TEST_IO_THREADS="$threads" node --test \
         --test-concurrency="$concurrency" --test-force-exit "${files[@]}" || rc=$?
       add_counts "interop$suffix" "$(node_counts "$logs/interop$suffix.log")" "$rc"
+      add_failures "interop$suffix" "$logs/interop$suffix.log"
       rc=0
       run_step "interop-conformance$suffix" bounded env STEEDOS_TEST_IO_THREADS="$threads" node \
         --test --test-concurrency=1 --test-force-exit tests/interop/conformance/ || rc=$?
       add_counts "interop-conformance$suffix" \
         "$(node_counts "$logs/interop-conformance$suffix.log")" "$rc"
+      add_failures "interop-conformance$suffix" "$logs/interop-conformance$suffix.log"
     done
 
     # The same suites again on Redis (Steedos's default transporter): every file that does not
@@ -322,6 +351,7 @@ if [ "$run_interop" -eq 1 ]; then
       STEEDOS_TEST_IO_THREADS=2 node --test \
       --test-concurrency="$concurrency" --test-force-exit "${redis_files[@]/#/tests/interop/}" || rc=$?
     add_counts interop-redis "$(node_counts "$logs/interop-redis.log")" "$rc"
+    add_failures interop-redis "$logs/interop-redis.log"
   fi
 fi
 
