@@ -124,6 +124,7 @@ node_counts() {
 # diagnostics (error, expected/actual, location), at most 80 lines a log. Printed again in the
 # summary, so that a run whose full output is lost (CI keeps only its end) still names them.
 failure_details=()
+# shellcheck disable=SC2317 # called through add_failures
 node_failures() {
   plain "$1" | awk '
     /^ *not ok / { grab = 14; print; next }
@@ -131,6 +132,7 @@ node_failures() {
     grab > 0 && !/^ *(---|duration_ms:|type:)/ { print; grab-- }' | head -n 80
 }
 # The failed cases of the unit log: doctest's test case, check and values; ctest's list.
+# shellcheck disable=SC2317 # called through add_failures
 unit_failures() {
   plain "$1" | grep -E 'TEST CASE:|ERROR:|values:|\(Failed\)|\(Timeout\)|\(SEGFAULT\)|\(Subprocess' |
     head -n 40
