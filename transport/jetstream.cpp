@@ -497,6 +497,8 @@ JsResult<std::unique_ptr<JetStream>> JetStream::connect(asio::io_context& loop,
   std::unique_ptr<natsOptions, void (*)(natsOptions*)> nats_options(raw_options,
                                                                     &natsOptions_Destroy);
   s = natsOptions_SetServers(raw_options, servers.data(), static_cast<int>(servers.size()));
+  // The transporter's TLS rule: a tls:// URL connects only over TLS.
+  if (s == NATS_OK) s = require_tls_if_asked(raw_options, urls);
   if (s == NATS_OK) s = natsOptions_SetName(raw_options, options.name.c_str());
   if (s == NATS_OK) s = natsOptions_SetTimeout(raw_options, options.connect_timeout_ms);
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(raw_options, -1);

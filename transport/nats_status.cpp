@@ -1,5 +1,6 @@
 #include "transport/nats_status.hpp"
 
+#include <algorithm>
 #include <string_view>
 
 namespace steedos::transport {
@@ -34,6 +35,12 @@ std::vector<std::string> split_urls(const std::string& urls) {
     start = comma + 1;
   }
   return out;
+}
+
+natsStatus require_tls_if_asked(natsOptions* options, const std::vector<std::string>& urls) {
+  const bool asked = std::any_of(
+      urls.begin(), urls.end(), [](const std::string& url) { return url.rfind("tls://", 0) == 0; });
+  return asked ? natsOptions_SetSecure(options, true) : NATS_OK;
 }
 
 }  // namespace steedos::transport

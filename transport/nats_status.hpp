@@ -16,4 +16,10 @@ std::string status_text(natsStatus status);
 /// entries dropped).
 std::vector<std::string> split_urls(const std::string& urls);
 
+/// Sets the connection secure when a URL of the list is tls://. cnats reads only host and port
+/// from a URL and would go on in plain text with a server that offers no TLS; secure from the
+/// start, it refuses such a server (NATS_SECURE_CONNECTION_WANTED) instead of sending
+/// credentials and packets in the clear.
+natsStatus require_tls_if_asked(natsOptions* options, const std::vector<std::string>& urls);
+
 }  // namespace steedos::transport

@@ -496,13 +496,7 @@ void NatsTransporter::connect(TransporterHandlers handlers) {
     }
   };
   step("url", natsOptions_SetServers(raw_options, url_ptrs.data(), int(url_ptrs.size())));
-  // A tls:// URL asks for TLS: cnats reads only host and port from it and would go on in plain
-  // text with a server that offers no TLS. Secure from the start, it refuses such a server
-  // (NATS_SECURE_CONNECTION_WANTED) instead of sending credentials and packets in the clear.
-  if (std::any_of(urls.begin(), urls.end(),
-                  [](const std::string& url) { return url.rfind("tls://", 0) == 0; })) {
-    step("tls", natsOptions_SetSecure(raw_options, true));
-  }
+  step("tls", require_tls_if_asked(raw_options, urls));
   step("name", natsOptions_SetName(raw_options, o.name.c_str()));
   step("connect_timeout_ms", natsOptions_SetTimeout(raw_options, o.connect_timeout_ms));
   step("allow_reconnect", natsOptions_SetAllowReconnect(raw_options, o.allow_reconnect));

@@ -665,6 +665,37 @@ describe("steedos socket: the jetstream store needs a server with JetStream", { 
 		}
 	});
 
+	it("a tls:// transporter: the store's own connections speak TLS too, events through its history; a tls:// jetstream.servers that offers no TLS is refused", async () => {
+		const certs = h.makeCertificates();
+		let tlsBroker;
+		try {
+			const secure = await bus(() => h.startNats({ jetstream: true, tls: { cert: certs.cert, key: certs.key } }));
+			assert.match(secure.url, /^tls:\/\//);
+			tlsBroker = h.createBroker("0.15", { transporter: { type: "NATS", options: { url: secure.url, tls: { ca: [fs.readFileSync(certs.ca)] } } } });
+			await tlsBroker.start();
+			const start = recovery => startGateway({ transporter: secure.url, protocolVersion: "5", logLevel: "info", env: { SSL_CERT_FILE: certs.ca }, extra: { gateway: { connectionStateRecovery: recovery } } })
+				.then(n => (nodes.push(n), n));
+			const node = await start({ maxDisconnectionDuration: 2000, store: "jetstream" });
+			await gatewayPort(node);
+			await h.waitForRemoteNode(tlsBroker, node.nodeID, ["socket.stats"], 10000);
+			const stats = () => tlsBroker.call("socket.stats", {}, { nodeID: node.nodeID, timeout: 5000 });
+			assert.equal((await stats()).recovery.store, "jetstream");
+			tlsBroker.broadcast("$socket.emit", { eventName: "missed", eventParams: "over-tls" });
+			await h.waitFor(async () => (await stats()).recovery.jetstream.delivered === 1, 5000, { what: "the event delivered from the history" });
+			assert.equal((await stats()).recovery.jetstream.published, 1);
+
+			// The store's NATS named tls:// but serving plain text: no fallback to the clear.
+			const plain = await bus(() => h.startNats({ jetstream: true }));
+			const refused = await start({ maxDisconnectionDuration: 2000, store: "jetstream", jetstream: { servers: plain.url.replace(/^nats:/, "tls:") } });
+			const res = await h.withTimeout(refused.exited, 15000, "the exit of the node whose store has no TLS");
+			assert.equal(res.code, 1, refused.logText());
+			assert.match(refused.logText(), /Secure Connection not available/i);
+		} finally {
+			await h.stopBrokers(tlsBroker);
+			fs.rmSync(certs.dir, { recursive: true, force: true });
+		}
+	});
+
 	it("store absent (auto): memory without JetStream (with a warning), jetstream with it", async () => {
 		const stores = [];
 		for (const jetstream of [false, true]) {
