@@ -731,11 +731,17 @@ function createBroker(version, opts = {}) {
 			{ transporter }
 		)
 	);
-	if (/^rediss?:/.test(String(transporter))) catchRedisPublishRejections(broker);
+	if (isRedisTransporter(transporter)) catchRedisPublishRejections(broker);
 	liveBrokers.set(broker, version);
 	const stop = broker.stop.bind(broker);
 	broker.stop = (...args) => stop(...args).finally(() => liveBrokers.delete(broker));
 	return broker;
+}
+
+/** A broker's `transporter` option names Redis: "Redis", "redis[s]://...", or {type: "Redis", ...}. */
+function isRedisTransporter(transporter) {
+	if (typeof transporter === "string") return /^(redis|rediss?:.*)$/i.test(transporter);
+	return /^redis$/i.test(String(transporter && transporter.type));
 }
 
 /**
