@@ -134,8 +134,13 @@ node_failures() {
 # The failed cases of the unit log: doctest's test case, check and values; ctest's list.
 # shellcheck disable=SC2317 # called through add_failures
 unit_failures() {
-  plain "$1" | grep -E 'TEST CASE:|ERROR:|values:|\(Failed\)|\(Timeout\)|\(SEGFAULT\)|\(Subprocess' |
-    head -n 40
+  # A "TEST CASE:" header also precedes every MESSAGE of a passing case: print one only when an
+  # ERROR line follows it.
+  plain "$1" | awk '
+    /TEST CASE:/ { header = $0; shown = 0; next }
+    /ERROR:/ { if (!shown && header != "") print header; shown = 1; print; grab = 1; next }
+    grab && /values:/ { print; getline; print; grab = 0; next }
+    /\((Failed|Timeout|SEGFAULT|Subprocess[^)]*)\)/ { print }' | head -n 40
 }
 # add_failures SUITE LOG [EXTRACTOR]
 add_failures() {
