@@ -621,10 +621,23 @@ describe("steedos socket: the jetstream store needs a server with JetStream", { 
 		return b;
 	}
 
-	/** A gateway with `recovery` on `transporter` (protocol 5, the 0.15 producer's). */
-	function gateway(transporter, recovery) {
-		const node = startGateway({ transporter, protocolVersion: "5", logLevel: "info", extra: { gateway: { connectionStateRecovery: recovery } } });
+	/** A gateway with `recovery` on `transporter` (protocol 5, the 0.15 producer's), `env` added to its environment. */
+	function gateway(transporter, recovery, env = {}) {
+		const node = startGateway({ transporter, protocolVersion: "5", logLevel: "info", env, extra: { gateway: { connectionStateRecovery: recovery } } });
 		return node.then(n => (nodes.push(n), n));
+	}
+
+	/** `node` runs the jetstream store, on a new stream, and delivers a broadcast `$socket.emit` of `broker` from its history. */
+	async function assertOneEventThroughHistory(broker, node, tag) {
+		await gatewayPort(node);
+		await h.waitForRemoteNode(broker, node.nodeID, ["socket.stats"], 10000);
+		const stats = () => broker.call("socket.stats", {}, { nodeID: node.nodeID, timeout: 5000 });
+		assert.equal((await stats()).recovery.store, "jetstream");
+		broker.broadcast("$socket.emit", { eventName: "missed", eventParams: tag });
+		await h.waitFor(async () => (await stats()).recovery.jetstream.delivered === 1, 5000, { what: "the event delivered from the history" });
+		const js = (await stats()).recovery.jetstream;
+		assert.equal(js.published, 1, JSON.stringify(js));
+		assert.equal(js.lastSequence, 1, JSON.stringify(js));
 	}
 
 	const redis = process.env.REDIS_SERVER_BIN || "/usr/bin/redis-server";
@@ -651,15 +664,7 @@ describe("steedos socket: the jetstream store needs a server with JetStream", { 
 		try {
 			await onRedis.start();
 			const node = await gateway(r.url, { maxDisconnectionDuration: 2000, store: "jetstream", jetstream: { servers: n.url } });
-			await gatewayPort(node);
-			await h.waitForRemoteNode(onRedis, node.nodeID, ["socket.stats"], 10000);
-			const stats = () => onRedis.call("socket.stats", {}, { nodeID: node.nodeID, timeout: 5000 });
-			assert.equal((await stats()).recovery.store, "jetstream");
-			onRedis.broadcast("$socket.emit", { eventName: "missed", eventParams: "via-redis" });
-			await h.waitFor(async () => (await stats()).recovery.jetstream.delivered === 1, 5000, { what: "the event delivered from the history" });
-			const js = (await stats()).recovery.jetstream;
-			assert.equal(js.published, 1, JSON.stringify(js));
-			assert.equal(js.lastSequence, 1, JSON.stringify(js));
+			await assertOneEventThroughHistory(onRedis, node, "via-redis");
 		} finally {
 			await h.stopBrokers(onRedis);
 		}
@@ -673,16 +678,8 @@ describe("steedos socket: the jetstream store needs a server with JetStream", { 
 			assert.match(secure.url, /^tls:\/\//);
 			tlsBroker = h.createBroker("0.15", { transporter: { type: "NATS", options: { url: secure.url, tls: { ca: [fs.readFileSync(certs.ca)] } } } });
 			await tlsBroker.start();
-			const start = recovery => startGateway({ transporter: secure.url, protocolVersion: "5", logLevel: "info", env: { SSL_CERT_FILE: certs.ca }, extra: { gateway: { connectionStateRecovery: recovery } } })
-				.then(n => (nodes.push(n), n));
-			const node = await start({ maxDisconnectionDuration: 2000, store: "jetstream" });
-			await gatewayPort(node);
-			await h.waitForRemoteNode(tlsBroker, node.nodeID, ["socket.stats"], 10000);
-			const stats = () => tlsBroker.call("socket.stats", {}, { nodeID: node.nodeID, timeout: 5000 });
-			assert.equal((await stats()).recovery.store, "jetstream");
-			tlsBroker.broadcast("$socket.emit", { eventName: "missed", eventParams: "over-tls" });
-			await h.waitFor(async () => (await stats()).recovery.jetstream.delivered === 1, 5000, { what: "the event delivered from the history" });
-			assert.equal((await stats()).recovery.jetstream.published, 1);
+			const start = recovery => gateway(secure.url, recovery, { SSL_CERT_FILE: certs.ca });
+			await assertOneEventThroughHistory(tlsBroker, await start({ maxDisconnectionDuration: 2000, store: "jetstream" }), "over-tls");
 
 			// The store's NATS named tls:// but serving plain text: no fallback to the clear.
 			const plain = await bus(() => h.startNats({ jetstream: true }));
