@@ -179,7 +179,8 @@ void MemoryRecoveryStore::take(const std::string& pid, const std::string& offset
   done(std::move(restored));
 }
 
-size_t MemoryRecoveryStore::drop_if(std::function<bool(const KeptSession&)> match) {
+void MemoryRecoveryStore::drop_if(std::function<bool(const KeptSession&)> match,
+                                  std::function<void(size_t)> done) {
   size_t dropped = 0;
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     auto next = std::next(it);
@@ -190,7 +191,7 @@ size_t MemoryRecoveryStore::drop_if(std::function<bool(const KeptSession&)> matc
     it = next;
   }
   counts_.dropped += dropped;
-  return dropped;
+  if (done) done(dropped);
 }
 
 void MemoryRecoveryStore::sweep(Clock::time_point now,

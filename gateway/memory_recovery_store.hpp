@@ -41,7 +41,8 @@ class MemoryRecoveryStore : public RecoveryStore {
   void keep(KeptSession session) override;
   void take(const std::string& pid, const std::string& offset,
             std::function<void(std::optional<RestoredSession>)> done) override;
-  size_t drop_if(std::function<bool(const KeptSession&)> match) override;
+  void drop_if(std::function<bool(const KeptSession&)> match,
+               std::function<void(size_t)> done) override;
   void sweep(Clock::time_point now,
              const std::function<void(const KeptSession&)>& expired) override;
   size_t session_count() const override { return sessions_.size(); }

@@ -109,10 +109,12 @@ class RecoveryStore {
   /// Keeps again a session take() handed out whose socket went before it could be restored
   /// (its connection closed meanwhile): the client can still come back with it.
   virtual void give_back(KeptSession session) { keep(std::move(session)); }
-  /// Removes the kept sessions `match` selects; returns how many were removed now (a cluster
-  /// store removes them later, on every node, and returns 0). `match` may be kept and called
-  /// later, on another thread: it must own what it captures.
-  virtual size_t drop_if(std::function<bool(const KeptSession&)> match) = 0;
+  /// Removes the kept sessions `match` selects, then calls `done` once with how many, now or
+  /// later, on the loop thread (a cluster store removes them from the shared records of every
+  /// node). `match` may be kept and called later, on another thread: it must own what it
+  /// captures.
+  virtual void drop_if(std::function<bool(const KeptSession&)> match,
+                       std::function<void(size_t)> done) = 0;
   /// Removes what is older than max_disconnection_duration; `expired` is called for each kept
   /// session removed unrecovered.
   virtual void sweep(std::chrono::steady_clock::time_point now,

@@ -1145,12 +1145,16 @@ size_t Namespace::emit_all(std::string_view event, const RawArgs& raw_args, Atta
   return send_all(packet, except_id, is_volatile);
 }
 
-size_t Namespace::drop_kept_sessions(std::function<bool(const KeptSession&)> match) {
+void Namespace::drop_kept_sessions(std::function<bool(const KeptSession&)> match,
+                                   std::function<void(size_t)> done) {
   RecoveryStore* store = server_.recovery_store_.get();
-  if (store == nullptr) return 0;
-  return store->drop_if([match = std::move(match), nsp = name_](const KeptSession& session) {
-    return session.nsp == nsp && match(session);
-  });
+  if (store == nullptr) {
+    if (done) done(0);
+    return;
+  }
+  store->drop_if([match = std::move(match), nsp = name_](
+                     const KeptSession& session) { return session.nsp == nsp && match(session); },
+                 std::move(done));
 }
 
 Socket* Namespace::find(std::string_view id) const {

@@ -275,9 +275,11 @@ class Namespace {
   /// expiry). Without hooks a socket is kept with null app data and every restore is allowed.
   void set_recovery_hooks(RecoveryHooks hooks) { recovery_hooks_ = std::move(hooks); }
   /// Removes this namespace's kept sessions `match` selects (a user logged out, a socket the
-  /// application disconnected while it was away); returns how many. 0 when recovery is off.
-  /// `match` may be called later (a cluster store): it must own what it captures.
-  size_t drop_kept_sessions(std::function<bool(const KeptSession&)> match);
+  /// application disconnected while it was away), then calls `done` with how many (0 when
+  /// recovery is off), now or later on the loop thread (a cluster store). `match` may be called
+  /// later: it must own what it captures.
+  void drop_kept_sessions(std::function<bool(const KeptSession&)> match,
+                          std::function<void(size_t)> done = {});
 
   /// Encodes an EVENT for this namespace once; nullptr (logged) when refused: reserved event
   /// name or more than 10 attachments. With recovery on it carries a fresh offset as the last

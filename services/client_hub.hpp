@@ -142,9 +142,13 @@ class ClientHub {
 
   /// Connection state recovery: installs the service's handlers (no-op when it is off).
   virtual void set_recovery_handlers(RecoveryHandlers) {}
-  /// Forgets the kept clients `match` selects, so they can never be restored; how many (0 with
-  /// a cluster store, which removes them later on every node: `match` must own its captures).
-  virtual size_t drop_kept(const std::function<bool(const KeptClient&)>& /*match*/) { return 0; }
+  /// Forgets the kept clients `match` selects, so they can never be restored, then calls `done`
+  /// with how many, now or later on the loop thread (a cluster store scans the records of every
+  /// node: `match` must own its captures).
+  virtual void drop_kept(const std::function<bool(const KeptClient&)>& /*match*/,
+                         std::function<void(size_t)> done) {
+    done(0);
+  }
 
   /// Calls `fn` once what the deliveries so far queued has been written to the clients' sockets
   /// (later in this loop turn), or at once when nothing waits.

@@ -176,10 +176,13 @@ void GatewayHub::set_recovery_handlers(RecoveryHandlers handlers) {
   nsp_.set_recovery_hooks(std::move(hooks));
 }
 
-size_t GatewayHub::drop_kept(const std::function<bool(const KeptClient&)>& match) {
-  return nsp_.drop_kept_sessions([match](const gateway::KeptSession& session) {
-    return match(KeptClient{session.sid, session.app_data});
-  });
+void GatewayHub::drop_kept(const std::function<bool(const KeptClient&)>& match,
+                           std::function<void(size_t)> done) {
+  nsp_.drop_kept_sessions(
+      [match](const gateway::KeptSession& session) {
+        return match(KeptClient{session.sid, session.app_data});
+      },
+      std::move(done));
 }
 
 void GatewayHub::disconnect(const std::vector<std::string>& ids) {

@@ -29,7 +29,8 @@ class GatewayHub final : public ClientHub {
   size_t deliver_at(const std::vector<std::string>* rooms,
                     const std::vector<std::string>& except_rooms, std::string_view event,
                     std::string_view args, std::string offset) override;
-  size_t drop_kept(const std::function<bool(const KeptClient&)>& match) override;
+  void drop_kept(const std::function<bool(const KeptClient&)>& match,
+                 std::function<void(size_t)> done) override;
   void after_writes(std::function<void()> fn) override;
 
  private:

@@ -282,19 +282,20 @@ void JetStreamRecoveryStore::give_up(std::shared_ptr<Restore> restore, const cha
   restore->done(std::nullopt);
 }
 
-size_t JetStreamRecoveryStore::drop_if(std::function<bool(const gateway::KeptSession&)> match) {
+void JetStreamRecoveryStore::drop_if(std::function<bool(const gateway::KeptSession&)> match,
+                                     std::function<void(size_t)> done) {
   // Kept records only: a connected socket's record belongs to its node, which disconnects it
   // itself if the application asked for that.
   sessions_.drop_if(
       [match = std::move(match)](const ClusterSessionRecord& record) {
         return record.state == ClusterSessionState::Kept && match(kept_session_of(record));
       },
-      [this, alive = alive_](size_t removed) {
+      [this, alive = alive_, done = std::move(done)](size_t removed) {
         if (!*alive) return;
         dropped_ += removed;
         if (removed > 0) logger()->info("{} kept session(s) dropped cluster-wide", removed);
+        if (done) done(removed);
       });
-  return 0;
 }
 
 void JetStreamRecoveryStore::sweep(

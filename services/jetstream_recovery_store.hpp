@@ -88,7 +88,9 @@ class JetStreamRecoveryStore final : public gateway::RecoveryStore {
   void give_back(gateway::KeptSession session) override;
   void take(const std::string& pid, const std::string& offset,
             std::function<void(std::optional<gateway::RestoredSession>)> done) override;
-  size_t drop_if(std::function<bool(const gateway::KeptSession&)> match) override;
+  /// Scans the bucket (one node does it for the cluster); `done` once the scan ended.
+  void drop_if(std::function<bool(const gateway::KeptSession&)> match,
+               std::function<void(size_t)> done) override;
   void sweep(std::chrono::steady_clock::time_point now,
              const std::function<void(const gateway::KeptSession&)>& expired) override;
 

@@ -654,14 +654,18 @@ void SocketService::logout(const std::string& token) {
   const auto ids = sessions_.clients_of_token(token);
   hub_.disconnect(ids);
   // Kept clients of the token (away when it logged out) can never be restored.
+  // The line is written once they are gone (a cluster store scans every node's records first).
   const std::string fingerprint = token_fingerprint(token);
-  const size_t kept = hub_.drop_kept([fingerprint](const KeptClient& client) {
-    return client.saved.is_object() && client.saved.value("token", "") == fingerprint;
-  });
-  component_logger("socket")->info(
-      "logout: {} cached session(s) dropped, {} socket(s) closed, {} kept for recovery dropped, {} "
-      "auth call(s) abandoned",
-      dropped, ids.size(), kept, abandoned);
+  hub_.drop_kept(
+      [fingerprint](const KeptClient& client) {
+        return client.saved.is_object() && client.saved.value("token", "") == fingerprint;
+      },
+      [dropped, closed = ids.size(), abandoned](size_t kept) {
+        component_logger("socket")->info(
+            "logout: {} cached session(s) dropped, {} socket(s) closed, {} kept for recovery "
+            "dropped, {} auth call(s) abandoned",
+            dropped, closed, kept, abandoned);
+      });
 }
 
 ConnectionCounts SocketService::connection_counts() const {
@@ -985,13 +989,20 @@ ServiceSchema SocketService::schema() {
         });
         hub_.disconnect(ids);
         Json answer{{"disconnected", ids.size()}};
-        if (config_.gateway.recovery.enabled) {
-          // Away ones too: a kept client the operator disconnected never comes back.
-          const SocketSelector selector{params.user_id, params.sid, std::nullopt, params.tenant_id};
-          answer["keptDropped"] = hub_.drop_kept(
-              [selector](const KeptClient& kept) { return selected(kept, selector); });
+        if (!config_.gateway.recovery.enabled) {
+          answer_in_scope(ctx, params.scope, std::move(answer), respond, summed_reply);
+          return;
         }
-        answer_in_scope(ctx, params.scope, std::move(answer), respond, summed_reply);
+        // Away ones too: a kept client the operator disconnected never comes back. The answer
+        // waits for the count (a cluster store scans the records of every node first).
+        const SocketSelector selector{params.user_id, params.sid, std::nullopt, params.tenant_id};
+        hub_.drop_kept([selector](const KeptClient& kept) { return selected(kept, selector); },
+                       [this, alive = alive_, ctx, scope = params.scope, answer = std::move(answer),
+                        respond](size_t kept_dropped) mutable {
+                         if (!*alive) return;
+                         answer["keptDropped"] = kept_dropped;
+                         answer_in_scope(ctx, scope, std::move(answer), respond, summed_reply);
+                       });
       });
   for (const bool join : {true, false}) {
     action(join ? "join" : "leave",

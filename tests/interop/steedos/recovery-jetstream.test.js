@@ -323,6 +323,17 @@ describe("steedos socket: connection state recovery with the jetstream store (tw
 		assert.equal(await dropped(), before + 1, "dropped once cluster-wide");
 	});
 
+	it("the socket.disconnect action on the other node while the client is away: keptDropped 1 (found in the shared records), no restore", async () => {
+		const s = await connectU1(c, c.ports[0], WEBSOCKET.transports);
+		const id = s.id;
+		await dropTransport(c, s, c.nodes[0]);
+		const reply = await c.producer.call("socket.disconnect", { sid: id }, { nodeID: c.nodes[1].nodeID, timeout: 5000 });
+		assert.deepEqual(reply, { disconnected: 0, keptDropped: 1 });
+		await h.waitFor(() => s.connected, AWAY_MS + 4000, { what: "the client's next connect" });
+		assert.notEqual(s.id, id);
+		assert.equal(s.recovered, false);
+	});
+
 	it("the socket.emit action goes through the history: once per call (also with cluster: true), each node answering its recipients; missed ones come back", async () => {
 		const s = await connectU1(c, c.ports[0], WEBSOCKET.transports);
 		const id = s.id;

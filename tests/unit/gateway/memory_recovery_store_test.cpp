@@ -274,7 +274,10 @@ TEST_SUITE("memory_recovery_store") {
     f.keep("s1", "p1", {});
     f.keep("s2", "p2", {});
     f.keep("s3", "p3", {}, "/other");
-    CHECK(f.store->drop_if([](const KeptSession& s) { return s.sid != "s2"; }) == 2);
+    std::optional<size_t> dropped;
+    f.store->drop_if([](const KeptSession& s) { return s.sid != "s2"; },
+                     [&](size_t n) { dropped = n; });
+    CHECK(dropped == 2u);  // answered at once
     CHECK(f.store->counts().dropped == 2);
     CHECK_FALSE(f.take("p1", seen).has_value());
     CHECK(f.take("p2", seen).has_value());

@@ -240,8 +240,12 @@ TEST_SUITE("jetstream recovery store") {
     a.store->keep(socket_of("SK2", "K2", {}));
     flushed(loop, a);
     // A drop of every kept session from b: K1 and K2 go, the connected C1 stays.
-    b.store->drop_if([](const KeptSession& s) { return s.sid == "SK1"; });
-    REQUIRE(run_until(loop, [&] { return b.store->counts().dropped == 1; }));
+    std::optional<size_t> dropped;  // answered once b's scan of the bucket ended
+    b.store->drop_if([](const KeptSession& s) { return s.sid == "SK1"; },
+                     [&](size_t n) { dropped = n; });
+    REQUIRE(run_until(loop, [&] { return dropped.has_value(); }));
+    CHECK(*dropped == 1);
+    CHECK(b.store->counts().dropped == 1);
     std::this_thread::sleep_for(350ms);  // deliberate: past maxDisconnectionDuration
     std::vector<std::string> expired;
     auto collect = [&](const KeptSession& s) { expired.push_back(s.sid); };

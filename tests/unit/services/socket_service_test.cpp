@@ -191,7 +191,8 @@ class FakeHub final : public ClientHub {
   void set_recovery_handlers(RecoveryHandlers handlers) override {
     recovery_ = std::move(handlers);
   }
-  size_t drop_kept(const std::function<bool(const KeptClient&)>& match) override {
+  void drop_kept(const std::function<bool(const KeptClient&)>& match,
+                 std::function<void(size_t)> done) override {
     size_t dropped = 0;
     for (auto it = kept_.begin(); it != kept_.end();) {
       if (match(KeptClient{it->first, it->second})) {
@@ -201,7 +202,7 @@ class FakeHub final : public ClientHub {
         ++it;
       }
     }
-    return dropped;
+    done(dropped);
   }
   /// The client's transport drops: a recoverable disconnect. The service's part is saved
   /// before the disconnect handler, as the gateway does.
